@@ -1,0 +1,45 @@
+"""Developer sessions: ``nox -s tests`` (what CI runs), ``lint``, ``typecheck``, ``bench``."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.reuse_existing_virtualenvs = True
+
+PYTHON = "3.11"
+
+
+def _install(session: nox.Session, *groups: str) -> None:
+    """Install the project with every extra, plus the named dependency groups."""
+    session.install("-e", ".[all]", *(f"--group={g}" for g in groups))
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Every test, on the asyncio and trio backends. In CI (CI=true) a skip is a failure."""
+    _install(session, "test")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff: lint and import order."""
+    session.install("--group=lint", ".")
+    session.run("ruff", "check", "src", "tests", "bench", "noxfile.py")
+    session.run("ruff", "format", "--check", "src", "tests", "bench", "noxfile.py")
+
+
+@nox.session(python=PYTHON)
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over src, tests and this file."""
+    _install(session, "typecheck")
+    session.run("mypy")
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Throughput of xtasks against raw asyncio, APScheduler and taskiq; prints ratios."""
+    _install(session, "bench")
+    session.run("python", "-m", "bench", *session.posargs)

@@ -1,0 +1,168 @@
+"""Every error and warning xtasks raises, under one root.
+
+::
+
+    XtasksError
+      ConfigError            a Task field, trigger or configuration value is invalid
+        CronError            a cron expression is malformed or can never fire
+        DependencyCycleError a depends_on graph has a cycle (the path is named)
+        UnknownDependencyError  a task depends on a name no task has (raised at start)
+      TaskNotFoundError      no task of that name (also a LookupError)
+      DuplicateTaskError     a task of that name is already registered
+      SchedulerStateError    the call needs a running (or a stopped) scheduler
+      TaskStateError         the task is paused or cancelled, so it cannot run now
+      StoreError             a store backend failed; the driver error is chained
+      RunCancelledError      outcome: the run was cancelled (shutdown, cancel())
+      RunTimeoutError        outcome: an attempt exceeded the task's timeout
+
+    XtasksWarning (UserWarning)
+      ShortIntervalWarning   an interval under 5 seconds
+
+Errors carry their structured fields as attributes, and build the message from them, so
+an API can serialise them and a person can act on the message.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "CronError",
+    "DependencyCycleError",
+    "DuplicateTaskError",
+    "RunCancelledError",
+    "RunTimeoutError",
+    "SchedulerStateError",
+    "ShortIntervalWarning",
+    "StoreError",
+    "TaskNotFoundError",
+    "TaskStateError",
+    "UnknownDependencyError",
+    "XtasksError",
+    "XtasksWarning",
+]
+
+
+class XtasksError(Exception):
+    """Base of every error xtasks raises."""
+
+
+class ConfigError(XtasksError):
+    """A value a user gave is invalid; the message names where it came from and the fix.
+
+    :param message: what is wrong and what to do about it.
+    :param task: the task name the value belongs to, when known.
+    :param field: the field or key that holds the bad value, when known.
+    """
+
+    def __init__(self, message: str, *, task: str | None = None, field: str | None = None):
+        self.task = task
+        self.field = field
+        where = []
+        if task is not None:
+            where.append(f"task {task!r}")
+        if field is not None:
+            where.append(f"field {field!r}")
+        prefix = (", ".join(where) + ": ") if where else ""
+        super().__init__(prefix + message)
+        self.message = message
+
+
+class CronError(ConfigError):
+    """A cron expression is malformed, or matches no instant at all."""
+
+
+class DependencyCycleError(ConfigError):
+    """Adding a task would close a cycle in the ``depends_on`` graph.
+
+    :param path: the cycle, first name repeated at the end (``["a", "b", "a"]``).
+    """
+
+    def __init__(self, path: list[str]):
+        self.path = path
+        super().__init__(
+            "dependency cycle " + " -> ".join(path)
+            + "; remove one of these depends_on entries",
+            task=path[0],
+            field="depends_on",
+        )
+
+
+class UnknownDependencyError(ConfigError):
+    """A task depends on a task name that is not registered when the scheduler starts."""
+
+    def __init__(self, task: str, missing: str, known: list[str]):
+        self.missing = missing
+        hint = _did_you_mean(missing, known)
+        super().__init__(
+            f"depends on {missing!r}, which is not a registered task{hint}; "
+            "add that task or remove it from depends_on",
+            task=task,
+            field="depends_on",
+        )
+
+
+class TaskNotFoundError(XtasksError, LookupError):
+    """No task has this name."""
+
+    def __init__(self, name: str, known: list[str] | None = None):
+        self.name = name
+        hint = _did_you_mean(name, known or [])
+        super().__init__(f"no task named {name!r}{hint}")
+
+
+class DuplicateTaskError(XtasksError):
+    """A task with this name is already registered."""
+
+    def __init__(self, name: str):
+        self.name = name
+        super().__init__(
+            f"a task named {name!r} is already registered; "
+            "choose another name or remove the existing task first"
+        )
+
+
+class SchedulerStateError(XtasksError):
+    """The call needs the scheduler in another state (running, or stopped)."""
+
+
+class TaskStateError(XtasksError):
+    """The task is paused or cancelled, so a manual run is refused; resume it first."""
+
+    def __init__(self, task: str, state: str):
+        self.task = task
+        self.state = state
+        super().__init__(
+            f"task {task!r} is {state}; resume it (scheduler.resume({task!r})) to run it"
+        )
+
+
+class StoreError(XtasksError):
+    """A store backend failed. The driver's own exception is chained as ``__cause__``."""
+
+
+class RunCancelledError(XtasksError):
+    """The run was cancelled: by shutdown, or by ``Scheduler.cancel``. Never retried."""
+
+
+class RunTimeoutError(XtasksError):
+    """An attempt ran longer than the task's ``timeout``; counted as a failure."""
+
+    def __init__(self, task: str, timeout: float):
+        self.task = task
+        self.timeout = timeout
+        super().__init__(f"task {task!r} exceeded its timeout of {timeout:g} s")
+
+
+class XtasksWarning(UserWarning):
+    """Base of every warning xtasks emits."""
+
+
+class ShortIntervalWarning(XtasksWarning):
+    """An interval under 5 seconds: allowed, but usually a mistake in production."""
+
+
+def _did_you_mean(name: str, known: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

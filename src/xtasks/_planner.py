@@ -1,0 +1,848 @@
+"""The planner: every scheduling policy, as pure code.
+
+It owns the timers (next fire of every task, retry and jitter delays), the ready queue
+(priority, then due time, then arrival), dependency gating, overlap policies, retries,
+cancellation, the consecutive-failure counter and alert decisions. It never awaits and
+never reads a clock: every method takes ``now``. What it wants done in the world (claim a
+fire, record a run, cancel an attempt, send an alert, persist a task's state) it appends
+to a list of decisions that the runtime drains with :meth:`Planner.drain`.
+
+That shape is what lets Hypothesis drive it through thousands of random histories in
+virtual time, and lets a store backend change without the planner noticing.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import math
+import random
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Final, final
+
+from ._errors import (
+    ConfigError,
+    DependencyCycleError,
+    DuplicateTaskError,
+    TaskNotFoundError,
+    TaskStateError,
+    UnknownDependencyError,
+)
+from ._events import Alert, AlertKind
+from ._runs import RunRecord, RunStatus, TaskRecord, TaskState, TriggerKind
+from ._task import CatchUp, Mode, Overlap
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from datetime import datetime
+
+    from ._runs import ErrorInfo
+    from ._task import Task
+    from ._triggers import Trigger
+
+__all__ = [
+    "CATCH_UP_CAP",
+    "CancelAttempt",
+    "ClaimFire",
+    "Decision",
+    "Planner",
+    "RecordRun",
+    "Run",
+    "SaveTask",
+    "SendAlert",
+]
+
+#: Most fires one catch-up replays with ``catch_up="all"``; the rest are recorded missed.
+CATCH_UP_CAP: Final = 100
+
+_FIRE: Final = 0
+_START: Final = 1
+_TICK: Final = timedelta(microseconds=1)
+_log = logging.getLogger("xtasks")
+
+
+# --- decisions: what the planner asks the runtime to do ------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimFire:
+    """Claim ``(task, fire_time)`` in the store, then call :meth:`Planner.fire_claimed`.
+
+    ``missed > 0`` means the claim covers a range of fires that will not run: on success
+    the planner records one ``missed`` run for the ``missed`` fires from ``fire_time``
+    to ``missed_until``.
+    """
+
+    task: str
+    fire_time: datetime
+    kind: TriggerKind
+    missed: int = 0
+    missed_until: datetime | None = None
+    missed_more: bool = False  #: more fires than counted were missed (the count is capped)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRun:
+    """Write this snapshot to the store and tell subscribers."""
+
+    record: RunRecord
+
+
+@dataclass(frozen=True, slots=True)
+class CancelAttempt:
+    """Cancel the running attempt of this run, then report it cancelled."""
+
+    run_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SendAlert:
+    """Deliver this alert to every alerter."""
+
+    alert: Alert
+
+
+@dataclass(frozen=True, slots=True)
+class SaveTask:
+    """Persist a task's state; ``state_changed`` when pause/resume/cancel changed it."""
+
+    task: str
+    record: TaskRecord
+    state_changed: bool = False
+
+
+Decision = ClaimFire | RecordRun | CancelAttempt | SendAlert | SaveTask
+
+
+# --- planner-side state ---------------------------------------------------------------
+
+
+@final
+class Run:
+    """A run as the planner tracks it while it lives. History sees :class:`RunRecord`."""
+
+    __slots__ = (
+        "args",
+        "attempts",
+        "dependents",
+        "due",
+        "entry",
+        "error",
+        "finished_at",
+        "id",
+        "kind",
+        "kwargs",
+        "reason",
+        "result",
+        "scheduled_at",
+        "started_at",
+        "status",
+        "token",
+        "waiting_on",
+    )
+
+    def __init__(
+        self, run_id: str, entry: _Entry, kind: TriggerKind, scheduled_at: datetime
+    ) -> None:
+        self.id = run_id
+        self.entry = entry
+        self.kind = kind
+        self.status = RunStatus.QUEUED
+        self.scheduled_at = scheduled_at
+        self.due = scheduled_at
+        self.started_at: datetime | None = None
+        self.finished_at: datetime | None = None
+        self.attempts = 0
+        self.error: ErrorInfo | None = None
+        self.reason: str | None = None
+        self.result: Any = None
+        self.args: tuple[Any, ...] = entry.task.args
+        self.kwargs: Mapping[str, Any] = entry.task.kwargs
+        self.waiting_on: set[str] = set()
+        self.dependents: list[Run] = []
+        self.token = 0  # bumped on every change, so stale heap entries are recognised
+
+    @property
+    def task(self) -> Task:
+        return self.entry.task
+
+    def record(self, replica: str) -> RunRecord:
+        return RunRecord(
+            id=self.id,
+            task=self.entry.task.name,
+            status=self.status,
+            trigger=self.kind,
+            scheduled_at=self.scheduled_at,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            attempts=self.attempts,
+            error=self.error,
+            reason=self.reason,
+            result=self.result,
+            replica=replica,
+        )
+
+    def __repr__(self) -> str:
+        return f"<Run {self.id} {self.entry.task.name} {self.status.value}>"
+
+
+@final
+class _Entry:
+    """A task and its live state inside the planner."""
+
+    __slots__ = (
+        "active",
+        "alerting",
+        "depth",
+        "failures",
+        "last_fire",
+        "next_fire",
+        "queued_behind",
+        "registered",
+        "state",
+        "task",
+        "token",
+        "trigger",
+    )
+
+    def __init__(self, task: Task, trigger: Trigger | None, *, registered: bool) -> None:
+        self.task = task
+        self.trigger = trigger
+        self.registered = registered
+        self.state = TaskState.ACTIVE
+        self.active: list[Run] = []  # live runs, in creation order
+        self.queued_behind: Run | None = None  # overlap="queue": the one run held back
+        self.failures = 0
+        self.alerting = False
+        self.depth = 0
+        self.last_fire: datetime | None = None
+        self.next_fire: datetime | None = None
+        self.token = 0
+
+    def task_record(self) -> TaskRecord:
+        return TaskRecord(
+            state=self.state,
+            last_fire=self.last_fire,
+            consecutive_failures=self.failures,
+            alerting=self.alerting,
+        )
+
+
+def _default_ids() -> Callable[[], str]:
+    prefix = secrets.token_hex(6)
+    counter = itertools.count(1)
+    return lambda: f"{prefix}{next(counter):08x}"
+
+
+@final
+class Planner:
+    """Sans-I/O scheduling state machine.
+
+    :param max_concurrency: runs executing at once, all modes together.
+    :param thread_slots: ``sync`` runs executing at once (the thread pool's size).
+    :param process_slots: ``process`` runs executing at once.
+    :param replica: written into every record, so history shows who ran what.
+    :param rng: source of jitter; seed it for reproducible tests.
+    :param new_id: makes run ids; unique across replicas by default.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_concurrency: int = 100,
+        thread_slots: int = 40,
+        process_slots: int = 4,
+        replica: str = "",
+        rng: random.Random | None = None,
+        new_id: Callable[[], str] | None = None,
+    ) -> None:
+        if max_concurrency < 1:
+            raise ConfigError(
+                f"max_concurrency must be at least 1, got {max_concurrency!r}",
+                field="max_concurrency",
+            )
+        self.max_concurrency = max_concurrency
+        self.replica = replica
+        self._limits = {Mode.ASYNC: math.inf, Mode.SYNC: thread_slots, Mode.PROCESS: process_slots}
+        self._rng = rng or random.Random()
+        self._new_id = new_id or _default_ids()
+        self._entries: dict[str, _Entry] = {}
+        self._adhoc: dict[str, _Entry] = {}
+        self._runs: dict[str, Run] = {}  # live runs by id
+        self._timers: list[tuple[datetime, int, int, int, object, int]] = []
+        # Ready heaps, one per mode: (priority rank, due, arrival, token, run).
+        self._ready: dict[Mode, list[tuple[int, datetime, int, int, Run]]] = {m: [] for m in Mode}
+        self._running = 0
+        self._running_by_mode = dict.fromkeys(Mode, 0)
+        self._seq = itertools.count()
+        self._decisions: list[Decision] = []
+        self._closing = False
+
+    # --- registry ---------------------------------------------------------------------
+
+    @property
+    def tasks(self) -> dict[str, Task]:
+        """Registered tasks by name (a fresh dict)."""
+        return {name: e.task for name, e in self._entries.items()}
+
+    def add_task(self, task: Task, now: datetime) -> None:
+        """Register ``task`` and arm its trigger from ``now``.
+
+        :raises DuplicateTaskError: a task of that name is registered.
+        :raises DependencyCycleError: the new edges close a cycle (the path is named).
+        """
+        if task.name in self._entries:
+            raise DuplicateTaskError(task.name)
+        self._check_cycle(task)
+        trigger = task.trigger.anchored(now) if task.trigger is not None else None
+        entry = _Entry(task, trigger, registered=True)
+        self._entries[task.name] = entry
+        self._update_depths()
+        if task.enabled:
+            self._arm(entry, now)
+
+    def remove_task(self, name: str, now: datetime) -> Task:
+        """Unregister ``name``: no more fires; its queued runs are cancelled.
+
+        :raises TaskNotFoundError: no such task.
+        :raises ConfigError: other tasks depend on it.
+        """
+        entry = self._entry(name)
+        dependents = sorted(
+            e.task.name for e in self._entries.values() if name in e.task.depends_on
+        )
+        if dependents:
+            raise ConfigError(
+                f"cannot remove it: {', '.join(dependents)} depend on it; "
+                "remove those tasks first",
+                task=name,
+            )
+        del self._entries[name]
+        entry.token += 1
+        self._cancel_pending(entry, now, "removed")
+        self._update_depths()
+        return entry.task
+
+    def validate(self) -> None:
+        """Check that every dependency names a registered task.
+
+        :raises UnknownDependencyError: naming the task and the missing name.
+        """
+        known = sorted(self._entries)
+        for entry in self._entries.values():
+            for dep in entry.task.depends_on:
+                if dep not in self._entries:
+                    raise UnknownDependencyError(entry.task.name, dep, known)
+
+    def restore(self, name: str, record: TaskRecord, now: datetime) -> None:
+        """Apply the state a store kept for ``name`` (at start, or after a restart).
+
+        A ``last_fire`` in the past re-arms the trigger from it, so fires missed while no
+        scheduler ran go through the task's ``catch_up`` policy on the next :meth:`advance`.
+        """
+        entry = self._entry(name)
+        entry.state = record.state
+        entry.failures = record.consecutive_failures
+        entry.alerting = record.alerting
+        entry.last_fire = record.last_fire
+        entry.token += 1
+        if entry.state is TaskState.ACTIVE and entry.task.enabled:
+            if record.last_fire is not None:
+                self._arm(entry, record.last_fire)
+            else:
+                self._arm(entry, now)
+        else:
+            entry.next_fire = None
+
+    def task_record(self, name: str) -> TaskRecord:
+        """The state the store should hold for ``name``."""
+        return self._entry(name).task_record()
+
+    def state_of(self, name: str) -> TaskState:
+        return self._entry(name).state
+
+    def next_fire_of(self, name: str) -> datetime | None:
+        return self._entry(name).next_fire
+
+    def consecutive_failures_of(self, name: str) -> int:
+        return self._entry(name).failures
+
+    def get_run(self, run_id: str) -> Run | None:
+        """The live run with this id, or ``None`` once it is final."""
+        return self._runs.get(run_id)
+
+    def live_runs(self) -> list[Run]:
+        return list(self._runs.values())
+
+    # --- requests ---------------------------------------------------------------------
+
+    def request(self, name: str, now: datetime, kind: TriggerKind = TriggerKind.MANUAL) -> Run:
+        """Ask for a run of ``name`` now, honouring its dependencies and overlap policy.
+
+        :raises TaskNotFoundError: no such task.
+        :raises TaskStateError: the task is paused or cancelled.
+        """
+        entry = self._entry(name)
+        if entry.state is not TaskState.ACTIVE:
+            raise TaskStateError(name, entry.state.value)
+        return self._request(entry, kind, now, now)
+
+    def submit(
+        self, task: Task, args: tuple[Any, ...], kwargs: Mapping[str, Any], now: datetime
+    ) -> Run:
+        """Run ``task`` once with these arguments, tracked in history under its name.
+
+        Every submission runs (overlap does not apply); dependencies are honoured.
+        """
+        entry = self._entries.get(task.name)
+        if entry is None or entry.task is not task:
+            entry = self._adhoc.get(task.name)
+            if entry is None or entry.task is not task:
+                entry = self._adhoc[task.name] = _Entry(task, None, registered=False)
+        run = self._new_run(entry, TriggerKind.SUBMIT, now)
+        run.args = args
+        run.kwargs = kwargs
+        self._open(run, now)
+        return run
+
+    # --- time -------------------------------------------------------------------------
+
+    def next_wakeup(self) -> datetime | None:
+        """When :meth:`advance` next has something to do, or ``None`` for never."""
+        timers = self._timers
+        while timers and self._stale(timers[0]):
+            heapq.heappop(timers)
+        return timers[0][0] if timers else None
+
+    def advance(self, now: datetime) -> None:
+        """Handle every timer due at or before ``now``, in time order."""
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            item = heapq.heappop(timers)
+            if self._stale(item):
+                continue
+            when, kind, _depth, _seq, obj, _token = item
+            if kind == _FIRE:
+                assert isinstance(obj, _Entry)
+                self._fire_due(obj, when, now)
+            else:
+                assert isinstance(obj, Run)
+                self._push_ready(obj)
+
+    def fire_claimed(self, claim: ClaimFire, now: datetime) -> Run | None:
+        """The store granted ``claim``: create its run (or its ``missed`` record)."""
+        entry = self._entries.get(claim.task)
+        if entry is None or self._closing:
+            return None
+        if entry.last_fire is None or claim.fire_time > entry.last_fire:
+            entry.last_fire = claim.fire_time
+        if claim.missed or claim.missed_more:
+            run = self._new_run(entry, TriggerKind.SCHEDULE, now, scheduled_at=claim.fire_time)
+            first = claim.fire_time.isoformat()
+            last = (claim.missed_until or claim.fire_time).isoformat()
+            count = f"{claim.missed}+" if claim.missed_more else f"{claim.missed}"
+            reason = (
+                f"missed {count} fire(s) from {first} to {last} "
+                f"(catch_up={entry.task.catch_up.value})"
+            )
+            self._final(run, RunStatus.MISSED, now, reason=reason)
+            return run
+        if entry.state is not TaskState.ACTIVE:
+            return None
+        return self._request(entry, claim.kind, now, claim.fire_time)
+
+    # --- execution --------------------------------------------------------------------
+
+    def next_ready(self, now: datetime) -> Run | None:
+        """Pop the run that should start now, if a slot is free; mark it running.
+
+        Order: priority, then due time, then arrival. A run waits only for a slot of its
+        own kind: a ``sync`` run held back by a full thread pool does not hold back an
+        ``async`` run of lower priority.
+        """
+        if self._running >= self.max_concurrency:
+            return None
+        best: list[tuple[int, datetime, int, int, Run]] | None = None
+        for mode, heap in self._ready.items():
+            while heap and heap[0][4].token != heap[0][3]:
+                heapq.heappop(heap)
+            if not heap or self._running_by_mode[mode] >= self._limits[mode]:
+                continue
+            if best is None or heap[0] < best[0]:
+                best = heap
+        if best is None:
+            return None
+        run = heapq.heappop(best)[4]
+        run.token += 1
+        run.status = RunStatus.RUNNING
+        run.attempts += 1
+        if run.started_at is None:
+            run.started_at = now
+        self._running += 1
+        self._running_by_mode[run.entry.task.mode] += 1
+        self._record(run)
+        return run
+
+    def succeeded(self, run: Run, now: datetime, result: Any) -> None:
+        """The running attempt of ``run`` returned ``result``."""
+        self._release(run)
+        run.result = result
+        self._final(run, RunStatus.SUCCEEDED, now)
+
+    def failed(self, run: Run, now: datetime, error: ErrorInfo) -> None:
+        """The running attempt of ``run`` raised or timed out: retry or fail the run."""
+        self._release(run)
+        run.error = error
+        task = run.entry.task
+        if run.attempts <= task.max_retries and not self._closing and run.entry.state is not (
+            TaskState.CANCELLED
+        ):
+            delay = task.retry_delay * task.retry_backoff ** (run.attempts - 1)
+            if task.jitter:
+                delay += self._rng.uniform(0, task.jitter)
+            run.status = RunStatus.QUEUED
+            run.token += 1
+            run.due = now + timedelta(seconds=delay)
+            self._record(run)
+            self._schedule_start(run, now)
+            return
+        if self._closing and run.attempts <= task.max_retries:
+            self._final(run, RunStatus.CANCELLED, now, reason="shutdown (retry pending)")
+            return
+        self._final(run, RunStatus.FAILED, now)
+
+    def cancelled(self, run: Run, now: datetime, reason: str) -> None:
+        """The running attempt of ``run`` was cancelled; cancellation is never retried."""
+        self._release(run)
+        self._final(run, RunStatus.CANCELLED, now, reason=reason)
+
+    # --- control ----------------------------------------------------------------------
+
+    def pause(self, name: str, now: datetime) -> None:
+        """Stop firing ``name``; runs already queued or going carry on."""
+        entry = self._entry(name)
+        if entry.state is TaskState.PAUSED:
+            return
+        entry.state = TaskState.PAUSED
+        entry.token += 1
+        entry.next_fire = None
+        self._save_task(entry, state_changed=True)
+
+    def resume(self, name: str, now: datetime) -> None:
+        """Fire ``name`` again, from ``now`` on (fires while paused are not replayed)."""
+        entry = self._entry(name)
+        if entry.state is TaskState.ACTIVE:
+            return
+        entry.state = TaskState.ACTIVE
+        entry.token += 1
+        if entry.task.enabled:
+            self._arm(entry, now)
+        self._save_task(entry, state_changed=True)
+
+    def cancel(self, name: str, now: datetime) -> None:
+        """Stop firing ``name``, cancel its queued runs and its running attempts."""
+        entry = self._entry(name)
+        entry.state = TaskState.CANCELLED
+        entry.token += 1
+        entry.next_fire = None
+        self._cancel_pending(entry, now, "cancelled")
+        for run in entry.active:
+            if run.status is RunStatus.RUNNING:
+                self._decisions.append(CancelAttempt(run.id, "cancelled"))
+        self._save_task(entry, state_changed=True)
+
+    def shutdown(self, now: datetime) -> list[Run]:
+        """Stop firing everything and cancel what has not started; return what runs."""
+        self._closing = True
+        self._timers.clear()
+        entries = [*self._entries.values(), *self._adhoc.values()]
+        for entry in entries:
+            entry.token += 1
+        for status in (RunStatus.WAITING, RunStatus.QUEUED):
+            for entry in entries:
+                self._cancel_pending(entry, now, "shutdown", only=status)
+        return [run for run in self._runs.values() if run.status is RunStatus.RUNNING]
+
+    def drain(self) -> list[Decision]:
+        """Hand over the decisions taken since the last call."""
+        decisions = self._decisions
+        self._decisions = []
+        return decisions
+
+    @property
+    def running(self) -> int:
+        return self._running
+
+    @property
+    def ready_count(self) -> int:
+        return sum(1 for heap in self._ready.values() for item in heap if item[4].token == item[3])
+
+    # --- internals --------------------------------------------------------------------
+
+    def _entry(self, name: str) -> _Entry:
+        entry = self._entries.get(name)
+        if entry is None:
+            raise TaskNotFoundError(name, sorted(self._entries))
+        return entry
+
+    def _stale(self, item: tuple[datetime, int, int, int, object, int]) -> bool:
+        obj, token = item[4], item[5]
+        if item[1] == _FIRE:
+            assert isinstance(obj, _Entry)
+            return obj.token != token or obj.state is not TaskState.ACTIVE
+        assert isinstance(obj, Run)
+        return obj.token != token
+
+    def _arm(self, entry: _Entry, after: datetime) -> None:
+        """Set the timer of ``entry`` to its trigger's next fire after ``after``."""
+        entry.token += 1
+        trigger = entry.trigger
+        nxt = trigger.next_fire(after) if trigger is not None else None
+        entry.next_fire = nxt
+        if nxt is not None and not self._closing:
+            heapq.heappush(
+                self._timers, (nxt, _FIRE, entry.depth, next(self._seq), entry, entry.token)
+            )
+
+    def _fire_due(self, entry: _Entry, fire_time: datetime, now: datetime) -> None:
+        task = entry.task
+        trigger = entry.trigger
+        assert trigger is not None
+        cutoff = now - timedelta(seconds=task.misfire_grace)
+        if fire_time >= cutoff:
+            self._decisions.append(ClaimFire(task.name, fire_time, TriggerKind.SCHEDULE))
+            self._arm(entry, fire_time)
+            return
+        # Late beyond misfire_grace: gather the late fires, capped, and apply catch_up.
+        late = [fire_time]
+        nxt = trigger.next_fire(fire_time)
+        while nxt is not None and nxt < cutoff and len(late) <= CATCH_UP_CAP:
+            late.append(nxt)
+            nxt = trigger.next_fire(nxt)
+        more = nxt is not None and nxt < cutoff
+        policy = task.catch_up
+        if policy is CatchUp.ALL:
+            replay, missed = late[:CATCH_UP_CAP], late[CATCH_UP_CAP:]
+        elif policy is CatchUp.ONCE:
+            replay, missed = late[-1:], late[:-1]
+        else:
+            replay, missed = [], late
+        if missed or more:
+            if policy is CatchUp.ALL:
+                _log.warning(
+                    "task %r missed more than %d fires; replaying %d, recording the rest missed",
+                    task.name, CATCH_UP_CAP, CATCH_UP_CAP,
+                )
+            first = missed[0] if missed else late[-1]
+            until = cutoff if more else missed[-1]
+            self._decisions.append(
+                ClaimFire(task.name, first, TriggerKind.SCHEDULE, len(missed), until, more)
+            )
+        self._decisions.extend(ClaimFire(task.name, f, TriggerKind.CATCH_UP) for f in replay)
+        # Resume the normal grid with the first fire inside the grace window.
+        self._arm(entry, (cutoff - _TICK) if more else late[-1])
+
+    def _new_run(
+        self,
+        entry: _Entry,
+        kind: TriggerKind,
+        now: datetime,
+        *,
+        scheduled_at: datetime | None = None,
+    ) -> Run:
+        run = Run(self._new_id(), entry, kind, scheduled_at or now)
+        self._runs[run.id] = run
+        return run
+
+    def _request(
+        self, entry: _Entry, kind: TriggerKind, now: datetime, scheduled_at: datetime
+    ) -> Run:
+        overlap = entry.task.overlap
+        if entry.active and overlap is not Overlap.ALLOW:
+            run = self._new_run(entry, kind, now, scheduled_at=scheduled_at)
+            if overlap is Overlap.QUEUE and entry.queued_behind is None:
+                entry.queued_behind = run
+                self._record(run)
+                return run
+            self._final(run, RunStatus.SKIPPED, now, reason="overlap")
+            return run
+        run = self._new_run(entry, kind, now, scheduled_at=scheduled_at)
+        if entry.task.jitter and kind is TriggerKind.SCHEDULE:
+            run.due = scheduled_at + timedelta(seconds=self._rng.uniform(0, entry.task.jitter))
+        self._open(run, now)
+        return run
+
+    def _open(self, run: Run, now: datetime) -> None:
+        """Make ``run`` live: gate it on its dependencies, pulling runs of them as needed."""
+        entry = run.entry
+        entry.active.append(run)
+        upstream: list[Run] = []
+        for dep in entry.task.depends_on:
+            dentry = self._entries.get(dep)
+            if dentry is None:
+                self._final(run, RunStatus.SKIPPED, now, reason=f"unknown dependency: {dep}")
+                return
+            if dentry.state is not TaskState.ACTIVE:
+                self._final(
+                    run, RunStatus.SKIPPED, now, reason=f"upstream_{dentry.state.value}: {dep}"
+                )
+                return
+            drun = dentry.active[0] if dentry.active else None
+            if drun is None:
+                drun = self._new_run(dentry, TriggerKind.DEPENDENCY, now)
+                self._open(drun, now)
+            if drun.status.is_final:
+                if drun.status is not RunStatus.SUCCEEDED:
+                    self._final(
+                        run, RunStatus.SKIPPED, now, reason=f"upstream_{drun.status.value}: {dep}"
+                    )
+                    return
+                continue
+            upstream.append(drun)
+        if upstream:
+            run.status = RunStatus.WAITING
+            for drun in upstream:
+                run.waiting_on.add(drun.id)
+                drun.dependents.append(run)
+            self._record(run)
+            return
+        self._record(run)
+        self._schedule_start(run, now)
+
+    def _schedule_start(self, run: Run, now: datetime) -> None:
+        if run.due > now:
+            heapq.heappush(self._timers, (run.due, _START, 0, next(self._seq), run, run.token))
+        else:
+            self._push_ready(run)
+
+    def _push_ready(self, run: Run) -> None:
+        heapq.heappush(
+            self._ready[run.entry.task.mode],
+            (run.entry.task.priority.rank, run.due, next(self._seq), run.token, run),
+        )
+
+    def _release(self, run: Run) -> None:
+        self._running -= 1
+        self._running_by_mode[run.entry.task.mode] -= 1
+
+    def _record(self, run: Run) -> None:
+        self._decisions.append(RecordRun(run.record(self.replica)))
+
+    def _save_task(self, entry: _Entry, *, state_changed: bool = False) -> None:
+        if entry.registered:
+            self._decisions.append(SaveTask(entry.task.name, entry.task_record(), state_changed))
+
+    def _cancel_pending(
+        self, entry: _Entry, now: datetime, reason: str, only: RunStatus | None = None
+    ) -> None:
+        held = entry.queued_behind
+        if held is not None and only in (None, RunStatus.QUEUED):
+            entry.queued_behind = None
+            self._final(held, RunStatus.CANCELLED, now, reason=reason)
+        for run in list(entry.active):
+            if run.status is not RunStatus.RUNNING and (only is None or run.status is only):
+                self._final(run, RunStatus.CANCELLED, now, reason=reason)
+
+    def _final(
+        self, run: Run, status: RunStatus, now: datetime, *, reason: str | None = None
+    ) -> None:
+        entry = run.entry
+        run.status = status
+        run.token += 1
+        run.finished_at = now
+        if reason is not None:
+            run.reason = reason
+        self._runs.pop(run.id, None)
+        if run in entry.active:
+            entry.active.remove(run)
+        if entry.queued_behind is run:
+            entry.queued_behind = None
+        self._record(run)
+        if status is RunStatus.FAILED:
+            entry.failures += 1
+            task = entry.task
+            if task.alert_on_failure and not entry.alerting and entry.failures >= task.alert_after:
+                entry.alerting = True
+                self._alert(AlertKind.FAILING, run, entry.failures, now)
+            self._save_task(entry)
+        elif status is RunStatus.SUCCEEDED and (entry.failures or entry.alerting):
+            if entry.alerting:
+                self._alert(AlertKind.RECOVERED, run, 0, now)
+            entry.failures = 0
+            entry.alerting = False
+            self._save_task(entry)
+        for dependent in run.dependents:
+            if dependent.status.is_final:
+                continue
+            if status is RunStatus.SUCCEEDED:
+                dependent.waiting_on.discard(run.id)
+                if not dependent.waiting_on and dependent.status is RunStatus.WAITING:
+                    dependent.status = RunStatus.QUEUED
+                    dependent.token += 1
+                    dependent.due = max(dependent.due, now)
+                    self._record(dependent)
+                    self._schedule_start(dependent, now)
+            else:
+                self._final(
+                    dependent,
+                    RunStatus.SKIPPED,
+                    now,
+                    reason=f"upstream_{status.value}: {entry.task.name}",
+                )
+        run.dependents = []
+        held = entry.queued_behind
+        if held is not None and not entry.active and not self._closing:
+            entry.queued_behind = None
+            held.due = max(held.due, now)
+            self._open(held, now)
+
+    def _alert(self, kind: AlertKind, run: Run, failures: int, now: datetime) -> None:
+        alert = Alert(
+            kind=kind,
+            task=run.entry.task.name,
+            run=run.record(self.replica),
+            consecutive_failures=failures,
+            at=now,
+        )
+        self._decisions.append(SendAlert(alert))
+
+    def _check_cycle(self, task: Task) -> None:
+        """Raise if adding ``task`` closes a cycle; the message shows the whole path."""
+        graph = {name: e.task.depends_on for name, e in self._entries.items()}
+        graph[task.name] = task.depends_on
+        path: list[str] = []
+        on_path: set[str] = set()
+        done: set[str] = set()
+
+        def visit(name: str) -> None:
+            if name in on_path:
+                raise DependencyCycleError([*path[path.index(name) :], name])
+            if name in done or name not in graph:
+                return
+            on_path.add(name)
+            path.append(name)
+            for dep in graph[name]:
+                visit(dep)
+            path.pop()
+            on_path.discard(name)
+            done.add(name)
+
+        visit(task.name)
+
+    def _update_depths(self) -> None:
+        """Depth in the dependency graph: same-time fires are handled upstream first."""
+        depths: dict[str, int] = {}
+
+        def depth(name: str) -> int:
+            if name not in depths:
+                entry = self._entries.get(name)
+                deps = entry.task.depends_on if entry is not None else ()
+                depths[name] = 1 + max((depth(d) for d in deps), default=-1)
+            return depths[name]
+
+        for name, entry in self._entries.items():
+            entry.depth = depth(name)

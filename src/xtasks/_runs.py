@@ -1,0 +1,131 @@
+"""The records of what happened: runs, their errors, and the persisted state of a task.
+
+Plain frozen, slotted data: these cross the planner, the runtime, the stores and the
+API, so they are cheap to build and never validated again after construction.
+"""
+
+from __future__ import annotations
+
+import traceback as _traceback
+from dataclasses import dataclass, replace
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from ._task import Task
+
+__all__ = [
+    "ErrorInfo",
+    "RunRecord",
+    "RunStatus",
+    "TaskInfo",
+    "TaskRecord",
+    "TaskState",
+    "TriggerKind",
+]
+
+
+class RunStatus(str, Enum):
+    """Where a run is in its life. The last six are final."""
+
+    QUEUED = "queued"  #: ready to start, or waiting for its retry delay or overlap turn
+    WAITING = "waiting"  #: waiting for the runs of its dependencies to succeed
+    RUNNING = "running"  #: an attempt is executing
+    SUCCEEDED = "succeeded"  #: an attempt returned
+    FAILED = "failed"  #: the last allowed attempt raised or timed out
+    CANCELLED = "cancelled"  #: cancelled by shutdown or ``Scheduler.cancel``; never retried
+    SKIPPED = "skipped"  #: not run: overlap policy, or an upstream dependency did not succeed
+    MISSED = "missed"  #: a fire that passed while it could not run (catch-up policy)
+    LOST = "lost"  #: its owner replica went silent past its lease
+
+    @property
+    def is_final(self) -> bool:
+        """Whether the run can change no more."""
+        return self not in _LIVE
+
+
+_LIVE = frozenset({RunStatus.QUEUED, RunStatus.WAITING, RunStatus.RUNNING})
+
+
+class TriggerKind(str, Enum):
+    """Why a run exists."""
+
+    SCHEDULE = "schedule"  #: a due fire of the task's trigger
+    MANUAL = "manual"  #: ``Scheduler.trigger`` (or the manager API)
+    DEPENDENCY = "dependency"  #: pulled in by a dependent's run
+    SUBMIT = "submit"  #: ``Scheduler.submit``
+    CATCH_UP = "catch_up"  #: a fire missed while no scheduler ran, replayed per ``catch_up``
+
+
+class TaskState(str, Enum):
+    """Whether a task fires. Persisted in the store, so it survives restarts."""
+
+    ACTIVE = "active"  #: fires on schedule and accepts manual runs
+    PAUSED = "paused"  #: no fires, no manual runs; runs already going finish
+    CANCELLED = "cancelled"  #: like paused, and its queued and running runs were cancelled
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """An exception as recorded in history: it outlives the exception object."""
+
+    type: str
+    message: str
+    traceback: str = ""
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> ErrorInfo:
+        """Capture type, message and formatted traceback of ``exc``."""
+        return cls(
+            type=type(exc).__qualname__,
+            message=str(exc),
+            traceback="".join(_traceback.format_exception(exc)),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message}" if self.message else self.type
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunRecord:
+    """One run as history shows it: a snapshot taken at each change of status."""
+
+    id: str
+    task: str
+    status: RunStatus
+    trigger: TriggerKind
+    scheduled_at: datetime  #: the fire time, or when the run was requested
+    started_at: datetime | None = None  #: start of the first attempt
+    finished_at: datetime | None = None
+    attempts: int = 0
+    error: ErrorInfo | None = None  #: the last attempt's error
+    reason: str | None = None  #: why skipped, missed, cancelled or lost
+    result: Any = None
+    replica: str = ""
+
+    def evolve(self, **changes: Any) -> RunRecord:
+        """Return a copy with ``changes`` applied."""
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskRecord:
+    """What a store keeps about a task between runs and across restarts."""
+
+    state: TaskState = TaskState.ACTIVE
+    last_fire: datetime | None = None  #: the latest fire time handled (run, skipped or missed)
+    consecutive_failures: int = 0
+    alerting: bool = False  #: a ``failing`` alert was sent and no success followed yet
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskInfo:
+    """A task and where it stands, as ``Scheduler.describe`` returns it."""
+
+    task: Task
+    state: TaskState
+    next_fire: datetime | None
+    last_run: RunRecord | None
+    consecutive_failures: int

@@ -1,0 +1,332 @@
+"""The anyio shell around the planner: it sleeps, executes, records and delivers.
+
+It adds no policy. Four kinds of task live in the scheduler's task group:
+
+- the timer loop sleeps until the planner's next wake-up (never polls), claims due
+  fires in the store and hands the claims back to the planner;
+- workers, a pool that grows up to ``max_concurrency`` and is reused: each pulls one
+  ready run at a time (no task spawned per run);
+- the recorder writes run records and task state to the store in batches, then
+  publishes events and resolves run handles, so what an event says is already stored;
+- one delivery loop per alerter, fed through a bounded queue, under a timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import TYPE_CHECKING, Any, final
+
+import anyio
+
+from ._errors import RunTimeoutError, StoreError
+from ._events import RunChanged, TaskStateChanged
+from ._planner import CancelAttempt, ClaimFire, RecordRun, SaveTask, SendAlert
+from ._runs import ErrorInfo
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from datetime import datetime
+
+    from anyio.abc import TaskGroup
+    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+    from ._clock import Clock
+    from ._events import Alert, Event
+    from ._executors import Executors
+    from ._planner import Planner, Run
+    from ._runs import RunRecord
+    from .abc import Alerter, Store
+
+__all__ = ["Runtime"]
+
+_log = logging.getLogger("xtasks")
+
+#: Alerts waiting per alerter before new ones are dropped (and counted).
+ALERT_QUEUE_SIZE = 1000
+
+
+@final
+class Runtime:
+    """Executes what the planner decides. Created and driven by :class:`Scheduler`."""
+
+    def __init__(
+        self,
+        planner: Planner,
+        store: Store,
+        clock: Clock,
+        executors: Executors,
+        *,
+        alerters: Sequence[Alerter],
+        publish: Callable[[Event], None],
+        replica: str,
+    ) -> None:
+        self.planner = planner
+        self.store = store
+        self.clock = clock
+        self.executors = executors
+        self.replica = replica
+        self.alerters = list(alerters)
+        self.alerts_dropped = 0
+        self.alerts_failed = 0
+        self._publish = publish
+        self._claims: list[ClaimFire] = []
+        self._pending: list[RecordRun | SaveTask | anyio.Event] = []
+        self._record_wakeup = anyio.Event()
+        self._scopes: dict[str, anyio.CancelScope] = {}
+        self._cancel_reasons: dict[str, str] = {}
+        self._sleep_scope: anyio.CancelScope | None = None
+        self._sleep_deadline: datetime | None = None
+        self._timer_scope = anyio.CancelScope()
+        self._workers = 0
+        self._idle: anyio.Event | None = None
+        send, receive = anyio.create_memory_object_stream["Run"](planner.max_concurrency)
+        self._run_send: MemoryObjectSendStream[Run] = send
+        self._run_receive: MemoryObjectReceiveStream[Run] = receive
+        self._alert_sends: list[MemoryObjectSendStream[Alert]] = []
+        self._tg: TaskGroup | None = None
+        self._recorder_done = anyio.Event()
+        self._recorder_stop = False
+        self._stopping = False
+        self._cancel_all: str | None = None
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    def start(self, tg: TaskGroup) -> None:
+        """Start the loops in ``tg`` (the scheduler's task group)."""
+        self._tg = tg
+        for alerter in self.alerters:
+            send, receive = anyio.create_memory_object_stream["Alert"](ALERT_QUEUE_SIZE)
+            self._alert_sends.append(send)
+            tg.start_soon(self._deliver, alerter, receive, name=f"xtasks alerter {alerter!r}")
+        tg.start_soon(self._recorder, name="xtasks recorder")
+        tg.start_soon(self._timer_loop, name="xtasks timers")
+        self.apply()
+
+    async def stop(self, grace: float) -> None:
+        """Stop firing, let running runs finish for ``grace`` seconds, cancel the rest.
+
+        Every run ends recorded: finished, or ``cancelled`` with reason ``shutdown``.
+        """
+        self._stopping = True
+        self._timer_scope.cancel()
+        self.planner.shutdown(self.clock.now())
+        self.apply()
+        with anyio.move_on_after(grace):
+            await self._wait_idle()
+        self._cancel_all = "shutdown"  # runs dispatched but not yet picked up, too
+        for run_id, scope in list(self._scopes.items()):
+            self._cancel_reasons.setdefault(run_id, "shutdown")
+            scope.cancel()
+        with anyio.move_on_after(max(grace, 1.0)):
+            await self._wait_idle()
+        self._run_send.close()
+        self._recorder_stop = True
+        self._record_wakeup.set()
+        await self._recorder_done.wait()
+        for send in self._alert_sends:
+            send.close()
+
+    async def flush(self) -> None:
+        """Return once everything recorded so far is in the store and published."""
+        marker = anyio.Event()
+        self._pending.append(marker)
+        self._record_wakeup.set()
+        await marker.wait()
+
+    async def _wait_idle(self) -> None:
+        while self.planner.running:
+            self._idle = anyio.Event()
+            await self._idle.wait()
+
+    # --- applying decisions -----------------------------------------------------------
+
+    def apply(self) -> None:
+        """Carry out the planner's decisions, start what is ready, re-aim the timer."""
+        planner = self.planner
+        decisions = planner.drain()
+        if decisions:
+            pending = self._pending
+            for d in decisions:
+                if type(d) is RecordRun or type(d) is SaveTask:
+                    pending.append(d)
+                elif type(d) is ClaimFire:
+                    self._claims.append(d)
+                elif type(d) is SendAlert:
+                    self._queue_alert(d.alert)
+                elif type(d) is CancelAttempt:
+                    # A run dispatched but not yet picked up has no scope: its worker
+                    # finds the reason and cancels before calling.
+                    self._cancel_reasons[d.run_id] = d.reason
+                    scope = self._scopes.get(d.run_id)
+                    if scope is not None:
+                        scope.cancel()
+            self._record_wakeup.set()
+        self._dispatch()
+        if self._sleep_scope is not None:
+            wake = planner.next_wakeup()
+            if self._claims or (
+                wake is not None and (self._sleep_deadline is None or wake < self._sleep_deadline)
+            ):
+                self._sleep_scope.cancel()
+
+    def _dispatch(self) -> None:
+        planner = self.planner
+        if self._recorder_stop:
+            return
+        run = planner.next_ready(self.clock.now())
+        while run is not None:
+            if self._workers < planner.running and self._tg is not None:
+                self._workers += 1
+                self._tg.start_soon(self._worker, self._run_receive.clone(), name="xtasks worker")
+            self._run_send.send_nowait(run)
+            run = planner.next_ready(self.clock.now())
+
+    def _queue_alert(self, alert: Alert) -> None:
+        for send in self._alert_sends:
+            try:
+                send.send_nowait(alert)
+            except anyio.WouldBlock:
+                self.alerts_dropped += 1
+                _log.error("alert queue full; dropped %s alert for task %r", alert.kind, alert.task)
+
+    # --- loops ------------------------------------------------------------------------
+
+    async def _timer_loop(self) -> None:
+        planner = self.planner
+        clock = self.clock
+        with self._timer_scope:
+            while True:
+                planner.advance(clock.now())
+                self.apply()
+                while self._claims:
+                    claims, self._claims = self._claims, []
+                    for claim in claims:
+                        if await self._claim(claim):
+                            planner.fire_claimed(claim, clock.now())
+                    self.apply()
+                deadline = planner.next_wakeup()
+                self._sleep_deadline = deadline
+                with anyio.CancelScope() as self._sleep_scope:
+                    await clock.sleep_until(deadline)
+                self._sleep_scope = None
+
+    async def _claim(self, claim: ClaimFire) -> bool:
+        try:
+            won = await self.store.claim_fire(claim.task, claim.fire_time, self.replica)
+        except StoreError:
+            _log.exception(
+                "could not claim fire %s of task %r; it will not run here",
+                claim.fire_time.isoformat(),
+                claim.task,
+            )
+            return False
+        if not won:
+            _log.debug(
+                "fire %s of task %r was claimed by another replica",
+                claim.fire_time.isoformat(),
+                claim.task,
+            )
+        return won
+
+    async def _worker(self, receive: MemoryObjectReceiveStream[Run]) -> None:
+        async with receive:
+            async for run in receive:
+                await self._execute(run)
+
+    async def _execute(self, run: Run) -> None:
+        task = run.entry.task
+        result: Any = None
+        error: BaseException | None = None
+        with anyio.CancelScope() as scope:
+            self._scopes[run.id] = scope
+            if self._cancel_all or run.id in self._cancel_reasons:
+                scope.cancel()
+            try:
+                if task.timeout is None:
+                    result = await self.executors.call(task, run.args, run.kwargs)
+                else:
+                    with anyio.move_on_after(task.timeout) as limit:
+                        result = await self.executors.call(task, run.args, run.kwargs)
+                    if limit.cancelled_caught:
+                        error = RunTimeoutError(task.name, task.timeout)
+            except Exception as exc:  # noqa: BLE001 - a task's failure is data, not a crash
+                error = exc
+        del self._scopes[run.id]
+        now = self.clock.now()
+        if scope.cancel_called:
+            reason = self._cancel_reasons.pop(run.id, None) or self._cancel_all or "cancelled"
+            self.planner.cancelled(run, now, reason)
+        elif error is not None:
+            self.planner.failed(run, now, ErrorInfo.from_exception(error))
+        else:
+            self.planner.succeeded(run, now, result)
+        self.apply()
+        if self._idle is not None and not self.planner.running:
+            self._idle.set()
+
+    async def _recorder(self) -> None:
+        try:
+            while True:
+                await self._record_wakeup.wait()
+                self._record_wakeup = anyio.Event()
+                while self._pending:
+                    batch, self._pending = self._pending, []
+                    await self._record(batch)
+                if self._recorder_stop:
+                    return
+        finally:
+            self._recorder_done.set()
+
+    async def _record(self, batch: list[RecordRun | SaveTask | anyio.Event]) -> None:
+        """Store then publish ``batch`` in order; flush markers are set when reached."""
+        group: list[RunRecord] = []
+        for item in batch:
+            if type(item) is RecordRun:
+                group.append(item.record)
+                continue
+            await self._write(group)
+            group = []
+            if isinstance(item, SaveTask):
+                try:
+                    await self.store.save_task(item.task, item.record)
+                except StoreError:
+                    _log.exception("could not save the state of task %r", item.task)
+                if item.state_changed:
+                    self._publish(TaskStateChanged(item.task, item.record.state))
+            else:
+                item.set()
+        await self._write(group)
+
+    async def _write(self, group: list[RunRecord]) -> None:
+        """Save a group of records (the newest snapshot of each run), then publish all."""
+        if not group:
+            return
+        latest = {record.id: record for record in group}
+        try:
+            await self.store.save_runs(latest.values())
+        except StoreError:
+            _log.exception("could not record %d run(s) in the store", len(latest))
+        publish = self._publish
+        for record in group:
+            publish(RunChanged(record))
+
+    async def _deliver(self, alerter: Alerter, receive: MemoryObjectReceiveStream[Alert]) -> None:
+        async with receive:
+            async for alert in receive:
+                timeout = getattr(alerter, "timeout", 30.0) or math.inf
+                try:
+                    with anyio.fail_after(timeout):
+                        await alerter.send(alert)
+                except TimeoutError:
+                    self.alerts_failed += 1
+                    _log.error(
+                        "alerter %r gave up on a %s alert for task %r after %g s",
+                        alerter, alert.kind.value, alert.task, timeout,
+                    )
+                except Exception:  # noqa: BLE001 - a broken alerter never stops scheduling
+                    self.alerts_failed += 1
+                    _log.exception(
+                        "alerter %r failed to send a %s alert for task %r",
+                        alerter, alert.kind.value, alert.task,
+                    )

@@ -1,0 +1,459 @@
+"""Scheduler: the one object users hold. Registry, lifecycle and queries.
+
+It wires a :class:`~xtasks._planner.Planner` (policy), a :class:`~xtasks._runtime.Runtime`
+(execution), a store (memory), alerters and event subscribers, and owns the task group
+they all live in. It does nothing until ``async with scheduler``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import re
+import socket
+from contextlib import AsyncExitStack, asynccontextmanager
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, final
+
+import anyio
+
+from ._alerter import LoggingAlerter
+from ._clock import SystemClock
+from ._errors import ConfigError, SchedulerStateError, TaskNotFoundError
+from ._events import RunChanged
+from ._executors import Executors
+from ._planner import Planner
+from ._runs import RunRecord, TaskInfo
+from ._runtime import Runtime
+from ._task import Task
+from .stores import open_store
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping
+    from types import TracebackType
+
+    from anyio.abc import TaskGroup
+    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+    from ._clock import Clock
+    from ._events import Event
+    from ._runs import RunStatus
+    from .abc import Alerter, Store
+
+__all__ = ["RunHandle", "Scheduler"]
+
+_log = logging.getLogger("xtasks")
+_UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9_.:-]+")
+_ADHOC_CACHE_SIZE = 512
+
+
+@final
+class RunHandle:
+    """A requested run: its ``id`` now, its final :class:`RunRecord` via :meth:`wait`."""
+
+    __slots__ = ("_done", "_record", "id")
+
+    def __init__(self, run_id: str) -> None:
+        self.id = run_id
+        self._done = anyio.Event()
+        self._record: RunRecord | None = None
+
+    @property
+    def record(self) -> RunRecord | None:
+        """The final record, or ``None`` while the run is not finished."""
+        return self._record
+
+    async def wait(self) -> RunRecord:
+        """Wait until the run is final (stored and published) and return its record."""
+        await self._done.wait()
+        assert self._record is not None
+        return self._record
+
+    def _resolve(self, record: RunRecord) -> None:
+        self._record = record
+        self._done.set()
+
+    def __repr__(self) -> str:
+        state = self._record.status.value if self._record else "pending"
+        return f"<RunHandle {self.id} {state}>"
+
+
+@final
+class Scheduler:
+    """Runs tasks on their triggers, on demand and as one-shot submissions.
+
+    :param store: a store URL (``"memory://"``) or a :class:`xtasks.abc.Store` object.
+    :param alerters: alerters besides the logging one every scheduler has.
+    :param max_concurrency: runs executing at once, all modes together.
+    :param thread_slots: ``sync`` runs executing at once (the thread pool's size).
+    :param process_slots: ``process`` runs executing at once (default: CPU count).
+    :param shutdown_grace: seconds that leaving the scheduler waits for running runs
+        before it cancels them.
+    :param replica_id: this process's name in run records; host and pid by default.
+    :param clock: where time comes from; :class:`xtasks.testing.FakeClock` in tests.
+    """
+
+    def __init__(
+        self,
+        store: str | Store = "memory://",
+        *,
+        alerters: Iterable[Alerter] = (),
+        max_concurrency: int = 100,
+        thread_slots: int = 40,
+        process_slots: int | None = None,
+        shutdown_grace: float = 10.0,
+        replica_id: str | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        if not shutdown_grace >= 0:
+            raise ConfigError(
+                f"shutdown_grace must be a number of seconds >= 0, got {shutdown_grace!r}",
+                field="shutdown_grace",
+            )
+        for name, value in (("thread_slots", thread_slots), ("process_slots", process_slots)):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}", field=name)
+        self.store: Store = open_store(store) if isinstance(store, str) else store
+        self.clock: Clock = clock or SystemClock()
+        self.replica_id = replica_id or f"{socket.gethostname()}:{os.getpid()}"
+        self.shutdown_grace = shutdown_grace
+        self.alerters: tuple[Alerter, ...] = (LoggingAlerter(), *alerters)
+        slots = process_slots or os.cpu_count() or 1
+        self._planner = Planner(
+            max_concurrency=max_concurrency,
+            thread_slots=thread_slots,
+            process_slots=slots,
+            replica=self.replica_id,
+        )
+        self._executors = Executors(thread_slots=thread_slots, process_slots=slots)
+        self._runtime: Runtime | None = None
+        self._tg: TaskGroup | None = None
+        self._exit_stack: AsyncExitStack | None = None
+        self._handles: dict[str, RunHandle] = {}
+        self._subscribers: list[Callable[[Event], object]] = []
+        self._streams: set[MemoryObjectSendStream[Event]] = set()
+        self._adhoc: dict[Any, tuple[Task, inspect.Signature | None]] = {}
+
+    # --- registry ---------------------------------------------------------------------
+
+    def add(self, task: Task) -> Task:
+        """Register ``task``; its trigger starts counting from now.
+
+        :raises DuplicateTaskError: the name is taken.
+        :raises DependencyCycleError: its ``depends_on`` closes a cycle.
+        :raises UnknownDependencyError: (only while running) a dependency is unknown;
+            before start, tasks may be added in any order.
+        """
+        planner = self._planner
+        planner.add_task(task, self.clock.now())
+        if self._runtime is not None:
+            try:
+                planner.validate()
+            except Exception:
+                planner.remove_task(task.name, self.clock.now())
+                planner.drain()
+                raise
+            self._runtime.apply()
+        return task
+
+    def remove(self, name: str) -> Task:
+        """Unregister ``name``; its queued runs are cancelled, running ones finish.
+
+        :raises TaskNotFoundError: no such task.
+        :raises ConfigError: other tasks depend on it.
+        """
+        task = self._planner.remove_task(name, self.clock.now())
+        self._apply()
+        return task
+
+    @property
+    def tasks(self) -> Mapping[str, Task]:
+        """Registered tasks by name (a read-only snapshot)."""
+        return MappingProxyType(self._planner.tasks)
+
+    # --- running things ---------------------------------------------------------------
+
+    async def trigger(self, name: str) -> RunHandle:
+        """Run ``name`` now, after fresh runs of its dependencies; honours ``overlap``.
+
+        :raises TaskNotFoundError: no such task.
+        :raises TaskStateError: the task is paused or cancelled.
+        :raises SchedulerStateError: the scheduler is not running.
+        """
+        self._require_running("trigger")
+        run = self._planner.request(name, self.clock.now())
+        return self._track(run.id)
+
+    async def submit(self, func: Callable[..., Any] | Task, /, *args: Any, **kwargs: Any) -> RunHandle:
+        """Run ``func(*args, **kwargs)`` once, tracked in history like any run.
+
+        ``func`` may be a :class:`Task` to give the run policies (retries, timeout,
+        priority); its ``args`` and ``kwargs`` are replaced by the ones given here, if any.
+        A plain callable runs with default policies under a name derived from it.
+
+        :raises ConfigError: the arguments do not fit the callable's signature.
+        :raises SchedulerStateError: the scheduler is not running.
+        """
+        self._require_running("submit")
+        task = self._adhoc_task(func, args, kwargs)
+        if isinstance(func, Task) and not args and not kwargs:
+            args, kwargs = func.args, dict(func.kwargs)
+        run = self._planner.submit(task, args, kwargs, self.clock.now())
+        return self._track(run.id)
+
+    async def pause(self, name: str) -> None:
+        """Stop firing ``name`` (persisted); runs already going finish."""
+        self._require_running("pause")
+        self._planner.pause(name, self.clock.now())
+        await self._flush()
+
+    async def resume(self, name: str) -> None:
+        """Fire ``name`` again from now on (persisted)."""
+        self._require_running("resume")
+        self._planner.resume(name, self.clock.now())
+        await self._flush()
+
+    async def cancel(self, name: str) -> None:
+        """Stop firing ``name``, cancel its queued runs and its running async run.
+
+        The state ``cancelled`` is persisted; the task and its history stay visible, and
+        :meth:`resume` re-activates it. A running ``sync`` call cannot be interrupted: it
+        is recorded cancelled and its thread finishes in the background.
+        """
+        self._require_running("cancel")
+        self._planner.cancel(name, self.clock.now())
+        await self._flush()
+
+    # --- queries ----------------------------------------------------------------------
+
+    async def describe(self, name: str) -> TaskInfo:
+        """Return the task, its state, next fire, last run and consecutive failures."""
+        self._require_running("describe")
+        planner = self._planner
+        task = self.tasks.get(name)
+        if task is None:
+            raise TaskNotFoundError(name, sorted(self.tasks))
+        last = await self.store.list_runs(task=name, limit=1)
+        return TaskInfo(
+            task=task,
+            state=planner.state_of(name),
+            next_fire=planner.next_fire_of(name),
+            last_run=last[0] if last else None,
+            consecutive_failures=planner.consecutive_failures_of(name),
+        )
+
+    async def history(
+        self,
+        name: str,
+        limit: int = 50,
+        *,
+        offset: int = 0,
+        statuses: Collection[RunStatus] | None = None,
+    ) -> list[RunRecord]:
+        """Return ``name``'s run records, newest first."""
+        self._require_running("history")
+        return await self.store.list_runs(task=name, statuses=statuses, limit=limit, offset=offset)
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        """Return the latest record of the run ``run_id``, or ``None``."""
+        self._require_running("get_run")
+        live = self._planner.get_run(run_id)
+        if live is not None:
+            return live.record(self.replica_id)
+        return await self.store.get_run(run_id)
+
+    # --- events -----------------------------------------------------------------------
+
+    def subscribe(self, callback: Callable[[Event], object]) -> Callable[[], None]:
+        """Call ``callback(event)`` for every event; return a function that unsubscribes.
+
+        Called on the event loop right after the change is stored: it must be quick and
+        must not block. Its exceptions are logged and otherwise ignored.
+        """
+        self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._subscribers:
+                self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    @asynccontextmanager
+    async def events(self, max_buffer: int = 1000) -> AsyncIterator[MemoryObjectReceiveStream[Event]]:
+        """Stream events to an ``async for``; it ends when the scheduler stops.
+
+        A consumer that falls more than ``max_buffer`` events behind loses the newest
+        ones (logged); the scheduler never waits for a consumer.
+        """
+        send, receive = anyio.create_memory_object_stream["Event"](max_buffer)
+        self._streams.add(send)
+        dropped = 0
+
+        def forward(event: Event) -> None:
+            nonlocal dropped
+            try:
+                send.send_nowait(event)
+            except anyio.WouldBlock:
+                dropped += 1
+                if dropped == 1:
+                    _log.warning("an event consumer fell %d events behind; dropping", max_buffer)
+            except anyio.ClosedResourceError:
+                pass
+
+        unsubscribe = self.subscribe(forward)
+        try:
+            async with receive:
+                yield receive
+        finally:
+            unsubscribe()
+            self._streams.discard(send)
+            send.close()
+
+    def _publish(self, event: Event) -> None:
+        if type(event) is RunChanged and event.record.status.is_final:
+            handle = self._handles.pop(event.record.id, None)
+            if handle is not None:
+                handle._resolve(event.record)
+        for callback in self._subscribers:
+            try:
+                callback(event)
+            except Exception:  # noqa: BLE001 - a subscriber's bug never stops scheduling
+                _log.exception("event subscriber %r failed", callback)
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    async def __aenter__(self) -> Scheduler:
+        if self._exit_stack is not None:
+            raise SchedulerStateError("the scheduler is already running")
+        self._planner.validate()
+        async with AsyncExitStack() as stack:
+            await self.store.open()
+            stack.push_async_callback(self.store.close)
+            now = self.clock.now()
+            for name in self._planner.tasks:
+                record = await self.store.load_task(name)
+                if record is not None:
+                    self._planner.restore(name, record, now)
+            tg: TaskGroup = await stack.enter_async_context(anyio.create_task_group())
+            self._tg = tg
+            self._runtime = Runtime(
+                self._planner,
+                self.store,
+                self.clock,
+                self._executors,
+                alerters=self.alerters,
+                publish=self._publish,
+                replica=self.replica_id,
+            )
+            self._runtime.start(tg)
+            self._exit_stack = stack.pop_all()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        stack, runtime = self._exit_stack, self._runtime
+        assert stack is not None and runtime is not None
+        try:
+            with anyio.CancelScope(shield=True):
+                await runtime.stop(self.shutdown_grace)
+                for send in list(self._streams):
+                    send.close()
+        finally:
+            self._runtime = None
+            self._exit_stack = None
+            # Every run is recorded by now; what is left are idle loops.
+            if self._tg is not None:
+                self._tg.cancel_scope.cancel()
+                self._tg = None
+            await stack.__aexit__(exc_type, exc, tb)
+        return None
+
+    async def serve(self) -> None:
+        """Run until cancelled (Ctrl-C in ``anyio.run``, or a cancelled task group)."""
+        async with self:
+            await anyio.sleep_forever()
+
+    @asynccontextmanager
+    async def lifespan(self, app: object) -> AsyncIterator[None]:
+        """An ASGI lifespan: ``FastAPI(lifespan=scheduler.lifespan)``."""
+        async with self:
+            yield
+
+    @property
+    def running(self) -> bool:
+        """Whether the scheduler is inside ``async with``."""
+        return self._runtime is not None
+
+    # --- internals --------------------------------------------------------------------
+
+    def _require_running(self, what: str) -> None:
+        if self._runtime is None:
+            raise SchedulerStateError(
+                f"cannot {what}: the scheduler is not running; "
+                "start it with `async with scheduler:` (or scheduler.serve())"
+            )
+
+    def _apply(self) -> None:
+        if self._runtime is not None:
+            self._runtime.apply()
+
+    async def _flush(self) -> None:
+        runtime = self._runtime
+        if runtime is not None:
+            runtime.apply()
+            await runtime.flush()
+
+    def _track(self, run_id: str) -> RunHandle:
+        handle = RunHandle(run_id)
+        self._handles[run_id] = handle
+        assert self._runtime is not None
+        self._runtime.apply()
+        return handle
+
+    def _adhoc_task(
+        self, func: Callable[..., Any] | Task, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Task:
+        """The Task a submission runs as, built once per callable and then reused."""
+        if isinstance(func, Task):
+            if args or kwargs:
+                _check_bind(func.name, _signature(func.func), args, kwargs)
+            return func
+        cached = self._adhoc.get(func)
+        if cached is not None:
+            task, signature = cached
+            _check_bind(task.name, signature, args, kwargs)
+            return task
+        target = f"{getattr(func, '__module__', None) or 'submit'}:" + getattr(
+            func, "__qualname__", type(func).__qualname__
+        )
+        name = _UNSAFE_NAME_CHARS.sub("_", target)[:200]
+        task = Task(name, func, args=args, kwargs=kwargs)
+        if len(self._adhoc) >= _ADHOC_CACHE_SIZE:
+            self._adhoc.clear()
+        self._adhoc[func] = (task, _signature(func))
+        return task
+
+
+def _signature(func: Callable[..., Any]) -> inspect.Signature | None:
+    try:
+        return inspect.signature(func)
+    except (TypeError, ValueError):
+        return None
+
+
+def _check_bind(
+    name: str, signature: inspect.Signature | None, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    if signature is None:
+        return
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        raise ConfigError(
+            f"the arguments do not fit {name}{signature}: {exc}", task=name, field="args"
+        ) from None

@@ -1,0 +1,412 @@
+"""The task specification: an immutable, validated description of what to run and how.
+
+Everything a user can get wrong is checked once, in ``Task.__post_init__``, so the planner
+and the runtime read plain canonical values (enums, floats, tuples) and never re-validate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+import math
+import re
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import KW_ONLY, dataclass, field
+from datetime import timedelta
+from enum import StrEnum
+from functools import partial
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, NoReturn, Self
+
+from ._errors import ConfigError, _did_you_mean
+
+if TYPE_CHECKING:
+    from ._triggers import Trigger
+
+__all__ = ["CatchUp", "Mode", "Overlap", "Priority", "Task"]
+
+NAME_PATTERN = r"[A-Za-z0-9_.:-]{1,200}"
+_NAME_RE = re.compile(NAME_PATTERN)
+_UNSET: Any = None  # runtime default of fields that __post_init__ fills in (mode, kwargs)
+
+
+class _Choice(StrEnum):
+    """A closed set of lowercase strings (``str`` and ``Enum``), parsed case-insensitively.
+
+    Every member's value is its lowercased name, so a name lookup also finds aliases.
+    """
+
+    @classmethod
+    def _missing_(cls, value: object) -> Self | None:
+        return cls.__members__.get(value.strip().upper()) if isinstance(value, str) else None
+
+    @classmethod
+    def parse(cls, value: object, *, task: str | None = None, field: str | None = None) -> Self:
+        """Return the member for ``value`` (a member, or a name or alias in any case).
+
+        :raises ConfigError: naming the value received and every accepted spelling.
+        """
+        if (found := cls._missing_(value)) is not None:
+            return found
+        key = field or re.sub(r"(?<!^)([A-Z])", r"_\1", cls.__name__).lower()  # CatchUp: catch_up
+        accepted = ", ".join(repr(name.lower()) for name in cls.__members__)
+        _fail(task, key, f"{key} must be one of {accepted} (any case); got {value!r}")
+
+
+_RANKS = {"high": 0, "normal": 1, "low": 2}
+
+
+class Priority(_Choice):
+    """Which ready run takes a free slot first."""
+
+    HIGH = "high"
+    """Starts before every ready normal or low run."""
+    NORMAL = "normal"
+    """The default."""
+    LOW = "low"
+    """Starts only when no high or normal run is waiting for the same kind of slot."""
+    HAUTE = "high"  # French aliases: Priority.HAUTE is Priority.HIGH
+    NORMALE = "normal"
+    BASSE = "low"
+
+    @property
+    def rank(self) -> int:
+        """Sort key for the ready queue: 0 for high, 1 for normal, 2 for low (lower first)."""
+        return _RANKS[self.value]
+
+
+class Mode(_Choice):
+    """Where a run executes; inferred from the callable when not given."""
+
+    ASYNC = "async"
+    """Awaited on the scheduler's event loop (``async def`` callables)."""
+    SYNC = "sync"
+    """Run in the thread pool so it never blocks the event loop."""
+    PROCESS = "process"
+    """Run in a process pool, for CPU-bound work; needs a module-level function."""
+
+
+class Overlap(_Choice):
+    """What a periodic task does when it fires while its previous run is still going."""
+
+    SKIP = "skip"
+    """Record a ``skipped`` run with reason ``overlap`` (the default)."""
+    QUEUE = "queue"
+    """Start right after the current run ends; at most one waits."""
+    ALLOW = "allow"
+    """Run both at the same time."""
+
+
+class CatchUp(_Choice):
+    """What to do with fires missed while no scheduler ran, within ``misfire_grace``."""
+
+    ONCE = "once"
+    """Run one ``catch_up`` run for all of them (the default)."""
+    SKIP = "skip"
+    """Run none; each missed fire is recorded ``missed``."""
+    ALL = "all"
+    """Run each missed fire, capped at 100."""
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """A named callable with its trigger and policies. Immutable; validated on construction.
+
+    :param name: unique name, ``[A-Za-z0-9_.:-]{1,200}``.
+    :param func: a callable, or a ``"package.module:attr"`` string imported at construction.
+    :param args: positional arguments for ``func``; checked against its signature.
+    :param kwargs: keyword arguments for ``func``; checked against its signature.
+    :param trigger: ``Every``, ``Cron``, ``At``, or ``None`` for on-demand only.
+    :param priority: ``high``/``normal``/``low`` (or ``haute``/``normale``/``basse``).
+    :param depends_on: a task name or names that must succeed before each run.
+    :param mode: ``async``/``sync``/``process``; inferred from ``func`` when ``None``.
+    :param max_retries: extra attempts after a failed one.
+    :param retry_delay: seconds (or a timedelta) before the first retry.
+    :param retry_backoff: multiplier applied to the delay for each further retry (1 = fixed).
+    :param timeout: seconds an attempt may run before it fails, or ``None``.
+    :param overlap: ``skip``/``queue``/``allow`` when a fire finds the previous run going.
+    :param catch_up: ``once``/``skip``/``all`` for fires missed while no scheduler ran.
+    :param misfire_grace: seconds after its due time within which a missed fire is caught up.
+    :param jitter: up to this many random seconds added to each fire and retry.
+    :param alert_on_failure: send alerts when the task keeps failing.
+    :param alert_after: consecutive failed runs that trigger one ``failing`` alert.
+    :param recover: re-run a run lost with a crashed replica (at-least-once).
+    :param enabled: a disabled task is registered but never fires on its own.
+    :param description: free text for people.
+    :param tags: labels for filtering; a bare string is one tag.
+    """
+
+    name: str
+    func: Callable[..., Any] = field(repr=False)
+    target: str = field(init=False, compare=False)
+    """``"module:qualname"`` of ``func`` for display (the string given, when one was)."""
+    _: KW_ONLY
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = _UNSET
+    trigger: Trigger | None = None
+    priority: Priority = Priority.NORMAL
+    depends_on: tuple[str, ...] = ()
+    mode: Mode = _UNSET
+    max_retries: int = 0
+    retry_delay: float = 0.0
+    retry_backoff: float = 1.0
+    timeout: float | None = None
+    overlap: Overlap = Overlap.SKIP
+    catch_up: CatchUp = CatchUp.ONCE
+    misfire_grace: float = 60.0
+    jitter: float = 0.0
+    alert_on_failure: bool = True
+    alert_after: int = 1
+    recover: bool = False
+    enabled: bool = True
+    description: str = ""
+    tags: frozenset[str] = frozenset()
+
+    if TYPE_CHECKING:  # the accepted input types, wider than the stored canonical ones
+
+        def __init__(
+            self,
+            name: str,
+            func: Callable[..., Any] | str,
+            *,
+            args: tuple[Any, ...] | list[Any] = (),
+            kwargs: Mapping[str, Any] | None = None,
+            trigger: Trigger | None = None,
+            priority: Priority | str = "normal",
+            depends_on: str | Iterable[str] = (),
+            mode: Mode | str | None = None,
+            max_retries: int = 0,
+            retry_delay: float | timedelta = 0.0,
+            retry_backoff: float = 1.0,
+            timeout: float | timedelta | None = None,
+            overlap: Overlap | str = "skip",
+            catch_up: CatchUp | str = "once",
+            misfire_grace: float | timedelta = 60.0,
+            jitter: float | timedelta = 0.0,
+            alert_on_failure: bool = True,
+            alert_after: int = 1,
+            recover: bool = False,
+            enabled: bool = True,
+            description: str = "",
+            tags: str | Iterable[str] = (),
+        ) -> None: ...
+
+    def __post_init__(self) -> None:
+        name, put = self.name, object.__setattr__
+        if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+            msg = f"task name must be 1 to 200 characters matching {NAME_PATTERN}; got {name!r}"
+            _fail(name if isinstance(name, str) else None, "name", msg)
+        func, target = _resolve(self.func, name)
+        put(self, "func", func)
+        put(self, "target", target)
+        put(self, "args", args := _args(self.args, name))
+        put(self, "kwargs", kwargs := _kwargs(self.kwargs, name))
+        _check_bind(func, target, name, *args, **kwargs)
+        put(self, "mode", _mode(func, target, self.mode, name))
+        put(self, "trigger", _trigger(self.trigger, name))
+        for key, choice in (("priority", Priority), ("overlap", Overlap), ("catch_up", CatchUp)):
+            put(self, key, choice.parse(getattr(self, key), task=name, field=key))
+        put(self, "depends_on", _depends_on(self.depends_on, name))
+        put(self, "max_retries", _int(self.max_retries, name, "max_retries", 0))
+        put(self, "alert_after", _int(self.alert_after, name, "alert_after", 1))
+        for key in ("retry_delay", "misfire_grace", "jitter", "retry_backoff", "timeout"):
+            if key != "timeout" or self.timeout is not None:
+                put(self, key, _finite(getattr(self, key), name, key))
+        for key in ("alert_on_failure", "recover", "enabled"):
+            if not isinstance(getattr(self, key), bool):
+                _bad(name, key, "must be True or False", getattr(self, key))
+        if not isinstance(self.description, str):
+            _bad(name, "description", "must be a string", self.description)
+        put(self, "tags", frozenset(_strings(self.tags, name, "tags")))
+
+    def __hash__(self) -> int:
+        # Names are unique in a scheduler, and kwargs (a mapping) is not hashable.
+        return hash(self.name)
+
+    @property
+    def is_periodic(self) -> bool:
+        """True when the task fires on its own (it has a trigger)."""
+        return self.trigger is not None
+
+    def replace(self, **changes: Any) -> Task:
+        """Return a copy with ``changes`` applied, validated like a new task.
+
+        Changing ``func`` without ``mode`` infers the mode again, unless it is ``process``.
+        """
+        if "func" in changes and "mode" not in changes and self.mode is not Mode.PROCESS:
+            changes["mode"] = None
+        new = dataclasses.replace(self, **changes)
+        if "func" not in changes:
+            object.__setattr__(new, "target", self.target)  # keep the string the user gave
+        return new
+
+
+def _fail(task: str | None, key: str, message: str) -> NoReturn:
+    raise ConfigError(message, task=task, field=key)
+
+
+def _bad(task: str, key: str, rule: str, value: object) -> NoReturn:
+    _fail(task, key, f"{key} {rule}; got {value!r} ({type(value).__name__})")
+
+
+def _resolve(func: object, task: str) -> tuple[Callable[..., Any], str]:
+    """Import a ``"module:attr"`` string; return the callable and its display name."""
+    if not isinstance(func, str):
+        if not callable(func):
+            _bad(task, "func", "must be a callable or a 'package.module:function' string", func)
+        module, qualname = getattr(func, "__module__", None), getattr(func, "__qualname__", None)
+        ok = isinstance(module, str) and isinstance(qualname, str)
+        return func, f"{module}:{qualname}" if ok else repr(func)
+    module_name, _, attr = func.partition(":")
+    if not module_name or not attr:
+        form = "'package.module:function' (or 'package.module:Class.method')"
+        _fail(task, "func", f"func string {func!r} must have the form {form}; add the ':'")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except Exception as exc:
+        why = f"{type(exc).__name__}: {exc}"
+        msg = f"cannot import module {module_name!r} for func {func!r} ({why}); check the path"
+        raise ConfigError(
+            msg + " and that its package is installed", task=task, field="func"
+        ) from exc
+    for i, part in enumerate(parts := attr.split(".")):
+        if not hasattr(obj, part):
+            where = f" ({'.'.join(parts[:i])!r} has no {part!r})" if i else ""
+            hint = _did_you_mean(part, [n for n in dir(obj) if not n.startswith("_")])
+            msg = f"module {module_name!r} has no attribute {attr!r}{where}{hint}"
+            _fail(task, "func", msg + "; check the name after ':'")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        _fail(task, "func", f"{func!r} is a {type(obj).__name__}, not a callable")
+    return obj, func
+
+
+def _args(args: object, task: str) -> tuple[Any, ...]:
+    if not isinstance(args, tuple | list):
+        _bad(task, "args", "must be a tuple or list (for one argument: args=(value,))", args)
+    return tuple(args)
+
+
+def _kwargs(kwargs: object, task: str) -> Mapping[str, Any]:
+    if kwargs is None:
+        return MappingProxyType({})
+    if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
+        _bad(task, "kwargs", "must be a mapping of argument names (str) to values", kwargs)
+    return MappingProxyType(dict(kwargs))
+
+
+def _check_bind(func: Callable[..., Any], target: str, task: str, /, *args: Any, **kw: Any) -> None:
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):
+        return  # some builtins and C callables have no inspectable signature
+    try:
+        signature.bind(*args, **kw)
+    except TypeError as exc:
+        bare = [p.replace(annotation=p.empty) for p in signature.parameters.values()]
+        shown = signature.replace(parameters=bare, return_annotation=signature.empty)
+        msg = f"args={args!r} kwargs={kw!r} do not fit {target}{shown}: {exc}"
+        _fail(task, "kwargs" if "keyword" in str(exc) else "args", msg + "; fix the arguments")
+
+
+def _is_async(func: object) -> bool:
+    """True for coroutine functions, partials of them and instances with ``async __call__``."""
+    while isinstance(func, partial):
+        func = func.func
+    if inspect.iscoroutinefunction(func):  # knows inspect.markcoroutinefunction (3.12+)
+        return True
+    if inspect.isroutine(func) or inspect.isclass(func):
+        return False
+    return inspect.iscoroutinefunction(inspect.getattr_static(func, "__call__", None))
+
+
+def _mode(func: Callable[..., Any], target: str, mode: object, task: str) -> Mode:
+    is_async = _is_async(func)
+    if mode is None:
+        return Mode.ASYNC if is_async else Mode.SYNC
+    parsed = Mode.parse(mode, task=task)
+    if (parsed is Mode.ASYNC) != is_async:
+        kind, fix = ("async", "'async'") if is_async else ("synchronous", "'sync' or 'process'")
+        msg = f"mode {parsed.value!r} does not fit {target}, which is {kind}; use mode={fix}"
+        _fail(task, "mode", msg + " or leave mode unset to infer it")
+    if parsed is Mode.PROCESS:
+        _check_importable(func, target, task)
+    return parsed
+
+
+def _check_importable(func: Callable[..., Any], target: str, task: str) -> None:
+    """A process pool pickles functions by reference: module + qualname must find it again."""
+    module, qualname = getattr(func, "__module__", None), getattr(func, "__qualname__", None)
+    problem = ""
+    if not isinstance(module, str) or not isinstance(qualname, str):
+        problem = "has no module-level name (a partial, an instance or a bound builtin)"
+    elif "<locals>" in qualname or "<lambda>" in qualname:
+        problem = "is a lambda or is defined inside a function"
+    else:
+        obj: Any = sys.modules.get(module)  # a live function's module is already imported
+        for part in qualname.split("."):
+            obj = getattr(obj, part, None)
+        if obj is not func and obj != func:
+            problem = f"cannot be found again as {module}:{qualname}"
+    if problem:
+        msg = f"mode 'process' needs a function a worker process can import, but {target}"
+        _fail(task, "mode", f"{msg} {problem}; move it to module level or use mode='sync'")
+
+
+def _trigger(trigger: object, task: str) -> Trigger | None:
+    if trigger is None:
+        return None
+    from ._triggers import Trigger  # late: this module must import before _triggers exists
+
+    if not isinstance(trigger, Trigger):
+        _bad(task, "trigger", "must be Every(...), Cron(...), At(...) or None", trigger)
+    return trigger
+
+
+def _strings(value: object, task: str, key: str) -> list[str]:
+    """A bare string is one item; otherwise an iterable of strings."""
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, Iterable) or isinstance(value, bytes | Mapping):
+        _bad(task, key, "must be a string or a list of strings", value)
+    items = list(value)
+    for item in items:
+        if not isinstance(item, str):
+            _bad(task, key, "must contain only strings", item)
+    return items
+
+
+def _depends_on(value: object, task: str) -> tuple[str, ...]:
+    names = dict.fromkeys(_strings(value, task, "depends_on"))  # dedupe, keep order
+    for dep in names:
+        if not _NAME_RE.fullmatch(dep):
+            _bad(task, "depends_on", f"entries must be task names matching {NAME_PATTERN}", dep)
+        if dep == task:
+            _fail(task, "depends_on", f"{task!r} cannot depend on itself; remove it")
+    return tuple(names)
+
+
+def _int(value: object, task: str, key: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        _bad(task, key, f"must be an integer >= {minimum}", value)
+    return value
+
+
+def _finite(value: object, task: str, key: str) -> float:
+    """A finite float within the field's range; durations also accept a ``timedelta``."""
+    seconds = key != "retry_backoff"
+    low, strict = (1.0 if not seconds else 0.0), key == "timeout"
+    number = value.total_seconds() if seconds and isinstance(value, timedelta) else value
+    if (
+        isinstance(number, bool)
+        or not isinstance(number, int | float)
+        or not math.isfinite(number)
+        or number < low
+        or (strict and number == low)
+    ):
+        unit = " of seconds (int, float or datetime.timedelta)" if seconds else ""
+        rule = f"must be a finite number{unit} {'>' if strict else '>='} {low:g}"
+        _bad(task, key, rule + (" or None" if strict else ""), value)
+    return float(number)

@@ -1,0 +1,392 @@
+"""Triggers: pure values that answer "when is the next fire after this instant?".
+
+No clock, no I/O, no mutable state: the planner drives them with virtual time, and every
+replica computes the same fire instants. All arithmetic is on UTC instants; results are
+aware datetimes with ``tzinfo=timezone.utc``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+import warnings
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from croniter import CroniterBadDateError, croniter
+
+from xtasks._errors import ConfigError, CronError, ShortIntervalWarning
+
+__all__ = ["At", "Cron", "Every", "Trigger"]
+
+_UTC = timezone.utc
+_ZERO = timedelta(0)
+_US = timedelta(microseconds=1)
+_SHORT = timedelta(seconds=5)
+_EPOCH = datetime(1970, 1, 1)  # naive UTC: the internal currency of Cron
+_AWARE_HINT = "pass a timezone-aware datetime, e.g. datetime.now(timezone.utc)"
+
+
+def _utc(value: object, what: str) -> datetime:
+    """Return *value* as an aware UTC datetime; a naive one is ambiguous, so refuse it."""
+    if not isinstance(value, datetime):
+        raise ConfigError(f"{what} must be a datetime, got {value!r}", field="trigger")
+    if value.utcoffset() is None:
+        raise ConfigError(
+            f"{what} {value.isoformat()} is naive (it has no tzinfo); {_AWARE_HINT}",
+            field="trigger",
+        )
+    return value.astimezone(_UTC)
+
+
+class Trigger(ABC):
+    """The extension point: anything that can tell its next fire instant.
+
+    Implementations must be pure (same answer for the same argument, no clock) and cheap:
+    the answer is computed from *after* directly, never by replaying past fires.
+    """
+
+    __slots__ = ()
+
+    @abstractmethod
+    def next_fire(self, after: datetime) -> datetime | None:
+        """The smallest fire instant strictly greater than *after*.
+
+        :param after: a timezone-aware instant; a naive one raises :class:`ConfigError`.
+        :returns: an aware datetime in UTC, or None when the trigger never fires again.
+        """
+
+    def anchored(self, registered_at: datetime) -> Trigger:
+        """This trigger bound to the instant its task was registered (default: unchanged).
+
+        :param registered_at: when the task was added to the scheduler (aware).
+        """
+        return self
+
+    def describe(self) -> str:
+        """Short words for people and the API."""
+        return repr(self)
+
+
+def _split(period: timedelta) -> list[tuple[str, int | float]]:
+    """Break *period* into (unit, amount) pairs, largest first, for repr and describe."""
+    us = period // _US
+    days, us = divmod(us, 86_400_000_000)
+    hours, us = divmod(us, 3_600_000_000)
+    minutes, us = divmod(us, 60_000_000)
+    seconds: int | float = us // 1_000_000 if us % 1_000_000 == 0 else us / 1_000_000
+    parts = [("days", days), ("hours", hours), ("minutes", minutes), ("seconds", seconds)]
+    return [(unit, amount) for unit, amount in parts if amount]
+
+
+@dataclass(frozen=True, slots=True, init=False, repr=False)
+class Every(Trigger):
+    """Fires on the grid ``start + k * period`` (k = 0, 1, 2, ...).
+
+    The period is the sum of the arguments; it must be finite and > 0. Under 5 s it is
+    allowed but warns :class:`ShortIntervalWarning`. Grid maths uses exact integer
+    microseconds, so a ``start`` decades back costs the same as one a second back.
+
+    :param start: first grid point (aware). None means "when the task is registered":
+        the scheduler calls :meth:`anchored`; until then each fire is ``after + period``.
+    :ivar period: the interval, as a :class:`~datetime.timedelta` (microsecond precision).
+    :ivar start: the grid origin in UTC, or None when not anchored yet.
+    """
+
+    period: timedelta
+    start: datetime | None
+
+    def __init__(
+        self,
+        seconds: float = 0,
+        minutes: float = 0,
+        hours: float = 0,
+        days: float = 0,
+        *,
+        start: datetime | None = None,
+    ) -> None:
+        given = {"seconds": seconds, "minutes": minutes, "hours": hours, "days": days}
+        for name, value in given.items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(
+                    f"Every({name}={value!r}): {name} must be a number (int or float), "
+                    f"not {type(value).__name__}",
+                    field="trigger",
+                )
+            if not math.isfinite(value) or value < 0:
+                raise ConfigError(
+                    f"Every({name}={value!r}): {name} must be a finite number >= 0; "
+                    "the period is the sum of seconds, minutes, hours and days",
+                    field="trigger",
+                )
+        try:
+            period = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+        except OverflowError:
+            raise ConfigError(
+                "Every(...): the period is too long; the maximum is 999999999 days",
+                field="trigger",
+            ) from None
+        if period <= _ZERO:
+            raise ConfigError(
+                "Every(...): the period is zero; give a total > 0 (at least 1 microsecond), "
+                "e.g. Every(minutes=5)",
+                field="trigger",
+            )
+        anchor = None if start is None else _utc(start, "Every start")
+        if period < _SHORT:
+            warnings.warn(
+                f"Every({_args(period)}): an interval under 5 s is allowed, "
+                "but it keeps the scheduler and the store busy",
+                ShortIntervalWarning,
+                stacklevel=2,
+            )
+        object.__setattr__(self, "period", period)
+        object.__setattr__(self, "start", anchor)
+
+    @classmethod
+    def _make(cls, period: timedelta, start: datetime | None) -> Every:
+        """Build without validation or warning (the values were checked already)."""
+        self = object.__new__(cls)
+        object.__setattr__(self, "period", period)
+        object.__setattr__(self, "start", start)
+        return self
+
+    def next_fire(self, after: datetime) -> datetime | None:
+        after = _utc(after, "after")
+        try:
+            if self.start is None:
+                return after + self.period
+            if after < self.start:
+                return self.start
+            k = (after - self.start) // self.period + 1  # exact integer maths
+            return self.start + k * self.period
+        except OverflowError:  # beyond year 9999: nothing representable is left
+            return None
+
+    def anchored(self, registered_at: datetime) -> Every:
+        if self.start is not None:
+            return self
+        return Every._make(self.period, _utc(registered_at, "registered_at"))
+
+    def describe(self) -> str:
+        units = {"days": "d", "hours": "h", "minutes": "m", "seconds": "s"}
+        return "every " + " ".join(f"{n}{units[u]}" for u, n in _split(self.period))
+
+    def __repr__(self) -> str:
+        start = "" if self.start is None else f", start={self.start!r}"
+        return f"Every({_args(self.period)}{start})"
+
+
+def _args(period: timedelta) -> str:
+    return ", ".join(f"{unit}={amount!r}" for unit, amount in _split(period))
+
+
+_ALIASES = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+_FORMAT = (
+    "5 fields 'minute hour day-of-month month day-of-week' (e.g. '*/5 * * * *'), "
+    "6 fields with seconds first 'second minute hour day-of-month month day-of-week', "
+    "or one of @hourly @daily @weekly @monthly @yearly"
+)
+_HASHED = re.compile(r"[hr](\(\d+-\d+\))?(/\d+)?", re.IGNORECASE)
+_PROBE = datetime(2000, 1, 1)  # croniter searches 50 years on: every cron cycle fits
+_SPAN = 26 * 3600  # no UTC offset change exceeds 26 h
+
+
+def _zone(tz: object) -> ZoneInfo:
+    if isinstance(tz, ZoneInfo):
+        return tz
+    if not isinstance(tz, str):
+        raise ConfigError(
+            f"tz must be an IANA time zone name such as 'Europe/Paris', or a ZoneInfo; got {tz!r}",
+            field="trigger",
+        )
+    try:
+        return ZoneInfo(tz)
+    except (KeyError, ValueError, OSError) as exc:  # not found, malformed key, a directory
+        raise ConfigError(
+            f"unknown time zone {tz!r}; use an IANA name such as 'Europe/Paris' or 'UTC'",
+            field="trigger",
+        ) from exc
+
+
+def _offset(tz: ZoneInfo, ts: float) -> timedelta:
+    return datetime.fromtimestamp(ts, tz).utcoffset() or _ZERO
+
+
+@lru_cache(maxsize=4096)
+def _day_changes(tz: ZoneInfo, day: int) -> tuple[tuple[int, timedelta, timedelta], ...]:
+    """UTC offset changes within _SPAN of UTC day *day*: (epoch second, before, after).
+
+    Hourly samples, then bisection to the second; cached because every cron evaluation in
+    a zone on a given day asks the same question.
+    """
+    lo, hi = day * 86400 - _SPAN, (day + 1) * 86400 + _SPAN
+    found = []
+    prev_ts, prev = lo, _offset(tz, lo)
+    for ts in range(lo + 3600, hi + 1, 3600):
+        cur = _offset(tz, ts)
+        if cur != prev:
+            a, b = prev_ts, ts
+            while b - a > 1:
+                mid = (a + b) // 2
+                a, b = (mid, b) if _offset(tz, mid) == prev else (a, mid)
+            found.append((b, prev, cur))
+        prev_ts, prev = ts, cur
+    return tuple(found)
+
+
+def _near(tz: ZoneInfo, at: datetime) -> list[tuple[datetime, timedelta, timedelta]]:
+    """Offset changes closer to *at* (naive UTC) than their own size: (instant, before, after).
+
+    Only these can make wall-clock order differ from instant order around *at*.
+    """
+    ts = (at - _EPOCH) / timedelta(seconds=1)
+    return [
+        (_EPOCH + timedelta(seconds=t), before, after)
+        for t, before, after in _day_changes(tz, math.floor(ts / 86400))
+        if abs(t - ts) <= abs(after - before).total_seconds()
+    ]
+
+
+@dataclass(frozen=True, slots=True, init=False, repr=False, eq=False)
+class Cron(Trigger):
+    """Fires at the wall-clock times a cron expression names, in time zone *tz*.
+
+    Five fields ``minute hour day-of-month month day-of-week``, or six with SECONDS FIRST
+    (``second minute hour ...``, the Quartz/Spring/node-cron order), or an alias
+    (``@hourly``, ``@daily``, ``@weekly``, ``@monthly``, ``@yearly``/``@annually``). When both
+    day fields are restricted, a day matching either one matches (classic cron).
+
+    Daylight saving time, decided here rather than left to croniter:
+
+    * a wall time that does not exist (spring forward): a job with a fixed hour still runs
+      once, at the instant that wall time maps to with ``fold=0`` (02:30 Paris -> 03:30
+      CEST); a job whose hour field is every hour skips it, the real hour covers it;
+    * a wall time that happens twice (fall back): it fires at the first occurrence, and
+      also at the second one only when the hour field is every hour, so ``*/5 * * * *``
+      keeps a 5-minute beat while a daily 02:30 job runs exactly once.
+
+    :param expression: the cron expression; malformed or never firing raises :class:`CronError`.
+    :param tz: an IANA zone name or a :class:`~zoneinfo.ZoneInfo`; unknown raises ConfigError.
+    """
+
+    expression: str
+    tz: ZoneInfo
+    _cron: croniter[datetime]
+    _every_hour: bool
+
+    def __init__(self, expression: str, *, tz: str | ZoneInfo = "UTC") -> None:
+        zone = _zone(tz)
+        if not isinstance(expression, str):
+            raise CronError(f"a cron expression must be a string, got {expression!r}",
+                            field="trigger")
+        text = " ".join(expression.split())
+        fields = _ALIASES.get(text.lower(), text).split()
+
+        def bad(reason: str) -> CronError:
+            return CronError(f"invalid cron expression {expression!r}: {reason}; "
+                             f"expected {_FORMAT}", field="trigger")
+
+        if len(fields) not in (5, 6):
+            raise bad(f"it has {len(fields)} field(s)")
+        if any(_HASHED.fullmatch(part) for f in fields for part in f.split(",")):
+            raise bad("hashed or random values (H, R) are not supported")
+        try:
+            cron = croniter(" ".join(fields), _PROBE, ret_type=datetime,
+                            second_at_beginning=len(fields) == 6)
+            copy.copy(cron).get_next(datetime)
+        except CroniterBadDateError:
+            raise CronError(
+                f"cron expression {expression!r} can never fire: no date matches it "
+                "(e.g. February 30th or April 31st); check the day-of-month and month fields",
+                field="trigger",
+            ) from None
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            raise bad(str(exc) or type(exc).__name__) from exc
+        object.__setattr__(self, "expression", text)
+        object.__setattr__(self, "tz", zone)
+        object.__setattr__(self, "_cron", cron)
+        object.__setattr__(self, "_every_hour", cron.expanded[1] == ["*"])
+
+    def _instants(self, wall: datetime) -> tuple[datetime, ...]:
+        """The naive-UTC instants one matching naive wall time stands for (0, 1 or 2)."""
+        o0 = wall.replace(tzinfo=self.tz).utcoffset() or _ZERO
+        o1 = wall.replace(tzinfo=self.tz, fold=1).utcoffset() or _ZERO
+        if o0 == o1:
+            return (wall - o0,)
+        if o1 > o0:  # gap: fold=0 reads the wall time with the offset before the jump
+            return () if self._every_hour else (wall - o0,)
+        return (wall - o0, wall - o1) if self._every_hour else (wall - o0,)
+
+    def next_fire(self, after: datetime) -> datetime | None:
+        after = _utc(after, "after").replace(tzinfo=None)
+        try:
+            # Wall order and instant order only disagree near an offset change, so start
+            # at the earliest wall time such a change can map past *after*...
+            start = min([after + _offset(self.tz, after.replace(tzinfo=_UTC).timestamp())]
+                        + [at + min(b, a) for at, b, a in _near(self.tz, after)])
+            cron = copy.copy(self._cron)
+            cron.set_current(start - _US, force=True)
+            best: datetime | None = None
+            cap = _ZERO
+            while True:
+                wall = cron.get_next(datetime)
+                # ... and stop once no later wall time can map before the best found.
+                if best is not None and wall - cap >= best:
+                    return best.replace(tzinfo=_UTC)
+                for t in self._instants(wall):
+                    if t > after and (best is None or t < best):
+                        best = t
+                        cap = max([_offset(self.tz, t.replace(tzinfo=_UTC).timestamp())]
+                                  + [max(b, a) for _, b, a in _near(self.tz, t)])
+        except (CroniterBadDateError, OverflowError, ValueError):
+            return None  # the next match lies beyond year 9999
+
+    def describe(self) -> str:
+        return f"cron {self.expression!r} ({self.tz.key or self.tz})"
+
+    def __repr__(self) -> str:
+        return f"Cron({self.expression!r}, tz={self.tz.key or str(self.tz)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Cron):
+            return NotImplemented
+        return self.expression == other.expression and (
+            self.tz is other.tz or (self.tz.key is not None and self.tz.key == other.tz.key))
+
+    def __hash__(self) -> int:
+        return hash((self.expression, self.tz.key))
+
+
+@dataclass(frozen=True, slots=True, init=False, repr=False)
+class At(Trigger):
+    """Fires once, at *when*.
+
+    :param when: the instant (aware; stored in UTC). A naive datetime raises ConfigError.
+    """
+
+    when: datetime
+
+    def __init__(self, when: datetime) -> None:
+        object.__setattr__(self, "when", _utc(when, "At when"))
+
+    def next_fire(self, after: datetime) -> datetime | None:
+        return self.when if self.when > _utc(after, "after") else None
+
+    def describe(self) -> str:
+        return f"at {self.when.isoformat()}"
+
+    def __repr__(self) -> str:
+        return f"At({self.when!r})"

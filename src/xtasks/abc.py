@@ -1,0 +1,115 @@
+"""Interfaces for implementers: a store backend or an alerter reads this one file.
+
+Every method that does I/O is ``async``. Backends wrap their driver's exceptions in
+:class:`xtasks.StoreError` (``raise StoreError(...) from exc``) so no driver error leaks
+through; ``xtasks.testing.check_store`` verifies a backend against this contract.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Collection
+    from datetime import datetime
+
+    from ._events import Alert
+    from ._runs import RunRecord, RunStatus, TaskRecord
+
+__all__ = ["Alerter", "Store"]
+
+
+class Store(ABC):
+    """Where claims, run records and task state live.
+
+    One store object is used by one scheduler; several schedulers (replicas) may open
+    stores on the same URL, and the store is what makes them agree.
+    """
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Connect and create or migrate the schema. Called once, before any other call.
+
+        :raises StoreError: when the backend cannot be reached or prepared.
+        """
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Flush and release resources. Idempotent: a second call does nothing."""
+
+    @abstractmethod
+    async def claim_fire(self, task: str, fire_time: datetime, replica: str) -> bool:
+        """Claim the fire ``(task, fire_time)`` for ``replica``.
+
+        Exactly one claim of a given pair succeeds across every store object opened on the
+        same backend, concurrently or not; the others return ``False`` (the normal path for
+        a replica that lost the race, not an error). A successful claim also records
+        ``fire_time`` as the task's ``last_fire`` when it is later than the one stored.
+
+        :return: whether this call won the claim.
+        :raises StoreError: on backend failure (the claim is then not made).
+        """
+
+    @abstractmethod
+    async def save_run(self, record: RunRecord) -> None:
+        """Insert or replace the record with ``record.id``. Safe to repeat.
+
+        :raises StoreError: on backend failure.
+        """
+
+    async def save_runs(self, records: Collection[RunRecord]) -> None:
+        """Save several records, in order; backends override this to batch."""
+        for record in records:
+            await self.save_run(record)
+
+    @abstractmethod
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        """Return the record with ``run_id``, or ``None``."""
+
+    @abstractmethod
+    async def list_runs(
+        self,
+        *,
+        task: str | None = None,
+        statuses: Collection[RunStatus] | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[RunRecord]:
+        """Return run records, newest first (by ``scheduled_at``, then insertion).
+
+        :param task: only this task's runs.
+        :param statuses: only runs in one of these statuses.
+        :param limit: at most this many records.
+        :param offset: skip this many of the newest matches first (paging).
+        """
+
+    @abstractmethod
+    async def load_task(self, task: str) -> TaskRecord | None:
+        """Return the persisted state of ``task``, or ``None`` if never saved."""
+
+    @abstractmethod
+    async def save_task(self, task: str, record: TaskRecord) -> None:
+        """Persist the state of ``task``, replacing what was there.
+
+        ``last_fire`` never moves backwards: a backend keeps the later of the stored and
+        the given value, because a claim may have advanced it concurrently.
+        """
+
+
+class Alerter(ABC):
+    """Delivers alerts to people. Runs off the scheduler's path, under a timeout.
+
+    ``send`` may take its time and may raise: the runtime bounds it with
+    ``timeout`` seconds, logs failures, and never lets it delay a run.
+    """
+
+    #: Seconds one ``send`` may take before it is abandoned and logged.
+    timeout: float = 30.0
+
+    @abstractmethod
+    async def send(self, alert: Alert) -> None:
+        """Deliver one alert.
+
+        :raises Exception: any failure; the runtime logs and counts it.
+        """

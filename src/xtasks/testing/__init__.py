@@ -1,0 +1,95 @@
+"""Tools for testing code that uses xtasks: a fake clock that users advance by hand.
+
+``FakeClock`` drives the scheduler's timers (fires, retry delays, jitter). Attempt
+timeouts and the shutdown grace stay in the event loop's own time, so a test that uses
+them takes that long in real time.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from datetime import UTC, datetime, timedelta
+from typing import final
+
+import anyio
+
+__all__ = ["FakeClock"]
+
+
+@final
+class FakeClock:
+    """A clock that moves only when told to.
+
+    ::
+
+        clock = FakeClock()
+        scheduler = Scheduler(clock=clock)
+        ...
+        async with scheduler:
+            await clock.advance(3600)  # every fire of the hour happens, in order
+
+    :param start: the initial time (timezone-aware); 2026-01-01 00:00 UTC by default.
+    """
+
+    def __init__(self, start: datetime | None = None) -> None:
+        if start is not None and start.tzinfo is None:
+            raise ValueError("FakeClock needs a timezone-aware start, e.g. tzinfo=UTC")
+        self._now = (start or datetime(2026, 1, 1, tzinfo=UTC)).astimezone(UTC)
+        self._sleepers: list[tuple[datetime, int, anyio.Event]] = []
+        self._seq = itertools.count()
+
+    def now(self) -> datetime:
+        return self._now
+
+    async def sleep_until(self, deadline: datetime | None) -> None:
+        if deadline is not None and deadline <= self._now:
+            await anyio.lowlevel.checkpoint()
+            return
+        event = anyio.Event()
+        entry = None
+        if deadline is not None:
+            entry = (deadline, next(self._seq), event)
+            heapq.heappush(self._sleepers, entry)
+        try:
+            await event.wait()
+        finally:
+            if entry is not None and not event.is_set():  # cancelled: forget the deadline
+                self._sleepers.remove(entry)
+                heapq.heapify(self._sleepers)
+
+    @property
+    def next_deadline(self) -> datetime | None:
+        """The earliest time someone sleeps until, or ``None``."""
+        return self._sleepers[0][0] if self._sleepers else None
+
+    async def advance(self, seconds: float | timedelta) -> None:
+        """Move time forward, stopping at every deadline on the way.
+
+        At each stop the sleepers due are woken and the other tasks run until they all
+        wait again, so every fire in the interval happens at its own time, in order.
+        """
+        delta = seconds if isinstance(seconds, timedelta) else timedelta(seconds=seconds)
+        if delta < timedelta(0):
+            raise ValueError(f"time only moves forward; got {seconds!r}")
+        target = self._now + delta
+        await anyio.wait_all_tasks_blocked()
+        while self._sleepers and self._sleepers[0][0] <= target:
+            self._now = max(self._now, self._sleepers[0][0])
+            self._wake_due()
+            await anyio.wait_all_tasks_blocked()
+        self._now = target
+        self._wake_due()
+        await anyio.wait_all_tasks_blocked()
+
+    async def jump(self) -> datetime | None:
+        """Advance to the next deadline anyone sleeps until; return it (``None``: none)."""
+        await anyio.wait_all_tasks_blocked()
+        deadline = self.next_deadline
+        if deadline is not None:
+            await self.advance(max(deadline - self._now, timedelta(0)))
+        return deadline
+
+    def _wake_due(self) -> None:
+        while self._sleepers and self._sleepers[0][0] <= self._now:
+            heapq.heappop(self._sleepers)[2].set()
