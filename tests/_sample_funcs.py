@@ -38,3 +38,10 @@ class SyncCallable:
 
 
 NOT_CALLABLE = 42
+
+
+def current_pid() -> int:
+    """Runs in a worker process under mode="process"."""
+    import os
+
+    return os.getpid()

@@ -54,7 +54,7 @@ class ConfigError(XtasksError):
     :param field: the field or key that holds the bad value, when known.
     """
 
-    def __init__(self, message: str, *, task: str | None = None, field: str | None = None):
+    def __init__(self, message: str, *, task: str | None = None, field: str | None = None) -> None:
         self.task = task
         self.field = field
         where = []
@@ -77,11 +77,10 @@ class DependencyCycleError(ConfigError):
     :param path: the cycle, first name repeated at the end (``["a", "b", "a"]``).
     """
 
-    def __init__(self, path: list[str]):
+    def __init__(self, path: list[str]) -> None:
         self.path = path
         super().__init__(
-            "dependency cycle " + " -> ".join(path)
-            + "; remove one of these depends_on entries",
+            "dependency cycle " + " -> ".join(path) + "; remove one of these depends_on entries",
             task=path[0],
             field="depends_on",
         )
@@ -90,7 +89,7 @@ class DependencyCycleError(ConfigError):
 class UnknownDependencyError(ConfigError):
     """A task depends on a task name that is not registered when the scheduler starts."""
 
-    def __init__(self, task: str, missing: str, known: list[str]):
+    def __init__(self, task: str, missing: str, known: list[str]) -> None:
         self.missing = missing
         hint = _did_you_mean(missing, known)
         super().__init__(
@@ -104,7 +103,7 @@ class UnknownDependencyError(ConfigError):
 class TaskNotFoundError(XtasksError, LookupError):
     """No task has this name."""
 
-    def __init__(self, name: str, known: list[str] | None = None):
+    def __init__(self, name: str, known: list[str] | None = None) -> None:
         self.name = name
         hint = _did_you_mean(name, known or [])
         super().__init__(f"no task named {name!r}{hint}")
@@ -113,7 +112,7 @@ class TaskNotFoundError(XtasksError, LookupError):
 class DuplicateTaskError(XtasksError):
     """A task with this name is already registered."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str) -> None:
         self.name = name
         super().__init__(
             f"a task named {name!r} is already registered; "
@@ -128,7 +127,7 @@ class SchedulerStateError(XtasksError):
 class TaskStateError(XtasksError):
     """The task is paused or cancelled, so a manual run is refused; resume it first."""
 
-    def __init__(self, task: str, state: str):
+    def __init__(self, task: str, state: str) -> None:
         self.task = task
         self.state = state
         super().__init__(
@@ -147,7 +146,7 @@ class RunCancelledError(XtasksError):
 class RunTimeoutError(XtasksError):
     """An attempt ran longer than the task's ``timeout``; counted as a failure."""
 
-    def __init__(self, task: str, timeout: float):
+    def __init__(self, task: str, timeout: float) -> None:
         self.task = task
         self.timeout = timeout
         super().__init__(f"task {task!r} exceeded its timeout of {timeout:g} s")

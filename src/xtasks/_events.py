@@ -7,7 +7,7 @@ store back sees what the event says.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ class TaskStateChanged:
     state: TaskState
 
 
-class AlertKind(str, Enum):
+class AlertKind(StrEnum):
     """The two moments someone should hear about."""
 
     FAILING = "failing"  #: consecutive failed runs reached the task's ``alert_after``

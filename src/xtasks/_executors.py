@@ -46,13 +46,13 @@ class Executors:
         mode = task.mode
         if mode is Mode.ASYNC:
             return await func(*args, **kwargs)
-        call: Callable[[], Any] = functools.partial(func, *args, **kwargs) if kwargs else (
-            functools.partial(func, *args) if args else func
+        call: Callable[[], Any] = (
+            functools.partial(func, *args, **kwargs)
+            if kwargs
+            else (functools.partial(func, *args) if args else func)
         )
         if mode is Mode.SYNC:
             return await anyio.to_thread.run_sync(
                 call, abandon_on_cancel=True, limiter=self.thread_limiter
             )
-        return await anyio.to_process.run_sync(
-            call, cancellable=True, limiter=self.process_limiter
-        )
+        return await anyio.to_process.run_sync(call, cancellable=True, limiter=self.process_limiter)

@@ -317,8 +317,7 @@ class Planner:
         )
         if dependents:
             raise ConfigError(
-                f"cannot remove it: {', '.join(dependents)} depend on it; "
-                "remove those tasks first",
+                f"cannot remove it: {', '.join(dependents)} depend on it; remove those tasks first",
                 task=name,
             )
         del self._entries[name]
@@ -498,8 +497,10 @@ class Planner:
         self._release(run)
         run.error = error
         task = run.entry.task
-        if run.attempts <= task.max_retries and not self._closing and run.entry.state is not (
-            TaskState.CANCELLED
+        if (
+            run.attempts <= task.max_retries
+            and not self._closing
+            and run.entry.state is not TaskState.CANCELLED
         ):
             delay = task.retry_delay * task.retry_backoff ** (run.attempts - 1)
             if task.jitter:
@@ -635,7 +636,9 @@ class Planner:
             if policy is CatchUp.ALL:
                 _log.warning(
                     "task %r missed more than %d fires; replaying %d, recording the rest missed",
-                    task.name, CATCH_UP_CAP, CATCH_UP_CAP,
+                    task.name,
+                    CATCH_UP_CAP,
+                    CATCH_UP_CAP,
                 )
             first = missed[0] if missed else late[-1]
             until = cutoff if more else missed[-1]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import traceback as _traceback
 from dataclasses import dataclass, replace
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 
-class RunStatus(str, Enum):
+class RunStatus(StrEnum):
     """Where a run is in its life. The last six are final."""
 
     QUEUED = "queued"  #: ready to start, or waiting for its retry delay or overlap turn
@@ -49,7 +49,7 @@ class RunStatus(str, Enum):
 _LIVE = frozenset({RunStatus.QUEUED, RunStatus.WAITING, RunStatus.RUNNING})
 
 
-class TriggerKind(str, Enum):
+class TriggerKind(StrEnum):
     """Why a run exists."""
 
     SCHEDULE = "schedule"  #: a due fire of the task's trigger
@@ -59,7 +59,7 @@ class TriggerKind(str, Enum):
     CATCH_UP = "catch_up"  #: a fire missed while no scheduler ran, replayed per ``catch_up``
 
 
-class TaskState(str, Enum):
+class TaskState(StrEnum):
     """Whether a task fires. Persisted in the store, so it survives restarts."""
 
     ACTIVE = "active"  #: fires on schedule and accepts manual runs

@@ -121,6 +121,7 @@ class Runtime:
         with anyio.move_on_after(max(grace, 1.0)):
             await self._wait_idle()
         self._run_send.close()
+        self._run_receive.close()  # workers hold clones; this original is never read
         self._recorder_stop = True
         self._record_wakeup.set()
         await self._recorder_done.wait()
@@ -295,6 +296,7 @@ class Runtime:
                 if item.state_changed:
                     self._publish(TaskStateChanged(item.task, item.record.state))
             else:
+                assert isinstance(item, anyio.Event)
                 item.set()
         await self._write(group)
 
@@ -322,11 +324,16 @@ class Runtime:
                     self.alerts_failed += 1
                     _log.error(
                         "alerter %r gave up on a %s alert for task %r after %g s",
-                        alerter, alert.kind.value, alert.task, timeout,
+                        alerter,
+                        alert.kind.value,
+                        alert.task,
+                        timeout,
                     )
                 except Exception:  # noqa: BLE001 - a broken alerter never stops scheduling
                     self.alerts_failed += 1
                     _log.exception(
                         "alerter %r failed to send a %s alert for task %r",
-                        alerter, alert.kind.value, alert.task,
+                        alerter,
+                        alert.kind.value,
+                        alert.task,
                     )

@@ -185,7 +185,9 @@ class Scheduler:
         run = self._planner.request(name, self.clock.now())
         return self._track(run.id)
 
-    async def submit(self, func: Callable[..., Any] | Task, /, *args: Any, **kwargs: Any) -> RunHandle:
+    async def submit(
+        self, func: Callable[..., Any] | Task, /, *args: Any, **kwargs: Any
+    ) -> RunHandle:
         """Run ``func(*args, **kwargs)`` once, tracked in history like any run.
 
         ``func`` may be a :class:`Task` to give the run policies (retries, timeout,
@@ -280,7 +282,9 @@ class Scheduler:
         return unsubscribe
 
     @asynccontextmanager
-    async def events(self, max_buffer: int = 1000) -> AsyncIterator[MemoryObjectReceiveStream[Event]]:
+    async def events(
+        self, max_buffer: int = 1000
+    ) -> AsyncIterator[MemoryObjectReceiveStream[Event]]:
         """Stream events to an ``async for``; it ends when the scheduler stops.
 
         A consumer that falls more than ``max_buffer`` events behind loses the newest

@@ -225,6 +225,12 @@ def _offset(tz: ZoneInfo, ts: float) -> timedelta:
     return datetime.fromtimestamp(ts, tz).utcoffset() or _ZERO
 
 
+def _wall_offsets(tz: ZoneInfo, wall: datetime) -> tuple[timedelta, timedelta]:
+    """UTC offsets of a naive wall time read with fold=0 and fold=1 (equal unless DST)."""
+    return (wall.replace(tzinfo=tz).utcoffset() or _ZERO,
+            wall.replace(tzinfo=tz, fold=1).utcoffset() or _ZERO)
+
+
 @lru_cache(maxsize=4096)
 def _day_changes(tz: ZoneInfo, day: int) -> tuple[tuple[int, timedelta, timedelta], ...]:
     """UTC offset changes within _SPAN of UTC day *day*: (epoch second, before, after).
@@ -320,40 +326,49 @@ class Cron(Trigger):
         object.__setattr__(self, "_cron", cron)
         object.__setattr__(self, "_every_hour", cron.expanded[1] == ["*"])
 
-    def _instants(self, wall: datetime) -> tuple[datetime, ...]:
-        """The naive-UTC instants one matching naive wall time stands for (0, 1 or 2)."""
-        o0 = wall.replace(tzinfo=self.tz).utcoffset() or _ZERO
-        o1 = wall.replace(tzinfo=self.tz, fold=1).utcoffset() or _ZERO
-        if o0 == o1:
-            return (wall - o0,)
-        if o1 > o0:  # gap: fold=0 reads the wall time with the offset before the jump
-            return () if self._every_hour else (wall - o0,)
-        return (wall - o0, wall - o1) if self._every_hour else (wall - o0,)
-
     def next_fire(self, after: datetime) -> datetime | None:
-        after = _utc(after, "after").replace(tzinfo=None)
         try:
-            # Wall order and instant order only disagree near an offset change, so start
-            # at the earliest wall time such a change can map past *after*...
-            start = min([after + _offset(self.tz, after.replace(tzinfo=_UTC).timestamp())]
-                        + [at + min(b, a) for at, b, a in _near(self.tz, after)])
-            cron = copy.copy(self._cron)
-            cron.set_current(start - _US, force=True)
-            best: datetime | None = None
-            cap = _ZERO
-            while True:
-                wall = cron.get_next(datetime)
-                # ... and stop once no later wall time can map before the best found.
-                if best is not None and wall - cap >= best:
-                    return best.replace(tzinfo=_UTC)
-                for t in self._instants(wall):
-                    if t > after and (best is None or t < best):
-                        best = t
-                        cap = max([_offset(self.tz, t.replace(tzinfo=_UTC).timestamp())]
-                                  + [max(b, a) for _, b, a in _near(self.tz, t)])
+            return self._next(_utc(after, "after").replace(tzinfo=None)).replace(tzinfo=_UTC)
         except (CroniterBadDateError, OverflowError, ValueError):
             return None  # the next match lies beyond year 9999
 
+    def _next(self, after: datetime) -> datetime:
+        """Smallest fire instant > *after*, both naive UTC.
+
+        Existing wall times read with fold=0 map to increasing instants, so one forward scan
+        finds the first; the only exceptions, the second pass of a repeated hour and the
+        wall times inside a gap, are handled next to their offset change.
+        """
+        tz, cron = self.tz, copy.copy(self._cron)
+        found: list[datetime] = []
+        cur = after + _offset(tz, (after - _EPOCH).total_seconds())  # the wall clock
+        for at, before, later in _near(tz, after):
+            if later < before and after < at + before - later:  # a repeated hour
+                if self._every_hour:  # its second pass fires too: first match in it
+                    cron.set_current(max(at + later - _US, after + later), force=True)
+                    wall = cron.get_next(datetime)
+                    if wall < at + before:
+                        found.append(wall - later)
+                if at <= after:  # in the second pass: first passes are all behind
+                    cur = at + before - _US
+            elif later > before and at <= after < at + later - before and not self._every_hour:
+                cur = min(cur, after + before)  # gap walls still ahead map after *after*
+        cron.set_current(cur, force=True)
+        while True:
+            wall = cron.get_next(datetime)
+            off0, off1 = _wall_offsets(tz, wall)
+            t = wall - off0
+            if off1 <= off0:
+                if t > after:
+                    return min([*found, t])
+                continue
+            # In a gap: fixed-hour jobs fire at the fold=0 instant (the first such wall is
+            # the earliest); then jump to the clock's far side, whose times may map earlier.
+            if not self._every_hour and t > after and not found:
+                found.append(t)
+            for at, before, later in _near(tz, t):
+                if before < later and at <= t < at + later - before:
+                    cron.set_current(max(at + later - _US, after + later), force=True)
     def describe(self) -> str:
         return f"cron {self.expression!r} ({self.tz.key or self.tz})"
 

@@ -26,6 +26,4 @@ def open_store(url: str) -> Store:
         from .memory import MemoryStore
 
         return MemoryStore()
-    raise ConfigError(
-        f"unknown store URL {url!r}; supported: {', '.join(_SCHEMES)}", field="store"
-    )
+    raise ConfigError(f"unknown store URL {url!r}; supported: {', '.join(_SCHEMES)}", field="store")

@@ -103,8 +103,10 @@ class MemoryStore(Store):
 
     async def save_task(self, task: str, record: TaskRecord) -> None:
         old = self._tasks.get(task)
-        if old is not None and old.last_fire is not None and (
-            record.last_fire is None or record.last_fire < old.last_fire
+        if (
+            old is not None
+            and old.last_fire is not None
+            and (record.last_fire is None or record.last_fire < old.last_fire)
         ):
             record = TaskRecord(
                 state=record.state,

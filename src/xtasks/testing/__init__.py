@@ -38,11 +38,13 @@ class FakeClock:
         self._now = (start or datetime(2026, 1, 1, tzinfo=UTC)).astimezone(UTC)
         self._sleepers: list[tuple[datetime, int, anyio.Event]] = []
         self._seq = itertools.count()
+        self._sleeps = 0  # sleep_until calls so far: tells when woken sleepers sleep again
 
     def now(self) -> datetime:
         return self._now
 
     async def sleep_until(self, deadline: datetime | None) -> None:
+        self._sleeps += 1
         if deadline is not None and deadline <= self._now:
             await anyio.lowlevel.checkpoint()
             return
@@ -66,30 +68,49 @@ class FakeClock:
     async def advance(self, seconds: float | timedelta) -> None:
         """Move time forward, stopping at every deadline on the way.
 
-        At each stop the sleepers due are woken and the other tasks run until they all
-        wait again, so every fire in the interval happens at its own time, in order.
+        At each stop the sleepers due are woken, and ``advance`` yields to the event loop
+        until they sleep again (the scheduler has handled the fire and started its runs),
+        so every fire in the interval happens at its own time, in order. Work in threads
+        or processes is not waited for: wait on run handles or events for that.
         """
         delta = seconds if isinstance(seconds, timedelta) else timedelta(seconds=seconds)
         if delta < timedelta(0):
             raise ValueError(f"time only moves forward; got {seconds!r}")
         target = self._now + delta
-        await anyio.wait_all_tasks_blocked()
+        await self._settle(0)
         while self._sleepers and self._sleepers[0][0] <= target:
             self._now = max(self._now, self._sleepers[0][0])
-            self._wake_due()
-            await anyio.wait_all_tasks_blocked()
+            await self._settle(self._wake_due())
         self._now = target
-        self._wake_due()
-        await anyio.wait_all_tasks_blocked()
+        await self._settle(self._wake_due())
 
     async def jump(self) -> datetime | None:
         """Advance to the next deadline anyone sleeps until; return it (``None``: none)."""
-        await anyio.wait_all_tasks_blocked()
+        await self._settle(0)
         deadline = self.next_deadline
         if deadline is not None:
             await self.advance(max(deadline - self._now, timedelta(0)))
         return deadline
 
-    def _wake_due(self) -> None:
+    def _wake_due(self) -> int:
+        woken = 0
         while self._sleepers and self._sleepers[0][0] <= self._now:
             heapq.heappop(self._sleepers)[2].set()
+            woken += 1
+        return woken
+
+    async def _settle(self, woken: int) -> None:
+        """Yield until ``woken`` sleepers slept again, then a little more for their runs."""
+        expected = self._sleeps + woken
+        for _ in range(_MAX_ROUNDS):
+            if self._sleeps >= expected:
+                break
+            await anyio.lowlevel.checkpoint()
+        for _ in range(_EXTRA_ROUNDS):
+            await anyio.lowlevel.checkpoint()
+
+
+#: Event-loop rounds ``advance`` waits at most for woken sleepers to sleep again.
+_MAX_ROUNDS = 10_000
+#: Rounds given afterwards to the runs a fire started (tiny async jobs finish in them).
+_EXTRA_ROUNDS = 20

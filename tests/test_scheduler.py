@@ -1,0 +1,417 @@
+"""End-to-end behaviour of the real runtime: anyio task group, threads, processes.
+
+Schedules run on a FakeClock; tests wait on run handles and events, never on sleeps.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from datetime import UTC, datetime, timedelta
+
+import anyio
+import pytest
+
+from xtasks import (
+    Alert,
+    AlertKind,
+    Cron,
+    Every,
+    RunChanged,
+    RunStatus,
+    Scheduler,
+    SchedulerStateError,
+    Task,
+    TaskState,
+    TaskStateError,
+    TriggerKind,
+    UnknownDependencyError,
+)
+from xtasks.abc import Alerter
+from xtasks.testing import FakeClock
+
+pytestmark = pytest.mark.anyio
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+async def noop() -> None:
+    pass
+
+
+async def test_readme_example_runs_dependency_first_then_submit_is_tracked() -> None:
+    order: list[str] = []
+    threads: list[int] = []
+
+    def calculer_statistiques() -> int:
+        threads.append(threading.get_ident())
+        order.append("calcul_stats")
+        return 42
+
+    async def exporter_rapport() -> str:
+        order.append("export_rapport")
+        return "rapport.pdf"
+
+    sent: list[str] = []
+
+    async def envoyer_email(to: str) -> None:
+        sent.append(to)
+
+    scheduler = Scheduler()
+    scheduler.add(Task("nettoyage_cache", noop, trigger=Every(hours=1)))
+    scheduler.add(
+        Task(
+            "export_rapport",
+            exporter_rapport,
+            depends_on=["calcul_stats"],
+            max_retries=3,
+            retry_delay=60,
+            timeout=300,
+        )
+    )
+    scheduler.add(Task("calcul_stats", calculer_statistiques, priority="high"))
+    async with scheduler:
+        rec = await (await scheduler.trigger("export_rapport")).wait()
+        assert rec.status is RunStatus.SUCCEEDED
+        assert rec.result == "rapport.pdf"
+        assert order == ["calcul_stats", "export_rapport"]
+        assert threads and threads[0] != threading.get_ident()  # sync ran in a thread
+        stats = await scheduler.history("calcul_stats")
+        assert [r.trigger for r in stats] == [TriggerKind.DEPENDENCY]
+        assert stats[0].finished_at is not None and rec.started_at is not None
+        assert stats[0].finished_at <= rec.started_at
+
+        handle = await scheduler.submit(envoyer_email, "a@b.c")
+        done = await handle.wait()
+        assert done.status is RunStatus.SUCCEEDED and done.trigger is TriggerKind.SUBMIT
+        assert sent == ["a@b.c"]
+        assert await scheduler.get_run(handle.id) == done
+        assert (await scheduler.history(done.task))[0].id == handle.id
+
+
+async def test_a_failing_periodic_task_keeps_its_schedule_and_records_each_error() -> None:
+    clock = FakeClock(T0)
+    calls = 0
+
+    async def flaky() -> None:
+        nonlocal calls
+        calls += 1
+        raise ValueError(f"failure {calls}")
+
+    scheduler = Scheduler(clock=clock)
+    scheduler.add(Task("flaky", flaky, trigger=Every(minutes=1)))
+    async with scheduler:
+        await clock.advance(timedelta(minutes=5))
+        await _settle(scheduler, "flaky", 5)
+        runs = await scheduler.history("flaky")
+    assert [r.status for r in runs] == [RunStatus.FAILED] * 5
+    assert [r.scheduled_at for r in reversed(runs)] == [
+        T0 + timedelta(minutes=k) for k in range(1, 6)
+    ]
+    assert runs[0].error is not None
+    assert runs[0].error.type == "ValueError" and runs[0].error.message == "failure 5"
+    assert "raise ValueError" in runs[0].error.traceback
+
+
+async def test_every_fires_exactly_once_per_period_over_a_virtual_hour() -> None:
+    clock = FakeClock(T0)
+    scheduler = Scheduler(clock=clock)
+    scheduler.add(Task("tick", noop, trigger=Every(seconds=30)))
+    async with scheduler:
+        await clock.advance(3600)
+        await _settle(scheduler, "tick", 120)
+        runs = await scheduler.history("tick", limit=1000)
+    assert len(runs) == 120
+    assert all(r.status is RunStatus.SUCCEEDED for r in runs)
+    assert sorted(r.scheduled_at for r in runs) == [
+        T0 + timedelta(seconds=30 * k) for k in range(1, 121)
+    ]
+
+
+async def test_cron_fires_in_its_time_zone() -> None:
+    clock = FakeClock(datetime(2026, 1, 5, 0, 0, tzinfo=UTC))
+    scheduler = Scheduler(clock=clock)
+    scheduler.add(Task("morning", noop, trigger=Cron("0 9 * * *", tz="Europe/Paris")))
+    async with scheduler:
+        await clock.advance(timedelta(days=2))
+        await _settle(scheduler, "morning", 2)
+        runs = await scheduler.history("morning")
+    assert sorted(r.scheduled_at for r in runs) == [
+        datetime(2026, 1, 5, 8, 0, tzinfo=UTC),
+        datetime(2026, 1, 6, 8, 0, tzinfo=UTC),
+    ]
+
+
+async def test_retries_wait_their_delay_then_succeed() -> None:
+    clock = FakeClock(T0)
+    attempts: list[datetime] = []
+
+    async def twice_broken() -> str:
+        attempts.append(clock.now())
+        if len(attempts) < 3:
+            raise ConnectionError("not yet")
+        return "ok"
+
+    scheduler = Scheduler(clock=clock)
+    scheduler.add(Task("retry", twice_broken, max_retries=3, retry_delay=10, retry_backoff=2))
+    async with scheduler:
+        handle = await scheduler.trigger("retry")
+        await clock.advance(10)  # first retry due after 10 s
+        await clock.advance(20)  # second after 10 * 2 s
+        rec = await handle.wait()
+    assert rec.status is RunStatus.SUCCEEDED and rec.attempts == 3
+    assert attempts == [T0, T0 + timedelta(seconds=10), T0 + timedelta(seconds=30)]
+
+
+async def test_a_timeout_is_a_failure_and_is_retried() -> None:
+    async def hangs() -> None:
+        await anyio.sleep_forever()
+
+    scheduler = Scheduler()
+    scheduler.add(Task("hangs", hangs, timeout=0.05, max_retries=1))
+    async with scheduler:
+        with anyio.fail_after(10):
+            rec = await (await scheduler.trigger("hangs")).wait()
+    assert rec.status is RunStatus.FAILED
+    assert rec.attempts == 2
+    assert rec.error is not None and rec.error.type == "RunTimeoutError"
+    assert "timeout of 0.05 s" in rec.error.message
+
+
+async def test_ready_runs_start_by_priority_then_arrival() -> None:
+    release = anyio.Event()
+    started: list[str] = []
+
+    async def blocker() -> None:
+        await release.wait()
+
+    def make(name: str):
+        async def job() -> None:
+            started.append(name)
+
+        return job
+
+    scheduler = Scheduler(max_concurrency=1)
+    scheduler.add(Task("blocker", blocker))
+    for name, priority in [
+        ("low1", "low"),
+        ("normal1", "normal"),
+        ("high1", "high"),
+        ("low2", "basse"),
+        ("high2", "haute"),
+    ]:
+        scheduler.add(Task(name, make(name), priority=priority))
+    async with scheduler:
+        await scheduler.trigger("blocker")
+        handles = [
+            await scheduler.trigger(n) for n in ("low1", "normal1", "high1", "low2", "high2")
+        ]
+        release.set()
+        for h in handles:
+            await h.wait()
+    assert started == ["high1", "high2", "normal1", "low1", "low2"]
+
+
+async def test_overlap_skip_records_the_skipped_fire() -> None:
+    clock = FakeClock(T0)
+    release = anyio.Event()
+
+    async def slow() -> None:
+        await release.wait()
+
+    scheduler = Scheduler(clock=clock)
+    scheduler.add(Task("slow", slow, trigger=Every(minutes=1)))
+    async with scheduler:
+        await clock.advance(timedelta(minutes=3))
+        runs = await scheduler.history("slow")
+        release.set()
+        await _settle(scheduler, "slow", 3)
+        runs = await scheduler.history("slow")
+    by_status = sorted((r.status.value, r.reason) for r in runs)
+    assert by_status == [("skipped", "overlap"), ("skipped", "overlap"), ("succeeded", None)]
+
+
+async def test_consecutive_failures_alert_once_and_recovery_alerts_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    received: list[Alert] = []
+    got_recovered = anyio.Event()
+
+    class Collecting(Alerter):
+        async def send(self, alert: Alert) -> None:
+            received.append(alert)
+            if alert.kind is AlertKind.RECOVERED:
+                got_recovered.set()
+
+    class Hanging(Alerter):
+        timeout = 0.05
+
+        async def send(self, alert: Alert) -> None:
+            await anyio.sleep_forever()
+
+    outcomes = iter([False, False, False, True])
+
+    async def job() -> None:
+        if not next(outcomes):
+            raise RuntimeError("down")
+
+    scheduler = Scheduler(alerters=[Hanging(), Collecting()])
+    scheduler.add(Task("job", job, alert_after=2))
+    caplog.set_level(logging.INFO, logger="xtasks")
+    async with scheduler:
+        for expected in ["failed", "failed", "failed", "succeeded"]:
+            rec = await (await scheduler.trigger("job")).wait()
+            assert rec.status.value == expected
+        with anyio.fail_after(10):
+            await got_recovered.wait()
+        info = await scheduler.describe("job")
+    assert [(a.kind, a.consecutive_failures) for a in received] == [
+        (AlertKind.FAILING, 2),
+        (AlertKind.RECOVERED, 0),
+    ]
+    assert info.consecutive_failures == 0
+    failing_logs = [r for r in caplog.records if "is failing" in r.getMessage()]
+    recovered_logs = [r for r in caplog.records if "recovered" in r.getMessage()]
+    assert len(failing_logs) == 1 and failing_logs[0].levelno == logging.WARNING
+    assert len(recovered_logs) == 1
+
+
+async def test_cancel_stops_fires_cancels_the_running_run_and_resume_reactivates() -> None:
+    clock = FakeClock(T0)
+    started = anyio.Event()
+
+    async def long() -> None:
+        started.set()
+        await anyio.sleep_forever()
+
+    scheduler = Scheduler(clock=clock)
+    scheduler.add(Task("long", long, trigger=Every(minutes=1)))
+    async with scheduler:
+        await clock.advance(60)
+        with anyio.fail_after(5):
+            await started.wait()
+        await scheduler.cancel("long")
+        await _settle(scheduler, "long", 1)
+        [run] = await scheduler.history("long")
+        assert (run.status, run.reason) == (RunStatus.CANCELLED, "cancelled")
+        info = await scheduler.describe("long")
+        assert info.state is TaskState.CANCELLED and info.next_fire is None
+        await clock.advance(600)
+        assert len(await scheduler.history("long")) == 1  # no fires while cancelled
+        with pytest.raises(TaskStateError, match="is cancelled; resume it"):
+            await scheduler.trigger("long")
+        await scheduler.resume("long")
+        assert (await scheduler.describe("long")).next_fire == clock.now() + timedelta(minutes=1)
+
+
+async def test_pause_stops_fires_until_resume() -> None:
+    clock = FakeClock(T0)
+    scheduler = Scheduler(clock=clock)
+    scheduler.add(Task("tick", noop, trigger=Every(minutes=1)))
+    async with scheduler:
+        await clock.advance(60)
+        await _settle(scheduler, "tick", 1)
+        await scheduler.pause("tick")
+        await clock.advance(600)
+        assert len(await scheduler.history("tick")) == 1
+        assert (await scheduler.describe("tick")).state is TaskState.PAUSED
+        await scheduler.resume("tick")
+        await clock.advance(60)
+        await _settle(scheduler, "tick", 2)
+
+
+async def test_shutdown_waits_for_grace_then_cancels_and_records() -> None:
+    quick_started = anyio.Event()
+    stuck_started = anyio.Event()
+    finish_quick = anyio.Event()
+
+    async def quick() -> str:
+        quick_started.set()
+        await finish_quick.wait()
+        return "done"
+
+    async def stuck() -> None:
+        stuck_started.set()
+        await anyio.sleep_forever()
+
+    scheduler = Scheduler(shutdown_grace=0.2)
+    scheduler.add(Task("quick", quick))
+    scheduler.add(Task("stuck", stuck))
+    async with scheduler:
+        hq = await scheduler.trigger("quick")
+        hs = await scheduler.trigger("stuck")
+        with anyio.fail_after(5):
+            await quick_started.wait()
+            await stuck_started.wait()
+        finish_quick.set()
+    assert hq.record is not None and hq.record.status is RunStatus.SUCCEEDED
+    assert hs.record is not None
+    assert (hs.record.status, hs.record.reason) == (RunStatus.CANCELLED, "shutdown")
+    stored = await scheduler.store.get_run(hs.id)
+    assert stored is not None and stored.status is RunStatus.CANCELLED
+
+
+async def test_process_mode_runs_in_another_process() -> None:
+    scheduler = Scheduler()
+    scheduler.add(Task("pid", "tests._sample_funcs:current_pid", mode="process"))
+    async with scheduler:
+        with anyio.fail_after(60):
+            rec = await (await scheduler.trigger("pid")).wait()
+    assert rec.status is RunStatus.SUCCEEDED
+    assert isinstance(rec.result, int) and rec.result != os.getpid()
+
+
+async def test_events_stream_shows_each_transition_in_order() -> None:
+    scheduler = Scheduler()
+    scheduler.add(Task("job", noop))
+    seen: list[tuple[str, str]] = []
+    async with scheduler:
+        async with scheduler.events() as events:
+            handle = await scheduler.trigger("job")
+            with anyio.fail_after(5):
+                async for event in events:
+                    if isinstance(event, RunChanged) and event.record.id == handle.id:
+                        seen.append((event.record.status.value, event.record.trigger.value))
+                        if event.record.status.is_final:
+                            break
+    assert seen == [("queued", "manual"), ("running", "manual"), ("succeeded", "manual")]
+
+
+async def test_unknown_dependency_is_an_error_at_start_not_at_add() -> None:
+    scheduler = Scheduler()
+    scheduler.add(Task("report", noop, depends_on=["stats"]))  # order does not matter...
+    with pytest.raises(UnknownDependencyError, match="depends on 'stats'"):
+        async with scheduler:
+            pass
+    scheduler.add(Task("stats", noop))  # ...once it is there, start works
+    async with scheduler:
+        rec = await (await scheduler.trigger("report")).wait()
+    assert rec.status is RunStatus.SUCCEEDED
+
+
+async def test_calls_that_need_a_running_scheduler_say_so() -> None:
+    scheduler = Scheduler()
+    scheduler.add(Task("job", noop))
+    with pytest.raises(SchedulerStateError, match="async with scheduler"):
+        await scheduler.trigger("job")
+
+
+async def test_a_scheduler_can_be_started_again_after_it_stopped() -> None:
+    scheduler = Scheduler()
+    scheduler.add(Task("job", noop))
+    for _ in range(2):
+        async with scheduler:
+            rec = await (await scheduler.trigger("job")).wait()
+            assert rec.status is RunStatus.SUCCEEDED
+
+
+async def _settle(scheduler: Scheduler, task: str, count: int) -> None:
+    """Wait until ``task`` has ``count`` final runs in history (events, not sleeps)."""
+    with anyio.fail_after(10):
+        async with scheduler.events() as events:
+            while True:
+                runs = await scheduler.history(task, limit=10_000)
+                if sum(r.status.is_final for r in runs) >= count:
+                    return
+                await events.receive()
