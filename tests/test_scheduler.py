@@ -366,15 +366,14 @@ async def test_events_stream_shows_each_transition_in_order() -> None:
     scheduler = Scheduler()
     scheduler.add(Task("job", noop))
     seen: list[tuple[str, str]] = []
-    async with scheduler:
-        async with scheduler.events() as events:
-            handle = await scheduler.trigger("job")
-            with anyio.fail_after(5):
-                async for event in events:
-                    if isinstance(event, RunChanged) and event.record.id == handle.id:
-                        seen.append((event.record.status.value, event.record.trigger.value))
-                        if event.record.status.is_final:
-                            break
+    async with scheduler, scheduler.events() as events:
+        handle = await scheduler.trigger("job")
+        with anyio.fail_after(5):
+            async for event in events:
+                if isinstance(event, RunChanged) and event.record.id == handle.id:
+                    seen.append((event.record.status.value, event.record.trigger.value))
+                    if event.record.status.is_final:
+                        break
     assert seen == [("queued", "manual"), ("running", "manual"), ("succeeded", "manual")]
 
 

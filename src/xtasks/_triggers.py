@@ -305,6 +305,8 @@ class Cron(Trigger):
             return CronError(f"invalid cron expression {expression!r}: {reason}; "
                              f"expected {_FORMAT}", field="trigger")
 
+        if text.startswith("@") and text.lower() not in _ALIASES:
+            raise bad(f"unknown alias {text!r}")
         if len(fields) not in (5, 6):
             raise bad(f"it has {len(fields)} field(s)")
         if any(_HASHED.fullmatch(part) for f in fields for part in f.split(",")):

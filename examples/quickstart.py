@@ -1,0 +1,62 @@
+"""The quick start: periodic, dependent, retried and one-shot work in one scheduler.
+
+Run it with ``python examples/quickstart.py``; it prints what ran, then stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import anyio
+
+from xtasks import Every, Scheduler, Task
+
+
+async def nettoyer_cache() -> None:
+    print("cache cleaned")  # noqa: T201
+
+
+def calculer_statistiques() -> dict[str, int]:
+    time.sleep(0.1)  # blocking work is fine: sync functions run in a thread pool
+    return {"orders": 42}
+
+
+async def exporter_rapport() -> str:
+    return "rapport.pdf"
+
+
+async def envoyer_email(to: str) -> None:
+    print(f"email sent to {to}")  # noqa: T201
+
+
+scheduler = Scheduler()  # memory store; durable stores and plugins come next
+scheduler.add(Task("nettoyage_cache", nettoyer_cache, trigger=Every(hours=1)))
+scheduler.add(Task("calcul_stats", calculer_statistiques, priority="high"))
+scheduler.add(
+    Task(
+        "export_rapport",
+        exporter_rapport,
+        depends_on=["calcul_stats"],
+        max_retries=3,
+        retry_delay=60,
+        timeout=300,
+    )
+)
+
+
+async def main() -> None:
+    async with scheduler:
+        rec = await (await scheduler.trigger("export_rapport")).wait()  # calcul_stats first
+        print(f"{rec.task}: {rec.status.value} -> {rec.result!r}")  # noqa: T201
+        for run in await scheduler.history("calcul_stats"):
+            print(f"calcul_stats: {run.status.value} ({run.trigger.value}) -> {run.result}")  # noqa: T201
+        mail = await (await scheduler.submit(envoyer_email, "a@b.c")).wait()  # tracked one-shot
+        print(f"{mail.task}: {mail.status.value}")  # noqa: T201
+        info = await scheduler.describe("nettoyage_cache")
+        print(f"nettoyage_cache next fires at {info.next_fire:%H:%M:%S} UTC")  # noqa: T201
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    anyio.run(main)
