@@ -14,8 +14,17 @@ def test_all_is_sorted_and_lists_every_public_name() -> None:
 
 
 def test_design_names_are_exported() -> None:
-    design = {"Scheduler", "Task", "Every", "Cron", "At", "Priority", "RunRecord", "RunStatus",
-              "XtasksError"}
+    design = {
+        "Scheduler",
+        "Task",
+        "Every",
+        "Cron",
+        "At",
+        "Priority",
+        "RunRecord",
+        "RunStatus",
+        "XtasksError",
+    }
     assert design <= set(xtasks.__all__)
 
 

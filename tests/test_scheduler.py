@@ -414,3 +414,27 @@ async def _settle(scheduler: Scheduler, task: str, count: int) -> None:
                 if sum(r.status.is_final for r in runs) >= count:
                     return
                 await events.receive()
+
+
+async def test_a_restarted_scheduler_fires_again_and_catches_up_what_it_missed() -> None:
+    clock = FakeClock(T0)
+    scheduler = Scheduler(clock=clock)
+    scheduler.add(Task("tick", noop, trigger=Every(minutes=1), misfire_grace=10))
+    async with scheduler:
+        await clock.advance(60)
+        await _settle(scheduler, "tick", 1)
+    await clock.advance(timedelta(minutes=5, seconds=30))  # stopped: 5 fires pass unseen
+    async with scheduler:
+        await _settle(scheduler, "tick", 3)
+        await clock.advance(30)
+        await _settle(scheduler, "tick", 4)
+        runs = await scheduler.history("tick")
+    summary = sorted((r.scheduled_at - T0, r.status.value, r.trigger.value) for r in runs)
+    assert summary == [
+        (timedelta(minutes=1), "succeeded", "schedule"),
+        (timedelta(minutes=2), "missed", "schedule"),  # minutes 2..5, one record
+        (timedelta(minutes=6), "succeeded", "catch_up"),  # catch_up="once": the latest
+        (timedelta(minutes=7), "succeeded", "schedule"),  # then the grid goes on
+    ]
+    missed = next(r for r in runs if r.status is RunStatus.MISSED)
+    assert missed.reason is not None and missed.reason.startswith("missed 4 fire(s)")

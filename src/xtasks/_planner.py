@@ -337,6 +337,19 @@ class Planner:
                 if dep not in self._entries:
                     raise UnknownDependencyError(entry.task.name, dep, known)
 
+    def start(self, now: datetime) -> None:
+        """Arm every active task's timer: at scheduler start, and again after a stop.
+
+        A task that has fired before re-arms from its last fire, so fires missed while
+        stopped go through its ``catch_up`` policy; the others count from ``now``.
+        """
+        self._closing = False
+        for entry in self._entries.values():
+            if entry.state is TaskState.ACTIVE and entry.task.enabled:
+                self._arm(entry, entry.last_fire or now)
+            else:
+                entry.next_fire = None
+
     def restore(self, name: str, record: TaskRecord, now: datetime) -> None:
         """Apply the state a store kept for ``name`` (at start, or after a restart).
 

@@ -335,6 +335,7 @@ class Scheduler:
             await self.store.open()
             stack.push_async_callback(self.store.close)
             now = self.clock.now()
+            self._planner.start(now)
             for name in self._planner.tasks:
                 record = await self.store.load_task(name)
                 if record is not None:

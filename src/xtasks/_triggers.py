@@ -1,8 +1,7 @@
 """Triggers: pure values that answer "when is the next fire after this instant?".
 
 No clock, no I/O, no mutable state: the planner drives them with virtual time, and every
-replica computes the same fire instants. All arithmetic is on UTC instants; results are
-aware datetimes with ``tzinfo=timezone.utc``.
+replica computes the same fire instants. Results are aware datetimes in UTC.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ import re
 import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -23,12 +22,9 @@ from xtasks._errors import ConfigError, CronError, ShortIntervalWarning
 
 __all__ = ["At", "Cron", "Every", "Trigger"]
 
-_UTC = timezone.utc
 _ZERO = timedelta(0)
 _US = timedelta(microseconds=1)
-_SHORT = timedelta(seconds=5)
-_EPOCH = datetime(1970, 1, 1)  # naive UTC: the internal currency of Cron
-_AWARE_HINT = "pass a timezone-aware datetime, e.g. datetime.now(timezone.utc)"
+_EPOCH = datetime(1970, 1, 1)  # noqa: DTZ001 -- Cron works on naive UTC internally
 
 
 def _utc(value: object, what: str) -> datetime:
@@ -37,17 +33,18 @@ def _utc(value: object, what: str) -> datetime:
         raise ConfigError(f"{what} must be a datetime, got {value!r}", field="trigger")
     if value.utcoffset() is None:
         raise ConfigError(
-            f"{what} {value.isoformat()} is naive (it has no tzinfo); {_AWARE_HINT}",
+            f"{what} {value.isoformat()} is naive (it has no tzinfo); pass a timezone-aware "
+            "datetime, e.g. datetime.now(timezone.utc)",
             field="trigger",
         )
-    return value.astimezone(_UTC)
+    return value.astimezone(UTC)
 
 
 class Trigger(ABC):
     """The extension point: anything that can tell its next fire instant.
 
     Implementations must be pure (same answer for the same argument, no clock) and cheap:
-    the answer is computed from *after* directly, never by replaying past fires.
+    the answer comes from *after* directly, never from replaying past fires.
     """
 
     __slots__ = ()
@@ -78,23 +75,27 @@ def _split(period: timedelta) -> list[tuple[str, int | float]]:
     days, us = divmod(us, 86_400_000_000)
     hours, us = divmod(us, 3_600_000_000)
     minutes, us = divmod(us, 60_000_000)
-    seconds: int | float = us // 1_000_000 if us % 1_000_000 == 0 else us / 1_000_000
+    seconds = us // 1_000_000 if us % 1_000_000 == 0 else us / 1_000_000
     parts = [("days", days), ("hours", hours), ("minutes", minutes), ("seconds", seconds)]
     return [(unit, amount) for unit, amount in parts if amount]
+
+
+def _args(period: timedelta) -> str:
+    return ", ".join(f"{unit}={amount!r}" for unit, amount in _split(period))
 
 
 @dataclass(frozen=True, slots=True, init=False, repr=False)
 class Every(Trigger):
     """Fires on the grid ``start + k * period`` (k = 0, 1, 2, ...).
 
-    The period is the sum of the arguments; it must be finite and > 0. Under 5 s it is
-    allowed but warns :class:`ShortIntervalWarning`. Grid maths uses exact integer
-    microseconds, so a ``start`` decades back costs the same as one a second back.
+    The period is the sum of the arguments: finite and > 0; under 5 s it is allowed but
+    warns :class:`ShortIntervalWarning`. Grid maths is exact integer microseconds, so a
+    ``start`` decades back costs the same as one a second back.
 
-    :param start: first grid point (aware). None means "when the task is registered":
-        the scheduler calls :meth:`anchored`; until then each fire is ``after + period``.
-    :ivar period: the interval, as a :class:`~datetime.timedelta` (microsecond precision).
-    :ivar start: the grid origin in UTC, or None when not anchored yet.
+    :param start: first grid point (aware). None means "when the task is registered": the
+        scheduler calls :meth:`anchored`; unanchored, each fire is ``after + period``.
+    :ivar period: the interval, a :class:`~datetime.timedelta` (microsecond precision).
+    :ivar start: the grid origin in UTC, or None while not anchored.
     """
 
     period: timedelta
@@ -126,18 +127,13 @@ class Every(Trigger):
         try:
             period = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
         except OverflowError:
-            raise ConfigError(
-                "Every(...): the period is too long; the maximum is 999999999 days",
-                field="trigger",
-            ) from None
+            raise ConfigError("Every(...): the period is too long; the maximum is "
+                              "999999999 days", field="trigger") from None
         if period <= _ZERO:
-            raise ConfigError(
-                "Every(...): the period is zero; give a total > 0 (at least 1 microsecond), "
-                "e.g. Every(minutes=5)",
-                field="trigger",
-            )
+            raise ConfigError("Every(...): the period is zero; give a total > 0 (at least "
+                              "1 microsecond), e.g. Every(minutes=5)", field="trigger")
         anchor = None if start is None else _utc(start, "Every start")
-        if period < _SHORT:
+        if period < timedelta(seconds=5):
             warnings.warn(
                 f"Every({_args(period)}): an interval under 5 s is allowed, "
                 "but it keeps the scheduler and the store busy",
@@ -146,14 +142,6 @@ class Every(Trigger):
             )
         object.__setattr__(self, "period", period)
         object.__setattr__(self, "start", anchor)
-
-    @classmethod
-    def _make(cls, period: timedelta, start: datetime | None) -> Every:
-        """Build without validation or warning (the values were checked already)."""
-        self = object.__new__(cls)
-        object.__setattr__(self, "period", period)
-        object.__setattr__(self, "start", start)
-        return self
 
     def next_fire(self, after: datetime) -> datetime | None:
         after = _utc(after, "after")
@@ -170,7 +158,10 @@ class Every(Trigger):
     def anchored(self, registered_at: datetime) -> Every:
         if self.start is not None:
             return self
-        return Every._make(self.period, _utc(registered_at, "registered_at"))
+        anchored = object.__new__(Every)  # no __init__: validated already, warned already
+        object.__setattr__(anchored, "period", self.period)
+        object.__setattr__(anchored, "start", _utc(registered_at, "registered_at"))
+        return anchored
 
     def describe(self) -> str:
         units = {"days": "d", "hours": "h", "minutes": "m", "seconds": "s"}
@@ -179,10 +170,6 @@ class Every(Trigger):
     def __repr__(self) -> str:
         start = "" if self.start is None else f", start={self.start!r}"
         return f"Every({_args(self.period)}{start})"
-
-
-def _args(period: timedelta) -> str:
-    return ", ".join(f"{unit}={amount!r}" for unit, amount in _split(period))
 
 
 _ALIASES = {
@@ -200,43 +187,33 @@ _FORMAT = (
     "or one of @hourly @daily @weekly @monthly @yearly"
 )
 _HASHED = re.compile(r"[hr](\(\d+-\d+\))?(/\d+)?", re.IGNORECASE)
-_PROBE = datetime(2000, 1, 1)  # croniter searches 50 years on: every cron cycle fits
-_SPAN = 26 * 3600  # no UTC offset change exceeds 26 h
+_PROBE = datetime(2000, 1, 1)  # noqa: DTZ001 -- croniter then searches 50 years: any cycle
+_SPAN = 26 * 3600  # no UTC offset change is larger than 26 h
 
 
 def _zone(tz: object) -> ZoneInfo:
     if isinstance(tz, ZoneInfo):
         return tz
     if not isinstance(tz, str):
-        raise ConfigError(
-            f"tz must be an IANA time zone name such as 'Europe/Paris', or a ZoneInfo; got {tz!r}",
-            field="trigger",
-        )
+        raise ConfigError("tz must be an IANA time zone name such as 'Europe/Paris', or a "
+                          f"ZoneInfo; got {tz!r}", field="trigger")
     try:
         return ZoneInfo(tz)
     except (KeyError, ValueError, OSError) as exc:  # not found, malformed key, a directory
-        raise ConfigError(
-            f"unknown time zone {tz!r}; use an IANA name such as 'Europe/Paris' or 'UTC'",
-            field="trigger",
-        ) from exc
+        raise ConfigError(f"unknown time zone {tz!r}; use an IANA name such as "
+                          "'Europe/Paris' or 'UTC'", field="trigger") from exc
 
 
 def _offset(tz: ZoneInfo, ts: float) -> timedelta:
     return datetime.fromtimestamp(ts, tz).utcoffset() or _ZERO
 
 
-def _wall_offsets(tz: ZoneInfo, wall: datetime) -> tuple[timedelta, timedelta]:
-    """UTC offsets of a naive wall time read with fold=0 and fold=1 (equal unless DST)."""
-    return (wall.replace(tzinfo=tz).utcoffset() or _ZERO,
-            wall.replace(tzinfo=tz, fold=1).utcoffset() or _ZERO)
-
-
 @lru_cache(maxsize=4096)
 def _day_changes(tz: ZoneInfo, day: int) -> tuple[tuple[int, timedelta, timedelta], ...]:
     """UTC offset changes within _SPAN of UTC day *day*: (epoch second, before, after).
 
-    Hourly samples, then bisection to the second; cached because every cron evaluation in
-    a zone on a given day asks the same question.
+    Hourly samples, then bisection to the second; cached because every evaluation in one
+    zone on one day asks the same question.
     """
     lo, hi = day * 86400 - _SPAN, (day + 1) * 86400 + _SPAN
     found = []
@@ -258,7 +235,7 @@ def _near(tz: ZoneInfo, at: datetime) -> list[tuple[datetime, timedelta, timedel
 
     Only these can make wall-clock order differ from instant order around *at*.
     """
-    ts = (at - _EPOCH) / timedelta(seconds=1)
+    ts = (at - _EPOCH).total_seconds()
     return [
         (_EPOCH + timedelta(seconds=t), before, after)
         for t, before, after in _day_changes(tz, math.floor(ts / 86400))
@@ -275,16 +252,18 @@ class Cron(Trigger):
     (``@hourly``, ``@daily``, ``@weekly``, ``@monthly``, ``@yearly``/``@annually``). When both
     day fields are restricted, a day matching either one matches (classic cron).
 
-    Daylight saving time, decided here rather than left to croniter:
+    Daylight saving time is decided here, not left to croniter, which only sees naive
+    wall times:
 
-    * a wall time that does not exist (spring forward): a job with a fixed hour still runs
-      once, at the instant that wall time maps to with ``fold=0`` (02:30 Paris -> 03:30
-      CEST); a job whose hour field is every hour skips it, the real hour covers it;
-    * a wall time that happens twice (fall back): it fires at the first occurrence, and
-      also at the second one only when the hour field is every hour, so ``*/5 * * * *``
-      keeps a 5-minute beat while a daily 02:30 job runs exactly once.
+    * a wall time that does not exist (spring forward): a fixed-hour job still runs once,
+      at the instant that wall time maps to with ``fold=0`` (02:30 Paris -> 03:30 CEST),
+      merged with a real match at that instant; a job whose hour field is every hour skips
+      it, as the real hour after the jump covers it;
+    * a wall time that happens twice (fall back): it fires at the first occurrence, and at
+      the second too only when the hour field is every hour, so ``*/5 * * * *`` keeps a
+      5-minute beat while a daily 02:30 job runs exactly once.
 
-    :param expression: the cron expression; malformed or never firing raises :class:`CronError`.
+    :param expression: malformed, or never firing, raises :class:`CronError`.
     :param tz: an IANA zone name or a :class:`~zoneinfo.ZoneInfo`; unknown raises ConfigError.
     """
 
@@ -330,7 +309,7 @@ class Cron(Trigger):
 
     def next_fire(self, after: datetime) -> datetime | None:
         try:
-            return self._next(_utc(after, "after").replace(tzinfo=None)).replace(tzinfo=_UTC)
+            return self._next(_utc(after, "after").replace(tzinfo=None)).replace(tzinfo=UTC)
         except (CroniterBadDateError, OverflowError, ValueError):
             return None  # the next match lies beyond year 9999
 
@@ -341,36 +320,38 @@ class Cron(Trigger):
         finds the first; the only exceptions, the second pass of a repeated hour and the
         wall times inside a gap, are handled next to their offset change.
         """
-        tz, cron = self.tz, copy.copy(self._cron)
+        tz, cron, every_hour = self.tz, copy.copy(self._cron), self._every_hour
         found: list[datetime] = []
         cur = after + _offset(tz, (after - _EPOCH).total_seconds())  # the wall clock
         for at, before, later in _near(tz, after):
             if later < before and after < at + before - later:  # a repeated hour
-                if self._every_hour:  # its second pass fires too: first match in it
+                if every_hour:  # its second pass fires too: first match in it
                     cron.set_current(max(at + later - _US, after + later), force=True)
                     wall = cron.get_next(datetime)
                     if wall < at + before:
                         found.append(wall - later)
-                if at <= after:  # in the second pass: first passes are all behind
+                if at <= after:  # in the second pass: all first-pass times are behind
                     cur = at + before - _US
-            elif later > before and at <= after < at + later - before and not self._every_hour:
-                cur = min(cur, after + before)  # gap walls still ahead map after *after*
+            elif later > before and at <= after < at + later - before and not every_hour:
+                cur = min(cur, after + before)  # gap wall times ahead still map past *after*
         cron.set_current(cur, force=True)
         while True:
             wall = cron.get_next(datetime)
-            off0, off1 = _wall_offsets(tz, wall)
+            off0 = wall.replace(tzinfo=tz).utcoffset() or _ZERO
+            off1 = wall.replace(tzinfo=tz, fold=1).utcoffset() or _ZERO
             t = wall - off0
-            if off1 <= off0:
+            if off1 <= off0:  # exists (fold=0 is its first occurrence)
                 if t > after:
                     return min([*found, t])
                 continue
-            # In a gap: fixed-hour jobs fire at the fold=0 instant (the first such wall is
-            # the earliest); then jump to the clock's far side, whose times may map earlier.
-            if not self._every_hour and t > after and not found:
+            # In a gap: a fixed-hour job fires at the fold=0 instant (the first such wall
+            # time is the earliest); then jump past the gap, whose far side may map earlier.
+            if not every_hour and t > after and not found:
                 found.append(t)
             for at, before, later in _near(tz, t):
                 if before < later and at <= t < at + later - before:
                     cron.set_current(max(at + later - _US, after + later), force=True)
+
     def describe(self) -> str:
         return f"cron {self.expression!r} ({self.tz.key or self.tz})"
 
