@@ -14,7 +14,7 @@ from xtasks import Every, Scheduler, Task
 
 
 async def nettoyer_cache() -> None:
-    print("cache cleaned")  # noqa: T201
+    print("cache cleaned")
 
 
 def calculer_statistiques() -> dict[str, int]:
@@ -27,7 +27,7 @@ async def exporter_rapport() -> str:
 
 
 async def envoyer_email(to: str) -> None:
-    print(f"email sent to {to}")  # noqa: T201
+    print(f"email sent to {to}")
 
 
 scheduler = Scheduler()  # memory store; durable stores and plugins come next
@@ -48,13 +48,13 @@ scheduler.add(
 async def main() -> None:
     async with scheduler:
         rec = await (await scheduler.trigger("export_rapport")).wait()  # calcul_stats first
-        print(f"{rec.task}: {rec.status.value} -> {rec.result!r}")  # noqa: T201
+        print(f"{rec.task}: {rec.status.value} -> {rec.result!r}")
         for run in await scheduler.history("calcul_stats"):
-            print(f"calcul_stats: {run.status.value} ({run.trigger.value}) -> {run.result}")  # noqa: T201
+            print(f"calcul_stats: {run.status.value} ({run.trigger.value}) -> {run.result}")
         mail = await (await scheduler.submit(envoyer_email, "a@b.c")).wait()  # tracked one-shot
-        print(f"{mail.task}: {mail.status.value}")  # noqa: T201
+        print(f"{mail.task}: {mail.status.value}")
         info = await scheduler.describe("nettoyage_cache")
-        print(f"nettoyage_cache next fires at {info.next_fire:%H:%M:%S} UTC")  # noqa: T201
+        print(f"nettoyage_cache next fires at {info.next_fire:%H:%M:%S} UTC")
 
 
 if __name__ == "__main__":

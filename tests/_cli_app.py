@@ -9,7 +9,7 @@ from xtasks import Every, Scheduler, ShortIntervalWarning, Task
 
 
 async def tick() -> None:
-    print("tick", flush=True)  # noqa: T201
+    print("tick", flush=True)
 
 
 async def report_stop() -> None:
