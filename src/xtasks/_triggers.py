@@ -32,11 +32,9 @@ def _utc(value: object, what: str) -> datetime:
     if not isinstance(value, datetime):
         raise ConfigError(f"{what} must be a datetime, got {value!r}", field="trigger")
     if value.utcoffset() is None:
-        raise ConfigError(
-            f"{what} {value.isoformat()} is naive (it has no tzinfo); pass a timezone-aware "
-            "datetime, e.g. datetime.now(timezone.utc)",
-            field="trigger",
-        )
+        raise ConfigError(f"{what} {value.isoformat()} is naive (it has no tzinfo); pass a "
+                          "timezone-aware datetime, e.g. datetime.now(timezone.utc)",
+                          field="trigger")
     return value.astimezone(UTC)
 
 
@@ -71,12 +69,12 @@ class Trigger(ABC):
 
 def _split(period: timedelta) -> list[tuple[str, int | float]]:
     """Break *period* into (unit, amount) pairs, largest first, for repr and describe."""
+    parts: list[tuple[str, int | float]] = []
     us = period // _US
-    days, us = divmod(us, 86_400_000_000)
-    hours, us = divmod(us, 3_600_000_000)
-    minutes, us = divmod(us, 60_000_000)
-    seconds = us // 1_000_000 if us % 1_000_000 == 0 else us / 1_000_000
-    parts = [("days", days), ("hours", hours), ("minutes", minutes), ("seconds", seconds)]
+    for unit, size in (("days", 86_400_000_000), ("hours", 3_600_000_000), ("minutes", 60_000_000)):
+        amount, us = divmod(us, size)
+        parts.append((unit, amount))
+    parts.append(("seconds", us // 1_000_000 if us % 1_000_000 == 0 else us / 1_000_000))
     return [(unit, amount) for unit, amount in parts if amount]
 
 
@@ -101,29 +99,17 @@ class Every(Trigger):
     period: timedelta
     start: datetime | None
 
-    def __init__(
-        self,
-        seconds: float = 0,
-        minutes: float = 0,
-        hours: float = 0,
-        days: float = 0,
-        *,
-        start: datetime | None = None,
-    ) -> None:
+    def __init__(self, seconds: float = 0, minutes: float = 0, hours: float = 0,
+                 days: float = 0, *, start: datetime | None = None) -> None:
         given = {"seconds": seconds, "minutes": minutes, "hours": hours, "days": days}
         for name, value in given.items():
             if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ConfigError(
-                    f"Every({name}={value!r}): {name} must be a number (int or float), "
-                    f"not {type(value).__name__}",
-                    field="trigger",
-                )
+                raise ConfigError(f"Every({name}={value!r}): {name} must be a number (int or "
+                                  f"float), not {type(value).__name__}", field="trigger")
             if not math.isfinite(value) or value < 0:
-                raise ConfigError(
-                    f"Every({name}={value!r}): {name} must be a finite number >= 0; "
-                    "the period is the sum of seconds, minutes, hours and days",
-                    field="trigger",
-                )
+                raise ConfigError(f"Every({name}={value!r}): {name} must be a finite number "
+                                  ">= 0; the period is the sum of seconds, minutes, hours and "
+                                  "days", field="trigger")
         try:
             period = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
         except OverflowError:
@@ -134,12 +120,9 @@ class Every(Trigger):
                               "1 microsecond), e.g. Every(minutes=5)", field="trigger")
         anchor = None if start is None else _utc(start, "Every start")
         if period < timedelta(seconds=5):
-            warnings.warn(
-                f"Every({_args(period)}): an interval under 5 s is allowed, "
-                "but it keeps the scheduler and the store busy",
-                ShortIntervalWarning,
-                stacklevel=2,
-            )
+            warnings.warn(f"Every({_args(period)}): an interval under 5 s is allowed, but it "
+                          "keeps the scheduler and the store busy", ShortIntervalWarning,
+                          stacklevel=2)
         object.__setattr__(self, "period", period)
         object.__setattr__(self, "start", anchor)
 
@@ -172,20 +155,12 @@ class Every(Trigger):
         return f"Every({_args(self.period)}{start})"
 
 
-_ALIASES = {
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-    "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@hourly": "0 * * * *",
-}
-_FORMAT = (
-    "5 fields 'minute hour day-of-month month day-of-week' (e.g. '*/5 * * * *'), "
-    "6 fields with seconds first 'second minute hour day-of-month month day-of-week', "
-    "or one of @hourly @daily @weekly @monthly @yearly"
-)
+_ALIASES = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
+            "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
+            "@hourly": "0 * * * *"}
+_FORMAT = ("5 fields 'minute hour day-of-month month day-of-week' (e.g. '*/5 * * * *'), "
+           "6 fields with seconds first 'second minute hour day-of-month month day-of-week', "
+           "or one of @hourly @daily @weekly @monthly @yearly")
 _HASHED = re.compile(r"[hr](\(\d+-\d+\))?(/\d+)?", re.IGNORECASE)
 _PROBE = datetime(2000, 1, 1)  # noqa: DTZ001 -- croniter then searches 50 years: any cycle
 _SPAN = 26 * 3600  # no UTC offset change is larger than 26 h
@@ -236,11 +211,9 @@ def _near(tz: ZoneInfo, at: datetime) -> list[tuple[datetime, timedelta, timedel
     Only these can make wall-clock order differ from instant order around *at*.
     """
     ts = (at - _EPOCH).total_seconds()
-    return [
-        (_EPOCH + timedelta(seconds=t), before, after)
-        for t, before, after in _day_changes(tz, math.floor(ts / 86400))
-        if abs(t - ts) <= abs(after - before).total_seconds()
-    ]
+    return [(_EPOCH + timedelta(seconds=t), before, after)
+            for t, before, after in _day_changes(tz, math.floor(ts / 86400))
+            if abs(t - ts) <= abs(after - before).total_seconds()]
 
 
 @dataclass(frozen=True, slots=True, init=False, repr=False, eq=False)
@@ -275,8 +248,8 @@ class Cron(Trigger):
     def __init__(self, expression: str, *, tz: str | ZoneInfo = "UTC") -> None:
         zone = _zone(tz)
         if not isinstance(expression, str):
-            raise CronError(f"a cron expression must be a string, got {expression!r}",
-                            field="trigger")
+            raise CronError(f"a cron expression must be a string such as '*/5 * * * *', got "
+                            f"{expression!r}", field="trigger")
         text = " ".join(expression.split())
         fields = _ALIASES.get(text.lower(), text).split()
 
@@ -295,11 +268,9 @@ class Cron(Trigger):
                             second_at_beginning=len(fields) == 6)
             copy.copy(cron).get_next(datetime)
         except CroniterBadDateError:
-            raise CronError(
-                f"cron expression {expression!r} can never fire: no date matches it "
-                "(e.g. February 30th or April 31st); check the day-of-month and month fields",
-                field="trigger",
-            ) from None
+            raise CronError(f"cron expression {expression!r} can never fire: no date matches "
+                            "it (e.g. February 30th or April 31st); check the day-of-month and "
+                            "month fields", field="trigger") from None
         except (ValueError, TypeError, KeyError, IndexError) as exc:
             raise bad(str(exc) or type(exc).__name__) from exc
         object.__setattr__(self, "expression", text)
