@@ -21,6 +21,7 @@ import random
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, final
 
 from ._errors import (
@@ -197,7 +198,6 @@ class _Entry:
     __slots__ = (
         "active",
         "alerting",
-        "depth",
         "failures",
         "last_fire",
         "next_fire",
@@ -218,7 +218,6 @@ class _Entry:
         self.queued_behind: Run | None = None  # overlap="queue": the one run held back
         self.failures = 0
         self.alerting = False
-        self.depth = 0
         self.last_fire: datetime | None = None
         self.next_fire: datetime | None = None
         self.token = 0
@@ -271,6 +270,10 @@ class Planner:
         self._rng = rng or random.Random()
         self._new_id = new_id or _default_ids()
         self._entries: dict[str, _Entry] = {}
+        self._tasks: dict[str, Task] = {}
+        self._tasks_view = MappingProxyType(self._tasks)
+        self._depths: dict[str, int] = {}
+        self._dependents: dict[str, set[str]] = {}  # name -> registered tasks depending on it
         self._adhoc: dict[str, _Entry] = {}
         self._runs: dict[str, Run] = {}  # live runs by id
         self._timers: list[tuple[datetime, int, int, int, object, int]] = []
@@ -285,9 +288,9 @@ class Planner:
     # --- registry ---------------------------------------------------------------------
 
     @property
-    def tasks(self) -> dict[str, Task]:
-        """Registered tasks by name (a fresh dict)."""
-        return {name: e.task for name, e in self._entries.items()}
+    def tasks(self) -> Mapping[str, Task]:
+        """Registered tasks by name: a live, read-only view."""
+        return self._tasks_view
 
     def add_task(self, task: Task, now: datetime) -> None:
         """Register ``task`` and arm its trigger from ``now``.
@@ -301,7 +304,11 @@ class Planner:
         trigger = task.trigger.anchored(now) if task.trigger is not None else None
         entry = _Entry(task, trigger, registered=True)
         self._entries[task.name] = entry
-        self._update_depths()
+        self._tasks[task.name] = task
+        for dep in task.depends_on:
+            self._dependents.setdefault(dep, set()).add(task.name)
+        if self._dependents.get(task.name):
+            self._depths.clear()  # tasks added earlier depend on this one: depths move
         if task.enabled:
             self._arm(entry, now)
 
@@ -312,18 +319,19 @@ class Planner:
         :raises ConfigError: other tasks depend on it.
         """
         entry = self._entry(name)
-        dependents = sorted(
-            e.task.name for e in self._entries.values() if name in e.task.depends_on
-        )
+        dependents = sorted(self._dependents.get(name, ()))
         if dependents:
             raise ConfigError(
                 f"cannot remove it: {', '.join(dependents)} depend on it; remove those tasks first",
                 task=name,
             )
         del self._entries[name]
+        del self._tasks[name]
+        self._depths.pop(name, None)
+        for dep in entry.task.depends_on:
+            self._dependents[dep].discard(name)
         entry.token += 1
         self._cancel_pending(entry, now, "removed")
-        self._update_depths()
         return entry.task
 
     def validate(self) -> None:
@@ -619,7 +627,8 @@ class Planner:
         entry.next_fire = nxt
         if nxt is not None and not self._closing:
             heapq.heappush(
-                self._timers, (nxt, _FIRE, entry.depth, next(self._seq), entry, entry.token)
+                self._timers,
+                (nxt, _FIRE, self._depth(entry), next(self._seq), entry, entry.token),
             )
 
     def _fire_due(self, entry: _Entry, fire_time: datetime, now: datetime) -> None:
@@ -827,38 +836,52 @@ class Planner:
         self._decisions.append(SendAlert(alert))
 
     def _check_cycle(self, task: Task) -> None:
-        """Raise if adding ``task`` closes a cycle; the message shows the whole path."""
-        graph = {name: e.task.depends_on for name, e in self._entries.items()}
-        graph[task.name] = task.depends_on
-        path: list[str] = []
-        on_path: set[str] = set()
-        done: set[str] = set()
+        """Raise if adding ``task`` closes a cycle; the message shows the whole path.
 
-        def visit(name: str) -> None:
-            if name in on_path:
-                raise DependencyCycleError([*path[path.index(name) :], name])
-            if name in done or name not in graph:
-                return
-            on_path.add(name)
-            path.append(name)
-            for dep in graph[name]:
-                visit(dep)
-            path.pop()
-            on_path.discard(name)
-            done.add(name)
+        The registered graph is acyclic, so a new cycle must pass through ``task``, which
+        needs a registered task depending on it; then a walk from its dependencies
+        suffices (no recursion, so long chains are fine).
+        """
+        if not self._dependents.get(task.name) and task.name not in task.depends_on:
+            return  # nothing registered depends on it: no path can lead back to it
+        entries = self._entries
+        parent: dict[str, str] = {}
+        stack = [(task.name, dep) for dep in task.depends_on]
+        while stack:
+            src, name = stack.pop()
+            if name in parent:
+                continue
+            parent[name] = src
+            if name == task.name:
+                path = [name]
+                node = src
+                while node != task.name:
+                    path.append(node)
+                    node = parent[node]
+                path.append(task.name)
+                raise DependencyCycleError(path[::-1])
+            entry = entries.get(name)
+            if entry is not None:
+                stack.extend((name, dep) for dep in entry.task.depends_on)
 
-        visit(task.name)
+    def _depth(self, entry: _Entry) -> int:
+        """Depth in the dependency graph: same-time fires are handled upstream first.
 
-    def _update_depths(self) -> None:
-        """Depth in the dependency graph: same-time fires are handled upstream first."""
-        depths: dict[str, int] = {}
-
-        def depth(name: str) -> int:
-            if name not in depths:
-                entry = self._entries.get(name)
-                deps = entry.task.depends_on if entry is not None else ()
-                depths[name] = 1 + max((depth(d) for d in deps), default=-1)
+        Memoised in ``_depths`` (iterative, no recursion, so long chains are fine).
+        """
+        depths = self._depths
+        name = entry.task.name
+        if name in depths:
             return depths[name]
-
-        for name, entry in self._entries.items():
-            entry.depth = depth(name)
+        stack = [name]
+        while stack:
+            current = stack[-1]
+            e = self._entries.get(current)
+            deps = [d for d in (e.task.depends_on if e else ()) if d not in depths]
+            if deps:
+                stack.extend(deps)
+                continue
+            stack.pop()
+            own = e.task.depends_on if e else ()
+            depths[current] = 1 + max((depths[d] for d in own), default=-1)
+        return depths[name]

@@ -13,7 +13,6 @@ import os
 import re
 import socket
 from contextlib import AsyncExitStack, asynccontextmanager
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, final
 
 import anyio
@@ -169,8 +168,8 @@ class Scheduler:
 
     @property
     def tasks(self) -> Mapping[str, Task]:
-        """Registered tasks by name (a read-only snapshot)."""
-        return MappingProxyType(self._planner.tasks)
+        """Registered tasks by name (a live, read-only view)."""
+        return self._planner.tasks
 
     # --- running things ---------------------------------------------------------------
 
@@ -431,7 +430,8 @@ class Scheduler:
         cached = self._adhoc.get(func)
         if cached is not None:
             task, signature = cached
-            _check_bind(task.name, signature, args, kwargs)
+            if args or kwargs or task.args or task.kwargs:  # () was bound at construction
+                _check_bind(task.name, signature, args, kwargs)
             return task
         target = f"{getattr(func, '__module__', None) or 'submit'}:" + getattr(
             func, "__qualname__", type(func).__qualname__

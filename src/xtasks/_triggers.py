@@ -32,9 +32,11 @@ def _utc(value: object, what: str) -> datetime:
     if not isinstance(value, datetime):
         raise ConfigError(f"{what} must be a datetime, got {value!r}", field="trigger")
     if value.utcoffset() is None:
-        raise ConfigError(f"{what} {value.isoformat()} is naive (it has no tzinfo); pass a "
-                          "timezone-aware datetime, e.g. datetime.now(timezone.utc)",
-                          field="trigger")
+        raise ConfigError(
+            f"{what} {value.isoformat()} is naive (it has no tzinfo); pass a "
+            "timezone-aware datetime, e.g. datetime.now(timezone.utc)",
+            field="trigger",
+        )
     return value.astimezone(UTC)
 
 
@@ -99,30 +101,50 @@ class Every(Trigger):
     period: timedelta
     start: datetime | None
 
-    def __init__(self, seconds: float = 0, minutes: float = 0, hours: float = 0,
-                 days: float = 0, *, start: datetime | None = None) -> None:
+    def __init__(
+        self,
+        seconds: float = 0,
+        minutes: float = 0,
+        hours: float = 0,
+        days: float = 0,
+        *,
+        start: datetime | None = None,
+    ) -> None:
         given = {"seconds": seconds, "minutes": minutes, "hours": hours, "days": days}
         for name, value in given.items():
             if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ConfigError(f"Every({name}={value!r}): {name} must be a number (int or "
-                                  f"float), not {type(value).__name__}", field="trigger")
+                raise ConfigError(
+                    f"Every({name}={value!r}): {name} must be a number (int or "
+                    f"float), not {type(value).__name__}",
+                    field="trigger",
+                )
             if not math.isfinite(value) or value < 0:
-                raise ConfigError(f"Every({name}={value!r}): {name} must be a finite number "
-                                  ">= 0; the period is the sum of seconds, minutes, hours and "
-                                  "days", field="trigger")
+                raise ConfigError(
+                    f"Every({name}={value!r}): {name} must be a finite number "
+                    ">= 0; the period is the sum of seconds, minutes, hours and "
+                    "days",
+                    field="trigger",
+                )
         try:
             period = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
         except OverflowError:
-            raise ConfigError("Every(...): the period is too long; the maximum is "
-                              "999999999 days", field="trigger") from None
+            raise ConfigError(
+                "Every(...): the period is too long; the maximum is 999999999 days", field="trigger"
+            ) from None
         if period <= _ZERO:
-            raise ConfigError("Every(...): the period is zero; give a total > 0 (at least "
-                              "1 microsecond), e.g. Every(minutes=5)", field="trigger")
+            raise ConfigError(
+                "Every(...): the period is zero; give a total > 0 (at least "
+                "1 microsecond), e.g. Every(minutes=5)",
+                field="trigger",
+            )
         anchor = None if start is None else _utc(start, "Every start")
         if period < timedelta(seconds=5):
-            warnings.warn(f"Every({_args(period)}): an interval under 5 s is allowed, but it "
-                          "keeps the scheduler and the store busy", ShortIntervalWarning,
-                          stacklevel=2)
+            warnings.warn(
+                f"Every({_args(period)}): an interval under 5 s is allowed, but it "
+                "keeps the scheduler and the store busy",
+                ShortIntervalWarning,
+                stacklevel=2,
+            )
         object.__setattr__(self, "period", period)
         object.__setattr__(self, "start", anchor)
 
@@ -155,12 +177,20 @@ class Every(Trigger):
         return f"Every({_args(self.period)}{start})"
 
 
-_ALIASES = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
-            "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
-            "@hourly": "0 * * * *"}
-_FORMAT = ("5 fields 'minute hour day-of-month month day-of-week' (e.g. '*/5 * * * *'), "
-           "6 fields with seconds first 'second minute hour day-of-month month day-of-week', "
-           "or one of @hourly @daily @weekly @monthly @yearly")
+_ALIASES = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+_FORMAT = (
+    "5 fields 'minute hour day-of-month month day-of-week' (e.g. '*/5 * * * *'), "
+    "6 fields with seconds first 'second minute hour day-of-month month day-of-week', "
+    "or one of @hourly @daily @weekly @monthly @yearly"
+)
 _HASHED = re.compile(r"[hr](\(\d+-\d+\))?(/\d+)?", re.IGNORECASE)
 _PROBE = datetime(2000, 1, 1)  # noqa: DTZ001 -- croniter then searches 50 years: any cycle
 _SPAN = 26 * 3600  # no UTC offset change is larger than 26 h
@@ -170,13 +200,17 @@ def _zone(tz: object) -> ZoneInfo:
     if isinstance(tz, ZoneInfo):
         return tz
     if not isinstance(tz, str):
-        raise ConfigError("tz must be an IANA time zone name such as 'Europe/Paris', or a "
-                          f"ZoneInfo; got {tz!r}", field="trigger")
+        raise ConfigError(
+            f"tz must be an IANA time zone name such as 'Europe/Paris', or a ZoneInfo; got {tz!r}",
+            field="trigger",
+        )
     try:
         return ZoneInfo(tz)
     except (KeyError, ValueError, OSError) as exc:  # not found, malformed key, a directory
-        raise ConfigError(f"unknown time zone {tz!r}; use an IANA name such as "
-                          "'Europe/Paris' or 'UTC'", field="trigger") from exc
+        raise ConfigError(
+            f"unknown time zone {tz!r}; use an IANA name such as 'Europe/Paris' or 'UTC'",
+            field="trigger",
+        ) from exc
 
 
 def _offset(tz: ZoneInfo, ts: float) -> timedelta:
@@ -211,9 +245,11 @@ def _near(tz: ZoneInfo, at: datetime) -> list[tuple[datetime, timedelta, timedel
     Only these can make wall-clock order differ from instant order around *at*.
     """
     ts = (at - _EPOCH).total_seconds()
-    return [(_EPOCH + timedelta(seconds=t), before, after)
-            for t, before, after in _day_changes(tz, math.floor(ts / 86400))
-            if abs(t - ts) <= abs(after - before).total_seconds()]
+    return [
+        (_EPOCH + timedelta(seconds=t), before, after)
+        for t, before, after in _day_changes(tz, math.floor(ts / 86400))
+        if abs(t - ts) <= abs(after - before).total_seconds()
+    ]
 
 
 @dataclass(frozen=True, slots=True, init=False, repr=False, eq=False)
@@ -248,14 +284,18 @@ class Cron(Trigger):
     def __init__(self, expression: str, *, tz: str | ZoneInfo = "UTC") -> None:
         zone = _zone(tz)
         if not isinstance(expression, str):
-            raise CronError(f"a cron expression must be a string such as '*/5 * * * *', got "
-                            f"{expression!r}", field="trigger")
+            raise CronError(
+                f"a cron expression must be a string such as '*/5 * * * *', got {expression!r}",
+                field="trigger",
+            )
         text = " ".join(expression.split())
         fields = _ALIASES.get(text.lower(), text).split()
 
         def bad(reason: str) -> CronError:
-            return CronError(f"invalid cron expression {expression!r}: {reason}; "
-                             f"expected {_FORMAT}", field="trigger")
+            return CronError(
+                f"invalid cron expression {expression!r}: {reason}; expected {_FORMAT}",
+                field="trigger",
+            )
 
         if text.startswith("@") and text.lower() not in _ALIASES:
             raise bad(f"unknown alias {text!r}")
@@ -264,13 +304,17 @@ class Cron(Trigger):
         if any(_HASHED.fullmatch(part) for f in fields for part in f.split(",")):
             raise bad("hashed or random values (H, R) are not supported")
         try:
-            cron = croniter(" ".join(fields), _PROBE, ret_type=datetime,
-                            second_at_beginning=len(fields) == 6)
+            cron = croniter(
+                " ".join(fields), _PROBE, ret_type=datetime, second_at_beginning=len(fields) == 6
+            )
             copy.copy(cron).get_next(datetime)
         except CroniterBadDateError:
-            raise CronError(f"cron expression {expression!r} can never fire: no date matches "
-                            "it (e.g. February 30th or April 31st); check the day-of-month and "
-                            "month fields", field="trigger") from None
+            raise CronError(
+                f"cron expression {expression!r} can never fire: no date matches "
+                "it (e.g. February 30th or April 31st); check the day-of-month and "
+                "month fields",
+                field="trigger",
+            ) from None
         except (ValueError, TypeError, KeyError, IndexError) as exc:
             raise bad(str(exc) or type(exc).__name__) from exc
         object.__setattr__(self, "expression", text)
@@ -333,7 +377,8 @@ class Cron(Trigger):
         if not isinstance(other, Cron):
             return NotImplemented
         return self.expression == other.expression and (
-            self.tz is other.tz or (self.tz.key is not None and self.tz.key == other.tz.key))
+            self.tz is other.tz or (self.tz.key is not None and self.tz.key == other.tz.key)
+        )
 
     def __hash__(self) -> int:
         return hash((self.expression, self.tz.key))

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 
 __all__ = ["MemoryStore"]
 
+#: Claims remembered per task; older ones are summarised by a floor time.
+_CLAIMS_KEPT = 2048
+
 
 @final
 class MemoryStore(Store):
@@ -33,7 +36,8 @@ class MemoryStore(Store):
         self.max_runs_per_task = max_runs_per_task
         self._runs: dict[str, RunRecord] = {}
         self._order: dict[str, deque[str]] = {}
-        self._claims: set[tuple[str, datetime]] = set()
+        self._claims: dict[str, set[datetime]] = {}
+        self._claim_floor: dict[str, datetime] = {}  # claims at or before this were pruned
         self._tasks: dict[str, TaskRecord] = {}
 
     async def open(self) -> None:
@@ -43,10 +47,17 @@ class MemoryStore(Store):
         pass
 
     async def claim_fire(self, task: str, fire_time: datetime, replica: str) -> bool:
-        key = (task, fire_time)
-        if key in self._claims:
+        claims = self._claims.setdefault(task, set())
+        floor = self._claim_floor.get(task)
+        if fire_time in claims or (floor is not None and fire_time <= floor):
             return False
-        self._claims.add(key)
+        claims.add(fire_time)
+        if len(claims) > _CLAIMS_KEPT:
+            # Keep memory bounded: forget the older half; anything that old counts as taken.
+            ordered = sorted(claims)
+            half = len(ordered) // 2
+            self._claim_floor[task] = ordered[half - 1]
+            self._claims[task] = set(ordered[half:])
         record = self._tasks.get(task) or TaskRecord()
         if record.last_fire is None or fire_time > record.last_fire:
             self._tasks[task] = TaskRecord(
