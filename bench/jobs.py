@@ -1,0 +1,58 @@
+"""The tiny jobs every peer runs: the same functions everywhere, so only the machinery differs."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
+__all__ = ["BenchError", "Lateness", "noop_async", "noop_sync", "with_timeout"]
+
+T = TypeVar("T")
+
+
+class BenchError(RuntimeError):
+    """A peer did not do what it was asked (lost jobs, failures, a timeout)."""
+
+
+async def noop_async() -> None:
+    """An async job that does nothing meaningful (it never yields)."""
+
+
+def noop_sync() -> None:
+    """A sync job that does nothing meaningful."""
+
+
+async def with_timeout(awaitable: Awaitable[T], seconds: float, what: str) -> T:
+    """Await under an asyncio timeout; a hang becomes a :class:`BenchError`."""
+    try:
+        async with asyncio.timeout(seconds):
+            return await awaitable
+    except TimeoutError:
+        raise BenchError(f"{what}: no completion within {seconds:g} s (deadlock?)") from None
+
+
+class Lateness:
+    """Start lateness of a periodic task's fires, in seconds (start minus due time)."""
+
+    __slots__ = ("fires", "values")
+
+    def __init__(self, values: list[float], fires: int) -> None:
+        self.values = values
+        self.fires = fires
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values)
+
+    @property
+    def worst(self) -> float:
+        return max(self.values)
+
+    @property
+    def p90(self) -> float:
+        ordered = sorted(self.values)
+        return ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
