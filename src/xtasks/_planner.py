@@ -28,6 +28,7 @@ from ._errors import (
     ConfigError,
     DependencyCycleError,
     DuplicateTaskError,
+    SchedulerStateError,
     TaskNotFoundError,
     TaskStateError,
     UnknownDependencyError,
@@ -405,7 +406,9 @@ class Planner:
 
         :raises TaskNotFoundError: no such task.
         :raises TaskStateError: the task is paused or cancelled.
+        :raises SchedulerStateError: after :meth:`shutdown`.
         """
+        self._refuse_if_closing()
         entry = self._entry(name)
         if entry.state is not TaskState.ACTIVE:
             raise TaskStateError(name, entry.state.value)
@@ -418,6 +421,7 @@ class Planner:
 
         Every submission runs (overlap does not apply); dependencies are honoured.
         """
+        self._refuse_if_closing()
         entry = self._entries.get(task.name)
         if entry is None or entry.task is not task:
             entry = self._adhoc.get(task.name)
@@ -511,6 +515,7 @@ class Planner:
         """The running attempt of ``run`` returned ``result``."""
         self._release(run)
         run.result = result
+        run.error = None  # the record describes the last attempt, which succeeded
         self._final(run, RunStatus.SUCCEEDED, now)
 
     def failed(self, run: Run, now: datetime, error: ErrorInfo) -> None:
@@ -604,6 +609,10 @@ class Planner:
         return sum(1 for heap in self._ready.values() for item in heap if item[4].token == item[3])
 
     # --- internals --------------------------------------------------------------------
+
+    def _refuse_if_closing(self) -> None:
+        if self._closing:
+            raise SchedulerStateError("the scheduler is shutting down; no new run is accepted")
 
     def _entry(self, name: str) -> _Entry:
         entry = self._entries.get(name)
@@ -800,10 +809,9 @@ class Planner:
             entry.failures = 0
             entry.alerting = False
             self._save_task(entry)
-        for dependent in run.dependents:
-            if dependent.status.is_final:
-                continue
-            if status is RunStatus.SUCCEEDED:
+        dependents, run.dependents = run.dependents, []
+        if status is RunStatus.SUCCEEDED:
+            for dependent in dependents:
                 dependent.waiting_on.discard(run.id)
                 if not dependent.waiting_on and dependent.status is RunStatus.WAITING:
                     dependent.status = RunStatus.QUEUED
@@ -811,14 +819,20 @@ class Planner:
                     dependent.due = max(dependent.due, now)
                     self._record(dependent)
                     self._schedule_start(dependent, now)
-            else:
-                self._final(
-                    dependent,
-                    RunStatus.SKIPPED,
-                    now,
-                    reason=f"upstream_{status.value}: {entry.task.name}",
-                )
-        run.dependents = []
+        else:
+            # Name this run as the cause in every direct dependent before skipping any:
+            # a dependent reached again through another skipped run keeps this reason.
+            # At shutdown every pending run is cancelled for that reason, whatever its
+            # upstream did.
+            outcome = RunStatus.CANCELLED if self._closing else RunStatus.SKIPPED
+            cause = "shutdown" if self._closing else f"upstream_{status.value}: {entry.task.name}"
+            doomed = [d for d in dependents if not d.status.is_final]
+            for dependent in doomed:
+                if dependent.reason is None:
+                    dependent.reason = cause
+            for dependent in doomed:
+                if not dependent.status.is_final:
+                    self._final(dependent, outcome, now)
         held = entry.queued_behind
         if held is not None and not entry.active and not self._closing:
             entry.queued_behind = None
