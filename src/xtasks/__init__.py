@@ -8,12 +8,15 @@ change at any time. Implementers also use :mod:`xtasks.abc`, :mod:`xtasks.stores
 from __future__ import annotations
 
 from ._errors import ConfigError as ConfigError
+from ._errors import ConfigFileError as ConfigFileError
 from ._errors import CronError as CronError
 from ._errors import DependencyCycleError as DependencyCycleError
 from ._errors import DuplicateTaskError as DuplicateTaskError
+from ._errors import PluginError as PluginError
 from ._errors import RunCancelledError as RunCancelledError
 from ._errors import RunTimeoutError as RunTimeoutError
 from ._errors import SchedulerStateError as SchedulerStateError
+from ._errors import SecretInConfigWarning as SecretInConfigWarning
 from ._errors import ShortIntervalWarning as ShortIntervalWarning
 from ._errors import StoreError as StoreError
 from ._errors import TaskNotFoundError as TaskNotFoundError
@@ -51,6 +54,7 @@ __all__ = [
     "At",
     "CatchUp",
     "ConfigError",
+    "ConfigFileError",
     "Cron",
     "CronError",
     "DependencyCycleError",
@@ -60,6 +64,7 @@ __all__ = [
     "Every",
     "Mode",
     "Overlap",
+    "PluginError",
     "Priority",
     "RunCancelledError",
     "RunChanged",
@@ -69,6 +74,7 @@ __all__ = [
     "RunTimeoutError",
     "Scheduler",
     "SchedulerStateError",
+    "SecretInConfigWarning",
     "ShortIntervalWarning",
     "StoreError",
     "Task",

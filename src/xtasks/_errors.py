@@ -7,6 +7,8 @@
         CronError            a cron expression is malformed or can never fire
         DependencyCycleError a depends_on graph has a cycle (the path is named)
         UnknownDependencyError  a task depends on a name no task has (raised at start)
+        ConfigFileError      a YAML file is malformed or invalid (path, line, column, key)
+      PluginError            a plugin failed to load or misbehaved (distribution, entry point)
       TaskNotFoundError      no task of that name (also a LookupError)
       DuplicateTaskError     a task of that name is already registered
       SchedulerStateError    the call needs a running (or a stopped) scheduler
@@ -17,6 +19,7 @@
 
     XtasksWarning (UserWarning)
       ShortIntervalWarning   an interval under 5 seconds
+      SecretInConfigWarning  a password, secret or token written literally in YAML
 
 Errors carry their structured fields as attributes, and build the message from them, so
 an API can serialise them and a person can act on the message.
@@ -26,12 +29,15 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "ConfigFileError",
     "CronError",
     "DependencyCycleError",
     "DuplicateTaskError",
+    "PluginError",
     "RunCancelledError",
     "RunTimeoutError",
     "SchedulerStateError",
+    "SecretInConfigWarning",
     "ShortIntervalWarning",
     "StoreError",
     "TaskNotFoundError",
@@ -100,6 +106,73 @@ class UnknownDependencyError(ConfigError):
         )
 
 
+class ConfigFileError(ConfigError):
+    """A configuration file is malformed or invalid; says where, down to the key.
+
+    :param path: the file.
+    :param message: what is wrong and what to do.
+    :param line: 1-based line of the offending key or value, when known.
+    :param column: 1-based column, when known.
+    :param key: dotted path of the key, e.g. ``tasks.export.cron``.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        message: str,
+        *,
+        line: int | None = None,
+        column: int | None = None,
+        key: str | None = None,
+    ) -> None:
+        self.path = path
+        self.line = line
+        self.column = column
+        self.key = key
+        where = path
+        if line is not None:
+            where += f":{line}"
+            if column is not None:
+                where += f":{column}"
+        text = f"{where}: " + (f"{key}: " if key else "") + message
+        XtasksError.__init__(self, text)
+        self.task = None
+        self.field = key
+        self.message = message
+
+
+class PluginError(XtasksError):
+    """A plugin could not be loaded, or a hook of it misbehaved.
+
+    :param message: what happened and what to do.
+    :param distribution: the installed distribution (``name version``) that ships it.
+    :param entry_point: the entry point, as ``name = module:object``.
+    :param hook: the hook that misbehaved, when it is about one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        distribution: str | None = None,
+        entry_point: str | None = None,
+        hook: str | None = None,
+    ) -> None:
+        self.distribution = distribution
+        self.entry_point = entry_point
+        self.hook = hook
+        where = []
+        if distribution:
+            where.append(f"distribution {distribution}")
+        if entry_point:
+            where.append(f"entry point {entry_point!r}")
+        if hook:
+            where.append(f"hook {hook}")
+        prefix = ("plugin (" + ", ".join(where) + "): ") if where else "plugin: "
+        super().__init__(prefix + message)
+        self.message = message
+
+
 class TaskNotFoundError(XtasksError, LookupError):
     """No task has this name."""
 
@@ -154,6 +227,10 @@ class RunTimeoutError(XtasksError):
 
 class XtasksWarning(UserWarning):
     """Base of every warning xtasks emits."""
+
+
+class SecretInConfigWarning(XtasksWarning):
+    """A secret written literally in a config file: use ``${ENV_VAR}`` instead."""
 
 
 class ShortIntervalWarning(XtasksWarning):
