@@ -39,4 +39,4 @@ def test_submodules_declare_their_public_names() -> None:
 
 
 # Submodules, and the `from __future__ import annotations` feature object.
-_SUBMODULES = {"abc", "stores", "testing", "cli", "annotations"}
+_SUBMODULES = {"abc", "stores", "testing", "cli", "hookspecs", "annotations"}

@@ -47,6 +47,7 @@ from ._triggers import At as At
 from ._triggers import Cron as Cron
 from ._triggers import Every as Every
 from ._triggers import Trigger as Trigger
+from .hookspecs import hookimpl as hookimpl
 
 __all__ = [
     "Alert",
@@ -89,4 +90,5 @@ __all__ = [
     "UnknownDependencyError",
     "XtasksError",
     "XtasksWarning",
+    "hookimpl",
 ]

@@ -311,7 +311,7 @@ class Planner:
         if self._dependents.get(task.name):
             self._depths.clear()  # tasks added earlier depend on this one: depths move
         if task.enabled:
-            self._arm(entry, now)
+            self._arm(entry, now, first=True)
 
     def remove_task(self, name: str, now: datetime) -> Task:
         """Unregister ``name``: no more fires; its queued runs are cancelled.
@@ -340,11 +340,19 @@ class Planner:
 
         :raises UnknownDependencyError: naming the task and the missing name.
         """
+        problems = self.unknown_dependencies()
+        if problems:
+            raise problems[0]
+
+    def unknown_dependencies(self) -> list[UnknownDependencyError]:
+        """One error per ``depends_on`` entry that names no registered task."""
         known = sorted(self._entries)
-        for entry in self._entries.values():
-            for dep in entry.task.depends_on:
-                if dep not in self._entries:
-                    raise UnknownDependencyError(entry.task.name, dep, known)
+        return [
+            UnknownDependencyError(entry.task.name, dep, known)
+            for entry in self._entries.values()
+            for dep in entry.task.depends_on
+            if dep not in self._entries
+        ]
 
     def start(self, now: datetime) -> None:
         """Arm every active task's timer: at scheduler start, and again after a stop.
@@ -355,7 +363,7 @@ class Planner:
         self._closing = False
         for entry in self._entries.values():
             if entry.state is TaskState.ACTIVE and entry.task.enabled:
-                self._arm(entry, entry.last_fire or now)
+                self._arm(entry, entry.last_fire or now, first=entry.last_fire is None)
             else:
                 entry.next_fire = None
 
@@ -375,7 +383,7 @@ class Planner:
             if record.last_fire is not None:
                 self._arm(entry, record.last_fire)
             else:
-                self._arm(entry, now)
+                self._arm(entry, now, first=True)
         else:
             entry.next_fire = None
 
@@ -628,11 +636,20 @@ class Planner:
         assert isinstance(obj, Run)
         return obj.token != token
 
-    def _arm(self, entry: _Entry, after: datetime) -> None:
-        """Set the timer of ``entry`` to its trigger's next fire after ``after``."""
+    def _arm(self, entry: _Entry, after: datetime, *, first: bool = False) -> None:
+        """Set the timer of ``entry`` to its trigger's next fire after ``after``.
+
+        ``first``: the task has never fired; ask the trigger for its first fire instead
+        (a one-shot ``At`` already past still fires, late, rather than never).
+        """
         entry.token += 1
         trigger = entry.trigger
-        nxt = trigger.next_fire(after) if trigger is not None else None
+        if trigger is None:
+            nxt = None
+        elif first:
+            nxt = trigger.first_fire(after)
+        else:
+            nxt = trigger.next_fire(after)
         entry.next_fire = nxt
         if nxt is not None and not self._closing:
             heapq.heappush(

@@ -19,24 +19,27 @@ import anyio
 
 from ._alerter import LoggingAlerter
 from ._clock import SystemClock
-from ._errors import ConfigError, SchedulerStateError, TaskNotFoundError
+from ._errors import ConfigError, PluginError, SchedulerStateError, TaskNotFoundError, XtasksError
 from ._events import RunChanged
 from ._executors import Executors
 from ._planner import Planner
 from ._runs import RunRecord, TaskInfo
 from ._runtime import Runtime
+from ._setup import load_setup
 from ._task import Task
 from .stores import open_store
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping
+    from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Mapping
     from types import TracebackType
 
     from anyio.abc import TaskGroup
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
     from ._clock import Clock
+    from ._config import Config
     from ._events import Event
+    from ._plugins import PluginOrigin
     from ._runs import RunStatus
     from .abc import Alerter, Store
 
@@ -83,7 +86,14 @@ class Scheduler:
     """Runs tasks on their triggers, on demand and as one-shot submissions.
 
     :param store: a store URL (``"memory://"``) or a :class:`xtasks.abc.Store` object.
-    :param alerters: alerters besides the logging one every scheduler has.
+    :param plugins: ``True`` discovers the ``xtasks`` entry points; ``False`` loads none;
+        a list loads exactly those (plugin objects, or entry point / distribution names).
+    :param config: the application's YAML file; it wins over the plugins' ``config.yaml``.
+        ``XTASKS_CONFIG`` names it when this is ``None``.
+    :param strict_plugins: refuse to build with a broken plugin or config (the default);
+        when false, leave the broken parts out and list them in :attr:`problems`.
+    :param alerters: alerters besides the logging one every scheduler has and those
+        configured under ``alerts:``.
     :param max_concurrency: runs executing at once, all modes together.
     :param thread_slots: ``sync`` runs executing at once (the thread pool's size).
     :param process_slots: ``process`` runs executing at once (default: CPU count).
@@ -97,6 +107,9 @@ class Scheduler:
         self,
         store: str | Store = "memory://",
         *,
+        plugins: bool | Iterable[object] = True,
+        config: str | os.PathLike[str] | None = None,
+        strict_plugins: bool = True,
         alerters: Iterable[Alerter] = (),
         max_concurrency: int = 100,
         thread_slots: int = 40,
@@ -133,17 +146,53 @@ class Scheduler:
         self._subscribers: list[Callable[[Event], object]] = []
         self._streams: set[MemoryObjectSendStream[Event]] = set()
         self._adhoc: dict[Any, tuple[Task, inspect.Signature | None]] = {}
+        self._observe = False
+        self._disabled: set[str] = set()
+        #: Where each task came from, by name (tasks added by the application: absent).
+        self.task_origins: dict[str, PluginOrigin] = {}
+        setup = load_setup(plugins, config, strict=strict_plugins)
+        #: Problems found while loading plugins and configuration (``strict_plugins=False``).
+        self.problems: list[XtasksError] = setup.problems
+        #: Plugins that were left out because they are broken.
+        self.degraded: list[PluginOrigin] = setup.plugins.degraded
+        self.plugins: list[PluginOrigin] = setup.plugins.plugins
+        self.config: Config = setup.config
+        self._hooks = setup.plugins.manager.hook
+        for task, origin in setup.plugins.tasks:
+            try:
+                if self.add(task) is not None:
+                    self.task_origins[task.name] = origin
+            except XtasksError as exc:
+                setup.fail(
+                    PluginError(
+                        str(exc),
+                        distribution=origin.distribution,
+                        entry_point=origin.entry_point or origin.name,
+                    )
+                )
+        self.alerters = (*self.alerters, *setup.build_alerters())
+        setup.raise_if_strict()
+        self._observe = bool(self._hooks.xtasks_run_finished.get_hookimpls())
+        self._hooks.xtasks_configure.call_historic(kwargs={"scheduler": self})
 
     # --- registry ---------------------------------------------------------------------
 
-    def add(self, task: Task) -> Task:
+    def add(self, task: Task) -> Task | None:
         """Register ``task``; its trigger starts counting from now.
+
+        The configuration's ``tasks:`` entry of the same name overrides its fields first;
+        returns the task as registered, or ``None`` when configured ``enabled: false``.
 
         :raises DuplicateTaskError: the name is taken.
         :raises DependencyCycleError: its ``depends_on`` closes a cycle.
         :raises UnknownDependencyError: (only while running) a dependency is unknown;
             before start, tasks may be added in any order.
         """
+        effective = self.config.apply(task)
+        if effective is None:  # `enabled: false` in the configuration
+            self._disabled.add(task.name)
+            return None
+        task = effective
         planner = self._planner
         planner.add_task(task, self.clock.now())
         if self._runtime is not None:
@@ -170,6 +219,15 @@ class Scheduler:
     def tasks(self) -> Mapping[str, Task]:
         """Registered tasks by name (a live, read-only view)."""
         return self._planner.tasks
+
+    def check(self) -> list[XtasksError]:
+        """Every problem that would stop this scheduler, without raising: broken plugins
+        and config files (with ``strict_plugins=False``), unknown dependencies, and
+        ``tasks:`` entries naming no task. Empty means it can start."""
+        problems: list[XtasksError] = list(self.problems)
+        problems.extend(self._planner.unknown_dependencies())
+        problems.extend(self.config.unknown_tasks([*self.tasks, *self._disabled]))
+        return problems
 
     # --- running things ---------------------------------------------------------------
 
@@ -318,11 +376,23 @@ class Scheduler:
             handle = self._handles.pop(event.record.id, None)
             if handle is not None:
                 handle._resolve(event.record)
+        if self._observe and type(event) is RunChanged and event.record.status.is_final:
+            self._notify_plugins(event.record)
         for callback in self._subscribers:
             try:
                 callback(event)
             except Exception:  # noqa: BLE001 - a subscriber's bug never stops scheduling
                 _log.exception("event subscriber %r failed", callback)
+
+    def _notify_plugins(self, record: RunRecord) -> None:
+        try:
+            results = self._hooks.xtasks_run_finished(record=record)
+        except Exception:  # noqa: BLE001 - a plugin's bug never stops scheduling
+            _log.exception("a plugin's xtasks_run_finished failed")
+            return
+        for result in results:
+            if inspect.isawaitable(result) and self._tg is not None:
+                self._tg.start_soon(_await_observer, result)
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -330,6 +400,9 @@ class Scheduler:
         if self._exit_stack is not None:
             raise SchedulerStateError("the scheduler is already running")
         self._planner.validate()
+        unknown = self.config.unknown_tasks([*self.tasks, *self._disabled])
+        if unknown:
+            raise unknown[0]
         async with AsyncExitStack() as stack:
             await self.store.open()
             stack.push_async_callback(self.store.close)
@@ -442,6 +515,18 @@ class Scheduler:
             self._adhoc.clear()
         self._adhoc[func] = (task, _signature(func))
         return task
+
+
+#: Seconds a plugin's awaitable from ``xtasks_run_finished`` may take.
+OBSERVER_TIMEOUT = 10.0
+
+
+async def _await_observer(awaitable: Awaitable[object]) -> None:
+    try:
+        with anyio.fail_after(OBSERVER_TIMEOUT):
+            await awaitable
+    except Exception:  # noqa: BLE001 - isolated: logged, never propagated
+        _log.exception("a plugin's xtasks_run_finished awaitable failed")
 
 
 def _signature(func: Callable[..., Any]) -> inspect.Signature | None:

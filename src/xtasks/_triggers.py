@@ -64,6 +64,15 @@ class Trigger(ABC):
         """
         return self
 
+    def first_fire(self, registered_at: datetime) -> datetime | None:
+        """The first fire of a task registered at *registered_at* that never fired yet.
+
+        Defaults to :meth:`next_fire`; a one-shot trigger whose instant has already
+        passed answers that instant, so the scheduler runs it late (or records it
+        missed) instead of dropping it.
+        """
+        return self.next_fire(registered_at)
+
     def describe(self) -> str:
         """Short words for people and the API."""
         return repr(self)
@@ -398,6 +407,9 @@ class At(Trigger):
 
     def next_fire(self, after: datetime) -> datetime | None:
         return self.when if self.when > _utc(after, "after") else None
+
+    def first_fire(self, registered_at: datetime) -> datetime | None:
+        return self.when
 
     def describe(self) -> str:
         return f"at {self.when.isoformat()}"

@@ -1,0 +1,133 @@
+"""What a Scheduler is built from besides code: plugins, their config.yaml, the app's file.
+
+Collects every problem before deciding, so one failed start (or ``xtasks check``) lists
+them all, not just the first.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ._config import Config, load_config, merge
+from ._errors import ConfigError, ConfigFileError, PluginError, XtasksError
+from ._plugins import load_plugins
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+    from ._plugins import LoadedPlugins
+    from .abc import Alerter
+
+__all__ = ["Setup", "load_setup", "raise_all"]
+
+_log = logging.getLogger("xtasks")
+
+
+@dataclass(slots=True)
+class Setup:
+    """Plugins and merged configuration, with the problems met on the way."""
+
+    plugins: LoadedPlugins
+    config: Config
+    problems: list[XtasksError]
+    strict: bool
+
+    def fail(self, error: XtasksError) -> None:
+        self.problems.append(error)
+
+    def build_alerters(self) -> list[Alerter]:
+        """One alerter per ``alerts:`` entry, built by the factory of its kind."""
+        alerters: list[Alerter] = []
+        kinds = self.plugins.alerter_kinds
+        for index, channel in enumerate(self.config.alerts):
+            registered = kinds.get(channel.kind)
+            if registered is None:
+                known = ", ".join(sorted(kinds)) or "none"
+                self.fail(
+                    self.config.alert_error(
+                        index,
+                        f"unknown alert kind {channel.kind!r} (known: {known}); install the "
+                        "package that provides it, e.g. `pip install xtasks[alerts]` for "
+                        "email and webhook",
+                    )
+                )
+                continue
+            factory, origin = registered
+            try:
+                alerters.append(factory(**channel.options))
+            except Exception as exc:  # noqa: BLE001 - a bad option or factory is reported
+                error = self.config.alert_error(
+                    index,
+                    f"cannot build the {channel.kind!r} alerter ({origin.describe()}): "
+                    f"{type(exc).__name__}: {exc}",
+                )
+                error.__cause__ = exc
+                self.fail(error)
+        return alerters
+
+    def raise_if_strict(self) -> None:
+        if self.strict and self.problems:
+            raise_all(self.problems)
+
+
+def raise_all(problems: list[XtasksError]) -> None:
+    """Raise the first problem; its message also lists the others."""
+    first = problems[0]
+    if len(problems) == 1:
+        raise first
+    others = "\n".join(f"  - {p}" for p in problems[1:])
+    message = f"{first}\nand {len(problems) - 1} more problem(s):\n{others}"
+    error: XtasksError
+    if isinstance(first, ConfigFileError):
+        error = ConfigFileError(
+            first.path,
+            f"{first.message}\n{others}",
+            line=first.line,
+            column=first.column,
+            key=first.key,
+        )
+    elif isinstance(first, PluginError):
+        error = PluginError(message, distribution=None, entry_point=None)
+        error.distribution, error.entry_point, error.hook = (
+            first.distribution,
+            first.entry_point,
+            first.hook,
+        )
+    else:
+        error = ConfigError(message)
+    setattr(error, "problems", problems)  # noqa: B010 - every problem stays inspectable
+    raise error from first
+
+
+def load_setup(
+    plugins: bool | Iterable[object],
+    config: str | os.PathLike[str] | None,
+    *,
+    strict: bool,
+    environ: Mapping[str, str] | None = None,
+) -> Setup:
+    """Load plugins, then their ``config.yaml`` files, then the application's file."""
+    env = os.environ if environ is None else environ
+    loaded = load_plugins(plugins, environ=env)
+    problems: list[XtasksError] = list(loaded.problems)
+    paths: list[Path] = list(loaded.config_paths)
+    app = config if config is not None else env.get("XTASKS_CONFIG") or None
+    if app is not None:
+        path = Path(app)
+        if not path.is_file():
+            problems.append(
+                ConfigFileError(str(path), "no such file; check the path (or XTASKS_CONFIG)")
+            )
+        else:
+            paths.append(path)
+    files = []
+    for path in paths:
+        try:
+            files.append(load_config(path))
+        except ConfigFileError as exc:
+            problems.extend(getattr(exc, "problems", None) or [exc])
+    return Setup(plugins=loaded, config=merge(files), problems=problems, strict=strict)

@@ -1,0 +1,404 @@
+"""Plugins as installed distributions: real ``.dist-info`` entry points on a temporary path.
+
+Nothing monkeypatches the loader: each test writes a package and its distribution
+metadata to ``tmp_path``, puts that on ``sys.path``, and ``importlib.metadata`` finds it
+the way it finds anything ``pip`` installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import textwrap
+from typing import TYPE_CHECKING
+
+import anyio
+import pytest
+
+import xtasks
+import xtasks.hookspecs
+from xtasks import (
+    ConfigFileError,
+    Every,
+    PluginError,
+    RunStatus,
+    Scheduler,
+    Task,
+)
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+class Distributions:
+    """Writes throwaway plugin distributions into one site directory on ``sys.path``."""
+
+    def __init__(self, site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.site = site
+        self.monkeypatch = monkeypatch
+        self.modules: list[str] = []
+
+    def install(
+        self,
+        dist: str,
+        package: str,
+        source: str,
+        *,
+        config: str | None = None,
+        entry_point: str | None = None,
+        target: str | None = None,
+    ) -> None:
+        pkg = self.site / package
+        pkg.mkdir()
+        (pkg / "__init__.py").write_text(textwrap.dedent(source))
+        if config is not None:
+            (pkg / "config.yaml").write_text(textwrap.dedent(config))
+        info = self.site / f"{dist.replace('-', '_')}-1.0.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
+        (info / "entry_points.txt").write_text(
+            f"[xtasks]\n{entry_point or package} = {target or package}\n"
+        )
+        self.modules.append(package)
+        importlib.invalidate_caches()
+
+
+@pytest.fixture
+def dists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.delenv("XTASKS_PLUGINS", raising=False)
+    monkeypatch.delenv("XTASKS_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    monkeypatch.delenv("XTASKS_CONFIG", raising=False)
+    d = Distributions(site, monkeypatch)
+    yield d
+    for name in d.modules:
+        for loaded in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+            del sys.modules[loaded]
+    importlib.invalidate_caches()
+
+
+SEED_PLUGIN = """
+    async def nettoyer():
+        return "propre"
+
+    def stats():
+        return 42
+
+    PLUGIN_TASKS = [
+        {"name": "billing_cleanup", "function": nettoyer, "interval_seconds": 3600,
+         "async": True, "priority": "haute", "max_retries": 1},
+        {"name": "billing_stats", "function": stats, "cron": "0 3 * * *",
+         "depends_on": ["billing_cleanup"], "retry_delay_seconds": 30, "timeout_seconds": 60,
+         "alert_on_failure": False},
+    ]
+"""
+
+
+def test_seed_format_plugin_tasks_appear_with_their_origin(dists: Distributions) -> None:
+    dists.install("xcore-billing", "xcore_billing", SEED_PLUGIN)
+    scheduler = Scheduler(plugins=["xcore-billing"])
+    cleanup = scheduler.tasks["billing_cleanup"]
+    assert cleanup.trigger == Every(hours=1)
+    assert (cleanup.priority.value, cleanup.max_retries, cleanup.mode.value) == ("high", 1, "async")
+    stats = scheduler.tasks["billing_stats"]
+    assert stats.depends_on == ("billing_cleanup",)
+    assert (stats.retry_delay, stats.timeout, stats.alert_on_failure) == (30, 60, False)
+    origin = scheduler.task_origins["billing_stats"]
+    assert origin.distribution == "xcore-billing 1.0"
+    assert origin.entry_point == "xcore_billing = xcore_billing"
+
+
+def test_plugin_config_then_app_config_override_by_name(
+    dists: Distributions, tmp_path: Path
+) -> None:
+    dists.install(
+        "xcore-billing",
+        "xcore_billing",
+        SEED_PLUGIN,
+        config="""
+            tasks:
+              billing_cleanup:
+                max_retries: 5
+                interval_seconds: 600
+              billing_stats:
+                timeout_seconds: 120
+        """,
+    )
+    app = tmp_path / "app.yaml"
+    app.write_text(
+        "tasks:\n  billing_cleanup:\n    max_retries: 7\n  billing_stats:\n    enabled: false\n"
+    )
+    scheduler = Scheduler(plugins=["xcore-billing"], config=app)
+    cleanup = scheduler.tasks["billing_cleanup"]
+    assert cleanup.max_retries == 7  # the application's file wins
+    assert isinstance(cleanup.trigger, Every) and cleanup.trigger.period.total_seconds() == 600
+    assert "billing_stats" not in scheduler.tasks  # enabled: false removes it
+
+
+HOOK_PLUGIN = """
+    import xtasks
+    from xtasks.abc import Alerter
+
+    CALLS = []
+
+    async def ping():
+        return "pong"
+
+    class Collect(Alerter):
+        def __init__(self, label="default"):
+            self.label = label
+
+        async def send(self, alert):
+            CALLS.append(("alert", alert.kind.value))
+
+    @xtasks.hookimpl
+    def xtasks_add_tasks(register):
+        register(xtasks.Task("hooked_ping", ping))
+        register({"name": "hooked_seed", "function": ping, "async": True})
+
+    @xtasks.hookimpl
+    def xtasks_add_alerters(register):
+        register("collect", Collect)
+
+    @xtasks.hookimpl
+    def xtasks_configure(scheduler):
+        CALLS.append(("configure", sorted(scheduler.tasks)))
+
+    @xtasks.hookimpl
+    def xtasks_run_finished(record):
+        CALLS.append(("finished", record.task, record.status.value))
+"""
+
+
+def test_hook_xtasks_add_tasks(dists: Distributions) -> None:
+    dists.install("hooked", "hooked_plugin", HOOK_PLUGIN)
+    scheduler = Scheduler(plugins=["hooked"])
+    assert {"hooked_ping", "hooked_seed"} <= set(scheduler.tasks)
+    assert scheduler.task_origins["hooked_ping"].distribution == "hooked 1.0"
+
+
+def test_hook_xtasks_add_alerters(dists: Distributions, tmp_path: Path) -> None:
+    dists.install("hooked", "hooked_plugin", HOOK_PLUGIN)
+    app = tmp_path / "app.yaml"
+    app.write_text("alerts:\n  - kind: collect\n    label: ops\n")
+    scheduler = Scheduler(plugins=["hooked"], config=app)
+    [collect] = [a for a in scheduler.alerters if type(a).__name__ == "Collect"]
+    assert collect.label == "ops"  # type: ignore[attr-defined]
+
+
+def test_hook_xtasks_configure(dists: Distributions) -> None:
+    dists.install("hooked", "hooked_plugin", HOOK_PLUGIN)
+    Scheduler(plugins=["hooked"])
+    calls = sys.modules["hooked_plugin"].CALLS
+    assert ("configure", ["hooked_ping", "hooked_seed"]) in calls
+
+
+@pytest.mark.anyio
+async def test_hook_xtasks_run_finished(dists: Distributions) -> None:
+    dists.install("hooked", "hooked_plugin", HOOK_PLUGIN)
+    scheduler = Scheduler(plugins=["hooked"])
+    async with scheduler:
+        rec = await (await scheduler.trigger("hooked_ping")).wait()
+    assert rec.status is RunStatus.SUCCEEDED
+    assert ("finished", "hooked_ping", "succeeded") in sys.modules["hooked_plugin"].CALLS
+
+
+@pytest.mark.anyio
+async def test_an_async_observer_is_awaited_and_its_errors_are_isolated(
+    dists: Distributions,
+) -> None:
+    dists.install(
+        "observer",
+        "observer_plugin",
+        """
+        import anyio, xtasks
+        SEEN = []
+        DONE = anyio.Event()
+
+        async def job():
+            return 1
+
+        @xtasks.hookimpl
+        def xtasks_add_tasks(register):
+            register(xtasks.Task("observed", job))
+
+        @xtasks.hookimpl
+        def xtasks_run_finished(record):
+            async def later():
+                SEEN.append(record.id)
+                DONE.set()
+                raise RuntimeError("observer bug")
+            return later()
+        """,
+    )
+    scheduler = Scheduler(plugins=["observer"])
+    module = sys.modules["observer_plugin"]
+    async with scheduler:
+        first = await (await scheduler.trigger("observed")).wait()
+        with anyio.fail_after(5):
+            await module.DONE.wait()
+        second = await (await scheduler.trigger("observed")).wait()  # still scheduling
+    assert first.id in module.SEEN
+    assert second.status is RunStatus.SUCCEEDED
+
+
+def test_a_plugin_that_fails_to_import_names_distribution_and_entry_point(
+    dists: Distributions,
+) -> None:
+    dists.install("broken-dist", "broken_plugin", "raise ImportError('needs libfoo')\n")
+    with pytest.raises(PluginError) as info:
+        Scheduler(plugins=["broken-dist"])
+    message = str(info.value)
+    assert "broken-dist 1.0" in message
+    assert "broken_plugin = broken_plugin" in message
+    assert "ImportError: needs libfoo" in message
+    causes = []
+    error: BaseException | None = info.value
+    while error is not None:
+        causes.append(error)
+        error = error.__cause__
+    assert any(isinstance(c, ImportError) for c in causes)  # the original is chained
+
+
+def test_strict_plugins_false_skips_the_broken_plugin_and_reports_it(
+    dists: Distributions,
+) -> None:
+    dists.install("broken-dist", "broken_plugin", "raise ImportError('needs libfoo')\n")
+    dists.install("xcore-billing", "xcore_billing", SEED_PLUGIN)
+    scheduler = Scheduler(plugins=True, strict_plugins=False)
+    assert "billing_cleanup" in scheduler.tasks
+    assert [d.distribution for d in scheduler.degraded] == ["broken-dist 1.0"]
+    assert any("needs libfoo" in str(p) for p in scheduler.problems)
+
+
+def test_a_hook_returning_a_value_is_an_error_naming_the_hook(dists: Distributions) -> None:
+    dists.install(
+        "returns",
+        "returns_plugin",
+        """
+        import xtasks
+        @xtasks.hookimpl
+        def xtasks_add_tasks(register):
+            return [{"name": "x", "function": print}]
+        """,
+    )
+    with pytest.raises(
+        PluginError, match="hook xtasks_add_tasks.*returned list; it must return None"
+    ):
+        Scheduler(plugins=["returns"])
+
+
+def test_registering_something_else_than_a_task_is_an_error(dists: Distributions) -> None:
+    dists.install(
+        "wrongtype",
+        "wrongtype_plugin",
+        """
+        import xtasks
+        @xtasks.hookimpl
+        def xtasks_add_tasks(register):
+            register("not a task")
+        """,
+    )
+    with pytest.raises(
+        PluginError, match="register\\(\\) takes an xtasks.Task or a seed-format dict, got str"
+    ):
+        Scheduler(plugins=["wrongtype"])
+
+
+def test_a_task_name_contributed_twice_names_both_plugins(dists: Distributions) -> None:
+    dists.install("xcore-billing", "xcore_billing", SEED_PLUGIN)
+    dists.install(
+        "copycat",
+        "copycat_plugin",
+        """
+        def stats():
+            return 0
+        PLUGIN_TASKS = [{"name": "billing_stats", "function": stats}]
+        """,
+    )
+    with pytest.raises(PluginError) as info:
+        Scheduler(plugins=True)
+    message = str(info.value)
+    assert "'billing_stats'" in message
+    assert "xcore-billing 1.0" in message and "copycat 1.0" in message
+
+
+def test_a_yaml_syntax_error_in_a_plugin_config_names_file_line_and_column(
+    dists: Distributions,
+) -> None:
+    dists.install(
+        "xcore-billing",
+        "xcore_billing",
+        SEED_PLUGIN,
+        config="tasks:\n  billing_cleanup:\n    max_retries: [1\n",
+    )
+    with pytest.raises(ConfigFileError) as info:
+        Scheduler(plugins=["xcore-billing"])
+    assert str(info.value.path).endswith("xcore_billing/config.yaml")
+    assert info.value.line is not None and info.value.column is not None
+    assert f"config.yaml:{info.value.line}:{info.value.column}" in str(info.value)
+
+
+@pytest.mark.anyio
+async def test_an_unknown_task_in_the_app_config_stops_the_start(
+    dists: Distributions, tmp_path: Path
+) -> None:
+    dists.install("xcore-billing", "xcore_billing", SEED_PLUGIN)
+    app = tmp_path / "app.yaml"
+    app.write_text("tasks:\n  billing_cleanpu:\n    max_retries: 2\n")
+    scheduler = Scheduler(plugins=["xcore-billing"], config=app)
+    with pytest.raises(ConfigFileError, match="billing_cleanpu") as info:
+        async with scheduler:
+            pass
+    assert "billing_cleanup" in str(info.value)  # did you mean
+    assert info.value.line == 2
+
+
+def test_autoload_can_be_switched_off_and_narrowed_from_the_environment(
+    dists: Distributions,
+) -> None:
+    dists.install("xcore-billing", "xcore_billing", SEED_PLUGIN)
+    dists.install("hooked", "hooked_plugin", HOOK_PLUGIN)
+    assert {"billing_cleanup", "hooked_ping"} <= set(Scheduler().tasks)
+    dists.monkeypatch.setenv("XTASKS_DISABLE_PLUGIN_AUTOLOAD", "1")
+    assert not Scheduler().tasks
+    dists.monkeypatch.setenv("XTASKS_PLUGINS", "hooked")
+    assert "hooked_ping" in Scheduler().tasks and "billing_cleanup" not in Scheduler().tasks
+
+
+def test_plugins_false_or_an_explicit_list_selects(dists: Distributions) -> None:
+    dists.install("xcore-billing", "xcore_billing", SEED_PLUGIN)
+
+    class Inline:
+        @xtasks.hookimpl
+        def xtasks_add_tasks(self, register):
+            register(Task("inline_task", _noop))
+
+    assert not Scheduler(plugins=False).tasks
+    assert set(Scheduler(plugins=[Inline()]).tasks) == {"inline_task"}
+    with pytest.raises(PluginError, match="no installed plugin is named 'nope'"):
+        Scheduler(plugins=["nope"])
+
+
+async def _noop() -> None:
+    pass
+
+
+def test_every_hook_is_documented_and_tested() -> None:
+    hooks = [n for n in dir(xtasks.hookspecs) if n.startswith("xtasks_")]
+    assert sorted(hooks) == [
+        "xtasks_add_alerters",
+        "xtasks_add_tasks",
+        "xtasks_configure",
+        "xtasks_run_finished",
+    ]
+    tests = set(globals())
+    for name in hooks:
+        spec = getattr(xtasks.hookspecs, name)
+        doc = spec.__doc__ or ""
+        for arg in spec.__code__.co_varnames[: spec.__code__.co_argcount]:
+            assert f":param {arg}:" in doc, f"{name} does not document {arg}"
+        assert "Must not block." in doc and ":return:" in doc
+        assert f"test_hook_{name}" in tests, f"{name} has no test_hook_{name}"
