@@ -53,7 +53,7 @@ def fires(trigger: Trigger, after: datetime, until: datetime) -> list[datetime]:
 
 aware = st.datetimes(  # hypothesis takes naive bounds and attaches the zones itself
     min_value=datetime(1900, 1, 1),
-    max_value=datetime(2100, 1, 1),  # noqa: DTZ001
+    max_value=datetime(2100, 1, 1),
     timezones=st.sampled_from([UTC, PARIS, timezone(timedelta(hours=-3, minutes=-30))]),
 )
 
@@ -115,7 +115,7 @@ def test_anchored_sets_the_grid_start_to_registration_time():
     assert anchored.next_fire(registered + timedelta(minutes=1)) == registered + timedelta(hours=1)
     assert anchored.anchored(registered + timedelta(days=1)) is anchored  # start kept
     with pytest.raises(ConfigError, match="naive"):
-        plain.anchored(datetime(2026, 5, 4))  # noqa: DTZ001
+        plain.anchored(datetime(2026, 5, 4))
 
 
 def test_anchoring_a_short_every_does_not_warn_twice():
@@ -140,7 +140,7 @@ NAN, INF = math.nan, math.inf
         ({"seconds": True}, ["seconds", "number", "bool"]),
         ({"minutes": "5"}, ["minutes", "number", "str"]),
         ({"days": 1e12}, ["too long"]),
-        ({"hours": 1, "start": datetime(2026, 1, 1)}, ["naive", "tzinfo", "timezone.utc"]),  # noqa: DTZ001
+        ({"hours": 1, "start": datetime(2026, 1, 1)}, ["naive", "tzinfo", "timezone.utc"]),
     ],
 )
 def test_every_rejects_bad_values_with_an_actionable_message(kwargs, words):
@@ -347,10 +347,10 @@ EXPRESSIONS = [
     expression=st.sampled_from(EXPRESSIONS),
     tz=st.sampled_from(ZONES),
     after=st.datetimes(
-        min_value=datetime(1971, 1, 1),  # noqa: DTZ001
+        min_value=datetime(1971, 1, 1),
         max_value=datetime(2099, 1, 1),
         timezones=st.just(UTC),
-    ),  # noqa: DTZ001
+    ),
     fraction=st.floats(0, 1, exclude_max=True),
 )
 def test_cron_next_fire_properties(expression, tz, after, fraction):
@@ -432,7 +432,7 @@ def test_cron_is_a_value_with_useful_words():
 def test_cron_and_every_refuse_a_naive_after():
     for trigger in (Cron("* * * * *"), Every(hours=1), At(utc(2026, 1, 1))):
         with pytest.raises(ConfigError, match="naive"):
-            trigger.next_fire(datetime(2026, 1, 1))  # noqa: DTZ001
+            trigger.next_fire(datetime(2026, 1, 1))
 
 
 def test_cron_beyond_year_9999_never_fires_again():
@@ -455,7 +455,7 @@ def test_at_fires_once_then_never():
 
 def test_at_refuses_a_naive_datetime():
     with pytest.raises(ConfigError, match="tzinfo") as info:
-        At(datetime(2026, 12, 1, 9))  # noqa: DTZ001
+        At(datetime(2026, 12, 1, 9))
     assert info.value.field == "trigger"
 
 

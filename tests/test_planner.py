@@ -1,0 +1,1219 @@
+"""Property tests of the planner, driven in virtual time by :mod:`tests.planner_sim`.
+
+Each property of DESIGN.md's "Behaviour" section is an :class:`Observer` that checks it at
+every step of a simulated history (not only at the end); Hypothesis draws the tasks, the
+requests and controls, and each attempt's duration and outcome. The simulator itself
+checks what holds for any history: legal record paths, one final status per run, the
+planner's live runs matching the records, slot limits, and that only ready runs start.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.planner_sim import (
+    OVERLAPPING_KINDS,
+    T0,
+    Kind,
+    Observer,
+    Outcome,
+    RunView,
+    Sim,
+    async_noop,
+    secs,
+    sync_noop,
+)
+from xtasks import At, Every
+from xtasks._errors import (
+    DependencyCycleError,
+    DuplicateTaskError,
+    ShortIntervalWarning,
+    TaskStateError,
+    UnknownDependencyError,
+    XtasksError,
+)
+from xtasks._events import Alert, AlertKind
+from xtasks._planner import CATCH_UP_CAP, ClaimFire, Planner, Run
+from xtasks._runs import RunRecord, RunStatus, TaskRecord, TaskState, TriggerKind
+from xtasks._task import Mode, Overlap, Task
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+TICK = timedelta(microseconds=1)  # timedelta(seconds=float) rounds to the microsecond
+
+#: Multiply every example count, e.g. PLANNER_EXAMPLES_SCALE=20 for a long bug hunt.
+SCALE = float(os.environ.get("PLANNER_EXAMPLES_SCALE", "1"))
+HEAVY = settings(
+    max_examples=int(300 * SCALE),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+MEDIUM = settings(HEAVY, max_examples=int(150 * SCALE))
+LIGHT = settings(HEAVY, max_examples=int(60 * SCALE))
+
+
+# --- building tasks -----------------------------------------------------------------------
+
+
+def make_task(name: str, mode: Mode | str = Mode.ASYNC, **policies: Any) -> Task:
+    """A task with a dummy body of the right kind (nothing is ever executed)."""
+    mode = Mode.parse(mode)
+    func = async_noop if mode is Mode.ASYNC else sync_noop
+    return Task(name, func, mode=mode, **policies)
+
+
+def retry_delay_before(task: Task, attempt: int) -> float:
+    """The delay the contract asks between the end of ``attempt`` and the next start."""
+    return task.retry_delay * task.retry_backoff ** (attempt - 1)
+
+
+@st.composite
+def task_lists(
+    draw: st.DrawFn,
+    *,
+    max_tasks: int = 6,
+    periodic: bool = True,
+    overlaps: tuple[Overlap, ...] = tuple(Overlap),
+    failures: bool = True,
+) -> list[Task]:
+    """Tasks ``t0..tn`` whose dependencies form a DAG (edges from higher to lower index)."""
+    n = draw(st.integers(1, max_tasks))
+    tasks = []
+    for i in range(n):
+        deps = draw(st.lists(st.integers(0, i - 1), max_size=3, unique=True)) if i else []
+        period = draw(st.sampled_from([None, 5, 10, 15, 20, 30, 60])) if periodic else None
+        retries = draw(st.integers(0, 3)) if failures else 0
+        tasks.append(
+            make_task(
+                f"t{i}",
+                draw(st.sampled_from(list(Mode))),
+                trigger=Every(seconds=period) if period else None,
+                priority=draw(st.sampled_from(["high", "normal", "low"])),
+                depends_on=[f"t{d}" for d in deps],
+                max_retries=retries,
+                retry_delay=draw(st.sampled_from([0, 1, 2.5, 10])),
+                retry_backoff=draw(st.sampled_from([1, 1.5, 2])),
+                jitter=draw(st.sampled_from([0, 0, 0.25, 3])),
+                overlap=draw(st.sampled_from(overlaps)),
+                alert_after=draw(st.integers(1, 3)),
+                alert_on_failure=draw(st.booleans()),
+            )
+        )
+    return tasks
+
+
+def describe_task(task: Task) -> str:
+    """``make_task(...)`` with only the fields that differ from the defaults."""
+    default = make_task(task.name, task.mode)
+    fields = ["trigger", "priority", "depends_on", "max_retries", "retry_delay", "retry_backoff"]
+    fields += ["jitter", "overlap", "alert_after", "alert_on_failure"]
+    changed = [
+        f"{key}={short(getattr(task, key))}"
+        for key in fields
+        if getattr(task, key) != getattr(default, key)
+    ]
+    return f"make_task({', '.join([repr(task.name), repr(task.mode.value), *changed])})"
+
+
+def short(value: object) -> str:
+    if isinstance(value, Enum):
+        return repr(value.value)
+    if isinstance(value, tuple):
+        return repr(list(value))
+    return repr(value)
+
+
+@dataclass
+class Scenario:
+    tasks: list[Task]
+    actions: list[tuple[float, str, int]]  # (seconds after T0, verb, task index)
+    max_concurrency: int
+    thread_slots: int
+    process_slots: int
+    horizon: float
+    adhoc: list[Task] = field(default_factory=list)  # submitted under names of their own
+
+    def __repr__(self) -> str:  # short, so that a failing example reads at a glance
+        tasks = "".join(f"\n    {describe_task(t)}," for t in self.tasks)
+        return (
+            f"Scenario(max_concurrency={self.max_concurrency}, "
+            f"thread_slots={self.thread_slots}, process_slots={self.process_slots}, "
+            f"horizon={self.horizon}, actions={self.actions}, tasks=[{tasks}\n])"
+        )
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # Hypothesis' printer
+        printer.text(repr(self))
+
+
+VERBS = ["request", "request", "request", "submit", "pause", "resume", "cancel"]
+
+
+@st.composite
+def scenarios(
+    draw: st.DrawFn,
+    *,
+    tasks: st.SearchStrategy[list[Task]] | None = None,
+    verbs: list[str] = VERBS,
+    max_actions: int = 12,
+    horizon: float = 200,
+    burst: bool = False,
+) -> Scenario:
+    task_list = draw(tasks if tasks is not None else task_lists())
+    n = len(task_list)
+    times = st.sampled_from([0, 10, 20]) if burst else st.integers(0, int(horizon)).map(float)
+    actions = draw(
+        st.lists(
+            st.tuples(times, st.sampled_from(verbs), st.integers(0, n - 1)), max_size=max_actions
+        )
+    )
+    adhoc = [
+        make_task(
+            f"adhoc{i}",
+            t.mode,
+            depends_on=t.depends_on,
+            priority=t.priority,
+            max_retries=t.max_retries,
+            alert_after=t.alert_after,
+        )
+        for i, t in enumerate(task_list)
+    ]
+    return Scenario(
+        tasks=task_list,
+        actions=sorted(actions, key=lambda a: a[0]),
+        max_concurrency=draw(st.integers(1, 4)),
+        thread_slots=draw(st.integers(1, 3)),
+        process_slots=draw(st.integers(1, 2)),
+        horizon=horizon,
+        adhoc=adhoc,
+    )
+
+
+def outcomes_from(
+    data: st.DataObject, *, max_seconds: int = 30, kinds: tuple[Kind, ...] = ("ok", "fail")
+) -> Callable[[Run, datetime], Outcome]:
+    """An ``outcome`` function for :class:`Sim` that lets Hypothesis choose each attempt.
+
+    ``kinds`` lists the endings to draw from; repeat one to make it likelier.
+    """
+    short = st.integers(0, 8).map(lambda half: half / 2)
+    durations = st.one_of(short, st.integers(0, 2 * max_seconds).map(lambda half: half / 2))
+    weighted = st.sampled_from(kinds)
+
+    def outcome(run: Run, now: datetime) -> Outcome:
+        return Outcome(data.draw(durations, label="duration"), data.draw(weighted, label="ends"))
+
+    return outcome
+
+
+def play(sim: Sim, scenario: Scenario) -> None:
+    """Register the scenario's tasks, schedule its actions, run to the horizon, shut down."""
+    sim.add(*scenario.tasks)
+    for at, verb, index in scenario.actions:
+        sim.at(T0 + secs(at), _action(sim, scenario, verb, index))
+    sim.run_until(T0 + secs(scenario.horizon))
+    sim.close()
+
+
+def _action(sim: Sim, scenario: Scenario, verb: str, index: int) -> Callable[[], None]:
+    name = scenario.tasks[index].name
+
+    def act() -> None:
+        if verb == "submit":
+            sim.submit(scenario.adhoc[index])
+        elif verb == "request":
+            state = sim.planner.state_of(name)
+            try:
+                sim.request(name)
+            except TaskStateError:
+                assert state is not TaskState.ACTIVE
+            else:
+                assert state is TaskState.ACTIVE
+        else:
+            getattr(sim, verb)(name)
+
+    return act
+
+
+def lags_from(data: st.DataObject) -> Callable[[datetime], float]:
+    """A ``wake_lag`` for :class:`Sim`: mostly on time, sometimes late, rarely past grace."""
+    lags = st.one_of(st.just(0.0), st.sampled_from([0.5, 3, 12, 75]), st.just(0.0))
+
+    def lag(wake: datetime) -> float:
+        return data.draw(lags, label="timer lag")
+
+    return lag
+
+
+def new_sim(
+    scenario: Scenario, data: st.DataObject | None = None, *, lag: bool = True, **kw: Any
+) -> Sim:
+    """A simulator for ``scenario`` whose attempts (and timer lags) Hypothesis chooses."""
+    kinds: tuple[Kind, ...] = kw.pop("kinds", ("ok", "fail", "ok", "fail", "cancel"))
+    extra: dict[str, Any] = {}
+    if data is not None:
+        extra["outcome"] = outcomes_from(data, kinds=kinds)
+        if lag:
+            extra["wake_lag"] = lags_from(data)
+    return Sim(
+        max_concurrency=scenario.max_concurrency,
+        thread_slots=scenario.thread_slots,
+        process_slots=scenario.process_slots,
+        **extra,
+        **kw,
+    )
+
+
+# --- the properties, as observers checking every step -------------------------------------
+
+
+class PriorityOrder(Observer):
+    """Property 1: a run starts only if no better run was ready for a free slot.
+
+    Better: strictly higher priority, or same priority and earlier due time, or same both
+    and arrived earlier. A mode whose slots are full does not hold back the others, and
+    nothing ready for a free slot is left waiting while ``max_concurrency`` allows more.
+    """
+
+    def __init__(self) -> None:
+        self.contended_starts = 0
+
+    def on_pick(self, sim: Sim, run: Run | None, ready: list[Run]) -> None:
+        by_mode = sim.running_by_mode()
+        free = {mode for mode in Mode if by_mode[mode] < sim.limits[mode]}
+        candidates = [r for r in ready if r.entry.task.mode in free]
+        if run is None:
+            if len(sim.executing) < sim.max_concurrency:
+                assert not candidates, f"ready runs left waiting with free slots: {candidates}"
+            return
+        if len(candidates) > 1:
+            self.contended_starts += 1
+        for other in candidates:
+            if other is run:
+                continue
+            assert key_of(other) >= key_of(run), (
+                f"{run} (priority {run.task.priority.value}, due {run.due}) started while "
+                f"{other} (priority {other.task.priority.value}, due {other.due}) was ready"
+            )
+            if key_of(other) == key_of(run):
+                assert sim.ready_since(other.id) >= sim.ready_since(run.id), (
+                    f"{run} started at {sim.now} before {other}, which arrived first "
+                    f"(both due {run.due}):\n{sim.describe(run.id)}\n{sim.describe(other.id)}"
+                )
+
+
+def key_of(run: Run) -> tuple[int, datetime]:
+    return (run.task.priority.rank, run.due)
+
+
+class DependenciesHonoured(Observer):
+    """Property 2: dependency gating, reuse of live runs, and upstream failure.
+
+    When a run a dependent waits on fails, the dependent ends skipped; with ``exact_reason``
+    its reason must be ``upstream_failed: <that dependency>`` (the dependency tests), else
+    any ``upstream_...`` reason naming one of its dependencies is accepted (the other tests,
+    so that they keep checking their own property while that wording is off).
+    """
+
+    def __init__(self, *, exact_reason: bool = False) -> None:
+        self.exact_reason = exact_reason
+        self.successes: dict[str, list[datetime]] = defaultdict(list)
+        self.waits: dict[str, set[str]] = {}
+        self.must_skip: dict[str, str] = {}  # run id -> the reason it must end with
+        self.gated_starts = 0
+
+    def on_record(self, sim: Sim, record: RunRecord, view: RunView) -> None:
+        task = sim.tasks[record.task]
+        status = record.status
+        if status is RunStatus.SUCCEEDED:
+            self.successes[record.task].append(sim.now)
+        if len(view.records) == 1 and record.trigger is TriggerKind.DEPENDENCY:
+            others = sim.active_ids(record.task) - {record.id}
+            assert not others, f"pulled a new run of {record.task} although {others} is live"
+        if status is RunStatus.RUNNING and record.attempts == 1:
+            self.assert_dependencies_succeeded_since_request(sim, task, view)
+        if status is RunStatus.WAITING:
+            run = sim.planner.get_run(record.id)
+            if run is not None:
+                self.waits[record.id] = set(run.waiting_on)
+                for dep_run in run.waiting_on:
+                    assert sim.views[dep_run].task in task.depends_on
+        if status is RunStatus.FAILED:
+            for waiter, deps in self.waits.items():
+                if record.id in deps and sim.views[waiter].status is RunStatus.WAITING:
+                    self.must_skip[waiter] = f"upstream_failed: {record.task}"
+        if status is RunStatus.SKIPPED and record.reason and record.reason.startswith("upstream_"):
+            dep = record.reason.partition(": ")[2]
+            assert dep in task.depends_on, f"skipped for {dep}, not a dependency of {task.name}"
+        if status.is_final:
+            self.waits.pop(record.id, None)
+
+    def assert_dependencies_succeeded_since_request(
+        self, sim: Sim, task: Task, view: RunView
+    ) -> None:
+        for dep in task.depends_on:
+            self.gated_starts += 1
+            assert any(view.created <= f <= sim.now for f in self.successes[dep]), (
+                f"{view.id} of {task.name} (requested {view.created}) started at {sim.now} "
+                f"without a success of {dep} since; {dep} succeeded at {self.successes[dep]}"
+            )
+
+    def after_step(self, sim: Sim) -> None:
+        for run_id, reason in self.must_skip.items():
+            last = sim.views[run_id].last
+            ok = reason if self.exact_reason else (last.reason or "")
+            assert last.status is RunStatus.SKIPPED and last.reason == ok, (
+                f"expected skipped ({reason}):\n{sim.describe(run_id)}"
+            )
+            assert ok.startswith("upstream_"), sim.describe(run_id)
+        self.must_skip.clear()
+
+
+class RetriesHonoured(Observer):
+    """Property 3: attempt count, delays between attempts, no retry after cancellation."""
+
+    def __init__(self) -> None:
+        self.ended: dict[str, str] = {}  # run id -> how its last attempt ended
+        self.retries = 0
+
+    def on_attempt_end(self, sim: Sim, run: Run, kind: str) -> None:
+        self.ended[run.id] = kind
+
+    def on_record(self, sim: Sim, record: RunRecord, view: RunView) -> None:
+        task = sim.tasks[record.task]
+        status = record.status
+        assert record.attempts <= 1 + task.max_retries, sim.describe(record.id)
+        ended = self.ended.pop(record.id, None)
+        if ended == "cancel":
+            assert status is RunStatus.CANCELLED, f"a cancelled attempt went on: {status}"
+        if ended == "fail" and status is not RunStatus.FAILED:
+            if status is RunStatus.CANCELLED:  # only a shutdown turns a retry into this
+                assert sim.closed_at is not None
+                assert record.reason == "shutdown (retry pending)"
+            else:
+                assert status is RunStatus.QUEUED, status
+                self.assert_retry_due(sim, task, record)
+        if status is RunStatus.RUNNING and record.attempts > 1:
+            self.retries += 1
+            end, how = sim.attempt_ends[record.id][-1]
+            assert how == "fail"
+            earliest = end + secs(retry_delay_before(task, record.attempts - 1)) - TICK
+            assert sim.now >= earliest, f"retry too early:\n{sim.describe(record.id)}"
+        if status is RunStatus.FAILED and record.attempts < 1 + task.max_retries:
+            assert task.name in sim.planner.tasks, "an ad-hoc run failed early"
+            assert sim.planner.state_of(task.name) is TaskState.CANCELLED
+        if status is RunStatus.FAILED:
+            assert record.error is not None
+
+    def assert_retry_due(self, sim: Sim, task: Task, record: RunRecord) -> None:
+        run = sim.planner.get_run(record.id)
+        assert run is not None
+        base = sim.now + secs(retry_delay_before(task, record.attempts))
+        assert base - TICK <= run.due <= base + secs(task.jitter) + TICK, (
+            f"retry due {run.due}, expected {base} + [0, {task.jitter}] s"
+        )
+
+
+class AlertsFollowStreaks(Observer):
+    """Property 4: one ``failing`` per streak reaching ``alert_after``, one ``recovered``."""
+
+    def __init__(self) -> None:
+        self.failures: Counter[str] = Counter()
+        self.alerting: set[str] = set()
+        self.expected: list[tuple[AlertKind, str, str, int]] = []
+        self.sent: list[tuple[AlertKind, str, str, int]] = []
+        self.last_kind: dict[str, AlertKind] = {}
+
+    def on_record(self, sim: Sim, record: RunRecord, view: RunView) -> None:
+        task = sim.tasks[record.task]
+        name = task.name
+        if record.status is RunStatus.FAILED:
+            self.failures[name] += 1
+            if (
+                task.alert_on_failure
+                and name not in self.alerting
+                and self.failures[name] >= task.alert_after
+            ):
+                self.alerting.add(name)
+                self.expected.append((AlertKind.FAILING, name, record.id, self.failures[name]))
+        elif record.status is RunStatus.SUCCEEDED:
+            if name in self.alerting:
+                self.expected.append((AlertKind.RECOVERED, name, record.id, 0))
+            self.alerting.discard(name)
+            self.failures[name] = 0
+
+    def on_alert(self, sim: Sim, alert: Alert) -> None:
+        assert self.last_kind.get(alert.task) is not alert.kind, (
+            f"two {alert.kind.value} alerts in a row for {alert.task}"
+        )
+        self.last_kind[alert.task] = alert.kind
+        assert alert.at == sim.now and alert.run.status.is_final
+        self.sent.append((alert.kind, alert.task, alert.run.id, alert.consecutive_failures))
+
+    def after_step(self, sim: Sim) -> None:
+        assert self.sent == self.expected
+        for name in sim.planner.tasks:
+            assert sim.planner.consecutive_failures_of(name) == self.failures[name]
+
+
+class OverlapHonoured(Observer):
+    """Property 5: ``skip`` records the extra fire skipped, ``queue`` holds at most one."""
+
+    def __init__(self) -> None:
+        self.skipped = 0
+        self.held = 0
+        self.max_running: Counter[str] = Counter()
+
+    def on_record(self, sim: Sim, record: RunRecord, view: RunView) -> None:
+        skipped_overlap = record.status is RunStatus.SKIPPED and record.reason == "overlap"
+        if len(view.records) > 1 or record.trigger not in OVERLAPPING_KINDS:
+            assert not skipped_overlap
+            return
+        if record.status is RunStatus.MISSED:
+            return  # a record of fires that did not run: not a run, so no overlap
+        overlap = sim.tasks[record.task].overlap
+        busy = sim.active_ids(record.task) - {record.id}
+        already_held = sim.live_ids(record.task) - busy - {record.id}
+        if not busy or overlap is Overlap.ALLOW:
+            assert not skipped_overlap and not view.held, sim.describe(record.id)
+        elif overlap is Overlap.QUEUE and not already_held:
+            assert view.held and record.status is RunStatus.QUEUED, sim.describe(record.id)
+            self.held += 1
+        else:
+            assert skipped_overlap, f"fired while {busy} was live:\n{sim.describe(record.id)}"
+            self.skipped += 1
+
+    def after_step(self, sim: Sim) -> None:
+        for name, task in sim.tasks.items():
+            running = sum(1 for i in sim.live_ids(name) if sim.views[i].status is RunStatus.RUNNING)
+            self.max_running[name] = max(self.max_running[name], running)
+            if task.overlap is Overlap.ALLOW or name.startswith("adhoc"):
+                continue
+            assert running <= 1, f"{name} (overlap={task.overlap.value}) runs {running} at once"
+            assert len(sim.active_ids(name)) <= 1
+            assert len(sim.live_ids(name) - sim.active_ids(name)) <= 1, "more than one held"
+
+
+class PausedTasksDoNotFire(Observer):
+    """Pause and cancel stop the fires; resume starts again from then, replaying none."""
+
+    def on_claim(self, sim: Sim, claim: ClaimFire) -> None:
+        state, resumed_at = "active", None
+        for at, verb, name in sim.controls:
+            if name != claim.task:
+                continue
+            if verb != "resume":
+                state = verb
+            elif state != "active":  # resuming an active task changes nothing
+                state, resumed_at = "active", at
+        assert state == "active", f"{claim.task} fired while {state}d: {claim}"
+        if resumed_at is not None:
+            assert claim.fire_time > resumed_at, f"{claim.task} replayed a fire before resume"
+
+
+class NothingStartsAfterShutdown(Observer):
+    """Property 9 (first half): once shut down, no attempt starts and no fire is claimed."""
+
+    def on_record(self, sim: Sim, record: RunRecord, view: RunView) -> None:
+        if sim.closed_at is not None:
+            assert record.status is not RunStatus.RUNNING, f"started after shutdown: {record}"
+            assert len(view.records) > 1, f"new run after shutdown: {record}"
+
+    def on_claim(self, sim: Sim, claim: ClaimFire) -> None:
+        assert sim.closed_at is None, f"claimed after shutdown: {claim}"
+
+
+class PendingCancelledByShutdown(Observer):
+    """Property 9 (second half): what had not started ends ``cancelled`` (``shutdown``)."""
+
+    def __init__(self) -> None:
+        self.pending: list[str] = []
+
+    def on_record(self, sim: Sim, record: RunRecord, view: RunView) -> None:
+        if sim.closed_at is not None and record.id in self.pending:
+            assert (record.status, record.reason) == (RunStatus.CANCELLED, "shutdown"), (
+                f"pending at shutdown, then:\n{sim.describe(record.id)}"
+            )
+
+    def snapshot(self, sim: Sim) -> None:
+        self.pending = [i for i, v in sim.views.items() if v.status in PENDING]
+
+
+PENDING = (RunStatus.QUEUED, RunStatus.WAITING)
+
+
+CHECKS: list[type[Observer]] = [
+    PriorityOrder,
+    DependenciesHonoured,
+    RetriesHonoured,
+    AlertsFollowStreaks,
+    OverlapHonoured,
+    PausedTasksDoNotFire,
+    NothingStartsAfterShutdown,
+]
+
+
+def all_checks(*mine: Observer) -> list[Observer]:
+    """Every property's observer: the instances given (to read them later), new ones else."""
+    given_types = {type(o) for o in mine}
+    return [*mine, *(check() for check in CHECKS if check not in given_types)]
+
+
+def assert_one_final_record_per_run(sim: Sim) -> None:
+    """Property 10 at the end (the simulator checked each transition on the way)."""
+    for view in sim.views.values():
+        finals = [r for _, r in view.records if r.status.is_final]
+        assert len(finals) == 1 and view.records[-1][1] is finals[0], sim.describe(view.id)
+    assert not sim.planner.live_runs()
+
+
+# --- random histories: every property at once --------------------------------------------
+
+
+@HEAVY
+@given(scenarios(), st.data())
+def test_random_histories_keep_every_invariant(scenario: Scenario, data: st.DataObject) -> None:
+    sim = new_sim(scenario, data, observers=all_checks())
+    play(sim, scenario)
+    assert_one_final_record_per_run(sim)
+
+
+# --- 1. priority ---------------------------------------------------------------------------
+
+
+@MEDIUM
+@given(
+    scenarios(
+        tasks=task_lists(max_tasks=8, periodic=False, overlaps=(Overlap.ALLOW,)),
+        verbs=["request", "request", "submit"],
+        max_actions=30,
+        burst=True,
+    ),
+    st.data(),
+)
+def test_priority_decides_who_starts_under_contention(
+    scenario: Scenario, data: st.DataObject
+) -> None:
+    priority = PriorityOrder()
+    sim = new_sim(scenario, data, kinds=("ok", "fail"), observers=all_checks(priority))
+    play(sim, scenario)
+    assert_one_final_record_per_run(sim)
+
+
+def test_higher_priority_starts_first_then_due_time_then_arrival() -> None:
+    sim = Sim(max_concurrency=1, outcome=lambda run, now: Outcome(10))
+    sim.add(
+        *(
+            make_task(name, priority=prio, overlap="allow")
+            for name, prio in [("blocker", "low"), ("lo", "low"), ("mid", "normal"), ("hi", "high")]
+        )
+    )
+    sim.request("blocker")  # takes the only slot for 10 s
+    for name in ["lo", "mid", "lo", "hi", "mid", "hi"]:
+        sim.request(name)
+        sim.run_for(1)
+    sim.run_to_quiet()
+    sim.close()
+    started = [sim.views[run_id].task for _, run_id, _ in sim.starts]
+    assert started == ["blocker", "hi", "hi", "mid", "mid", "lo", "lo"]
+    lows = [i for _, i, _ in sim.starts if sim.views[i].task == "lo"]
+    assert lows == sorted(lows), "equal priority and due: first come, first served"
+
+
+def test_sync_run_waiting_for_a_thread_does_not_block_a_lower_async_run() -> None:
+    sim = Sim(max_concurrency=5, thread_slots=1, outcome=lambda run, now: Outcome(10))
+    sim.add(
+        make_task("sync_hi", Mode.SYNC, priority="high", overlap="allow"),
+        make_task("async_lo", Mode.ASYNC, priority="low"),
+    )
+    first = sim.request("sync_hi")
+    second = sim.request("sync_hi")  # no thread left for it
+    low = sim.request("async_lo")
+    assert [first.status, second.status, low.status] == [
+        RunStatus.RUNNING,
+        RunStatus.QUEUED,
+        RunStatus.RUNNING,
+    ]
+    sim.run_for(10)
+    assert second.status is RunStatus.RUNNING
+    sim.close()
+
+
+# --- 2. dependencies -----------------------------------------------------------------------
+
+
+@HEAVY
+@given(
+    scenarios(
+        tasks=task_lists(max_tasks=7, overlaps=(Overlap.SKIP, Overlap.ALLOW)),
+        verbs=["request", "request", "request", "submit"],
+        max_actions=20,
+    ),
+    st.data(),
+)
+def test_dependencies_gate_runs_in_random_dags(scenario: Scenario, data: st.DataObject) -> None:
+    deps = DependenciesHonoured(exact_reason=True)
+    sim = new_sim(scenario, data, kinds=("ok", "ok", "fail"), observers=all_checks(deps))
+    play(sim, scenario)
+    assert_one_final_record_per_run(sim)
+
+
+def test_dependents_due_on_the_same_tick_share_one_run_of_their_dependency() -> None:
+    sim = Sim(outcome=lambda run, now: Outcome(3), observers=all_checks())
+    sim.add(
+        make_task("b", trigger=Every(seconds=10), depends_on="a"),  # before its dependency
+        make_task("c", trigger=Every(seconds=10), depends_on="a"),
+        make_task("a"),
+        validate=True,
+    )
+    sim.run_until(T0 + secs(59))  # ticks at 10, 20, ... 50; each done 6 s later
+    a_runs = sim.runs_of("a")
+    assert len(a_runs) == 5 and all(v.kind is TriggerKind.DEPENDENCY for v in a_runs)
+    assert all(v.status is RunStatus.SUCCEEDED for v in sim.views.values())
+    assert len(sim.runs_of("b")) == len(sim.runs_of("c")) == 5
+    sim.close()
+
+
+def test_a_live_dependency_run_is_reused_and_its_failure_skips_the_dependents() -> None:
+    deps = DependenciesHonoured(exact_reason=True)
+    sim = Sim(outcome=lambda run, now: Outcome(5, "fail"), observers=all_checks(deps))
+    sim.add(make_task("a", max_retries=1, retry_delay=2), make_task("b", depends_on="a"))
+    sim.add(make_task("c", depends_on=["a", "b"]))
+    a = sim.request("a")
+    b = sim.request("b")  # waits for the live run of a
+    c = sim.request("c")  # waits for the same run of a, and the run of b
+    assert len(sim.runs_of("a")) == 1
+    sim.run_to_quiet()
+    assert sim.views[a.id].last.attempts == 2
+    assert sim.views[b.id].last.reason == "upstream_failed: a"
+    assert sim.views[c.id].last.reason == "upstream_failed: a"
+    assert {sim.views[i].status for i in (b.id, c.id)} == {RunStatus.SKIPPED}
+    sim.close()
+
+
+def test_a_dependency_finished_before_the_request_does_not_count() -> None:
+    sim = Sim(outcome=lambda run, now: Outcome(5), observers=all_checks())
+    sim.add(make_task("a"), make_task("b", depends_on="a"))
+    sim.request("a")
+    sim.run_for(6)  # a succeeded at T0+5
+    b = sim.request("b")
+    assert b.status is RunStatus.WAITING
+    pulled = sim.runs_of("a")[-1]
+    assert pulled.kind is TriggerKind.DEPENDENCY and pulled.created == sim.now
+    sim.close()
+
+
+# --- 3. retries ----------------------------------------------------------------------------
+
+
+@HEAVY
+@given(
+    scenarios(
+        tasks=task_lists(max_tasks=3),
+        verbs=["request", "request", "submit", "cancel", "resume"],
+        max_actions=10,
+    ),
+    st.data(),
+)
+def test_retries_respect_count_and_delays(scenario: Scenario, data: st.DataObject) -> None:
+    retries = RetriesHonoured()
+    kinds: tuple[Kind, ...] = ("fail", "fail", "ok", "cancel")
+    sim = new_sim(scenario, data, kinds=kinds, observers=all_checks(retries))
+    play(sim, scenario)
+    assert_one_final_record_per_run(sim)
+
+
+@LIGHT
+@given(
+    max_retries=st.integers(0, 5),
+    delay=st.sampled_from([0, 0.5, 1, 7]),
+    backoff=st.sampled_from([1, 1.5, 2, 3]),
+    jitter=st.sampled_from([0, 0.5, 4]),
+    duration=st.integers(0, 9),
+)
+def test_a_run_that_always_fails_makes_every_attempt_with_backoff(
+    max_retries: int, delay: float, backoff: float, jitter: float, duration: int
+) -> None:
+    task = make_task(
+        "flaky", max_retries=max_retries, retry_delay=delay, retry_backoff=backoff, jitter=jitter
+    )
+    sim = Sim(outcome=lambda run, now: Outcome(duration, "fail"), observers=all_checks())
+    sim.add(task)
+    run = sim.request("flaky")
+    sim.run_to_quiet()
+    view = sim.views[run.id]
+    assert view.status is RunStatus.FAILED and view.last.attempts == 1 + max_retries
+    starts = [at for at, i, _ in sim.starts if i == run.id]
+    ends = [at for at, _ in sim.attempt_ends[run.id]]
+    for k in range(1, max_retries + 1):  # attempt k+1 after attempt k ended
+        gap = (starts[k] - ends[k - 1]).total_seconds()
+        expected = delay * backoff ** (k - 1)
+        assert expected - 1e-6 <= gap <= expected + jitter + 1e-6
+    sim.close()
+
+
+def test_a_cancelled_attempt_is_never_retried() -> None:
+    sim = Sim(outcome=lambda run, now: Outcome(5), observers=all_checks())
+    sim.add(make_task("a", max_retries=3))
+    run = sim.request("a")
+    sim.run_for(1)
+    sim.cancel("a")
+    view = sim.views[run.id]
+    assert (view.status, view.last.attempts, view.last.reason) == (
+        RunStatus.CANCELLED,
+        1,
+        "cancelled",
+    )
+    sim.resume("a")
+    sim.run_for(30)
+    assert len(sim.runs_of("a")) == 1
+    sim.close()
+
+
+def test_a_succeeded_record_carries_no_error_from_an_earlier_attempt() -> None:
+    """``RunRecord.error`` is "the last attempt's error": none when the last one succeeded."""
+    kinds: Iterator[Kind] = iter(["fail", "ok"])
+    sim = Sim(outcome=lambda run, now: Outcome(1, next(kinds)))
+    sim.add(make_task("a", max_retries=1))
+    run = sim.request("a")
+    sim.run_to_quiet()
+    last = sim.views[run.id].last
+    assert (last.status, last.attempts) == (RunStatus.SUCCEEDED, 2)
+    assert last.error is None, f"succeeded, yet reports {last.error}"
+
+
+# --- 4. alerts -----------------------------------------------------------------------------
+
+ALERT_OUTCOMES: list[Kind] = ["ok", "fail", "fail", "cancel"]
+
+
+@HEAVY
+@given(
+    outcomes=st.lists(st.sampled_from(ALERT_OUTCOMES), max_size=40),
+    alert_after=st.integers(1, 4),
+    alert_on_failure=st.booleans(),
+    max_retries=st.integers(0, 2),
+)
+def test_one_failing_alert_per_streak_and_one_recovered_after_it(
+    outcomes: list[Kind], alert_after: int, alert_on_failure: bool, max_retries: int
+) -> None:
+    kinds = iter(outcomes)
+
+    def outcome(run: Run, now: datetime) -> Outcome:
+        return Outcome(1, next(kinds, "ok"))
+
+    sim = Sim(outcome=outcome, observers=all_checks())
+    task = make_task(
+        "a", alert_after=alert_after, alert_on_failure=alert_on_failure, max_retries=max_retries
+    )
+    sim.add(task)
+    for _ in range(len(outcomes)):
+        sim.request("a")
+        sim.run_for(10)
+    sim.close()
+    finals = [v.status for v in sim.runs_of("a")]
+    assert [(a.kind, a.consecutive_failures) for _, a in sim.alerts] == expected_alerts(
+        finals, alert_after, alert_on_failure
+    )
+
+
+def expected_alerts(
+    finals: list[RunStatus], alert_after: int, enabled: bool
+) -> list[tuple[AlertKind, int]]:
+    """Alerts for a sequence of final statuses, computed from the streaks directly."""
+    alerts: list[tuple[AlertKind, int]] = []
+    streak = 0
+    for status in finals:
+        if status is RunStatus.FAILED:
+            streak += 1
+            if enabled and streak == alert_after:
+                alerts.append((AlertKind.FAILING, alert_after))
+        elif status is RunStatus.SUCCEEDED:
+            if enabled and streak >= alert_after:
+                alerts.append((AlertKind.RECOVERED, 0))
+            streak = 0
+    return alerts
+
+
+def test_alerts_count_runs_not_attempts() -> None:
+    sim = Sim(outcome=lambda run, now: Outcome(1, "fail"), observers=all_checks())
+    sim.add(make_task("a", max_retries=4, alert_after=2))
+    sim.request("a")
+    sim.run_for(60)
+    assert not sim.alerts  # five failed attempts, one failed run
+    sim.request("a")
+    sim.run_for(60)
+    assert [a.kind for _, a in sim.alerts] == [AlertKind.FAILING]
+    sim.close()
+
+
+# --- 5. overlap ----------------------------------------------------------------------------
+
+
+@HEAVY
+@given(
+    overlap=st.sampled_from(list(Overlap)),
+    period=st.sampled_from([5, 10, 30]),
+    requests=st.lists(st.integers(0, 120), max_size=6),
+    data=st.data(),
+)
+def test_overlap_policy_of_a_periodic_task(
+    overlap: Overlap, period: int, requests: list[int], data: st.DataObject
+) -> None:
+    check = OverlapHonoured()
+    sim = Sim(
+        outcome=outcomes_from(data, max_seconds=3 * period),
+        observers=all_checks(check),
+    )
+    sim.add(make_task("a", trigger=Every(seconds=period), overlap=overlap, max_retries=1))
+    for at in requests:
+        sim.at(T0 + secs(at), lambda: sim.request("a"))
+    sim.run_until(T0 + secs(120))
+    sim.close()
+    fires = [c for _, c in sim.claims]
+    assert len(fires) == 120 // period
+    if overlap is Overlap.SKIP:
+        assert check.max_running["a"] <= 1 and check.held == 0
+    if overlap is Overlap.ALLOW:
+        assert check.skipped == 0
+
+
+def test_overlap_allow_runs_fires_at_the_same_time() -> None:
+    sim = Sim(outcome=lambda run, now: Outcome(25), observers=all_checks())
+    sim.add(make_task("a", trigger=Every(seconds=10), overlap="allow"))
+    sim.run_until(T0 + secs(30))
+    running = [v for v in sim.runs_of("a") if v.status is RunStatus.RUNNING]
+    assert len(running) == 3
+    sim.close()
+
+
+def test_overlap_skip_and_queue_on_a_slow_run() -> None:
+    for overlap, statuses in [
+        ("skip", ["succeeded", "skipped", "skipped", "succeeded"]),
+        ("queue", ["succeeded", "succeeded", "skipped", "cancelled"]),
+    ]:
+        sim = Sim(outcome=lambda run, now: Outcome(25), observers=all_checks())
+        sim.add(make_task("a", trigger=Every(seconds=10), overlap=overlap))
+        sim.run_until(T0 + secs(40))
+        sim.close()
+        views = sim.runs_of("a")
+        assert [v.status.value for v in views][:4] == statuses, overlap
+        assert all(v.last.reason == "overlap" for v in views if v.status is RunStatus.SKIPPED)
+
+
+# --- 6. interval counting ------------------------------------------------------------------
+
+DIVISORS_OF_AN_HOUR = [p for p in range(5, 3601) if 3600 % p == 0]
+
+
+@MEDIUM
+@given(
+    period=st.sampled_from(DIVISORS_OF_AN_HOUR),
+    offset_us=st.integers(0, 10**6),
+    duration=st.sampled_from([0, 0.5, 2]),
+)
+def test_an_interval_fires_exactly_period_divides_hour_times(
+    period: int, offset_us: int, duration: float
+) -> None:
+    start = T0 + timedelta(microseconds=offset_us)
+    sim = Sim(start, outcome=lambda run, now: Outcome(min(duration, period / 2)))
+    sim.add(make_task("a", trigger=Every(seconds=period)))
+    sim.run_until(start + timedelta(hours=1))
+    fired = [v for v in sim.runs_of("a") if v.kind is TriggerKind.SCHEDULE]
+    assert len(fired) == 3600 // period
+    assert [v.last.scheduled_at for v in fired] == [
+        start + secs(period * k) for k in range(1, 3600 // period + 1)
+    ]
+    sim.close()
+    assert all(v.status is RunStatus.SUCCEEDED for v in fired)
+
+
+@pytest.mark.parametrize("period", [0.5, 1, 2, 4.5])
+def test_a_short_interval_warns_and_still_counts_right(period: float) -> None:
+    with pytest.warns(ShortIntervalWarning):
+        trigger = Every(seconds=period)
+    sim = Sim()
+    sim.add(make_task("a", trigger=trigger))
+    sim.run_until(T0 + timedelta(minutes=3))
+    assert sum(1 for _, c in sim.claims if c.fire_time <= T0 + timedelta(minutes=3)) == int(
+        180 / period
+    )
+    sim.close()
+
+
+# --- 7. catch-up ---------------------------------------------------------------------------
+
+
+def late_fires(sim: Sim) -> tuple[list[ClaimFire], list[RunView], list[RunView]]:
+    claims = [c for _, c in sim.claims]
+    missed = [v for v in sim.views.values() if v.status is RunStatus.MISSED]
+    caught = [v for v in sim.views.values() if v.kind is TriggerKind.CATCH_UP]
+    return claims, missed, caught
+
+
+def missed_count(view: RunView) -> str:
+    reason = view.last.reason or ""
+    found = re.match(r"missed (\d+\+?) fire\(s\)", reason)
+    assert found, reason
+    return found.group(1)
+
+
+@HEAVY
+@given(
+    policy=st.sampled_from(["once", "skip", "all"]),
+    n_late=st.integers(1, 250),
+    period=st.sampled_from([10, 30, 60]),
+    grace_fraction=st.floats(0.05, 0.8),
+    data=st.data(),
+)
+def test_late_timers_apply_catch_up(
+    policy: str, n_late: int, period: int, grace_fraction: float, data: st.DataObject
+) -> None:
+    grace = period * grace_fraction  # below the period: no fire lies inside the grace window
+    task = make_task(
+        "a", trigger=Every(seconds=period), catch_up=policy, misfire_grace=grace, overlap="allow"
+    )
+    sim = Sim(observers=all_checks())
+    sim.add(task)
+    after_grace = data.draw(st.floats(grace + 0.01, period - 0.01), label="now past last fire")
+    sim.step(T0 + secs(period * n_late + after_grace))  # the timer wakes after n_late fires
+    claims, missed, caught = late_fires(sim)
+    assert len(claims) <= CATCH_UP_CAP + 2, "catching up must not replay every fire"
+    capped = n_late > CATCH_UP_CAP + 1
+    if policy == "once":
+        assert len(caught) == 1
+        assert len(missed) == (1 if n_late > 1 else 0)
+        if missed:
+            assert missed_count(missed[0]) == ("100+" if capped else str(n_late - 1))
+    elif policy == "skip":
+        assert not caught and len(missed) == 1
+        assert missed_count(missed[0]) == ("101+" if capped else str(n_late))
+    else:
+        assert len(caught) == min(n_late, CATCH_UP_CAP)
+        assert len(missed) == (0 if n_late <= CATCH_UP_CAP else 1)
+        if missed:
+            assert missed_count(missed[0]) == ("1+" if capped else "1")
+    if not capped:  # every late fire is run or counted missed, none dropped silently
+        counted = sum(int(missed_count(v)) for v in missed)
+        assert counted + len(caught) == n_late
+    assert sim.planner.next_fire_of("a") == T0 + secs(period * (n_late + 1))
+    sim.close()
+
+
+@MEDIUM
+@given(
+    policy=st.sampled_from(["once", "skip", "all"]),
+    n_fires=st.integers(1, 60),
+    grace=st.sampled_from([0, 5, 25, 60, 200]),
+)
+def test_every_fire_of_a_long_jump_is_run_or_recorded(
+    policy: str, n_fires: int, grace: int
+) -> None:
+    period = 10
+    sim = Sim(observers=all_checks())
+    sim.add(
+        make_task(
+            "a",
+            trigger=Every(seconds=period),
+            catch_up=policy,
+            misfire_grace=grace,
+            overlap="allow",
+        )
+    )
+    sim.step(T0 + secs(period * n_fires + 1))  # the timer wakes late, once
+    sim.run_for(0)  # the instant attempts end
+    claims, missed, caught = late_fires(sim)
+    on_time = [c for c in claims if c.kind is TriggerKind.SCHEDULE and not c.missed]
+    counted = sum(int(missed_count(v)) for v in missed)
+    assert len(on_time) + len(caught) + counted == n_fires
+    assert all(v.status is RunStatus.SUCCEEDED for v in sim.views.values() if v not in missed)
+    sim.close()
+
+
+def test_a_half_second_schedule_started_a_year_ago_costs_o1() -> None:
+    year_ago = T0 - timedelta(days=365)
+    with pytest.warns(ShortIntervalWarning):
+        trigger = Every(seconds=0.5, start=year_ago)
+    task = make_task("a", trigger=trigger)
+
+    sim = Sim()
+    began = time.perf_counter()
+    sim.add(task)  # registered now: fires at once, without replaying the year
+    assert sim.planner.next_wakeup() is not None
+    assert sim.planner.next_wakeup() - T0 <= secs(0.5)  # type: ignore[operator]
+    assert time.perf_counter() - began < 0.5
+
+    planner = Planner()  # restarted after a year away: last fire a year back
+    planner.add_task(task, T0)
+    planner.restore("a", TaskRecord(last_fire=year_ago), T0)
+    began = time.perf_counter()
+    planner.advance(T0)
+    decisions = planner.drain()
+    elapsed = time.perf_counter() - began
+    assert elapsed < 0.5 and len(decisions) < 500, (elapsed, len(decisions))
+    catch_up = [d for d in decisions if isinstance(d, ClaimFire) and d.kind is TriggerKind.CATCH_UP]
+    missed = [d for d in decisions if isinstance(d, ClaimFire) and d.missed]
+    assert len(catch_up) == 1 and len(missed) == 1 and missed[0].missed_more
+
+    sim = Sim(T0 - timedelta(days=365))  # one scheduler whose timer wakes a year late
+    sim.add(task)
+    began = time.perf_counter()
+    sim.step(T0)
+    assert time.perf_counter() - began < 2
+    assert len(sim.claims) < 500
+    sim.close()
+
+
+@pytest.mark.parametrize("seconds_late", [0, 1, 30])
+def test_an_at_trigger_already_due_when_registered_still_fires(seconds_late: int) -> None:
+    """``At(now)`` (or an instant that passed a moment ago, within ``misfire_grace``) runs."""
+    sim = Sim(observers=all_checks())
+    sim.add(make_task("once", trigger=At(T0 - secs(seconds_late))))
+    sim.run_for(3600)
+    runs = [(v.kind, v.status) for v in sim.runs_of("once")]
+    assert len(runs) == 1, f"At(T0 - {seconds_late} s) registered at T0 gave {runs}"
+    assert runs[0][1] is RunStatus.SUCCEEDED
+    sim.close()
+
+
+def test_an_at_trigger_long_past_when_registered_is_recorded_not_dropped() -> None:
+    sim = Sim(observers=all_checks())
+    sim.add(make_task("once", trigger=At(T0 - timedelta(days=1))))
+    sim.run_for(3600)
+    sim.close()
+    statuses = [v.status for v in sim.runs_of("once")]
+    assert len(statuses) == 1, "a fire that passed must be run or recorded missed"
+
+
+# --- 8. dependency graph errors --------------------------------------------------------------
+
+
+@MEDIUM
+@given(st.data())
+def test_cycles_are_refused_with_their_path_and_order_does_not_matter(
+    data: st.DataObject,
+) -> None:
+    n = data.draw(st.integers(2, 8), label="tasks")
+    deps = {
+        i: data.draw(st.lists(st.integers(0, i - 1), max_size=3, unique=True), label=f"deps {i}")
+        if i
+        else []
+        for i in range(n)
+    }
+    tasks = [make_task(f"n{i}", depends_on=[f"n{d}" for d in deps[i]]) for i in range(n)]
+    held_back = data.draw(st.integers(0, n - 1), label="registered last")
+    order = data.draw(st.permutations([t for t in tasks if t.name != f"n{held_back}"]))
+    planner = Planner()
+    for task in order:
+        planner.add_task(task, T0)
+    dependents = [t.name for t in order if f"n{held_back}" in t.depends_on]
+    if dependents:
+        with pytest.raises(UnknownDependencyError) as unknown:
+            planner.validate()
+        assert f"'n{held_back}'" in str(unknown.value)
+        assert unknown.value.task in dependents and unknown.value.missing == f"n{held_back}"
+    # Closing a cycle: the held-back task now also depends on something that needs it.
+    above = reaching(deps, held_back)
+    if above:
+        closer = data.draw(st.sampled_from(sorted(above)), label="cycle closer")
+        own = [f"n{d}" for d in deps[held_back]]
+        bad = make_task(f"n{held_back}", depends_on=[*own, f"n{closer}"])
+        with pytest.raises(DependencyCycleError) as cycle:
+            planner.add_task(bad, T0)
+        path = cycle.value.path
+        assert path[0] == path[-1] == f"n{held_back}" and len(path) >= 3
+        assert " -> ".join(path) in str(cycle.value)
+        graph = {t.name: t.depends_on for t in order} | {bad.name: bad.depends_on}
+        assert all(b in graph[a] for a, b in itertools.pairwise(path))
+        assert bad.name not in planner.tasks, "a refused task must leave no trace"
+    planner.add_task(tasks[held_back], T0)
+    planner.validate()
+    with pytest.raises(DuplicateTaskError):
+        planner.add_task(tasks[held_back], T0)
+
+
+def reaching(deps: dict[int, list[int]], target: int) -> set[int]:
+    """Nodes whose dependencies lead (transitively) to ``target``."""
+    found: set[int] = set()
+    changed = True
+    while changed:
+        changed = False
+        for node, ds in deps.items():
+            if node not in found and any(d == target or d in found for d in ds):
+                found.add(node)
+                changed = True
+    return found
+
+
+def test_a_two_task_cycle_names_its_path() -> None:
+    planner = Planner()
+    planner.add_task(make_task("a", depends_on="b"), T0)
+    with pytest.raises(DependencyCycleError, match=r"b -> a -> b"):
+        planner.add_task(make_task("b", depends_on="a"), T0)
+    with pytest.raises(UnknownDependencyError, match=r"task 'a'.*'b'"):
+        planner.validate()
+
+
+# --- 9. shutdown ---------------------------------------------------------------------------
+
+
+@HEAVY
+@given(scenarios(horizon=100), st.data())
+def test_shutdown_cancels_what_has_not_started(scenario: Scenario, data: st.DataObject) -> None:
+    pending = PendingCancelledByShutdown()
+    sim = new_sim(scenario, data, observers=all_checks(pending))
+    sim.add(*scenario.tasks)
+    for at, verb, index in scenario.actions:
+        sim.at(T0 + secs(at), _action(sim, scenario, verb, index))
+    sim.run_until(T0 + secs(scenario.horizon))
+    pending.snapshot(sim)
+    running = {r.id for r in sim.shutdown()}
+    assert running == {i for i, v in sim.views.items() if v.status is RunStatus.RUNNING}
+    for run_id in pending.pending:
+        assert sim.views[run_id].status is RunStatus.CANCELLED
+    assert sim.planner.next_wakeup() is None
+    sim.run_to_quiet()
+    assert_one_final_record_per_run(sim)
+
+
+def test_shutdown_cancels_a_waiting_chain_as_shutdown() -> None:
+    sim = Sim(observers=all_checks())
+    sim.add(make_task("a"), make_task("b", depends_on="a"), make_task("c", depends_on="b"))
+    sim.planner.request("c", sim.now)  # a queued, b and c waiting; nothing started yet
+    sim.pump()
+    sim.shutdown()
+    outcome = {v.task: (v.status.value, v.last.reason) for v in sim.views.values()}
+    assert outcome == {
+        "a": ("cancelled", "shutdown"),
+        "b": ("cancelled", "shutdown"),
+        "c": ("cancelled", "shutdown"),
+    }
+
+
+@pytest.mark.parametrize("how", ["request", "submit"])
+def test_no_run_starts_after_shutdown(how: str) -> None:
+    sim = Sim()
+    task = make_task("a")
+    sim.add(task)
+    sim.shutdown()
+    try:
+        if how == "request":
+            run = sim.planner.request("a", sim.now)
+        else:
+            run = sim.planner.submit(task, (), {}, sim.now)
+    except XtasksError:
+        return  # refusing is fine
+    assert sim.planner.next_ready(sim.now) is None, "a run started after shutdown"
+    assert run.status is RunStatus.CANCELLED and run.reason == "shutdown"
