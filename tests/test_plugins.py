@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import sys
 import textwrap
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import anyio
 import pytest
@@ -25,9 +25,6 @@ from xtasks import (
     Scheduler,
     Task,
 )
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 
 class Distributions:
@@ -402,3 +399,8 @@ def test_every_hook_is_documented_and_tested() -> None:
             assert f":param {arg}:" in doc, f"{name} does not document {arg}"
         assert "Must not block." in doc and ":return:" in doc
         assert f"test_hook_{name}" in tests, f"{name} has no test_hook_{name}"
+        signature = f"{name}({', '.join(spec.__code__.co_varnames[: spec.__code__.co_argcount])})"
+        assert f"`{signature}`" in README, f"README's hook table lacks `{signature}`"
+
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
