@@ -438,3 +438,13 @@ async def test_a_restarted_scheduler_fires_again_and_catches_up_what_it_missed()
     ]
     missed = next(r for r in runs if r.status is RunStatus.MISSED)
     assert missed.reason is not None and missed.reason.startswith("missed 4 fire(s)")
+
+
+async def test_lifespan_runs_the_scheduler_for_an_asgi_app() -> None:
+    scheduler = Scheduler(plugins=False)
+    scheduler.add(Task("job", noop))
+    async with scheduler.lifespan(object()):  # what Starlette/FastAPI call with the app
+        assert scheduler.running
+        rec = await (await scheduler.trigger("job")).wait()
+    assert rec.status is RunStatus.SUCCEEDED
+    assert not scheduler.running
