@@ -306,9 +306,16 @@ class Runtime:
             return
         latest = {record.id: record for record in group}
         try:
-            await self.store.save_runs(latest.values())
+            refused = await self.store.save_runs(latest.values())
         except StoreError:
             _log.exception("could not record %d run(s) in the store", len(latest))
+        else:
+            for run_id in refused:
+                _log.warning(
+                    "run %s was marked lost by another replica while it ran here; "
+                    "its result was not recorded",
+                    run_id,
+                )
         publish = self._publish
         for record in group:
             publish(RunChanged(record))

@@ -51,17 +51,49 @@ class Store(ABC):
         :raises StoreError: on backend failure (the claim is then not made).
         """
 
+    #: Seconds a ``running`` record's lease lasts without a renewal (DESIGN: 10 s).
+    lease_ttl: float = 10.0
+
     @abstractmethod
-    async def save_run(self, record: RunRecord) -> None:
+    async def save_run(self, record: RunRecord) -> bool:
         """Insert or replace the record with ``record.id``. Safe to repeat.
 
+        Leases and fencing: a ``running`` record gives its ``replica`` a lease on the run
+        until store time + :attr:`lease_ttl` (renewed by :meth:`renew_leases`); a final
+        record releases it. A run that :meth:`reap_lost` marked ``lost`` is fenced: any
+        later write to it is refused, so an owner that wakes from a long pause cannot
+        overwrite what its successors decided.
+
+        :return: ``False`` when the write was refused because the run is ``lost``.
         :raises StoreError: on backend failure.
         """
 
-    async def save_runs(self, records: Collection[RunRecord]) -> None:
-        """Save several records, in order; backends override this to batch."""
-        for record in records:
-            await self.save_run(record)
+    async def save_runs(self, records: Collection[RunRecord]) -> list[str]:
+        """Save several records, in order; backends override this to batch.
+
+        :return: the ids of the records refused (fenced), see :meth:`save_run`.
+        """
+        return [r.id for r in records if not await self.save_run(r)]
+
+    @abstractmethod
+    async def renew_leases(self, replica: str, run_ids: Collection[str]) -> set[str]:
+        """Extend the leases ``replica`` holds on ``run_ids`` to store time + ``lease_ttl``.
+
+        Called by every replica every ``lease_ttl / 3`` seconds for its running runs.
+
+        :return: the ids whose lease ``replica`` no longer holds (reaped as ``lost``, or
+            unknown): their attempt should stop, and their result will be refused.
+        """
+
+    @abstractmethod
+    async def reap_lost(self) -> list[RunRecord]:
+        """Mark every ``running`` run whose lease expired (in store time) ``lost``.
+
+        Safe under concurrent replicas: each lost run is returned to exactly one caller,
+        which decides whether to re-run it (``recover=True``).
+
+        :return: the records as marked lost (status ``lost``, reason naming the owner).
+        """
 
     @abstractmethod
     async def get_run(self, run_id: str) -> RunRecord | None:

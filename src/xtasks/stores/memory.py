@@ -6,17 +6,18 @@ Nothing survives the process. Several schedulers in one process can share one
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from typing import TYPE_CHECKING, final
 
-from .._runs import TaskRecord
+from .._runs import RunStatus, TaskRecord
 from ..abc import Store
 
 if TYPE_CHECKING:
-    from collections.abc import Collection
+    from collections.abc import Callable, Collection
     from datetime import datetime
 
-    from .._runs import RunRecord, RunStatus
+    from .._runs import RunRecord
 
 __all__ = ["MemoryStore"]
 
@@ -32,8 +33,17 @@ class MemoryStore(Store):
         long-running process does not grow without bound.
     """
 
-    def __init__(self, *, max_runs_per_task: int = 1000) -> None:
+    def __init__(
+        self,
+        *,
+        max_runs_per_task: int = 1000,
+        lease_ttl: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.max_runs_per_task = max_runs_per_task
+        self.lease_ttl = lease_ttl
+        self._clock = clock  # store time: leases never compare a replica's wall clock
+        self._leases: dict[str, tuple[str, float]] = {}  # run id -> (owner, expires)
         self._runs: dict[str, RunRecord] = {}
         self._order: dict[str, deque[str]] = {}
         self._claims: dict[str, set[datetime]] = {}
@@ -68,15 +78,49 @@ class MemoryStore(Store):
             )
         return True
 
-    async def save_run(self, record: RunRecord) -> None:
-        self._save(record)
+    async def save_run(self, record: RunRecord) -> bool:
+        return self._save(record)
 
-    async def save_runs(self, records: Collection[RunRecord]) -> None:
-        for record in records:
-            self._save(record)
+    async def save_runs(self, records: Collection[RunRecord]) -> list[str]:
+        return [r.id for r in records if not self._save(r)]
 
-    def _save(self, record: RunRecord) -> None:
-        if record.id not in self._runs:
+    async def renew_leases(self, replica: str, run_ids: Collection[str]) -> set[str]:
+        expires = self._clock() + self.lease_ttl
+        lost = set()
+        for run_id in run_ids:
+            lease = self._leases.get(run_id)
+            if lease is None or lease[0] != replica:
+                lost.add(run_id)
+            else:
+                self._leases[run_id] = (replica, expires)
+        return lost
+
+    async def reap_lost(self) -> list[RunRecord]:
+        now = self._clock()
+        reaped = []
+        for run_id, (owner, expires) in list(self._leases.items()):
+            if expires < now:
+                del self._leases[run_id]
+                current = self._runs.get(run_id)
+                if current is None:  # pruned from history meanwhile
+                    continue
+                record = current.evolve(
+                    status=RunStatus.LOST,
+                    reason=f"lost: its replica {owner} went silent past its lease",
+                )
+                self._runs[run_id] = record
+                reaped.append(record)
+        return reaped
+
+    def _save(self, record: RunRecord) -> bool:
+        old = self._runs.get(record.id)
+        if old is not None and old.status is RunStatus.LOST:
+            return False  # fenced
+        if record.status is RunStatus.RUNNING:
+            self._leases[record.id] = (record.replica, self._clock() + self.lease_ttl)
+        elif record.status.is_final:
+            self._leases.pop(record.id, None)
+        if old is None:
             order = self._order.get(record.task)
             if order is None:
                 order = self._order[record.task] = deque()
@@ -84,6 +128,7 @@ class MemoryStore(Store):
             if len(order) > self.max_runs_per_task:
                 self._runs.pop(order.popleft(), None)
         self._runs[record.id] = record
+        return True
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         return self._runs.get(run_id)
