@@ -448,3 +448,62 @@ async def test_lifespan_runs_the_scheduler_for_an_asgi_app() -> None:
         rec = await (await scheduler.trigger("job")).wait()
     assert rec.status is RunStatus.SUCCEEDED
     assert not scheduler.running
+
+
+@pytest.mark.parametrize("recover", [True, False])
+async def test_a_run_left_running_by_a_dead_replica_is_marked_lost_and_recovered_on_request(
+    recover: bool,
+) -> None:
+    from xtasks.stores.memory import MemoryStore
+
+    store = MemoryStore(lease_ttl=0.1)
+    await store.save_run(  # what a replica that crashed mid-run leaves behind
+        RunRecordFactory.running("ghost-run", "report", replica="dead-host:1")
+    )
+    ran = anyio.Event()
+
+    async def report() -> None:
+        ran.set()
+
+    scheduler = Scheduler(store, plugins=False)
+    scheduler.add(Task("report", report, recover=recover))
+    lost, rerun = anyio.Event(), anyio.Event()
+
+    def watch(event: object) -> None:
+        if isinstance(event, RunChanged):
+            if event.record.status is RunStatus.LOST:
+                lost.set()
+            elif event.record.status is RunStatus.SUCCEEDED:
+                rerun.set()
+
+    scheduler.subscribe(watch)
+    async with scheduler:
+        with anyio.fail_after(5):
+            await lost.wait()
+            if recover:
+                await rerun.wait()
+        ghost = await scheduler.get_run("ghost-run")
+        runs = await scheduler.history("report")
+    assert ghost is not None and ghost.status is RunStatus.LOST
+    assert ghost.reason == "lost: its replica dead-host:1 went silent past its lease"
+    assert ran.is_set() is recover
+    if recover:
+        assert any(r.status is RunStatus.SUCCEEDED and r.id != "ghost-run" for r in runs)
+    assert not await store.save_run(ghost.evolve(status=RunStatus.SUCCEEDED))  # fenced
+
+
+class RunRecordFactory:
+    @staticmethod
+    def running(run_id: str, task: str, *, replica: str):
+        from xtasks import RunRecord
+
+        return RunRecord(
+            id=run_id,
+            task=task,
+            status=RunStatus.RUNNING,
+            trigger=TriggerKind.SCHEDULE,
+            scheduled_at=T0,
+            started_at=T0,
+            attempts=1,
+            replica=replica,
+        )

@@ -487,6 +487,19 @@ class Planner:
             return None
         return self._request(entry, claim.kind, now, claim.fire_time)
 
+    def recover_lost(self, record: RunRecord, now: datetime) -> Run | None:
+        """A run of ``record.task`` was lost with its replica: re-run it if the task says
+        ``recover=True`` (at least once), else leave it recorded ``lost`` (at most once)."""
+        entry = self._entries.get(record.task)
+        if (
+            entry is None
+            or not entry.task.recover
+            or entry.state is not TaskState.ACTIVE
+            or self._closing
+        ):
+            return None
+        return self._request(entry, record.trigger, now, record.scheduled_at)
+
     # --- execution --------------------------------------------------------------------
 
     def next_ready(self, now: datetime) -> Run | None:

@@ -22,7 +22,7 @@ import anyio
 from ._errors import RunTimeoutError, StoreError
 from ._events import RunChanged, TaskStateChanged
 from ._planner import CancelAttempt, ClaimFire, RecordRun, SaveTask, SendAlert
-from ._runs import ErrorInfo
+from ._runs import ErrorInfo, RunStatus
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -78,6 +78,8 @@ class Runtime:
         self._sleep_scope: anyio.CancelScope | None = None
         self._sleep_deadline: datetime | None = None
         self._timer_scope = anyio.CancelScope()
+        self._lease_scope = anyio.CancelScope()
+        self._leased: set[str] = set()  # runs whose running record the store holds
         self._workers = 0
         self._idle: anyio.Event | None = None
         send, receive = anyio.create_memory_object_stream["Run"](planner.max_concurrency)
@@ -101,6 +103,7 @@ class Runtime:
             tg.start_soon(self._deliver, alerter, receive, name=f"xtasks alerter {alerter!r}")
         tg.start_soon(self._recorder, name="xtasks recorder")
         tg.start_soon(self._timer_loop, name="xtasks timers")
+        tg.start_soon(self._lease_loop, name="xtasks leases")
         self.apply()
 
     async def stop(self, grace: float) -> None:
@@ -120,6 +123,7 @@ class Runtime:
             scope.cancel()
         with anyio.move_on_after(max(grace, 1.0)):
             await self._wait_idle()
+        self._lease_scope.cancel()
         self._run_send.close()
         self._run_receive.close()  # workers hold clones; this original is never read
         self._recorder_stop = True
@@ -211,6 +215,35 @@ class Runtime:
                 with anyio.CancelScope() as self._sleep_scope:
                     await clock.sleep_until(deadline)
                 self._sleep_scope = None
+
+    async def _lease_loop(self) -> None:
+        """Heartbeat our running runs and reap the runs of replicas that went silent.
+
+        Every ``lease_ttl / 3`` seconds of real (store) time, whatever the scheduling
+        clock says. A run of ours that another replica reaped is cancelled here: its
+        result would be refused anyway.
+        """
+        store = self.store
+        interval = max(store.lease_ttl / 3, 0.01)
+        with self._lease_scope:
+            while True:
+                try:
+                    if self._leased:
+                        gone = await store.renew_leases(self.replica, list(self._leased))
+                        for run_id in gone:
+                            self._leased.discard(run_id)
+                            scope = self._scopes.get(run_id)
+                            if scope is not None:
+                                self._cancel_reasons[run_id] = "lost: its lease was reaped"
+                                scope.cancel()
+                    for record in await store.reap_lost():
+                        _log.warning("%s (run %s of task %r)", record.reason, record.id, record.task)
+                        self._publish(RunChanged(record))
+                        self.planner.recover_lost(record, self.clock.now())
+                    self.apply()
+                except StoreError:
+                    _log.exception("could not renew leases or reap lost runs")
+                await anyio.sleep(interval)
 
     async def _claim(self, claim: ClaimFire) -> bool:
         try:
@@ -305,6 +338,12 @@ class Runtime:
         if not group:
             return
         latest = {record.id: record for record in group}
+        leased = self._leased
+        for record in latest.values():
+            if record.status is RunStatus.RUNNING:
+                leased.add(record.id)
+            else:
+                leased.discard(record.id)
         try:
             refused = await self.store.save_runs(latest.values())
         except StoreError:
