@@ -199,6 +199,7 @@ class _Entry:
     __slots__ = (
         "active",
         "alerting",
+        "anchor",
         "failures",
         "last_fire",
         "next_fire",
@@ -219,6 +220,7 @@ class _Entry:
         self.queued_behind: Run | None = None  # overlap="queue": the one run held back
         self.failures = 0
         self.alerting = False
+        self.anchor: datetime | None = None  # registration time: origin of relative grids
         self.last_fire: datetime | None = None
         self.next_fire: datetime | None = None
         self.token = 0
@@ -229,6 +231,7 @@ class _Entry:
             last_fire=self.last_fire,
             consecutive_failures=self.failures,
             alerting=self.alerting,
+            anchor=self.anchor,
         )
 
 
@@ -304,6 +307,7 @@ class Planner:
         self._check_cycle(task)
         trigger = task.trigger.anchored(now) if task.trigger is not None else None
         entry = _Entry(task, trigger, registered=True)
+        entry.anchor = now
         self._entries[task.name] = entry
         self._tasks[task.name] = task
         for dep in task.depends_on:
@@ -374,6 +378,9 @@ class Planner:
         scheduler ran go through the task's ``catch_up`` policy on the next :meth:`advance`.
         """
         entry = self._entry(name)
+        if record.anchor is not None and entry.task.trigger is not None:
+            entry.anchor = record.anchor  # the fleet's first registration, not ours
+            entry.trigger = entry.task.trigger.anchored(record.anchor)
         entry.state = record.state
         entry.failures = record.consecutive_failures
         entry.alerting = record.alerting

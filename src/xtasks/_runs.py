@@ -118,6 +118,9 @@ class TaskRecord:
     last_fire: datetime | None = None  #: the latest fire time handled (run, skipped or missed)
     consecutive_failures: int = 0
     alerting: bool = False  #: a ``failing`` alert was sent and no success followed yet
+    #: When the task was first registered anywhere: the grid origin of an ``Every`` without
+    #: ``start``, shared by every replica and kept across restarts. Set once, never moved.
+    anchor: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

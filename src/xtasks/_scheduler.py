@@ -410,6 +410,11 @@ class Scheduler:
             self._planner.start(now)
             for name in self._planner.tasks:
                 record = await self.store.load_task(name)
+                if record is None or record.anchor is None:
+                    # First start anywhere: record our registration time as the task's
+                    # anchor, then read back whichever replica's anchor won.
+                    await self.store.save_task(name, self._planner.task_record(name))
+                    record = await self.store.load_task(name)
                 if record is not None:
                     self._planner.restore(name, record, now)
             tg: TaskGroup = await stack.enter_async_context(anyio.create_task_group())

@@ -125,7 +125,9 @@ class Store(ABC):
         """Persist the state of ``task``, replacing what was there.
 
         ``last_fire`` never moves backwards: a backend keeps the later of the stored and
-        the given value, because a claim may have advanced it concurrently.
+        the given value, because a claim may have advanced it concurrently. ``anchor``
+        is set once: a stored anchor is kept, whatever is given (first registration wins
+        across replicas).
         """
 
 

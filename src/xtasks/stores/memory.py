@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from dataclasses import replace
 from typing import TYPE_CHECKING, final
 
 from .._runs import RunStatus, TaskRecord
@@ -70,12 +71,7 @@ class MemoryStore(Store):
             self._claims[task] = set(ordered[half:])
         record = self._tasks.get(task) or TaskRecord()
         if record.last_fire is None or fire_time > record.last_fire:
-            self._tasks[task] = TaskRecord(
-                state=record.state,
-                last_fire=fire_time,
-                consecutive_failures=record.consecutive_failures,
-                alerting=record.alerting,
-            )
+            self._tasks[task] = replace(record, last_fire=fire_time)
         return True
 
     async def save_run(self, record: RunRecord) -> bool:
@@ -159,15 +155,9 @@ class MemoryStore(Store):
 
     async def save_task(self, task: str, record: TaskRecord) -> None:
         old = self._tasks.get(task)
-        if (
-            old is not None
-            and old.last_fire is not None
-            and (record.last_fire is None or record.last_fire < old.last_fire)
-        ):
-            record = TaskRecord(
-                state=record.state,
-                last_fire=old.last_fire,
-                consecutive_failures=record.consecutive_failures,
-                alerting=record.alerting,
-            )
+        if old is not None:
+            last = old.last_fire
+            if record.last_fire is not None and (last is None or record.last_fire > last):
+                last = record.last_fire
+            record = replace(record, last_fire=last, anchor=old.anchor or record.anchor)
         self._tasks[task] = record
