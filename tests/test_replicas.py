@@ -1,0 +1,200 @@
+"""Several OS processes sharing one SQLite file: each fire once, crashes lose nothing.
+
+Every process is a real ``python -m tests.replicas.app``; the tests synchronise on the
+lines they print (``FINAL ...`` once a run's final record is stored), never on sleeps.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
+import pytest
+
+from xtasks import RunRecord, RunStatus
+from xtasks.stores import open_store
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+class Replica:
+    """One replica process and the lines it printed."""
+
+    def __init__(
+        self, db: Path, name: str, lines: queue.Queue[str] | None = None, **env: str
+    ) -> None:
+        self.name = name
+        self.lines: queue.Queue[str] = lines if lines is not None else queue.Queue()
+        self.seen: list[str] = []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.replicas.app"],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={
+                **os.environ,
+                "XTASKS_TEST_STORE": f"sqlite:///{db}",
+                "XTASKS_TEST_REPLICA": name,
+                **env,
+            },
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+        self.wait_for(lambda line: line == f"READY {name}")
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line.strip())
+
+    def wait_for(self, match: Callable[[str], bool], timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                _, err = self.stop()
+                raise AssertionError(f"{self.name} never printed the line; stderr:\n{err}")
+            try:
+                line = self.lines.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            self.seen.append(line)
+            if match(line):
+                return line
+
+    def stop(self) -> tuple[int, str]:
+        """Close stdin (the app's cue to leave `async with` gracefully) and wait."""
+        if self.proc.poll() is None and self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        err = self.proc.stderr.read() if self.proc.stderr else ""
+        return self.proc.returncode, err
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+
+def runs_in(db: Path, task: str) -> list[RunRecord]:
+    async def read() -> list[RunRecord]:
+        store = open_store(f"sqlite:///{db}")
+        await store.open()
+        try:
+            return await store.list_runs(task=task, limit=100_000)
+        finally:
+            await store.close()
+
+    return anyio.run(read)
+
+
+def nth(n: int, prefix: str) -> Callable[[str], bool]:
+    """Matches the ``n``-th line starting with ``prefix``."""
+    seen = 0
+
+    def match(line: str) -> bool:
+        nonlocal seen
+        seen += line.startswith(prefix)
+        return seen >= n
+
+    return match
+
+
+def test_three_processes_run_every_fire_exactly_once(tmp_path: Path) -> None:
+    db = tmp_path / "shared.db"
+    lines: queue.Queue[str] = queue.Queue()  # one stream for the whole fleet
+    replicas = [Replica(db, f"replica-{i}", lines) for i in range(3)]
+    try:
+        replicas[0].wait_for(nth(15, "FINAL tick "))  # about 3 s of 0.2 s fires
+    finally:
+        results = [r.stop() for r in replicas]
+    assert [code for code, _ in results] == [0, 0, 0], results
+    runs = [r for r in runs_in(db, "tick") if r.status is not RunStatus.CANCELLED]
+    fires = sorted(r.scheduled_at for r in runs if r.trigger.value == "schedule")
+    assert len(fires) >= 10
+    assert len(fires) == len(set(fires)), "a fire ran twice"
+    gaps = {b - a for a, b in itertools.pairwise(fires)}
+    assert gaps == {timedelta(seconds=0.2)}, f"fires missed or off the shared grid: {gaps}"
+    assert all(r.status is RunStatus.SUCCEEDED for r in runs)
+    assert len({r.replica for r in runs}) >= 2, "the fires were not shared"
+
+
+def test_a_killed_replica_s_run_is_marked_lost_and_the_others_keep_firing(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "shared.db"
+    env = {"XTASKS_TEST_LEASE": "0.6"}
+    doomed = Replica(db, "doomed", XTASKS_TEST_TASKS="hang", **env)
+    doomed.wait_for(lambda line: line == "STARTED hang")
+    survivor = Replica(db, "survivor", XTASKS_TEST_TASKS="tick,hang", **env)
+    try:
+        doomed.kill()
+        line = survivor.wait_for(lambda line: line.startswith("FINAL hang ") and " lost " in line)
+        lost_id = line.split()[2]
+        survivor.wait_for(lambda line: line.startswith("FINAL tick ") and "succeeded" in line)
+        survivor.wait_for(lambda line: line.startswith("FINAL tick ") and "succeeded" in line)
+    finally:
+        code, err = survivor.stop()
+    assert code == 0, err
+    lost = next(r for r in runs_in(db, "hang") if r.id == lost_id)
+    assert lost.status is RunStatus.LOST and lost.replica == "doomed"
+    assert lost.reason == "lost: its replica doomed went silent past its lease"
+
+
+def test_a_restart_after_downtime_catches_up_once_and_records_the_rest_missed(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "one.db"
+    env = {"XTASKS_TEST_GRACE": "0.1"}
+    first = Replica(db, "first", **env)
+    first.wait_for(lambda line: line.startswith("FINAL tick "))
+    assert first.stop()[0] == 0
+    time.sleep(1.5)  # downtime: the fires of these 1.5 s pass while nothing runs
+    second = Replica(db, "second", **env)
+    second.wait_for(lambda line: line.startswith("FINAL tick ") and line.endswith("catch_up"))
+    second.wait_for(lambda line: line.startswith("FINAL tick ") and line.endswith("schedule"))
+    assert second.stop()[0] == 0
+    runs = runs_in(db, "tick")
+    missed = [r for r in runs if r.status is RunStatus.MISSED]
+    caught_up = [r for r in runs if r.trigger.value == "catch_up"]
+    assert len(caught_up) == 1 and caught_up[0].status is RunStatus.SUCCEEDED
+    assert len(missed) == 1 and missed[0].reason is not None
+    count = int(missed[0].reason.split()[1])
+    assert 3 <= count <= 9, missed[0].reason  # about 1.5 s of 0.2 s fires, less the one run
+    scheduled = sorted(r.scheduled_at for r in runs if r.status is not RunStatus.MISSED)
+    assert len(scheduled) == len(set(scheduled))
+
+
+def test_a_kill_during_a_burst_of_writes_keeps_every_reported_run(tmp_path: Path) -> None:
+    db = tmp_path / "burst.db"
+    replica = Replica(db, "burst", XTASKS_TEST_TASKS="none", XTASKS_TEST_BURST="3000")
+    for _ in range(300):
+        replica.wait_for(lambda line: line.startswith("FINAL "))
+    replica.kill()
+    while not replica.lines.empty():
+        replica.seen.append(replica.lines.get())
+    reported = {line.split()[2] for line in replica.seen if line.startswith("FINAL ")}
+    assert len(reported) >= 300
+    task = next(line.split()[1] for line in replica.seen if line.startswith("FINAL "))
+    stored = {r.id: r for r in runs_in(db, task)}  # the file opens after a SIGKILL
+    missing = reported - stored.keys()
+    assert not missing, f"{len(missing)} run(s) reported finished were lost"
+    assert all(stored[i].status is RunStatus.SUCCEEDED for i in reported)
