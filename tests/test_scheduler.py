@@ -348,6 +348,7 @@ async def test_shutdown_waits_for_grace_then_cancels_and_records() -> None:
     assert hq.record is not None and hq.record.status is RunStatus.SUCCEEDED
     assert hs.record is not None
     assert (hs.record.status, hs.record.reason) == (RunStatus.CANCELLED, "shutdown")
+    await scheduler.store.open()  # closed by the scheduler's exit; the data stays
     stored = await scheduler.store.get_run(hs.id)
     assert stored is not None and stored.status is RunStatus.CANCELLED
 
@@ -484,12 +485,13 @@ async def test_a_run_left_running_by_a_dead_replica_is_marked_lost_and_recovered
                 await rerun.wait()
         ghost = await scheduler.get_run("ghost-run")
         runs = await scheduler.history("report")
+        assert ghost is not None
+        assert not await store.save_run(ghost.evolve(status=RunStatus.SUCCEEDED))  # fenced
     assert ghost is not None and ghost.status is RunStatus.LOST
     assert ghost.reason == "lost: its replica dead-host:1 went silent past its lease"
     assert ran.is_set() is recover
     if recover:
         assert any(r.status is RunStatus.SUCCEEDED and r.id != "ghost-run" for r in runs)
-    assert not await store.save_run(ghost.evolve(status=RunStatus.SUCCEEDED))  # fenced
 
 
 class RunRecordFactory:

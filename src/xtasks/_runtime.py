@@ -237,7 +237,9 @@ class Runtime:
                                 self._cancel_reasons[run_id] = "lost: its lease was reaped"
                                 scope.cancel()
                     for record in await store.reap_lost():
-                        _log.warning("%s (run %s of task %r)", record.reason, record.id, record.task)
+                        _log.warning(
+                            "%s (run %s of task %r)", record.reason, record.id, record.task
+                        )
                         self._publish(RunChanged(record))
                         self.planner.recover_lost(record, self.clock.now())
                     self.apply()

@@ -26,4 +26,15 @@ def open_store(url: str) -> Store:
         from .memory import MemoryStore
 
         return MemoryStore()
+    if url.startswith("sqlite:"):
+        path = url.removeprefix("sqlite:///")
+        if path == url or not path:
+            raise ConfigError(
+                f"bad SQLite store URL {url!r}; expected sqlite:///relative/path.db "
+                "or sqlite:////absolute/path.db",
+                field="store",
+            )
+        from .sqlite import SQLiteStore
+
+        return SQLiteStore(path)
     raise ConfigError(f"unknown store URL {url!r}; supported: {', '.join(_SCHEMES)}", field="store")

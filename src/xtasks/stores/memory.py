@@ -11,6 +11,7 @@ from collections import deque
 from dataclasses import replace
 from typing import TYPE_CHECKING, final
 
+from .._errors import StoreError
 from .._runs import RunStatus, TaskRecord
 from ..abc import Store
 
@@ -45,6 +46,7 @@ class MemoryStore(Store):
         self.lease_ttl = lease_ttl
         self._clock = clock  # store time: leases never compare a replica's wall clock
         self._leases: dict[str, tuple[str, float]] = {}  # run id -> (owner, expires)
+        self._closed = False
         self._runs: dict[str, RunRecord] = {}
         self._order: dict[str, deque[str]] = {}
         self._claims: dict[str, set[datetime]] = {}
@@ -52,12 +54,17 @@ class MemoryStore(Store):
         self._tasks: dict[str, TaskRecord] = {}
 
     async def open(self) -> None:
-        pass
+        self._closed = False  # the data stays: reopening is a restart of the process's store
 
     async def close(self) -> None:
-        pass
+        self._closed = True
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError("the memory store is closed; open() it first")
 
     async def claim_fire(self, task: str, fire_time: datetime, replica: str) -> bool:
+        self._check_open()
         claims = self._claims.setdefault(task, set())
         floor = self._claim_floor.get(task)
         if fire_time in claims or (floor is not None and fire_time <= floor):
@@ -75,12 +82,15 @@ class MemoryStore(Store):
         return True
 
     async def save_run(self, record: RunRecord) -> bool:
+        self._check_open()
         return self._save(record)
 
     async def save_runs(self, records: Collection[RunRecord]) -> list[str]:
+        self._check_open()
         return [r.id for r in records if not self._save(r)]
 
     async def renew_leases(self, replica: str, run_ids: Collection[str]) -> set[str]:
+        self._check_open()
         expires = self._clock() + self.lease_ttl
         lost = set()
         for run_id in run_ids:
@@ -92,6 +102,7 @@ class MemoryStore(Store):
         return lost
 
     async def reap_lost(self) -> list[RunRecord]:
+        self._check_open()
         now = self._clock()
         reaped = []
         for run_id, (owner, expires) in list(self._leases.items()):
@@ -114,8 +125,11 @@ class MemoryStore(Store):
             return False  # fenced
         if record.status is RunStatus.RUNNING:
             self._leases[record.id] = (record.replica, self._clock() + self.lease_ttl)
-        elif record.status.is_final:
+        else:  # queued for a retry, waiting, or final: nothing runs, nothing to reap
             self._leases.pop(record.id, None)
+        if old is not None and old.task != record.task:
+            self._order[old.task].remove(record.id)
+            old = None
         if old is None:
             order = self._order.get(record.task)
             if order is None:
@@ -127,6 +141,7 @@ class MemoryStore(Store):
         return True
 
     async def get_run(self, run_id: str) -> RunRecord | None:
+        self._check_open()
         return self._runs.get(run_id)
 
     async def list_runs(
@@ -137,6 +152,7 @@ class MemoryStore(Store):
         limit: int = 50,
         offset: int = 0,
     ) -> list[RunRecord]:
+        self._check_open()
         if task is not None:
             ids = list(self._order.get(task, ()))
             candidates = [self._runs[i] for i in ids if i in self._runs]
@@ -151,9 +167,11 @@ class MemoryStore(Store):
         return candidates[offset : offset + limit]
 
     async def load_task(self, task: str) -> TaskRecord | None:
+        self._check_open()
         return self._tasks.get(task)
 
     async def save_task(self, task: str, record: TaskRecord) -> None:
+        self._check_open()
         old = self._tasks.get(task)
         if old is not None:
             last = old.last_fire

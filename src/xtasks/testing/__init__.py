@@ -10,11 +10,60 @@ from __future__ import annotations
 import heapq
 import itertools
 from datetime import UTC, datetime, timedelta
-from typing import final
+from typing import TYPE_CHECKING, final
 
 import anyio
 
-__all__ = ["FakeClock"]
+from ._contract import (
+    STORE_CHECKS,
+    StoreFactory,
+    check_claim_exclusivity,
+    check_close_idempotent,
+    check_errors_are_store_errors,
+    check_fencing,
+    check_last_fire_monotonic,
+    check_lease_expiry_and_reaping,
+    check_lease_renewal,
+    check_list_runs_order_and_paging,
+    check_list_runs_task_change,
+    check_reap_only_running,
+    check_round_trip,
+    check_store,
+    check_task_state_round_trip,
+)
+
+if TYPE_CHECKING:
+    from ._stateful import StoreMachine
+
+__all__ = [
+    "STORE_CHECKS",
+    "FakeClock",
+    "StoreFactory",
+    "StoreMachine",
+    "check_claim_exclusivity",
+    "check_close_idempotent",
+    "check_errors_are_store_errors",
+    "check_fencing",
+    "check_last_fire_monotonic",
+    "check_lease_expiry_and_reaping",
+    "check_lease_renewal",
+    "check_list_runs_order_and_paging",
+    "check_list_runs_task_change",
+    "check_reap_only_running",
+    "check_round_trip",
+    "check_store",
+    "check_task_state_round_trip",
+]
+
+
+def __getattr__(name: str) -> object:
+    # StoreMachine needs Hypothesis, a test-only dependency: import it on first use, so
+    # that FakeClock and the store checks work without Hypothesis installed.
+    if name == "StoreMachine":
+        from ._stateful import StoreMachine
+
+        return StoreMachine
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @final

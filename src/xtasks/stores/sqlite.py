@@ -1,0 +1,419 @@
+"""SQLiteStore: the durable default (``sqlite:///path``), for one process or several on one host.
+
+**Threading.** The standard library's blocking ``sqlite3`` never runs on the event loop:
+each store owns one connection (``check_same_thread=False``) and every call goes through
+``anyio.to_thread.run_sync`` under a per-store ``CapacityLimiter(1)``, so calls on one
+store are serialised and the loop (asyncio or trio) keeps running while SQLite waits for a
+lock. A call whose caller is cancelled still completes in its thread (anyio's default),
+so a transaction is never left half-done.
+
+**Several processes** (``uvicorn --workers N``) share the file: WAL mode lets readers
+run beside the writer, every write is a ``BEGIN IMMEDIATE`` transaction (the write lock is
+taken up front, so no deadlocking lock upgrade), and ``busy_timeout`` makes a writer wait
+for the lock instead of failing. A claim is a row under ``PRIMARY KEY (task, fire_time)``:
+exactly one ``INSERT`` of it succeeds whichever process tries. A row that
+:meth:`~SQLiteStore.reap_lost` marked ``lost`` is fenced: the upsert skips it, and its
+``epoch`` is bumped. ``synchronous=NORMAL`` is safe in WAL mode: a committed transaction
+survives a crash of the process (only a power loss may drop the last ones).
+
+**Store time** for leases is ``time.time()`` read in the worker thread *after* the
+transaction took the write lock: every process of the host reads the same system clock,
+which is also the clock SQLite's own ``julianday('now')`` reads, and SQLite serves one host
+only. A step of the system clock moves every lease alike; a forward step may reap a run
+early, which its fencing then makes safe (at most once).
+
+**Encoding** (see ``_sql``): times are UTC ISO-8601 text with microseconds and come back
+as equal, aware UTC datetimes; ``result`` is JSON text, or the ``repr()`` string of a
+result JSON cannot encode.
+
+**Retention.** ``max_runs_per_task`` and ``max_age`` (seconds since a run finished, or was
+scheduled if it never finished) prune history after a write, at most once per
+:attr:`~SQLiteStore.prune_every` writes or :attr:`~SQLiteStore.prune_interval` seconds, in
+a transaction of its own; runs still queued, waiting or running are never deleted. Claims
+older than a day are pruned too, leaving a per-task floor at or below which a fire counts
+as taken (as :class:`~xtasks.stores.memory.MemoryStore` does).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sqlite3
+import time
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar, final
+
+import anyio
+import anyio.to_thread
+
+from .._errors import ConfigError, StoreError
+from .._runs import RunStatus, TaskRecord, TaskState
+from ..abc import Store
+from . import _sql
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Collection, Iterator
+
+    from .._runs import RunRecord
+
+__all__ = ["SQLiteStore"]
+
+_log = logging.getLogger("xtasks.stores")
+_T = TypeVar("_T")
+
+#: Claims whose fire time is older than this (seconds of store time) are pruned.
+_CLAIM_HORIZON = 86400.0
+#: Ids per ``IN (...)`` list, well under SQLite's bound on variables.
+_CHUNK = 500
+
+
+@final
+class SQLiteStore(Store):
+    """Claims, runs and task state in one SQLite file.
+
+    :param path: the database file; its directory must exist. ``open_store`` builds this
+        store from ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``.
+    :param lease_ttl: seconds a ``running`` record's lease lasts without renewal.
+    :param busy_timeout: seconds a call waits for another process's write lock before
+        failing with :class:`~xtasks.StoreError`.
+    :param max_runs_per_task: keep at most this many finished runs per task (``None``: all).
+    :param max_age: drop finished runs older than this many seconds (``None``: never).
+    """
+
+    #: Retention runs after this many writes since it last ran...
+    prune_every: int = 1000
+    #: ...or after a write this many seconds after it last ran.
+    prune_interval: float = 60.0
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        lease_ttl: float = 10.0,
+        busy_timeout: float = 5.0,
+        max_runs_per_task: int | None = None,
+        max_age: float | None = None,
+    ) -> None:
+        for name, value in (("lease_ttl", lease_ttl), ("max_age", max_age)):
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"must be > 0 seconds, not {value!r}", field=name)
+        if not (math.isfinite(busy_timeout) and busy_timeout >= 0):
+            raise ConfigError(f"must be >= 0 seconds, not {busy_timeout!r}", field="busy_timeout")
+        if max_runs_per_task is not None and max_runs_per_task < 1:
+            raise ConfigError(
+                f"must be at least 1, not {max_runs_per_task!r}", field="max_runs_per_task"
+            )
+        self.path = os.fspath(path)
+        self.lease_ttl = lease_ttl
+        self.busy_timeout = busy_timeout
+        self.max_runs_per_task = max_runs_per_task
+        self.max_age = max_age
+        self._conn: sqlite3.Connection | None = None
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._closed = False
+        self._writes = 0  # since the last prune
+        self._last_prune = 0.0  # time.monotonic()
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.path!r})"
+
+    # -- life cycle --------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._conn is not None:
+            return
+        if self._closed:
+            raise self._error("store is closed")
+        self._limiter = anyio.CapacityLimiter(1)
+        self._conn = await anyio.to_thread.run_sync(self._connect, limiter=self._limiter)
+        self._last_prune = time.monotonic()
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        self._closed = True
+        if conn is None:
+            return
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self._disconnect, conn, limiter=self._limiter)
+
+    def _connect(self) -> sqlite3.Connection:
+        folder = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(folder):
+            raise self._error(f"directory {folder} does not exist; create it first")
+        conn = None
+        try:
+            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            conn.execute(f"PRAGMA busy_timeout = {round(self.busy_timeout * 1000)}")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode != "wal":
+                _log.warning("SQLite store %s: journal mode is %s, not WAL", self.path, mode)
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self._migrate(conn)
+        except BaseException as exc:
+            if conn is not None:
+                conn.close()
+            if isinstance(exc, sqlite3.Error):
+                raise self._error(f"cannot open the database: {exc}") from exc
+            raise
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        """Bring the schema to the latest version; concurrent openers migrate it once."""
+        target = len(_sql.MIGRATIONS)
+        if self._schema_version(conn) == target:
+            return
+        with _immediate(conn):
+            version = self._schema_version(conn)  # another process may have just migrated
+            for statements in _sql.MIGRATIONS[version:]:
+                for statement in statements:
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {target}")
+        if version < target:
+            _log.info("SQLite store %s: schema migrated v%d -> v%d", self.path, version, target)
+
+    def _schema_version(self, conn: sqlite3.Connection) -> int:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version > len(_sql.MIGRATIONS):
+            raise self._error(
+                f"the database has schema version {version}, newer than this xtasks knows "
+                f"({len(_sql.MIGRATIONS)}); upgrade xtasks to use it"
+            )
+        return version
+
+    def _disconnect(self, conn: sqlite3.Connection) -> None:
+        try:
+            conn.execute("PRAGMA optimize")
+        except sqlite3.Error:
+            pass  # an optimisation only; closing matters
+        try:
+            conn.close()  # the last connection to close also checkpoints the WAL
+        except sqlite3.Error as exc:
+            raise self._error(f"close failed: {exc}") from exc
+
+    # -- claims and runs ---------------------------------------------------------------
+
+    async def claim_fire(self, task: str, fire_time: datetime, replica: str) -> bool:
+        params = {"task": task, "fire_time": _sql.ts(fire_time), "replica": replica}
+
+        def claim(conn: sqlite3.Connection) -> bool:
+            with _immediate(conn):
+                params["now"] = _sql.ts(datetime.now(UTC))
+                won = conn.execute(_sql.CLAIM, params).rowcount == 1
+                if won:
+                    conn.execute(_sql.CLAIMED_LAST_FIRE, params)
+            return won
+
+        return await self._call("claim", claim, writes=1)
+
+    async def save_run(self, record: RunRecord) -> bool:
+        return not await self.save_runs([record])
+
+    async def save_runs(self, records: Collection[RunRecord]) -> list[str]:
+        records = list(records)
+        if not records:
+            self._check_open()
+            return []
+
+        def save(conn: sqlite3.Connection) -> list[str]:
+            with _immediate(conn):
+                expires = time.time() + self.lease_ttl
+                rows = [_sql.encode_run(record, expires) for record in records]
+                ids = list(dict.fromkeys(record.id for record in records))
+                fenced: set[str] = set()
+                for start in range(0, len(ids), _CHUNK):
+                    chunk = ids[start : start + _CHUNK]
+                    marks = ", ".join("?" * len(chunk))
+                    sql = f"SELECT id FROM runs WHERE status = 'lost' AND id IN ({marks})"
+                    fenced.update(row[0] for row in conn.execute(sql, chunk))
+                conn.executemany(_sql.SAVE_RUN, rows)
+            return [record.id for record in records if record.id in fenced]
+
+        return await self._call("save runs", save, writes=len(records))
+
+    async def renew_leases(self, replica: str, run_ids: Collection[str]) -> set[str]:
+        ids = list(dict.fromkeys(run_ids))
+        if not ids:
+            self._check_open()
+            return set()
+
+        def renew(conn: sqlite3.Connection) -> set[str]:
+            with _immediate(conn):
+                params = {"expires": time.time() + self.lease_ttl, "replica": replica}
+                held = {i for i in ids if conn.execute(_sql.RENEW, params | {"id": i}).rowcount}
+            return set(ids) - held
+
+        return await self._call("renew leases", renew)
+
+    async def reap_lost(self) -> list[RunRecord]:
+        # SELECT then UPDATE inside one IMMEDIATE transaction: no other writer can come in
+        # between, so each row is reaped once; and it needs no UPDATE ... RETURNING (3.35+).
+        def reap(conn: sqlite3.Connection) -> list[RunRecord]:
+            reaped = []
+            with _immediate(conn):
+                rows = conn.execute(
+                    f"SELECT {_sql.RUN_COLUMNS}, lease_owner FROM runs"
+                    " WHERE lease_owner IS NOT NULL AND lease_expires < ? AND status = 'running'",
+                    (time.time(),),
+                ).fetchall()
+                for row in rows:
+                    reason = f"lost: its replica {row[-1]} went silent past its lease"
+                    conn.execute(_sql.REAP, {"id": row[0], "reason": reason})
+                    reaped.append(
+                        _sql.decode_run(row[:-1]).evolve(status=RunStatus.LOST, reason=reason)
+                    )
+            return reaped
+
+        return await self._call("reap lost runs", reap)
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        def get(conn: sqlite3.Connection) -> RunRecord | None:
+            sql = f"SELECT {_sql.RUN_COLUMNS} FROM runs WHERE id = ?"
+            row = conn.execute(sql, (run_id,)).fetchone()
+            return None if row is None else _sql.decode_run(row)
+
+        return await self._call("get run", get)
+
+    async def list_runs(
+        self,
+        *,
+        task: str | None = None,
+        statuses: Collection[RunStatus] | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[RunRecord]:
+        where: list[str] = []
+        params: list[Any] = []
+        if task is not None:
+            where.append("task = ?")
+            params.append(task)
+        if statuses is not None:
+            wanted = sorted({str(status) for status in statuses})
+            if not wanted:
+                self._check_open()
+                return []
+            where.append(f"status IN ({', '.join('?' * len(wanted))})")
+            params.extend(wanted)
+        sql = f"SELECT {_sql.RUN_COLUMNS} FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY scheduled_at DESC, seq DESC LIMIT ? OFFSET ?"
+        params += [max(limit, 0), max(offset, 0)]
+
+        def select(conn: sqlite3.Connection) -> list[RunRecord]:
+            return [_sql.decode_run(row) for row in conn.execute(sql, params)]
+
+        return await self._call("list runs", select)
+
+    # -- task state --------------------------------------------------------------------
+
+    async def load_task(self, task: str) -> TaskRecord | None:
+        def load(conn: sqlite3.Connection) -> TaskRecord | None:
+            row = conn.execute(
+                "SELECT state, last_fire, consecutive_failures, alerting FROM tasks WHERE name = ?",
+                (task,),
+            ).fetchone()
+            if row is None:
+                return None
+            return TaskRecord(
+                state=TaskState(row[0]),
+                last_fire=_sql.dt(row[1]),
+                consecutive_failures=row[2],
+                alerting=bool(row[3]),
+            )
+
+        return await self._call("load task", load)
+
+    async def save_task(self, task: str, record: TaskRecord) -> None:
+        params = {
+            "name": task,
+            "state": str(record.state),
+            "last_fire": _sql.ts(record.last_fire),
+            "consecutive_failures": record.consecutive_failures,
+            "alerting": int(record.alerting),
+        }
+
+        def save(conn: sqlite3.Connection) -> None:
+            conn.execute(_sql.SAVE_TASK, params)  # one statement: atomic on its own
+
+        await self._call("save task", save, writes=1)
+
+    # -- retention ---------------------------------------------------------------------
+
+    async def prune(self) -> int:
+        """Apply retention now (it also runs by itself after writes).
+
+        :return: the number of run records deleted.
+        """
+        return await self._call("prune", self._prune)
+
+    def _prune(self, conn: sqlite3.Connection) -> int:
+        now = time.time()
+        deleted = 0
+        with _immediate(conn):
+            if self.max_runs_per_task is not None:
+                keep = {"keep": self.max_runs_per_task}
+                deleted += conn.execute(_sql.PRUNE_COUNT, keep).rowcount
+            if self.max_age is not None:
+                cutoff = {"cutoff": _sql.ts_epoch(now - self.max_age)}
+                deleted += conn.execute(_sql.PRUNE_AGE, cutoff).rowcount
+            cutoff = {"cutoff": _sql.ts_epoch(now - _CLAIM_HORIZON)}
+            conn.execute(_sql.PRUNE_CLAIM_FLOORS, cutoff)
+            conn.execute(_sql.PRUNE_CLAIMS, cutoff)
+        self._writes = 0
+        self._last_prune = time.monotonic()
+        if deleted:
+            _log.debug("SQLite store %s: retention deleted %d run(s)", self.path, deleted)
+        return deleted
+
+    def _maybe_prune(self, conn: sqlite3.Connection, writes: int) -> None:
+        self._writes += writes
+        due = time.monotonic() - self._last_prune >= self.prune_interval
+        if self._writes < self.prune_every and not due:
+            return
+        try:
+            self._prune(conn)
+        except sqlite3.Error as exc:  # the write itself succeeded: retry at the next one
+            _log.warning("SQLite store %s: retention failed, will retry: %s", self.path, exc)
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    def _error(self, message: str) -> StoreError:
+        return StoreError(f"SQLite store {self.path}: {message}")
+
+    def _check_open(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise self._error("store is closed" if self._closed else "store is not open")
+        return self._conn
+
+    async def _call(
+        self, what: str, func: Callable[[sqlite3.Connection], _T], *, writes: int = 0
+    ) -> _T:
+        """Run ``func(connection)`` in a worker thread, one call at a time per store."""
+        self._check_open()
+
+        def run() -> _T:
+            conn = self._check_open()  # close() may have run while this call queued
+            try:
+                result = func(conn)
+            except sqlite3.Error as exc:
+                raise self._error(f"{what} failed: {exc}") from exc
+            if writes:
+                self._maybe_prune(conn, writes)
+            return result
+
+        return await anyio.to_thread.run_sync(run, limiter=self._limiter)
+
+
+@contextmanager
+def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
+    """A write transaction that takes the write lock at once (waiting ``busy_timeout``)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise

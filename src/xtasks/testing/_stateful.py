@@ -1,0 +1,213 @@
+"""A Hypothesis state machine that runs a store backend side by side with ``MemoryStore``.
+
+Needs Hypothesis, a test dependency: ``xtasks.testing`` imports this module only when
+``StoreMachine`` is first used.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import Counter
+from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, ClassVar, Final
+
+import anyio.from_thread
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from .._runs import ErrorInfo, RunRecord, RunStatus, TaskRecord, TaskState, TriggerKind
+from ..stores.memory import MemoryStore
+
+if TYPE_CHECKING:
+    from collections.abc import Collection
+
+    from anyio.from_thread import BlockingPortal
+
+    from ..abc import Store
+
+__all__ = ["StoreMachine"]
+
+_T0: Final = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+#: Small pools, so that claims collide, records are replaced and times tie.
+_TASKS: Final = ("alpha", "beta", "gamma")
+_FIRES: Final = tuple(_T0 + timedelta(seconds=s) for s in (0, 0.5, 1, 60, 3600.000001))
+_RUN_IDS: Final = tuple(f"run-{i}" for i in range(7))
+_REPLICAS: Final = ("replica-a", "replica-b")
+#: Never ``lost``: only ``reap_lost`` makes a run lost, and it is timing-based (the
+#: contract checks cover it); what a store does with a lost record written directly is
+#: not specified.
+_SAVED_STATUSES: Final = tuple(status for status in RunStatus if status is not RunStatus.LOST)
+
+
+def _task_of(run_id: str) -> str:
+    """Each run id keeps one task: the stores need not agree on runs that change task."""
+    return _TASKS[int(run_id.rsplit("-", 1)[1]) % len(_TASKS)]
+
+
+_text = st.text(max_size=12)
+_datetimes = st.datetimes(
+    min_value=datetime(2000, 1, 1),  # noqa: DTZ001 - Hypothesis takes naive bounds
+    max_value=datetime(2100, 1, 1),  # noqa: DTZ001
+    timezones=st.just(UTC),
+)
+_times = st.sampled_from(_FIRES) | _datetimes
+_json: st.SearchStrategy[Any] = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | _text,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(_text, children, max_size=3),
+    max_leaves=6,
+)
+
+
+@st.composite
+def _run_records(draw: st.DrawFn) -> RunRecord:
+    run_id = draw(st.sampled_from(_RUN_IDS))
+    return RunRecord(
+        id=run_id,
+        task=_task_of(run_id),
+        status=draw(st.sampled_from(_SAVED_STATUSES)),
+        trigger=draw(st.sampled_from(TriggerKind)),
+        scheduled_at=draw(_times),
+        started_at=draw(st.none() | _times),
+        finished_at=draw(st.none() | _times),
+        attempts=draw(st.integers(min_value=0, max_value=20)),
+        error=draw(st.none() | st.builds(ErrorInfo, _text, _text, _text)),
+        reason=draw(st.none() | _text),
+        result=draw(_json),
+        replica=draw(st.sampled_from(_REPLICAS) | _text),
+    )
+
+
+_task_records = st.builds(
+    TaskRecord,
+    state=st.sampled_from(TaskState),
+    last_fire=st.none() | st.sampled_from(_FIRES) | _datetimes,
+    consecutive_failures=st.integers(min_value=0, max_value=100),
+    alerting=st.booleans(),
+)
+_tasks = st.sampled_from(_TASKS)
+
+
+class StoreMachine(RuleBasedStateMachine):
+    """Run a backend and :class:`~xtasks.stores.memory.MemoryStore` (the model) side by side.
+
+    Each step makes the same call on both stores; they must return equal results, and
+    after every step list the same runs and load the same task states. A fire is never
+    claimed twice. The rules claim fires from a small pool, save runs one by one or in
+    batches (any status but ``lost``, random fields, ids from a small pool so that
+    records are replaced), read runs back, list them with random filters and pages, and
+    save and load task states. Lease renewal and reaping depend on real time and are left
+    to :func:`~xtasks.testing.check_lease_renewal` and its siblings.
+
+    Subclass it, define :meth:`make_store`, and expose its ``TestCase`` to pytest::
+
+        class SQLiteMachine(StoreMachine):
+            def make_store(self) -> Store:
+                return SQLiteStore(make_a_temporary_path())
+
+        TestSQLiteStore = SQLiteMachine.TestCase
+
+    Hypothesis drives machines synchronously: the async calls go through an anyio
+    blocking portal (an event loop in a thread) that each machine opens when it is made
+    and closes in :meth:`teardown`, after closing both stores.
+    """
+
+    #: The event loop the portal runs: ``"asyncio"`` or ``"trio"``.
+    anyio_backend: ClassVar[str] = "asyncio"
+
+    def make_store(self) -> Store:
+        """Return a new, unopened, empty store of the backend under test.
+
+        Called once per example (each Hypothesis example is a fresh machine), so each
+        example starts empty: for a file-backed store, a new file.
+        """
+        raise NotImplementedError("define make_store() in a subclass of StoreMachine")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.claims: Counter[tuple[str, datetime]] = Counter()  #: wins per fire, by backend
+        self._exit = ExitStack()
+        try:
+            self.portal: BlockingPortal = self._exit.enter_context(
+                anyio.from_thread.start_blocking_portal(self.anyio_backend)
+            )
+            self.model: Store = MemoryStore()
+            self.store: Store = self.make_store()
+            for store in (self.model, self.store):
+                self.portal.call(store.open)
+                self._exit.callback(self.portal.call, store.close)
+        except BaseException:
+            self._exit.close()
+            raise
+
+    def teardown(self) -> None:
+        """Close both stores, then the portal."""
+        self._exit.close()
+
+    def _both(self, method: str, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        """Call ``method`` on the backend, then on the model; return both results."""
+        got = self.portal.call(functools.partial(getattr(self.store, method), *args, **kwargs))
+        want = self.portal.call(functools.partial(getattr(self.model, method), *args, **kwargs))
+        return got, want
+
+    def _agree(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        got, want = self._both(method, *args, **kwargs)
+        if got != want:
+            call = ", ".join([*map(repr, args), *(f"{k}={v!r}" for k, v in kwargs.items())])
+            raise AssertionError(
+                f"{method}({call}): the backend returned\n  {got!r}\nthe model\n  {want!r}"
+            )
+        return got
+
+    @rule(task=_tasks, fire=st.sampled_from(_FIRES), replica=st.sampled_from(_REPLICAS))
+    def claim_fire(self, task: str, fire: datetime, replica: str) -> None:
+        if self._agree("claim_fire", task, fire, replica):
+            self.claims[task, fire] += 1
+
+    @rule(record=_run_records())
+    def save_run(self, record: RunRecord) -> None:
+        self._agree("save_run", record)
+
+    @rule(records=st.lists(_run_records(), max_size=4))
+    def save_runs(self, records: list[RunRecord]) -> None:
+        self._agree("save_runs", records)
+
+    @rule(run_id=st.sampled_from(_RUN_IDS) | st.just("run-unknown"))
+    def get_run(self, run_id: str) -> None:
+        self._agree("get_run", run_id)
+
+    @rule(
+        task=st.none() | _tasks | st.just("unknown"),
+        statuses=st.none() | st.frozensets(st.sampled_from(RunStatus), max_size=4),
+        limit=st.integers(min_value=0, max_value=8),
+        offset=st.integers(min_value=0, max_value=8),
+    )
+    def list_runs(
+        self, task: str | None, statuses: Collection[RunStatus] | None, limit: int, offset: int
+    ) -> None:
+        self._agree("list_runs", task=task, statuses=statuses, limit=limit, offset=offset)
+
+    @rule(task=_tasks, record=_task_records)
+    def save_task(self, task: str, record: TaskRecord) -> None:
+        self._agree("save_task", task, record)
+
+    @rule(task=_tasks | st.just("unknown"))
+    def load_task(self, task: str) -> None:
+        self._agree("load_task", task)
+
+    @invariant()
+    def stores_agree(self) -> None:
+        """Both list the same runs, in the same order, and hold the same task states."""
+        self._agree("list_runs", limit=len(_RUN_IDS) + 1)
+        for task in _TASKS:
+            self._agree("load_task", task)
+
+    @invariant()
+    def no_fire_claimed_twice(self) -> None:
+        twice = sorted(fire for fire, wins in self.claims.items() if wins > 1)
+        if twice:
+            raise AssertionError(f"fires claimed more than once: {twice}")

@@ -1,0 +1,288 @@
+"""Every store backend passes the same contract: ``xtasks.testing.STORE_CHECKS``.
+
+Each check is its own test, per backend and per event loop, so a failure names both. The
+second half checks the checks: stores broken on purpose must each fail the check that
+covers what they break.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+import pytest
+
+from xtasks.abc import Store
+from xtasks.stores.memory import MemoryStore
+from xtasks.testing import (
+    STORE_CHECKS,
+    check_claim_exclusivity,
+    check_close_idempotent,
+    check_errors_are_store_errors,
+    check_fencing,
+    check_last_fire_monotonic,
+    check_lease_expiry_and_reaping,
+    check_lease_renewal,
+    check_list_runs_order_and_paging,
+    check_round_trip,
+    check_store,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Collection
+    from datetime import datetime
+    from pathlib import Path
+
+    from xtasks import RunRecord, RunStatus, TaskRecord
+    from xtasks.testing import StoreFactory
+
+    Check = Callable[[StoreFactory], Awaitable[None]]
+
+pytestmark = pytest.mark.anyio
+
+
+def _memory_factory() -> StoreFactory:
+    """Replicas of an in-process backend share one object: one MemoryStore per lease TTL.
+
+    Within a check every object is made with the same TTL, so the check's replicas are one
+    MemoryStore, which is then opened and closed more than once (MemoryStore allows it).
+    """
+    stores: dict[float, MemoryStore] = {}
+
+    async def make_store(*, lease_ttl: float) -> Store:
+        store = stores.get(lease_ttl)
+        if store is None:
+            store = stores[lease_ttl] = MemoryStore(lease_ttl=lease_ttl)
+        return store
+
+    return make_store
+
+
+def _sqlite_factory(path: Path) -> StoreFactory:
+    """Replicas on one SQLite file: a new SQLiteStore object at each call."""
+    from xtasks.stores.sqlite import SQLiteStore
+
+    async def make_store(*, lease_ttl: float) -> Store:
+        return SQLiteStore(path, lease_ttl=lease_ttl)
+
+    return make_store
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """The backend under test. Service-backed ones will carry ``external_service``."""
+    return str(request.param)
+
+
+@pytest.fixture
+def make_store(backend: str, tmp_path: Path) -> StoreFactory:
+    if backend == "memory":
+        return _memory_factory()
+    return _sqlite_factory(tmp_path / "xtasks.db")
+
+
+@pytest.mark.parametrize("check", STORE_CHECKS, ids=lambda check: check.__name__)
+async def test_store_contract(check: Check, make_store: StoreFactory) -> None:
+    await check(make_store)
+
+
+async def test_check_store_runs_every_check_in_order_and_stops_at_the_first_failure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import xtasks.testing._contract as contract
+
+    calls: list[tuple[str, object]] = []
+
+    def fake(name: str, *, fails: bool = False) -> Check:
+        async def check(make_store: StoreFactory) -> None:
+            calls.append((name, make_store))
+            if fails:
+                raise AssertionError(f"{name}: broken")
+
+        return check
+
+    factory = _memory_factory()
+    monkeypatch.setattr(contract, "STORE_CHECKS", (fake("one"), fake("two")))
+    await check_store(factory)
+    assert calls == [("one", factory), ("two", factory)]
+
+    calls.clear()
+    checks = (fake("one"), fake("two", fails=True), fake("three"))
+    monkeypatch.setattr(contract, "STORE_CHECKS", checks)
+    with pytest.raises(AssertionError, match="^two: broken$"):
+        await check_store(factory)
+    assert [name for name, _ in calls] == ["one", "two"]
+
+
+def test_every_public_check_is_in_store_checks() -> None:
+    import xtasks.testing
+
+    public = {
+        getattr(xtasks.testing, name)
+        for name in xtasks.testing.__all__
+        if name.startswith("check_") and name != "check_store"
+    }
+    assert public == set(STORE_CHECKS)
+    assert len(STORE_CHECKS) == len(set(STORE_CHECKS))
+    assert all(check.__doc__ for check in STORE_CHECKS)
+
+
+# --- The checks catch broken stores -----------------------------------------------------
+
+
+class _Delegate(Store):
+    """A correct store (a MemoryStore) that the broken stores below spoil one way each."""
+
+    def __init__(self, inner: MemoryStore) -> None:
+        self.inner = inner
+        self.lease_ttl = inner.lease_ttl
+
+    async def open(self) -> None:
+        await self.inner.open()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def claim_fire(self, task: str, fire_time: datetime, replica: str) -> bool:
+        return await self.inner.claim_fire(task, fire_time, replica)
+
+    async def save_run(self, record: RunRecord) -> bool:
+        return await self.inner.save_run(record)
+
+    async def save_runs(self, records: Collection[RunRecord]) -> list[str]:
+        return await self.inner.save_runs(records)
+
+    async def renew_leases(self, replica: str, run_ids: Collection[str]) -> set[str]:
+        return await self.inner.renew_leases(replica, run_ids)
+
+    async def reap_lost(self) -> list[RunRecord]:
+        return await self.inner.reap_lost()
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        return await self.inner.get_run(run_id)
+
+    async def list_runs(
+        self,
+        *,
+        task: str | None = None,
+        statuses: Collection[RunStatus] | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[RunRecord]:
+        return await self.inner.list_runs(task=task, statuses=statuses, limit=limit, offset=offset)
+
+    async def load_task(self, task: str) -> TaskRecord | None:
+        return await self.inner.load_task(task)
+
+    async def save_task(self, task: str, record: TaskRecord) -> None:
+        await self.inner.save_task(task, record)
+
+
+class _EveryClaimWins(_Delegate):
+    async def claim_fire(self, task: str, fire_time: datetime, replica: str) -> bool:
+        await self.inner.claim_fire(task, fire_time, replica)
+        return True
+
+
+class _LastFireGoesBack(_Delegate):
+    async def save_task(self, task: str, record: TaskRecord) -> None:
+        await self.inner.save_task(task, record)
+        self.inner._tasks[task] = record  # the stale value wins
+
+
+class _NaiveDatetimes(_Delegate):
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        record = await self.inner.get_run(run_id)
+        if record is None:
+            return None
+        return record.evolve(scheduled_at=record.scheduled_at.replace(tzinfo=None))
+
+
+class _ReapsTwice(_Delegate):
+    """Returns the lost runs again to the next caller, as a reaper without a claim would."""
+
+    async def reap_lost(self) -> list[RunRecord]:
+        reaped = await self.inner.reap_lost()
+        shared: list[RunRecord] = getattr(self.inner, "reaped_before", [])
+        self.inner.reaped_before = reaped  # type: ignore[attr-defined]
+        return reaped or shared
+
+
+class _NoFencing(_Delegate):
+    async def save_run(self, record: RunRecord) -> bool:
+        self.inner._runs.pop(record.id, None)
+        return await self.inner.save_run(record)
+
+    async def save_runs(self, records: Collection[RunRecord]) -> list[str]:
+        return [record.id for record in records if not await self.save_run(record)]
+
+
+class _RenewalIgnored(_Delegate):
+    async def renew_leases(self, replica: str, run_ids: Collection[str]) -> set[str]:
+        held = {i for i in run_ids if self.inner._leases.get(i, ("",))[0] == replica}
+        return set(run_ids) - held
+
+
+class _OldestFirst(_Delegate):
+    async def list_runs(
+        self,
+        *,
+        task: str | None = None,
+        statuses: Collection[RunStatus] | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[RunRecord]:
+        every = await self.inner.list_runs(task=task, statuses=statuses, limit=10**9)
+        return every[::-1][offset : offset + limit]
+
+
+class _CloseTwiceFails(_Delegate):
+    async def close(self) -> None:
+        if getattr(self.inner, "closed", False):
+            raise RuntimeError("already closed")
+        self.inner.closed = True  # type: ignore[attr-defined]
+
+    async def open(self) -> None:
+        self.inner.closed = False  # type: ignore[attr-defined]
+
+
+class _DriverErrorAfterClose(_Delegate):
+    """After close, get_run leaks a driver's error (and the rest silently work)."""
+
+    async def close(self) -> None:
+        self.inner.closed = True  # type: ignore[attr-defined]
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        if getattr(self.inner, "closed", False):
+            raise ValueError("Cannot operate on a closed database.")
+        return await self.inner.get_run(run_id)
+
+
+@pytest.mark.parametrize(
+    ("broken", "check", "message"),
+    [
+        pytest.param(broken, check, message, id=broken.__name__.lstrip("_"))
+        for broken, check, message in [
+            (_EveryClaimWins, check_claim_exclusivity, "exactly one must"),
+            (_LastFireGoesBack, check_last_fire_monotonic, "save_task with an earlier last_fire"),
+            (_NaiveDatetimes, check_round_trip, "is not an aware UTC datetime"),
+            (_ReapsTwice, check_lease_expiry_and_reaping, "more than one reap_lost call"),
+            (_NoFencing, check_fencing, "late write to a lost run returned True"),
+            (_RenewalIgnored, check_lease_renewal, "after its lease was renewed"),
+            (_OldestFirst, check_list_runs_order_and_paging, "list_runs(task="),
+            (_CloseTwiceFails, check_close_idempotent, "close() must be idempotent"),
+            (_DriverErrorAfterClose, check_errors_are_store_errors, "get_run() raised builtins."),
+        ]
+    ],
+)
+async def test_checks_catch_broken_stores(
+    broken: type[_Delegate], check: Check, message: str
+) -> None:
+    stores: dict[float, MemoryStore] = {}
+
+    async def make_store(*, lease_ttl: float) -> Store:
+        inner = stores.setdefault(lease_ttl, MemoryStore(lease_ttl=lease_ttl))
+        return broken(inner)
+
+    with pytest.raises(AssertionError, match=rf"^{check.__name__}: .*{re.escape(message)}"):
+        await check(make_store)

@@ -1,0 +1,571 @@
+"""SQLiteStore: durability, several store objects (and processes) on one file, leases, fencing."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+import textwrap
+import time
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import pytest
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from xtasks import RunRecord, RunStatus, StoreError
+from xtasks._errors import ConfigError
+from xtasks._runs import ErrorInfo, TaskRecord, TaskState, TriggerKind
+from xtasks.stores import open_store
+from xtasks.stores.sqlite import SQLiteStore
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
+pytestmark = pytest.mark.anyio
+
+T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+def run(run_id: str, *, task: str = "t", status: RunStatus = RunStatus.SUCCEEDED, **kw: Any):
+    kw.setdefault("scheduled_at", T0)
+    kw.setdefault("trigger", TriggerKind.SCHEDULE)
+    return RunRecord(id=run_id, task=task, status=status, **kw)
+
+
+@asynccontextmanager
+async def opened(path: Path, **kw: Any) -> AsyncIterator[SQLiteStore]:
+    store = SQLiteStore(path, **kw)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "xtasks.db"
+
+
+# -- URL, life cycle, schema ----------------------------------------------------------
+
+
+def test_open_store_url(tmp_path: Path) -> None:
+    store = open_store("sqlite:///some/dir/x.db")
+    assert isinstance(store, SQLiteStore)
+    assert store.path == "some/dir/x.db"
+    absolute = open_store(f"sqlite:///{tmp_path}/x.db")  # sqlite:////tmp/...
+    assert isinstance(absolute, SQLiteStore)
+    assert absolute.path == f"{tmp_path}/x.db"
+    for bad in ("sqlite://", "sqlite:///", "sqlite://host/x.db", "sqlite:x.db"):
+        with pytest.raises(ConfigError, match=r"sqlite:///relative/path\.db"):
+            open_store(bad)
+
+
+def test_bad_options() -> None:
+    with pytest.raises(ConfigError, match="lease_ttl"):
+        SQLiteStore("x.db", lease_ttl=0)
+    with pytest.raises(ConfigError, match="max_runs_per_task"):
+        SQLiteStore("x.db", max_runs_per_task=0)
+    with pytest.raises(ConfigError, match="max_age"):
+        SQLiteStore("x.db", max_age=-1)
+
+
+async def test_wal_mode_and_schema_version(db: Path) -> None:
+    async with opened(db):
+        pass
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"claims", "runs", "tasks"} <= tables
+    conn.close()
+
+
+async def test_reopen_keeps_everything(db: Path) -> None:
+    async with opened(db) as store:
+        await store.save_run(run("r1", result={"n": 1}))
+        await store.save_task("t", TaskRecord(state=TaskState.PAUSED, last_fire=T0))
+    async with opened(db) as store:
+        assert (await store.get_run("r1")) == run("r1", result={"n": 1})
+        assert await store.load_task("t") == TaskRecord(state=TaskState.PAUSED, last_fire=T0)
+
+
+async def test_newer_schema_is_refused(db: Path) -> None:
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    with pytest.raises(StoreError, match="upgrade xtasks") as info:
+        await SQLiteStore(db).open()
+    assert str(db) in str(info.value)
+
+
+async def test_concurrent_openers_migrate_once(db: Path) -> None:
+    stores = [SQLiteStore(db) for _ in range(6)]
+    async with anyio.create_task_group() as tg:
+        for store in stores:
+            tg.start_soon(store.open)
+    try:
+        assert await stores[0].claim_fire("t", T0, "a")
+        assert not await stores[-1].claim_fire("t", T0, "b")
+    finally:
+        for store in stores:
+            await store.close()
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    conn.close()
+
+
+async def test_corrupted_file_names_the_path(db: Path) -> None:
+    await anyio.Path(db).write_bytes(b"this is not a database at all " * 200)
+    with pytest.raises(StoreError, match="cannot open") as info:
+        await SQLiteStore(db).open()
+    assert str(db) in str(info.value)
+    assert isinstance(info.value.__cause__, sqlite3.DatabaseError)
+
+
+async def test_missing_directory_names_the_path(tmp_path: Path) -> None:
+    path = tmp_path / "nowhere" / "x.db"
+    with pytest.raises(StoreError, match="does not exist") as info:
+        await SQLiteStore(path).open()
+    assert str(path) in str(info.value)
+    assert not (tmp_path / "nowhere").exists()
+
+
+async def test_close_is_idempotent_and_calls_after_close_fail(db: Path) -> None:
+    store = SQLiteStore(db)
+    with pytest.raises(StoreError, match="not open"):
+        await store.get_run("x")
+    await store.open()
+    await store.save_run(run("r1"))
+    await store.close()
+    await store.close()
+    for call in (
+        store.get_run("r1"),
+        store.list_runs(),
+        store.claim_fire("t", T0, "a"),
+        store.save_runs([run("r2")]),
+        store.save_runs([]),
+        store.renew_leases("a", []),
+        store.reap_lost(),
+        store.load_task("t"),
+        store.save_task("t", TaskRecord()),
+        store.open(),
+    ):
+        with pytest.raises(StoreError, match="store is closed"):
+            await call
+    async with opened(db) as again:  # what was written before close is there
+        assert await again.get_run("r1") is not None
+
+
+async def test_driver_errors_are_wrapped(db: Path) -> None:
+    async with opened(db, busy_timeout=0.05) as store:
+        other = sqlite3.connect(db, isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")
+        try:
+            with pytest.raises(StoreError, match="claim failed.*locked") as info:
+                await store.claim_fire("t", T0, "a")
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert isinstance(info.value.__cause__, sqlite3.OperationalError)
+        assert str(db) in str(info.value)
+        assert await store.claim_fire("t", T0, "a")  # the failed claim was not made
+
+
+# -- round trips ----------------------------------------------------------------------
+
+
+async def test_round_trip_every_field(db: Path) -> None:
+    paris = timezone(timedelta(hours=2))
+    record = RunRecord(
+        id="r1",
+        task="billing.export",
+        status=RunStatus.FAILED,
+        trigger=TriggerKind.CATCH_UP,
+        scheduled_at=datetime(2026, 3, 29, 4, 30, 0, 1, tzinfo=paris),
+        started_at=datetime(2026, 3, 29, 2, 30, 1, 999999, tzinfo=UTC),
+        finished_at=datetime(2026, 3, 29, 2, 30, 2, tzinfo=UTC),
+        attempts=3,
+        error=ErrorInfo("ValueError", "bad 'x' — é", "Traceback...\n  line 1\n"),
+        reason="because",
+        result={"rows": [1, 2.5, None, True], "name": "ü"},
+        replica="host-1:42",
+    )
+    async with opened(db) as store:
+        assert await store.save_run(record)
+        got = await store.get_run("r1")
+        assert got == record
+        assert got is not None
+        for value in (got.scheduled_at, got.started_at, got.finished_at):
+            assert value is not None and value.tzinfo is UTC
+        assert got.scheduled_at.hour == 2 and got.scheduled_at.microsecond == 1
+        assert await store.get_run("nope") is None
+
+        empty = run("r2", status=RunStatus.QUEUED, trigger=TriggerKind.SUBMIT)
+        await store.save_run(empty)
+        assert await store.get_run("r2") == empty
+        no_message = run("r3", error=ErrorInfo("KeyError", ""))
+        await store.save_run(no_message)
+        assert await store.get_run("r3") == no_message
+
+
+async def test_result_not_json_is_stored_as_repr(db: Path) -> None:
+    class Thing:
+        def __repr__(self) -> str:
+            return "<Thing 7>"
+
+    loop: list[Any] = []
+    loop.append(loop)
+    async with opened(db) as store:
+        await store.save_runs(
+            [
+                run("a", result=Thing()),
+                run("b", result={"at": T0}),
+                run("c", result=loop),
+                run("d", result=(1, "x")),
+                run("e", result="text"),
+            ]
+        )
+        results = {r.id: r.result for r in await store.list_runs()}
+    assert results == {
+        "a": "<Thing 7>",
+        "b": repr({"at": T0}),
+        "c": "[[...]]",
+        "d": [1, "x"],
+        "e": "text",
+    }
+
+
+async def test_naive_datetime_is_refused(db: Path) -> None:
+    async with opened(db) as store:
+        with pytest.raises(ValueError, match="naive"):
+            await store.claim_fire("t", datetime(2026, 1, 1), "a")
+
+
+async def test_save_is_an_upsert_keeping_insertion_order(db: Path) -> None:
+    async with opened(db) as store:
+        await store.save_runs([run("a"), run("b")])
+        await store.save_run(run("a", status=RunStatus.FAILED, attempts=2))
+        assert [r.id for r in await store.list_runs()] == ["b", "a"]
+        assert (await store.get_run("a")) == run("a", status=RunStatus.FAILED, attempts=2)
+
+
+# -- claims and task state ------------------------------------------------------------
+
+
+async def test_claim_is_exclusive_across_two_stores(db: Path) -> None:
+    wins: list[str] = []
+    async with opened(db) as one, opened(db) as two:
+
+        async def contend(store: SQLiteStore, name: str) -> None:
+            if await store.claim_fire("t", T0, name):
+                wins.append(name)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(50):
+                tg.start_soon(contend, (one, two)[i % 2], f"r{i}")
+        assert len(wins) == 1
+        assert not await two.claim_fire("t", T0, "late")
+        # the same instant written in another zone is the same fire
+        assert not await one.claim_fire("t", T0.astimezone(timezone(timedelta(hours=-5))), "x")
+        assert await one.claim_fire("other", T0, "x")  # another task, same time
+        assert (await two.load_task("t")) == TaskRecord(last_fire=T0)
+
+
+_CLAIMER = textwrap.dedent(
+    """
+    import json, sys
+    from datetime import datetime, timedelta, timezone
+    import anyio
+    from xtasks.stores.sqlite import SQLiteStore
+
+    async def main():
+        store = SQLiteStore(sys.argv[1])
+        await store.open()
+        t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+        won = [i for i in range(int(sys.argv[2]))
+               if await store.claim_fire("tick", t0 + timedelta(seconds=i), sys.argv[3])]
+        await store.close()
+        print(json.dumps(won))
+
+    anyio.run(main)
+    """
+)
+
+
+async def test_claim_is_exclusive_across_processes(db: Path) -> None:
+    fires = 150
+    results: list[list[int]] = []
+
+    async def claimer(name: str) -> None:
+        args = [sys.executable, "-c", _CLAIMER, str(db), str(fires), name]
+        done = await anyio.run_process(args, check=True)
+        results.append(json.loads(done.stdout))
+
+    async with anyio.create_task_group() as tg:  # three processes open a fresh file at once
+        for name in ("p1", "p2", "p3"):
+            tg.start_soon(claimer, name)
+    won = sorted(i for result in results for i in result)
+    assert won == list(range(fires))
+    async with opened(db) as store:
+        last = T0.replace(2026, 1, 1, 0, 0, 0, 0) + timedelta(seconds=fires - 1)
+        assert (await store.load_task("tick")) == TaskRecord(last_fire=last)
+
+
+_WRITER = textwrap.dedent(
+    """
+    import sys
+    from datetime import datetime, timezone
+    import anyio
+    from xtasks import RunRecord, RunStatus
+    from xtasks._runs import TriggerKind
+
+    async def main():
+        from xtasks.stores.sqlite import SQLiteStore
+        store = SQLiteStore(sys.argv[1])
+        await store.open()
+        t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+        for i in range(100_000):
+            batch = [
+                RunRecord(id=f"r{i}-{j}", task="t", status=RunStatus.SUCCEEDED,
+                          trigger=TriggerKind.SUBMIT, scheduled_at=t0, result=[i, j])
+                for j in range(5)
+            ]
+            await store.save_runs(batch)
+            print(i, flush=True)
+
+    anyio.run(main)
+    """
+)
+
+
+async def test_sigkill_during_writes_loses_no_reported_run(db: Path) -> None:
+    """Every batch whose save returned before a SIGKILL is in the database afterwards."""
+    async with await anyio.open_process([sys.executable, "-c", _WRITER, str(db)]) as process:
+        assert process.stdout is not None
+        lines = BufferedByteReceiveStream(process.stdout)
+        reported = -1
+        while reported < 200:  # stop it in the middle of a burst of writes
+            reported = int(await lines.receive_until(b"\n", 100))
+        process.kill()
+        await process.wait()
+    async with opened(db) as store:
+        for i in (0, reported // 2, reported):
+            assert await store.get_run(f"r{i}-4") is not None
+        assert len(await store.list_runs(limit=10**6)) >= 5 * (reported + 1)
+
+
+async def test_last_fire_never_moves_backwards(db: Path) -> None:
+    later, earlier = T0 + timedelta(minutes=5), T0 - timedelta(minutes=5)
+    async with opened(db) as store:
+        assert await store.load_task("t") is None
+        assert await store.claim_fire("t", later, "a")
+        assert await store.claim_fire("t", earlier, "a")  # a claim, but last_fire stays
+        assert (await store.load_task("t")) == TaskRecord(last_fire=later)
+
+        await store.save_task("t", TaskRecord(state=TaskState.CANCELLED, last_fire=T0))
+        await store.save_task("u", TaskRecord(consecutive_failures=3, alerting=True))
+        assert (await store.load_task("t")) == TaskRecord(
+            state=TaskState.CANCELLED, last_fire=later
+        )
+        await store.save_task("t", TaskRecord(last_fire=None))
+        assert (await store.load_task("t")) == TaskRecord(last_fire=later)
+        assert (await store.load_task("u")) == TaskRecord(consecutive_failures=3, alerting=True)
+        await store.save_task("u", TaskRecord(last_fire=later))
+        assert (await store.load_task("u")) == TaskRecord(last_fire=later)
+        assert await store.claim_fire("t", later + timedelta(seconds=1), "a")
+        state = await store.load_task("t")
+        assert state is not None and state.last_fire == later + timedelta(seconds=1)
+
+
+async def test_old_claims_are_pruned_behind_a_floor(db: Path) -> None:
+    old = datetime(2020, 1, 1, tzinfo=UTC)
+    async with opened(db) as store:
+        for minutes in (0, 1, 3):
+            assert await store.claim_fire("t", old + timedelta(minutes=minutes), "a")
+        await store.prune()
+        assert not await store.claim_fire("t", old + timedelta(minutes=2), "a")  # below floor
+        assert not await store.claim_fire("t", old + timedelta(minutes=3), "a")
+        assert await store.claim_fire("t", old + timedelta(minutes=4), "a")
+        assert await store.claim_fire("u", old, "a")  # floors are per task
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT fire_time FROM claims WHERE task = 't'").fetchall() == [
+        ((old + timedelta(minutes=4)).isoformat(timespec="microseconds"),)
+    ]
+    conn.close()
+
+
+# -- leases and fencing ---------------------------------------------------------------
+
+
+async def test_lease_expiry_reaps_once_and_fences_late_writes(db: Path) -> None:
+    async with opened(db, lease_ttl=0.2) as one, opened(db, lease_ttl=0.2) as two:
+        running = run("r1", status=RunStatus.RUNNING, replica="a", attempts=1)
+        await one.save_runs([running, run("r2", status=RunStatus.RUNNING, replica="a")])
+        await one.save_run(run("r2", status=RunStatus.SUCCEEDED, replica="a"))  # releases
+        assert await two.reap_lost() == []  # not expired yet
+        await anyio.sleep(0.25)
+
+        reaped: list[RunRecord] = []
+
+        async def reap(store: SQLiteStore) -> None:
+            reaped.extend(await store.reap_lost())
+
+        async with anyio.create_task_group() as tg:
+            for store in (one, two, one, two):
+                tg.start_soon(reap, store)
+        lost = running.evolve(
+            status=RunStatus.LOST, reason="lost: its replica a went silent past its lease"
+        )
+        assert reaped == [lost]
+        assert await one.reap_lost() == []
+
+        late = running.evolve(status=RunStatus.SUCCEEDED, result=1)
+        assert not await one.save_run(late)
+        assert await one.save_runs([run("r3"), late, run("r4")]) == ["r1"]
+        assert await two.get_run("r1") == lost
+        assert await two.get_run("r3") is not None
+        assert await one.renew_leases("a", ["r1"]) == {"r1"}
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT epoch, lease_owner FROM runs WHERE id = 'r1'").fetchone() == (
+        1,
+        None,
+    )
+    conn.close()
+
+
+async def test_renew_keeps_a_run_alive(db: Path) -> None:
+    async with opened(db, lease_ttl=0.25) as one, opened(db, lease_ttl=0.25) as two:
+        await one.save_run(run("mine", status=RunStatus.RUNNING, replica="a"))
+        await one.save_run(run("theirs", status=RunStatus.RUNNING, replica="b"))
+        for _ in range(4):  # 0.4 s in all: longer than the lease
+            await anyio.sleep(0.1)
+            assert await one.renew_leases("a", ["mine", "theirs", "ghost"]) == {"theirs", "ghost"}
+            assert await two.renew_leases("b", ["theirs"]) == set()
+        assert await two.reap_lost() == []
+        assert await one.renew_leases("a", []) == set()
+        await anyio.sleep(0.3)
+        assert {r.id for r in await two.reap_lost()} == {"mine", "theirs"}
+
+
+async def test_only_running_runs_are_reaped(db: Path) -> None:
+    """A retry waiting between attempts keeps its lease but is not lost (abc.reap_lost)."""
+    async with opened(db, lease_ttl=0.05) as store:
+        await store.save_run(run("r", status=RunStatus.QUEUED))
+        await store.save_run(run("w", status=RunStatus.RUNNING, replica="a"))
+        await store.save_run(run("w", status=RunStatus.WAITING, replica="a"))
+        await anyio.sleep(0.08)
+        assert await store.reap_lost() == []
+        assert await store.renew_leases("a", ["r", "w"]) == {"r"}  # r never had a lease
+        await store.save_run(run("r", status=RunStatus.RUNNING, replica="a"))
+        await anyio.sleep(0.08)
+        assert [r.id for r in await store.reap_lost()] == ["r"]
+
+
+# -- history --------------------------------------------------------------------------
+
+
+async def test_list_runs_newest_first_with_filters_and_paging(db: Path) -> None:
+    records = [
+        run("a1", task="a", scheduled_at=T0),
+        run("b1", task="b", scheduled_at=T0 + timedelta(seconds=1), status=RunStatus.FAILED),
+        run("a2", task="a", scheduled_at=T0 + timedelta(seconds=2), status=RunStatus.FAILED),
+        run("a3", task="a", scheduled_at=T0 + timedelta(seconds=2)),  # same time, later insert
+        run("a0", task="a", scheduled_at=T0 - timedelta(days=400)),
+    ]
+    async with opened(db) as store:
+        await store.save_runs(records)
+
+        async def ids(**kw: Any) -> list[str]:
+            return [r.id for r in await store.list_runs(**kw)]
+
+        assert await ids() == ["a3", "a2", "b1", "a1", "a0"]
+        assert await ids(task="a") == ["a3", "a2", "a1", "a0"]
+        assert await ids(task="a", limit=2, offset=1) == ["a2", "a1"]
+        assert await ids(task="a", offset=10) == []
+        assert await ids(limit=0) == []
+        assert await ids(statuses=[RunStatus.FAILED]) == ["a2", "b1"]
+        assert await ids(task="b", statuses={RunStatus.FAILED, RunStatus.LOST}) == ["b1"]
+        assert await ids(statuses=[]) == []
+        assert await ids(task="zzz") == []
+
+
+async def test_retention_prunes_but_keeps_live_runs(db: Path) -> None:
+    def at(i: int) -> datetime:
+        return T0 + timedelta(minutes=i)
+
+    async with opened(db, max_runs_per_task=3) as store:
+        store.prune_every = 10**9
+        await store.save_runs(
+            [run("old-running", status=RunStatus.RUNNING, scheduled_at=at(-1), replica="a")]
+            + [run("old-queued", status=RunStatus.QUEUED, scheduled_at=at(-1))]
+            + [run(f"t{i}", scheduled_at=at(i)) for i in range(6)]
+            + [run(f"u{i}", task="u", scheduled_at=at(i)) for i in range(2)]
+        )
+        assert await store.prune() == 3
+        left = {r.id for r in await store.list_runs(limit=100)}
+        assert left == {"old-running", "old-queued", "t3", "t4", "t5", "u0", "u1"}
+
+    now = datetime.now(UTC)
+    async with opened(db, max_age=3600) as store:
+        await store.save_runs(
+            [
+                run("ancient", scheduled_at=now - timedelta(days=2)),
+                run("long", scheduled_at=now - timedelta(days=2), finished_at=now),
+                run("stuck", status=RunStatus.RUNNING, scheduled_at=now - timedelta(days=2)),
+                run("fresh", scheduled_at=now),
+            ]
+        )
+        await store.prune()
+        left = {r.id for r in await store.list_runs(limit=100)}
+        assert {"long", "stuck", "fresh"} <= left and "ancient" not in left
+
+
+async def test_retention_runs_by_itself_after_writes(db: Path) -> None:
+    async with opened(db, max_runs_per_task=2) as store:
+        store.prune_every = 5
+        for i in range(4):
+            await store.save_run(run(f"r{i}", scheduled_at=T0 + timedelta(seconds=i)))
+        assert len(await store.list_runs()) == 4  # not yet: off the hot path
+        await store.save_run(run("r4", scheduled_at=T0 + timedelta(seconds=4)))
+        assert [r.id for r in await store.list_runs()] == ["r4", "r3"]
+
+
+# -- the event loop -------------------------------------------------------------------
+
+
+async def test_event_loop_is_not_blocked_while_sqlite_waits(db: Path) -> None:
+    async with opened(db) as store:
+        other = sqlite3.connect(db, isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")
+        ticks = 0
+        elapsed = 0.0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await anyio.sleep(0.01)
+                ticks += 1
+
+        async def claim() -> None:
+            nonlocal elapsed
+            start = time.monotonic()
+            assert await store.claim_fire("t", T0, "a")  # waits for the lock in its thread
+            elapsed = time.monotonic() - start
+            tg.cancel_scope.cancel()
+
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(tick)
+                tg.start_soon(claim)
+                await anyio.sleep(0.3)
+                other.execute("COMMIT")
+        finally:
+            other.close()
+        assert elapsed >= 0.25
+        assert ticks >= 10

@@ -1,0 +1,33 @@
+"""The SQLite store agrees with the memory store, step by step, in random histories."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from hypothesis import settings
+
+from xtasks.stores.sqlite import SQLiteStore
+from xtasks.testing import StoreMachine
+
+if TYPE_CHECKING:
+    from xtasks.abc import Store
+
+
+class SQLiteMachine(StoreMachine):
+    """A new SQLite file per example, removed at teardown."""
+
+    def make_store(self) -> Store:
+        self._tmp = tempfile.TemporaryDirectory(prefix="xtasks-machine-")
+        return SQLiteStore(Path(self._tmp.name) / "xtasks.db")
+
+    def teardown(self) -> None:
+        try:
+            super().teardown()
+        finally:
+            self._tmp.cleanup()
+
+
+SQLiteMachine.TestCase.settings = settings(max_examples=50, stateful_step_count=20, deadline=None)
+TestSQLiteStore = SQLiteMachine.TestCase
