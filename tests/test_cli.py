@@ -51,7 +51,12 @@ class Site:
         env = {k: v for k, v in os.environ.items() if not k.startswith("XTASKS_")}
         env["PYTHONUNBUFFERED"] = "1"
         env["PYTHONPATH"] = os.pathsep.join(
-            [str(self.path), *map(str, self.paths), *filter(None, [os.environ.get("PYTHONPATH")])]
+            [
+                str(self.path),
+                *map(str, self.paths),
+                str(ROOT),  # the tests' own modules (--app tests._cli_app:scheduler)
+                *filter(None, [os.environ.get("PYTHONPATH")]),
+            ]
         )
         if plugins is None:
             env["XTASKS_DISABLE_PLUGIN_AUTOLOAD"] = "1"
@@ -62,7 +67,7 @@ class Site:
     def start(self, *args: str, plugins: str | None = None, **env: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
             [sys.executable, "-m", "xtasks", *args],
-            cwd=ROOT,
+            cwd=self.path,  # the default store (sqlite:///xtasks.db) lands here, not in the repo
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

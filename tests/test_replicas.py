@@ -35,7 +35,12 @@ class Replica:
     """One replica process and the lines it printed."""
 
     def __init__(
-        self, db: Path, name: str, lines: queue.Queue[str] | None = None, **env: str
+        self,
+        db: Path,
+        name: str,
+        *,
+        lines: queue.Queue[str] | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.name = name
         self.lines: queue.Queue[str] = lines if lines is not None else queue.Queue()
@@ -51,10 +56,11 @@ class Replica:
                 **os.environ,
                 "XTASKS_TEST_STORE": f"sqlite:///{db}",
                 "XTASKS_TEST_REPLICA": name,
-                **env,
+                **(env or {}),
             },
         )
-        threading.Thread(target=self._read, daemon=True).start()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
         self.wait_for(lambda line: line == f"READY {name}")
 
     def _read(self) -> None:
@@ -86,12 +92,22 @@ class Replica:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        return self.proc.returncode, self._close_pipes()
+
+    def _close_pipes(self) -> str:
+        self.reader.join(timeout=10)  # it ends at EOF, once the process is gone
         err = self.proc.stderr.read() if self.proc.stderr else ""
-        return self.proc.returncode, err
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
+        return err
 
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self._close_pipes()
 
 
 def runs_in(db: Path, task: str) -> list[RunRecord]:
@@ -121,7 +137,7 @@ def nth(n: int, prefix: str) -> Callable[[str], bool]:
 def test_three_processes_run_every_fire_exactly_once(tmp_path: Path) -> None:
     db = tmp_path / "shared.db"
     lines: queue.Queue[str] = queue.Queue()  # one stream for the whole fleet
-    replicas = [Replica(db, f"replica-{i}", lines) for i in range(3)]
+    replicas = [Replica(db, f"replica-{i}", lines=lines) for i in range(3)]
     try:
         replicas[0].wait_for(nth(15, "FINAL tick "))  # about 3 s of 0.2 s fires
     finally:
@@ -142,9 +158,9 @@ def test_a_killed_replica_s_run_is_marked_lost_and_the_others_keep_firing(
 ) -> None:
     db = tmp_path / "shared.db"
     env = {"XTASKS_TEST_LEASE": "0.6"}
-    doomed = Replica(db, "doomed", XTASKS_TEST_TASKS="hang", **env)
+    doomed = Replica(db, "doomed", env={"XTASKS_TEST_TASKS": "hang", **env})
     doomed.wait_for(lambda line: line == "STARTED hang")
-    survivor = Replica(db, "survivor", XTASKS_TEST_TASKS="tick,hang", **env)
+    survivor = Replica(db, "survivor", env={"XTASKS_TEST_TASKS": "tick,hang", **env})
     try:
         doomed.kill()
         line = survivor.wait_for(lambda line: line.startswith("FINAL hang ") and " lost " in line)
@@ -164,11 +180,11 @@ def test_a_restart_after_downtime_catches_up_once_and_records_the_rest_missed(
 ) -> None:
     db = tmp_path / "one.db"
     env = {"XTASKS_TEST_GRACE": "0.1"}
-    first = Replica(db, "first", **env)
+    first = Replica(db, "first", env=env)
     first.wait_for(lambda line: line.startswith("FINAL tick "))
     assert first.stop()[0] == 0
     time.sleep(1.5)  # downtime: the fires of these 1.5 s pass while nothing runs
-    second = Replica(db, "second", **env)
+    second = Replica(db, "second", env=env)
     second.wait_for(lambda line: line.startswith("FINAL tick ") and line.endswith("catch_up"))
     second.wait_for(lambda line: line.startswith("FINAL tick ") and line.endswith("schedule"))
     assert second.stop()[0] == 0
@@ -185,7 +201,7 @@ def test_a_restart_after_downtime_catches_up_once_and_records_the_rest_missed(
 
 def test_a_kill_during_a_burst_of_writes_keeps_every_reported_run(tmp_path: Path) -> None:
     db = tmp_path / "burst.db"
-    replica = Replica(db, "burst", XTASKS_TEST_TASKS="none", XTASKS_TEST_BURST="3000")
+    replica = Replica(db, "burst", env={"XTASKS_TEST_TASKS": "none", "XTASKS_TEST_BURST": "3000"})
     for _ in range(300):
         replica.wait_for(lambda line: line.startswith("FINAL "))
     replica.kill()

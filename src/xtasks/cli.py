@@ -42,7 +42,7 @@ _ENV_SWITCHES = {
 }
 
 #: The store used when neither ``--store`` nor ``--app`` is given.
-DEFAULT_STORE = "memory://"
+DEFAULT_STORE = "sqlite:///xtasks.db"
 
 
 class _UsageError(XtasksError):

@@ -88,6 +88,7 @@ MIGRATIONS: list[tuple[str, ...]] = [
             last_fire TEXT,
             consecutive_failures INTEGER NOT NULL DEFAULT 0,
             alerting INTEGER NOT NULL DEFAULT 0,
+            anchor TEXT,
             claim_floor TEXT
         )""",
     ),
@@ -143,14 +144,15 @@ WHERE id = :id
 """
 
 SAVE_TASK = """
-INSERT INTO tasks (name, state, last_fire, consecutive_failures, alerting)
-VALUES (:name, :state, :last_fire, :consecutive_failures, :alerting)
+INSERT INTO tasks (name, state, last_fire, consecutive_failures, alerting, anchor)
+VALUES (:name, :state, :last_fire, :consecutive_failures, :alerting, :anchor)
 ON CONFLICT (name) DO UPDATE SET
     state = excluded.state,
     last_fire = COALESCE(MAX(tasks.last_fire, excluded.last_fire),
                          tasks.last_fire, excluded.last_fire),
     consecutive_failures = excluded.consecutive_failures,
-    alerting = excluded.alerting
+    alerting = excluded.alerting,
+    anchor = COALESCE(tasks.anchor, excluded.anchor)
 """
 
 PRUNE_COUNT = f"""

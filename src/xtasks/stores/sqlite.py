@@ -146,7 +146,7 @@ class SQLiteStore(Store):
         try:
             conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             conn.execute(f"PRAGMA busy_timeout = {round(self.busy_timeout * 1000)}")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            mode = self._enable_wal(conn)
             if mode != "wal":
                 _log.warning("SQLite store %s: journal mode is %s, not WAL", self.path, mode)
             conn.execute("PRAGMA synchronous = NORMAL")
@@ -158,6 +158,24 @@ class SQLiteStore(Store):
                 raise self._error(f"cannot open the database: {exc}") from exc
             raise
         return conn
+
+    def _enable_wal(self, conn: sqlite3.Connection) -> str:
+        """Switch a new file to WAL (persistent), retrying within ``busy_timeout``.
+
+        Processes racing to switch a brand-new file get ``SQLITE_BUSY`` at once: SQLite
+        does not call the busy handler there.
+        """
+        deadline = time.monotonic() + self.busy_timeout
+        delay = 0.001
+        while True:
+            try:
+                return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+            except sqlite3.OperationalError as exc:
+                busy = exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+                if not busy or time.monotonic() + delay > deadline:
+                    raise
+            time.sleep(delay)  # noqa: TID251 - a worker thread, not the event loop
+            delay = min(delay * 2, 0.05)
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         """Bring the schema to the latest version; concurrent openers migrate it once."""
@@ -311,7 +329,8 @@ class SQLiteStore(Store):
     async def load_task(self, task: str) -> TaskRecord | None:
         def load(conn: sqlite3.Connection) -> TaskRecord | None:
             row = conn.execute(
-                "SELECT state, last_fire, consecutive_failures, alerting FROM tasks WHERE name = ?",
+                "SELECT state, last_fire, consecutive_failures, alerting, anchor"
+                " FROM tasks WHERE name = ?",
                 (task,),
             ).fetchone()
             if row is None:
@@ -321,6 +340,7 @@ class SQLiteStore(Store):
                 last_fire=_sql.dt(row[1]),
                 consecutive_failures=row[2],
                 alerting=bool(row[3]),
+                anchor=_sql.dt(row[4]),
             )
 
         return await self._call("load task", load)
@@ -332,6 +352,7 @@ class SQLiteStore(Store):
             "last_fire": _sql.ts(record.last_fire),
             "consecutive_failures": record.consecutive_failures,
             "alerting": int(record.alerting),
+            "anchor": _sql.ts(record.anchor),
         }
 
         def save(conn: sqlite3.Connection) -> None:
