@@ -509,3 +509,28 @@ class RunRecordFactory:
             attempts=1,
             replica=replica,
         )
+
+
+async def test_history_and_task_state_survive_a_restart_on_sqlite(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+
+    def build() -> Scheduler:
+        scheduler = Scheduler(url, plugins=False)
+        scheduler.add(Task("job", noop, trigger=Every(hours=1)))
+        scheduler.add(Task("other", noop))
+        return scheduler
+
+    first = build()
+    async with first:
+        done = await (await first.trigger("job")).wait()
+        await first.pause("job")
+        await first.cancel("other")
+    second = build()  # a new process would build the same scheduler
+    async with second:
+        assert [r.id for r in await second.history("job")] == [done.id]
+        assert (await second.get_run(done.id)) == done
+        assert (await second.describe("job")).state is TaskState.PAUSED
+        assert (await second.describe("job")).next_fire is None
+        assert (await second.describe("other")).state is TaskState.CANCELLED
+        with pytest.raises(TaskStateError):
+            await second.trigger("job")
