@@ -9,6 +9,12 @@ to a list of decisions that the runtime drains with :meth:`Planner.drain`.
 
 That shape is what lets Hypothesis drive it through thousands of random histories in
 virtual time, and lets a store backend change without the planner noticing.
+
+Design note on size: this module is past the ~500-line rule of thumb on purpose for now.
+Every policy here mutates the same two structures (a task's ``_Entry`` and its live
+``Run`` objects) and their invariants are easiest to keep in one place. The seams, when
+it grows again: the dependency graph (cycle check, depths) and the late-fire/catch-up
+arithmetic are pure functions of the registry and can move to modules of their own.
 """
 
 from __future__ import annotations
