@@ -408,15 +408,18 @@ class Scheduler:
             stack.push_async_callback(self.store.close)
             now = self.clock.now()
             self._planner.start(now)
-            for name in self._planner.tasks:
-                record = await self.store.load_task(name)
-                if record is None or record.anchor is None:
-                    # First start anywhere: record our registration time as the task's
-                    # anchor, then read back whichever replica's anchor won.
-                    await self.store.save_task(name, self._planner.task_record(name))
-                    record = await self.store.load_task(name)
-                if record is not None:
-                    self._planner.restore(name, record, now)
+            names = list(self._planner.tasks)
+            records = await self.store.load_tasks(names)
+            first = {  # never started anywhere: record our registration time as anchor...
+                name: self._planner.task_record(name)
+                for name in names
+                if name not in records or records[name].anchor is None
+            }
+            if first:  # ...then read back whichever replica's anchor won
+                await self.store.save_tasks(first)
+                records.update(await self.store.load_tasks(list(first)))
+            for name, record in records.items():
+                self._planner.restore(name, record, now)
             tg: TaskGroup = await stack.enter_async_context(anyio.create_task_group())
             self._tg = tg
             self._runtime = Runtime(

@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Collection
+    from collections.abc import Collection, Mapping
     from datetime import datetime
 
     from ._events import Alert
@@ -129,6 +129,23 @@ class Store(ABC):
         is set once: a stored anchor is kept, whatever is given (first registration wins
         across replicas).
         """
+
+    async def load_tasks(self, tasks: Collection[str]) -> dict[str, TaskRecord]:
+        """The persisted state of each of ``tasks`` that has one (start-up reads them all).
+
+        Backends override this to read in one round trip; by default it loops.
+        """
+        found = {}
+        for task in tasks:
+            record = await self.load_task(task)
+            if record is not None:
+                found[task] = record
+        return found
+
+    async def save_tasks(self, records: Mapping[str, TaskRecord]) -> None:
+        """:meth:`save_task` for each item; backends override this to batch."""
+        for task, record in records.items():
+            await self.save_task(task, record)
 
 
 class Alerter(ABC):

@@ -234,14 +234,12 @@ def decode_run(row: Sequence[Any]) -> RunRecord:
     """The record from a row of :data:`RUN_COLUMNS`."""
     (id_, task, status, trigger, scheduled, started, finished, attempts) = row[:8]
     error_type, message, traceback, reason, result, replica = row[8:]
-    scheduled_at = dt(scheduled)
-    assert scheduled_at is not None  # NOT NULL column
     return RunRecord(
         id=id_,
         task=task,
         status=RunStatus(status),
         trigger=TriggerKind(trigger),
-        scheduled_at=scheduled_at,
+        scheduled_at=datetime.fromisoformat(scheduled),
         started_at=dt(started),
         finished_at=dt(finished),
         attempts=attempts,

@@ -54,7 +54,7 @@ from ..abc import Store
 from . import _sql
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection, Iterator
+    from collections.abc import Callable, Collection, Iterator, Mapping
 
     from .._runs import RunRecord
 
@@ -327,38 +327,54 @@ class SQLiteStore(Store):
     # -- task state --------------------------------------------------------------------
 
     async def load_task(self, task: str) -> TaskRecord | None:
-        def load(conn: sqlite3.Connection) -> TaskRecord | None:
-            row = conn.execute(
-                "SELECT state, last_fire, consecutive_failures, alerting, anchor"
-                " FROM tasks WHERE name = ?",
-                (task,),
-            ).fetchone()
-            if row is None:
-                return None
-            return TaskRecord(
-                state=TaskState(row[0]),
-                last_fire=_sql.dt(row[1]),
-                consecutive_failures=row[2],
-                alerting=bool(row[3]),
-                anchor=_sql.dt(row[4]),
-            )
+        return (await self.load_tasks([task])).get(task)
 
-        return await self._call("load task", load)
+    async def load_tasks(self, tasks: Collection[str]) -> dict[str, TaskRecord]:
+        names = list(tasks)
+
+        def load(conn: sqlite3.Connection) -> dict[str, TaskRecord]:
+            found: dict[str, TaskRecord] = {}
+            for start in range(0, len(names), _CHUNK):  # SQLite caps bound parameters
+                chunk = names[start : start + _CHUNK]
+                marks = ", ".join("?" * len(chunk))
+                rows = conn.execute(
+                    "SELECT name, state, last_fire, consecutive_failures, alerting, anchor"
+                    f" FROM tasks WHERE name IN ({marks})",
+                    chunk,
+                )
+                for row in rows:
+                    found[row[0]] = TaskRecord(
+                        state=TaskState(row[1]),
+                        last_fire=_sql.dt(row[2]),
+                        consecutive_failures=row[3],
+                        alerting=bool(row[4]),
+                        anchor=_sql.dt(row[5]),
+                    )
+            return found
+
+        return await self._call("load tasks", load)
 
     async def save_task(self, task: str, record: TaskRecord) -> None:
-        params = {
-            "name": task,
-            "state": str(record.state),
-            "last_fire": _sql.ts(record.last_fire),
-            "consecutive_failures": record.consecutive_failures,
-            "alerting": int(record.alerting),
-            "anchor": _sql.ts(record.anchor),
-        }
+        await self.save_tasks({task: record})
+
+    async def save_tasks(self, records: Mapping[str, TaskRecord]) -> None:
+        params = [
+            {
+                "name": task,
+                "state": str(record.state),
+                "last_fire": _sql.ts(record.last_fire),
+                "consecutive_failures": record.consecutive_failures,
+                "alerting": int(record.alerting),
+                "anchor": _sql.ts(record.anchor),
+            }
+            for task, record in records.items()
+        ]
 
         def save(conn: sqlite3.Connection) -> None:
-            conn.execute(_sql.SAVE_TASK, params)  # one statement: atomic on its own
+            with _immediate(conn):
+                conn.executemany(_sql.SAVE_TASK, params)
 
-        await self._call("save task", save, writes=1)
+        await self._call("save tasks", save, writes=len(params))
 
     # -- retention ---------------------------------------------------------------------
 
