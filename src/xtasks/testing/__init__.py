@@ -29,6 +29,7 @@ from ._contract import (
     check_reap_only_running,
     check_round_trip,
     check_store,
+    check_task_batches_and_anchor,
     check_task_state_round_trip,
 )
 
@@ -52,6 +53,7 @@ __all__ = [
     "check_reap_only_running",
     "check_round_trip",
     "check_store",
+    "check_task_batches_and_anchor",
     "check_task_state_round_trip",
 ]
 

@@ -62,6 +62,7 @@ __all__ = [
     "check_reap_only_running",
     "check_round_trip",
     "check_store",
+    "check_task_batches_and_anchor",
     "check_task_state_round_trip",
 ]
 
@@ -431,6 +432,39 @@ async def check_task_state_round_trip(make_store: StoreFactory) -> None:
         await b.save_task(task, reset)
         _require_task("after a second save_task", reset, await a.load_task(task))
         _require_task("an unknown task", None, await a.load_task(f"{prefix}-unknown"))
+
+
+@_check
+async def check_task_batches_and_anchor(make_store: StoreFactory) -> None:
+    """``save_tasks``/``load_tasks`` agree with the single calls; the anchor is set once.
+
+    Verifies that a batch saved through one store object loads equal, by name, through
+    another (unknown names are left out), and that a later save never moves a stored
+    ``anchor``: the first replica to register a task fixes its grid for the fleet.
+    """
+    prefix = _prefix()
+    first, later = _at(1), _at(2)
+    records = {
+        f"{prefix}-{i}": TaskRecord(last_fire=_at(i), consecutive_failures=i, anchor=first)
+        for i in range(3)
+    }
+    async with _replicas(make_store, 2) as (a, b):
+        await a.save_tasks(records)
+        loaded = await b.load_tasks([*records, f"{prefix}-unknown"])
+        if loaded.keys() != records.keys():
+            raise AssertionError(
+                f"load_tasks returned {sorted(loaded)}, expected {sorted(records)}"
+            )
+        for task, record in records.items():
+            _require_task(f"load_tasks()[{task!r}]", record, loaded[task])
+        task = next(iter(records))
+        await b.save_task(task, TaskRecord(anchor=later, last_fire=_at(0)))
+        stored = await a.load_task(task)
+        if stored is None or stored.anchor != first:
+            raise AssertionError(
+                f"a second save_task moved the anchor of {task!r}: {first} -> "
+                f"{stored.anchor if stored else None}; the first anchor must stay"
+            )
 
 
 @_check
@@ -956,6 +990,7 @@ STORE_CHECKS: Final[tuple[Callable[[StoreFactory], Awaitable[None]], ...]] = (
     check_last_fire_monotonic,
     check_task_state_round_trip,
     check_lease_expiry_and_reaping,
+    check_task_batches_and_anchor,
     check_reap_only_running,
     check_fencing,
     check_lease_renewal,
