@@ -1,0 +1,248 @@
+"""``manager_router``: see and steer a scheduler's tasks over HTTP."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, Any
+
+import anyio
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
+from xtasks import (
+    RunStatus,
+    SchedulerStateError,
+    StoreError,
+    TaskNotFoundError,
+    TaskStateError,
+)
+
+from ._auth import _anonymous, write_guard
+from ._schemas import (
+    ErrorDetail,
+    HealthOut,
+    RunAccepted,
+    RunOut,
+    RunPage,
+    TaskDetail,
+    TaskStateOut,
+    TaskSummary,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from xtasks import Scheduler
+
+__all__ = ["manager_router"]
+
+_log = logging.getLogger("xtasks.fastapi")
+
+#: Seconds ``GET /health`` waits for the store before calling it unreachable.
+HEALTH_STORE_TIMEOUT = 5.0
+
+Limit = Annotated[int, Query(ge=1, le=500, description="at most this many runs")]
+Offset = Annotated[int, Query(ge=0, description="skip this many of the newest runs")]
+
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorDetail}}
+_UNAVAILABLE: dict[int | str, dict[str, Any]] = {503: {"model": ErrorDetail}}
+_AUTH: dict[int | str, dict[str, Any]] = {401: {"model": ErrorDetail}}
+_WRITE: dict[int | str, dict[str, Any]] = {**_AUTH, 403: {"model": ErrorDetail}}
+
+
+@contextmanager
+def _http_errors() -> Iterator[None]:
+    """Turn the scheduler's errors into HTTP errors carrying their message."""
+    try:
+        yield
+    except TaskNotFoundError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    except TaskStateError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    except SchedulerStateError as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
+    except StoreError as exc:
+        _log.warning("manager API: store error: %s", exc)
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"the task store failed: {exc}; check that it is reachable, then retry",
+        ) from None
+
+
+def manager_router(
+    scheduler: Scheduler,
+    *,
+    auth: Callable[..., Any] | None,
+    prefix: str = "/manager",
+) -> APIRouter:
+    """An ``APIRouter`` to see and steer ``scheduler``: ``app.include_router(...)``.
+
+    :param auth: a FastAPI dependency returning a principal with a ``can_write``
+        attribute (such as :class:`~xtasks_fastapi.Principal`), typically
+        :func:`~xtasks_fastapi.bearer_token`. It guards every route; principals that
+        may not write get 403 on run, pause, resume and cancel. ``None`` switches
+        authentication off, which must be said explicitly and logs a warning.
+    :param prefix: where the routes live.
+    """
+    if auth is None:
+        _log.warning(
+            "manager API has no authentication (auth=None): anyone who can reach %s "
+            "may run, pause and cancel tasks",
+            prefix or "/",
+        )
+        auth = _anonymous
+    elif not callable(auth):
+        raise TypeError(
+            f"auth must be a FastAPI dependency (such as bearer_token(token)) or None, got {auth!r}"
+        )
+    writer = [Depends(write_guard(auth))]
+    router = APIRouter(prefix=prefix, tags=["xtasks"], dependencies=[Depends(auth)])
+
+    def origin_of(name: str) -> str | None:
+        origin = scheduler.task_origins.get(name)
+        return origin.describe() if origin is not None else None
+
+    @router.get(
+        "/tasks",
+        response_model=list[TaskSummary],
+        responses={**_AUTH, **_UNAVAILABLE},
+        summary="List every task and where it stands",
+    )
+    async def list_tasks() -> list[TaskSummary]:
+        out = []
+        with _http_errors():
+            for name in sorted(scheduler.tasks):
+                try:
+                    info = await scheduler.describe(name)
+                except TaskNotFoundError:  # removed meanwhile
+                    continue
+                out.append(TaskSummary.from_core(info, origin_of(name)))
+        return out
+
+    @router.get(
+        "/tasks/{name}",
+        response_model=TaskDetail,
+        responses={**_AUTH, **_NOT_FOUND, **_UNAVAILABLE},
+        summary="A task's settings, state and a page of its history",
+    )
+    async def get_task(name: str, limit: Limit = 50, offset: Offset = 0) -> TaskDetail:
+        with _http_errors():
+            info = await scheduler.describe(name)
+            history = await scheduler.history(name, limit, offset=offset)
+        return TaskDetail.from_history(info, origin_of(name), history, limit=limit, offset=offset)
+
+    @router.post(
+        "/tasks/{name}/run",
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model=RunAccepted,
+        dependencies=writer,
+        responses={**_WRITE, **_NOT_FOUND, 409: {"model": ErrorDetail}, **_UNAVAILABLE},
+        summary="Run a task now (after fresh runs of its dependencies)",
+    )
+    async def run_task(name: str) -> RunAccepted:
+        with _http_errors():
+            handle = await scheduler.trigger(name)
+        return RunAccepted(run_id=handle.id, task=name)
+
+    async def change_state(name: str, action: Callable[[str], Any]) -> TaskStateOut:
+        with _http_errors():
+            await action(name)
+            info = await scheduler.describe(name)
+        return TaskStateOut(name=name, state=info.state)
+
+    @router.delete(
+        "/tasks/{name}",
+        response_model=TaskStateOut,
+        dependencies=writer,
+        responses={**_WRITE, **_NOT_FOUND, **_UNAVAILABLE},
+        summary="Cancel a task: no more fires, its queued and running runs cancelled",
+        description="The task and its history stay visible; `resume` re-activates it.",
+    )
+    async def cancel_task(name: str) -> TaskStateOut:
+        return await change_state(name, scheduler.cancel)
+
+    @router.post(
+        "/tasks/{name}/pause",
+        response_model=TaskStateOut,
+        dependencies=writer,
+        responses={**_WRITE, **_NOT_FOUND, **_UNAVAILABLE},
+        summary="Stop firing a task; runs already going finish",
+    )
+    async def pause_task(name: str) -> TaskStateOut:
+        return await change_state(name, scheduler.pause)
+
+    @router.post(
+        "/tasks/{name}/resume",
+        response_model=TaskStateOut,
+        dependencies=writer,
+        responses={**_WRITE, **_NOT_FOUND, **_UNAVAILABLE},
+        summary="Fire a paused or cancelled task again from now on",
+    )
+    async def resume_task(name: str) -> TaskStateOut:
+        return await change_state(name, scheduler.resume)
+
+    @router.get(
+        "/runs",
+        response_model=RunPage,
+        responses={**_AUTH, **_UNAVAILABLE},
+        summary="Run records, newest first, filtered by status and task",
+    )
+    async def list_runs(
+        status_: Annotated[
+            list[RunStatus] | None,
+            Query(alias="status", description="only runs in these statuses (repeatable)"),
+        ] = None,
+        task: Annotated[str | None, Query(description="only this task's runs")] = None,
+        limit: Limit = 50,
+        offset: Offset = 0,
+    ) -> RunPage:
+        with _http_errors():
+            runs = await scheduler.store.list_runs(
+                task=task, statuses=status_ or None, limit=limit, offset=offset
+            )
+        return RunPage(runs=[RunOut.from_core(r) for r in runs], limit=limit, offset=offset)
+
+    @router.get(
+        "/runs/{run_id}",
+        response_model=RunOut,
+        responses={**_AUTH, **_NOT_FOUND, **_UNAVAILABLE},
+        summary="One run's latest record",
+    )
+    async def get_run(run_id: str) -> RunOut:
+        with _http_errors():
+            record = await scheduler.get_run(run_id)
+        if record is None:
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND,
+                f"no run with id {run_id!r}; list runs at {prefix}/runs",
+            )
+        return RunOut.from_core(record)
+
+    @router.get(
+        "/health",
+        response_model=HealthOut,
+        responses={**_AUTH, 503: {"model": HealthOut}},
+        summary="Store reachable, degraded plugins, scheduler running",
+    )
+    async def health(response: Response) -> HealthOut:
+        store_error: str | None = None
+        try:
+            with anyio.fail_after(HEALTH_STORE_TIMEOUT):
+                await scheduler.store.get_run("__health__")
+        except TimeoutError:
+            store_error = f"the store did not answer within {HEALTH_STORE_TIMEOUT:g}s"
+        except Exception as exc:  # noqa: BLE001 - any failure means unreachable
+            store_error = f"{type(exc).__name__}: {exc}"
+        running = scheduler.running
+        ok = running and store_error is None
+        if not ok:
+            response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+        return HealthOut(
+            ok=ok,
+            running=running,
+            store_reachable=store_error is None,
+            store_error=store_error,
+            degraded_plugins=[origin.describe() for origin in scheduler.degraded],
+        )
+
+    return router

@@ -1,0 +1,198 @@
+"""Response models of the manager API.
+
+Pydantic lives here and only here: the core's frozen dataclasses are converted
+explicitly by the ``from_*`` helpers, so the core never depends on pydantic.
+"""
+
+from __future__ import annotations
+
+import reprlib
+from datetime import datetime  # noqa: TC003 - pydantic resolves field types at runtime
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, Field
+
+from xtasks import Priority, RunStatus, TaskState, TriggerKind  # noqa: TC001 - pydantic
+
+if TYPE_CHECKING:
+    from xtasks import ErrorInfo, RunRecord, TaskInfo
+
+__all__ = [
+    "ErrorDetail",
+    "HealthOut",
+    "RunAccepted",
+    "RunError",
+    "RunOut",
+    "RunPage",
+    "TaskDetail",
+    "TaskStateOut",
+    "TaskSummary",
+]
+
+_repr = reprlib.Repr()
+_repr.maxstring = 200
+_repr.maxother = 200
+
+
+class ErrorDetail(BaseModel):
+    """Every error response: a message a person can act on."""
+
+    detail: str
+
+
+class RunError(BaseModel):
+    """The last attempt's exception, as history keeps it."""
+
+    type: str
+    message: str
+    traceback: str = ""
+
+    @classmethod
+    def from_core(cls, error: ErrorInfo) -> RunError:
+        return cls(type=error.type, message=error.message, traceback=error.traceback)
+
+
+class RunOut(BaseModel):
+    """One run record."""
+
+    id: str
+    task: str
+    status: RunStatus
+    trigger: TriggerKind
+    scheduled_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    attempts: int = 0
+    error: RunError | None = None
+    reason: str | None = None
+    result: str | None = Field(None, description="repr() of the result, shortened")
+    replica: str = ""
+
+    @classmethod
+    def from_core(cls, record: RunRecord) -> RunOut:
+        return cls(
+            id=record.id,
+            task=record.task,
+            status=record.status,
+            trigger=record.trigger,
+            scheduled_at=record.scheduled_at,
+            started_at=record.started_at,
+            finished_at=record.finished_at,
+            attempts=record.attempts,
+            error=RunError.from_core(record.error) if record.error is not None else None,
+            reason=record.reason,
+            result=None if record.result is None else _repr.repr(record.result),
+            replica=record.replica,
+        )
+
+
+class TaskSummary(BaseModel):
+    """A task and where it stands, as ``GET /tasks`` lists it."""
+
+    name: str
+    plugin: str | None = Field(None, description="the plugin that provides it, if any")
+    trigger: str = Field(description="the trigger in words, or 'on demand'")
+    state: TaskState
+    next_fire: datetime | None
+    last_run_id: str | None
+    last_run_status: RunStatus | None
+    priority: Priority
+    depends_on: list[str]
+    consecutive_failures: int
+
+    @classmethod
+    def fields_from_core(cls, info: TaskInfo, plugin: str | None) -> dict[str, object]:
+        task = info.task
+        last = info.last_run
+        return {
+            "name": task.name,
+            "plugin": plugin,
+            "trigger": task.trigger.describe() if task.trigger is not None else "on demand",
+            "state": info.state,
+            "next_fire": info.next_fire,
+            "last_run_id": last.id if last is not None else None,
+            "last_run_status": last.status if last is not None else None,
+            "priority": task.priority,
+            "depends_on": list(task.depends_on),
+            "consecutive_failures": info.consecutive_failures,
+        }
+
+    @classmethod
+    def from_core(cls, info: TaskInfo, plugin: str | None) -> TaskSummary:
+        return cls.model_validate(cls.fields_from_core(info, plugin))
+
+
+class TaskDetail(TaskSummary):
+    """A task's settings and a page of its history, newest first."""
+
+    description: str
+    tags: list[str]
+    target: str
+    mode: str
+    max_retries: int
+    timeout: float | None
+    overlap: str
+    enabled: bool
+    history: list[RunOut]
+    limit: int
+    offset: int
+
+    @classmethod
+    def from_history(
+        cls,
+        info: TaskInfo,
+        plugin: str | None,
+        history: list[RunRecord],
+        *,
+        limit: int,
+        offset: int,
+    ) -> TaskDetail:
+        task = info.task
+        return cls.model_validate(
+            {
+                **cls.fields_from_core(info, plugin),
+                "description": task.description,
+                "tags": sorted(task.tags),
+                "target": task.target,
+                "mode": str(task.mode),
+                "max_retries": task.max_retries,
+                "timeout": task.timeout,
+                "overlap": str(task.overlap),
+                "enabled": task.enabled,
+                "history": [RunOut.from_core(r) for r in history],
+                "limit": limit,
+                "offset": offset,
+            }
+        )
+
+
+class RunAccepted(BaseModel):
+    """A manual run was requested; follow it at ``GET /runs/{run_id}``."""
+
+    run_id: str
+    task: str
+
+
+class TaskStateOut(BaseModel):
+    """A task's state after pause, resume or cancel."""
+
+    name: str
+    state: TaskState
+
+
+class RunPage(BaseModel):
+    """A page of run records, newest first."""
+
+    runs: list[RunOut]
+    limit: int
+    offset: int
+
+
+class HealthOut(BaseModel):
+    """Whether the scheduler can do its job. ``ok`` is false (HTTP 503) when not."""
+
+    ok: bool
+    running: bool
+    store_reachable: bool
+    store_error: str | None = None
+    degraded_plugins: list[str]

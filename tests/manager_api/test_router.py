@@ -1,0 +1,363 @@
+"""The manager API over httpx's ASGI transport, against a real running scheduler."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import httpx
+import pytest
+from fastapi import Depends, FastAPI, Header, HTTPException
+from fastapi.routing import APIRoute
+
+from xtasks import Every, RunChanged, RunStatus, Scheduler, Task
+from xtasks_fastapi import Principal, bearer_token, manager_router
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+pytestmark = pytest.mark.anyio
+
+TOKEN = "s3cret-manager-token-0123456789"
+READ_TOKEN = "r3ad-only-token-9876543210"
+WRITE = {"Authorization": f"Bearer {TOKEN}"}
+READ = {"Authorization": f"Bearer {READ_TOKEN}"}
+
+
+async def ok() -> int:
+    return 42
+
+
+async def boom() -> None:
+    raise ValueError("kaput: the disk is full")
+
+
+def build_scheduler() -> Scheduler:
+    scheduler = Scheduler(plugins=False)
+    scheduler.add(Task("ok", ok, trigger=Every(hours=1), priority="high"))
+    scheduler.add(Task("boom", boom))
+    scheduler.add(Task("child", ok, depends_on="ok"))
+    return scheduler
+
+
+def build_app(scheduler: Scheduler, auth: Any = "bearer") -> FastAPI:
+    if auth == "bearer":
+        auth = bearer_token(TOKEN, read_tokens=[READ_TOKEN])
+    app = FastAPI()
+    router = manager_router(scheduler, auth=auth)
+    app.include_router(router)
+    app.state.manager_router = router
+    return app
+
+
+@asynccontextmanager
+async def serving(
+    auth: Any = "bearer",
+) -> AsyncIterator[tuple[httpx.AsyncClient, Scheduler, FastAPI]]:
+    scheduler = build_scheduler()
+    app = build_app(scheduler, auth)
+    transport = httpx.ASGITransport(app=app)
+    async with scheduler, httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        yield c, scheduler, app
+
+
+async def run_and_wait(
+    client: httpx.AsyncClient, scheduler: Scheduler, name: str
+) -> dict[str, Any]:
+    """POST a run, wait for its final event, and return ``GET /runs/{id}``."""
+    async with scheduler.events() as events:
+        response = await client.post(f"/manager/tasks/{name}/run", headers=WRITE)
+        assert response.status_code == 202, response.text
+        run_id = response.json()["run_id"]
+        assert response.json()["task"] == name
+        with anyio.fail_after(10):
+            async for event in events:
+                if (
+                    isinstance(event, RunChanged)
+                    and event.record.id == run_id
+                    and event.record.status.is_final
+                ):
+                    break
+    got = await client.get(f"/manager/runs/{run_id}", headers=READ)
+    assert got.status_code == 200, got.text
+    body: dict[str, Any] = got.json()
+    return body
+
+
+async def test_list_tasks_describes_each_task() -> None:
+    async with serving() as (client, _, _):
+        response = await client.get("/manager/tasks", headers=READ)
+        assert response.status_code == 200
+        tasks = {t["name"]: t for t in response.json()}
+        assert sorted(tasks) == ["boom", "child", "ok"]
+        assert tasks["ok"]["trigger"] == Every(hours=1).describe()
+        assert tasks["ok"]["priority"] == "high"
+        assert tasks["ok"]["state"] == "active"
+        assert tasks["ok"]["next_fire"] is not None
+        assert tasks["ok"]["plugin"] is None
+        assert tasks["boom"]["trigger"] == "on demand"
+        assert tasks["boom"]["last_run_id"] is None
+        assert tasks["child"]["depends_on"] == ["ok"]
+        assert tasks["child"]["consecutive_failures"] == 0
+
+
+async def test_run_then_detail_shows_history_and_failures() -> None:
+    async with serving() as (client, _scheduler, _):
+        run = await run_and_wait(client, _scheduler, "ok")
+        assert run["status"] == "succeeded"
+        assert run["result"] == "42"
+        assert run["trigger"] == "manual"
+
+        failed = await run_and_wait(client, _scheduler, "boom")
+        assert failed["status"] == "failed"
+        assert failed["error"]["type"] == "ValueError"
+        assert "disk is full" in failed["error"]["message"]
+
+        detail = (await client.get("/manager/tasks/boom", headers=READ)).json()
+        assert detail["last_run_id"] == failed["id"]
+        assert detail["last_run_status"] == "failed"
+        assert detail["consecutive_failures"] == 1
+        assert [r["id"] for r in detail["history"]] == [failed["id"]]
+
+        await run_and_wait(client, _scheduler, "boom")
+        page = await client.get("/manager/tasks/boom?limit=1&offset=1", headers=READ)
+        assert page.status_code == 200
+        body = page.json()
+        assert (body["limit"], body["offset"]) == (1, 1)
+        assert [r["id"] for r in body["history"]] == [failed["id"]]
+
+
+async def test_run_with_dependency_runs_it_first() -> None:
+    async with serving() as (client, scheduler, _):
+        run = await run_and_wait(client, scheduler, "child")
+        assert run["status"] == "succeeded"
+        ok_history = (await client.get("/manager/tasks/ok", headers=READ)).json()["history"]
+        assert [r["trigger"] for r in ok_history] == ["dependency"]
+
+
+async def test_history_limit_is_validated() -> None:
+    async with serving() as (client, _, _):
+        for query in ("limit=0", "limit=501", "offset=-1", "limit=abc"):
+            response = await client.get(f"/manager/tasks/ok?{query}", headers=READ)
+            assert response.status_code == 422, query
+
+
+async def test_unknown_task_and_run_are_404_naming_them() -> None:
+    async with serving() as (client, _, _):
+        for method, path in [
+            ("GET", "/manager/tasks/nope"),
+            ("POST", "/manager/tasks/nope/run"),
+            ("POST", "/manager/tasks/nope/pause"),
+            ("POST", "/manager/tasks/nope/resume"),
+            ("DELETE", "/manager/tasks/nope"),
+        ]:
+            response = await client.request(method, path, headers=WRITE)
+            assert response.status_code == 404, (method, path, response.text)
+            assert "nope" in response.json()["detail"]
+        response = await client.get("/manager/runs/no-such-run", headers=READ)
+        assert response.status_code == 404
+        assert "no-such-run" in response.json()["detail"]
+
+
+async def test_pause_resume_cancel_flow_and_409() -> None:
+    async with serving() as (client, _scheduler, _):
+        paused = await client.post("/manager/tasks/ok/pause", headers=WRITE)
+        assert paused.status_code == 200
+        assert paused.json() == {"name": "ok", "state": "paused"}
+
+        refused = await client.post("/manager/tasks/ok/run", headers=WRITE)
+        assert refused.status_code == 409
+        assert "paused" in refused.json()["detail"]
+        assert "resume" in refused.json()["detail"]
+
+        resumed = await client.post("/manager/tasks/ok/resume", headers=WRITE)
+        assert resumed.json() == {"name": "ok", "state": "active"}
+        assert (await run_and_wait(client, _scheduler, "ok"))["status"] == "succeeded"
+
+        cancelled = await client.delete("/manager/tasks/ok", headers=WRITE)
+        assert cancelled.status_code == 200
+        assert cancelled.json() == {"name": "ok", "state": "cancelled"}
+        listed = {t["name"]: t for t in (await client.get("/manager/tasks", headers=READ)).json()}
+        assert listed["ok"]["state"] == "cancelled"  # still visible, history kept
+        assert listed["ok"]["last_run_status"] == "succeeded"
+
+        refused = await client.post("/manager/tasks/ok/run", headers=WRITE)
+        assert refused.status_code == 409
+        assert "cancelled" in refused.json()["detail"]
+
+        again = await client.post("/manager/tasks/ok/resume", headers=WRITE)
+        assert again.json()["state"] == "active"
+
+
+async def test_runs_filter_by_status_and_task() -> None:
+    async with serving() as (client, scheduler, _):
+        good = await run_and_wait(client, scheduler, "ok")
+        bad = await run_and_wait(client, scheduler, "boom")
+
+        failed = await client.get("/manager/runs?status=failed", headers=READ)
+        assert failed.status_code == 200
+        assert [r["id"] for r in failed.json()["runs"]] == [bad["id"]]
+
+        both = await client.get("/manager/runs?status=failed&status=succeeded", headers=READ)
+        assert {r["id"] for r in both.json()["runs"]} == {good["id"], bad["id"]}
+
+        by_task = await client.get("/manager/runs?task=ok", headers=READ)
+        assert [r["id"] for r in by_task.json()["runs"]] == [good["id"]]
+
+        paged = await client.get("/manager/runs?limit=1&offset=0", headers=READ)
+        assert len(paged.json()["runs"]) == 1
+
+        wrong = await client.get("/manager/runs?status=exploded", headers=READ)
+        assert wrong.status_code == 422
+
+
+async def test_health_reports_store_and_running() -> None:
+    async with serving() as (client, _, _):
+        response = await client.get("/manager/health", headers=READ)
+        assert response.status_code == 200
+        assert response.json() == {
+            "ok": True,
+            "running": True,
+            "store_reachable": True,
+            "store_error": None,
+            "degraded_plugins": [],
+        }
+
+
+async def test_health_is_503_and_routes_explain_when_scheduler_is_stopped() -> None:
+    scheduler = build_scheduler()
+    transport = httpx.ASGITransport(app=build_app(scheduler))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.get("/manager/health", headers=READ)
+        assert response.status_code == 503
+        assert response.json()["running"] is False
+        response = await client.get("/manager/tasks", headers=READ)
+        assert response.status_code == 503
+        assert "not running" in response.json()["detail"]
+
+
+# --- authentication ---------------------------------------------------------------------
+
+
+def concrete(route: APIRoute) -> list[tuple[str, str]]:
+    path = route.path.replace("{name}", "ok").replace("{run_id}", "some-run")
+    return [(method, path) for method in sorted(route.methods or ())]
+
+
+def manager_routes(app: FastAPI) -> list[tuple[str, str]]:
+    """Every (method, path) the manager serves, so a new route cannot forget auth.
+
+    Recent FastAPI no longer copies included routes into ``app.routes`` (it keeps one
+    lazy entry per included router), so the router's own routes are enumerated, and
+    cross-checked against the app's OpenAPI paths so none is missed either way.
+    """
+    router = app.state.manager_router
+    flat = [route for route in app.routes if isinstance(route, APIRoute)]
+    routes = [route for route in [*router.routes, *flat] if isinstance(route, APIRoute)]
+    requests = sorted(
+        {r for route in routes if route.path.startswith("/manager") for r in concrete(route)}
+    )
+    documented = {
+        (method.upper(), path.replace("{name}", "ok").replace("{run_id}", "some-run"))
+        for path, operations in app.openapi()["paths"].items()
+        if path.startswith("/manager")
+        for method in operations
+    }
+    assert documented <= set(requests)
+    assert len(requests) >= 8  # guards the enumeration itself
+    return requests
+
+
+async def test_every_route_requires_credentials() -> None:
+    async with serving() as (client, _, app):
+        for method, path in manager_routes(app):
+            for headers in (
+                {},
+                {"Authorization": "Bearer wrong-token"},
+                {"Authorization": f"Basic {TOKEN}"},
+                {"Authorization": f"Bearer {TOKEN}x"},
+            ):
+                response = await client.request(method, path, headers=headers)
+                assert response.status_code == 401, (method, path, headers)
+                assert response.headers["www-authenticate"] == "Bearer"
+                assert response.json()["detail"]
+
+
+async def test_read_token_reads_but_cannot_act() -> None:
+    async with serving() as (client, _, app):
+        for method, path in manager_routes(app):
+            response = await client.request(method, path, headers=READ)
+            if method in ("GET", "HEAD"):
+                assert response.status_code not in (401, 403), (method, path)
+            else:
+                assert response.status_code == 403, (method, path)
+                assert "read" in response.json()["detail"]
+        assert (await client.get("/manager/tasks/ok", headers=READ)).json()["state"] == "active"
+
+
+async def test_custom_auth_dependency_returning_a_principal() -> None:
+    async def who(x_user: str | None = Header(None)) -> Principal:
+        if x_user is None:
+            raise HTTPException(401, "who are you?", headers={"WWW-Authenticate": "Bearer"})
+        return Principal(x_user, can_write=x_user == "admin")
+
+    async with serving(auth=Depends(who).dependency) as (client, _, _):
+        assert (await client.get("/manager/tasks")).status_code == 401
+        viewer = {"X-User": "viewer"}
+        assert (await client.get("/manager/tasks", headers=viewer)).status_code == 200
+        assert (await client.post("/manager/tasks/ok/pause", headers=viewer)).status_code == 403
+        admin = {"X-User": "admin"}
+        assert (await client.post("/manager/tasks/ok/pause", headers=admin)).status_code == 200
+
+
+async def test_auth_none_warns_and_then_needs_no_credentials(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="xtasks"):
+        async with serving(auth=None) as (client, _scheduler, _):
+            assert "manager API has no authentication" in caplog.text
+            assert (await client.get("/manager/tasks")).status_code == 200
+            response = await client.post("/manager/tasks/boom/run")
+            assert response.status_code == 202
+
+
+def test_auth_is_a_required_keyword() -> None:
+    scheduler = Scheduler(plugins=False)
+    with pytest.raises(TypeError):
+        manager_router(scheduler)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="auth must be"):
+        manager_router(scheduler, auth="s3cret")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="non-empty"):
+        bearer_token("")
+    with pytest.raises(ValueError, match="non-empty"):
+        bearer_token("x", read_tokens=[""])
+
+
+async def test_tokens_never_appear_in_logs(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG):
+        async with serving() as (client, scheduler, app):
+            for method, path in manager_routes(app):
+                for headers in ({}, WRITE, READ, {"Authorization": "Bearer wrong"}):
+                    response = await client.request(method, path, headers=headers)
+                    assert TOKEN not in response.text
+                    assert READ_TOKEN not in response.text
+            await run_and_wait(client, scheduler, "boom")
+    assert caplog.records  # something was logged (the failing run at least)
+    for record in caplog.records:
+        text = record.getMessage() + repr(record.args) + str(record.__dict__)
+        assert TOKEN not in text
+        assert READ_TOKEN not in text
+
+
+def test_openapi_schema_has_models_and_bearer_scheme() -> None:
+    schema = build_app(build_scheduler()).openapi()
+    components = schema["components"]
+    assert "HTTPBearer" in components["securitySchemes"]
+    assert {"TaskSummary", "TaskDetail", "RunOut", "RunPage", "HealthOut"} <= set(
+        components["schemas"]
+    )
+    assert set(components["schemas"]["RunStatus"]["enum"]) == {s.value for s in RunStatus}
+    run = schema["paths"]["/manager/tasks/{name}/run"]["post"]
+    assert {"202", "401", "403", "404", "409"} <= set(run["responses"])
