@@ -7,9 +7,8 @@ import inspect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-
 from fastapi import Depends, HTTPException, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable

@@ -7,8 +7,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
-
 from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
+
 from xtasks import (
     RunStatus,
     SchedulerStateError,
