@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
+from fastapi.responses import StreamingResponse
 
 from xtasks import (
     RunStatus,
@@ -18,6 +19,7 @@ from xtasks import (
 )
 
 from ._auth import _anonymous, write_guard
+from ._live import PROMETHEUS_CONTENT_TYPE, RunMetrics, event_stream, limit_body
 from ._schemas import (
     ErrorDetail,
     HealthOut,
@@ -47,7 +49,11 @@ Offset = Annotated[int, Query(ge=0, description="skip this many of the newest ru
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorDetail}}
 _UNAVAILABLE: dict[int | str, dict[str, Any]] = {503: {"model": ErrorDetail}}
 _AUTH: dict[int | str, dict[str, Any]] = {401: {"model": ErrorDetail}}
-_WRITE: dict[int | str, dict[str, Any]] = {**_AUTH, 403: {"model": ErrorDetail}}
+_WRITE: dict[int | str, dict[str, Any]] = {
+    **_AUTH,
+    403: {"model": ErrorDetail},
+    413: {"model": ErrorDetail},
+}
 
 
 @contextmanager
@@ -95,8 +101,10 @@ def manager_router(
         raise TypeError(
             f"auth must be a FastAPI dependency (such as bearer_token(token)) or None, got {auth!r}"
         )
-    writer = [Depends(write_guard(auth))]
+    writer = [Depends(write_guard(auth)), Depends(limit_body)]
     router = APIRouter(prefix=prefix, tags=["xtasks"], dependencies=[Depends(auth)])
+    metrics = RunMetrics()
+    scheduler.subscribe(metrics)
 
     def origin_of(name: str) -> str | None:
         origin = scheduler.task_origins.get(name)
@@ -244,5 +252,42 @@ def manager_router(
             store_error=store_error,
             degraded_plugins=[origin.describe() for origin in scheduler.degraded],
         )
+
+    @router.get(
+        "/events",
+        response_class=StreamingResponse,
+        responses={
+            200: {
+                "content": {"text/event-stream": {}},
+                "description": "`event: run` and `event: task` with JSON data",
+            },
+            **_AUTH,
+        },
+        summary="Server-sent events of run transitions and task state changes",
+        description=(
+            "`event: run` carries a run's id, task, status, trigger, times, attempts, "
+            "error and reason; `event: task` its name and state. A `: keepalive` comment "
+            "comes every 15 s; the stream ends when the scheduler stops."
+        ),
+    )
+    async def events() -> StreamingResponse:
+        return StreamingResponse(
+            event_stream(scheduler),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    @router.get(
+        "/metrics",
+        response_class=Response,
+        responses={
+            200: {"content": {"text/plain": {}}, "description": "Prometheus text format 0.0.4"},
+            **_AUTH,
+        },
+        summary="Prometheus metrics: runs by task and status, durations, task states",
+    )
+    async def get_metrics() -> Response:
+        text = await metrics.render(scheduler)
+        return Response(text, media_type=PROMETHEUS_CONTENT_TYPE)
 
     return router

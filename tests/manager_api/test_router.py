@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -13,10 +14,12 @@ from fastapi import Depends, FastAPI, Header, HTTPException
 from fastapi.routing import APIRoute
 
 from xtasks import Every, RunChanged, RunStatus, Scheduler, Task
-from xtasks_fastapi import Principal, bearer_token, manager_router
+from xtasks_fastapi import Principal, _live, bearer_token, manager_router
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, MutableMapping
+
+    from starlette.types import ASGIApp, Receive, Scope, Send
 
 pytestmark = pytest.mark.anyio
 
@@ -241,6 +244,12 @@ async def test_health_is_503_and_routes_explain_when_scheduler_is_stopped() -> N
 # --- authentication ---------------------------------------------------------------------
 
 
+#: Routes whose response never ends while the scheduler runs; httpx's ASGI transport
+#: returns a response only once the app finishes, so authenticated requests to these are
+#: made by the tests that stream them (``test_events_stream_run_transitions``).
+STREAMING = {("GET", "/manager/events")}
+
+
 def concrete(route: APIRoute) -> list[tuple[str, str]]:
     path = route.path.replace("{name}", "ok").replace("{run_id}", "some-run")
     return [(method, path) for method in sorted(route.methods or ())]
@@ -288,6 +297,8 @@ async def test_every_route_requires_credentials() -> None:
 async def test_read_token_reads_but_cannot_act() -> None:
     async with serving() as (client, _, app):
         for method, path in manager_routes(app):
+            if (method, path) in STREAMING:
+                continue
             response = await client.request(method, path, headers=READ)
             if method in ("GET", "HEAD"):
                 assert response.status_code not in (401, 403), (method, path)
@@ -340,6 +351,8 @@ async def test_tokens_never_appear_in_logs(caplog: pytest.LogCaptureFixture) -> 
         async with serving() as (client, scheduler, app):
             for method, path in manager_routes(app):
                 for headers in ({}, WRITE, READ, {"Authorization": "Bearer wrong"}):
+                    if (method, path) in STREAMING and headers in (WRITE, READ):
+                        continue
                     response = await client.request(method, path, headers=headers)
                     assert TOKEN not in response.text
                     assert READ_TOKEN not in response.text
@@ -361,3 +374,275 @@ def test_openapi_schema_has_models_and_bearer_scheme() -> None:
     assert set(components["schemas"]["RunStatus"]["enum"]) == {s.value for s in RunStatus}
     run = schema["paths"]["/manager/tasks/{name}/run"]["post"]
     assert {"202", "401", "403", "404", "409"} <= set(run["responses"])
+
+
+# --- server-sent events -----------------------------------------------------------------
+
+
+class BodyStarted:
+    """ASGI wrapper: ``started`` is set once ``/manager/events`` sends its first chunk.
+
+    The stream sends a comment as soon as it is subscribed, so after ``started`` every
+    event the scheduler publishes reaches it.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.started = anyio.Event()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def watch(message: MutableMapping[str, Any]) -> None:
+            await send(message)
+            if message["type"] == "http.response.body" and scope["path"].endswith("/events"):
+                self.started.set()
+
+        await self.app(scope, receive, watch)
+
+
+def parse_sse(text: str) -> list[tuple[str, dict[str, Any]]]:
+    events = []
+    for block in text.split("\n\n"):
+        lines = block.splitlines()
+        names = [line.removeprefix("event: ") for line in lines if line.startswith("event: ")]
+        data = [line.removeprefix("data: ") for line in lines if line.startswith("data: ")]
+        if names:
+            assert len(names) == 1 and len(data) == 1, block
+            events.append((names[0], json.loads(data[0])))
+    return events
+
+
+async def stream_events(
+    during: Any, *, headers: dict[str, str] = READ
+) -> tuple[httpx.Response, str]:
+    """Stream ``/manager/events`` while ``await during(client, scheduler)`` runs, then
+    stop the scheduler (which ends the stream) and return the response and its text.
+
+    httpx's ASGI transport hands the response over only when the app has finished, so
+    the body is read after the scheduler stopped; the events were sent while it ran.
+    """
+    scheduler = build_scheduler()
+    app = BodyStarted(build_app(scheduler))
+    got: dict[str, Any] = {}
+
+    async def stream(client: httpx.AsyncClient) -> None:
+        async with client.stream("GET", "/manager/events", headers=headers) as response:
+            got["response"] = response
+            got["text"] = "".join([chunk async for chunk in response.aiter_text()])
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg, scheduler:
+                tg.start_soon(stream, client)
+                await app.started.wait()
+                await during(client, scheduler)
+    return got["response"], got["text"]
+
+
+async def test_events_stream_run_transitions_and_task_states() -> None:
+    run_ids: list[str] = []
+
+    async def during(client: httpx.AsyncClient, scheduler: Scheduler) -> None:
+        run_ids.append((await run_and_wait(client, scheduler, "boom"))["id"])
+        paused = await client.post("/manager/tasks/ok/pause", headers=WRITE)
+        assert paused.status_code == 200
+
+    response, text = await stream_events(during)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert text.startswith(": connected\n\n")
+    events = parse_sse(text)
+    runs = [data for name, data in events if name == "run" and data["id"] == run_ids[0]]
+    assert [r["status"] for r in runs] == ["queued", "running", "failed"]
+    final = runs[-1]
+    assert final["task"] == "boom"
+    assert final["trigger"] == "manual"
+    assert final["attempts"] == 1
+    assert final["error"] == {"type": "ValueError", "message": "kaput: the disk is full"}
+    assert final["started_at"] is not None and final["finished_at"] is not None
+    assert set(final) == {
+        "id", "task", "status", "trigger", "scheduled_at", "started_at", "finished_at",
+        "attempts", "error", "reason",
+    }  # fmt: skip
+    assert ("task", {"name": "ok", "state": "paused"}) in events
+
+
+async def test_events_stream_a_succeeded_run_in_order() -> None:
+    run_ids: list[str] = []
+
+    async def during(client: httpx.AsyncClient, scheduler: Scheduler) -> None:
+        run_ids.append((await run_and_wait(client, scheduler, "ok"))["id"])
+
+    _, text = await stream_events(during, headers=WRITE)
+    statuses = [d["status"] for n, d in parse_sse(text) if n == "run" and d["id"] == run_ids[0]]
+    assert statuses == ["queued", "running", "succeeded"]
+
+
+async def test_events_send_keepalive_comments_when_idle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_live, "KEEPALIVE_SECONDS", 0.02)
+
+    async def during(client: httpx.AsyncClient, scheduler: Scheduler) -> None:
+        await anyio.sleep(0.2)
+
+    _, text = await stream_events(during)
+    assert text.count(": keepalive\n\n") >= 2
+    assert parse_sse(text) == []
+
+
+async def test_events_stream_ends_when_the_client_disconnects() -> None:
+    scheduler = build_scheduler()
+    app = build_app(scheduler)
+    sent: list[MutableMapping[str, Any]] = []
+    first_chunk = anyio.Event()
+    requested = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await first_chunk.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+        if message["type"] == "http.response.body":
+            first_chunk.set()
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/manager/events",
+        "raw_path": b"/manager/events",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"test"), (b"authorization", f"Bearer {READ_TOKEN}".encode())],
+        "client": ("127.0.0.1", 1234),
+        "server": ("test", 80),
+    }
+    async with scheduler:
+        with anyio.fail_after(5):  # the app returns although the scheduler keeps running
+            await app(scope, receive, send)
+        assert scheduler.running
+    assert sent[0]["status"] == 200
+    assert first_chunk.is_set()
+
+
+# --- metrics ----------------------------------------------------------------------------
+
+
+async def test_metrics_count_runs_durations_and_task_states() -> None:
+    async with serving() as (client, scheduler, _):
+        await run_and_wait(client, scheduler, "ok")
+        await run_and_wait(client, scheduler, "boom")
+        await run_and_wait(client, scheduler, "boom")
+        assert (await client.post("/manager/tasks/child/pause", headers=WRITE)).is_success
+        response = await client.get("/manager/metrics", headers=READ)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    lines = response.text.splitlines()
+    assert response.text.endswith("\n")
+    assert "xtasks_up 1" in lines
+    assert 'xtasks_runs_total{task="ok",status="succeeded"} 1' in lines
+    assert 'xtasks_runs_total{task="boom",status="failed"} 2' in lines
+    assert 'xtasks_run_duration_seconds_count{task="ok"} 1' in lines
+    assert 'xtasks_run_duration_seconds_count{task="boom"} 2' in lines
+    sums = [line for line in lines if line.startswith("xtasks_run_duration_seconds_sum")]
+    assert len(sums) == 2 and all(float(line.rsplit(" ", 1)[1]) >= 0 for line in sums)
+    assert 'xtasks_tasks{state="active"} 2' in lines
+    assert 'xtasks_tasks{state="paused"} 1' in lines
+    assert 'xtasks_tasks{state="cancelled"} 0' in lines
+    assert "# TYPE xtasks_runs_total counter" in lines
+    for line in lines:  # every sample is `name{labels} value` with a number
+        if not line.startswith("#"):
+            float(line.rsplit(" ", 1)[1])
+
+
+async def test_metrics_escape_labels_and_report_a_stopped_scheduler() -> None:
+    metrics = _live.RunMetrics()
+    metrics.runs['we"ird\\name\n', "failed"] = 3
+    text = await metrics.render(build_scheduler())
+    assert 'xtasks_runs_total{task="we\\"ird\\\\name\\n",status="failed"} 3' in text
+    assert "xtasks_up 0" in text.splitlines()
+
+
+# --- request body limit -----------------------------------------------------------------
+
+
+async def test_write_routes_refuse_bodies_over_one_mib() -> None:
+    big = b"x" * (2 * 1024 * 1024)
+    async with serving() as (client, _, _):
+        response = await client.post("/manager/tasks/ok/run", headers=WRITE, content=big)
+        assert response.status_code == 413
+        assert "too large" in response.json()["detail"]
+        response = await client.request("DELETE", "/manager/tasks/ok", headers=WRITE, content=big)
+        assert response.status_code == 413
+        runs = await client.get("/manager/runs?task=ok", headers=READ)
+        assert runs.json()["runs"] == []  # nothing was run
+        assert (await client.get("/manager/tasks/ok", headers=READ)).json()["state"] == "active"
+        # credentials are checked before the body is read
+        assert (await client.post("/manager/tasks/ok/run", content=big)).status_code == 401
+        small = await client.post("/manager/tasks/ok/run", headers=WRITE, content=b"{}")
+        assert small.status_code == 202
+
+
+async def test_chunked_bodies_are_counted_as_they_stream() -> None:
+    """No Content-Length: the body is counted chunk by chunk and refused past 1 MiB.
+
+    Driven through raw ASGI messages (httpx never closes a request body iterator that
+    the server stops reading, which the test run reports as a ResourceWarning).
+    """
+
+    async def post(chunks: list[bytes]) -> tuple[int, bytes]:
+        pending = [
+            {"type": "http.request", "body": chunk, "more_body": i < len(chunks) - 1}
+            for i, chunk in enumerate(chunks)
+        ]
+        sent: list[MutableMapping[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            if pending:
+                return pending.pop(0)
+            await anyio.sleep_forever()
+            raise AssertionError  # pragma: no cover
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/manager/tasks/ok/run",
+            "raw_path": b"/manager/tasks/ok/run",
+            "root_path": "",
+            "query_string": b"",
+            "headers": [
+                (b"host", b"test"),
+                (b"transfer-encoding", b"chunked"),
+                (b"authorization", f"Bearer {TOKEN}".encode()),
+            ],
+            "client": ("127.0.0.1", 1234),
+            "server": ("test", 80),
+        }
+        with anyio.fail_after(5):
+            await app(scope, receive, send)
+        body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+        return sent[0]["status"], body
+
+    scheduler = build_scheduler()
+    app = build_app(scheduler)
+    async with scheduler:
+        status, body = await post([b"x" * 65536] * 32)
+        assert status == 413
+        assert "too large" in json.loads(body)["detail"]
+        assert await scheduler.history("ok") == []
+        status, _ = await post([b"x" * 65536] * 16)  # exactly 1 MiB is fine
+        assert status == 202

@@ -1,0 +1,184 @@
+"""The live parts of the manager API: server-sent events, Prometheus metrics, body limits."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from contextlib import aclosing
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from fastapi import HTTPException, Request, status
+
+from xtasks import RunChanged, SchedulerStateError, TaskState, TaskStateChanged
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from xtasks import Event, RunRecord, Scheduler
+
+__all__ = [
+    "KEEPALIVE_SECONDS",
+    "MAX_BODY_BYTES",
+    "PROMETHEUS_CONTENT_TYPE",
+    "RunMetrics",
+    "event_stream",
+    "limit_body",
+]
+
+#: Seconds between ``: keepalive`` comments on an idle event stream.
+KEEPALIVE_SECONDS = 15.0
+
+#: Largest request body the write routes accept.
+MAX_BODY_BYTES = 1024 * 1024
+
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+# --- server-sent events ------------------------------------------------------------------
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def run_event_data(record: RunRecord) -> dict[str, Any]:
+    """The JSON an ``event: run`` carries (no result, no traceback)."""
+    error = record.error
+    return {
+        "id": record.id,
+        "task": record.task,
+        "status": str(record.status),
+        "trigger": str(record.trigger),
+        "scheduled_at": _iso(record.scheduled_at),
+        "started_at": _iso(record.started_at),
+        "finished_at": _iso(record.finished_at),
+        "attempts": record.attempts,
+        "error": None if error is None else {"type": error.type, "message": error.message},
+        "reason": record.reason,
+    }
+
+
+def format_event(event: Event) -> str | None:
+    """One server-sent event for ``event``, or ``None`` for events not streamed."""
+    if isinstance(event, RunChanged):
+        name, data = "run", run_event_data(event.record)
+    elif isinstance(event, TaskStateChanged):
+        name, data = "task", {"name": event.task, "state": str(event.state)}
+    else:
+        return None
+    return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+async def event_stream(scheduler: Scheduler) -> AsyncIterator[str]:
+    """Run and task events as server-sent events, until the scheduler stops.
+
+    A comment opens the stream (once subscribed) and one is sent every
+    :data:`KEEPALIVE_SECONDS` while idle; a client that went away is noticed by the server
+    when a send fails, at the latest at the next keepalive, and the generator is closed.
+    """
+    async with scheduler.events() as events:
+        yield ": connected\n\n"
+        while True:
+            text: str | None = None
+            with anyio.move_on_after(KEEPALIVE_SECONDS):
+                try:
+                    event = await events.receive()
+                except anyio.EndOfStream:  # the scheduler stopped
+                    return
+                text = format_event(event)
+                if text is None:
+                    continue
+            yield text if text is not None else ": keepalive\n\n"
+
+
+# --- metrics -----------------------------------------------------------------------------
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+class RunMetrics:
+    """Counts the final runs a scheduler publishes (a ``scheduler.subscribe`` callback)."""
+
+    def __init__(self) -> None:
+        self.runs: defaultdict[tuple[str, str], int] = defaultdict(int)
+        self.duration_sum: defaultdict[str, float] = defaultdict(float)
+        self.duration_count: defaultdict[str, int] = defaultdict(int)
+
+    def __call__(self, event: Event) -> None:
+        if not isinstance(event, RunChanged) or not event.record.status.is_final:
+            return
+        record = event.record
+        self.runs[record.task, str(record.status)] += 1
+        if record.started_at is not None and record.finished_at is not None:
+            seconds = (record.finished_at - record.started_at).total_seconds()
+            self.duration_sum[record.task] += max(seconds, 0.0)
+            self.duration_count[record.task] += 1
+
+    async def render(self, scheduler: Scheduler) -> str:
+        """The Prometheus text exposition (format 0.0.4)."""
+        states = dict.fromkeys((str(s) for s in TaskState), 0)
+        if scheduler.running:
+            for name in list(scheduler.tasks):
+                try:
+                    info = await scheduler.describe(name)
+                except (LookupError, SchedulerStateError):
+                    continue
+                states[str(info.state)] = states.get(str(info.state), 0) + 1
+        lines = [
+            "# HELP xtasks_up Whether the scheduler is running.",
+            "# TYPE xtasks_up gauge",
+            f"xtasks_up {1 if scheduler.running else 0}",
+            "# HELP xtasks_runs_total Finished runs by task and final status.",
+            "# TYPE xtasks_runs_total counter",
+        ]
+        lines += [
+            f'xtasks_runs_total{{task="{_label(task)}",status="{_label(st)}"}} {count}'
+            for (task, st), count in sorted(self.runs.items())
+        ]
+        lines += [
+            "# HELP xtasks_run_duration_seconds Time from start to finish of final runs.",
+            "# TYPE xtasks_run_duration_seconds summary",
+        ]
+        for task in sorted(self.duration_count):
+            label = f'{{task="{_label(task)}"}}'
+            lines.append(f"xtasks_run_duration_seconds_sum{label} {self.duration_sum[task]!r}")
+            lines.append(f"xtasks_run_duration_seconds_count{label} {self.duration_count[task]}")
+        lines += [
+            "# HELP xtasks_tasks Registered tasks by state.",
+            "# TYPE xtasks_tasks gauge",
+        ]
+        lines += [f'xtasks_tasks{{state="{_label(s)}"}} {n}' for s, n in sorted(states.items())]
+        return "\n".join(lines) + "\n"
+
+
+# --- request body limit ------------------------------------------------------------------
+
+
+def _too_large() -> HTTPException:
+    return HTTPException(
+        status.HTTP_413_CONTENT_TOO_LARGE,
+        f"request body too large: the manager accepts at most {MAX_BODY_BYTES} bytes",
+    )
+
+
+async def limit_body(request: Request) -> None:
+    """Refuse bodies over :data:`MAX_BODY_BYTES`: by ``Content-Length``, else by counting."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise HTTPException(
+                status.HTTP_400_BAD_REQUEST, "invalid Content-Length header"
+            ) from None
+        if size > MAX_BODY_BYTES:
+            raise _too_large()
+    seen = 0
+    async with aclosing(request.stream()) as chunks:
+        async for chunk in chunks:
+            seen += len(chunk)
+            if seen > MAX_BODY_BYTES:
+                raise _too_large()
