@@ -376,8 +376,8 @@ class Scheduler:
             handle = self._handles.pop(event.record.id, None)
             if handle is not None:
                 handle._resolve(event.record)
-        if self._observe and type(event) is RunChanged and event.record.status.is_final:
-            self._notify_plugins(event.record)
+            if self._observe:
+                self._notify_plugins(event.record)
         for callback in self._subscribers:
             try:
                 callback(event)
