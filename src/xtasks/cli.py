@@ -1,20 +1,25 @@
-"""The ``xtasks`` command (also ``python -m xtasks``): list, check and run schedulers.
+"""The ``xtasks`` command (also ``python -m xtasks``): list, check, run and serve schedulers.
 
 Thin: it only calls the public API. Signals are handled here and nowhere else in the
-library: ``run`` stops gracefully on SIGINT or SIGTERM.
+library: ``run``, ``serve`` and ``demo`` stop gracefully on SIGINT or SIGTERM. ``serve``
+and ``demo`` import the web stack (``xtasks[fastapi]``) only when they run.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import ipaddress
 import logging
 import os
+import secrets
 import signal
 import sys
 from datetime import UTC, datetime
-from importlib.metadata import version
-from typing import TYPE_CHECKING, TextIO
+from importlib.metadata import PackageNotFoundError, distribution, version
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
 
 import anyio
 
@@ -23,7 +28,7 @@ from ._events import RunChanged
 from ._scheduler import Scheduler
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
     from ._events import Event
     from ._task import Task
@@ -43,6 +48,18 @@ _ENV_SWITCHES = {
 
 #: The store used when neither ``--store`` nor ``--app`` is given.
 DEFAULT_STORE = "sqlite:///xtasks.db"
+
+#: ``serve`` and ``demo``: the manager token (read and act); generated when unset.
+TOKEN_ENV = "XTASKS_MANAGER_TOKEN"
+#: ``serve`` and ``demo``: comma-separated read-only tokens.
+READ_TOKENS_ENV = "XTASKS_MANAGER_READ_TOKENS"
+
+#: ``demo``: its store, and the distribution whose tasks it shows.
+DEMO_STORE = "sqlite:///xtasks-demo.db"
+DEMO_PLUGIN = "xtasks-example-plugin"
+
+#: Seconds the HTTP server waits for open requests when stopping, before cancelling them.
+HTTP_SHUTDOWN_TIMEOUT = 10.0
 
 
 class _UsageError(XtasksError):
@@ -197,6 +214,161 @@ async def _run(scheduler: Scheduler) -> None:
                 return
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _tokens(host: str) -> tuple[str, bool, list[str]]:
+    """The manager token, whether it was generated, and the read-only tokens."""
+    reads = [t.strip() for t in os.environ.get(READ_TOKENS_ENV, "").split(",") if t.strip()]
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    if token:
+        return token, False, reads
+    if not _is_loopback(host):
+        raise _UsageError(
+            f"--host {host} is not a loopback address: set {TOKEN_ENV} (and optionally "
+            f"{READ_TOKENS_ENV}) to serve the manager beyond this machine; a generated "
+            "token would be printed to the terminal, and from there often to log files"
+        )
+    return secrets.token_urlsafe(32), True, reads
+
+
+def _web_stack(command: str) -> tuple[Any, Any, Any]:
+    """uvicorn, fastapi and xtasks_fastapi, or a usage error saying how to install them."""
+    try:
+        import fastapi  # here: the core never imports the web stack
+        import uvicorn
+
+        import xtasks_fastapi
+    except ImportError as exc:
+        raise _UsageError(
+            f'`xtasks {command}` needs FastAPI and uvicorn ({exc}): pip install "xtasks[fastapi]"'
+        ) from None
+    return uvicorn, fastapi, xtasks_fastapi
+
+
+def _serve(args: argparse.Namespace, scheduler: Scheduler) -> int:
+    """Serve ``scheduler`` and its ``/manager`` over HTTP until SIGINT or SIGTERM."""
+    uvicorn, fastapi, manager = _web_stack(args.command)
+    token, generated, reads = _tokens(args.host)
+    problems = scheduler.check()
+    if problems:
+        _print_problems(problems)
+        raise _UsageError(f"{len(problems)} problem(s): the scheduler cannot start")
+    app = fastapi.FastAPI(title="xtasks manager", lifespan=scheduler.lifespan)
+    app.include_router(
+        manager.manager_router(scheduler, auth=manager.bearer_token(token, read_tokens=reads))
+    )
+
+    async def root() -> Any:
+        return fastapi.responses.RedirectResponse("/manager/")
+
+    app.add_api_route("/", root, include_in_schema=False)
+
+    host = f"[{args.host}]" if ":" in args.host else args.host
+
+    def announce(port: int) -> None:
+        _say(f"xtasks manager: http://{host}:{port}/manager/")
+        if generated:
+            _say(f"token: {token}")
+            _say(f"  (generated for this run; set {TOKEN_ENV} to choose it)")
+        else:
+            _say(f"token: from ${TOKEN_ENV}")
+        _say("Ctrl-C to stop", file=sys.stdout)
+        sys.stdout.flush()
+
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        log_config=None,  # our logging set-up; uvicorn never sees the token
+        timeout_graceful_shutdown=HTTP_SHUTDOWN_TIMEOUT,
+    )
+    server = _server_class(uvicorn.Server)(
+        config, announce=announce, on_stop=lambda: manager.end_event_streams(scheduler)
+    )
+    scheduler.subscribe(_log_final)
+    code: int = anyio.run(_serve_until_signal, server)
+    return code
+
+
+def _server_class(base: type[Any]) -> type[Any]:
+    """uvicorn's Server, with our signal handling and start-up and shutdown notices."""
+
+    class Server(base):  # type: ignore[misc]
+        def __init__(
+            self, config: Any, *, announce: Callable[[int], None], on_stop: Callable[[], object]
+        ) -> None:
+            super().__init__(config)
+            self._announce = announce
+            self._on_stop = on_stop
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield  # _serve_until_signal handles them (uvicorn's would re-raise them after)
+
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                self._announce(self.servers[0].sockets[0].getsockname()[1])
+
+        async def shutdown(self, sockets: Any = None) -> None:
+            # uvicorn waits for open responses before the lifespan stops the scheduler:
+            # end the endless event streams first, or they would hold the shutdown.
+            self._on_stop()
+            await super().shutdown(sockets)
+
+    return Server
+
+
+async def _serve_until_signal(server: Any) -> int:
+    async def stop_on_signal() -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                name = signal.Signals(signum).name
+                if server.should_exit:
+                    _log.warning("received %s again: stopping now, without waiting", name)
+                    server.force_exit = True
+                else:
+                    _log.info("received %s: stopping gracefully", name)
+                    server.should_exit = True
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(stop_on_signal)
+        try:
+            await server.serve()
+        except SystemExit as exc:  # uvicorn's way to report a failed start-up (logged)
+            return exc.code if isinstance(exc.code, int) else 1
+        finally:
+            tg.cancel_scope.cancel()
+    return 0
+
+
+def _demo_install_hint() -> str:
+    source = Path(__file__).resolve().parents[2] / "examples" / "xtasks-example-plugin"
+    if (source / "pyproject.toml").is_file():
+        return f"pip install {source}"
+    return "pip install ./examples/xtasks-example-plugin  (from a clone of the xtasks repository)"
+
+
+def _demo(args: argparse.Namespace) -> int:
+    try:
+        distribution(DEMO_PLUGIN)
+    except PackageNotFoundError:
+        raise _UsageError(
+            f"`xtasks demo` shows the example plugin, which is not installed: "
+            f"{_demo_install_hint()}"
+        ) from None
+    _web_stack("demo")
+    args.store = args.store or DEMO_STORE
+    return _serve(args, _build(args))
+
+
 def _parser() -> argparse.ArgumentParser:
     about = "List, check and run xtasks schedulers: the installed plugins' or an app's own."
     parser = argparse.ArgumentParser(prog="xtasks", description=about)
@@ -213,23 +385,45 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--config", metavar="FILE", help="the application's YAML file (default: $XTASKS_CONFIG)"
     )
+    http = argparse.ArgumentParser(add_help=False)
+    http.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    http.add_argument(
+        "--port", type=int, default=8000, help="port to bind; 0 picks a free one (default: 8000)"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    tokens = (
+        f"The manager token comes from ${TOKEN_ENV} (else one is generated and printed); "
+        f"${READ_TOKENS_ENV} may hold comma-separated read-only tokens."
+    )
     helps = {
-        "list": "list tasks: origin, trigger, next fire, priority, dependencies",
-        "check": "load every plugin and config file; list every problem; exit 1 if any",
-        "run": "run the scheduler headless until SIGINT/SIGTERM, then stop gracefully",
+        "list": ("list tasks: origin, trigger, next fire, priority, dependencies", ""),
+        "check": ("load every plugin and config file; list every problem; exit 1 if any", ""),
+        "run": ("run the scheduler headless until SIGINT/SIGTERM, then stop gracefully", ""),
+        "serve": ("run the scheduler with the /manager HTTP API and page", tokens),
+        "demo": (f"serve the example plugin's tasks on {DEMO_STORE}", tokens),
     }
     sub = {
-        n: commands.add_parser(n, parents=[common], help=h, description=h) for n, h in helps.items()
+        n: commands.add_parser(
+            n,
+            parents=[common if n != "demo" else http] + ([http] if n == "serve" else []),
+            help=h,
+            description=f"{h}. {more}".rstrip(". ") if more else h,
+        )
+        for n, (h, more) in helps.items()
     }
-    sub["run"].add_argument("target", nargs="?", metavar="APP", help="the same as --app")
+    for name in ("run", "serve"):
+        sub[name].add_argument("target", nargs="?", metavar="APP", help="the same as --app")
+    sub["demo"].add_argument("--store", metavar="URL", help=f"store URL (default: {DEMO_STORE})")
+    sub["demo"].add_argument("--config", metavar="FILE", help="the application's YAML file")
+    sub["demo"].set_defaults(app=None)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``xtasks`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
-    quiet = logging.INFO if args.command == "run" else logging.CRITICAL  # they print problems
+    serving = args.command in ("run", "serve", "demo")
+    quiet = logging.INFO if serving else logging.CRITICAL  # list and check print problems
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else quiet,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -237,7 +431,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "check":
             return _check(args)
+        if args.command == "demo":
+            return _demo(args)
         scheduler = _build(args)
+        if args.command == "serve":
+            _web_stack("serve")  # before the scheduler is built: a clear error comes first
+            return _serve(args, scheduler)
         if args.command == "list":
             return _list(scheduler)
         anyio.run(_run, scheduler)

@@ -4,12 +4,24 @@ Two lines mount it in a FastAPI application::
 
     app = FastAPI(lifespan=scheduler.lifespan)
     app.include_router(manager_router(scheduler, auth=bearer_token(os.environ["TOKEN"])))
+
+Request handlers hand work to the scheduler with :func:`tracked_submit`.
 """
 
 from __future__ import annotations
 
 from ._auth import Principal as Principal
 from ._auth import bearer_token as bearer_token
+from ._live import end_event_streams as end_event_streams
 from ._router import manager_router as manager_router
+from ._submit import Submit as Submit
+from ._submit import tracked_submit as tracked_submit
 
-__all__ = ["Principal", "bearer_token", "manager_router"]
+__all__ = [
+    "Principal",
+    "Submit",
+    "bearer_token",
+    "end_event_streams",
+    "manager_router",
+    "tracked_submit",
+]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import weakref
 from collections import defaultdict
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ __all__ = [
     "MAX_BODY_BYTES",
     "PROMETHEUS_CONTENT_TYPE",
     "RunMetrics",
+    "end_event_streams",
     "event_stream",
     "limit_body",
 ]
@@ -70,26 +72,74 @@ def format_event(event: Event) -> str | None:
     return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
+class _StreamCloser:
+    """Lets :func:`end_event_streams` end one open stream from another task."""
+
+    __slots__ = ("closed", "scope")
+
+    def __init__(self) -> None:
+        self.closed = False
+        self.scope: anyio.CancelScope | None = None
+
+    def close(self) -> None:
+        self.closed = True
+        if self.scope is not None:
+            self.scope.cancel()
+
+
+#: The open event streams of each scheduler, so that a server can end them at shutdown.
+_open_streams: weakref.WeakKeyDictionary[Scheduler, set[_StreamCloser]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def end_event_streams(scheduler: Scheduler) -> int:
+    """End every open ``/events`` stream of ``scheduler`` now; return how many there were.
+
+    Call it on the server's event loop when the server starts shutting down. uvicorn
+    waits for open responses to finish *before* it runs the lifespan shutdown that stops
+    the scheduler, so a stream that only ended with the scheduler would hold the shutdown
+    until ``--timeout-graceful-shutdown`` (forever by default), and a second Ctrl-C would
+    skip the scheduler's flush. ``xtasks serve`` calls this as soon as it is told to stop;
+    browsers' ``EventSource`` reconnects by itself once the server is back.
+    """
+    closers = list(_open_streams.get(scheduler, ()))
+    for closer in closers:
+        closer.close()
+    return len(closers)
+
+
 async def event_stream(scheduler: Scheduler) -> AsyncIterator[str]:
     """Run and task events as server-sent events, until the scheduler stops.
 
     A comment opens the stream (once subscribed) and one is sent every
     :data:`KEEPALIVE_SECONDS` while idle; a client that went away is noticed by the server
     when a send fails, at the latest at the next keepalive, and the generator is closed.
+    The stream also ends when :func:`end_event_streams` is called (server shutdown).
     """
-    async with scheduler.events() as events:
-        yield ": connected\n\n"
-        while True:
-            text: str | None = None
-            with anyio.move_on_after(KEEPALIVE_SECONDS):
-                try:
-                    event = await events.receive()
-                except anyio.EndOfStream:  # the scheduler stopped
+    closer = _StreamCloser()
+    streams = _open_streams.setdefault(scheduler, set())
+    streams.add(closer)
+    try:
+        async with scheduler.events() as events:
+            yield ": connected\n\n"
+            while not closer.closed:
+                text: str | None = None
+                with anyio.move_on_after(KEEPALIVE_SECONDS) as scope:
+                    closer.scope = scope
+                    try:
+                        event = await events.receive()
+                    except anyio.EndOfStream:  # the scheduler stopped
+                        return
+                    text = format_event(event)
+                    if text is None:
+                        continue
+                closer.scope = None
+                if closer.closed:
                     return
-                text = format_event(event)
-                if text is None:
-                    continue
-            yield text if text is not None else ": keepalive\n\n"
+                yield text if text is not None else ": keepalive\n\n"
+    finally:
+        streams.discard(closer)
 
 
 # --- metrics -----------------------------------------------------------------------------
