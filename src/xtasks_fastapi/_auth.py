@@ -1,19 +1,38 @@
-"""Who may use the manager API: bearer tokens, or the application's own dependency."""
+"""Who may use the manager API: bearer tokens, or the application's own dependency.
+
+Browsers cannot send a bearer header when they navigate or open an ``EventSource``, so
+:func:`bearer_token` also accepts a session cookie set by the page's login form. Its value
+is an HMAC-SHA256 keyed by the token (never the token itself): it needs no server-side
+storage, is the same on every replica, and stops working when the token is rotated.
+Writes authenticated by the cookie must carry :data:`CSRF_HEADER` (a custom header a
+cross-site form cannot send); writes with a bearer header are not affected.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import inspect
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from fastapi import Depends, HTTPException, status
+from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable
 
-__all__ = ["Principal", "bearer_token"]
+__all__ = ["CSRF_HEADER", "SESSION_COOKIE", "Principal", "bearer_token"]
+
+#: The cookie holding a browser session of the manager page.
+SESSION_COOKIE = "xtasks_manager"
+
+#: The header (value ``1``) that writes authenticated by the session cookie must carry.
+CSRF_HEADER = "X-Xtasks-Request"
+
+_SESSION_CONTEXT = b"xtasks-manager-session-v1"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 _scheme = HTTPBearer(
     auto_error=False,
@@ -39,6 +58,65 @@ def _unauthorized(message: str) -> HTTPException:
     )
 
 
+def _session_value(token: bytes) -> str:
+    return hmac.new(token, _SESSION_CONTEXT, hashlib.sha256).hexdigest()
+
+
+class Sessions:
+    """Checks tokens typed into the login form and the session cookies derived from them.
+
+    Every comparison is constant-time and runs over every known token, so timing tells
+    neither whether a guess was close nor which token matched.
+    """
+
+    def __init__(self, write_key: bytes, read_keys: tuple[bytes, ...]) -> None:
+        self._write_key = write_key
+        self._read_keys = read_keys
+        self._write_session = _session_value(write_key).encode()
+        self._read_sessions = tuple(_session_value(k).encode() for k in read_keys)
+
+    def login(self, token: str) -> tuple[str, Principal] | None:
+        """The cookie value and principal for a token typed into the form, or ``None``."""
+        given = token.encode()
+        if hmac.compare_digest(given, self._write_key):
+            return self._write_session.decode(), Principal("manager-session", can_write=True)
+        matched: bytes | None = None
+        for key, session in zip(self._read_keys, self._read_sessions, strict=True):
+            if hmac.compare_digest(given, key):  # no early exit
+                matched = session
+        if matched is None:
+            return None
+        return matched.decode(), Principal("read-session", can_write=False)
+
+    def check(self, cookie: str) -> Principal | None:
+        """The principal a session cookie stands for, or ``None`` when it is not valid."""
+        given = cookie.encode("utf-8", "replace")
+        if hmac.compare_digest(given, self._write_session):
+            return Principal("manager-session", can_write=True)
+        is_reader = False
+        for session in self._read_sessions:
+            is_reader |= hmac.compare_digest(given, session)
+        return Principal("read-session", can_write=False) if is_reader else None
+
+
+#: The :class:`Sessions` of each dependency made by :func:`bearer_token`.
+_sessions: weakref.WeakKeyDictionary[Callable[..., Any], Sessions] = weakref.WeakKeyDictionary()
+
+
+def sessions_of(auth: Callable[..., Any]) -> Sessions | None:
+    """The login checker of a :func:`bearer_token` dependency; ``None`` for other ``auth``."""
+    return _sessions.get(auth)
+
+
+def _csrf_refused() -> HTTPException:
+    return HTTPException(
+        status.HTTP_403_FORBIDDEN,
+        f"requests authenticated by the session cookie must carry the header "
+        f"`{CSRF_HEADER}: 1` (the manager page sends it); API clients should send "
+        f"`Authorization: Bearer <token>` instead",
+    )
+
+
 def bearer_token(
     token: str, *, read_tokens: Iterable[str] = ()
 ) -> Callable[..., Awaitable[Principal]]:
@@ -46,6 +124,10 @@ def bearer_token(
 
     Holders of ``token`` may read and act; holders of one of ``read_tokens`` may only
     read. Tokens are compared in constant time and never logged or echoed.
+
+    Without the header, the session cookie :data:`SESSION_COOKIE` set by the manager
+    page's login form is accepted instead; writes authenticated by it must carry
+    :data:`CSRF_HEADER`.
     """
     if not isinstance(token, str) or not token:
         raise ValueError("bearer_token() needs a non-empty token string")
@@ -54,13 +136,26 @@ def bearer_token(
         raise ValueError("bearer_token() read_tokens must be non-empty strings")
     write_key = token.encode()
     read_keys = tuple(t.encode() for t in reads)
+    sessions = Sessions(write_key, read_keys)
 
     async def authenticate(
+        request: Request,
         credentials: HTTPAuthorizationCredentials | None = Depends(_scheme),  # noqa: B008
     ) -> Principal:
         if credentials is None:
+            if request.headers.get("authorization") is None:
+                cookie = request.cookies.get(SESSION_COOKIE)
+                principal = sessions.check(cookie) if cookie else None
+                if principal is not None:
+                    if (
+                        request.method not in _SAFE_METHODS
+                        and request.headers.get(CSRF_HEADER) != "1"
+                    ):
+                        raise _csrf_refused()
+                    return principal
             raise _unauthorized(
                 "authentication required: send the header `Authorization: Bearer <token>`"
+                " (or sign in on the manager page)"
             )
         given = credentials.credentials.encode()
         if hmac.compare_digest(given, write_key):
@@ -72,6 +167,7 @@ def bearer_token(
             return Principal("read-token", can_write=False)
         raise _unauthorized("invalid bearer token: check the token the manager was given")
 
+    _sessions[authenticate] = sessions
     return authenticate
 
 

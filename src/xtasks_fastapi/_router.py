@@ -20,6 +20,7 @@ from xtasks import (
 
 from ._auth import _anonymous, write_guard
 from ._live import PROMETHEUS_CONTENT_TYPE, RunMetrics, event_stream, limit_body
+from ._page import add_page_routes
 from ._schemas import (
     ErrorDetail,
     HealthOut,
@@ -289,5 +290,8 @@ def manager_router(
     async def get_metrics() -> Response:
         text = await metrics.render(scheduler)
         return Response(text, media_type=PROMETHEUS_CONTENT_TYPE)
+
+    # The page for people, its assets and sign-in: all in _page.py.
+    add_page_routes(router, scheduler, auth=auth, prefix=prefix, origin_of=origin_of)
 
     return router
