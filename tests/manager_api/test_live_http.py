@@ -1,0 +1,124 @@
+"""The event stream over a real uvicorn server (``live_server``), with a running scheduler.
+
+uvicorn orders its shutdown so: stop accepting, wait for open responses (up to
+``timeout_graceful_shutdown``), then the lifespan shutdown that stops the scheduler. An
+endless ``/events`` response would hold the first wait, so the scheduler's own end could
+never end it: :func:`xtasks_fastapi.end_event_streams` does, and ``xtasks serve`` calls it
+when told to stop (tests/test_cli_serve.py checks that over SIGTERM).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from fastapi import FastAPI
+
+from xtasks import Scheduler, Task
+from xtasks_fastapi import bearer_token, end_event_streams, manager_router
+
+from .live import live_server
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+TOKEN = "live-http-token-0123456789abcdef"
+HEADERS = {"Authorization": f"Bearer {TOKEN}"}
+TIMEOUT = httpx.Timeout(10.0)
+FINAL = {"succeeded", "failed", "cancelled", "skipped", "missed", "lost"}
+
+
+async def ok() -> int:
+    return 1
+
+
+async def boom() -> None:
+    raise RuntimeError("boom")
+
+
+def build() -> tuple[FastAPI, Scheduler]:
+    scheduler = Scheduler(plugins=False)
+    scheduler.add(Task("ok", ok))
+    scheduler.add(Task("boom", boom, max_retries=1, retry_delay=0))
+    app = FastAPI(lifespan=scheduler.lifespan)
+    app.include_router(manager_router(scheduler, auth=bearer_token(TOKEN)))
+
+    async def end_streams() -> dict[str, int]:  # what a server does when it starts stopping
+        return {"ended": end_event_streams(scheduler)}
+
+    app.add_api_route("/test/end-streams", end_streams, methods=["POST"])
+    return app, scheduler
+
+
+def frames(lines: Iterator[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(event, data)`` pairs from server-sent-event lines; comments are skipped."""
+    name = ""
+    for line in lines:
+        if line.startswith("event: "):
+            name = line.removeprefix("event: ")
+        elif line.startswith("data: "):
+            yield name, json.loads(line.removeprefix("data: "))
+
+
+def test_events_stream_a_runs_transitions_up_to_its_final_status() -> None:
+    app, _ = build()
+    with (
+        live_server(app) as base,
+        httpx.Client(base_url=base, headers=HEADERS, timeout=TIMEOUT) as client,
+        client.stream("GET", "/manager/events") as stream,
+    ):
+        assert stream.status_code == 200
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        lines = stream.iter_lines()
+        assert next(lines) == ": connected"  # subscribed: nothing from now on is missed
+        with httpx.Client(base_url=base, headers=HEADERS, timeout=TIMEOUT) as other:
+            run_id = other.post("/manager/tasks/boom/run").json()["run_id"]
+        statuses = []
+        for name, data in frames(lines):
+            if name == "run" and data["id"] == run_id:
+                statuses.append(data["status"])
+                if data["status"] in FINAL:
+                    break
+        assert statuses[0] in ("queued", "running") and statuses[-1] == "failed"
+        assert data["attempts"] == 2 and data["error"]["type"] == "RuntimeError"
+        assert data["trigger"] == "manual"
+
+
+def test_a_client_that_disconnects_does_not_hold_the_server() -> None:
+    app, scheduler = build()
+    with live_server(app) as base:
+        with (
+            httpx.Client(base_url=base, headers=HEADERS, timeout=TIMEOUT) as client,
+            client.stream("GET", "/manager/events") as stream,
+        ):
+            assert next(stream.iter_lines()) == ": connected"
+        # The server sees the disconnect and closes the generator: no stream is left open
+        # for a shutdown to wait on (the ASGI tests check that the generator ends too).
+        with httpx.Client(base_url=base, headers=HEADERS, timeout=TIMEOUT) as client:
+            deadline = time.monotonic() + 10
+            ended = -1
+            while ended != 0 and time.monotonic() < deadline:
+                ended = client.post("/test/end-streams").json()["ended"]
+            assert ended == 0
+        started = time.monotonic()
+    assert time.monotonic() - started < 3.0
+    assert not scheduler.running
+
+
+def test_ending_the_streams_at_shutdown_lets_the_server_stop_promptly() -> None:
+    app, scheduler = build()
+    with live_server(app) as base:
+        with (
+            httpx.Client(base_url=base, headers=HEADERS, timeout=TIMEOUT) as client,
+            client.stream("GET", "/manager/events") as stream,
+        ):
+            lines = stream.iter_lines()
+            assert next(lines) == ": connected"
+            with httpx.Client(base_url=base, headers=HEADERS, timeout=TIMEOUT) as other:
+                assert other.post("/test/end-streams").json() == {"ended": 1}
+            assert [line for line in lines if line] == []  # the response ends cleanly
+        started = time.monotonic()
+    assert time.monotonic() - started < 3.0  # not uvicorn's 5 s graceful timeout
+    assert not scheduler.running
