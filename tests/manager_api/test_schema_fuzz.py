@@ -9,7 +9,7 @@ bodies the schema documents.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import schemathesis
@@ -69,7 +69,7 @@ def base_url() -> Iterator[str]:
     suppress_health_check=list(HealthCheck),
     database=None,
 )
-def test_every_operation_honours_its_schema(case: schemathesis.Case, base_url: str) -> None:
+def test_every_operation_honours_its_schema(case: schemathesis.Case[Any], base_url: str) -> None:
     response = case.call(
         base_url=base_url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
     )
