@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
     from fastapi import APIRouter
 
-    from xtasks import RunRecord, Scheduler, TaskInfo
+    from xtasks import Scheduler, TaskInfo
 
 __all__ = ["CONTENT_SECURITY_POLICY", "MAX_LOGIN_BYTES", "STATIC_FILES", "add_page_routes"]
 
@@ -311,8 +311,9 @@ token only lets you look.</p>"""
 
     # --- the task list ------------------------------------------------------------------
 
-    def task_row(self, summary: TaskSummary, last: RunRecord | None, can_write: bool) -> str:
+    def task_row(self, summary: TaskSummary, info: TaskInfo, can_write: bool) -> str:
         name = summary.name
+        last = info.last_run
         last_when = None if last is None else last.finished_at or last.started_at
         last_when = last_when or (None if last is None else last.scheduled_at)
         depends = (
@@ -320,6 +321,11 @@ token only lets you look.</p>"""
             if summary.depends_on
             else ""
         )
+        description = info.task.description.strip()
+        if description:
+            depends = (
+                f'<div class="desc" title="{_e(description)}">{_e(description)}</div>' + depends
+            )
         failures = summary.consecutive_failures
         return f"""<tr data-task="{_e(name)}" data-state="{_e(summary.state)}">
 <td class="name"><a href="{self.url("/view/" + urllib.parse.quote(name, safe=""))}">\
@@ -335,11 +341,9 @@ token only lets you look.</p>"""
 <td class="act">{_buttons(name, summary.state, can_write)}</td>
 </tr>"""
 
-    def task_list(
-        self, rows: Iterable[tuple[TaskSummary, RunRecord | None]], principal: Any
-    ) -> Response:
+    def task_list(self, rows: Iterable[tuple[TaskSummary, TaskInfo]], principal: Any) -> Response:
         can_write = bool(getattr(principal, "can_write", False))
-        body_rows = "\n".join(self.task_row(s, last, can_write) for s, last in rows)
+        body_rows = "\n".join(self.task_row(s, info, can_write) for s, info in rows)
         if not body_rows:
             body_rows = '<tr><td colspan="9" class="none">No tasks are registered.</td></tr>'
         body = f"""<div class="heading"><h1>Tasks</h1><span class="hint">times in UTC</span></div>
@@ -392,7 +396,7 @@ token only lets you look.</p>"""
             ("Target", f"<code>{_e(detail.target)}</code>"),
             ("Origin", _e(detail.plugin) if detail.plugin else "the application"),
             ("Trigger", _e(detail.trigger)),
-            ("Next fire", _when(detail.next_fire)),
+            ("Next fire", f'<span class="next">{_when(detail.next_fire)}</span>'),
             ("Priority", _e(detail.priority)),
             ("Depends on", _e(", ".join(detail.depends_on)) or '<span class="none">—</span>'),
             ("Mode", _e(detail.mode)),
@@ -430,7 +434,7 @@ token only lets you look.</p>"""
             else ""
         )
         body = f"""<p class="crumbs"><a href="{self.url("/")}">Tasks</a> /</p>
-<div class="heading task-head" data-task="{_e(name)}" data-state="{_e(detail.state)}">
+<div class="heading task-head">
 <h1>{_e(name)}</h1>
 <span class="state">{_state_badge(detail.state)}</span>
 <span class="spacer"></span>
@@ -518,14 +522,14 @@ def add_page_routes(
         return page.message("Unavailable", text, status.HTTP_503_SERVICE_UNAVAILABLE, principal)
 
     async def task_list(principal: Any = Depends(auth)) -> Response:  # noqa: B008
-        rows: list[tuple[TaskSummary, RunRecord | None]] = []
+        rows: list[tuple[TaskSummary, TaskInfo]] = []
         try:
             for name in sorted(scheduler.tasks):
                 try:
                     info: TaskInfo = await scheduler.describe(name)
                 except TaskNotFoundError:  # removed meanwhile
                     continue
-                rows.append((TaskSummary.from_core(info, origin_of(name)), info.last_run))
+                rows.append((TaskSummary.from_core(info, origin_of(name)), info))
         except (SchedulerStateError, StoreError) as exc:
             return unavailable(exc, principal)
         return page.task_list(rows, principal)

@@ -91,9 +91,10 @@
 
   // --- task state ------------------------------------------------------------------------
 
+  // The elements that show a task: its row on the list, or the whole task page.
   function tasksNamed(name) {
-    return Array.from(document.querySelectorAll("[data-task]"))
-      .filter((node) => node !== body && node.tagName !== "BUTTON" && node.dataset.task === name);
+    return Array.from(document.querySelectorAll("tr[data-task], body[data-task]"))
+      .filter((node) => node.dataset.task === name);
   }
 
   function applyState(name, state) {
