@@ -433,10 +433,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(args)
         if args.command == "demo":
             return _demo(args)
-        scheduler = _build(args)
         if args.command == "serve":
             _web_stack("serve")  # before the scheduler is built: a clear error comes first
-            return _serve(args, scheduler)
+            return _serve(args, _build(args))
+        scheduler = _build(args)
         if args.command == "list":
             return _list(scheduler)
         anyio.run(_run, scheduler)
