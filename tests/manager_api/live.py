@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import uvicorn
 
@@ -24,7 +24,7 @@ START_TIMEOUT = 20.0
 
 
 @contextmanager
-def live_server(app: ASGIApp, *, lifespan: str = "on") -> Iterator[str]:
+def live_server(app: ASGIApp, *, lifespan: Literal["auto", "on", "off"] = "on") -> Iterator[str]:
     """Serve ``app`` on 127.0.0.1 (a free port) and yield its base URL, ``http://127.0.0.1:N``.
 
     The app's lifespan runs (``FastAPI(lifespan=scheduler.lifespan)`` starts and stops the
