@@ -29,6 +29,7 @@ from ._events import AlertKind as AlertKind
 from ._events import Event as Event
 from ._events import RunChanged as RunChanged
 from ._events import TaskStateChanged as TaskStateChanged
+from ._runs import AuditRecord as AuditRecord
 from ._runs import ErrorInfo as ErrorInfo
 from ._runs import RunRecord as RunRecord
 from ._runs import RunStatus as RunStatus
@@ -38,6 +39,7 @@ from ._runs import TaskState as TaskState
 from ._runs import TriggerKind as TriggerKind
 from ._scheduler import RunHandle as RunHandle
 from ._scheduler import Scheduler as Scheduler
+from ._scheduler import SchedulerStats as SchedulerStats
 from ._task import CatchUp as CatchUp
 from ._task import Mode as Mode
 from ._task import Overlap as Overlap
@@ -53,6 +55,7 @@ __all__ = [
     "Alert",
     "AlertKind",
     "At",
+    "AuditRecord",
     "CatchUp",
     "ConfigError",
     "ConfigFileError",
@@ -75,6 +78,7 @@ __all__ = [
     "RunTimeoutError",
     "Scheduler",
     "SchedulerStateError",
+    "SchedulerStats",
     "SecretInConfigWarning",
     "ShortIntervalWarning",
     "StoreError",

@@ -142,6 +142,7 @@ class Run:
         "error",
         "finished_at",
         "id",
+        "in_ready",
         "kind",
         "kwargs",
         "reason",
@@ -173,6 +174,7 @@ class Run:
         self.waiting_on: set[str] = set()
         self.dependents: list[Run] = []
         self.token = 0  # bumped on every change, so stale heap entries are recognised
+        self.in_ready = False  # has a live entry in a ready heap (counted in ready_count)
 
     @property
     def task(self) -> Task:
@@ -291,6 +293,7 @@ class Planner:
         self._ready: dict[Mode, list[tuple[int, datetime, int, int, Run]]] = {m: [] for m in Mode}
         self._running = 0
         self._running_by_mode = dict.fromkeys(Mode, 0)
+        self._ready_live = 0  # live entries in the ready heaps (the stale ones excluded)
         self._seq = itertools.count()
         self._decisions: list[Decision] = []
         self._closing = False
@@ -535,6 +538,8 @@ class Planner:
         if best is None:
             return None
         run = heapq.heappop(best)[4]
+        run.in_ready = False
+        self._ready_live -= 1
         run.token += 1
         run.status = RunStatus.RUNNING
         run.attempts += 1
@@ -640,7 +645,8 @@ class Planner:
 
     @property
     def ready_count(self) -> int:
-        return sum(1 for heap in self._ready.values() for item in heap if item[4].token == item[3])
+        """Runs ready to start, waiting for a concurrency slot of their kind. O(1)."""
+        return self._ready_live
 
     # --- internals --------------------------------------------------------------------
 
@@ -797,6 +803,8 @@ class Planner:
             self._push_ready(run)
 
     def _push_ready(self, run: Run) -> None:
+        run.in_ready = True
+        self._ready_live += 1
         heapq.heappush(
             self._ready[run.entry.task.mode],
             (run.entry.task.priority.rank, run.due, next(self._seq), run.token, run),
@@ -829,7 +837,10 @@ class Planner:
     ) -> None:
         entry = run.entry
         run.status = status
-        run.token += 1
+        run.token += 1  # a ready-heap entry of this run is now stale: uncount it
+        if run.in_ready:
+            run.in_ready = False
+            self._ready_live -= 1
         run.finished_at = now
         if reason is not None:
             run.reason = reason

@@ -1,4 +1,5 @@
-"""The records of what happened: runs, their errors, and the persisted state of a task.
+"""The records of what happened: runs, their errors, manual actions (the audit trail)
+and the persisted state of a task.
 
 Plain frozen, slotted data: these cross the planner, the runtime, the stores and the
 API, so they are cheap to build and never validated again after construction.
@@ -7,7 +8,8 @@ API, so they are cheap to build and never validated again after construction.
 from __future__ import annotations
 
 import traceback as _traceback
-from dataclasses import dataclass, replace
+import uuid
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +19,7 @@ if TYPE_CHECKING:
     from ._task import Task
 
 __all__ = [
+    "AuditRecord",
     "ErrorInfo",
     "RunRecord",
     "RunStatus",
@@ -132,3 +135,28 @@ class TaskInfo:
     next_fire: datetime | None
     last_run: RunRecord | None
     consecutive_failures: int
+
+
+def _audit_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditRecord:
+    """One manual action on a task, as the audit trail keeps it.
+
+    Written by ``Scheduler.trigger``, ``pause``, ``resume`` and ``cancel`` when they are
+    given ``by=`` (the manager API does); read with ``Scheduler.audit``. An action the
+    scheduler refused is recorded too, with its outcome.
+    """
+
+    id: str = field(default_factory=_audit_id)  #: unique: a uuid4, in hex
+    at: datetime  #: when the action was asked for: aware UTC, from the scheduler's clock
+    actor: str  #: who asked, free text from the caller (``"manager-token@127.0.0.1"``)
+    action: str  #: ``"run"``, ``"pause"``, ``"resume"`` or ``"cancel"``
+    task: str  #: the task's name, as the caller gave it (it may name no task)
+    #: ``"ok"``; ``"refused"`` (unknown task, or a paused or cancelled one asked to run);
+    #: ``"failed"`` (any other error)
+    outcome: str
+    #: the run id of an accepted run; the error message of a refused or failed action
+    detail: str | None = None

@@ -69,6 +69,9 @@ class Runtime:
         self.alerters = list(alerters)
         self.alerts_dropped = 0
         self.alerts_failed = 0
+        #: Seconds between the due time of the latest timer deadline that brought fires
+        #: and the moment the timer loop handled it (0.0 until one did).
+        self.timer_lag = 0.0
         self._publish = publish
         self._claims: list[ClaimFire] = []
         self._pending: list[RecordRun | SaveTask | anyio.Event] = []
@@ -139,6 +142,11 @@ class Runtime:
         self._record_wakeup.set()
         await marker.wait()
 
+    @property
+    def executing(self) -> int:
+        """Attempts executing now (inside a worker; dispatched ones not picked up excluded)."""
+        return len(self._scopes)
+
     async def _wait_idle(self) -> None:
         while self.planner.running:
             self._idle = anyio.Event()
@@ -200,10 +208,15 @@ class Runtime:
     async def _timer_loop(self) -> None:
         planner = self.planner
         clock = self.clock
+        deadline: datetime | None = None
         with self._timer_scope:
             while True:
-                planner.advance(clock.now())
+                now = clock.now()
+                planner.advance(now)
                 self.apply()
+                if self._claims and deadline is not None and deadline <= now:
+                    # Woken for fires: how late were we? Two datetime ops per wake-up.
+                    self.timer_lag = (now - deadline).total_seconds()
                 while self._claims:
                     claims, self._claims = self._claims, []
                     for claim in claims:

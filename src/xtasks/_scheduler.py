@@ -13,17 +13,26 @@ import os
 import re
 import socket
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, final
 
 import anyio
 
 from ._alerter import LoggingAlerter
 from ._clock import SystemClock
-from ._errors import ConfigError, PluginError, SchedulerStateError, TaskNotFoundError, XtasksError
+from ._errors import (
+    ConfigError,
+    PluginError,
+    SchedulerStateError,
+    StoreError,
+    TaskNotFoundError,
+    TaskStateError,
+    XtasksError,
+)
 from ._events import RunChanged
 from ._executors import Executors
 from ._planner import Planner
-from ._runs import RunRecord, TaskInfo
+from ._runs import AuditRecord, RunRecord, TaskInfo
 from ._runtime import Runtime
 from ._setup import load_setup
 from ._task import Task
@@ -31,6 +40,7 @@ from .stores import open_store
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Mapping
+    from datetime import datetime
     from types import TracebackType
 
     from anyio.abc import TaskGroup
@@ -43,7 +53,7 @@ if TYPE_CHECKING:
     from ._runs import RunStatus
     from .abc import Alerter, Store
 
-__all__ = ["RunHandle", "Scheduler"]
+__all__ = ["RunHandle", "Scheduler", "SchedulerStats"]
 
 _log = logging.getLogger("xtasks")
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9_.:-]+")
@@ -79,6 +89,29 @@ class RunHandle:
     def __repr__(self) -> str:
         state = self._record.status.value if self._record else "pending"
         return f"<RunHandle {self.id} {state}>"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SchedulerStats:
+    """How busy this scheduler is right now, as :meth:`Scheduler.stats` returns it.
+
+    Read from memory: no store I/O, so it is cheap enough for every metrics scrape or
+    health check. It describes this process only, not the other replicas.
+    """
+
+    #: Runs ready to start but waiting for a worker or for a concurrency slot (overall,
+    #: thread pool or process pool). Runs waiting for their dependencies, for a retry
+    #: delay or jitter, or behind a running run of their task (``overlap="queue"``) are
+    #: not counted.
+    queued: int
+    running: int  #: attempts executing now
+    #: Seconds by which the timer loop handled the latest due fire after its due time:
+    #: event-loop congestion or a slow store shows here first. 0.0 before any fire.
+    timer_lag: float
+
+
+#: ``Scheduler`` actions written to the audit trail, by method.
+_AUDITED = frozenset({"run", "pause", "resume", "cancel"})
 
 
 @final
@@ -231,16 +264,33 @@ class Scheduler:
 
     # --- running things ---------------------------------------------------------------
 
-    async def trigger(self, name: str) -> RunHandle:
+    async def trigger(self, name: str, *, by: str | None = None) -> RunHandle:
         """Run ``name`` now, after fresh runs of its dependencies; honours ``overlap``.
 
+        :param by: who asks (free text, e.g. ``"manager-token@127.0.0.1"``): the action
+            is then written to the audit trail, refused or not, with the run id as its
+            ``detail`` (see :meth:`audit`). ``None`` writes nothing.
         :raises TaskNotFoundError: no such task.
         :raises TaskStateError: the task is paused or cancelled.
         :raises SchedulerStateError: the scheduler is not running.
+        :raises StoreError: (only with ``by``) the run was accepted and goes ahead, but
+            its audit record could not be written; the message names the run.
         """
         self._require_running("trigger")
-        run = self._planner.request(name, self.clock.now())
-        return self._track(run.id)
+        now = self.clock.now()
+        if by is None:  # the hot path: no store write
+            run = self._planner.request(name, now)
+            return self._track(run.id)
+        try:
+            run = self._planner.request(name, now)
+        except SchedulerStateError:
+            raise
+        except Exception as exc:
+            await self._audit_refusal(by, "run", name, now, exc)
+            raise
+        handle = self._track(run.id)
+        await self._write_audit(by, "run", name, now, "ok", run.id)
+        return handle
 
     async def submit(
         self, func: Callable[..., Any] | Task, /, *args: Any, **kwargs: Any
@@ -261,30 +311,145 @@ class Scheduler:
         run = self._planner.submit(task, args, kwargs, self.clock.now())
         return self._track(run.id)
 
-    async def pause(self, name: str) -> None:
-        """Stop firing ``name`` (persisted); runs already going finish."""
-        self._require_running("pause")
-        self._planner.pause(name, self.clock.now())
-        await self._flush()
+    async def pause(self, name: str, *, by: str | None = None) -> None:
+        """Stop firing ``name`` (persisted); runs already going finish.
 
-    async def resume(self, name: str) -> None:
-        """Fire ``name`` again from now on (persisted)."""
-        self._require_running("resume")
-        self._planner.resume(name, self.clock.now())
-        await self._flush()
+        :param by: who asks: the action is written to the audit trail (see
+            :meth:`trigger`).
+        :raises TaskNotFoundError: no such task.
+        :raises SchedulerStateError: the scheduler is not running.
+        """
+        await self._control("pause", name, by)
 
-    async def cancel(self, name: str) -> None:
+    async def resume(self, name: str, *, by: str | None = None) -> None:
+        """Fire ``name`` again from now on (persisted).
+
+        :param by: who asks: the action is written to the audit trail (see
+            :meth:`trigger`).
+        :raises TaskNotFoundError: no such task.
+        :raises SchedulerStateError: the scheduler is not running.
+        """
+        await self._control("resume", name, by)
+
+    async def cancel(self, name: str, *, by: str | None = None) -> None:
         """Stop firing ``name``, cancel its queued runs and its running async run.
 
         The state ``cancelled`` is persisted; the task and its history stay visible, and
         :meth:`resume` re-activates it. A running ``sync`` call cannot be interrupted: it
         is recorded cancelled and its thread finishes in the background.
+
+        :param by: who asks: the action is written to the audit trail (see
+            :meth:`trigger`).
+        :raises TaskNotFoundError: no such task.
+        :raises SchedulerStateError: the scheduler is not running.
         """
-        self._require_running("cancel")
-        self._planner.cancel(name, self.clock.now())
+        await self._control("cancel", name, by)
+
+    async def _control(self, action: str, name: str, by: str | None) -> None:
+        """Pause, resume or cancel ``name``, persist it, and audit it when ``by`` is given."""
+        self._require_running(action)
+        planner = self._planner
+        method = {"pause": planner.pause, "resume": planner.resume, "cancel": planner.cancel}
+        now = self.clock.now()
+        try:
+            method[action](name, now)
+        except SchedulerStateError:
+            raise
+        except Exception as exc:
+            if by is not None:
+                await self._audit_refusal(by, action, name, now, exc)
+            raise
         await self._flush()
+        if by is not None:
+            await self._write_audit(by, action, name, now, "ok", None)
+
+    # --- audit trail ------------------------------------------------------------------
+
+    async def audit(
+        self, limit: int = 50, *, offset: int = 0, task: str | None = None
+    ) -> list[AuditRecord]:
+        """Return the audit trail of manual actions, newest first.
+
+        Only actions called with ``by=`` are in it (the manager API always passes it):
+        :meth:`trigger` (action ``"run"``), :meth:`pause`, :meth:`resume` and
+        :meth:`cancel`, each with its outcome: ``"ok"``, ``"refused"`` (unknown task,
+        or a manual run of a paused or cancelled task) or ``"failed"`` (any other
+        error). A refused action is recorded, then its exception is raised unchanged.
+
+        **When the audit record cannot be written** (the store fails), the action
+        stands: a run goes ahead, a pause is in force. The :class:`StoreError` is
+        raised to the caller all the same, naming the action (and the run id), and
+        logged. An operator who relies on the trail must learn that an entry is
+        missing, so it is never swallowed; and the action cannot be undone cleanly
+        once the planner took it. For a refused action, the refusal wins: its original
+        exception is raised, and the store failure is logged.
+
+        :param limit: at most this many records.
+        :param offset: skip this many of the newest first (paging).
+        :param task: only actions on this task.
+        :raises SchedulerStateError: the scheduler is not running.
+        """
+        self._require_running("audit")
+        return await self.store.list_audit(task=task, limit=limit, offset=offset)
+
+    async def _write_audit(
+        self, by: str, action: str, task: str, at: datetime, outcome: str, detail: str | None
+    ) -> None:
+        assert action in _AUDITED
+        record = AuditRecord(
+            at=at, actor=by, action=action, task=task, outcome=outcome, detail=detail
+        )
+        try:
+            await self.store.add_audit(record)
+        except StoreError as exc:
+            what = f"run {detail} of task {task!r}" if action == "run" else f"{action} {task!r}"
+            _log.error(
+                "%s by %r was done, but its audit record could not be written: %s",
+                what,
+                by,
+                exc,
+            )
+            raise StoreError(
+                f"{what} was done, but its audit record could not be written: {exc}"
+            ) from exc
+
+    async def _audit_refusal(
+        self, by: str, action: str, task: str, at: datetime, exc: Exception
+    ) -> None:
+        outcome = "refused" if isinstance(exc, (TaskNotFoundError, TaskStateError)) else "failed"
+        record = AuditRecord(
+            at=at, actor=by, action=action, task=task, outcome=outcome, detail=str(exc)
+        )
+        try:
+            await self.store.add_audit(record)
+        except StoreError:
+            _log.exception(
+                "%s %r by %r was %s; its audit record could not be written",
+                action,
+                task,
+                by,
+                outcome,
+            )
 
     # --- queries ----------------------------------------------------------------------
+
+    def stats(self) -> SchedulerStats:
+        """Runs queued and running here, and the timer loop's lag; no I/O, O(1).
+
+        All zero while the scheduler is not running.
+        """
+        runtime = self._runtime
+        if runtime is None:
+            return SchedulerStats(queued=0, running=0, timer_lag=0.0)
+        planner = self._planner
+        running = runtime.executing
+        # Dispatched to the workers but not picked up yet: waiting for a worker.
+        dispatched = max(planner.running - running, 0)
+        return SchedulerStats(
+            queued=planner.ready_count + dispatched,
+            running=running,
+            timer_lag=runtime.timer_lag,
+        )
 
     async def describe(self, name: str) -> TaskInfo:
         """Return the task, its state, next fire, last run and consecutive failures."""

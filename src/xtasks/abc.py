@@ -15,13 +15,13 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from ._events import Alert
-    from ._runs import RunRecord, RunStatus, TaskRecord
+    from ._runs import AuditRecord, RunRecord, RunStatus, TaskRecord
 
 __all__ = ["Alerter", "Store"]
 
 
 class Store(ABC):
-    """Where claims, run records and task state live.
+    """Where claims, run records, task state and the audit trail live.
 
     One store object is used by one scheduler; several schedulers (replicas) may open
     stores on the same URL, and the store is what makes them agree.
@@ -146,6 +146,28 @@ class Store(ABC):
         """:meth:`save_task` for each item; backends override this to batch."""
         for task, record in records.items():
             await self.save_task(task, record)
+
+    @abstractmethod
+    async def add_audit(self, record: AuditRecord) -> None:
+        """Append ``record`` to the audit trail of manual actions.
+
+        Records are only ever added (retention aside): a record with an ``id`` already
+        stored is not a case callers produce. Every field round-trips, ``at`` as an
+        equal, aware UTC datetime and a ``None`` ``detail`` as ``None``.
+
+        :raises StoreError: on backend failure (the record is then not stored).
+        """
+
+    @abstractmethod
+    async def list_audit(
+        self, *, task: str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[AuditRecord]:
+        """Return audit records, newest first (by ``at``, then insertion, later first).
+
+        :param task: only the records of actions on this task.
+        :param limit: at most this many records.
+        :param offset: skip this many of the newest matches first (paging).
+        """
 
 
 class Alerter(ABC):

@@ -16,6 +16,7 @@ from xtasks.abc import Store
 from xtasks.stores.memory import MemoryStore
 from xtasks.testing import (
     STORE_CHECKS,
+    check_audit_trail,
     check_claim_exclusivity,
     check_close_idempotent,
     check_errors_are_store_errors,
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from datetime import datetime
     from pathlib import Path
 
-    from xtasks import RunRecord, RunStatus, TaskRecord
+    from xtasks import AuditRecord, RunRecord, RunStatus, TaskRecord
     from xtasks.testing import StoreFactory
 
     Check = Callable[[StoreFactory], Awaitable[None]]
@@ -177,6 +178,14 @@ class _Delegate(Store):
     async def save_task(self, task: str, record: TaskRecord) -> None:
         await self.inner.save_task(task, record)
 
+    async def add_audit(self, record: AuditRecord) -> None:
+        await self.inner.add_audit(record)
+
+    async def list_audit(
+        self, *, task: str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[AuditRecord]:
+        return await self.inner.list_audit(task=task, limit=limit, offset=offset)
+
 
 class _EveryClaimWins(_Delegate):
     async def claim_fire(self, task: str, fire_time: datetime, replica: str) -> bool:
@@ -236,6 +245,25 @@ class _OldestFirst(_Delegate):
         return every[::-1][offset : offset + limit]
 
 
+class _AuditTiesOldestFirst(_Delegate):
+    """Orders the audit trail by time only, ties in insertion order (earlier first)."""
+
+    async def list_audit(
+        self, *, task: str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[AuditRecord]:
+        every = await self.inner.list_audit(task=task, limit=10**9)
+        every.sort(key=lambda r: r.at)  # stable: ties now oldest first...
+        every.reverse()  # ...then newest first, ties still reversed
+        return every[offset : offset + limit]
+
+
+class _AuditDropsNoneDetail(_Delegate):
+    async def add_audit(self, record: AuditRecord) -> None:
+        from dataclasses import replace
+
+        await self.inner.add_audit(replace(record, detail=record.detail or ""))
+
+
 class _CloseTwiceFails(_Delegate):
     async def close(self) -> None:
         if getattr(self.inner, "closed", False):
@@ -270,6 +298,8 @@ class _DriverErrorAfterClose(_Delegate):
             (_NoFencing, check_fencing, "late write to a lost run returned True"),
             (_RenewalIgnored, check_lease_renewal, "after its lease was renewed"),
             (_OldestFirst, check_list_runs_order_and_paging, "list_runs(task="),
+            (_AuditTiesOldestFirst, check_audit_trail, "list_audit(task="),
+            (_AuditDropsNoneDetail, check_audit_trail, "detail: expected None, got ''"),
             (_CloseTwiceFails, check_close_idempotent, "close() must be idempotent"),
             (_DriverErrorAfterClose, check_errors_are_store_errors, "get_run() raised builtins."),
         ]

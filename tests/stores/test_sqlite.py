@@ -15,7 +15,7 @@ import anyio
 import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from xtasks import RunRecord, RunStatus, StoreError
+from xtasks import AuditRecord, RunRecord, RunStatus, StoreError
 from xtasks._errors import ConfigError
 from xtasks._runs import ErrorInfo, TaskRecord, TaskState, TriggerKind
 from xtasks.stores import open_store
@@ -80,9 +80,9 @@ async def test_wal_mode_and_schema_version(db: Path) -> None:
         pass
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"claims", "runs", "tasks"} <= tables
+    assert {"claims", "runs", "tasks", "audit"} <= tables
     conn.close()
 
 
@@ -116,7 +116,29 @@ async def test_concurrent_openers_migrate_once(db: Path) -> None:
         for store in stores:
             await store.close()
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    conn.close()
+
+
+async def test_a_v1_database_migrates_to_v2_keeping_its_data(db: Path) -> None:
+    from xtasks.stores import _sql
+
+    conn = sqlite3.connect(db, isolation_level=None)
+    for statement in _sql.MIGRATIONS[0]:
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute(
+        "INSERT INTO runs (id, task, status, trigger, scheduled_at) VALUES (?, ?, ?, ?, ?)",
+        ("old", "t", "succeeded", "schedule", _sql.ts(T0)),
+    )
+    conn.close()
+    async with opened(db) as store:
+        assert [r.id for r in await store.list_runs()] == ["old"]
+        record = AuditRecord(at=T0, actor="ops", action="pause", task="t", outcome="ok")
+        await store.add_audit(record)
+        assert await store.list_audit(task="t") == [record]
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
     conn.close()
 
 
@@ -524,6 +546,39 @@ async def test_retention_prunes_but_keeps_live_runs(db: Path) -> None:
         await store.prune()
         left = {r.id for r in await store.list_runs(limit=100)}
         assert {"long", "stuck", "fresh"} <= left and "ancient" not in left
+
+
+async def test_retention_by_age_prunes_the_audit_trail_but_not_by_count(db: Path) -> None:
+    now = datetime.now(UTC)
+
+    def audit(name: str, at: datetime) -> AuditRecord:
+        return AuditRecord(id=name, at=at, actor="ops", action="run", task="t", outcome="ok")
+
+    async with opened(db, max_runs_per_task=1) as store:
+        for i in range(3):
+            await store.add_audit(audit(f"a{i}", now - timedelta(days=2, seconds=i)))
+        await store.prune()
+        assert len(await store.list_audit()) == 3  # max_runs_per_task: not for audit
+    async with opened(db, max_age=3600) as store:
+        await store.add_audit(audit("fresh", now))
+        await store.prune()
+        assert [r.id for r in await store.list_audit()] == ["fresh"]
+
+
+async def test_task_filtered_audit_pages_use_the_index(db: Path) -> None:
+    async with opened(db):
+        pass
+    conn = sqlite3.connect(db)
+    plan = " ".join(
+        str(row[-1])
+        for row in conn.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM audit WHERE task = ?"
+            " ORDER BY at DESC, seq DESC LIMIT 10 OFFSET 20",
+            ("t",),
+        )
+    )
+    conn.close()
+    assert "audit_by_task" in plan and "TEMP B-TREE" not in plan
 
 
 async def test_retention_runs_by_itself_after_writes(db: Path) -> None:

@@ -16,17 +16,20 @@ import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from .._runs import ErrorInfo, RunRecord, RunStatus, TriggerKind
+from .._runs import AuditRecord, ErrorInfo, RunRecord, RunStatus, TriggerKind
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
 __all__ = [
+    "ADD_AUDIT",
+    "AUDIT_COLUMNS",
     "CLAIM",
     "CLAIMED_LAST_FIRE",
     "LIVE",
     "MIGRATIONS",
     "PRUNE_AGE",
+    "PRUNE_AUDIT_AGE",
     "PRUNE_CLAIMS",
     "PRUNE_CLAIM_FLOORS",
     "PRUNE_COUNT",
@@ -35,8 +38,10 @@ __all__ = [
     "RUN_COLUMNS",
     "SAVE_RUN",
     "SAVE_TASK",
+    "decode_audit",
     "decode_run",
     "dt",
+    "encode_audit",
     "encode_run",
     "ts",
     "ts_epoch",
@@ -91,6 +96,23 @@ MIGRATIONS: list[tuple[str, ...]] = [
             anchor TEXT,
             claim_floor TEXT
         )""",
+    ),
+    (  # v2: the audit trail of manual actions
+        # seq is the rowid: insertion order, the tie-break when two records share `at`.
+        """CREATE TABLE audit (
+            seq INTEGER PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            task TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            detail TEXT
+        )""",
+        # Task-filtered pages, newest first; the unfiltered listing and retention by age
+        # use the second.
+        "CREATE INDEX audit_by_task ON audit (task, at DESC, seq DESC)",
+        "CREATE INDEX audit_by_time ON audit (at DESC, seq DESC)",
     ),
 ]
 
@@ -166,6 +188,15 @@ DELETE FROM runs WHERE status NOT IN ({LIVE}) AND seq IN (
 
 PRUNE_AGE = f"""
 DELETE FROM runs WHERE status NOT IN ({LIVE}) AND COALESCE(finished_at, scheduled_at) < :cutoff
+"""
+
+PRUNE_AUDIT_AGE = "DELETE FROM audit WHERE at < :cutoff"
+
+AUDIT_COLUMNS = "id, at, actor, action, task, outcome, detail"
+
+ADD_AUDIT = f"""
+INSERT INTO audit ({AUDIT_COLUMNS})
+VALUES (:id, :at, :actor, :action, :task, :outcome, :detail)
 """
 
 PRUNE_CLAIM_FLOORS = """
@@ -247,4 +278,31 @@ def decode_run(row: Sequence[Any]) -> RunRecord:
         reason=reason,
         result=None if result is None else json.loads(result),
         replica=replica,
+    )
+
+
+def encode_audit(record: AuditRecord) -> dict[str, Any]:
+    """The parameters of :data:`ADD_AUDIT`."""
+    return {
+        "id": record.id,
+        "at": ts(record.at),
+        "actor": record.actor,
+        "action": record.action,
+        "task": record.task,
+        "outcome": record.outcome,
+        "detail": record.detail,
+    }
+
+
+def decode_audit(row: Sequence[Any]) -> AuditRecord:
+    """The record from a row of :data:`AUDIT_COLUMNS`."""
+    id_, at, actor, action, task, outcome, detail = row
+    return AuditRecord(
+        id=id_,
+        at=datetime.fromisoformat(at),
+        actor=actor,
+        action=action,
+        task=task,
+        outcome=outcome,
+        detail=detail,
     )

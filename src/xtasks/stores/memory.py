@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Collection
     from datetime import datetime
 
-    from .._runs import RunRecord
+    from .._runs import AuditRecord, RunRecord
 
 __all__ = ["MemoryStore"]
 
@@ -33,12 +33,15 @@ class MemoryStore(Store):
 
     :param max_runs_per_task: history kept per task; older records are dropped so a
         long-running process does not grow without bound.
+    :param max_audit: audit records kept (all tasks together); the oldest are dropped
+        beyond it, for the same reason. ``max_runs_per_task`` does not apply to them.
     """
 
     def __init__(
         self,
         *,
         max_runs_per_task: int = 1000,
+        max_audit: int = 100_000,
         lease_ttl: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -52,6 +55,7 @@ class MemoryStore(Store):
         self._claims: dict[str, set[datetime]] = {}
         self._claim_floor: dict[str, datetime] = {}  # claims at or before this were pruned
         self._tasks: dict[str, TaskRecord] = {}
+        self._audit: deque[AuditRecord] = deque(maxlen=max_audit)  # in insertion order
 
     async def open(self) -> None:
         self._closed = False  # the data stays: reopening is a restart of the process's store
@@ -179,3 +183,20 @@ class MemoryStore(Store):
                 last = record.last_fire
             record = replace(record, last_fire=last, anchor=old.anchor or record.anchor)
         self._tasks[task] = record
+
+    async def add_audit(self, record: AuditRecord) -> None:
+        self._check_open()
+        self._audit.append(record)
+
+    async def list_audit(
+        self, *, task: str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[AuditRecord]:
+        self._check_open()
+        if task is None:
+            candidates = list(self._audit)
+        else:
+            candidates = [r for r in self._audit if r.task == task]
+        # Stable sort over insertion order: newest first, later inserts first.
+        candidates.reverse()
+        candidates.sort(key=lambda r: r.at, reverse=True)
+        return candidates[max(offset, 0) : max(offset, 0) + max(limit, 0)]

@@ -29,7 +29,9 @@ result JSON cannot encode.
 **Retention.** ``max_runs_per_task`` and ``max_age`` (seconds since a run finished, or was
 scheduled if it never finished) prune history after a write, at most once per
 :attr:`~SQLiteStore.prune_every` writes or :attr:`~SQLiteStore.prune_interval` seconds, in
-a transaction of its own; runs still queued, waiting or running are never deleted. Claims
+a transaction of its own; runs still queued, waiting or running are never deleted.
+``max_age`` also drops audit records whose ``at`` is older than it; ``max_runs_per_task``
+does not apply to the audit trail (it is not per task history). Claims
 older than a day are pruned too, leaving a per-task floor at or below which a fire counts
 as taken (as :class:`~xtasks.stores.memory.MemoryStore` does).
 """
@@ -56,7 +58,7 @@ from . import _sql
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterator, Mapping
 
-    from .._runs import RunRecord
+    from .._runs import AuditRecord, RunRecord
 
 __all__ = ["SQLiteStore"]
 
@@ -71,7 +73,7 @@ _CHUNK = 500
 
 @final
 class SQLiteStore(Store):
-    """Claims, runs and task state in one SQLite file.
+    """Claims, runs, task state and the audit trail in one SQLite file.
 
     :param path: the database file; its directory must exist. ``open_store`` builds this
         store from ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``.
@@ -79,7 +81,8 @@ class SQLiteStore(Store):
     :param busy_timeout: seconds a call waits for another process's write lock before
         failing with :class:`~xtasks.StoreError`.
     :param max_runs_per_task: keep at most this many finished runs per task (``None``: all).
-    :param max_age: drop finished runs older than this many seconds (``None``: never).
+    :param max_age: drop finished runs, and audit records, older than this many seconds
+        (``None``: never).
     """
 
     #: Retention runs after this many writes since it last ran...
@@ -376,12 +379,39 @@ class SQLiteStore(Store):
 
         await self._call("save tasks", save, writes=len(params))
 
+    # -- audit trail -------------------------------------------------------------------
+
+    async def add_audit(self, record: AuditRecord) -> None:
+        params = _sql.encode_audit(record)
+
+        def add(conn: sqlite3.Connection) -> None:
+            with _immediate(conn):
+                conn.execute(_sql.ADD_AUDIT, params)
+
+        await self._call("add audit record", add, writes=1)
+
+    async def list_audit(
+        self, *, task: str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[AuditRecord]:
+        sql = f"SELECT {_sql.AUDIT_COLUMNS} FROM audit"
+        params: list[Any] = []
+        if task is not None:
+            sql += " WHERE task = ?"
+            params.append(task)
+        sql += " ORDER BY at DESC, seq DESC LIMIT ? OFFSET ?"
+        params += [max(limit, 0), max(offset, 0)]
+
+        def select(conn: sqlite3.Connection) -> list[AuditRecord]:
+            return [_sql.decode_audit(row) for row in conn.execute(sql, params)]
+
+        return await self._call("list audit records", select)
+
     # -- retention ---------------------------------------------------------------------
 
     async def prune(self) -> int:
         """Apply retention now (it also runs by itself after writes).
 
-        :return: the number of run records deleted.
+        :return: the number of run records deleted (audit records are not counted).
         """
         return await self._call("prune", self._prune)
 
@@ -395,6 +425,7 @@ class SQLiteStore(Store):
             if self.max_age is not None:
                 cutoff = {"cutoff": _sql.ts_epoch(now - self.max_age)}
                 deleted += conn.execute(_sql.PRUNE_AGE, cutoff).rowcount
+                conn.execute(_sql.PRUNE_AUDIT_AGE, cutoff)
             cutoff = {"cutoff": _sql.ts_epoch(now - _CLAIM_HORIZON)}
             conn.execute(_sql.PRUNE_CLAIM_FLOORS, cutoff)
             conn.execute(_sql.PRUNE_CLAIMS, cutoff)

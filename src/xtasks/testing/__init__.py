@@ -17,6 +17,7 @@ import anyio
 from ._contract import (
     STORE_CHECKS,
     StoreFactory,
+    check_audit_trail,
     check_claim_exclusivity,
     check_close_idempotent,
     check_errors_are_store_errors,
@@ -41,6 +42,7 @@ __all__ = [
     "FakeClock",
     "StoreFactory",
     "StoreMachine",
+    "check_audit_trail",
     "check_claim_exclusivity",
     "check_close_idempotent",
     "check_errors_are_store_errors",
