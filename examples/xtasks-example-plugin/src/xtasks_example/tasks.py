@@ -9,6 +9,7 @@ file (``Scheduler(config=...)``, ``xtasks --config``, ``XTASKS_CONFIG``) wins ov
 
 from __future__ import annotations
 
+import random
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -40,6 +41,23 @@ async def report() -> str:
     """Runs only after a fresh successful run of ``example_stats`` (``depends_on``)."""
     print(f"[xtasks-example] {_now()} example_report: report written", flush=True)
     return "report.txt"
+
+
+async def sync_partners() -> int:
+    """Fails about one run in three, as a flaky upstream does: shows retries and alerts."""
+    if random.random() < 0.35:
+        raise ConnectionError("partner API timed out after 10 s (demo failure)")
+    print(f"[xtasks-example] {_now()} example_sync_partners: 12 partners synced", flush=True)
+    return 12
+
+
+async def backup() -> str:
+    """On demand and slow: run it from the manager and watch it go from running to done."""
+    import anyio
+
+    await anyio.sleep(5)
+    print(f"[xtasks-example] {_now()} example_backup: backup written", flush=True)
+    return "backup-1.tar.gz"
 
 
 # The seed format: loads unchanged. config.yaml brings example_cleanup down to 10 s.
@@ -74,5 +92,25 @@ def xtasks_add_tasks(register: RegisterTask) -> None:
             trigger=xtasks.Every(seconds=30),
             depends_on=["example_stats"],
             description="writes a report from fresh stats",
+        )
+    )
+    register(
+        xtasks.Task(
+            "example_sync_partners",
+            sync_partners,
+            trigger=xtasks.Every(seconds=20),
+            max_retries=1,
+            retry_delay=2,
+            alert_after=2,
+            description="flaky on purpose: fails about one run in three",
+        )
+    )
+    register(
+        xtasks.Task(
+            "example_backup",
+            backup,
+            priority="low",
+            timeout=60,
+            description="on demand: press Run in the manager",
         )
     )
