@@ -16,7 +16,15 @@ import anyio.from_thread
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from .._runs import ErrorInfo, RunRecord, RunStatus, TaskRecord, TaskState, TriggerKind
+from .._runs import (
+    AuditRecord,
+    ErrorInfo,
+    RunRecord,
+    RunStatus,
+    TaskRecord,
+    TaskState,
+    TriggerKind,
+)
 from ..stores.memory import MemoryStore
 
 if TYPE_CHECKING:
@@ -90,6 +98,8 @@ _task_records = st.builds(
     alerting=st.booleans(),
 )
 _tasks = st.sampled_from(_TASKS)
+_ACTIONS: Final = ("run", "pause", "resume", "cancel")
+_OUTCOMES: Final = ("ok", "refused", "failed")
 
 
 class StoreMachine(RuleBasedStateMachine):
@@ -99,8 +109,8 @@ class StoreMachine(RuleBasedStateMachine):
     after every step list the same runs and load the same task states. A fire is never
     claimed twice. The rules claim fires from a small pool, save runs one by one or in
     batches (any status but ``lost``, random fields, ids from a small pool so that
-    records are replaced), read runs back, list them with random filters and pages, and
-    save and load task states. Lease renewal and reaping depend on real time and are left
+    records are replaced), read runs back, list them with random filters and pages,
+    save and load task states, and add and list audit records (times tie often). Lease renewal and reaping depend on real time and are left
     to :func:`~xtasks.testing.check_lease_renewal` and its siblings.
 
     Subclass it, define :meth:`make_store`, and expose its ``TestCase`` to pytest::
@@ -130,6 +140,7 @@ class StoreMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.claims: Counter[tuple[str, datetime]] = Counter()  #: wins per fire, by backend
+        self.audits = 0  #: audit records added: their ids are unique, as callers make them
         self._exit = ExitStack()
         try:
             self.portal: BlockingPortal = self._exit.enter_context(
@@ -199,10 +210,43 @@ class StoreMachine(RuleBasedStateMachine):
     def load_task(self, task: str) -> None:
         self._agree("load_task", task)
 
+    @rule(
+        at=_times,
+        actor=_text,
+        action=st.sampled_from(_ACTIONS),
+        task=_tasks,
+        outcome=st.sampled_from(_OUTCOMES),
+        detail=st.none() | _text,
+    )
+    def add_audit(
+        self, at: datetime, actor: str, action: str, task: str, outcome: str, detail: str | None
+    ) -> None:
+        self.audits += 1
+        record = AuditRecord(
+            id=f"audit-{self.audits}",
+            at=at,
+            actor=actor,
+            action=action,
+            task=task,
+            outcome=outcome,
+            detail=detail,
+        )
+        self._agree("add_audit", record)
+
+    @rule(
+        task=st.none() | _tasks | st.just("unknown"),
+        limit=st.integers(min_value=0, max_value=8),
+        offset=st.integers(min_value=0, max_value=8),
+    )
+    def list_audit(self, task: str | None, limit: int, offset: int) -> None:
+        self._agree("list_audit", task=task, limit=limit, offset=offset)
+
     @invariant()
     def stores_agree(self) -> None:
-        """Both list the same runs, in the same order, and hold the same task states."""
+        """Both list the same runs and audit records, in the same order, and hold the
+        same task states."""
         self._agree("list_runs", limit=len(_RUN_IDS) + 1)
+        self._agree("list_audit", limit=self.audits + 1)
         for task in _TASKS:
             self._agree("load_task", task)
 
