@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from xtasks import (
@@ -19,9 +19,17 @@ from xtasks import (
 )
 
 from ._auth import _anonymous, write_guard
-from ._live import PROMETHEUS_CONTENT_TYPE, RunMetrics, event_stream, limit_body
+from ._live import (
+    PROMETHEUS_CONTENT_TYPE,
+    RunMetrics,
+    event_stream,
+    limit_body,
+    measure_loop_lag,
+)
 from ._page import add_page_routes
 from ._schemas import (
+    AuditOut,
+    AuditPage,
     ErrorDetail,
     HealthOut,
     RunAccepted,
@@ -76,6 +84,13 @@ def _http_errors() -> Iterator[None]:
         ) from None
 
 
+def _actor(principal: Any, request: Request) -> str:
+    """Who acted, for the audit trail: the principal's name and the client's address."""
+    name = getattr(principal, "name", None) or type(principal).__name__
+    client = request.client.host if request.client is not None else "unknown"
+    return f"{name}@{client}"
+
+
 def manager_router(
     scheduler: Scheduler,
     *,
@@ -102,7 +117,12 @@ def manager_router(
         raise TypeError(
             f"auth must be a FastAPI dependency (such as bearer_token(token)) or None, got {auth!r}"
         )
-    writer = [Depends(write_guard(auth)), Depends(limit_body)]
+    # Write routes take the principal as a parameter (for the audit trail); the same
+    # dependency object is used everywhere so FastAPI resolves it once per request.
+    # (A default value, not an annotation: annotations are strings here, and FastAPI
+    # could not resolve a local name in them.)
+    writer_principal = Depends(write_guard(auth))
+    writer = [Depends(limit_body)]
     router = APIRouter(prefix=prefix, tags=["xtasks"], dependencies=[Depends(auth)])
     metrics = RunMetrics()
     scheduler.subscribe(metrics)
@@ -148,14 +168,18 @@ def manager_router(
         responses={**_WRITE, **_NOT_FOUND, 409: {"model": ErrorDetail}, **_UNAVAILABLE},
         summary="Run a task now (after fresh runs of its dependencies)",
     )
-    async def run_task(name: str) -> RunAccepted:
+    async def run_task(
+        name: str, request: Request, principal: Any = writer_principal
+    ) -> RunAccepted:
         with _http_errors():
-            handle = await scheduler.trigger(name)
+            handle = await scheduler.trigger(name, by=_actor(principal, request))
         return RunAccepted(run_id=handle.id, task=name)
 
-    async def change_state(name: str, action: Callable[[str], Any]) -> TaskStateOut:
+    async def change_state(
+        name: str, action: Callable[..., Any], request: Request, principal: Any
+    ) -> TaskStateOut:
         with _http_errors():
-            await action(name)
+            await action(name, by=_actor(principal, request))
             info = await scheduler.describe(name)
         return TaskStateOut(name=name, state=info.state)
 
@@ -167,8 +191,10 @@ def manager_router(
         summary="Cancel a task: no more fires, its queued and running runs cancelled",
         description="The task and its history stay visible; `resume` re-activates it.",
     )
-    async def cancel_task(name: str) -> TaskStateOut:
-        return await change_state(name, scheduler.cancel)
+    async def cancel_task(
+        name: str, request: Request, principal: Any = writer_principal
+    ) -> TaskStateOut:
+        return await change_state(name, scheduler.cancel, request, principal)
 
     @router.post(
         "/tasks/{name}/pause",
@@ -177,8 +203,10 @@ def manager_router(
         responses={**_WRITE, **_NOT_FOUND, **_UNAVAILABLE},
         summary="Stop firing a task; runs already going finish",
     )
-    async def pause_task(name: str) -> TaskStateOut:
-        return await change_state(name, scheduler.pause)
+    async def pause_task(
+        name: str, request: Request, principal: Any = writer_principal
+    ) -> TaskStateOut:
+        return await change_state(name, scheduler.pause, request, principal)
 
     @router.post(
         "/tasks/{name}/resume",
@@ -187,8 +215,10 @@ def manager_router(
         responses={**_WRITE, **_NOT_FOUND, **_UNAVAILABLE},
         summary="Fire a paused or cancelled task again from now on",
     )
-    async def resume_task(name: str) -> TaskStateOut:
-        return await change_state(name, scheduler.resume)
+    async def resume_task(
+        name: str, request: Request, principal: Any = writer_principal
+    ) -> TaskStateOut:
+        return await change_state(name, scheduler.resume, request, principal)
 
     @router.get(
         "/runs",
@@ -228,12 +258,32 @@ def manager_router(
         return RunOut.from_core(record)
 
     @router.get(
+        "/audit",
+        response_model=AuditPage,
+        responses={**_AUTH, **_UNAVAILABLE},
+        summary="Manual actions (run, pause, resume, cancel): who, what, when, outcome",
+        description="Newest first. Actions taken through this API and the page are "
+        "recorded with the principal's name and the client address.",
+    )
+    async def list_audit(
+        task: Annotated[str | None, Query(description="only actions on this task")] = None,
+        limit: Limit = 50,
+        offset: Offset = 0,
+    ) -> AuditPage:
+        with _http_errors():
+            records = await scheduler.audit(limit, offset=offset, task=task)
+        return AuditPage(
+            records=[AuditOut.from_core(r) for r in records], limit=limit, offset=offset
+        )
+
+    @router.get(
         "/health",
         response_model=HealthOut,
         responses={**_AUTH, 503: {"model": HealthOut}},
-        summary="Store reachable, degraded plugins, scheduler running",
+        summary="Store reachable, degraded plugins, scheduler running, loop and timer lag",
     )
     async def health(response: Response) -> HealthOut:
+        loop_lag = await measure_loop_lag()
         store_error: str | None = None
         try:
             with anyio.fail_after(HEALTH_STORE_TIMEOUT):
@@ -246,12 +296,14 @@ def manager_router(
         ok = running and store_error is None
         if not ok:
             response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-        return HealthOut(
+        return HealthOut.from_stats(
+            scheduler.stats(),
             ok=ok,
             running=running,
             store_reachable=store_error is None,
             store_error=store_error,
             degraded_plugins=[origin.describe() for origin in scheduler.degraded],
+            loop_lag_seconds=loop_lag,
         )
 
     @router.get(

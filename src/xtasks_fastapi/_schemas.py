@@ -15,9 +15,11 @@ from pydantic import BaseModel, Field
 from xtasks import Priority, RunStatus, TaskState, TriggerKind  # noqa: TC001 - pydantic
 
 if TYPE_CHECKING:
-    from xtasks import ErrorInfo, RunRecord, TaskInfo
+    from xtasks import AuditRecord, ErrorInfo, RunRecord, SchedulerStats, TaskInfo
 
 __all__ = [
+    "AuditOut",
+    "AuditPage",
     "ErrorDetail",
     "HealthOut",
     "RunAccepted",
@@ -196,3 +198,57 @@ class HealthOut(BaseModel):
     store_reachable: bool
     store_error: str | None = None
     degraded_plugins: list[str]
+    loop_lag_seconds: float = Field(
+        description="how long the event loop took to come back to this request after "
+        "yielding once: high values mean the loop is congested or blocked"
+    )
+    timer_lag_seconds: float = Field(
+        description="how late the scheduler's timer handled its latest due fire"
+    )
+    queued: int = Field(description="runs ready to start, waiting for a worker or a slot")
+    running_runs: int = Field(description="attempts executing now in this process")
+
+    @classmethod
+    def from_stats(cls, stats: SchedulerStats, **fields: object) -> HealthOut:
+        return cls.model_validate(
+            {
+                **fields,
+                "timer_lag_seconds": stats.timer_lag,
+                "queued": stats.queued,
+                "running_runs": stats.running,
+            }
+        )
+
+
+class AuditOut(BaseModel):
+    """One manual action: who did what to which task, when, and how it ended."""
+
+    id: str
+    at: datetime
+    actor: str = Field(description="the principal's name and the client address")
+    action: str = Field(description="run, pause, resume or cancel")
+    task: str
+    outcome: str = Field(description="ok, refused (unknown task, paused...) or failed")
+    detail: str | None = Field(
+        None, description="the run id of an accepted run, or why the action failed"
+    )
+
+    @classmethod
+    def from_core(cls, record: AuditRecord) -> AuditOut:
+        return cls(
+            id=record.id,
+            at=record.at,
+            actor=record.actor,
+            action=record.action,
+            task=record.task,
+            outcome=record.outcome,
+            detail=record.detail,
+        )
+
+
+class AuditPage(BaseModel):
+    """A page of the audit trail, newest first."""
+
+    records: list[AuditOut]
+    limit: int
+    offset: int

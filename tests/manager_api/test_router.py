@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -220,13 +221,73 @@ async def test_health_reports_store_and_running() -> None:
     async with serving() as (client, _, _):
         response = await client.get("/manager/health", headers=READ)
         assert response.status_code == 200
-        assert response.json() == {
+        body = response.json()
+        lag = body.pop("loop_lag_seconds")
+        assert body == {
             "ok": True,
             "running": True,
             "store_reachable": True,
             "store_error": None,
             "degraded_plugins": [],
+            "timer_lag_seconds": 0.0,
+            "queued": 0,
+            "running_runs": 0,
         }
+        assert 0.0 <= lag < 1.0
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # trio orders a batch at random
+async def test_loop_lag_shows_a_blocked_event_loop() -> None:
+    def hog() -> None:
+        time.sleep(0.2)  # blocks the loop on purpose: what the health check must reveal
+
+    async def run_hog() -> None:
+        hog()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run_hog)  # runs at our next yield
+        lag = await _live.measure_loop_lag()
+    assert lag >= 0.19
+
+
+async def test_manual_actions_are_audited_with_who_and_outcome() -> None:
+    async with serving() as (client, scheduler, _):
+        accepted = await client.post("/manager/tasks/ok/run", headers=WRITE)
+        assert accepted.status_code == 202
+        assert (await client.post("/manager/tasks/boom/pause", headers=WRITE)).status_code == 200
+        refused = await client.post("/manager/tasks/boom/run", headers=WRITE)
+        assert refused.status_code == 409
+        assert (await client.post("/manager/tasks/ok/run", headers=READ)).status_code == 403
+        assert (await client.delete("/manager/tasks/nope", headers=WRITE)).status_code == 404
+
+        page = (await client.get("/manager/audit", headers=READ)).json()
+        rows = [(r["action"], r["task"], r["outcome"]) for r in page["records"]]
+        assert rows == [
+            ("cancel", "nope", "refused"),
+            ("run", "boom", "refused"),
+            ("pause", "boom", "ok"),
+            ("run", "ok", "ok"),
+        ]  # the read token's 403 did nothing, so nothing is recorded
+        newest_first = page["records"]
+        assert newest_first[-1]["detail"] == accepted.json()["run_id"]
+        assert "paused" in newest_first[1]["detail"]
+        assert {r["actor"] for r in newest_first} == {"manager-token@127.0.0.1"}
+
+        only_boom = await client.get("/manager/audit?task=boom&limit=1&offset=1", headers=READ)
+        assert [r["action"] for r in only_boom.json()["records"]] == ["pause"]
+        assert [a.action for a in await scheduler.audit(task="ok")] == ["run"]
+
+
+async def test_metrics_show_queue_depth_and_lag() -> None:
+    async with serving() as (client, _, _):
+        text = (await client.get("/manager/metrics", headers=READ)).text
+        for gauge in (
+            "xtasks_queued_runs 0",
+            "xtasks_running_runs 0",
+            "xtasks_timer_lag_seconds 0.0",
+            "xtasks_loop_lag_seconds ",
+        ):
+            assert f"\n{gauge}" in text, gauge
 
 
 async def test_health_is_503_and_routes_explain_when_scheduler_is_stopped() -> None:
