@@ -314,7 +314,13 @@ class WebhookAlerter(Alerter):
 
     def _describe(self, exc: BaseException) -> str:
         """``exc`` as text fit for logs: without the URL's path, query or credentials."""
-        text = str(exc) or "no detail"
+        text, seen = "", set()
+        current: BaseException | None = exc
+        while current is not None and not text and id(current) not in seen:
+            seen.add(id(current))  # httpx on trio keeps the message on a cause (TLS errors)
+            text = str(current)
+            current = current.__cause__ or current.__context__
+        text = text or "no detail"
         raw = str(self._url)
         for secret in {raw, raw.split("?", 1)[0], self._url.path, self._url.query.decode()}:
             if len(secret) > 1:
