@@ -41,7 +41,7 @@ _SECRET_PREFIX = "whsec_"
 def _import_httpx() -> Any:
     try:
         import httpx
-    except ImportError as exc:  # pragma: no cover - depends on the installation
+    except ImportError as exc:
         raise ImportError(
             'WebhookAlerter needs httpx: install the alerts extra, pip install "xtasks[alerts]"'
         ) from exc

@@ -10,8 +10,10 @@ import hmac
 import itertools
 import json
 import logging
+import re
 import socket
 import ssl
+import sys
 import threading
 import time
 import traceback
@@ -261,6 +263,12 @@ def test_timeout_attribute_covers_every_attempt_and_pause() -> None:
     for kwargs in bad:
         with pytest.raises(ValueError):
             WebhookAlerter("https://hooks.example.com/h", **kwargs)
+
+
+def test_without_httpx_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "httpx", None)  # what a missing package looks like
+    with pytest.raises(ImportError, match=re.escape('pip install "xtasks[alerts]"')):
+        WebhookAlerter("https://hooks.example.com/h")
 
 
 # --- delivery ------------------------------------------------------------------------------
