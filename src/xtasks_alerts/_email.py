@@ -287,6 +287,7 @@ class EmailAlerter(Alerter):
         )
         async with asyncio.timeout(SEND_BUDGET * self.smtp_timeout):
             await smtp.connect()
+            transport = smtp.transport
             try:
                 if self.starttls:
                     await smtp.ehlo()
@@ -297,6 +298,7 @@ class EmailAlerter(Alerter):
                             "without a username)"
                         )
                     await smtp.starttls()
+                    transport = smtp.transport
                 if self.username is not None:
                     # Only reachable over TLS: checked at construction, and above.
                     await smtp.login(self.username, password or "")
@@ -309,6 +311,13 @@ class EmailAlerter(Alerter):
                 await smtp.quit()
             finally:
                 smtp.close()
+                # Done (or failed): drop the connection now rather than wait for a TLS
+                # close_notify that may never come, and let the loop close the socket, so
+                # no transport outlives the send (nor the private loop under trio).
+                if transport is not None:
+                    transport.abort()
+                    for _ in range(3):
+                        await asyncio.sleep(0)
 
 
 async def _deliver_anywhere(
