@@ -60,10 +60,12 @@ class Setup:
             try:
                 alerters.append(factory(**channel.options))
             except Exception as exc:  # noqa: BLE001 - a bad option or factory is reported
+                option = getattr(exc, "option", None)  # the option it names, if any
                 error = self.config.alert_error(
                     index,
                     f"cannot build the {channel.kind!r} alerter ({origin.describe()}): "
                     f"{type(exc).__name__}: {exc}",
+                    option=option if option in channel.options else None,
                 )
                 error.__cause__ = exc
                 self.fail(error)

@@ -53,7 +53,8 @@ class RegisterAlerter(Protocol):
 
     def __call__(self, kind: str, factory: Callable[..., Alerter], /) -> None:
         """Make ``kind`` usable in YAML: ``alerts: [{kind: <kind>, ...options}]`` calls
-        ``factory(**options)``."""
+        ``factory(**options)``. An exception the factory raises about one option may name
+        it in an ``option`` attribute: the error then points at that option's line."""
 
 
 # --- configuration ----------------------------------------------------------------------
