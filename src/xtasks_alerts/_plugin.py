@@ -19,7 +19,15 @@ if TYPE_CHECKING:
     from xtasks.abc import Alerter
     from xtasks.hookspecs import RegisterAlerter
 
-__all__ = ["xtasks_add_alerters"]
+__all__ = ["OptionError", "xtasks_add_alerters"]
+
+
+class OptionError(TypeError):
+    """An unknown option; ``option`` names it, so the core's error points at its line."""
+
+    def __init__(self, message: str, option: str) -> None:
+        super().__init__(message)
+        self.option = option
 
 
 @hookimpl
@@ -53,8 +61,9 @@ def _build(kind: str, cls: Callable[..., Alerter], options: dict[str, Any]) -> A
         if key not in params:
             close = difflib.get_close_matches(key, known, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise TypeError(
-                f"unknown option {key!r} for kind {kind!r}{hint} (options: {', '.join(known)})"
+            raise OptionError(
+                f"unknown option {key!r} for kind {kind!r}{hint} (options: {', '.join(known)})",
+                key,
             )
     missing = [
         name
