@@ -439,6 +439,30 @@ class Config:
         setting = self._settings.get(task, {}).get("alert_channels")
         return None if setting is None or setting.value is None else list(setting.value)
 
+    @property
+    def alert_channel_names(self) -> list[str]:
+        """The names tasks select channels by: each entry's ``name``, else its ``kind``."""
+        return [channel.name or channel.kind for channel in self.alerts]
+
+    def unknown_alert_channels(self, tasks: Iterable[str]) -> list[ConfigFileError]:
+        """One error per ``alert_channels`` entry of ``tasks`` that names no channel."""
+        names = self.alert_channel_names
+        problems = []
+        for task in tasks:
+            for wanted in self.alert_channels_for(task) or ():
+                if wanted not in names:
+                    hint = _did_you_mean(wanted, names)
+                    known = ", ".join(names) or "none yet: add an `alerts:` entry"
+                    error = self.error_at(
+                        task,
+                        "alert_channels",
+                        f"task {task!r} selects the alert channel {wanted!r}, which no "
+                        f"`alerts:` entry defines{hint}; the channels are: {known}",
+                    )
+                    if error is not None:
+                        problems.append(error)
+        return problems
+
     def unknown_tasks(self, known: Iterable[str]) -> list[ConfigFileError]:
         """One error per ``tasks:`` entry that names no known task, at that entry's line."""
         names = set(known)

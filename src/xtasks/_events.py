@@ -49,6 +49,9 @@ class Alert:
     run: RunRecord  #: the run that crossed the threshold, or the one that recovered
     consecutive_failures: int  #: the count that triggered ``failing`` (0 for ``recovered``)
     at: datetime
+    #: When the task last succeeded (a ``failing`` alert's context), read from the store
+    #: as the alert is delivered; ``None`` when it never did or the store could not say.
+    last_success: datetime | None = None
 
 
 Event = RunChanged | TaskStateChanged | Alert

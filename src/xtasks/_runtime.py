@@ -8,13 +8,12 @@ It adds no policy. Four kinds of task live in the scheduler's task group:
   ready run at a time (no task spawned per run);
 - the recorder writes run records and task state to the store in batches, then
   publishes events and resolves run handles, so what an event says is already stored;
-- one delivery loop per alerter, fed through a bounded queue, under a timeout.
+- alerts go to :class:`~._alert_delivery.AlertDelivery`, which never blocks a run.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from typing import TYPE_CHECKING, Any, final
 
 import anyio
@@ -25,25 +24,23 @@ from ._planner import CancelAttempt, ClaimFire, RecordRun, SaveTask, SendAlert
 from ._runs import ErrorInfo, RunStatus
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable
     from datetime import datetime
 
     from anyio.abc import TaskGroup
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+    from ._alert_delivery import AlertDelivery
     from ._clock import Clock
-    from ._events import Alert, Event
+    from ._events import Event
     from ._executors import Executors
     from ._planner import Planner, Run
     from ._runs import RunRecord
-    from .abc import Alerter, Store
+    from .abc import Store
 
 __all__ = ["Runtime"]
 
 _log = logging.getLogger("xtasks")
-
-#: Alerts waiting per alerter before new ones are dropped (and counted).
-ALERT_QUEUE_SIZE = 1000
 
 
 @final
@@ -57,7 +54,7 @@ class Runtime:
         clock: Clock,
         executors: Executors,
         *,
-        alerters: Sequence[Alerter],
+        alerts: AlertDelivery,
         publish: Callable[[Event], None],
         replica: str,
     ) -> None:
@@ -66,9 +63,7 @@ class Runtime:
         self.clock = clock
         self.executors = executors
         self.replica = replica
-        self.alerters = list(alerters)
-        self.alerts_dropped = 0
-        self.alerts_failed = 0
+        self.alerts = alerts
         #: Seconds between the due time of the latest timer deadline that brought fires
         #: and the moment the timer loop handled it (0.0 until one did).
         self.timer_lag = 0.0
@@ -88,7 +83,6 @@ class Runtime:
         send, receive = anyio.create_memory_object_stream["Run"](planner.max_concurrency)
         self._run_send: MemoryObjectSendStream[Run] = send
         self._run_receive: MemoryObjectReceiveStream[Run] = receive
-        self._alert_sends: list[MemoryObjectSendStream[Alert]] = []
         self._tg: TaskGroup | None = None
         self._recorder_done = anyio.Event()
         self._recorder_stop = False
@@ -100,10 +94,7 @@ class Runtime:
     def start(self, tg: TaskGroup) -> None:
         """Start the loops in ``tg`` (the scheduler's task group)."""
         self._tg = tg
-        for alerter in self.alerters:
-            send, receive = anyio.create_memory_object_stream["Alert"](ALERT_QUEUE_SIZE)
-            self._alert_sends.append(send)
-            tg.start_soon(self._deliver, alerter, receive, name=f"xtasks alerter {alerter!r}")
+        self.alerts.start(tg)
         tg.start_soon(self._recorder, name="xtasks recorder")
         tg.start_soon(self._timer_loop, name="xtasks timers")
         tg.start_soon(self._lease_loop, name="xtasks leases")
@@ -132,8 +123,7 @@ class Runtime:
         self._recorder_stop = True
         self._record_wakeup.set()
         await self._recorder_done.wait()
-        for send in self._alert_sends:
-            send.close()
+        await self.alerts.close(max(grace, 1.0))
 
     async def flush(self) -> None:
         """Return once everything recorded so far is in the store and published."""
@@ -166,7 +156,7 @@ class Runtime:
                 elif type(d) is ClaimFire:
                     self._claims.append(d)
                 elif type(d) is SendAlert:
-                    self._queue_alert(d.alert)
+                    self.alerts.put(d.alert)
                 elif type(d) is CancelAttempt:
                     # A run dispatched but not yet picked up has no scope: its worker
                     # finds the reason and cancels before calling.
@@ -194,14 +184,6 @@ class Runtime:
                 self._tg.start_soon(self._worker, self._run_receive.clone(), name="xtasks worker")
             self._run_send.send_nowait(run)
             run = planner.next_ready(self.clock.now())
-
-    def _queue_alert(self, alert: Alert) -> None:
-        for send in self._alert_sends:
-            try:
-                send.send_nowait(alert)
-            except anyio.WouldBlock:
-                self.alerts_dropped += 1
-                _log.error("alert queue full; dropped %s alert for task %r", alert.kind, alert.task)
 
     # --- loops ------------------------------------------------------------------------
 
@@ -373,28 +355,3 @@ class Runtime:
         publish = self._publish
         for record in group:
             publish(RunChanged(record))
-
-    async def _deliver(self, alerter: Alerter, receive: MemoryObjectReceiveStream[Alert]) -> None:
-        async with receive:
-            async for alert in receive:
-                timeout = getattr(alerter, "timeout", 30.0) or math.inf
-                try:
-                    with anyio.fail_after(timeout):
-                        await alerter.send(alert)
-                except TimeoutError:
-                    self.alerts_failed += 1
-                    _log.error(
-                        "alerter %r gave up on a %s alert for task %r after %g s",
-                        alerter,
-                        alert.kind.value,
-                        alert.task,
-                        timeout,
-                    )
-                except Exception:  # noqa: BLE001 - a broken alerter never stops scheduling
-                    self.alerts_failed += 1
-                    _log.exception(
-                        "alerter %r failed to send a %s alert for task %r",
-                        alerter,
-                        alert.kind.value,
-                        alert.task,
-                    )

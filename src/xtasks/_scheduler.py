@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, final
 
 import anyio
 
+from ._alert_delivery import AlertDelivery, Channel
 from ._alerter import LoggingAlerter
 from ._clock import SystemClock
 from ._errors import (
@@ -34,7 +35,7 @@ from ._executors import Executors
 from ._planner import Planner
 from ._runs import AuditRecord, RunRecord, TaskInfo
 from ._runtime import Runtime
-from ._setup import load_setup
+from ._setup import load_setup, raise_all
 from ._task import Task
 from .stores import open_store
 
@@ -164,6 +165,9 @@ class Scheduler:
         self.replica_id = replica_id or f"{socket.gethostname()}:{os.getpid()}"
         self.shutdown_grace = shutdown_grace
         self.alerters: tuple[Alerter, ...] = (LoggingAlerter(), *alerters)
+        #: Alerters given in code (and the logging one) get every task's alerts; those
+        #: from ``alerts:`` may be selected per task with ``alert_channels``.
+        self._channels = [Channel(alerter) for alerter in self.alerters]
         slots = process_slots or os.cpu_count() or 1
         self._planner = Planner(
             max_concurrency=max_concurrency,
@@ -203,7 +207,9 @@ class Scheduler:
                         entry_point=origin.entry_point or origin.name,
                     )
                 )
-        self.alerters = (*self.alerters, *setup.build_alerters())
+        configured = setup.build_alerters()
+        self._channels += configured
+        self.alerters = (*self.alerters, *(channel.alerter for channel in configured))
         setup.raise_if_strict()
         self._observe = bool(self._hooks.xtasks_run_finished.get_hookimpls())
         self._hooks.xtasks_configure.call_historic(kwargs={"scheduler": self})
@@ -260,6 +266,7 @@ class Scheduler:
         problems: list[XtasksError] = list(self.problems)
         problems.extend(self._planner.unknown_dependencies())
         problems.extend(self.config.unknown_tasks([*self.tasks, *self._disabled]))
+        problems.extend(self.config.unknown_alert_channels(self.tasks))
         return problems
 
     # --- running things ---------------------------------------------------------------
@@ -565,9 +572,12 @@ class Scheduler:
         if self._exit_stack is not None:
             raise SchedulerStateError("the scheduler is already running")
         self._planner.validate()
-        unknown = self.config.unknown_tasks([*self.tasks, *self._disabled])
+        unknown: list[XtasksError] = [
+            *self.config.unknown_tasks([*self.tasks, *self._disabled]),
+            *self.config.unknown_alert_channels(self.tasks),
+        ]
         if unknown:
-            raise unknown[0]
+            raise_all(unknown)
         async with AsyncExitStack() as stack:
             await self.store.open()
             stack.push_async_callback(self.store.close)
@@ -592,7 +602,7 @@ class Scheduler:
                 self.store,
                 self.clock,
                 self._executors,
-                alerters=self.alerters,
+                alerts=AlertDelivery(self._channels, self.store, self.config.alert_channels_for),
                 publish=self._publish,
                 replica=self.replica_id,
             )

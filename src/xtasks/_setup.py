@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ._alert_delivery import Channel
 from ._config import Config, load_config, merge
 from ._errors import ConfigError, ConfigFileError, PluginError, XtasksError
 from ._plugins import load_plugins
@@ -20,7 +21,6 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
     from ._plugins import LoadedPlugins
-    from .abc import Alerter
 
 __all__ = ["Setup", "load_setup", "raise_all"]
 
@@ -39,9 +39,10 @@ class Setup:
     def fail(self, error: XtasksError) -> None:
         self.problems.append(error)
 
-    def build_alerters(self) -> list[Alerter]:
-        """One alerter per ``alerts:`` entry, built by the factory of its kind."""
-        alerters: list[Alerter] = []
+    def build_alerters(self) -> list[Channel]:
+        """One alerter per ``alerts:`` entry, built by the factory of its kind, with the
+        name tasks select it by (``alert_channels``)."""
+        alerters: list[Channel] = []
         kinds = self.plugins.alerter_kinds
         for index, channel in enumerate(self.config.alerts):
             registered = kinds.get(channel.kind)
@@ -58,7 +59,7 @@ class Setup:
                 continue
             factory, origin = registered
             try:
-                alerters.append(factory(**channel.options))
+                alerters.append(Channel(factory(**channel.options), channel.name or channel.kind))
             except Exception as exc:  # noqa: BLE001 - a bad option or factory is reported
                 option = getattr(exc, "option", None)  # the option it names, if any
                 error = self.config.alert_error(

@@ -64,8 +64,8 @@ def _time(value: datetime | None) -> str | None:
 def facts(alert: Alert, manager_url: str | None = None) -> list[tuple[str, str]]:
     """The alert as ``(label, value)`` pairs, in the order people read them.
 
-    The last success is not part of an :class:`xtasks.Alert`; a ``recovered`` alert's run
-    *is* the success, and its finish time is shown.
+    A ``failing`` alert shows when the task last succeeded ("never" when it has not); a
+    ``recovered`` alert's run *is* the success, and its finish time is shown.
     """
     run = alert.run
     rows: list[tuple[str, str | None]] = [
@@ -74,6 +74,7 @@ def facts(alert: Alert, manager_url: str | None = None) -> list[tuple[str, str]]
     ]
     if alert.kind is AlertKind.FAILING:
         rows.append(("Consecutive failures", str(alert.consecutive_failures)))
+        rows.append(("Last success", _time(alert.last_success) or "never (or not recorded)"))
     if run.error is not None:
         rows += [("Error type", run.error.type), ("Error message", run.error.message)]
     rows += [

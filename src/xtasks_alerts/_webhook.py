@@ -131,6 +131,7 @@ class WebhookAlerter(Alerter):
           "attempts": 3,                     # attempts of that run
           "error": {"type": "ConnectionError", "message": "…"},  # or null; no traceback
           "consecutive_failures": 2,         # 0 for "recovered"
+          "last_success": "2026-03-01T01:30:02Z",     # the task's last success, or null
           "timestamp": "2026-03-01T02:30:04.6Z"       # when the alert was raised, UTC
         }
 
@@ -214,6 +215,7 @@ class WebhookAlerter(Alerter):
             "attempts": run.attempts,
             "error": error,
             "consecutive_failures": alert.consecutive_failures,
+            "last_success": _iso(alert.last_success),
             "timestamp": _iso(alert.at),
         }
 

@@ -16,7 +16,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
@@ -170,6 +170,7 @@ def alert(
         run=run,
         consecutive_failures=failures if kind is AlertKind.FAILING else 0,
         at=T0,
+        last_success=T0 - timedelta(days=1) if kind is AlertKind.FAILING else None,
     )
 
 
@@ -218,6 +219,7 @@ async def test_plain_delivery_of_a_failing_alert_with_text_and_html_parts() -> N
         assert "in step11\n" not in body and "in step1\n" not in body
         assert "earlier line(s) left out" in body
     assert "Consecutive failures: 3" in " ".join(text_s.split())
+    assert "Last success: 2025-02-28 12:00:00" in " ".join(text_s.split())
 
 
 async def test_recovered_mail_and_no_manager_link_when_no_url() -> None:

@@ -210,7 +210,12 @@ def make_alert(kind: AlertKind = AlertKind.FAILING) -> Alert:
         else None,
     )
     return Alert(
-        kind=kind, task="nightly", run=run, consecutive_failures=2 if failing else 0, at=at
+        kind=kind,
+        task="nightly",
+        run=run,
+        consecutive_failures=2 if failing else 0,
+        at=at,
+        last_success=at - timedelta(hours=1) if failing else None,
     )
 
 
@@ -298,6 +303,7 @@ async def test_signed_json_post_with_standard_webhooks_headers() -> None:
         "attempts": 3,
         "error": {"type": "ConnectionError", "message": "db down"},
         "consecutive_failures": 2,
+        "last_success": "2026-03-01T01:30:05.123456Z",
         "timestamp": "2026-03-01T02:30:05.123456Z",
     }
     body = recovered.json()
@@ -478,6 +484,7 @@ async def test_scheduler_sends_one_failing_then_one_recovered() -> None:
     assert [d.json()["type"] for d in app.deliveries] == ["failing", "recovered"]
     failing, recovered = (d.json() for d in app.deliveries)
     assert failing["task"] == "flaky" and failing["consecutive_failures"] == 2
+    assert failing["last_success"] is None  # it had never succeeded before the streak
     assert failing["error"] == {"type": "RuntimeError", "message": "still down"}
     assert recovered["error"] is None and recovered["run_status"] == "succeeded"
     for delivery in app.deliveries:
