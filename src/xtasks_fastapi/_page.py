@@ -330,8 +330,8 @@ token only lets you look.</p>"""
         return f"""<tr data-task="{_e(name)}" data-state="{_e(summary.state)}">
 <td class="name"><a href="{self.url("/view/" + urllib.parse.quote(name, safe=""))}">\
 {_e(name)}</a>{depends}</td>
-<td>{_e(summary.plugin) if summary.plugin else '<span class="none">app</span>'}</td>
-<td>{_e(summary.trigger)}</td>
+<td class="origin">{_e(summary.plugin) if summary.plugin else '<span class="none">app</span>'}</td>
+<td class="trigger">{_e(summary.trigger)}</td>
 <td class="state">{_state_badge(summary.state)}</td>
 <td class="next">{_when(summary.next_fire)}</td>
 <td class="last"><span class="last-status">{_status_badge(summary.last_run_status)}</span> \
