@@ -159,3 +159,31 @@ async def test_draining_at_exit_is_bounded_by_the_shutdown_grace() -> None:
         async with scheduler:
             await (await scheduler.trigger("broken")).wait()
     assert hung.alerts == []
+
+
+async def test_failed_deliveries_are_counted_in_the_stats() -> None:
+    class Broken(Alerter):
+        timeout = 5.0
+
+        def __init__(self) -> None:
+            self.calls = 0
+            self.second_call = anyio.Event()
+
+        async def send(self, alert: Alert) -> None:
+            self.calls += 1
+            if self.calls == 2:  # one channel delivers in order: the first is counted
+                self.second_call.set()
+            raise ConnectionRefusedError("smtp.example.com:587 refused the connection")
+
+    broken, inbox = Broken(), Inbox()
+    scheduler = Scheduler(plugins=False, alerters=[broken, inbox])
+    scheduler.add(Task("broken", failing))
+    scheduler.add(Task("also_broken", failing))
+    async with scheduler:
+        await (await scheduler.trigger("broken")).wait()
+        await (await scheduler.trigger("also_broken")).wait()
+        await inbox.wait_for(2)  # channels are independent: the broken one blocks nobody
+        with anyio.fail_after(10):
+            await broken.second_call.wait()
+        stats = scheduler.stats()
+        assert stats.alerts_failed >= 1 and stats.alerts_dropped == 0

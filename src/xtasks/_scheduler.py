@@ -109,6 +109,10 @@ class SchedulerStats:
     #: Seconds by which the timer loop handled the latest due fire after its due time:
     #: event-loop congestion or a slow store shows here first. 0.0 before any fire.
     timer_lag: float
+    #: Alert deliveries that raised or timed out since the scheduler started.
+    alerts_failed: int = 0
+    #: Alerts dropped since the scheduler started because a delivery queue was full.
+    alerts_dropped: int = 0
 
 
 #: ``Scheduler`` actions written to the audit trail, by method.
@@ -441,7 +445,7 @@ class Scheduler:
     # --- queries ----------------------------------------------------------------------
 
     def stats(self) -> SchedulerStats:
-        """Runs queued and running here, and the timer loop's lag; no I/O, O(1).
+        """Runs queued and running here, the timer loop's lag, failed alerts; no I/O, O(1).
 
         All zero while the scheduler is not running.
         """
@@ -456,6 +460,8 @@ class Scheduler:
             queued=planner.ready_count + dispatched,
             running=running,
             timer_lag=runtime.timer_lag,
+            alerts_failed=runtime.alerts.failed,
+            alerts_dropped=runtime.alerts.dropped,
         )
 
     async def describe(self, name: str) -> TaskInfo:

@@ -217,6 +217,12 @@ class RunMetrics:
             "# HELP xtasks_loop_lag_seconds Time the event loop took to resume the scrape.",
             "# TYPE xtasks_loop_lag_seconds gauge",
             f"xtasks_loop_lag_seconds {await measure_loop_lag()!r}",
+            "# HELP xtasks_alerts_failed_total Alert deliveries that raised or timed out.",
+            "# TYPE xtasks_alerts_failed_total counter",
+            f"xtasks_alerts_failed_total {stats.alerts_failed}",
+            "# HELP xtasks_alerts_dropped_total Alerts dropped because a queue was full.",
+            "# TYPE xtasks_alerts_dropped_total counter",
+            f"xtasks_alerts_dropped_total {stats.alerts_dropped}",
         ]
         return "\n".join(lines) + "\n"
 

@@ -14,15 +14,15 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import anyio
 import httpx
 import pytest
 from fastapi import FastAPI, Header, HTTPException
 
-from xtasks import ConfigError, Every, RunChanged, Scheduler, Task
+from xtasks import ConfigError, Every, Scheduler, Task
 from xtasks_fastapi import Principal, bearer_token, manager_router
 from xtasks_fastapi._page import MAX_LOGIN_BYTES
 
+from ._runs import wait_final
 from .live import live_server
 from .test_router import READ, READ_TOKEN, TOKEN, WRITE, build_app, build_scheduler, ok
 
@@ -60,21 +60,6 @@ async def sign_in(client: httpx.AsyncClient, token: str) -> str:
 
 def session(cookie: str) -> dict[str, str]:
     return {"Cookie": f"xtasks_manager={cookie}"}
-
-
-async def wait_final(scheduler: Scheduler, run_id: str) -> None:
-    async with scheduler.events() as events:
-        record = await scheduler.get_run(run_id)
-        if record is not None and record.status.is_final:
-            return
-        with anyio.fail_after(10):
-            async for event in events:
-                if (
-                    isinstance(event, RunChanged)
-                    and event.record.id == run_id
-                    and event.record.status.is_final
-                ):
-                    return
 
 
 # --- sign-in and the session cookie -----------------------------------------------------

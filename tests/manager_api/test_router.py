@@ -14,8 +14,10 @@ import pytest
 from fastapi import Depends, FastAPI, Header, HTTPException
 from fastapi.routing import APIRoute
 
-from xtasks import Every, RunChanged, RunStatus, Scheduler, Task
+from xtasks import Every, RunStatus, Scheduler, Task
 from xtasks_fastapi import Principal, _live, bearer_token, manager_router
+
+from ._runs import wait_final
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, MutableMapping
@@ -70,20 +72,12 @@ async def serving(
 async def run_and_wait(
     client: httpx.AsyncClient, scheduler: Scheduler, name: str
 ) -> dict[str, Any]:
-    """POST a run, wait for its final event, and return ``GET /runs/{id}``."""
-    async with scheduler.events() as events:
-        response = await client.post(f"/manager/tasks/{name}/run", headers=WRITE)
-        assert response.status_code == 202, response.text
-        run_id = response.json()["run_id"]
-        assert response.json()["task"] == name
-        with anyio.fail_after(10):
-            async for event in events:
-                if (
-                    isinstance(event, RunChanged)
-                    and event.record.id == run_id
-                    and event.record.status.is_final
-                ):
-                    break
+    """POST a run, wait for its final record, and return ``GET /runs/{id}``."""
+    response = await client.post(f"/manager/tasks/{name}/run", headers=WRITE)
+    assert response.status_code == 202, response.text
+    run_id = response.json()["run_id"]
+    assert response.json()["task"] == name
+    await wait_final(scheduler, run_id)
     got = await client.get(f"/manager/runs/{run_id}", headers=READ)
     assert got.status_code == 200, got.text
     body: dict[str, Any] = got.json()
@@ -286,6 +280,8 @@ async def test_metrics_show_queue_depth_and_lag() -> None:
             "xtasks_running_runs 0",
             "xtasks_timer_lag_seconds 0.0",
             "xtasks_loop_lag_seconds ",
+            "xtasks_alerts_failed_total 0",
+            "xtasks_alerts_dropped_total 0",
         ):
             assert f"\n{gauge}" in text, gauge
 

@@ -9,8 +9,10 @@ import httpx
 import pytest
 from fastapi import Depends, FastAPI
 
-from xtasks import RunChanged, RunRecord, Scheduler, Task
+from xtasks import Scheduler, Task
 from xtasks_fastapi import Submit, tracked_submit
+
+from ._runs import wait_final
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -55,22 +57,6 @@ def build_app(scheduler: Scheduler) -> FastAPI:
     return app
 
 
-async def final(scheduler: Scheduler, run_id: str) -> RunRecord:
-    async with scheduler.events() as events:
-        record = await scheduler.get_run(run_id)
-        if record is not None and record.status.is_final:
-            return record
-        with anyio.fail_after(10):
-            async for event in events:
-                if (
-                    isinstance(event, RunChanged)
-                    and event.record.id == run_id
-                    and event.record.status.is_final
-                ):
-                    return event.record
-    raise AssertionError("the event stream ended")
-
-
 async def client_for(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://test"
@@ -91,7 +77,7 @@ async def test_the_response_returns_before_the_work_and_the_run_is_in_history() 
             live = await scheduler.get_run(run_id)
             assert live is not None and not live.status.is_final  # the work waits on `gate`
             gate.set()
-            record = await final(scheduler, run_id)
+            record = await wait_final(scheduler, run_id)
     assert str(record.status) == "succeeded" and str(record.trigger) == "submit"
     assert record.result == repr("sent to a@b.c") or "a@b.c" in str(record.result)
     async with scheduler:
@@ -107,7 +93,7 @@ async def test_a_task_given_to_submit_is_retried_per_its_policy() -> None:
         async for client in client_for(app):
             response = await client.post("/flaky", params={"key": "k1"})
             assert response.status_code == 202, response.text
-            record = await final(scheduler, response.json()["run_id"])
+            record = await wait_final(scheduler, response.json()["run_id"])
     assert str(record.status) == "succeeded"
     assert record.attempts == 2 and attempts == ["k1", "k1"]
     assert record.task == "flaky_mail" and str(record.trigger) == "submit"
