@@ -2,8 +2,9 @@
 
 Browsers cannot send a bearer header when they navigate or open an ``EventSource``, so
 :func:`bearer_token` also accepts a session cookie set by the page's login form. Its value
-is an HMAC-SHA256 keyed by the token (never the token itself): it needs no server-side
-storage, is the same on every replica, and stops working when the token is rotated.
+is an expiry time and an HMAC-SHA256 of it keyed by the token (never the token itself): it
+needs no server-side storage, works on every replica, ends after
+:data:`SESSION_SECONDS`, and stops working at once when the token is rotated.
 Writes authenticated by the cookie must carry :data:`CSRF_HEADER` (a custom header a
 cross-site form cannot send); writes with a bearer header are not affected.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import inspect
+import time
 import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -23,7 +25,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable
 
-__all__ = ["CSRF_HEADER", "SESSION_COOKIE", "Principal", "bearer_token"]
+__all__ = ["CSRF_HEADER", "SESSION_COOKIE", "SESSION_SECONDS", "Principal", "bearer_token"]
 
 #: The cookie holding a browser session of the manager page.
 SESSION_COOKIE = "xtasks_manager"
@@ -31,7 +33,10 @@ SESSION_COOKIE = "xtasks_manager"
 #: The header (value ``1``) that writes authenticated by the session cookie must carry.
 CSRF_HEADER = "X-Xtasks-Request"
 
-_SESSION_CONTEXT = b"xtasks-manager-session-v1"
+#: How long a sign-in on the manager page lasts.
+SESSION_SECONDS = 12 * 3600
+
+_SESSION_CONTEXT = b"xtasks-manager-session-v2:"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 _scheme = HTTPBearer(
@@ -58,13 +63,14 @@ def _unauthorized(message: str) -> HTTPException:
     )
 
 
-def _session_value(token: bytes) -> str:
-    return hmac.new(token, _SESSION_CONTEXT, hashlib.sha256).hexdigest()
+def _session_mac(key: bytes, expires: str) -> bytes:
+    return hmac.new(key, _SESSION_CONTEXT + expires.encode(), hashlib.sha256).hexdigest().encode()
 
 
 class Sessions:
     """Checks tokens typed into the login form and the session cookies derived from them.
 
+    A cookie is ``<expiry, unix seconds>.<hex HMAC-SHA256(token, context + expiry)>``.
     Every comparison is constant-time and runs over every known token, so timing tells
     neither whether a guess was close nor which token matched.
     """
@@ -72,30 +78,37 @@ class Sessions:
     def __init__(self, write_key: bytes, read_keys: tuple[bytes, ...]) -> None:
         self._write_key = write_key
         self._read_keys = read_keys
-        self._write_session = _session_value(write_key).encode()
-        self._read_sessions = tuple(_session_value(k).encode() for k in read_keys)
 
-    def login(self, token: str) -> tuple[str, Principal] | None:
+    def login(self, token: str, now: float | None = None) -> tuple[str, Principal] | None:
         """The cookie value and principal for a token typed into the form, or ``None``."""
         given = token.encode()
+        expires = str(int(time.time() if now is None else now) + SESSION_SECONDS)
         if hmac.compare_digest(given, self._write_key):
-            return self._write_session.decode(), Principal("manager-session", can_write=True)
+            value = f"{expires}.{_session_mac(self._write_key, expires).decode()}"
+            return value, Principal("manager-session", can_write=True)
         matched: bytes | None = None
-        for key, session in zip(self._read_keys, self._read_sessions, strict=True):
+        for key in self._read_keys:
             if hmac.compare_digest(given, key):  # no early exit
-                matched = session
+                matched = key
         if matched is None:
             return None
-        return matched.decode(), Principal("read-session", can_write=False)
+        value = f"{expires}.{_session_mac(matched, expires).decode()}"
+        return value, Principal("read-session", can_write=False)
 
-    def check(self, cookie: str) -> Principal | None:
-        """The principal a session cookie stands for, or ``None`` when it is not valid."""
-        given = cookie.encode("utf-8", "replace")
-        if hmac.compare_digest(given, self._write_session):
+    def check(self, cookie: str, now: float | None = None) -> Principal | None:
+        """The principal a session cookie stands for, or ``None`` when it is not valid
+        (forged, from a rotated token, or expired)."""
+        expires, _, mac = cookie.partition(".")
+        if not expires.isdigit() or len(expires) > 12:
+            return None
+        if int(expires) <= (time.time() if now is None else now):
+            return None
+        given = mac.encode("utf-8", "replace")
+        if hmac.compare_digest(given, _session_mac(self._write_key, expires)):
             return Principal("manager-session", can_write=True)
         is_reader = False
-        for session in self._read_sessions:
-            is_reader |= hmac.compare_digest(given, session)
+        for key in self._read_keys:
+            is_reader |= hmac.compare_digest(given, _session_mac(key, expires))
         return Principal("read-session", can_write=False) if is_reader else None
 
 

@@ -29,7 +29,7 @@ from fastapi.routing import APIRoute
 
 from xtasks import RunStatus, SchedulerStateError, StoreError, TaskNotFoundError, TaskState
 
-from ._auth import CSRF_HEADER, SESSION_COOKIE, sessions_of
+from ._auth import CSRF_HEADER, SESSION_COOKIE, SESSION_SECONDS, sessions_of
 from ._schemas import RunOut, TaskDetail, TaskSummary
 
 if TYPE_CHECKING:
@@ -626,6 +626,7 @@ def add_page_routes(
         response.set_cookie(
             SESSION_COOKIE,
             value,
+            max_age=SESSION_SECONDS,
             path=cookie_path,
             httponly=True,
             samesite="strict",

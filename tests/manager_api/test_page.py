@@ -9,6 +9,7 @@ import hmac
 import html
 import logging
 import re
+import time
 import urllib.parse
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -103,10 +104,13 @@ async def test_sign_in_sets_an_httponly_strict_cookie_derived_from_the_token() -
         assert "SameSite=strict" in set_cookie
         assert "Path=/manager" in set_cookie
         assert "Secure" not in set_cookie  # plain http here; see the https test
+        assert f"Max-Age={12 * 3600}" in set_cookie
         value = response.cookies["xtasks_manager"]
         assert TOKEN not in set_cookie
-        expected = hmac.new(TOKEN.encode(), b"xtasks-manager-session-v1", hashlib.sha256)
-        assert value == expected.hexdigest()
+        expires, mac = value.split(".")
+        assert 12 * 3600 - 60 < int(expires) - time.time() <= 12 * 3600
+        signed = b"xtasks-manager-session-v2:" + expires.encode()
+        assert mac == hmac.new(TOKEN.encode(), signed, hashlib.sha256).hexdigest()
 
         # the client keeps the cookie: the page now opens
         page = await client.get("/manager/", headers=HTML)
@@ -155,6 +159,22 @@ async def test_sign_in_checks_the_body_type_and_size() -> None:
             headers={"Content-Type": "application/x-www-form-urlencoded"},
         )
         assert response.status_code == 413
+
+
+async def test_an_expired_or_altered_session_is_refused() -> None:
+    async with serving() as (client, _):
+        cookie = await sign_in(client, TOKEN)
+        client.cookies.clear()
+        expires, mac = cookie.split(".")
+        signed = b"xtasks-manager-session-v2:" + str(int(time.time()) - 1).encode()
+        expired = (
+            f"{int(time.time()) - 1}.{hmac.new(TOKEN.encode(), signed, hashlib.sha256).hexdigest()}"
+        )
+        extended = f"{int(expires) + 3600}.{mac}"  # a later expiry without a new signature
+        for forged in (expired, extended, mac, f"{expires}.", "1." + mac, "x" * 80):
+            response = await client.get("/manager/tasks", headers=session(forged))
+            assert response.status_code == 401, forged
+        assert (await client.get("/manager/tasks", headers=session(cookie))).status_code == 200
 
 
 async def test_cookie_is_secure_over_https() -> None:
