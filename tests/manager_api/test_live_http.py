@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import httpx
 from fastapi import FastAPI
 
@@ -22,7 +24,8 @@ from xtasks_fastapi import bearer_token, end_event_streams, manager_router
 from .live import live_server
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import AsyncIterator, Iterator
+    from pathlib import Path
 
 TOKEN = "live-http-token-0123456789abcdef"
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
@@ -122,3 +125,33 @@ def test_ending_the_streams_at_shutdown_lets_the_server_stop_promptly() -> None:
         started = time.monotonic()
     assert time.monotonic() - started < 3.0  # not uvicorn's 5 s graceful timeout
     assert not scheduler.running
+
+
+def test_the_scheduler_runs_inside_the_applications_own_lifespan(tmp_path: Path) -> None:
+    """``async with scheduler`` inside an app's lifespan that does more than start it."""
+    scheduler = Scheduler(f"sqlite:///{tmp_path / 'app.db'}", plugins=False)
+    scheduler.add(Task("ok", ok))
+    seen: list[str] = []
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        seen.append("app starting")  # the application's own set-up
+        async with scheduler:
+            yield
+        seen.append(f"app stopped; scheduler running: {scheduler.running}")
+
+    app = FastAPI(lifespan=lifespan)
+    app.include_router(manager_router(scheduler, auth=bearer_token(TOKEN)))
+    with live_server(app) as base, httpx.Client(base_url=base, timeout=TIMEOUT) as client:
+        assert client.get("/manager/health", headers=HEADERS).json()["running"] is True
+        run_id = client.post("/manager/tasks/ok/run", headers=HEADERS).json()["run_id"]
+    assert seen == ["app starting", "app stopped; scheduler running: False"]
+    stored = Scheduler(f"sqlite:///{tmp_path / 'app.db'}", plugins=False)
+
+    async def stored_run() -> str | None:
+        async with stored:
+            record = await stored.get_run(run_id)
+        return None if record is None else record.status.value
+
+    # Accepted before the server stopped, so the graceful stop let it finish and store it.
+    assert anyio.run(stored_run) == "succeeded"
