@@ -8,7 +8,6 @@ and ``demo`` import the web stack (``xtasks[fastapi]``) only when they run.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import ipaddress
 import logging
@@ -28,7 +27,7 @@ from ._events import RunChanged
 from ._scheduler import Scheduler
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Sequence
 
     from ._events import Event
     from ._task import Task
@@ -57,9 +56,6 @@ READ_TOKENS_ENV = "XTASKS_MANAGER_READ_TOKENS"
 #: ``demo``: its store, and the distribution whose tasks it shows.
 DEMO_STORE = "sqlite:///xtasks-demo.db"
 DEMO_PLUGIN = "xtasks-example-plugin"
-
-#: Seconds the HTTP server waits for open requests when stopping, before cancelling them.
-HTTP_SHUTDOWN_TIMEOUT = 10.0
 
 
 class _UsageError(XtasksError):
@@ -238,38 +234,25 @@ def _tokens(host: str) -> tuple[str, bool, list[str]]:
     return secrets.token_urlsafe(32), True, reads
 
 
-def _web_stack(command: str) -> tuple[Any, Any, Any]:
-    """uvicorn, fastapi and xtasks_fastapi, or a usage error saying how to install them."""
+def _web_stack(command: str) -> Any:
+    """The ``xtasks_fastapi`` package, or a usage error saying how to install it."""
     try:
-        import fastapi  # here: the core never imports the web stack
-        import uvicorn
-
-        import xtasks_fastapi
+        import xtasks_fastapi  # here: the core never imports the web stack
     except ImportError as exc:
         raise _UsageError(
             f'`xtasks {command}` needs FastAPI and uvicorn ({exc}): pip install "xtasks[fastapi]"'
         ) from None
-    return uvicorn, fastapi, xtasks_fastapi
+    return xtasks_fastapi
 
 
 def _serve(args: argparse.Namespace, scheduler: Scheduler) -> int:
     """Serve ``scheduler`` and its ``/manager`` over HTTP until SIGINT or SIGTERM."""
-    uvicorn, fastapi, manager = _web_stack(args.command)
+    manager = _web_stack(args.command)
     token, generated, reads = _tokens(args.host)
     problems = scheduler.check()
     if problems:
         _print_problems(problems)
         raise _UsageError(f"{len(problems)} problem(s): the scheduler cannot start")
-    app = fastapi.FastAPI(title="xtasks manager", lifespan=scheduler.lifespan)
-    app.include_router(
-        manager.manager_router(scheduler, auth=manager.bearer_token(token, read_tokens=reads))
-    )
-
-    async def root() -> Any:
-        return fastapi.responses.RedirectResponse("/manager/")
-
-    app.add_api_route("/", root, include_in_schema=False)
-
     host = f"[{args.host}]" if ":" in args.host else args.host
 
     def announce(port: int) -> None:
@@ -282,48 +265,13 @@ def _serve(args: argparse.Namespace, scheduler: Scheduler) -> int:
         _say("Ctrl-C to stop", file=sys.stdout)
         sys.stdout.flush()
 
-    config = uvicorn.Config(
-        app,
-        host=args.host,
-        port=args.port,
-        log_config=None,  # our logging set-up; uvicorn never sees the token
-        timeout_graceful_shutdown=HTTP_SHUTDOWN_TIMEOUT,
-    )
-    server = _server_class(uvicorn.Server)(
-        config, announce=announce, on_stop=lambda: manager.end_event_streams(scheduler)
+    app = manager.manager_app(scheduler, auth=manager.bearer_token(token, read_tokens=reads))
+    server = manager.ManagerServer(
+        scheduler, app, host=args.host, port=args.port, on_listening=announce
     )
     scheduler.subscribe(_log_final)
     code: int = anyio.run(_serve_until_signal, server)
     return code
-
-
-def _server_class(base: type[Any]) -> type[Any]:
-    """uvicorn's Server, with our signal handling and start-up and shutdown notices."""
-
-    class Server(base):  # type: ignore[misc]
-        def __init__(
-            self, config: Any, *, announce: Callable[[int], None], on_stop: Callable[[], object]
-        ) -> None:
-            super().__init__(config)
-            self._announce = announce
-            self._on_stop = on_stop
-
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:
-            yield  # _serve_until_signal handles them (uvicorn's would re-raise them after)
-
-        async def startup(self, sockets: Any = None) -> None:
-            await super().startup(sockets)
-            if self.started:
-                self._announce(self.servers[0].sockets[0].getsockname()[1])
-
-        async def shutdown(self, sockets: Any = None) -> None:
-            # uvicorn waits for open responses before the lifespan stops the scheduler:
-            # end the endless event streams first, or they would hold the shutdown.
-            self._on_stop()
-            await super().shutdown(sockets)
-
-    return Server
 
 
 async def _serve_until_signal(server: Any) -> int:
@@ -333,10 +281,10 @@ async def _serve_until_signal(server: Any) -> int:
                 name = signal.Signals(signum).name
                 if server.should_exit:
                     _log.warning("received %s again: stopping now, without waiting", name)
-                    server.force_exit = True
+                    server.stop(now=True)
                 else:
                     _log.info("received %s: stopping gracefully", name)
-                    server.should_exit = True
+                    server.stop()
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(stop_on_signal)
