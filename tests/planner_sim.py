@@ -17,7 +17,8 @@ The checks that hold for any input are always on, at every step:
 * the planner's live runs are exactly the runs whose last record is not final, in the
   status that record says; ``planner.running`` matches the attempts in flight;
 * attempts in flight never exceed ``max_concurrency`` nor the slots of their mode;
-* a run that starts was ready: queued, due, not held back by ``overlap="queue"``.
+* a run that starts was ready: queued, due, not held back (by ``overlap="queue"``, or a
+  catch-up replay waiting for the runs of its task to end).
 
 Tests add their own checks as :class:`Observer` objects, called at each step.
 """
@@ -40,7 +41,7 @@ from xtasks._planner import (
     SaveTask,
     SendAlert,
 )
-from xtasks._runs import ErrorInfo, RunRecord, RunStatus, TriggerKind
+from xtasks._runs import ErrorInfo, RunRecord, RunStatus, TaskRecord, TriggerKind
 from xtasks._task import Mode, Overlap, Task
 
 if TYPE_CHECKING:
@@ -70,8 +71,9 @@ LEGAL_NEXT: dict[RunStatus | None, frozenset[RunStatus]] = {
     WAITING: frozenset({QUEUED, RunStatus.SKIPPED, RunStatus.CANCELLED}),
     RUNNING: frozenset({QUEUED, RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED}),
 }
-#: Triggers that go through the overlap policy (``submit`` and dependency pulls do not).
-OVERLAPPING_KINDS = frozenset({TriggerKind.SCHEDULE, TriggerKind.MANUAL, TriggerKind.CATCH_UP})
+#: Triggers that go through the overlap policy (``submit`` and dependency pulls do not;
+#: nor do catch-up replays, which wait, one after another, until no run of their task is live).
+OVERLAPPING_KINDS = frozenset({TriggerKind.SCHEDULE, TriggerKind.MANUAL})
 
 
 async def async_noop() -> None:
@@ -110,7 +112,9 @@ class RunView:
     kind: TriggerKind
     created: datetime
     records: list[tuple[datetime, RunRecord]] = field(default_factory=list)
-    held: bool = False  #: held back by overlap="queue" (live, but not yet opened)
+    #: held back (live, but not yet opened): by overlap="queue", or a catch-up replay
+    #: waiting for the task's live runs to end
+    held: bool = False
 
     @property
     def last(self) -> RunRecord:
@@ -230,6 +234,11 @@ class Sim:
             self.planner.validate()
         self.settle()
 
+    def restore(self, name: str, record: TaskRecord) -> None:
+        """Apply a stored state, as a scheduler does when it starts again after downtime."""
+        self.planner.restore(name, record, self.now)
+        self.settle()
+
     def request(self, name: str) -> Run:
         run = self.planner.request(name, self.now)
         self.settle()
@@ -303,7 +312,7 @@ class Sim:
         return self._live.get(task, set())
 
     def active_ids(self, task: str) -> set[str]:
-        """Live runs of ``task`` that are not held back by ``overlap="queue"``."""
+        """Live runs of ``task`` that are not held back (``overlap="queue"``, replays)."""
         return {i for i in self.live_ids(task) if not self.views[i].held}
 
     def running_by_mode(self) -> dict[Mode, int]:
@@ -457,8 +466,10 @@ class Sim:
             view.held = (
                 record.status is QUEUED
                 and task is not None
-                and task.overlap is Overlap.QUEUE
-                and record.trigger in OVERLAPPING_KINDS
+                and (
+                    record.trigger is TriggerKind.CATCH_UP
+                    or (task.overlap is Overlap.QUEUE and record.trigger in OVERLAPPING_KINDS)
+                )
                 and bool(self.active_ids(record.task))
             )
         elif was_held:
@@ -482,7 +493,8 @@ class Sim:
         assert before is None or not before.is_final, f"record after a final status: {where}"
         assert new.status in LEGAL_NEXT[before], f"illegal transition: {where}"
         if before is QUEUED and new.status in (QUEUED, WAITING, RunStatus.SKIPPED):
-            # A run held back by overlap="queue" is recorded again when it is opened (and
+            # A held run (overlap="queue", or a catch-up replay waiting its turn) is
+            # recorded again when it is opened (and
             # skipped at once when an upstream task cannot run); no other queued run is.
             assert was_held, f"only a held run is opened again: {where}"
             assert prev is not None and prev.attempts == 0, where

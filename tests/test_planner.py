@@ -108,6 +108,7 @@ def task_lists(
                 retry_backoff=draw(st.sampled_from([1, 1.5, 2])),
                 jitter=draw(st.sampled_from([0, 0, 0.25, 3])),
                 overlap=draw(st.sampled_from(overlaps)),
+                catch_up=draw(st.sampled_from(["once", "all", "skip"])),  # timers may lag
                 alert_after=draw(st.integers(1, 3)),
                 alert_on_failure=draw(st.booleans()),
             )
@@ -119,7 +120,7 @@ def describe_task(task: Task) -> str:
     """``make_task(...)`` with only the fields that differ from the defaults."""
     default = make_task(task.name, task.mode)
     fields = ["trigger", "priority", "depends_on", "max_retries", "retry_delay", "retry_backoff"]
-    fields += ["jitter", "overlap", "alert_after", "alert_on_failure"]
+    fields += ["jitter", "overlap", "catch_up", "alert_after", "alert_on_failure"]
     changed = [
         f"{key}={short(getattr(task, key))}"
         for key in fields
@@ -469,7 +470,11 @@ class AlertsFollowStreaks(Observer):
 
 
 class OverlapHonoured(Observer):
-    """Property 5: ``skip`` records the extra fire skipped, ``queue`` holds at most one."""
+    """Property 5: ``skip`` records the extra fire skipped, ``queue`` holds at most one.
+
+    Catch-up replays are not subject to it: one that finds a run of its task live waits
+    (held) whatever the policy, and is never skipped for overlap.
+    """
 
     def __init__(self) -> None:
         self.skipped = 0
@@ -478,6 +483,9 @@ class OverlapHonoured(Observer):
 
     def on_record(self, sim: Sim, record: RunRecord, view: RunView) -> None:
         skipped_overlap = record.status is RunStatus.SKIPPED and record.reason == "overlap"
+        if len(view.records) == 1 and record.trigger is TriggerKind.CATCH_UP:
+            busy = sim.active_ids(record.task) - {record.id}
+            assert view.held == bool(busy), f"busy={busy}:\n{sim.describe(record.id)}"
         if len(view.records) > 1 or record.trigger not in OVERLAPPING_KINDS:
             assert not skipped_overlap
             return
@@ -485,7 +493,7 @@ class OverlapHonoured(Observer):
             return  # a record of fires that did not run: not a run, so no overlap
         overlap = sim.tasks[record.task].overlap
         busy = sim.active_ids(record.task) - {record.id}
-        already_held = sim.live_ids(record.task) - busy - {record.id}
+        already_held = held_by_overlap(sim, record.task) - {record.id}
         if not busy or overlap is Overlap.ALLOW:
             assert not skipped_overlap and not view.held, sim.describe(record.id)
         elif overlap is Overlap.QUEUE and not already_held:
@@ -503,7 +511,13 @@ class OverlapHonoured(Observer):
                 continue
             assert running <= 1, f"{name} (overlap={task.overlap.value}) runs {running} at once"
             assert len(sim.active_ids(name)) <= 1
-            assert len(sim.live_ids(name) - sim.active_ids(name)) <= 1, "more than one held"
+            assert len(held_by_overlap(sim, name)) <= 1, "more than one held"
+
+
+def held_by_overlap(sim: Sim, task: str) -> set[str]:
+    """Live runs of ``task`` held back by ``overlap="queue"`` (not replays waiting)."""
+    held = sim.live_ids(task) - sim.active_ids(task)
+    return {i for i in held if sim.views[i].kind is not TriggerKind.CATCH_UP}
 
 
 class PausedTasksDoNotFire(Observer):
@@ -1040,6 +1054,79 @@ def test_every_fire_of_a_long_jump_is_run_or_recorded(
     assert len(on_time) + len(caught) + counted == n_fires
     assert all(v.status is RunStatus.SUCCEEDED for v in sim.views.values() if v not in missed)
     sim.close()
+
+
+class CatchUpReplaysInOrder(Observer):
+    """``catch_up="all"``: the replays of a task run one at a time, oldest fire first.
+
+    A replay is never skipped for overlap: it waits until no run of its task is live
+    (``overlap`` still decides what a fresh fire or a request does meanwhile, so with
+    ``allow`` a fresh fire may run beside a replay, never two replays together).
+    """
+
+    def __init__(self) -> None:
+        self.started: dict[str, list[datetime]] = defaultdict(list)
+
+    def on_record(self, sim: Sim, record: RunRecord, view: RunView) -> None:
+        if record.trigger is not TriggerKind.CATCH_UP:
+            return
+        assert record.reason != "overlap", f"a replay was skipped:\n{sim.describe(record.id)}"
+        opened = (RunStatus.QUEUED, RunStatus.WAITING, RunStatus.SKIPPED)
+        if len(view.records) == 2 and record.status in opened:
+            others = sim.active_ids(record.task) - {record.id}  # a held replay let go
+            assert not others, f"a replay opened beside {others}:\n{sim.describe(record.id)}"
+        if record.status is RunStatus.RUNNING and record.attempts == 1:
+            others = {
+                i
+                for i in sim.active_ids(record.task) - {record.id}
+                if sim.views[i].kind is TriggerKind.CATCH_UP
+            }
+            assert not others, f"a replay started beside {others}:\n{sim.describe(record.id)}"
+            started = self.started[record.task]
+            assert not started or started[-1] < record.scheduled_at, "replays out of order"
+            started.append(record.scheduled_at)
+
+
+@MEDIUM
+@given(
+    overlap=st.sampled_from(list(Overlap)),
+    n_late=st.integers(1, 130),
+    period=st.sampled_from([10, 60]),
+    max_retries=st.integers(0, 1),
+    data=st.data(),
+)
+def test_catch_up_all_runs_each_missed_fire_one_after_another(
+    overlap: Overlap, n_late: int, period: int, max_retries: int, data: st.DataObject
+) -> None:
+    """After downtime, ``all`` runs min(missed fires, cap) replays, whatever ``overlap`` says."""
+    grace = period / 2
+    task = make_task(
+        "a",
+        trigger=Every(seconds=period, start=T0),
+        catch_up="all",
+        misfire_grace=grace,
+        overlap=overlap,
+        max_retries=max_retries,
+    )
+    replays = CatchUpReplaysInOrder()
+    back = T0 + secs(period * n_late + data.draw(st.floats(grace + 0.01, period - 0.01)))
+    sim = Sim(
+        back,
+        outcome=outcomes_from(data, max_seconds=2 * period, kinds=("ok", "fail")),
+        observers=all_checks(replays),
+    )
+    sim.add(task)
+    sim.restore("a", TaskRecord(last_fire=T0, anchor=T0))  # down since T0
+    caught = [v for v in sim.runs_of("a") if v.kind is TriggerKind.CATCH_UP]
+    assert len(caught) == min(n_late, CATCH_UP_CAP)
+    for _ in range(10 * CATCH_UP_CAP):
+        if all(v.final for v in caught):
+            break
+        sim.run_for(period)
+    sim.close()
+    ran = [v for v in caught if RunStatus.RUNNING in v.statuses()]
+    assert len(ran) == min(n_late, CATCH_UP_CAP), [v.status.value for v in caught]
+    assert replays.started["a"] == [T0 + secs(period * k) for k in range(1, len(ran) + 1)]
 
 
 def test_a_half_second_schedule_started_a_year_ago_costs_o1() -> None:

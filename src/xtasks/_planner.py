@@ -10,6 +10,13 @@ to a list of decisions that the runtime drains with :meth:`Planner.drain`.
 That shape is what lets Hypothesis drive it through thousands of random histories in
 virtual time, and lets a store backend change without the planner noticing.
 
+Late fires (due more than ``misfire_grace`` before the timer ran: downtime, or a timer
+that woke very late) go through the task's ``catch_up`` policy. With ``all``, the replays
+(trigger ``catch_up``, at most :data:`CATCH_UP_CAP`) run one after another, oldest fire
+first, whatever ``overlap`` says: a replay that finds a run of its task live is recorded
+``queued`` and waits until none is (replays before a run held by ``overlap="queue"``).
+``overlap`` still decides what a fresh fire or a manual request does while a replay runs.
+
 Design note on size: this module is past the ~500-line rule of thumb on purpose for now.
 Every policy here mutates the same two structures (a task's ``_Entry`` and its live
 ``Run`` objects) and their invariants are easiest to keep in one place. The seams, when
@@ -25,6 +32,7 @@ import logging
 import math
 import random
 import secrets
+from collections import deque
 from dataclasses import dataclass
 from datetime import timedelta
 from types import MappingProxyType
@@ -213,6 +221,8 @@ class _Entry:
         "next_fire",
         "queued_behind",
         "registered",
+        "releasing",
+        "replays",
         "state",
         "task",
         "token",
@@ -226,6 +236,8 @@ class _Entry:
         self.state = TaskState.ACTIVE
         self.active: list[Run] = []  # live runs, in creation order
         self.queued_behind: Run | None = None  # overlap="queue": the one run held back
+        self.replays: deque[Run] = deque()  # catch-up replays waiting their turn, oldest first
+        self.releasing = False  # _release_waiting is opening the next run(s)
         self.failures = 0
         self.alerting = False
         self.anchor: datetime | None = None  # registration time: origin of relative grids
@@ -744,6 +756,16 @@ class Planner:
     def _request(
         self, entry: _Entry, kind: TriggerKind, now: datetime, scheduled_at: datetime
     ) -> Run:
+        if kind is TriggerKind.CATCH_UP:
+            # Replays of missed fires never go through the overlap policy: they run one
+            # after another, each once no other run of the task is live.
+            run = self._new_run(entry, kind, now, scheduled_at=scheduled_at)
+            if entry.active or entry.replays:
+                entry.replays.append(run)
+                self._record(run)
+            else:
+                self._open(run, now)
+            return run
         overlap = entry.task.overlap
         if entry.active and overlap is not Overlap.ALLOW:
             run = self._new_run(entry, kind, now, scheduled_at=scheduled_at)
@@ -824,10 +846,13 @@ class Planner:
     def _cancel_pending(
         self, entry: _Entry, now: datetime, reason: str, only: RunStatus | None = None
     ) -> None:
-        held = entry.queued_behind
-        if held is not None and only in (None, RunStatus.QUEUED):
+        if only in (None, RunStatus.QUEUED):
+            held = [entry.queued_behind] if entry.queued_behind is not None else []
+            held.extend(entry.replays)
             entry.queued_behind = None
-            self._final(held, RunStatus.CANCELLED, now, reason=reason)
+            entry.replays.clear()
+            for run in held:
+                self._final(run, RunStatus.CANCELLED, now, reason=reason)
         for run in list(entry.active):
             if run.status is not RunStatus.RUNNING and (only is None or run.status is only):
                 self._final(run, RunStatus.CANCELLED, now, reason=reason)
@@ -849,6 +874,8 @@ class Planner:
             entry.active.remove(run)
         if entry.queued_behind is run:
             entry.queued_behind = None
+        elif entry.replays and run.kind is TriggerKind.CATCH_UP and run in entry.replays:
+            entry.replays.remove(run)
         self._record(run)
         if status is RunStatus.FAILED:
             entry.failures += 1
@@ -887,11 +914,30 @@ class Planner:
             for dependent in doomed:
                 if not dependent.status.is_final:
                     self._final(dependent, outcome, now)
-        held = entry.queued_behind
-        if held is not None and not entry.active and not self._closing:
-            entry.queued_behind = None
-            held.due = max(held.due, now)
-            self._open(held, now)
+        if not entry.active and not self._closing and not entry.releasing:
+            self._release_waiting(entry, now)
+
+    def _release_waiting(self, entry: _Entry, now: datetime) -> None:
+        """Nothing of ``entry`` is live: open what waits for that, until something is.
+
+        Catch-up replays first, oldest fire first, then the run ``overlap="queue"`` held
+        back (replays first: fresh fires held back one after another cannot starve them).
+        A run skipped as it opens (its upstream cannot run) lets the next one go, in this
+        loop rather than by recursion.
+        """
+        entry.releasing = True
+        try:
+            while not entry.active:
+                if entry.replays:
+                    run = entry.replays.popleft()
+                elif entry.queued_behind is not None:
+                    run, entry.queued_behind = entry.queued_behind, None
+                else:
+                    return
+                run.due = max(run.due, now)
+                self._open(run, now)
+        finally:
+            entry.releasing = False
 
     def _alert(self, kind: AlertKind, run: Run, failures: int, now: datetime) -> None:
         alert = Alert(

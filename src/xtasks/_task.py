@@ -107,7 +107,11 @@ class CatchUp(_Choice):
     SKIP = "skip"
     """Run none; each missed fire is recorded ``missed``."""
     ALL = "all"
-    """Run each missed fire, capped at 100."""
+    """Run each missed fire, capped at 100 (the rest are recorded ``missed``).
+
+    The replays run one after another, oldest first, whatever ``overlap`` says: each
+    waits until no run of the task is live. ``overlap`` still applies to a fresh fire
+    (or a manual request) that comes while a replay runs."""
 
 
 @dataclass(frozen=True, slots=True)
