@@ -35,7 +35,7 @@ from tests.planner_sim import (
     secs,
     sync_noop,
 )
-from xtasks import At, Every
+from xtasks import At, Cron, Every
 from xtasks._errors import (
     DependencyCycleError,
     DuplicateTaskError,
@@ -1004,24 +1004,24 @@ def test_late_timers_apply_catch_up(
     after_grace = data.draw(st.floats(grace + 0.01, period - 0.01), label="now past last fire")
     sim.step(T0 + secs(period * n_late + after_grace))  # the timer wakes after n_late fires
     claims, missed, caught = late_fires(sim)
-    assert len(claims) <= CATCH_UP_CAP + 2, "catching up must not replay every fire"
-    capped = n_late > CATCH_UP_CAP + 1
+    assert len(claims) <= CATCH_UP_CAP + 1, "catching up must not replay every fire"
     if policy == "once":
         assert len(caught) == 1
+        assert caught[0].last.scheduled_at == T0 + secs(period * n_late), "not the latest"
         assert len(missed) == (1 if n_late > 1 else 0)
         if missed:
-            assert missed_count(missed[0]) == ("100+" if capped else str(n_late - 1))
+            assert missed_count(missed[0]) == str(n_late - 1)
     elif policy == "skip":
         assert not caught and len(missed) == 1
-        assert missed_count(missed[0]) == ("101+" if capped else str(n_late))
+        assert missed_count(missed[0]) == str(n_late)
     else:
         assert len(caught) == min(n_late, CATCH_UP_CAP)
         assert len(missed) == (0 if n_late <= CATCH_UP_CAP else 1)
         if missed:
-            assert missed_count(missed[0]) == ("1+" if capped else "1")
-    if not capped:  # every late fire is run or counted missed, none dropped silently
-        counted = sum(int(missed_count(v)) for v in missed)
-        assert counted + len(caught) == n_late
+            assert missed_count(missed[0]) == str(n_late - CATCH_UP_CAP)
+    # Every late fire is run or counted missed, none dropped silently (counted exactly).
+    counted = sum(int(missed_count(v)) for v in missed)
+    assert counted + len(caught) == n_late
     assert sim.planner.next_fire_of("a") == T0 + secs(period * (n_late + 1))
     sim.close()
 
@@ -1129,6 +1129,101 @@ def test_catch_up_all_runs_each_missed_fire_one_after_another(
     assert replays.started["a"] == [T0 + secs(period * k) for k in range(1, len(ran) + 1)]
 
 
+def claims_after_downtime(
+    task: Task, last_fire: datetime, now: datetime
+) -> tuple[Planner, list[ClaimFire], float]:
+    """A planner restarted at ``now`` whose store says ``task`` last fired at ``last_fire``."""
+    planner = Planner()
+    planner.add_task(task, now)
+    planner.restore(task.name, TaskRecord(last_fire=last_fire, anchor=last_fire), now)
+    planner.drain()
+    began = time.perf_counter()
+    planner.advance(now)
+    claims = [d for d in planner.drain() if isinstance(d, ClaimFire)]
+    return planner, claims, time.perf_counter() - began
+
+
+@MEDIUM
+@given(
+    policy=st.sampled_from(["once", "skip", "all"]),
+    n_late=st.one_of(st.integers(1, 300), st.integers(300, 10**7)),  # 10**7 h: 1141 years
+    period=st.sampled_from([0.5, 10, 60, 3600]),
+    grace_fraction=st.floats(0.05, 0.8),
+    after_fraction=st.floats(0.01, 0.99),
+)
+def test_catch_up_after_any_downtime_counts_every_fire_at_constant_cost(
+    policy: str, n_late: int, period: float, grace_fraction: float, after_fraction: float
+) -> None:
+    """``once`` replays the LATEST late fire; the ``missed`` record counts all the others
+    exactly and names their range, however long the downtime; ``all`` replays the oldest
+    ``CATCH_UP_CAP``. The cost does not grow with the number of fires missed."""
+    grace = period * grace_fraction
+    after = grace + (period - grace) * after_fraction  # past the last late fire, past grace
+    trigger = Every(seconds=period, start=T0) if period >= 5 else every_short(period, T0)
+    task = make_task("a", trigger=trigger, catch_up=policy, misfire_grace=grace)
+    step = secs(period)
+    now = T0 + n_late * step + secs(after)
+    planner, claims, elapsed = claims_after_downtime(task, T0, now)
+    assert elapsed < 0.5 and len(claims) <= CATCH_UP_CAP + 1, (elapsed, len(claims))
+    fire = [T0 + k * step for k in range(min(n_late, CATCH_UP_CAP) + 2)]  # fire[k]: k-th
+    latest = T0 + n_late * step
+    replays = [c.fire_time for c in claims if c.kind is TriggerKind.CATCH_UP]
+    missed = [c for c in claims if c.missed or c.missed_more]
+    assert len(claims) == len(replays) + len(missed) and len(missed) <= 1
+    n_missed = {"once": n_late - 1, "skip": n_late, "all": max(0, n_late - CATCH_UP_CAP)}[policy]
+    if policy == "once":
+        assert replays == [latest]
+    elif policy == "skip":
+        assert replays == []
+    else:
+        assert replays == fire[1 : min(n_late, CATCH_UP_CAP) + 1]
+    if n_missed:
+        (record,) = missed
+        first = fire[CATCH_UP_CAP + 1] if policy == "all" else fire[1]
+        until = latest - step if policy == "once" else latest
+        assert (record.missed, record.missed_more) == (n_missed, False)
+        assert (record.fire_time, record.missed_until) == (first, until)
+        run = planner.fire_claimed(record, now)
+        assert run is not None and run.reason is not None
+        assert run.reason.startswith(f"missed {n_missed} fire(s) from {first.isoformat()} ")
+    else:
+        assert not missed
+    assert planner.next_fire_of("a") == latest + step
+
+
+def every_short(period: float, start: datetime) -> Every:
+    with pytest.warns(ShortIntervalWarning):
+        return Every(seconds=period, start=start)
+
+
+@pytest.mark.parametrize("policy", ["once", "skip", "all"])
+def test_catch_up_of_a_cron_after_a_long_downtime_replays_the_latest_fire(policy: str) -> None:
+    """A trigger without grid arithmetic (cron): the latest late fire is still found
+    without replaying the downtime, and the ``missed`` record's range reaches it."""
+    task = make_task("a", trigger=Cron("* * * * *"), catch_up=policy, misfire_grace=30)
+    last = T0 - timedelta(days=400)
+    now = T0 + secs(45)  # T0 itself is 45 s back: late beyond the grace; T0 + 1 min is ahead
+    planner, claims, elapsed = claims_after_downtime(task, last, now)
+    assert elapsed < 1 and len(claims) <= CATCH_UP_CAP + 1, (elapsed, len(claims))
+    replays = [c.fire_time for c in claims if c.kind is TriggerKind.CATCH_UP]
+    (missed,) = [c for c in claims if c.missed or c.missed_more]
+    minute = timedelta(minutes=1)
+    n_late = 400 * 24 * 60
+    if policy == "once":
+        assert replays == [T0]
+        assert (missed.fire_time, missed.missed_until) == (last + minute, T0 - minute)
+        assert missed.missed == n_late - 1 or missed.missed_more
+    elif policy == "skip":
+        assert replays == []
+        assert (missed.fire_time, missed.missed_until) == (last + minute, T0)
+        assert missed.missed == n_late or missed.missed_more
+    else:
+        assert replays == [last + k * minute for k in range(1, CATCH_UP_CAP + 1)]
+        assert missed.fire_time == last + (CATCH_UP_CAP + 1) * minute
+        assert missed.missed_until == T0
+    assert planner.next_fire_of("a") == T0 + minute
+
+
 def test_a_half_second_schedule_started_a_year_ago_costs_o1() -> None:
     year_ago = T0 - timedelta(days=365)
     with pytest.warns(ShortIntervalWarning):
@@ -1152,7 +1247,10 @@ def test_a_half_second_schedule_started_a_year_ago_costs_o1() -> None:
     assert elapsed < 0.5 and len(decisions) < 500, (elapsed, len(decisions))
     catch_up = [d for d in decisions if isinstance(d, ClaimFire) and d.kind is TriggerKind.CATCH_UP]
     missed = [d for d in decisions if isinstance(d, ClaimFire) and d.missed]
-    assert len(catch_up) == 1 and len(missed) == 1 and missed[0].missed_more
+    assert len(catch_up) == 1 and len(missed) == 1 and not missed[0].missed_more
+    late = 2 * (365 * 86400 - 60) - 1  # every 0.5 s from a year back to the grace window
+    assert catch_up[0].fire_time == T0 - secs(60.5)  # the latest of them
+    assert missed[0].missed == late - 1  # all the others, counted exactly
 
     sim = Sim(T0 - timedelta(days=365))  # one scheduler whose timer wakes a year late
     sim.add(task)
