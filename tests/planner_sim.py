@@ -212,7 +212,7 @@ class Sim:
         self.saves: list[tuple[datetime, SaveTask]] = []
         self.attempt_ends: dict[str, list[tuple[datetime, str]]] = {}
         self.starts: list[tuple[datetime, str, int]] = []  # (time, run id, attempt)
-        self.controls: list[tuple[datetime, str, str]] = []  # (time, pause/resume/cancel, task)
+        self.controls: list[tuple[datetime, str, str]] = []  # (time, pause/resume/.., task)
         self.closed_at: datetime | None = None
         self.executing: dict[str, _Attempt] = {}
         self._live: dict[str, set[str]] = {}  # task -> live run ids (held ones included)
@@ -237,6 +237,11 @@ class Sim:
     def restore(self, name: str, record: TaskRecord) -> None:
         """Apply a stored state, as a scheduler does when it starts again after downtime."""
         self.planner.restore(name, record, self.now)
+        self.settle()
+
+    def remove(self, name: str) -> None:
+        self.controls.append((self.now, "remove", name))
+        self.planner.remove_task(name, self.now)
         self.settle()
 
     def request(self, name: str) -> Run:

@@ -412,7 +412,9 @@ class RetriesHonoured(Observer):
             assert how == "fail"
             earliest = end + secs(retry_delay_before(task, record.attempts - 1)) - TICK
             assert sim.now >= earliest, f"retry too early:\n{sim.describe(record.id)}"
-        if status is RunStatus.FAILED and record.attempts < 1 + task.max_retries:
+        removed = any(v == "remove" and n == task.name for _, v, n in sim.controls)
+        if status is RunStatus.FAILED and record.attempts < 1 + task.max_retries and not removed:
+            # Failed early: its task was cancelled (or removed: then nothing is retried).
             assert task.name in sim.planner.tasks, "an ad-hoc run failed early"
             assert sim.planner.state_of(task.name) is TaskState.CANCELLED
         if status is RunStatus.FAILED:
@@ -1349,6 +1351,74 @@ def test_a_two_task_cycle_names_its_path() -> None:
         planner.add_task(make_task("b", depends_on="a"), T0)
     with pytest.raises(UnknownDependencyError, match=r"task 'a'.*'b'"):
         planner.validate()
+
+
+# --- 8b. removal ----------------------------------------------------------------------------
+
+
+@MEDIUM
+@given(
+    overlap=st.sampled_from(list(Overlap)),
+    catch_up=st.sampled_from(["once", "all"]),
+    max_retries=st.integers(0, 2),
+    remove_at=st.integers(0, 120),
+    lag=st.booleans(),
+    data=st.data(),
+)
+def test_a_removed_task_records_its_late_outcomes_and_nothing_else(
+    overlap: Overlap,
+    catch_up: str,
+    max_retries: int,
+    remove_at: int,
+    lag: bool,
+    data: st.DataObject,
+) -> None:
+    """After ``remove_task``: no fire is claimed, no state is saved, no attempt starts;
+    the runs still going end recorded (history is kept), and nothing is left live."""
+    sim = Sim(
+        outcome=outcomes_from(data, max_seconds=40, kinds=("ok", "fail", "fail")),
+        observers=all_checks(),
+        wake_lag=lags_from(data) if lag else None,
+    )
+    sim.add(
+        make_task(
+            "a",
+            trigger=Every(seconds=10),
+            overlap=overlap,
+            catch_up=catch_up,
+            max_retries=max_retries,
+            retry_delay=1,
+        )
+    )
+    sim.at(T0 + secs(remove_at), lambda: sim.remove("a"))
+    sim.run_until(T0 + secs(remove_at))
+    removed_at = sim.now
+    live = {i for i, v in sim.views.items() if v.status is RunStatus.RUNNING}
+    sim.run_for(200)
+    assert not [c for at, c in sim.claims if at >= removed_at], "fired after removal"
+    assert not [s for at, s in sim.saves if at > removed_at], "saved state after removal"
+    assert not [i for at, i, _ in sim.starts if at > removed_at], "started after removal"
+    assert not sim.planner.live_runs() and sim.planner.running == 0
+    for run_id in live:  # the runs that were going end recorded, with their outcome
+        view = sim.views[run_id]
+        assert view.status in (RunStatus.SUCCEEDED, RunStatus.FAILED), sim.describe(run_id)
+    assert "a" not in sim.planner.tasks
+    sim.close()
+
+
+def test_a_run_going_when_its_task_is_removed_fails_without_saving_state() -> None:
+    sim = Sim(outcome=lambda run, now: Outcome(30, "fail"), observers=all_checks())
+    sim.add(make_task("a", trigger=Every(seconds=60), max_retries=3, alert_after=1))
+    sim.run_for(61)  # the fire at 60 s runs until 90 s
+    (run,) = sim.runs_of("a")
+    assert run.status is RunStatus.RUNNING
+    saves = len(sim.saves)
+    sim.remove("a")
+    sim.run_for(600)
+    assert (run.status, run.last.attempts) == (RunStatus.FAILED, 1)  # no retry either
+    assert len(sim.saves) == saves, [s for _, s in sim.saves[saves:]]
+    assert len(sim.runs_of("a")) == 1  # and no fire
+    sim.close()
 
 
 # --- 9. shutdown ---------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from xtasks import (
     UnknownDependencyError,
 )
 from xtasks.abc import Alerter
+from xtasks.stores.memory import MemoryStore
 from xtasks.testing import FakeClock
 
 pytestmark = pytest.mark.anyio
@@ -307,6 +308,35 @@ async def test_cancel_stops_fires_cancels_the_running_run_and_resume_reactivates
             await scheduler.trigger("long")
         await scheduler.resume("long")
         assert (await scheduler.describe("long")).next_fire == clock.now() + timedelta(minutes=1)
+
+
+async def test_a_removed_task_s_running_run_is_recorded_and_saves_no_state() -> None:
+    clock = FakeClock(T0)
+    store = MemoryStore()
+    started, release = anyio.Event(), anyio.Event()
+
+    async def doomed() -> None:
+        started.set()
+        await release.wait()
+        raise ValueError("failed after its task was removed")
+
+    scheduler = Scheduler(store, clock=clock)
+    scheduler.add(Task("doomed", doomed, trigger=Every(minutes=1), max_retries=2))
+    async with scheduler:
+        await clock.advance(60)
+        with anyio.fail_after(5):
+            await started.wait()
+        before = await store.load_task("doomed")
+        scheduler.remove("doomed")
+        assert "doomed" not in scheduler.tasks
+        release.set()
+        await _settle(scheduler, "doomed", 1)
+        await clock.advance(600)  # no more fires
+    async with scheduler:  # leaving flushed every write; the store is open again here
+        assert await store.load_task("doomed") == before, "a removed task's state was saved"
+        runs = await scheduler.history("doomed")
+    assert [(r.status, r.attempts) for r in runs] == [(RunStatus.FAILED, 1)]
+    assert runs[0].error is not None and runs[0].error.message.endswith("was removed")
 
 
 async def test_pause_stops_fires_until_resume() -> None:

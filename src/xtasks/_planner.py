@@ -234,6 +234,7 @@ class _Entry:
         "queued_behind",
         "registered",
         "releasing",
+        "removed",
         "replays",
         "state",
         "task",
@@ -250,6 +251,7 @@ class _Entry:
         self.queued_behind: Run | None = None  # overlap="queue": the one run held back
         self.replays: deque[Run] = deque()  # catch-up replays waiting their turn, oldest first
         self.releasing = False  # _release_waiting is opening the next run(s)
+        self.removed = False  # unregistered: its runs still going end, nothing follows
         self.failures = 0
         self.alerting = False
         self.anchor: datetime | None = None  # registration time: origin of relative grids
@@ -353,6 +355,9 @@ class Planner:
     def remove_task(self, name: str, now: datetime) -> Task:
         """Unregister ``name``: no more fires; its queued runs are cancelled.
 
+        A run of it still going ends recorded as usual (history is kept), but is not
+        retried, and neither its outcome nor anything else saves the task's state again.
+
         :raises TaskNotFoundError: no such task.
         :raises ConfigError: other tasks depend on it.
         """
@@ -369,6 +374,9 @@ class Planner:
         for dep in entry.task.depends_on:
             self._dependents[dep].discard(name)
         entry.token += 1
+        entry.removed = True
+        entry.registered = False  # no SaveTask from now on
+        entry.next_fire = None
         self._cancel_pending(entry, now, "removed")
         return entry.task
 
@@ -590,6 +598,7 @@ class Planner:
             run.attempts <= task.max_retries
             and not self._closing
             and run.entry.state is not TaskState.CANCELLED
+            and not run.entry.removed
         ):
             delay = task.retry_delay * task.retry_backoff ** (run.attempts - 1)
             if task.jitter:
