@@ -7,10 +7,14 @@ API, so they are cheap to build and never validated again after construction.
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import threading
 import traceback as _traceback
 import uuid
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -70,6 +74,36 @@ class TaskState(StrEnum):
     CANCELLED = "cancelled"  #: like paused, and its queued and running runs were cancelled
 
 
+def _package_dirs(*names: str) -> list[Path]:
+    """Where these packages are installed, found without importing them."""
+    found = []
+    for name in names:
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.submodule_search_locations:
+            found += [Path(location) for location in spec.submodule_search_locations]
+    return found
+
+
+_STDLIB = Path(threading.__file__).parent
+#: Where the code between the scheduler and a task's function lives.
+_MACHINERY = (
+    *(
+        f"{directory}{os.sep}"
+        for directory in (
+            Path(__file__).parent,
+            _STDLIB / "asyncio",
+            _STDLIB / "concurrent",
+            *_package_dirs("anyio", "trio", "outcome"),
+        )
+    ),
+    threading.__file__,
+)
+
+
+def _is_machinery(filename: str) -> bool:
+    return filename.startswith(_MACHINERY)
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorInfo:
     """An exception as recorded in history: it outlives the exception object."""
@@ -80,12 +114,16 @@ class ErrorInfo:
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> ErrorInfo:
-        """Capture type, message and formatted traceback of ``exc``."""
-        return cls(
-            type=type(exc).__qualname__,
-            message=str(exc),
-            traceback="".join(_traceback.format_exception(exc)),
-        )
+        """Capture type, message and formatted traceback of ``exc``.
+
+        The traceback starts at the first frame outside the machinery that called the
+        task (xtasks, anyio, asyncio, threads), so history shows the user's code first.
+        """
+        tb = exc.__traceback__
+        while tb is not None and _is_machinery(tb.tb_frame.f_code.co_filename):
+            tb = tb.tb_next
+        lines = _traceback.format_exception(type(exc), exc, tb or exc.__traceback__)
+        return cls(type=type(exc).__qualname__, message=str(exc), traceback="".join(lines))
 
     def __str__(self) -> str:
         return f"{self.type}: {self.message}" if self.message else self.type

@@ -1,0 +1,45 @@
+"""What history keeps of a failed run's exception: the user's code first, not ours."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from xtasks import ErrorInfo, RunStatus, Scheduler, Task
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+pytestmark = pytest.mark.anyio
+
+
+def sync_boom() -> None:
+    raise ValueError("sync kaput")
+
+
+async def async_boom() -> None:
+    raise ValueError("async kaput")
+
+
+@pytest.mark.parametrize("func", [sync_boom, async_boom])
+async def test_a_recorded_traceback_starts_at_the_tasks_function(func: Callable[[], Any]) -> None:
+    scheduler = Scheduler(plugins=False)
+    scheduler.add(Task("boom", func))
+    async with scheduler:
+        record = await (await scheduler.trigger("boom")).wait()
+    assert record.status is RunStatus.FAILED and record.error is not None
+    frames = [line for line in record.error.traceback.splitlines() if line.startswith("  File")]
+    assert frames, record.error.traceback
+    assert frames[0].endswith(f"in {func.__name__}")
+    assert "xtasks" not in record.error.traceback.replace(__file__, "")
+    assert "anyio" not in record.error.traceback and "trio" not in record.error.traceback
+
+
+def test_an_exception_raised_by_the_machinery_itself_keeps_its_whole_traceback() -> None:
+    try:
+        raise RuntimeError("no user frame at all")
+    except RuntimeError as exc:
+        info = ErrorInfo.from_exception(exc)
+    assert "test_run_errors.py" in info.traceback
+    assert info.traceback.rstrip().endswith("RuntimeError: no user frame at all")
