@@ -43,3 +43,15 @@ def test_an_exception_raised_by_the_machinery_itself_keeps_its_whole_traceback()
         info = ErrorInfo.from_exception(exc)
     assert "test_run_errors.py" in info.traceback
     assert info.traceback.rstrip().endswith("RuntimeError: no user frame at all")
+
+
+async def test_a_process_task_keeps_the_traceback_of_its_worker_process() -> None:
+    scheduler = Scheduler(plugins=False, process_slots=1)
+    scheduler.add(Task("boom", sync_boom, mode="process"))
+    async with scheduler:
+        record = await (await scheduler.trigger("boom")).wait()
+    assert record.error is not None
+    text = record.error.traceback
+    assert text.startswith("ValueError: sync kaput\nTraceback in the worker process")
+    assert 'in sync_boom\n    raise ValueError("sync kaput")' in text
+    assert "_executors.py" not in text and "anyio" not in text

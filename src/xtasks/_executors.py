@@ -6,12 +6,14 @@ The only bridge from async to blocking code in the core.
 from __future__ import annotations
 
 import functools
+import traceback
 from typing import TYPE_CHECKING, Any, final
 
 import anyio
 import anyio.to_process
 import anyio.to_thread
 
+from ._runs import WORKER_TRACEBACK
 from ._task import Mode
 
 if TYPE_CHECKING:
@@ -55,4 +57,19 @@ class Executors:
             return await anyio.to_thread.run_sync(
                 call, abandon_on_cancel=True, limiter=self.thread_limiter
             )
-        return await anyio.to_process.run_sync(call, cancellable=True, limiter=self.process_limiter)
+        return await anyio.to_process.run_sync(
+            functools.partial(_in_worker_process, call),
+            cancellable=True,
+            limiter=self.process_limiter,
+        )
+
+
+def _in_worker_process(call: Callable[[], Any]) -> Any:
+    """Runs in the worker process: an exception crossing back to the scheduler loses its
+    traceback (only the exception is pickled), so it is written into a note first."""
+    try:
+        return call()
+    except Exception as exc:
+        frames = traceback.format_tb(exc.__traceback__.tb_next if exc.__traceback__ else None)
+        exc.add_note(f"{WORKER_TRACEBACK}\n{''.join(frames).rstrip()}")
+        raise

@@ -84,6 +84,10 @@ def _package_dirs(*names: str) -> list[Path]:
     return found
 
 
+#: Heads the note carrying the traceback of an exception raised in a worker process,
+#: which pickling would otherwise lose (written by ``_executors``).
+WORKER_TRACEBACK = "Traceback in the worker process (most recent call last):"
+
 _STDLIB = Path(threading.__file__).parent
 #: Where the code between the scheduler and a task's function lives.
 _MACHINERY = (
@@ -104,6 +108,11 @@ def _is_machinery(filename: str) -> bool:
     return filename.startswith(_MACHINERY)
 
 
+def _from_worker_process(exc: BaseException) -> bool:
+    """Whether ``exc`` carries the traceback of a worker process (see ``_executors``)."""
+    return any(note.startswith(WORKER_TRACEBACK) for note in getattr(exc, "__notes__", ()))
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorInfo:
     """An exception as recorded in history: it outlives the exception object."""
@@ -122,7 +131,9 @@ class ErrorInfo:
         tb = exc.__traceback__
         while tb is not None and _is_machinery(tb.tb_frame.f_code.co_filename):
             tb = tb.tb_next
-        lines = _traceback.format_exception(type(exc), exc, tb or exc.__traceback__)
+        if tb is None and not _from_worker_process(exc):
+            tb = exc.__traceback__  # the machinery's own error: keep all of it
+        lines = _traceback.format_exception(type(exc), exc, tb)
         return cls(type=type(exc).__qualname__, message=str(exc), traceback="".join(lines))
 
     def __str__(self) -> str:
