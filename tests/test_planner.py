@@ -14,7 +14,7 @@ import os
 import re
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -1472,3 +1472,73 @@ def test_no_run_starts_after_shutdown(how: str) -> None:
         return  # refusing is fine
     assert sim.planner.next_ready(sim.now) is None, "a run started after shutdown"
     assert run.status is RunStatus.CANCELLED and run.reason == "shutdown"
+
+
+# --- start-up: every task armed once from its stored state ------------------------------
+
+
+@MEDIUM
+@given(
+    data=st.data(),
+    n=st.integers(1, 6),
+    down=st.floats(0, 10_000),
+)
+def test_start_applies_stored_records_and_arms_each_task_once(
+    data: st.DataObject, n: int, down: float
+) -> None:
+    """``start(now, records)`` arms each active task once, from its stored state: late
+    fires from its last fire (catch-up), the stored grid anchor, paused and cancelled
+    states kept; a task without a record counts from now. ``restore`` agrees."""
+    registered = T0 - secs(20_000)
+    now = T0 + secs(down)
+    triggers = st.sampled_from(
+        [Every(seconds=30), Every(minutes=7), Every(seconds=45, start=T0), Cron("*/5 * * * *")]
+    )
+    tasks = [
+        make_task(
+            f"t{i}",
+            trigger=data.draw(triggers),
+            catch_up=data.draw(st.sampled_from(["once", "skip", "all"])),
+            enabled=data.draw(st.booleans()),
+        )
+        for i in range(n)
+    ]
+    instants = st.none() | st.floats(-20_000, 0).map(lambda s: T0 + secs(s))
+    records = {
+        t.name: TaskRecord(
+            state=data.draw(st.sampled_from(list(TaskState))),
+            last_fire=data.draw(instants),
+            consecutive_failures=data.draw(st.integers(0, 3)),
+            anchor=data.draw(st.sampled_from([None, registered, T0 - secs(12_345)])),
+        )
+        for t in tasks
+        if data.draw(st.booleans())
+    }
+
+    planner = Planner()
+    for task in tasks:
+        planner.add_task(task, registered)
+    before = len(planner._timers)
+    planner.start(now, records)
+    armed = len(planner._timers) - before
+    for task in tasks:
+        record = records.get(task.name, TaskRecord(anchor=registered))
+        assert task.trigger is not None
+        trigger = task.trigger.anchored(record.anchor or registered)
+        if record.state is not TaskState.ACTIVE or not task.enabled:
+            expected = None
+        elif record.last_fire is None:
+            expected = trigger.first_fire(now)  # never fired: counts from now
+        else:
+            expected = trigger.next_fire(record.last_fire)  # late fires: catch_up
+        assert planner.next_fire_of(task.name) == expected, task
+        assert planner.state_of(task.name) is record.state
+        assert planner.task_record(task.name) == replace(record, anchor=record.anchor or registered)
+    assert armed == sum(1 for name in planner.tasks if planner.next_fire_of(name) is not None)
+    restored = Planner()  # restore (a task added while running) applies a record the same way
+    for task in tasks:
+        restored.add_task(task, registered, arm=False)
+    assert restored.next_wakeup() is None
+    for name, record in records.items():
+        restored.restore(name, record, now)
+    assert [restored.next_fire_of(n) for n in records] == [planner.next_fire_of(n) for n in records]

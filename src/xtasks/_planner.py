@@ -331,8 +331,11 @@ class Planner:
         """Registered tasks by name: a live, read-only view."""
         return self._tasks_view
 
-    def add_task(self, task: Task, now: datetime) -> None:
+    def add_task(self, task: Task, now: datetime, *, arm: bool = True) -> None:
         """Register ``task`` and arm its trigger from ``now``.
+
+        ``arm=False`` registers it without a timer: it does not fire until :meth:`restore`
+        (or :meth:`start`) applies its stored state and arms it, once.
 
         :raises DuplicateTaskError: a task of that name is registered.
         :raises DependencyCycleError: the new edges close a cycle (the path is named).
@@ -349,7 +352,7 @@ class Planner:
             self._dependents.setdefault(dep, set()).add(task.name)
         if self._dependents.get(task.name):
             self._depths.clear()  # tasks added earlier depend on this one: depths move
-        if task.enabled:
+        if task.enabled and arm:
             self._arm(entry, now, first=True)
 
     def remove_task(self, name: str, now: datetime) -> Task:
@@ -399,41 +402,32 @@ class Planner:
             if dep not in self._entries
         ]
 
-    def start(self, now: datetime) -> None:
-        """Arm every active task's timer: at scheduler start, and again after a stop.
+    def start(self, now: datetime, records: Mapping[str, TaskRecord] | None = None) -> None:
+        """Arm every active task's timer, once: at scheduler start, and again after a stop.
 
-        A task that has fired before re-arms from its last fire, so fires missed while
-        stopped go through its ``catch_up`` policy; the others count from ``now``.
+        ``records`` is the state a store kept, by task name: each is applied first, as
+        :meth:`restore` does, so a task is armed once from its stored state rather than
+        armed here and again by :meth:`restore`. A task that has fired before re-arms
+        from its last fire, so fires missed while stopped go through its ``catch_up``
+        policy; the others count from ``now``.
         """
         self._closing = False
-        for entry in self._entries.values():
-            if entry.state is TaskState.ACTIVE and entry.task.enabled:
-                self._arm(entry, entry.last_fire or now, first=entry.last_fire is None)
-            else:
-                entry.next_fire = None
+        for name, entry in self._entries.items():
+            record = records.get(name) if records else None
+            if record is not None:
+                self._load(entry, record)
+            self._rearm(entry, now)
 
     def restore(self, name: str, record: TaskRecord, now: datetime) -> None:
-        """Apply the state a store kept for ``name`` (at start, or after a restart).
+        """Apply the state a store kept for ``name`` and re-arm it (a task added while the
+        scheduler runs, or after a restart; at start, :meth:`start` takes the records).
 
         A ``last_fire`` in the past re-arms the trigger from it, so fires missed while no
         scheduler ran go through the task's ``catch_up`` policy on the next :meth:`advance`.
         """
         entry = self._entry(name)
-        if record.anchor is not None and entry.task.trigger is not None:
-            entry.anchor = record.anchor  # the fleet's first registration, not ours
-            entry.trigger = entry.task.trigger.anchored(record.anchor)
-        entry.state = record.state
-        entry.failures = record.consecutive_failures
-        entry.alerting = record.alerting
-        entry.last_fire = record.last_fire
-        entry.token += 1
-        if entry.state is TaskState.ACTIVE and entry.task.enabled:
-            if record.last_fire is not None:
-                self._arm(entry, record.last_fire)
-            else:
-                self._arm(entry, now, first=True)
-        else:
-            entry.next_fire = None
+        self._load(entry, record)
+        self._rearm(entry, now)
 
     def task_record(self, name: str) -> TaskRecord:
         """The state the store should hold for ``name``."""
@@ -700,6 +694,25 @@ class Planner:
             return obj.token != token or obj.state is not TaskState.ACTIVE
         assert isinstance(obj, Run)
         return obj.token != token
+
+    def _load(self, entry: _Entry, record: TaskRecord) -> None:
+        """Take a stored state into ``entry``, without arming it."""
+        if record.anchor is not None and entry.task.trigger is not None:
+            if record.anchor != entry.anchor:  # equal: our own anchor won, trigger is right
+                entry.trigger = entry.task.trigger.anchored(record.anchor)
+            entry.anchor = record.anchor  # the fleet's first registration, not ours
+        entry.state = record.state
+        entry.failures = record.consecutive_failures
+        entry.alerting = record.alerting
+        entry.last_fire = record.last_fire
+
+    def _rearm(self, entry: _Entry, now: datetime) -> None:
+        """Arm an active task from its last fire, or from ``now`` if it never fired."""
+        if entry.state is TaskState.ACTIVE and entry.task.enabled:
+            self._arm(entry, entry.last_fire or now, first=entry.last_fire is None)
+        else:
+            entry.token += 1
+            entry.next_fire = None
 
     def _arm(self, entry: _Entry, after: datetime, *, first: bool = False) -> None:
         """Set the timer of ``entry`` to its trigger's next fire after ``after``.

@@ -33,7 +33,7 @@ from ._errors import (
 from ._events import RunChanged
 from ._executors import Executors
 from ._planner import Planner
-from ._runs import AuditRecord, RunRecord, TaskInfo
+from ._runs import AuditRecord, RunRecord, TaskInfo, TaskRecord
 from ._runtime import Runtime
 from ._setup import load_setup, raise_all
 from ._task import Task
@@ -588,19 +588,8 @@ class Scheduler:
             await self.store.open()
             stack.push_async_callback(self.store.close)
             now = self.clock.now()
-            self._planner.start(now)
-            names = list(self._planner.tasks)
-            records = await self.store.load_tasks(names)
-            first = {  # never started anywhere: record our registration time as anchor...
-                name: self._planner.task_record(name)
-                for name in names
-                if name not in records or records[name].anchor is None
-            }
-            if first:  # ...then read back whichever replica's anchor won
-                await self.store.save_tasks(first)
-                records.update(await self.store.load_tasks(list(first)))
-            for name, record in records.items():
-                self._planner.restore(name, record, now)
+            records = await self._load_records(list(self._planner.tasks))
+            self._planner.start(now, records)  # each task armed once, from its stored state
             tg: TaskGroup = await stack.enter_async_context(anyio.create_task_group())
             self._tg = tg
             self._runtime = Runtime(
@@ -615,6 +604,24 @@ class Scheduler:
             self._runtime.start(tg)
             self._exit_stack = stack.pop_all()
         return self
+
+    async def _load_records(self, names: list[str]) -> dict[str, TaskRecord]:
+        """The stored state of ``names``, after settling their grid anchors.
+
+        A task never started anywhere gets our registration time stored as its anchor;
+        then whichever replica's anchor won is read back (first writer wins).
+        """
+        planner = self._planner
+        records = await self.store.load_tasks(names)
+        first = {
+            name: planner.task_record(name)
+            for name in names
+            if name not in records or records[name].anchor is None
+        }
+        if first:
+            await self.store.save_tasks(first)
+            records.update(await self.store.load_tasks(list(first)))
+        return records
 
     async def __aexit__(
         self,
