@@ -568,3 +568,61 @@ async def test_history_and_task_state_survive_a_restart_on_sqlite(tmp_path) -> N
         assert (await second.describe("other")).state is TaskState.CANCELLED
         with pytest.raises(TaskStateError):
             await second.trigger("job")
+
+
+async def test_a_task_added_while_running_takes_its_stored_state_on_sqlite(tmp_path) -> None:
+    """``add`` while running loads what the store keeps under the name, as start does:
+    paused stays paused, cancelled stays cancelled, a grid keeps its stored anchor; a
+    task never seen stores its own anchor (first writer wins)."""
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    clock = FakeClock(T0)
+    first = Scheduler(url, plugins=False, clock=clock)
+    first.add(Task("paused", noop, trigger=Every(hours=1)))
+    first.add(Task("cancelled", noop))
+    first.add(Task("grid", noop, trigger=Every(hours=1)))  # anchored at T0 in the store
+    async with first:
+        await first.pause("paused")
+        await first.cancel("cancelled")
+    await clock.advance(timedelta(minutes=25))
+    second = Scheduler(url, plugins=False, clock=clock)  # built without those tasks
+    second.add(Task("other", noop))
+    async with second:
+        second.add(Task("paused", noop, trigger=Every(hours=1)))
+        second.add(Task("cancelled", noop))
+        second.add(Task("grid", noop, trigger=Every(hours=1)))
+        second.add(Task("fresh", noop, trigger=Every(hours=1)))
+        assert {"paused", "cancelled", "grid", "fresh"} <= set(second.tasks)
+        paused = await second.describe("paused")
+        assert paused.state is TaskState.PAUSED and paused.next_fire is None
+        with pytest.raises(TaskStateError):
+            await second.trigger("paused")
+        assert (await second.describe("cancelled")).state is TaskState.CANCELLED
+        grid = await second.describe("grid")
+        assert grid.state is TaskState.ACTIVE
+        assert grid.next_fire == T0 + timedelta(hours=1)  # the stored grid, not ours
+        fresh = await second.describe("fresh")
+        assert fresh.next_fire == T0 + timedelta(minutes=25, hours=1)
+        stored = await second.store.load_task("fresh")
+        assert stored is not None and stored.anchor == T0 + timedelta(minutes=25)
+        await clock.advance(timedelta(minutes=35))  # T0 + 1 h: only the grid fires
+        await _settle(second, "grid", 1)
+        assert [r.scheduled_at for r in await second.history("grid")] == [T0 + timedelta(hours=1)]
+        assert await second.history("paused") == []
+        kept = await second.store.load_task("paused")
+        assert kept is not None and kept.state is TaskState.PAUSED
+
+
+async def test_a_task_removed_while_its_stored_state_loads_is_not_armed() -> None:
+    clock = FakeClock(T0)
+    scheduler = Scheduler(plugins=False, clock=clock)
+    async with scheduler:
+        scheduler.add(Task("tick", noop, trigger=Every(minutes=1)))
+        scheduler.remove("tick")  # before its load is applied
+        with pytest.raises(UnknownDependencyError):
+            scheduler.add(Task("report", noop, depends_on=["nothing"]))
+        assert "report" not in scheduler.tasks
+        scheduler.add(Task("tick", noop, trigger=Every(minutes=2)))
+        assert (await scheduler.describe("tick")).next_fire == T0 + timedelta(minutes=2)
+        await clock.advance(120)
+        await _settle(scheduler, "tick", 1)
+        assert len(await scheduler.history("tick")) == 1

@@ -189,6 +189,8 @@ class Scheduler:
         self._adhoc: dict[Any, tuple[Task, inspect.Signature | None]] = {}
         self._observe = False
         self._disabled: set[str] = set()
+        #: Tasks added while running whose stored state is being loaded, by name.
+        self._loading: dict[str, anyio.Event] = {}
         #: Where each task came from, by name (tasks added by the application: absent).
         self.task_origins: dict[str, PluginOrigin] = {}
         setup = load_setup(plugins, config, strict=strict_plugins)
@@ -226,6 +228,17 @@ class Scheduler:
         The configuration's ``tasks:`` entry of the same name overrides its fields first;
         returns the task as registered, or ``None`` when configured ``enabled: false``.
 
+        **While the scheduler runs**, the task is registered at once (it is in
+        :attr:`tasks`), and the state the store keeps under its name is loaded in the
+        background and applied as at start: paused or cancelled stays so, its last fire
+        (fires missed since go through ``catch_up``), its failure streak, and the grid
+        anchor of an ``Every`` without ``start`` (ours is stored if none is, then the one
+        stored is used: first writer wins). Its trigger is armed only then, once. The
+        calls that act on it by name (:meth:`trigger`, :meth:`pause`, :meth:`resume`,
+        :meth:`cancel`, :meth:`describe`) wait for that load first, so they see the
+        stored state. If the store cannot be read, the error is logged and the task
+        starts afresh.
+
         :raises DuplicateTaskError: the name is taken.
         :raises DependencyCycleError: its ``depends_on`` closes a cycle.
         :raises UnknownDependencyError: (only while running) a dependency is unknown;
@@ -237,16 +250,47 @@ class Scheduler:
             return None
         task = effective
         planner = self._planner
-        planner.add_task(task, self.clock.now())
-        if self._runtime is not None:
-            try:
-                planner.validate()
-            except Exception:
-                planner.remove_task(task.name, self.clock.now())
-                planner.drain()
-                raise
-            self._runtime.apply()
+        runtime, tg = self._runtime, self._tg
+        if runtime is None or tg is None:
+            planner.add_task(task, self.clock.now())
+            return task
+        planner.add_task(task, self.clock.now(), arm=False)  # armed once its state is loaded
+        try:
+            planner.validate()
+        except Exception:
+            planner.remove_task(task.name, self.clock.now())
+            planner.drain()
+            raise
+        loaded = self._loading[task.name] = anyio.Event()
+        tg.start_soon(self._load_added, task, loaded, name=f"xtasks load {task.name}")
+        runtime.apply()
         return task
+
+    async def _load_added(self, task: Task, loaded: anyio.Event) -> None:
+        """Load and apply the stored state of ``task``, added while running; arm it."""
+        name = task.name
+        try:
+            try:
+                records = await self._load_records([name])
+            except Exception:  # noqa: BLE001 - the task runs all the same, from scratch
+                _log.exception("could not load the stored state of task %r; it starts afresh", name)
+                records = {}
+            planner = self._planner
+            if planner.tasks.get(name) is task:  # not removed (or replaced) meanwhile
+                record = records.get(name) or planner.task_record(name)
+                planner.restore(name, record, self.clock.now())
+                self._apply()
+        finally:
+            if self._loading.get(name) is loaded:
+                del self._loading[name]
+            loaded.set()
+
+    async def _loaded(self, name: str, what: str) -> None:
+        """Return once a task added while running has its stored state applied."""
+        loaded = self._loading.get(name)
+        if loaded is not None:
+            await loaded.wait()
+            self._require_running(what)  # it may have stopped meanwhile
 
     def remove(self, name: str) -> Task:
         """Unregister ``name``; its queued runs are cancelled, running ones finish.
@@ -288,6 +332,8 @@ class Scheduler:
             its audit record could not be written; the message names the run.
         """
         self._require_running("trigger")
+        if self._loading:
+            await self._loaded(name, "trigger")
         now = self.clock.now()
         if by is None:  # the hot path: no store write
             run = self._planner.request(name, now)
@@ -359,6 +405,7 @@ class Scheduler:
     async def _control(self, action: str, name: str, by: str | None) -> None:
         """Pause, resume or cancel ``name``, persist it, and audit it when ``by`` is given."""
         self._require_running(action)
+        await self._loaded(name, action)
         planner = self._planner
         method = {"pause": planner.pause, "resume": planner.resume, "cancel": planner.cancel}
         now = self.clock.now()
@@ -467,6 +514,7 @@ class Scheduler:
     async def describe(self, name: str) -> TaskInfo:
         """Return the task, its state, next fire, last run and consecutive failures."""
         self._require_running("describe")
+        await self._loaded(name, "describe")
         planner = self._planner
         task = self.tasks.get(name)
         if task is None:
