@@ -626,3 +626,18 @@ async def test_a_task_removed_while_its_stored_state_loads_is_not_armed() -> Non
         await clock.advance(120)
         await _settle(scheduler, "tick", 1)
         assert len(await scheduler.history("tick")) == 1
+
+
+async def test_states_reads_every_task_s_state_from_memory() -> None:
+    scheduler = Scheduler(plugins=False)
+    for name in ("a", "b", "c"):
+        scheduler.add(Task(name, noop))
+    with pytest.raises(SchedulerStateError, match="not running"):
+        scheduler.states()
+    async with scheduler:
+        await scheduler.pause("b")
+        await scheduler.cancel("c")
+        states = scheduler.states()
+        assert states == {"a": TaskState.ACTIVE, "b": TaskState.PAUSED, "c": TaskState.CANCELLED}
+        states["a"] = TaskState.PAUSED  # a copy: the scheduler is not changed through it
+        assert scheduler.states()["a"] is TaskState.ACTIVE

@@ -436,6 +436,10 @@ class Planner:
     def state_of(self, name: str) -> TaskState:
         return self._entry(name).state
 
+    def states(self) -> dict[str, TaskState]:
+        """Every registered task's state, by name, in registration order."""
+        return {name: entry.state for name, entry in self._entries.items()}
+
     def next_fire_of(self, name: str) -> datetime | None:
         return self._entry(name).next_fire
 

@@ -33,7 +33,7 @@ from ._errors import (
 from ._events import RunChanged
 from ._executors import Executors
 from ._planner import Planner
-from ._runs import AuditRecord, RunRecord, TaskInfo, TaskRecord
+from ._runs import AuditRecord, RunRecord, TaskInfo, TaskRecord, TaskState
 from ._runtime import Runtime
 from ._setup import load_setup, raise_all
 from ._task import Task
@@ -236,8 +236,8 @@ class Scheduler:
         stored is used: first writer wins). Its trigger is armed only then, once. The
         calls that act on it by name (:meth:`trigger`, :meth:`pause`, :meth:`resume`,
         :meth:`cancel`, :meth:`describe`) wait for that load first, so they see the
-        stored state. If the store cannot be read, the error is logged and the task
-        starts afresh.
+        stored state; :meth:`states` reports it ``active`` until it is applied. If the
+        store cannot be read, the error is logged and the task starts afresh.
 
         :raises DuplicateTaskError: the name is taken.
         :raises DependencyCycleError: its ``depends_on`` closes a cycle.
@@ -510,6 +510,20 @@ class Scheduler:
             alerts_failed=runtime.alerts.failed,
             alerts_dropped=runtime.alerts.dropped,
         )
+
+    def states(self) -> dict[str, TaskState]:
+        """Every registered task's state (active, paused, cancelled), by name.
+
+        Read from memory: no store I/O, O(tasks), so it is cheap enough for every
+        metrics scrape; :meth:`describe` gives one task's next fire and last run, at the
+        cost of a store read. A task added while running reports ``active`` until its
+        stored state is loaded (see :meth:`add`).
+
+        :raises SchedulerStateError: the scheduler is not running (the stored states are
+            loaded at start).
+        """
+        self._require_running("read the task states")
+        return self._planner.states()
 
     async def describe(self, name: str) -> TaskInfo:
         """Return the task, its state, next fire, last run and consecutive failures."""

@@ -12,7 +12,7 @@ import anyio
 import anyio.lowlevel
 from fastapi import HTTPException, Request, status
 
-from xtasks import RunChanged, SchedulerStateError, TaskState, TaskStateChanged
+from xtasks import RunChanged, TaskState, TaskStateChanged
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -172,13 +172,9 @@ class RunMetrics:
     async def render(self, scheduler: Scheduler) -> str:
         """The Prometheus text exposition (format 0.0.4)."""
         states = dict.fromkeys((str(s) for s in TaskState), 0)
-        if scheduler.running:
-            for name in list(scheduler.tasks):
-                try:
-                    info = await scheduler.describe(name)
-                except (LookupError, SchedulerStateError):
-                    continue
-                states[str(info.state)] = states.get(str(info.state), 0) + 1
+        if scheduler.running:  # from memory: no store read per task
+            for state in scheduler.states().values():
+                states[str(state)] = states.get(str(state), 0) + 1
         lines = [
             "# HELP xtasks_up Whether the scheduler is running.",
             "# TYPE xtasks_up gauge",

@@ -620,6 +620,45 @@ async def test_metrics_count_runs_durations_and_task_states() -> None:
             float(line.rsplit(" ", 1)[1])
 
 
+async def test_metrics_task_states_follow_pause_and_cancel_without_reading_the_store() -> None:
+    async with serving() as (client, scheduler, _):
+        reads = 0
+        list_runs = scheduler.store.list_runs
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            nonlocal reads
+            reads += 1
+            return await list_runs(*args, **kwargs)
+
+        scheduler.store.list_runs = counted  # type: ignore[method-assign]
+
+        async def gauges() -> list[str]:
+            nonlocal reads
+            reads = 0
+            text = (await client.get("/manager/metrics", headers=READ)).text
+            assert reads == 0  # a scrape reads no run history from the store
+            return [line for line in text.splitlines() if line.startswith("xtasks_tasks{")]
+
+        assert await gauges() == [
+            'xtasks_tasks{state="active"} 3',
+            'xtasks_tasks{state="cancelled"} 0',
+            'xtasks_tasks{state="paused"} 0',
+        ]
+        assert (await client.post("/manager/tasks/boom/pause", headers=WRITE)).is_success
+        assert await gauges() == [
+            'xtasks_tasks{state="active"} 2',
+            'xtasks_tasks{state="cancelled"} 0',
+            'xtasks_tasks{state="paused"} 1',
+        ]
+        assert (await client.delete("/manager/tasks/child", headers=WRITE)).is_success
+        assert (await client.post("/manager/tasks/boom/resume", headers=WRITE)).is_success
+        assert await gauges() == [
+            'xtasks_tasks{state="active"} 2',
+            'xtasks_tasks{state="cancelled"} 1',
+            'xtasks_tasks{state="paused"} 0',
+        ]
+
+
 async def test_metrics_escape_labels_and_report_a_stopped_scheduler() -> None:
     metrics = _live.RunMetrics()
     metrics.runs['we"ird\\name\n', "failed"] = 3
