@@ -131,6 +131,25 @@ async def test_a_failing_alert_tells_when_the_task_last_succeeded() -> None:
     assert alert.last_success == success.finished_at
 
 
+async def test_subscribers_see_each_alert_as_an_event() -> None:
+    inbox = Inbox()
+    scheduler = Scheduler(plugins=False, alerters=[inbox])
+    scheduler.add(Task("broken", failing, alert_after=2))
+    async with scheduler, scheduler.events() as events:
+        for _ in range(3):  # one failing alert for the streak, not one per failure
+            await (await scheduler.trigger("broken")).wait()
+        seen: list[Alert] = []
+        with anyio.fail_after(10):
+            async for event in events:
+                if isinstance(event, Alert):
+                    seen.append(event)
+                    break
+        await inbox.wait_for(1)
+    [alert] = seen
+    assert alert.kind is AlertKind.FAILING and alert.task == "broken"
+    assert alert.consecutive_failures == 2 and alert == inbox.alerts[0]
+
+
 async def test_a_task_that_never_succeeded_has_no_last_success() -> None:
     inbox = Inbox()
     scheduler = Scheduler(plugins=False, alerters=[inbox])

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-    from ._events import Alert
+    from ._events import Alert, Event
     from .abc import Alerter, Store
 
 __all__ = ["ALERT_QUEUE_SIZE", "AlertDelivery", "Channel"]
@@ -62,9 +62,13 @@ class AlertDelivery:
         channels: Sequence[Channel],
         store: Store,
         selection: Callable[[str], Collection[str] | None],
+        publish: Callable[[Event], None] | None = None,
     ) -> None:
-        """:param selection: the channel names a task's alerts go to; ``None`` for all."""
+        """:param selection: the channel names a task's alerts go to; ``None`` for all.
+        :param publish: where each alert is also published as an event, once complete
+            (with its last success), as it is handed to the channels."""
         self.channels = list(channels)
+        self.publish = publish
         self.store = store
         self.selection = selection
         self.dropped = 0  #: alerts dropped because a queue was full
@@ -119,6 +123,8 @@ class AlertDelivery:
                 selected = self.selection(alert.task)
                 if alert.kind is AlertKind.FAILING:
                     alert = await self._with_last_success(alert)
+                if self.publish is not None:
+                    self.publish(alert)
                 for channel, outbox in zip(self.channels, self._outboxes, strict=True):
                     unselected = selected is not None and channel.name not in selected
                     if channel.name is not None and unselected:

@@ -659,7 +659,9 @@ class Scheduler:
                 self.store,
                 self.clock,
                 self._executors,
-                alerts=AlertDelivery(self._channels, self.store, self.config.alert_channels_for),
+                alerts=AlertDelivery(
+                    self._channels, self.store, self.config.alert_channels_for, self._publish
+                ),
                 publish=self._publish,
                 replica=self.replica_id,
             )
