@@ -55,3 +55,10 @@ async def test_a_process_task_keeps_the_traceback_of_its_worker_process() -> Non
     assert text.startswith("ValueError: sync kaput\nTraceback in the worker process")
     assert 'in sync_boom\n    raise ValueError("sync kaput")' in text
     assert "_executors.py" not in text and "anyio" not in text
+
+
+def test_traceback_tail_keeps_the_end_and_says_what_it_left_out() -> None:
+    tb = "\n".join(f"line {n}" for n in range(1, 11)) + "\n"
+    info = ErrorInfo("ValueError", "bad", tb)
+    assert info.traceback_tail(10) == tb.rstrip("\n")
+    assert info.traceback_tail(3) == "[... 7 earlier line(s) left out ...]\nline 8\nline 9\nline 10"

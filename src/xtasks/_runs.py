@@ -136,6 +136,15 @@ class ErrorInfo:
         lines = _traceback.format_exception(type(exc), exc, tb)
         return cls(type=type(exc).__qualname__, message=str(exc), traceback="".join(lines))
 
+    def traceback_tail(self, lines: int) -> str:
+        """The last ``lines`` lines of the traceback (where the error is), marked when
+        earlier ones were left out: what a page or an alert has room for."""
+        all_lines = self.traceback.rstrip("\n").splitlines()
+        if len(all_lines) <= lines:
+            return "\n".join(all_lines)
+        left_out = len(all_lines) - lines
+        return "\n".join([f"[... {left_out} earlier line(s) left out ...]", *all_lines[-lines:]])
+
     def __str__(self) -> str:
         return f"{self.type}: {self.message}" if self.message else self.type
 

@@ -25,7 +25,6 @@ __all__ = [
     "manager_link",
     "subject",
     "text_body",
-    "traceback_excerpt",
 ]
 
 #: Lines of the traceback an alert shows: its end, where the error is.
@@ -46,15 +45,6 @@ def manager_link(manager_url: str | None, task: str) -> str | None:
     if not manager_url:
         return None
     return f"{manager_url.rstrip('/')}/view/{quote(task, safe='')}"
-
-
-def traceback_excerpt(traceback: str, lines: int = TRACEBACK_LINES) -> str:
-    """The last ``lines`` lines of ``traceback``, marked when some were left out."""
-    all_lines = traceback.rstrip("\n").splitlines()
-    if len(all_lines) <= lines:
-        return "\n".join(all_lines)
-    left_out = len(all_lines) - lines
-    return "\n".join([f"[... {left_out} earlier line(s) left out ...]", *all_lines[-lines:]])
 
 
 def _time(value: datetime | None) -> str | None:
@@ -105,7 +95,7 @@ def text_body(alert: Alert, manager_url: str | None = None) -> str:
     width = max(len(label) for label, _ in rows)
     parts = [_intro(alert), "", *(f"{label + ':':<{width + 1}} {value}" for label, value in rows)]
     if alert.run.error is not None and alert.run.error.traceback:
-        parts += ["", "Traceback (last lines):", traceback_excerpt(alert.run.error.traceback)]
+        parts += ["", "Traceback (last lines):", alert.run.error.traceback_tail(TRACEBACK_LINES)]
     return "\n".join(parts) + "\n"
 
 
@@ -132,7 +122,7 @@ def html_body(alert: Alert, manager_url: str | None = None) -> str:
     if alert.run.error is not None and alert.run.error.traceback:
         parts += [
             "<p>Traceback (last lines):</p>",
-            f"<pre>{e(traceback_excerpt(alert.run.error.traceback))}</pre>",
+            f"<pre>{e(alert.run.error.traceback_tail(TRACEBACK_LINES))}</pre>",
         ]
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"

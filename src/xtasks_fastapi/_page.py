@@ -27,7 +27,14 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 
-from xtasks import RunStatus, SchedulerStateError, StoreError, TaskNotFoundError, TaskState
+from xtasks import (
+    ErrorInfo,
+    RunStatus,
+    SchedulerStateError,
+    StoreError,
+    TaskNotFoundError,
+    TaskState,
+)
 
 from ._auth import CSRF_HEADER, SESSION_COOKIE, SESSION_SECONDS, sessions_of
 from ._schemas import RunOut, TaskDetail, TaskSummary
@@ -167,13 +174,6 @@ def _buttons(name: str, state: TaskState, can_write: bool) -> str:
             f'data-method="{method}" data-task="{_e(name)}"{hidden}>{label}</button>'
         )
     return f'<span class="actions">{"".join(out)}</span>'
-
-
-def _traceback_excerpt(text: str) -> str:
-    lines = text.rstrip().splitlines()
-    if len(lines) > TRACEBACK_LINES:
-        lines = ["…", *lines[-TRACEBACK_LINES:]]
-    return "\n".join(lines)
 
 
 def _asset_version(name: str) -> str:
@@ -366,7 +366,7 @@ token only lets you look.</p>"""
         if run.error is not None:
             trace = (
                 f"<details><summary>traceback</summary><pre>"
-                f"{_e(_traceback_excerpt(run.error.traceback))}</pre></details>"
+                f"{_e(ErrorInfo(**run.error.model_dump()).traceback_tail(TRACEBACK_LINES))}</pre></details>"
                 if run.error.traceback
                 else ""
             )

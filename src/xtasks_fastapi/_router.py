@@ -273,7 +273,7 @@ def manager_router(
         with _http_errors():
             records = await scheduler.audit(limit, offset=offset, task=task)
         return AuditPage(
-            records=[AuditOut.from_core(r) for r in records], limit=limit, offset=offset
+            records=[AuditOut.model_validate(r) for r in records], limit=limit, offset=offset
         )
 
     @router.get(

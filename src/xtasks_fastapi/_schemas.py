@@ -10,12 +10,12 @@ import reprlib
 from datetime import datetime  # noqa: TC003 - pydantic resolves field types at runtime
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from xtasks import Priority, RunStatus, TaskState, TriggerKind  # noqa: TC001 - pydantic
 
 if TYPE_CHECKING:
-    from xtasks import AuditRecord, ErrorInfo, RunRecord, SchedulerStats, TaskInfo
+    from xtasks import RunRecord, SchedulerStats, TaskInfo
 
 __all__ = [
     "AuditOut",
@@ -49,9 +49,7 @@ class RunError(BaseModel):
     message: str
     traceback: str = ""
 
-    @classmethod
-    def from_core(cls, error: ErrorInfo) -> RunError:
-        return cls(type=error.type, message=error.message, traceback=error.traceback)
+    model_config = ConfigDict(from_attributes=True)  # built from the core's ErrorInfo
 
 
 class RunOut(BaseModel):
@@ -81,7 +79,7 @@ class RunOut(BaseModel):
             started_at=record.started_at,
             finished_at=record.finished_at,
             attempts=record.attempts,
-            error=RunError.from_core(record.error) if record.error is not None else None,
+            error=RunError.model_validate(record.error) if record.error is not None else None,
             reason=record.reason,
             result=None if record.result is None else _repr.repr(record.result),
             replica=record.replica,
@@ -223,6 +221,8 @@ class HealthOut(BaseModel):
 class AuditOut(BaseModel):
     """One manual action: who did what to which task, when, and how it ended."""
 
+    model_config = ConfigDict(from_attributes=True)  # built from the core's AuditRecord
+
     id: str
     at: datetime
     actor: str = Field(description="the principal's name and the client address")
@@ -232,18 +232,6 @@ class AuditOut(BaseModel):
     detail: str | None = Field(
         None, description="the run id of an accepted run, or why the action failed"
     )
-
-    @classmethod
-    def from_core(cls, record: AuditRecord) -> AuditOut:
-        return cls(
-            id=record.id,
-            at=record.at,
-            actor=record.actor,
-            action=record.action,
-            task=record.task,
-            outcome=record.outcome,
-            detail=record.detail,
-        )
 
 
 class AuditPage(BaseModel):
