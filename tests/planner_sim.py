@@ -41,7 +41,7 @@ from xtasks._planner import (
     SaveTask,
     SendAlert,
 )
-from xtasks._runs import ErrorInfo, RunRecord, RunStatus, TaskRecord, TriggerKind
+from xtasks._runs import ErrorInfo, RunCause, RunRecord, RunStatus, TaskRecord
 from xtasks._task import Mode, Overlap, Task
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ LEGAL_NEXT: dict[RunStatus | None, frozenset[RunStatus]] = {
 }
 #: Triggers that go through the overlap policy (``submit`` and dependency pulls do not;
 #: nor do catch-up replays, which wait, one after another, until no run of their task is live).
-OVERLAPPING_KINDS = frozenset({TriggerKind.SCHEDULE, TriggerKind.MANUAL})
+OVERLAPPING_KINDS = frozenset({RunCause.SCHEDULE, RunCause.MANUAL})
 
 
 async def async_noop() -> None:
@@ -109,7 +109,7 @@ class RunView:
 
     id: str
     task: str
-    kind: TriggerKind
+    kind: RunCause
     created: datetime
     records: list[tuple[datetime, RunRecord]] = field(default_factory=list)
     #: held back (live, but not yet opened): by overlap="queue", or a catch-up replay
@@ -466,14 +466,14 @@ class Sim:
         prev = view.last if view is not None else None
         was_held = view is not None and view.held
         if view is None:
-            view = self.views[record.id] = RunView(record.id, record.task, record.trigger, now)
+            view = self.views[record.id] = RunView(record.id, record.task, record.cause, now)
             task = self.tasks.get(record.task)
             view.held = (
                 record.status is QUEUED
                 and task is not None
                 and (
-                    record.trigger is TriggerKind.CATCH_UP
-                    or (task.overlap is Overlap.QUEUE and record.trigger in OVERLAPPING_KINDS)
+                    record.cause is RunCause.CATCH_UP
+                    or (task.overlap is Overlap.QUEUE and record.cause in OVERLAPPING_KINDS)
                 )
                 and bool(self.active_ids(record.task))
             )
@@ -510,7 +510,7 @@ class Sim:
         if prev is None:
             assert new.attempts == 0 and new.started_at is None, where
             return
-        same = ("id", "task", "trigger", "scheduled_at")
+        same = ("id", "task", "cause", "scheduled_at")
         assert all(getattr(prev, f) == getattr(new, f) for f in same), where
         if new.status is RUNNING:
             assert new.attempts == prev.attempts + 1, f"attempts not counted: {where}"

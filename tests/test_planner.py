@@ -46,7 +46,7 @@ from xtasks._errors import (
 )
 from xtasks._events import Alert, AlertKind
 from xtasks._planner import CATCH_UP_CAP, ClaimFire, Planner, Run
-from xtasks._runs import RunRecord, RunStatus, TaskRecord, TaskState, TriggerKind
+from xtasks._runs import RunCause, RunRecord, RunStatus, TaskRecord, TaskState
 from xtasks._task import Mode, Overlap, Task
 
 if TYPE_CHECKING:
@@ -340,7 +340,7 @@ class DependenciesHonoured(Observer):
         status = record.status
         if status is RunStatus.SUCCEEDED:
             self.successes[record.task].append(sim.now)
-        if len(view.records) == 1 and record.trigger is TriggerKind.DEPENDENCY:
+        if len(view.records) == 1 and record.cause is RunCause.DEPENDENCY:
             others = sim.active_ids(record.task) - {record.id}
             assert not others, f"pulled a new run of {record.task} although {others} is live"
         if status is RunStatus.RUNNING and record.attempts == 1:
@@ -485,10 +485,10 @@ class OverlapHonoured(Observer):
 
     def on_record(self, sim: Sim, record: RunRecord, view: RunView) -> None:
         skipped_overlap = record.status is RunStatus.SKIPPED and record.reason == "overlap"
-        if len(view.records) == 1 and record.trigger is TriggerKind.CATCH_UP:
+        if len(view.records) == 1 and record.cause is RunCause.CATCH_UP:
             busy = sim.active_ids(record.task) - {record.id}
             assert view.held == bool(busy), f"busy={busy}:\n{sim.describe(record.id)}"
-        if len(view.records) > 1 or record.trigger not in OVERLAPPING_KINDS:
+        if len(view.records) > 1 or record.cause not in OVERLAPPING_KINDS:
             assert not skipped_overlap
             return
         if record.status is RunStatus.MISSED:
@@ -519,7 +519,7 @@ class OverlapHonoured(Observer):
 def held_by_overlap(sim: Sim, task: str) -> set[str]:
     """Live runs of ``task`` held back by ``overlap="queue"`` (not replays waiting)."""
     held = sim.live_ids(task) - sim.active_ids(task)
-    return {i for i in held if sim.views[i].kind is not TriggerKind.CATCH_UP}
+    return {i for i in held if sim.views[i].kind is not RunCause.CATCH_UP}
 
 
 class PausedTasksDoNotFire(Observer):
@@ -696,7 +696,7 @@ def test_dependents_due_on_the_same_tick_share_one_run_of_their_dependency() -> 
     )
     sim.run_until(T0 + secs(59))  # ticks at 10, 20, ... 50; each done 6 s later
     a_runs = sim.runs_of("a")
-    assert len(a_runs) == 5 and all(v.kind is TriggerKind.DEPENDENCY for v in a_runs)
+    assert len(a_runs) == 5 and all(v.kind is RunCause.DEPENDENCY for v in a_runs)
     assert all(v.status is RunStatus.SUCCEEDED for v in sim.views.values())
     assert len(sim.runs_of("b")) == len(sim.runs_of("c")) == 5
     sim.close()
@@ -727,7 +727,7 @@ def test_a_dependency_finished_before_the_request_does_not_count() -> None:
     b = sim.request("b")
     assert b.status is RunStatus.WAITING
     pulled = sim.runs_of("a")[-1]
-    assert pulled.kind is TriggerKind.DEPENDENCY and pulled.created == sim.now
+    assert pulled.kind is RunCause.DEPENDENCY and pulled.created == sim.now
     sim.close()
 
 
@@ -947,7 +947,7 @@ def test_an_interval_fires_exactly_period_divides_hour_times(
     sim = Sim(start, outcome=lambda run, now: Outcome(min(duration, period / 2)))
     sim.add(make_task("a", trigger=Every(seconds=period)))
     sim.run_until(start + timedelta(hours=1))
-    fired = [v for v in sim.runs_of("a") if v.kind is TriggerKind.SCHEDULE]
+    fired = [v for v in sim.runs_of("a") if v.kind is RunCause.SCHEDULE]
     assert len(fired) == 3600 // period
     assert [v.last.scheduled_at for v in fired] == [
         start + secs(period * k) for k in range(1, 3600 // period + 1)
@@ -975,7 +975,7 @@ def test_a_short_interval_warns_and_still_counts_right(period: float) -> None:
 def late_fires(sim: Sim) -> tuple[list[ClaimFire], list[RunView], list[RunView]]:
     claims = [c for _, c in sim.claims]
     missed = [v for v in sim.views.values() if v.status is RunStatus.MISSED]
-    caught = [v for v in sim.views.values() if v.kind is TriggerKind.CATCH_UP]
+    caught = [v for v in sim.views.values() if v.kind is RunCause.CATCH_UP]
     return claims, missed, caught
 
 
@@ -1051,7 +1051,7 @@ def test_every_fire_of_a_long_jump_is_run_or_recorded(
     sim.step(T0 + secs(period * n_fires + 1))  # the timer wakes late, once
     sim.run_for(0)  # the instant attempts end
     claims, missed, caught = late_fires(sim)
-    on_time = [c for c in claims if c.kind is TriggerKind.SCHEDULE and not c.missed]
+    on_time = [c for c in claims if c.kind is RunCause.SCHEDULE and not c.missed]
     counted = sum(int(missed_count(v)) for v in missed)
     assert len(on_time) + len(caught) + counted == n_fires
     assert all(v.status is RunStatus.SUCCEEDED for v in sim.views.values() if v not in missed)
@@ -1070,7 +1070,7 @@ class CatchUpReplaysInOrder(Observer):
         self.started: dict[str, list[datetime]] = defaultdict(list)
 
     def on_record(self, sim: Sim, record: RunRecord, view: RunView) -> None:
-        if record.trigger is not TriggerKind.CATCH_UP:
+        if record.cause is not RunCause.CATCH_UP:
             return
         assert record.reason != "overlap", f"a replay was skipped:\n{sim.describe(record.id)}"
         opened = (RunStatus.QUEUED, RunStatus.WAITING, RunStatus.SKIPPED)
@@ -1081,7 +1081,7 @@ class CatchUpReplaysInOrder(Observer):
             others = {
                 i
                 for i in sim.active_ids(record.task) - {record.id}
-                if sim.views[i].kind is TriggerKind.CATCH_UP
+                if sim.views[i].kind is RunCause.CATCH_UP
             }
             assert not others, f"a replay started beside {others}:\n{sim.describe(record.id)}"
             started = self.started[record.task]
@@ -1119,7 +1119,7 @@ def test_catch_up_all_runs_each_missed_fire_one_after_another(
     )
     sim.add(task)
     sim.restore("a", TaskRecord(last_fire=T0, anchor=T0))  # down since T0
-    caught = [v for v in sim.runs_of("a") if v.kind is TriggerKind.CATCH_UP]
+    caught = [v for v in sim.runs_of("a") if v.kind is RunCause.CATCH_UP]
     assert len(caught) == min(n_late, CATCH_UP_CAP)
     for _ in range(10 * CATCH_UP_CAP):
         if all(v.final for v in caught):
@@ -1169,7 +1169,7 @@ def test_catch_up_after_any_downtime_counts_every_fire_at_constant_cost(
     assert elapsed < 0.5 and len(claims) <= CATCH_UP_CAP + 1, (elapsed, len(claims))
     fire = [T0 + k * step for k in range(min(n_late, CATCH_UP_CAP) + 2)]  # fire[k]: k-th
     latest = T0 + n_late * step
-    replays = [c.fire_time for c in claims if c.kind is TriggerKind.CATCH_UP]
+    replays = [c.fire_time for c in claims if c.kind is RunCause.CATCH_UP]
     missed = [c for c in claims if c.missed or c.missed_more]
     assert len(claims) == len(replays) + len(missed) and len(missed) <= 1
     n_missed = {"once": n_late - 1, "skip": n_late, "all": max(0, n_late - CATCH_UP_CAP)}[policy]
@@ -1207,7 +1207,7 @@ def test_catch_up_of_a_cron_after_a_long_downtime_replays_the_latest_fire(policy
     now = T0 + secs(45)  # T0 itself is 45 s back: late beyond the grace; T0 + 1 min is ahead
     planner, claims, elapsed = claims_after_downtime(task, last, now)
     assert elapsed < 1 and len(claims) <= CATCH_UP_CAP + 1, (elapsed, len(claims))
-    replays = [c.fire_time for c in claims if c.kind is TriggerKind.CATCH_UP]
+    replays = [c.fire_time for c in claims if c.kind is RunCause.CATCH_UP]
     (missed,) = [c for c in claims if c.missed or c.missed_more]
     minute = timedelta(minutes=1)
     n_late = 400 * 24 * 60
@@ -1247,7 +1247,7 @@ def test_a_half_second_schedule_started_a_year_ago_costs_o1() -> None:
     decisions = planner.drain()
     elapsed = time.perf_counter() - began
     assert elapsed < 0.5 and len(decisions) < 500, (elapsed, len(decisions))
-    catch_up = [d for d in decisions if isinstance(d, ClaimFire) and d.kind is TriggerKind.CATCH_UP]
+    catch_up = [d for d in decisions if isinstance(d, ClaimFire) and d.kind is RunCause.CATCH_UP]
     missed = [d for d in decisions if isinstance(d, ClaimFire) and d.missed]
     assert len(catch_up) == 1 and len(missed) == 1 and not missed[0].missed_more
     late = 2 * (365 * 86400 - 60) - 1  # every 0.5 s from a year back to the grace window

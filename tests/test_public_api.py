@@ -40,3 +40,19 @@ def test_submodules_declare_their_public_names() -> None:
 
 # Submodules, and the `from __future__ import annotations` feature object.
 _SUBMODULES = {"abc", "stores", "testing", "cli", "hookspecs", "annotations"}
+
+
+def test_old_names_of_the_run_cause_warn_and_still_work() -> None:
+    import pytest
+
+    record = xtasks.RunRecord(
+        id="r",
+        task="t",
+        status=xtasks.RunStatus.QUEUED,
+        cause=xtasks.RunCause.MANUAL,
+        scheduled_at=__import__("datetime").datetime(2026, 1, 1, tzinfo=__import__("datetime").UTC),
+    )
+    with pytest.warns(DeprecationWarning, match="RunRecord.cause"):
+        assert record.trigger is xtasks.RunCause.MANUAL
+    with pytest.warns(DeprecationWarning, match="xtasks.RunCause"):
+        assert xtasks.TriggerKind is xtasks.RunCause

@@ -144,7 +144,7 @@ def test_three_processes_run_every_fire_exactly_once(tmp_path: Path) -> None:
         results = [r.stop() for r in replicas]
     assert [code for code, _ in results] == [0, 0, 0], results
     runs = [r for r in runs_in(db, "tick") if r.status is not RunStatus.CANCELLED]
-    fires = sorted(r.scheduled_at for r in runs if r.trigger.value == "schedule")
+    fires = sorted(r.scheduled_at for r in runs if r.cause.value == "schedule")
     assert len(fires) >= 10
     assert len(fires) == len(set(fires)), "a fire ran twice"
     gaps = {b - a for a, b in itertools.pairwise(fires)}
@@ -190,7 +190,7 @@ def test_a_restart_after_downtime_catches_up_once_and_records_the_rest_missed(
     assert second.stop()[0] == 0
     runs = runs_in(db, "tick")
     missed = [r for r in runs if r.status is RunStatus.MISSED]
-    caught_up = [r for r in runs if r.trigger.value == "catch_up"]
+    caught_up = [r for r in runs if r.cause.value == "catch_up"]
     assert len(caught_up) == 1 and caught_up[0].status is RunStatus.SUCCEEDED
     assert len(missed) == 1 and missed[0].reason is not None
     count = int(missed[0].reason.split()[1])
@@ -202,7 +202,7 @@ def test_a_restart_after_downtime_catches_up_once_and_records_the_rest_missed(
         r.scheduled_at
         for r in runs
         if r.replica == "second"
-        and r.trigger.value == "schedule"
+        and r.cause.value == "schedule"
         and r.status is not RunStatus.MISSED
     )
     gap_fires = round((first_after - last_before).total_seconds() / 0.2) - 1

@@ -18,6 +18,7 @@ from xtasks import (
     AlertKind,
     Cron,
     Every,
+    RunCause,
     RunChanged,
     RunStatus,
     Scheduler,
@@ -25,7 +26,6 @@ from xtasks import (
     Task,
     TaskState,
     TaskStateError,
-    TriggerKind,
     UnknownDependencyError,
 )
 from xtasks.abc import Alerter
@@ -79,13 +79,13 @@ async def test_readme_example_runs_dependency_first_then_submit_is_tracked() -> 
         assert order == ["calcul_stats", "export_rapport"]
         assert threads and threads[0] != threading.get_ident()  # sync ran in a thread
         stats = await scheduler.history("calcul_stats")
-        assert [r.trigger for r in stats] == [TriggerKind.DEPENDENCY]
+        assert [r.cause for r in stats] == [RunCause.DEPENDENCY]
         assert stats[0].finished_at is not None and rec.started_at is not None
         assert stats[0].finished_at <= rec.started_at
 
         handle = await scheduler.submit(envoyer_email, "a@b.c")
         done = await handle.wait()
-        assert done.status is RunStatus.SUCCEEDED and done.trigger is TriggerKind.SUBMIT
+        assert done.status is RunStatus.SUCCEEDED and done.cause is RunCause.SUBMIT
         assert sent == ["a@b.c"]
         assert await scheduler.get_run(handle.id) == done
         assert (await scheduler.history(done.task))[0].id == handle.id
@@ -406,7 +406,7 @@ async def test_events_stream_shows_each_transition_in_order() -> None:
         with anyio.fail_after(5):
             async for event in events:
                 if isinstance(event, RunChanged) and event.record.id == handle.id:
-                    seen.append((event.record.status.value, event.record.trigger.value))
+                    seen.append((event.record.status.value, event.record.cause.value))
                     if event.record.status.is_final:
                         break
     assert seen == [("queued", "manual"), ("running", "manual"), ("succeeded", "manual")]
@@ -464,7 +464,7 @@ async def test_a_restarted_scheduler_fires_again_and_catches_up_what_it_missed()
         await clock.advance(30)
         await _settle(scheduler, "tick", 4)
         runs = await scheduler.history("tick")
-    summary = sorted((r.scheduled_at - T0, r.status.value, r.trigger.value) for r in runs)
+    summary = sorted((r.scheduled_at - T0, r.status.value, r.cause.value) for r in runs)
     assert summary == [
         (timedelta(minutes=1), "succeeded", "schedule"),
         (timedelta(minutes=2), "missed", "schedule"),  # minutes 2..5, one record
@@ -537,7 +537,7 @@ class RunRecordFactory:
             id=run_id,
             task=task,
             status=RunStatus.RUNNING,
-            trigger=TriggerKind.SCHEDULE,
+            cause=RunCause.SCHEDULE,
             scheduled_at=T0,
             started_at=T0,
             attempts=1,

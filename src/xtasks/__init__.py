@@ -31,12 +31,12 @@ from ._events import RunChanged as RunChanged
 from ._events import TaskStateChanged as TaskStateChanged
 from ._runs import AuditRecord as AuditRecord
 from ._runs import ErrorInfo as ErrorInfo
+from ._runs import RunCause as RunCause
 from ._runs import RunRecord as RunRecord
 from ._runs import RunStatus as RunStatus
 from ._runs import TaskInfo as TaskInfo
 from ._runs import TaskRecord as TaskRecord
 from ._runs import TaskState as TaskState
-from ._runs import TriggerKind as TriggerKind
 from ._scheduler import RunHandle as RunHandle
 from ._scheduler import Scheduler as Scheduler
 from ._scheduler import SchedulerStats as SchedulerStats
@@ -71,6 +71,7 @@ __all__ = [
     "PluginError",
     "Priority",
     "RunCancelledError",
+    "RunCause",
     "RunChanged",
     "RunHandle",
     "RunRecord",
@@ -90,9 +91,22 @@ __all__ = [
     "TaskStateChanged",
     "TaskStateError",
     "Trigger",
-    "TriggerKind",
     "UnknownDependencyError",
     "XtasksError",
     "XtasksWarning",
     "hookimpl",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``TriggerKind``: the old name of :class:`RunCause`, kept for one release."""
+    if name == "TriggerKind":
+        import warnings
+
+        warnings.warn(
+            "xtasks.TriggerKind is deprecated; use xtasks.RunCause",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return RunCause
+    raise AttributeError(f"module 'xtasks' has no attribute {name!r}")

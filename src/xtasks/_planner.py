@@ -53,7 +53,7 @@ from ._errors import (
     UnknownDependencyError,
 )
 from ._events import Alert, AlertKind
-from ._runs import RunRecord, RunStatus, TaskRecord, TaskState, TriggerKind
+from ._runs import RunCause, RunRecord, RunStatus, TaskRecord, TaskState
 from ._task import CatchUp, Mode, Overlap
 from ._triggers import Every
 
@@ -104,7 +104,7 @@ class ClaimFire:
 
     task: str
     fire_time: datetime
-    kind: TriggerKind
+    kind: RunCause
     missed: int = 0
     missed_until: datetime | None = None
     #: more fires than counted were missed: the count is a lower bound (a trigger without
@@ -174,9 +174,7 @@ class Run:
         "waiting_on",
     )
 
-    def __init__(
-        self, run_id: str, entry: _Entry, kind: TriggerKind, scheduled_at: datetime
-    ) -> None:
+    def __init__(self, run_id: str, entry: _Entry, kind: RunCause, scheduled_at: datetime) -> None:
         self.id = run_id
         self.entry = entry
         self.kind = kind
@@ -205,7 +203,7 @@ class Run:
             id=self.id,
             task=self.entry.task.name,
             status=self.status,
-            trigger=self.kind,
+            cause=self.kind,
             scheduled_at=self.scheduled_at,
             started_at=self.started_at,
             finished_at=self.finished_at,
@@ -455,8 +453,18 @@ class Planner:
 
     # --- requests ---------------------------------------------------------------------
 
-    def request(self, name: str, now: datetime, kind: TriggerKind = TriggerKind.MANUAL) -> Run:
+    def request(
+        self,
+        name: str,
+        now: datetime,
+        kind: RunCause = RunCause.MANUAL,
+        *,
+        args: tuple[Any, ...] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+    ) -> Run:
         """Ask for a run of ``name`` now, honouring its dependencies and overlap policy.
+
+        ``args`` and ``kwargs``, when given, replace the task's own for this run.
 
         :raises TaskNotFoundError: no such task.
         :raises TaskStateError: the task is paused or cancelled.
@@ -466,7 +474,23 @@ class Planner:
         entry = self._entry(name)
         if entry.state is not TaskState.ACTIVE:
             raise TaskStateError(name, entry.state.value)
-        return self._request(entry, kind, now, now)
+        return self._request(entry, kind, now, now, args=args, kwargs=kwargs)
+
+    def cancel_run(self, run_id: str, now: datetime, reason: str = "cancelled") -> bool:
+        """Cancel one live run, leaving its task's state alone.
+
+        A run not started yet ends ``cancelled`` at once; a running one gets its attempt
+        cancelled (:class:`CancelAttempt`) and ends when the runtime reports it. Returns
+        ``False`` when no live run has this id (it is final, or never was).
+        """
+        run = self._runs.get(run_id)
+        if run is None:
+            return False
+        if run.status is RunStatus.RUNNING:
+            self._decisions.append(CancelAttempt(run.id, reason))
+        else:
+            self._final(run, RunStatus.CANCELLED, now, reason=reason)
+        return True
 
     def submit(
         self, task: Task, args: tuple[Any, ...], kwargs: Mapping[str, Any], now: datetime
@@ -481,7 +505,7 @@ class Planner:
             entry = self._adhoc.get(task.name)
             if entry is None or entry.task is not task:
                 entry = self._adhoc[task.name] = _Entry(task, None, registered=False)
-        run = self._new_run(entry, TriggerKind.SUBMIT, now)
+        run = self._new_run(entry, RunCause.SUBMIT, now)
         run.args = args
         run.kwargs = kwargs
         self._open(run, now)
@@ -519,7 +543,7 @@ class Planner:
         if entry.last_fire is None or claim.fire_time > entry.last_fire:
             entry.last_fire = claim.fire_time
         if claim.missed or claim.missed_more:
-            run = self._new_run(entry, TriggerKind.SCHEDULE, now, scheduled_at=claim.fire_time)
+            run = self._new_run(entry, RunCause.SCHEDULE, now, scheduled_at=claim.fire_time)
             first = claim.fire_time.isoformat()
             last = (claim.missed_until or claim.fire_time).isoformat()
             count = f"{claim.missed}+" if claim.missed_more else f"{claim.missed}"
@@ -544,7 +568,7 @@ class Planner:
             or self._closing
         ):
             return None
-        return self._request(entry, record.trigger, now, record.scheduled_at)
+        return self._request(entry, record.cause, now, record.scheduled_at)
 
     # --- execution --------------------------------------------------------------------
 
@@ -745,7 +769,7 @@ class Planner:
         assert trigger is not None
         cutoff = now - timedelta(seconds=task.misfire_grace)
         if fire_time >= cutoff:
-            self._decisions.append(ClaimFire(task.name, fire_time, TriggerKind.SCHEDULE))
+            self._decisions.append(ClaimFire(task.name, fire_time, RunCause.SCHEDULE))
             self._arm(entry, fire_time)
             return
         # Late beyond misfire_grace: every fire from fire_time to the latest one before the
@@ -783,35 +807,50 @@ class Planner:
                 ClaimFire(
                     task.name,
                     missed_from,
-                    TriggerKind.SCHEDULE,
+                    RunCause.SCHEDULE,
                     n_missed,
                     missed_until,
                     missed_more=not exact,
                 )
             )
-        self._decisions.extend(ClaimFire(task.name, f, TriggerKind.CATCH_UP) for f in replay)
+        self._decisions.extend(ClaimFire(task.name, f, RunCause.CATCH_UP) for f in replay)
         # Resume the normal grid with the first fire inside the grace window.
         self._arm(entry, last)
 
     def _new_run(
         self,
         entry: _Entry,
-        kind: TriggerKind,
+        kind: RunCause,
         now: datetime,
         *,
         scheduled_at: datetime | None = None,
+        args: tuple[Any, ...] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
     ) -> Run:
         run = Run(self._new_id(), entry, kind, scheduled_at or now)
+        if args is not None:
+            run.args = args
+        if kwargs is not None:
+            run.kwargs = kwargs
         self._runs[run.id] = run
         return run
 
     def _request(
-        self, entry: _Entry, kind: TriggerKind, now: datetime, scheduled_at: datetime
+        self,
+        entry: _Entry,
+        kind: RunCause,
+        now: datetime,
+        scheduled_at: datetime,
+        *,
+        args: tuple[Any, ...] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
     ) -> Run:
-        if kind is TriggerKind.CATCH_UP:
+        if kind is RunCause.CATCH_UP:
             # Replays of missed fires never go through the overlap policy: they run one
             # after another, each once no other run of the task is live.
-            run = self._new_run(entry, kind, now, scheduled_at=scheduled_at)
+            run = self._new_run(
+                entry, kind, now, scheduled_at=scheduled_at, args=args, kwargs=kwargs
+            )
             if entry.active or entry.replays:
                 entry.replays.append(run)
                 self._record(run)
@@ -820,15 +859,17 @@ class Planner:
             return run
         overlap = entry.task.overlap
         if entry.active and overlap is not Overlap.ALLOW:
-            run = self._new_run(entry, kind, now, scheduled_at=scheduled_at)
+            run = self._new_run(
+                entry, kind, now, scheduled_at=scheduled_at, args=args, kwargs=kwargs
+            )
             if overlap is Overlap.QUEUE and entry.queued_behind is None:
                 entry.queued_behind = run
                 self._record(run)
                 return run
             self._final(run, RunStatus.SKIPPED, now, reason="overlap")
             return run
-        run = self._new_run(entry, kind, now, scheduled_at=scheduled_at)
-        if entry.task.jitter and kind is TriggerKind.SCHEDULE:
+        run = self._new_run(entry, kind, now, scheduled_at=scheduled_at, args=args, kwargs=kwargs)
+        if entry.task.jitter and kind is RunCause.SCHEDULE:
             run.due = scheduled_at + timedelta(seconds=self._rng.uniform(0, entry.task.jitter))
         self._open(run, now)
         return run
@@ -850,7 +891,7 @@ class Planner:
                 return
             drun = dentry.active[0] if dentry.active else None
             if drun is None:
-                drun = self._new_run(dentry, TriggerKind.DEPENDENCY, now)
+                drun = self._new_run(dentry, RunCause.DEPENDENCY, now)
                 self._open(drun, now)
             if drun.status.is_final:
                 if drun.status is not RunStatus.SUCCEEDED:
@@ -926,7 +967,7 @@ class Planner:
             entry.active.remove(run)
         if entry.queued_behind is run:
             entry.queued_behind = None
-        elif entry.replays and run.kind is TriggerKind.CATCH_UP and run in entry.replays:
+        elif entry.replays and run.kind is RunCause.CATCH_UP and run in entry.replays:
             entry.replays.remove(run)
         self._record(run)
         if status is RunStatus.FAILED:

@@ -12,6 +12,7 @@ import os
 import threading
 import traceback as _traceback
 import uuid
+import warnings
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
@@ -25,12 +26,12 @@ if TYPE_CHECKING:
 __all__ = [
     "AuditRecord",
     "ErrorInfo",
+    "RunCause",
     "RunRecord",
     "RunStatus",
     "TaskInfo",
     "TaskRecord",
     "TaskState",
-    "TriggerKind",
 ]
 
 
@@ -56,7 +57,7 @@ class RunStatus(StrEnum):
 _LIVE = frozenset({RunStatus.QUEUED, RunStatus.WAITING, RunStatus.RUNNING})
 
 
-class TriggerKind(StrEnum):
+class RunCause(StrEnum):
     """Why a run exists."""
 
     SCHEDULE = "schedule"  #: a due fire of the task's trigger
@@ -156,7 +157,7 @@ class RunRecord:
     id: str
     task: str
     status: RunStatus
-    trigger: TriggerKind
+    cause: RunCause  #: why the run exists
     scheduled_at: datetime  #: the fire time, or when the run was requested
     started_at: datetime | None = None  #: start of the first attempt
     finished_at: datetime | None = None
@@ -169,6 +170,16 @@ class RunRecord:
     def evolve(self, **changes: Any) -> RunRecord:
         """Return a copy with ``changes`` applied."""
         return replace(self, **changes)
+
+    @property
+    def trigger(self) -> RunCause:
+        """Deprecated alias of :attr:`cause` (the word "trigger" names the schedule)."""
+        warnings.warn(
+            "RunRecord.trigger is deprecated; use RunRecord.cause",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.cause
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -14,7 +14,7 @@ It adds no policy. Four kinds of task live in the scheduler's task group:
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, final
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, final
 
 import anyio
 
@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 __all__ = ["Runtime"]
 
 _log = logging.getLogger("xtasks")
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 @final
@@ -143,6 +145,16 @@ class Runtime:
             await self._idle.wait()
 
     # --- applying decisions -----------------------------------------------------------
+
+    def command(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Apply one planner command (``fn``, a planner method) and carry out what follows.
+
+        The only way code outside the runtime changes the planner while it runs.
+        """
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.apply()
 
     def apply(self) -> None:
         """Carry out the planner's decisions, start what is ready, re-aim the timer."""

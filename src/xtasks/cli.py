@@ -194,7 +194,7 @@ def _log_final(event: Event) -> None:
         r = event.record
         why = f" ({r.reason})" if r.reason else ""
         error = f": {r.error.type}: {r.error.message}" if r.error else ""
-        fields = (r.id, r.task, r.status.value, why, r.attempts, r.trigger.value, error)
+        fields = (r.id, r.task, r.status.value, why, r.attempts, r.cause.value, error)
         _log.info("run %s of %r %s%s after %d attempt(s) [%s]%s", *fields)
 
 

@@ -70,7 +70,7 @@ def facts(alert: Alert, manager_url: str | None = None) -> list[tuple[str, str]]
     rows += [
         ("Run id", run.id),
         ("Run status", run.status.value),
-        ("Triggered by", run.trigger.value),
+        ("Cause", run.cause.value),
         ("Scheduled at", _time(run.scheduled_at)),
         ("Started at", _time(run.started_at)),
         ("Finished at", _time(run.finished_at)),

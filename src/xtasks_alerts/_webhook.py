@@ -124,7 +124,7 @@ class WebhookAlerter(Alerter):
           "task": "nightly-report",
           "run_id": "…",                     # the run that crossed the threshold / recovered
           "run_status": "failed",            # that run's status
-          "trigger": "schedule",             # how that run was started
+          "cause": "schedule",               # why that run exists
           "scheduled_at": "2026-03-01T02:30:00Z",
           "started_at": "2026-03-01T02:30:00.012Z",   # or null
           "finished_at": "2026-03-01T02:30:04.5Z",    # or null
@@ -208,7 +208,7 @@ class WebhookAlerter(Alerter):
             "task": alert.task,
             "run_id": run.id,
             "run_status": run.status.value,
-            "trigger": run.trigger.value,
+            "cause": run.cause.value,
             "scheduled_at": _iso(run.scheduled_at),
             "started_at": _iso(run.started_at),
             "finished_at": _iso(run.finished_at),

@@ -53,7 +53,7 @@ def run_event_data(record: RunRecord) -> dict[str, Any]:
         "id": record.id,
         "task": record.task,
         "status": str(record.status),
-        "trigger": str(record.trigger),
+        "cause": str(record.cause),
         "scheduled_at": _iso(record.scheduled_at),
         "started_at": _iso(record.started_at),
         "finished_at": _iso(record.finished_at),

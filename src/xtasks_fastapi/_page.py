@@ -379,7 +379,7 @@ token only lets you look.</p>"""
         return f"""<tr data-run="{_e(run.id)}">
 <td class="mono" title="{_e(run.id)}">{_e(run.id[:10])}</td>
 <td class="status">{_status_badge(run.status)}</td>
-<td class="trigger">{_e(run.trigger)}</td>
+<td class="cause">{_e(run.cause)}</td>
 <td class="scheduled">{_when(run.scheduled_at)}</td>
 <td class="started">{_when(run.started_at)}</td>
 <td class="finished">{_when(run.finished_at)}</td>

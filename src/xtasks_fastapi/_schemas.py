@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from xtasks import Priority, RunStatus, TaskState, TriggerKind  # noqa: TC001 - pydantic
+from xtasks import Priority, RunCause, RunStatus, TaskState  # noqa: TC001 - pydantic
 
 if TYPE_CHECKING:
     from xtasks import RunRecord, SchedulerStats, TaskInfo
@@ -58,7 +58,7 @@ class RunOut(BaseModel):
     id: str
     task: str
     status: RunStatus
-    trigger: TriggerKind
+    cause: RunCause
     scheduled_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -74,7 +74,7 @@ class RunOut(BaseModel):
             id=record.id,
             task=record.task,
             status=record.status,
-            trigger=record.trigger,
+            cause=record.cause,
             scheduled_at=record.scheduled_at,
             started_at=record.started_at,
             finished_at=record.finished_at,

@@ -27,7 +27,7 @@ import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
-from xtasks import Alert, AlertKind, ErrorInfo, RunRecord, RunStatus, Scheduler, Task, TriggerKind
+from xtasks import Alert, AlertKind, ErrorInfo, RunCause, RunRecord, RunStatus, Scheduler, Task
 from xtasks_alerts import EmailAlerter
 from xtasks_alerts._email import EmailAlertError
 
@@ -157,7 +157,7 @@ def alert(
         id="run-0123",
         task=task,
         status=status,
-        trigger=TriggerKind.SCHEDULE,
+        cause=RunCause.SCHEDULE,
         scheduled_at=T0,
         started_at=T0,
         finished_at=T0,

@@ -32,13 +32,13 @@ from xtasks import (
     AlertKind,
     ErrorInfo,
     Every,
+    RunCause,
     RunChanged,
     RunRecord,
     RunStatus,
     Scheduler,
     ShortIntervalWarning,
     Task,
-    TriggerKind,
 )
 from xtasks_alerts._addresses import PrivateAddressError
 from xtasks_alerts._webhook import WebhookAlerter, WebhookError
@@ -200,7 +200,7 @@ def make_alert(kind: AlertKind = AlertKind.FAILING) -> Alert:
         id="run-42",
         task="nightly",
         status=RunStatus.FAILED if failing else RunStatus.SUCCEEDED,
-        trigger=TriggerKind.SCHEDULE,
+        cause=RunCause.SCHEDULE,
         scheduled_at=at - timedelta(seconds=5),
         started_at=at - timedelta(seconds=4),
         finished_at=at,
@@ -296,7 +296,7 @@ async def test_signed_json_post_with_standard_webhooks_headers() -> None:
         "task": "nightly",
         "run_id": "run-42",
         "run_status": "failed",
-        "trigger": "schedule",
+        "cause": "schedule",
         "scheduled_at": "2026-03-01T02:30:00.123456Z",
         "started_at": "2026-03-01T02:30:01.123456Z",
         "finished_at": "2026-03-01T02:30:05.123456Z",

@@ -86,7 +86,7 @@ def test_events_stream_a_runs_transitions_up_to_its_final_status() -> None:
                     break
         assert statuses[0] in ("queued", "running") and statuses[-1] == "failed"
         assert data["attempts"] == 2 and data["error"]["type"] == "RuntimeError"
-        assert data["trigger"] == "manual"
+        assert data["cause"] == "manual"
 
 
 def test_a_client_that_disconnects_does_not_hold_the_server() -> None:

@@ -106,7 +106,7 @@ async def test_run_then_detail_shows_history_and_failures() -> None:
         run = await run_and_wait(client, _scheduler, "ok")
         assert run["status"] == "succeeded"
         assert run["result"] == "42"
-        assert run["trigger"] == "manual"
+        assert run["cause"] == "manual"
 
         failed = await run_and_wait(client, _scheduler, "boom")
         assert failed["status"] == "failed"
@@ -132,7 +132,7 @@ async def test_run_with_dependency_runs_it_first() -> None:
         run = await run_and_wait(client, scheduler, "child")
         assert run["status"] == "succeeded"
         ok_history = (await client.get("/manager/tasks/ok", headers=READ)).json()["history"]
-        assert [r["trigger"] for r in ok_history] == ["dependency"]
+        assert [r["cause"] for r in ok_history] == ["dependency"]
 
 
 async def test_history_limit_is_validated() -> None:
@@ -513,12 +513,12 @@ async def test_events_stream_run_transitions_and_task_states() -> None:
     assert [r["status"] for r in runs] == ["queued", "running", "failed"]
     final = runs[-1]
     assert final["task"] == "boom"
-    assert final["trigger"] == "manual"
+    assert final["cause"] == "manual"
     assert final["attempts"] == 1
     assert final["error"] == {"type": "ValueError", "message": "kaput: the disk is full"}
     assert final["started_at"] is not None and final["finished_at"] is not None
     assert set(final) == {
-        "id", "task", "status", "trigger", "scheduled_at", "started_at", "finished_at",
+        "id", "task", "status", "cause", "scheduled_at", "started_at", "finished_at",
         "attempts", "error", "reason",
     }  # fmt: skip
     assert ("task", {"name": "ok", "state": "paused"}) in events

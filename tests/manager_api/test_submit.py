@@ -78,7 +78,7 @@ async def test_the_response_returns_before_the_work_and_the_run_is_in_history() 
             assert live is not None and not live.status.is_final  # the work waits on `gate`
             gate.set()
             record = await wait_final(scheduler, run_id)
-    assert str(record.status) == "succeeded" and str(record.trigger) == "submit"
+    assert str(record.status) == "succeeded" and str(record.cause) == "submit"
     assert record.result == repr("sent to a@b.c") or "a@b.c" in str(record.result)
     async with scheduler:
         [stored] = await scheduler.history(record.task)
@@ -96,7 +96,7 @@ async def test_a_task_given_to_submit_is_retried_per_its_policy() -> None:
             record = await wait_final(scheduler, response.json()["run_id"])
     assert str(record.status) == "succeeded"
     assert record.attempts == 2 and attempts == ["k1", "k1"]
-    assert record.task == "flaky_mail" and str(record.trigger) == "submit"
+    assert record.task == "flaky_mail" and str(record.cause) == "submit"
 
 
 async def test_a_stopped_scheduler_is_a_503_with_a_message_not_a_500() -> None:

@@ -57,7 +57,7 @@ def build() -> Scheduler:
 def _report(event: object) -> None:
     if isinstance(event, RunChanged) and event.record.status.is_final:
         r = event.record
-        say("FINAL", r.task, r.id, r.status.value, r.scheduled_at.isoformat(), r.trigger.value)
+        say("FINAL", r.task, r.id, r.status.value, r.scheduled_at.isoformat(), r.cause.value)
 
 
 async def main() -> None:

@@ -17,7 +17,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from xtasks import AuditRecord, RunRecord, RunStatus, StoreError
 from xtasks._errors import ConfigError
-from xtasks._runs import ErrorInfo, TaskRecord, TaskState, TriggerKind
+from xtasks._runs import ErrorInfo, RunCause, TaskRecord, TaskState
 from xtasks.stores import open_store
 from xtasks.stores.sqlite import SQLiteStore
 
@@ -32,7 +32,7 @@ T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
 def run(run_id: str, *, task: str = "t", status: RunStatus = RunStatus.SUCCEEDED, **kw: Any):
     kw.setdefault("scheduled_at", T0)
-    kw.setdefault("trigger", TriggerKind.SCHEDULE)
+    kw.setdefault("cause", RunCause.SCHEDULE)
     return RunRecord(id=run_id, task=task, status=status, **kw)
 
 
@@ -208,7 +208,7 @@ async def test_round_trip_every_field(db: Path) -> None:
         id="r1",
         task="billing.export",
         status=RunStatus.FAILED,
-        trigger=TriggerKind.CATCH_UP,
+        cause=RunCause.CATCH_UP,
         scheduled_at=datetime(2026, 3, 29, 4, 30, 0, 1, tzinfo=paris),
         started_at=datetime(2026, 3, 29, 2, 30, 1, 999999, tzinfo=UTC),
         finished_at=datetime(2026, 3, 29, 2, 30, 2, tzinfo=UTC),
@@ -228,7 +228,7 @@ async def test_round_trip_every_field(db: Path) -> None:
         assert got.scheduled_at.hour == 2 and got.scheduled_at.microsecond == 1
         assert await store.get_run("nope") is None
 
-        empty = run("r2", status=RunStatus.QUEUED, trigger=TriggerKind.SUBMIT)
+        empty = run("r2", status=RunStatus.QUEUED, cause=RunCause.SUBMIT)
         await store.save_run(empty)
         assert await store.get_run("r2") == empty
         no_message = run("r3", error=ErrorInfo("KeyError", ""))
@@ -345,7 +345,7 @@ _WRITER = textwrap.dedent(
     from datetime import datetime, timezone
     import anyio
     from xtasks import RunRecord, RunStatus
-    from xtasks._runs import TriggerKind
+    from xtasks._runs import RunCause
 
     async def main():
         from xtasks.stores.sqlite import SQLiteStore
@@ -355,7 +355,7 @@ _WRITER = textwrap.dedent(
         for i in range(100_000):
             batch = [
                 RunRecord(id=f"r{i}-{j}", task="t", status=RunStatus.SUCCEEDED,
-                          trigger=TriggerKind.SUBMIT, scheduled_at=t0, result=[i, j])
+                          cause=RunCause.SUBMIT, scheduled_at=t0, result=[i, j])
                 for j in range(5)
             ]
             await store.save_runs(batch)

@@ -16,7 +16,7 @@ import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from .._runs import AuditRecord, ErrorInfo, RunRecord, RunStatus, TriggerKind
+from .._runs import AuditRecord, ErrorInfo, RunCause, RunRecord, RunStatus
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -245,7 +245,7 @@ def encode_run(record: RunRecord, expires: float) -> dict[str, Any]:
         "id": record.id,
         "task": record.task,
         "status": str(record.status),
-        "trigger": str(record.trigger),
+        "trigger": str(record.cause),
         "scheduled_at": ts(record.scheduled_at),
         "started_at": ts(record.started_at),
         "finished_at": ts(record.finished_at),
@@ -269,7 +269,7 @@ def decode_run(row: Sequence[Any]) -> RunRecord:
         id=id_,
         task=task,
         status=RunStatus(status),
-        trigger=TriggerKind(trigger),
+        cause=RunCause(trigger),
         scheduled_at=datetime.fromisoformat(scheduled),
         started_at=dt(started),
         finished_at=dt(finished),

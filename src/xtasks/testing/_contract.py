@@ -43,11 +43,11 @@ from .._errors import StoreError
 from .._runs import (
     AuditRecord,
     ErrorInfo,
+    RunCause,
     RunRecord,
     RunStatus,
     TaskRecord,
     TaskState,
-    TriggerKind,
 )
 
 if TYPE_CHECKING:
@@ -119,7 +119,7 @@ def _prefix() -> str:
 
 
 def _run(run_id: str, task: str, status: RunStatus, **fields: Any) -> RunRecord:
-    fields.setdefault("trigger", TriggerKind.SCHEDULE)
+    fields.setdefault("cause", RunCause.SCHEDULE)
     fields.setdefault("scheduled_at", _T0)
     return RunRecord(id=run_id, task=task, status=status, **fields)
 
@@ -223,7 +223,7 @@ async def check_round_trip(make_store: StoreFactory) -> None:
       in UTC, to the microsecond; :class:`~xtasks.ErrorInfo` with multi-line and non-ASCII
       text; a JSON result of every JSON type (``None``, ``0``, ``""``, ``[]`` and ``{}``
       kept apart, integers beyond 2**53, floats exactly); ``""`` kept apart from ``None``;
-      every :class:`~xtasks.RunStatus` and :class:`~xtasks.TriggerKind`;
+      every :class:`~xtasks.RunStatus` and :class:`~xtasks.RunCause`;
     - saving a record with an existing id replaces every field, back to the defaults
       included, and saving the same record again changes nothing;
     - an unknown id reads as ``None``.
@@ -234,7 +234,7 @@ async def check_round_trip(make_store: StoreFactory) -> None:
         id=f"{prefix}-full",
         task=task,
         status=RunStatus.SUCCEEDED,
-        trigger=TriggerKind.MANUAL,
+        cause=RunCause.MANUAL,
         scheduled_at=_T0,
         started_at=_at(0.25),
         finished_at=_at(1.000001),
@@ -262,10 +262,7 @@ async def check_round_trip(make_store: StoreFactory) -> None:
             minimal.evolve(id=f"{prefix}-status-{status}", status=status, attempts=i)
             for i, status in enumerate(RunStatus)
         ),
-        *(
-            minimal.evolve(id=f"{prefix}-trigger-{trigger}", trigger=trigger)
-            for trigger in TriggerKind
-        ),
+        *(minimal.evolve(id=f"{prefix}-cause-{cause}", cause=cause) for cause in RunCause),
         *(
             full.evolve(id=f"{prefix}-result-{i}", result=result)
             for i, result in enumerate(_JSON_RESULTS)
@@ -285,7 +282,7 @@ async def check_round_trip(make_store: StoreFactory) -> None:
 
         replaced = full.evolve(
             status=RunStatus.RUNNING,
-            trigger=TriggerKind.SCHEDULE,
+            cause=RunCause.SCHEDULE,
             finished_at=None,
             error=None,
             reason=None,

@@ -19,11 +19,11 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from .._runs import (
     AuditRecord,
     ErrorInfo,
+    RunCause,
     RunRecord,
     RunStatus,
     TaskRecord,
     TaskState,
-    TriggerKind,
 )
 from ..stores.memory import MemoryStore
 
@@ -78,7 +78,7 @@ def _run_records(draw: st.DrawFn) -> RunRecord:
         id=run_id,
         task=_task_of(run_id),
         status=draw(st.sampled_from(_SAVED_STATUSES)),
-        trigger=draw(st.sampled_from(TriggerKind)),
+        cause=draw(st.sampled_from(RunCause)),
         scheduled_at=draw(_times),
         started_at=draw(st.none() | _times),
         finished_at=draw(st.none() | _times),

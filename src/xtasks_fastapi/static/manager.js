@@ -172,7 +172,7 @@
     const cells = [
       id,
       el("td", "status"),
-      el("td", "trigger", run.trigger),
+      el("td", "cause", run.cause),
       el("td", "scheduled"),
       el("td", "started"),
       el("td", "finished"),
