@@ -32,15 +32,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from xtasks._planner import (
+from xtasks._decisions import (
     CancelAttempt,
     ClaimFire,
-    Planner,
     RecordRun,
-    Run,
     SaveTask,
     SendAlert,
+    StartAttempt,
 )
+from xtasks._planner import Planner
 from xtasks._runs import ErrorInfo, RunCause, RunRecord, RunStatus, TaskRecord
 from xtasks._task import Mode, Overlap, Task
 
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
     from xtasks._events import Alert
+    from xtasks._run_state import Run
 
 __all__ = [
     "T0",
@@ -153,7 +154,8 @@ class Observer:
         """The planner asked to claim a fire (the simulator then always wins it)."""
 
     def on_pick(self, sim: Sim, run: Run | None, ready: list[Run]) -> None:
-        """``next_ready`` returned ``run``; ``ready`` is what was ready just before."""
+        """The planner started ``run`` (``None``: it starts nothing more for now);
+        ``ready`` is what was ready just before."""
 
     def on_attempt_end(self, sim: Sim, run: Run, kind: str) -> None:
         """An attempt ends (``ok``/``fail``/``cancel``), just before the planner hears it."""
@@ -331,7 +333,11 @@ class Sim:
         return [
             run
             for run in self.planner.live_runs()
-            if run.status is QUEUED and run.due <= self.now and not self.views[run.id].held
+            if run.status is QUEUED
+            and run.due <= self.now
+            # not yet recorded: created after the decisions being handled were taken
+            and run.id in self.views
+            and not self.views[run.id].held
         ]
 
     def ready_since(self, run_id: str) -> int:
@@ -392,30 +398,42 @@ class Sim:
         self.planner.advance(self.now)  # a run due now is ready only once its timer ran
         self._advanced_to = self.now
         self.pump()
-        while True:
-            before = self.ready()
-            run = self.planner.next_ready(self.now)
-            self._check_pick(run, before)
-            for observer in self.observers:
-                observer.on_pick(self, run, before)
-            if run is None:
-                self.pump()
-                return
-            self.starts.append((self.now, run.id, run.attempts))
-            outcome = self.outcome(run, self.now)
-            ends = self.now + secs(outcome.seconds)
-            self.executing[run.id] = _Attempt(run, ends, outcome, next(self._seq))
-            self.pump()
+        before = self.ready()
+        for observer in self.observers:
+            observer.on_pick(self, None, before)
+
+    def _on_start(self, start: StartAttempt, starting: list[str]) -> None:
+        """The planner started ``start.run_id``; ``starting`` lists the runs it started
+        in the same drain and the simulator has not handled yet (this one first)."""
+        run = self.planner.get_run(start.run_id)
+        assert run is not None and starting[0] == run.id
+        before = [*self.ready(), *(r for i in starting if (r := self.planner.get_run(i)))]
+        starting.pop(0)
+        for ready in before:  # joined the ready queue during this pump, if not before
+            self._ready_since.setdefault(ready.id, self._pumps + 1)
+        assert start.attempt == run.attempts and start.task is run.entry.task
+        assert (start.args, start.kwargs) == (run.args, run.kwargs)
+        self._check_pick(run, before)
+        for observer in self.observers:
+            observer.on_pick(self, run, before)
+        self.starts.append((self.now, run.id, run.attempts))
+        outcome = self.outcome(run, self.now)
+        ends = self.now + secs(outcome.seconds)
+        self.executing[run.id] = _Attempt(run, ends, outcome, next(self._seq))
 
     def pump(self) -> None:
         """Handle decisions until the planner has none left (claims are always won)."""
         planner = self.planner
         while True:
-            decisions = planner.drain()
+            decisions = planner.drain(self.now)
             if not decisions and not self._to_cancel:
                 break
+            starting = [d.run_id for d in decisions if isinstance(d, StartAttempt)]
             for decision in decisions:
-                self._handle(decision)
+                if isinstance(decision, StartAttempt):
+                    self._on_start(decision, starting)
+                else:
+                    self._handle(decision)
             while self._to_cancel:
                 cancel = self._to_cancel.pop(0)
                 attempt = self.executing.get(cancel.run_id)
@@ -451,11 +469,13 @@ class Sim:
         for observer in self.observers:
             observer.on_attempt_end(self, run, kind)
         if kind == "ok":
-            self.planner.succeeded(run, self.now, f"result of {run.id}")
+            self.planner.attempt_succeeded(run.id, self.now, f"result of {run.id}")
         elif kind == "fail":
-            self.planner.failed(run, self.now, ErrorInfo("Boom", f"attempt {run.attempts}"))
+            self.planner.attempt_failed(
+                run.id, self.now, ErrorInfo("Boom", f"attempt {run.attempts}")
+            )
         else:
-            self.planner.cancelled(run, self.now, reason)
+            self.planner.attempt_cancelled(run.id, self.now, reason)
         self.pump()
 
     # --- the checks that always hold ------------------------------------------------------
@@ -513,6 +533,7 @@ class Sim:
         same = ("id", "task", "cause", "scheduled_at")
         assert all(getattr(prev, f) == getattr(new, f) for f in same), where
         if new.status is RUNNING:
+            assert before is QUEUED and not was_held, f"started a run not ready: {where}"
             assert new.attempts == prev.attempts + 1, f"attempts not counted: {where}"
             assert new.started_at == (prev.started_at or self.now), where
         else:

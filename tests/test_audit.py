@@ -27,6 +27,7 @@ from xtasks import (
     TaskNotFoundError,
     TaskStateError,
 )
+from xtasks._decisions import StartAttempt
 from xtasks._planner import Planner
 from xtasks.stores.memory import MemoryStore
 from xtasks.testing import FakeClock
@@ -328,23 +329,31 @@ def test_ready_count_is_kept_in_step_with_the_ready_heaps() -> None:
 
     def check() -> None:
         live = sum(
-            1 for heap in planner._ready.values() for item in heap if item[4].token == item[3]
+            1
+            for heap in planner._ready._heaps.values()
+            for item in heap
+            if item[4].token == item[3]
         )
         assert planner.ready_count == live
 
+    def started() -> list[str]:
+        return [d.run_id for d in planner.drain(T0) if isinstance(d, StartAttempt)]
+
     runs = [planner.request(name, T0) for name in ("a", "b", "s", "s", "c", "a")]
     check()
-    first = planner.next_ready(T0)
+    running = started()  # as many as the slots allow
     check()
-    assert first is not None
+    assert running
     planner.cancel("b", T0)  # a queued run of b: its heap entry goes stale
     check()
-    planner.failed(first, T0, error=_error())  # no retries: final
+    planner.attempt_failed(running.pop(0), T0, _error())  # no retries: final
     check()
-    while (run := planner.next_ready(T0)) is not None:
+    running += started()
+    while running:
         check()
-        planner.succeeded(run, T0, None)
+        planner.attempt_succeeded(running.pop(0), T0, None)
         check()
+        running += started()
     planner.shutdown(T0)
     check()
     assert planner.ready_count == 0

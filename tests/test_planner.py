@@ -36,6 +36,7 @@ from tests.planner_sim import (
     sync_noop,
 )
 from xtasks import At, Cron, Every
+from xtasks._decisions import ClaimFire, StartAttempt
 from xtasks._errors import (
     DependencyCycleError,
     DuplicateTaskError,
@@ -45,12 +46,14 @@ from xtasks._errors import (
     XtasksError,
 )
 from xtasks._events import Alert, AlertKind
-from xtasks._planner import CATCH_UP_CAP, ClaimFire, Planner, Run
+from xtasks._planner import CATCH_UP_CAP, Planner
 from xtasks._runs import RunCause, RunRecord, RunStatus, TaskRecord, TaskState
 from xtasks._task import Mode, Overlap, Task
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+
+    from xtasks._run_state import Run
 
 TICK = timedelta(microseconds=1)  # timedelta(seconds=float) rounds to the microsecond
 
@@ -1138,10 +1141,10 @@ def claims_after_downtime(
     planner = Planner()
     planner.add_task(task, now)
     planner.restore(task.name, TaskRecord(last_fire=last_fire, anchor=last_fire), now)
-    planner.drain()
+    planner.drain(now)
     began = time.perf_counter()
     planner.advance(now)
-    claims = [d for d in planner.drain() if isinstance(d, ClaimFire)]
+    claims = [d for d in planner.drain(now) if isinstance(d, ClaimFire)]
     return planner, claims, time.perf_counter() - began
 
 
@@ -1244,7 +1247,7 @@ def test_a_half_second_schedule_started_a_year_ago_costs_o1() -> None:
     planner.restore("a", TaskRecord(last_fire=year_ago), T0)
     began = time.perf_counter()
     planner.advance(T0)
-    decisions = planner.drain()
+    decisions = planner.drain(T0)
     elapsed = time.perf_counter() - began
     assert elapsed < 0.5 and len(decisions) < 500, (elapsed, len(decisions))
     catch_up = [d for d in decisions if isinstance(d, ClaimFire) and d.kind is RunCause.CATCH_UP]
@@ -1470,7 +1473,8 @@ def test_no_run_starts_after_shutdown(how: str) -> None:
             run = sim.planner.submit(task, (), {}, sim.now)
     except XtasksError:
         return  # refusing is fine
-    assert sim.planner.next_ready(sim.now) is None, "a run started after shutdown"
+    started = [d for d in sim.planner.drain(sim.now) if isinstance(d, StartAttempt)]
+    assert not started, "a run started after shutdown"
     assert run.status is RunStatus.CANCELLED and run.reason == "shutdown"
 
 

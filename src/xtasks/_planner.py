@@ -1,32 +1,21 @@
 """The planner: every scheduling policy, as pure code.
 
-It owns the timers (next fire of every task, retry and jitter delays), the ready queue
-(priority, then due time, then arrival), dependency gating, overlap policies, retries,
-cancellation, the consecutive-failure counter and alert decisions. It never awaits and
-never reads a clock: every method takes ``now``. What it wants done in the world (claim a
-fire, record a run, cancel an attempt, send an alert, persist a task's state) it appends
-to a list of decisions that the runtime drains with :meth:`Planner.drain`.
+It owns the registry, the timers (next fire of every task, retry and jitter delays), the
+run lifecycle (dependency gating, overlap, retries, cancellation, the failure streak and
+its alerts) and what starts when. It never awaits and never reads a clock: every command
+takes ``now``. It speaks only in decisions (:mod:`._decisions`): each command appends
+what it wants done in the world, and :meth:`Planner.drain` starts what the free slots
+allow and hands them all over. That is what lets Hypothesis drive it through thousands of
+random histories in virtual time.
 
-That shape is what lets Hypothesis drive it through thousands of random histories in
-virtual time, and lets a store backend change without the planner noticing.
+Its seams live next door: the dependency graph in :mod:`._graph`, catch-up arithmetic in
+:mod:`._catch_up`, the ready queue and its slots in :mod:`._ready`, the live run and task
+objects in :mod:`._run_state`.
 
-Late fires (due more than ``misfire_grace`` before the timer ran: downtime, or a timer
-that woke very late) go through the task's ``catch_up`` policy: ``once`` replays the
-latest of them, ``skip`` none, ``all`` the oldest :data:`CATCH_UP_CAP`; one ``missed``
-record counts the others and names their range. The latest late fire and the count come
-from grid arithmetic for ``Every`` (exact, O(1)); for another trigger the latest comes
-from a bisection over ``next_fire`` and the count is exact up to ``_COUNT_LIMIT``, a lower
-bound ("N+") past it: the cost never grows with the downtime. With ``all``, the replays
-(trigger ``catch_up``, at most :data:`CATCH_UP_CAP`) run one after another, oldest fire
-first, whatever ``overlap`` says: a replay that finds a run of its task live is recorded
-``queued`` and waits until none is (replays before a run held by ``overlap="queue"``).
-``overlap`` still decides what a fresh fire or a manual request does while a replay runs.
-
-Design note on size: this module is past the ~500-line rule of thumb on purpose for now.
-Every policy here mutates the same two structures (a task's ``_Entry`` and its live
-``Run`` objects) and their invariants are easiest to keep in one place. The seams, when
-it grows again: the dependency graph (cycle check, depths) and the late-fire/catch-up
-arithmetic are pure functions of the registry and can move to modules of their own.
+With ``catch_up="all"``, the replays (cause ``catch_up``) run one after another, oldest
+fire first, whatever ``overlap`` says: a replay that finds a run of its task live is
+recorded ``queued`` and waits until none is. ``overlap`` still decides what a fresh fire
+or a manual request does while a replay runs.
 """
 
 from __future__ import annotations
@@ -34,237 +23,49 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-import math
 import random
 import secrets
-from collections import deque
-from dataclasses import dataclass
 from datetime import timedelta
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, final
 
+from ._catch_up import CATCH_UP_CAP, late_claims
+from ._decisions import (
+    CancelAttempt,
+    ClaimFire,
+    Decision,
+    RecordRun,
+    SaveTask,
+    SendAlert,
+    StartAttempt,
+)
 from ._errors import (
     ConfigError,
-    DependencyCycleError,
     DuplicateTaskError,
     SchedulerStateError,
     TaskNotFoundError,
     TaskStateError,
-    UnknownDependencyError,
 )
 from ._events import Alert, AlertKind
-from ._runs import RunCause, RunRecord, RunStatus, TaskRecord, TaskState
-from ._task import CatchUp, Mode, Overlap
-from ._triggers import Every
+from ._graph import DependencyGraph
+from ._ready import ReadyQueue
+from ._run_state import Run, TaskEntry
+from ._runs import RunCause, RunStatus, TaskState
+from ._task import Overlap
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from datetime import datetime
 
-    from ._runs import ErrorInfo
+    from ._errors import UnknownDependencyError
+    from ._runs import ErrorInfo, RunRecord, TaskRecord
     from ._task import Task
-    from ._triggers import Trigger
 
-__all__ = [
-    "CATCH_UP_CAP",
-    "CancelAttempt",
-    "ClaimFire",
-    "Decision",
-    "Planner",
-    "RecordRun",
-    "Run",
-    "SaveTask",
-    "SendAlert",
-]
-
-#: Most fires one catch-up replays with ``catch_up="all"``; the rest are recorded missed.
-CATCH_UP_CAP: Final = 100
-#: Late fires counted one by one, at most, for a trigger without grid arithmetic (``Cron``
-#: or a custom one); past that, a ``missed`` record's count is a lower bound ("N+"). Its
-#: range stays exact: the latest late fire is found by bisection, whatever the downtime.
-_COUNT_LIMIT: Final = CATCH_UP_CAP + 1
+__all__ = ["CATCH_UP_CAP", "Planner"]
 
 _FIRE: Final = 0
 _START: Final = 1
-_TICK: Final = timedelta(microseconds=1)
 _log = logging.getLogger("xtasks")
-
-
-# --- decisions: what the planner asks the runtime to do ------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimFire:
-    """Claim ``(task, fire_time)`` in the store, then call :meth:`Planner.fire_claimed`.
-
-    ``missed > 0`` means the claim covers a range of fires that will not run: on success
-    the planner records one ``missed`` run for the ``missed`` fires from ``fire_time``
-    to ``missed_until``.
-    """
-
-    task: str
-    fire_time: datetime
-    kind: RunCause
-    missed: int = 0
-    missed_until: datetime | None = None
-    #: more fires than counted were missed: the count is a lower bound (a trigger without
-    #: grid arithmetic, past ``_COUNT_LIMIT``); the range is exact all the same
-    missed_more: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class RecordRun:
-    """Write this snapshot to the store and tell subscribers."""
-
-    record: RunRecord
-
-
-@dataclass(frozen=True, slots=True)
-class CancelAttempt:
-    """Cancel the running attempt of this run, then report it cancelled."""
-
-    run_id: str
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class SendAlert:
-    """Deliver this alert to every alerter."""
-
-    alert: Alert
-
-
-@dataclass(frozen=True, slots=True)
-class SaveTask:
-    """Persist a task's state; ``state_changed`` when pause/resume/cancel changed it."""
-
-    task: str
-    record: TaskRecord
-    state_changed: bool = False
-
-
-Decision = ClaimFire | RecordRun | CancelAttempt | SendAlert | SaveTask
-
-
-# --- planner-side state ---------------------------------------------------------------
-
-
-@final
-class Run:
-    """A run as the planner tracks it while it lives. History sees :class:`RunRecord`."""
-
-    __slots__ = (
-        "args",
-        "attempts",
-        "dependents",
-        "due",
-        "entry",
-        "error",
-        "finished_at",
-        "id",
-        "in_ready",
-        "kind",
-        "kwargs",
-        "reason",
-        "result",
-        "scheduled_at",
-        "started_at",
-        "status",
-        "token",
-        "waiting_on",
-    )
-
-    def __init__(self, run_id: str, entry: _Entry, kind: RunCause, scheduled_at: datetime) -> None:
-        self.id = run_id
-        self.entry = entry
-        self.kind = kind
-        self.status = RunStatus.QUEUED
-        self.scheduled_at = scheduled_at
-        self.due = scheduled_at
-        self.started_at: datetime | None = None
-        self.finished_at: datetime | None = None
-        self.attempts = 0
-        self.error: ErrorInfo | None = None
-        self.reason: str | None = None
-        self.result: Any = None
-        self.args: tuple[Any, ...] = entry.task.args
-        self.kwargs: Mapping[str, Any] = entry.task.kwargs
-        self.waiting_on: set[str] = set()
-        self.dependents: list[Run] = []
-        self.token = 0  # bumped on every change, so stale heap entries are recognised
-        self.in_ready = False  # has a live entry in a ready heap (counted in ready_count)
-
-    @property
-    def task(self) -> Task:
-        return self.entry.task
-
-    def record(self, replica: str) -> RunRecord:
-        return RunRecord(
-            id=self.id,
-            task=self.entry.task.name,
-            status=self.status,
-            cause=self.kind,
-            scheduled_at=self.scheduled_at,
-            started_at=self.started_at,
-            finished_at=self.finished_at,
-            attempts=self.attempts,
-            error=self.error,
-            reason=self.reason,
-            result=self.result,
-            replica=replica,
-        )
-
-    def __repr__(self) -> str:
-        return f"<Run {self.id} {self.entry.task.name} {self.status.value}>"
-
-
-@final
-class _Entry:
-    """A task and its live state inside the planner."""
-
-    __slots__ = (
-        "active",
-        "alerting",
-        "anchor",
-        "failures",
-        "last_fire",
-        "next_fire",
-        "queued_behind",
-        "registered",
-        "releasing",
-        "removed",
-        "replays",
-        "state",
-        "task",
-        "token",
-        "trigger",
-    )
-
-    def __init__(self, task: Task, trigger: Trigger | None, *, registered: bool) -> None:
-        self.task = task
-        self.trigger = trigger
-        self.registered = registered
-        self.state = TaskState.ACTIVE
-        self.active: list[Run] = []  # live runs, in creation order
-        self.queued_behind: Run | None = None  # overlap="queue": the one run held back
-        self.replays: deque[Run] = deque()  # catch-up replays waiting their turn, oldest first
-        self.releasing = False  # _release_waiting is opening the next run(s)
-        self.removed = False  # unregistered: its runs still going end, nothing follows
-        self.failures = 0
-        self.alerting = False
-        self.anchor: datetime | None = None  # registration time: origin of relative grids
-        self.last_fire: datetime | None = None
-        self.next_fire: datetime | None = None
-        self.token = 0
-
-    def task_record(self) -> TaskRecord:
-        return TaskRecord(
-            state=self.state,
-            last_fire=self.last_fire,
-            consecutive_failures=self.failures,
-            alerting=self.alerting,
-            anchor=self.anchor,
-        )
 
 
 def _default_ids() -> Callable[[], str]:
@@ -302,22 +103,20 @@ class Planner:
             )
         self.max_concurrency = max_concurrency
         self.replica = replica
-        self._limits = {Mode.ASYNC: math.inf, Mode.SYNC: thread_slots, Mode.PROCESS: process_slots}
         self._rng = rng or random.Random()
         self._new_id = new_id or _default_ids()
-        self._entries: dict[str, _Entry] = {}
+        self._entries: dict[str, TaskEntry] = {}
         self._tasks: dict[str, Task] = {}
         self._tasks_view = MappingProxyType(self._tasks)
-        self._depths: dict[str, int] = {}
-        self._dependents: dict[str, set[str]] = {}  # name -> registered tasks depending on it
-        self._adhoc: dict[str, _Entry] = {}
+        self._graph = DependencyGraph()
+        self._adhoc: dict[str, TaskEntry] = {}
         self._runs: dict[str, Run] = {}  # live runs by id
         self._timers: list[tuple[datetime, int, int, int, object, int]] = []
-        # Ready heaps, one per mode: (priority rank, due, arrival, token, run).
-        self._ready: dict[Mode, list[tuple[int, datetime, int, int, Run]]] = {m: [] for m in Mode}
-        self._running = 0
-        self._running_by_mode = dict.fromkeys(Mode, 0)
-        self._ready_live = 0  # live entries in the ready heaps (the stale ones excluded)
+        self._ready = ReadyQueue(
+            max_concurrency=max_concurrency,
+            thread_slots=thread_slots,
+            process_slots=process_slots,
+        )
         self._seq = itertools.count()
         self._decisions: list[Decision] = []
         self._closing = False
@@ -340,16 +139,12 @@ class Planner:
         """
         if task.name in self._entries:
             raise DuplicateTaskError(task.name)
-        self._check_cycle(task)
+        self._graph.add(task.name, task.depends_on)
         trigger = task.trigger.anchored(now) if task.trigger is not None else None
-        entry = _Entry(task, trigger, registered=True)
+        entry = TaskEntry(task, trigger, registered=True)
         entry.anchor = now
         self._entries[task.name] = entry
         self._tasks[task.name] = task
-        for dep in task.depends_on:
-            self._dependents.setdefault(dep, set()).add(task.name)
-        if self._dependents.get(task.name):
-            self._depths.clear()  # tasks added earlier depend on this one: depths move
         if task.enabled and arm:
             self._arm(entry, now, first=True)
 
@@ -363,17 +158,9 @@ class Planner:
         :raises ConfigError: other tasks depend on it.
         """
         entry = self._entry(name)
-        dependents = sorted(self._dependents.get(name, ()))
-        if dependents:
-            raise ConfigError(
-                f"cannot remove it: {', '.join(dependents)} depend on it; remove those tasks first",
-                task=name,
-            )
+        self._graph.remove(name)
         del self._entries[name]
         del self._tasks[name]
-        self._depths.pop(name, None)
-        for dep in entry.task.depends_on:
-            self._dependents[dep].discard(name)
         entry.token += 1
         entry.removed = True
         entry.registered = False  # no SaveTask from now on
@@ -392,13 +179,7 @@ class Planner:
 
     def unknown_dependencies(self) -> list[UnknownDependencyError]:
         """One error per ``depends_on`` entry that names no registered task."""
-        known = sorted(self._entries)
-        return [
-            UnknownDependencyError(entry.task.name, dep, known)
-            for entry in self._entries.values()
-            for dep in entry.task.depends_on
-            if dep not in self._entries
-        ]
+        return self._graph.unknown()
 
     def start(self, now: datetime, records: Mapping[str, TaskRecord] | None = None) -> None:
         """Arm every active task's timer, once: at scheduler start, and again after a stop.
@@ -444,11 +225,17 @@ class Planner:
     def consecutive_failures_of(self, name: str) -> int:
         return self._entry(name).failures
 
+    def live_record(self, run_id: str) -> RunRecord | None:
+        """A snapshot of the live run ``run_id``, or ``None`` once it is final."""
+        run = self._runs.get(run_id)
+        return None if run is None else run.record(self.replica)
+
     def get_run(self, run_id: str) -> Run | None:
-        """The live run with this id, or ``None`` once it is final."""
+        """The live run with this id (for tests of the planner itself)."""
         return self._runs.get(run_id)
 
     def live_runs(self) -> list[Run]:
+        """Every live run (for tests of the planner itself)."""
         return list(self._runs.values())
 
     # --- requests ---------------------------------------------------------------------
@@ -504,7 +291,7 @@ class Planner:
         if entry is None or entry.task is not task:
             entry = self._adhoc.get(task.name)
             if entry is None or entry.task is not task:
-                entry = self._adhoc[task.name] = _Entry(task, None, registered=False)
+                entry = self._adhoc[task.name] = TaskEntry(task, None, registered=False)
         run = self._new_run(entry, RunCause.SUBMIT, now)
         run.args = args
         run.kwargs = kwargs
@@ -529,11 +316,11 @@ class Planner:
                 continue
             when, kind, _depth, _seq, obj, _token = item
             if kind == _FIRE:
-                assert isinstance(obj, _Entry)
+                assert isinstance(obj, TaskEntry)
                 self._fire_due(obj, when, now)
             else:
                 assert isinstance(obj, Run)
-                self._push_ready(obj)
+                self._ready.push(obj)
 
     def fire_claimed(self, claim: ClaimFire, now: datetime) -> Run | None:
         """The store granted ``claim``: create its run (or its ``missed`` record)."""
@@ -570,50 +357,18 @@ class Planner:
             return None
         return self._request(entry, record.cause, now, record.scheduled_at)
 
-    # --- execution --------------------------------------------------------------------
+    # --- attempts ---------------------------------------------------------------------
 
-    def next_ready(self, now: datetime) -> Run | None:
-        """Pop the run that should start now, if a slot is free; mark it running.
-
-        Order: priority, then due time, then arrival. A run waits only for a slot of its
-        own kind: a ``sync`` run held back by a full thread pool does not hold back an
-        ``async`` run of lower priority.
-        """
-        if self._running >= self.max_concurrency:
-            return None
-        best: list[tuple[int, datetime, int, int, Run]] | None = None
-        for mode, heap in self._ready.items():
-            while heap and heap[0][4].token != heap[0][3]:
-                heapq.heappop(heap)
-            if not heap or self._running_by_mode[mode] >= self._limits[mode]:
-                continue
-            if best is None or heap[0] < best[0]:
-                best = heap
-        if best is None:
-            return None
-        run = heapq.heappop(best)[4]
-        run.in_ready = False
-        self._ready_live -= 1
-        run.token += 1
-        run.status = RunStatus.RUNNING
-        run.attempts += 1
-        if run.started_at is None:
-            run.started_at = now
-        self._running += 1
-        self._running_by_mode[run.entry.task.mode] += 1
-        self._record(run)
-        return run
-
-    def succeeded(self, run: Run, now: datetime, result: Any) -> None:
-        """The running attempt of ``run`` returned ``result``."""
-        self._release(run)
+    def attempt_succeeded(self, run_id: str, now: datetime, result: Any) -> None:
+        """The running attempt of ``run_id`` returned ``result``."""
+        run = self._running_run(run_id)
         run.result = result
         run.error = None  # the record describes the last attempt, which succeeded
         self._final(run, RunStatus.SUCCEEDED, now)
 
-    def failed(self, run: Run, now: datetime, error: ErrorInfo) -> None:
-        """The running attempt of ``run`` raised or timed out: retry or fail the run."""
-        self._release(run)
+    def attempt_failed(self, run_id: str, now: datetime, error: ErrorInfo) -> None:
+        """The running attempt of ``run_id`` raised or timed out: retry or fail the run."""
+        run = self._running_run(run_id)
         run.error = error
         task = run.entry.task
         if (
@@ -636,10 +391,9 @@ class Planner:
             return
         self._final(run, RunStatus.FAILED, now)
 
-    def cancelled(self, run: Run, now: datetime, reason: str) -> None:
-        """The running attempt of ``run`` was cancelled; cancellation is never retried."""
-        self._release(run)
-        self._final(run, RunStatus.CANCELLED, now, reason=reason)
+    def attempt_cancelled(self, run_id: str, now: datetime, reason: str) -> None:
+        """The running attempt of ``run_id`` was cancelled; cancellation is never retried."""
+        self._final(self._running_run(run_id), RunStatus.CANCELLED, now, reason=reason)
 
     # --- control ----------------------------------------------------------------------
 
@@ -688,20 +442,33 @@ class Planner:
                 self._cancel_pending(entry, now, "shutdown", only=status)
         return [run for run in self._runs.values() if run.status is RunStatus.RUNNING]
 
-    def drain(self) -> list[Decision]:
-        """Hand over the decisions taken since the last call."""
+    def drain(self, now: datetime) -> list[Decision]:
+        """Start what the free slots allow, then hand over every decision taken since the
+        last call. Call it after every command (the runtime's one entry point does).
+
+        Starting a run is itself a decision: its ``running`` record, then its
+        :class:`StartAttempt`. Order: priority, then due time, then arrival; a run waits
+        only for a slot of its own kind. Nothing starts once :meth:`shutdown` was called.
+        """
+        if not self._closing:
+            ready = self._ready
+            run = ready.pop()
+            while run is not None:
+                self._start(run, now)
+                run = ready.pop()
         decisions = self._decisions
         self._decisions = []
         return decisions
 
     @property
     def running(self) -> int:
-        return self._running
+        """Attempts started and not yet reported ended."""
+        return self._ready.running
 
     @property
     def ready_count(self) -> int:
         """Runs ready to start, waiting for a concurrency slot of their kind. O(1)."""
-        return self._ready_live
+        return len(self._ready)
 
     # --- internals --------------------------------------------------------------------
 
@@ -709,7 +476,7 @@ class Planner:
         if self._closing:
             raise SchedulerStateError("the scheduler is shutting down; no new run is accepted")
 
-    def _entry(self, name: str) -> _Entry:
+    def _entry(self, name: str) -> TaskEntry:
         entry = self._entries.get(name)
         if entry is None:
             raise TaskNotFoundError(name, sorted(self._entries))
@@ -718,12 +485,12 @@ class Planner:
     def _stale(self, item: tuple[datetime, int, int, int, object, int]) -> bool:
         obj, token = item[4], item[5]
         if item[1] == _FIRE:
-            assert isinstance(obj, _Entry)
+            assert isinstance(obj, TaskEntry)
             return obj.token != token or obj.state is not TaskState.ACTIVE
         assert isinstance(obj, Run)
         return obj.token != token
 
-    def _load(self, entry: _Entry, record: TaskRecord) -> None:
+    def _load(self, entry: TaskEntry, record: TaskRecord) -> None:
         """Take a stored state into ``entry``, without arming it."""
         if record.anchor is not None and entry.task.trigger is not None:
             if record.anchor != entry.anchor:  # equal: our own anchor won, trigger is right
@@ -734,7 +501,7 @@ class Planner:
         entry.alerting = record.alerting
         entry.last_fire = record.last_fire
 
-    def _rearm(self, entry: _Entry, now: datetime) -> None:
+    def _rearm(self, entry: TaskEntry, now: datetime) -> None:
         """Arm an active task from its last fire, or from ``now`` if it never fired."""
         if entry.state is TaskState.ACTIVE and entry.task.enabled:
             self._arm(entry, entry.last_fire or now, first=entry.last_fire is None)
@@ -742,7 +509,7 @@ class Planner:
             entry.token += 1
             entry.next_fire = None
 
-    def _arm(self, entry: _Entry, after: datetime, *, first: bool = False) -> None:
+    def _arm(self, entry: TaskEntry, after: datetime, *, first: bool = False) -> None:
         """Set the timer of ``entry`` to its trigger's next fire after ``after``.
 
         ``first``: the task has never fired; ask the trigger for its first fire instead
@@ -760,10 +527,17 @@ class Planner:
         if nxt is not None and not self._closing:
             heapq.heappush(
                 self._timers,
-                (nxt, _FIRE, self._depth(entry), next(self._seq), entry, entry.token),
+                (
+                    nxt,
+                    _FIRE,
+                    self._graph.depth(entry.task.name),
+                    next(self._seq),
+                    entry,
+                    entry.token,
+                ),
             )
 
-    def _fire_due(self, entry: _Entry, fire_time: datetime, now: datetime) -> None:
+    def _fire_due(self, entry: TaskEntry, fire_time: datetime, now: datetime) -> None:
         task = entry.task
         trigger = entry.trigger
         assert trigger is not None
@@ -772,54 +546,16 @@ class Planner:
             self._decisions.append(ClaimFire(task.name, fire_time, RunCause.SCHEDULE))
             self._arm(entry, fire_time)
             return
-        # Late beyond misfire_grace: every fire from fire_time to the latest one before the
-        # cutoff is late. Their number and the latest are computed, never replayed one by one.
-        last, count, exact = _late_span(trigger, fire_time, cutoff)
-        policy = task.catch_up
-        replay: list[datetime] = []
-        missed_from: datetime | None = fire_time
-        missed_until = last
-        n_missed = count
-        if policy is CatchUp.ALL:
-            replay.append(fire_time)
-            while len(replay) < min(count, CATCH_UP_CAP):
-                nxt = trigger.next_fire(replay[-1])
-                assert nxt is not None and nxt <= last
-                replay.append(nxt)
-            n_missed = count - len(replay)
-            missed_from = trigger.next_fire(replay[-1]) if n_missed else None
-            if n_missed:
-                _log.warning(
-                    "task %r missed more than %d fires; replaying %d, recording the rest missed",
-                    task.name,
-                    CATCH_UP_CAP,
-                    CATCH_UP_CAP,
-                )
-        elif policy is CatchUp.ONCE:
-            replay.append(last)
-            n_missed = count - 1
-            if n_missed:
-                missed_until = _previous_fire(trigger, fire_time, last)
-            else:
-                missed_from = None
-        if missed_from is not None:
-            self._decisions.append(
-                ClaimFire(
-                    task.name,
-                    missed_from,
-                    RunCause.SCHEDULE,
-                    n_missed,
-                    missed_until,
-                    missed_more=not exact,
-                )
-            )
-        self._decisions.extend(ClaimFire(task.name, f, RunCause.CATCH_UP) for f in replay)
+        # Late beyond misfire_grace: the catch-up policy decides, at a cost that does
+        # not grow with the number of fires missed.
+        claims, last = late_claims(task, trigger, fire_time, cutoff)
+        self._decisions.extend(claims)
         # Resume the normal grid with the first fire inside the grace window.
         self._arm(entry, last)
 
     def _new_run(
         self,
-        entry: _Entry,
+        entry: TaskEntry,
         kind: RunCause,
         now: datetime,
         *,
@@ -837,7 +573,7 @@ class Planner:
 
     def _request(
         self,
-        entry: _Entry,
+        entry: TaskEntry,
         kind: RunCause,
         now: datetime,
         scheduled_at: datetime,
@@ -915,29 +651,36 @@ class Planner:
         if run.due > now:
             heapq.heappush(self._timers, (run.due, _START, 0, next(self._seq), run, run.token))
         else:
-            self._push_ready(run)
+            self._ready.push(run)
 
-    def _push_ready(self, run: Run) -> None:
-        run.in_ready = True
-        self._ready_live += 1
-        heapq.heappush(
-            self._ready[run.entry.task.mode],
-            (run.entry.task.priority.rank, run.due, next(self._seq), run.token, run),
+    def _start(self, run: Run, now: datetime) -> None:
+        """``run`` got a slot: it is running, stored so, then executed."""
+        run.token += 1
+        run.status = RunStatus.RUNNING
+        run.attempts += 1
+        if run.started_at is None:
+            run.started_at = now
+        self._record(run)
+        self._decisions.append(
+            StartAttempt(run.id, run.entry.task, run.args, run.kwargs, run.attempts)
         )
 
-    def _release(self, run: Run) -> None:
-        self._running -= 1
-        self._running_by_mode[run.entry.task.mode] -= 1
+    def _running_run(self, run_id: str) -> Run:
+        """The run whose attempt just ended; its slot is free again."""
+        run = self._runs[run_id]
+        assert run.status is RunStatus.RUNNING, run
+        self._ready.release(run)
+        return run
 
     def _record(self, run: Run) -> None:
         self._decisions.append(RecordRun(run.record(self.replica)))
 
-    def _save_task(self, entry: _Entry, *, state_changed: bool = False) -> None:
+    def _save_task(self, entry: TaskEntry, *, state_changed: bool = False) -> None:
         if entry.registered:
             self._decisions.append(SaveTask(entry.task.name, entry.task_record(), state_changed))
 
     def _cancel_pending(
-        self, entry: _Entry, now: datetime, reason: str, only: RunStatus | None = None
+        self, entry: TaskEntry, now: datetime, reason: str, only: RunStatus | None = None
     ) -> None:
         if only in (None, RunStatus.QUEUED):
             held = [entry.queued_behind] if entry.queued_behind is not None else []
@@ -955,10 +698,8 @@ class Planner:
     ) -> None:
         entry = run.entry
         run.status = status
-        run.token += 1  # a ready-heap entry of this run is now stale: uncount it
-        if run.in_ready:
-            run.in_ready = False
-            self._ready_live -= 1
+        run.token += 1  # a ready-queue entry of this run is now stale: uncount it
+        self._ready.discard(run)
         run.finished_at = now
         if reason is not None:
             run.reason = reason
@@ -967,7 +708,7 @@ class Planner:
             entry.active.remove(run)
         if entry.queued_behind is run:
             entry.queued_behind = None
-        elif entry.replays and run.kind is RunCause.CATCH_UP and run in entry.replays:
+        elif entry.replays and run.cause is RunCause.CATCH_UP and run in entry.replays:
             entry.replays.remove(run)
         self._record(run)
         if status is RunStatus.FAILED:
@@ -1010,7 +751,7 @@ class Planner:
         if not entry.active and not self._closing and not entry.releasing:
             self._release_waiting(entry, now)
 
-    def _release_waiting(self, entry: _Entry, now: datetime) -> None:
+    def _release_waiting(self, entry: TaskEntry, now: datetime) -> None:
         """Nothing of ``entry`` is live: open what waits for that, until something is.
 
         Catch-up replays first, oldest fire first, then the run ``overlap="queue"`` held
@@ -1041,95 +782,3 @@ class Planner:
             at=now,
         )
         self._decisions.append(SendAlert(alert))
-
-    def _check_cycle(self, task: Task) -> None:
-        """Raise if adding ``task`` closes a cycle; the message shows the whole path.
-
-        The registered graph is acyclic, so a new cycle must pass through ``task``, which
-        needs a registered task depending on it; then a walk from its dependencies
-        suffices (no recursion, so long chains are fine).
-        """
-        if not self._dependents.get(task.name) and task.name not in task.depends_on:
-            return  # nothing registered depends on it: no path can lead back to it
-        entries = self._entries
-        parent: dict[str, str] = {}
-        stack = [(task.name, dep) for dep in task.depends_on]
-        while stack:
-            src, name = stack.pop()
-            if name in parent:
-                continue
-            parent[name] = src
-            if name == task.name:
-                path = [name]
-                node = src
-                while node != task.name:
-                    path.append(node)
-                    node = parent[node]
-                path.append(task.name)
-                raise DependencyCycleError(path[::-1])
-            entry = entries.get(name)
-            if entry is not None:
-                stack.extend((name, dep) for dep in entry.task.depends_on)
-
-    def _depth(self, entry: _Entry) -> int:
-        """Depth in the dependency graph: same-time fires are handled upstream first.
-
-        Memoised in ``_depths`` (iterative, no recursion, so long chains are fine).
-        """
-        depths = self._depths
-        name = entry.task.name
-        if name in depths:
-            return depths[name]
-        stack = [name]
-        while stack:
-            current = stack[-1]
-            e = self._entries.get(current)
-            deps = [d for d in (e.task.depends_on if e else ()) if d not in depths]
-            if deps:
-                stack.extend(deps)
-                continue
-            stack.pop()
-            own = e.task.depends_on if e else ()
-            depths[current] = 1 + max((depths[d] for d in own), default=-1)
-        return depths[name]
-
-
-def _late_span(trigger: Trigger, first: datetime, cutoff: datetime) -> tuple[datetime, int, bool]:
-    """The fires from ``first`` (a fire, before ``cutoff``) to the latest before ``cutoff``:
-    that latest fire, how many they are, and whether that count is exact.
-
-    ``Every``: grid arithmetic, exact, O(1). Any other trigger: the latest by bisection
-    (:func:`_previous_fire`), the count one fire at a time up to ``_COUNT_LIMIT`` (then a
-    lower bound). Either way the cost does not grow with the downtime.
-    """
-    if isinstance(trigger, Every):  # fires from ``first`` on are ``first + k * period``
-        period = trigger.period
-        steps = (cutoff - _TICK - first) // period
-        return first + steps * period, steps + 1, True
-    last = _previous_fire(trigger, first, cutoff)
-    count, fire = 1, first
-    while fire < last and count < _COUNT_LIMIT:
-        nxt = trigger.next_fire(fire)
-        assert nxt is not None and nxt <= last
-        fire, count = nxt, count + 1
-    return last, count, fire == last
-
-
-def _previous_fire(trigger: Trigger, first: datetime, end: datetime) -> datetime:
-    """The latest fire before ``end``, knowing ``first`` is a fire before ``end``.
-
-    Bisection on ``next_fire``, which is monotonic: about log2 of the span in microseconds
-    calls (45 for a year), whatever the number of fires in it.
-    """
-    lo_next = trigger.next_fire(first)
-    if lo_next is None or lo_next >= end:
-        return first
-    lo, hi = first, end - _TICK  # next_fire(lo) < end <= next_fire(hi)
-    while hi - lo > _TICK:
-        mid = lo + (hi - lo) // 2
-        nxt = trigger.next_fire(mid)
-        if nxt is not None and nxt < end:
-            lo, lo_next = mid, nxt
-        else:
-            hi = mid
-    return lo_next

@@ -14,7 +14,7 @@ import re
 import socket
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, final
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, final
 
 import anyio
 
@@ -57,6 +57,8 @@ if TYPE_CHECKING:
 __all__ = ["RunHandle", "Scheduler", "SchedulerStats"]
 
 _log = logging.getLogger("xtasks")
+P = ParamSpec("P")
+T = TypeVar("T")
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9_.:-]+")
 _ADHOC_CACHE_SIZE = 512
 
@@ -254,16 +256,15 @@ class Scheduler:
         if runtime is None or tg is None:
             planner.add_task(task, self.clock.now())
             return task
-        planner.add_task(task, self.clock.now(), arm=False)  # armed once its state is loaded
+        # Armed once its stored state is loaded.
+        runtime.command(planner.add_task, task, self.clock.now(), arm=False)
         try:
             planner.validate()
         except Exception:
-            planner.remove_task(task.name, self.clock.now())
-            planner.drain()
+            runtime.command(planner.remove_task, task.name, self.clock.now())
             raise
         loaded = self._loading[task.name] = anyio.Event()
         tg.start_soon(self._load_added, task, loaded, name=f"xtasks load {task.name}")
-        runtime.apply()
         return task
 
     async def _load_added(self, task: Task, loaded: anyio.Event) -> None:
@@ -278,8 +279,7 @@ class Scheduler:
             planner = self._planner
             if planner.tasks.get(name) is task:  # not removed (or replaced) meanwhile
                 record = records.get(name) or planner.task_record(name)
-                planner.restore(name, record, self.clock.now())
-                self._apply()
+                self._command(planner.restore, name, record, self.clock.now())
         finally:
             if self._loading.get(name) is loaded:
                 del self._loading[name]
@@ -298,9 +298,7 @@ class Scheduler:
         :raises TaskNotFoundError: no such task.
         :raises ConfigError: other tasks depend on it.
         """
-        task = self._planner.remove_task(name, self.clock.now())
-        self._apply()
-        return task
+        return self._command(self._planner.remove_task, name, self.clock.now())
 
     @property
     def tasks(self) -> Mapping[str, Task]:
@@ -336,10 +334,10 @@ class Scheduler:
             await self._loaded(name, "trigger")
         now = self.clock.now()
         if by is None:  # the hot path: no store write
-            run = self._planner.request(name, now)
+            run = self._command(self._planner.request, name, now)
             return self._track(run.id)
         try:
-            run = self._planner.request(name, now)
+            run = self._command(self._planner.request, name, now)
         except SchedulerStateError:
             raise
         except Exception as exc:
@@ -365,7 +363,7 @@ class Scheduler:
         task = self._adhoc_task(func, args, kwargs)
         if isinstance(func, Task) and not args and not kwargs:
             args, kwargs = func.args, dict(func.kwargs)
-        run = self._planner.submit(task, args, kwargs, self.clock.now())
+        run = self._command(self._planner.submit, task, args, kwargs, self.clock.now())
         return self._track(run.id)
 
     async def pause(self, name: str, *, by: str | None = None) -> None:
@@ -410,7 +408,7 @@ class Scheduler:
         method = {"pause": planner.pause, "resume": planner.resume, "cancel": planner.cancel}
         now = self.clock.now()
         try:
-            method[action](name, now)
+            self._command(method[action], name, now)
         except SchedulerStateError:
             raise
         except Exception as exc:
@@ -557,9 +555,9 @@ class Scheduler:
     async def get_run(self, run_id: str) -> RunRecord | None:
         """Return the latest record of the run ``run_id``, or ``None``."""
         self._require_running("get_run")
-        live = self._planner.get_run(run_id)
+        live = self._planner.live_record(run_id)
         if live is not None:
-            return live.record(self.replica_id)
+            return live
         return await self.store.get_run(run_id)
 
     # --- events -----------------------------------------------------------------------
@@ -735,21 +733,22 @@ class Scheduler:
                 "start it with `async with scheduler:` (or scheduler.serve())"
             )
 
-    def _apply(self) -> None:
-        if self._runtime is not None:
-            self._runtime.apply()
+    def _command(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Apply a planner command: through the runtime while running (which carries out
+        what it decides), directly before start (its decisions wait for the start)."""
+        runtime = self._runtime
+        if runtime is None:
+            return fn(*args, **kwargs)
+        return runtime.command(fn, *args, **kwargs)
 
     async def _flush(self) -> None:
         runtime = self._runtime
         if runtime is not None:
-            runtime.apply()
             await runtime.flush()
 
     def _track(self, run_id: str) -> RunHandle:
         handle = RunHandle(run_id)
         self._handles[run_id] = handle
-        assert self._runtime is not None
-        self._runtime.apply()
         return handle
 
     def _adhoc_task(

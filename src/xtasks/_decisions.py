@@ -1,0 +1,99 @@
+"""Decisions: the only way the planner speaks to the world.
+
+Every planner command (a fire is due, an attempt ended, pause, ...) appends decisions;
+the runtime drains them after each command and carries each out. The union is closed:
+the runtime dispatches with ``match`` and ``assert_never``, so a new kind of decision
+cannot be forgotten there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from datetime import datetime
+
+    from ._events import Alert
+    from ._runs import RunCause, RunRecord, TaskRecord
+    from ._task import Task
+
+__all__ = [
+    "CancelAttempt",
+    "ClaimFire",
+    "Decision",
+    "RecordRun",
+    "SaveTask",
+    "SendAlert",
+    "StartAttempt",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimFire:
+    """Claim ``(task, fire_time)`` in the store, then call ``Planner.fire_claimed``.
+
+    ``missed > 0`` means the claim covers a range of fires that will not run: on success
+    the planner records one ``missed`` run for the ``missed`` fires from ``fire_time``
+    to ``missed_until``.
+    """
+
+    task: str
+    fire_time: datetime
+    kind: RunCause
+    missed: int = 0
+    missed_until: datetime | None = None
+    #: more fires than counted were missed: the count is a lower bound (a trigger without
+    #: grid arithmetic, past the counting limit); the range is exact all the same
+    missed_more: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRun:
+    """Write this snapshot to the store, then tell subscribers."""
+
+    record: RunRecord
+
+
+@dataclass(frozen=True, slots=True)
+class StartAttempt:
+    """Execute one attempt of run ``run_id``: ``task.func(*args, **kwargs)``.
+
+    Always follows the :class:`RecordRun` that stores the run ``running``, so the store
+    holds the run (and its lease) as soon as its body starts. The outcome goes back with
+    ``Planner.attempt_succeeded``, ``attempt_failed`` or ``attempt_cancelled``.
+    """
+
+    run_id: str
+    task: Task
+    args: tuple[Any, ...]
+    kwargs: Mapping[str, Any]
+    attempt: int  #: 1 for the first attempt, 2 for the first retry, ...
+
+
+@dataclass(frozen=True, slots=True)
+class CancelAttempt:
+    """Cancel the running attempt of this run; it is then reported cancelled."""
+
+    run_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SendAlert:
+    """Deliver this alert to the task's alert channels."""
+
+    alert: Alert
+
+
+@dataclass(frozen=True, slots=True)
+class SaveTask:
+    """Persist a task's state; ``state_changed`` when pause/resume/cancel changed it."""
+
+    task: str
+    record: TaskRecord
+    state_changed: bool = False
+
+
+Decision = ClaimFire | RecordRun | StartAttempt | CancelAttempt | SendAlert | SaveTask

@@ -1,0 +1,111 @@
+"""The dependency graph of the registered tasks: edges, cycles, depths, unknown names.
+
+Pure bookkeeping on names; the planner consults it when a task is added or removed and
+when same-time fires must be ordered upstream first.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, final
+
+from ._errors import ConfigError, DependencyCycleError, UnknownDependencyError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+__all__ = ["DependencyGraph"]
+
+
+@final
+class DependencyGraph:
+    """Registered tasks and their ``depends_on`` edges; always acyclic."""
+
+    __slots__ = ("_dependents", "_depends_on", "_depths")
+
+    def __init__(self) -> None:
+        self._depends_on: dict[str, tuple[str, ...]] = {}
+        self._dependents: dict[str, set[str]] = {}  # name -> registered tasks depending on it
+        self._depths: dict[str, int] = {}  # memoised; cleared when an edge could move them
+
+    def add(self, name: str, depends_on: Iterable[str]) -> None:
+        """Add ``name`` with its edges.
+
+        :raises DependencyCycleError: the new edges close a cycle (the path is named).
+        """
+        deps = tuple(depends_on)
+        self._check_cycle(name, deps)
+        self._depends_on[name] = deps
+        for dep in deps:
+            self._dependents.setdefault(dep, set()).add(name)
+        if self._dependents.get(name):
+            self._depths.clear()  # tasks added earlier depend on this one: depths move
+
+    def remove(self, name: str) -> None:
+        """Remove ``name`` and its edges.
+
+        :raises ConfigError: other registered tasks depend on it.
+        """
+        dependents = sorted(self._dependents.get(name, ()))
+        if dependents:
+            raise ConfigError(
+                f"cannot remove it: {', '.join(dependents)} depend on it; remove those tasks first",
+                task=name,
+            )
+        for dep in self._depends_on.pop(name, ()):
+            self._dependents[dep].discard(name)
+        self._depths.pop(name, None)
+
+    def unknown(self) -> list[UnknownDependencyError]:
+        """One error per ``depends_on`` entry that names no registered task."""
+        known = sorted(self._depends_on)
+        return [
+            UnknownDependencyError(name, dep, known)
+            for name, deps in self._depends_on.items()
+            for dep in deps
+            if dep not in self._depends_on
+        ]
+
+    def depth(self, name: str) -> int:
+        """Depth in the graph (0 for a task without dependencies): fires due at the same
+        time are handled upstream first. Iterative, so long chains are fine."""
+        depths = self._depths
+        if name in depths:
+            return depths[name]
+        edges = self._depends_on
+        stack = [name]
+        while stack:
+            current = stack[-1]
+            own = edges.get(current, ())
+            missing = [d for d in own if d not in depths]
+            if missing:
+                stack.extend(missing)
+                continue
+            stack.pop()
+            depths[current] = 1 + max((depths[d] for d in own), default=-1)
+        return depths[name]
+
+    def _check_cycle(self, name: str, deps: tuple[str, ...]) -> None:
+        """Raise if adding ``name`` closes a cycle; the message shows the whole path.
+
+        The registered graph is acyclic, so a new cycle must pass through ``name``, which
+        needs a registered task depending on it; then a walk from its dependencies
+        suffices (no recursion).
+        """
+        if not self._dependents.get(name) and name not in deps:
+            return  # nothing registered depends on it: no path can lead back to it
+        parent: dict[str, str] = {}
+        stack = [(name, dep) for dep in deps]
+        while stack:
+            src, node = stack.pop()
+            if node in parent:
+                continue
+            parent[node] = src
+            if node == name:
+                path = [node]
+                step = src
+                while step != name:
+                    path.append(step)
+                    step = parent[step]
+                path.append(name)
+                raise DependencyCycleError(path[::-1])
+            stack.extend((node, dep) for dep in self._depends_on.get(node, ()))

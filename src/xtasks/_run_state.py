@@ -1,0 +1,142 @@
+"""What the planner keeps about live runs and registered tasks, between commands.
+
+Plain slotted objects, mutated only by the planner. Nothing outside the planner holds a
+:class:`Run`: the runtime sees run ids and :class:`~xtasks.RunRecord` snapshots.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections import deque
+from dataclasses import fields
+from typing import TYPE_CHECKING, Any, Final, final
+
+from ._runs import RunCause, RunRecord, RunStatus, TaskRecord, TaskState
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from datetime import datetime
+
+    from ._runs import ErrorInfo
+    from ._task import Task
+    from ._triggers import Trigger
+
+__all__ = ["Run", "TaskEntry"]
+
+#: The fields of a record that a :class:`Run` holds under the same name: every field of
+#: :class:`RunRecord` but the two the run gets from elsewhere (its task's name, the
+#: replica). Derived, so a new record field is one edit in ``_runs`` plus its slot here.
+_COPIED: Final = tuple(f.name for f in fields(RunRecord) if f.name not in ("task", "replica"))
+_read_copied = operator.attrgetter(*_COPIED)
+
+
+@final
+class Run:
+    """A run as the planner tracks it while it lives. History sees :class:`RunRecord`."""
+
+    __slots__ = (
+        "args",
+        "attempts",
+        "cause",
+        "dependents",
+        "due",
+        "entry",
+        "error",
+        "finished_at",
+        "id",
+        "in_ready",
+        "kwargs",
+        "reason",
+        "result",
+        "scheduled_at",
+        "started_at",
+        "status",
+        "token",
+        "waiting_on",
+    )
+
+    def __init__(
+        self, run_id: str, entry: TaskEntry, cause: RunCause, scheduled_at: datetime
+    ) -> None:
+        self.id = run_id
+        self.entry = entry
+        self.cause = cause
+        self.status = RunStatus.QUEUED
+        self.scheduled_at = scheduled_at
+        self.due = scheduled_at
+        self.started_at: datetime | None = None
+        self.finished_at: datetime | None = None
+        self.attempts = 0
+        self.error: ErrorInfo | None = None
+        self.reason: str | None = None
+        self.result: Any = None
+        self.args: tuple[Any, ...] = entry.task.args
+        self.kwargs: Mapping[str, Any] = entry.task.kwargs
+        self.waiting_on: set[str] = set()
+        self.dependents: list[Run] = []
+        self.token = 0  # bumped on every change, so stale heap entries are recognised
+        self.in_ready = False  # has a live entry in the ready queue
+
+    @property
+    def task(self) -> Task:
+        return self.entry.task
+
+    def record(self, replica: str) -> RunRecord:
+        """A snapshot of the run as history shows it."""
+        return RunRecord(
+            task=self.entry.task.name,
+            replica=replica,
+            **dict(zip(_COPIED, _read_copied(self), strict=True)),
+        )
+
+    def __repr__(self) -> str:
+        return f"<Run {self.id} {self.entry.task.name} {self.status.value}>"
+
+
+@final
+class TaskEntry:
+    """A task and its live state inside the planner."""
+
+    __slots__ = (
+        "active",
+        "alerting",
+        "anchor",
+        "failures",
+        "last_fire",
+        "next_fire",
+        "queued_behind",
+        "registered",
+        "releasing",
+        "removed",
+        "replays",
+        "state",
+        "task",
+        "token",
+        "trigger",
+    )
+
+    def __init__(self, task: Task, trigger: Trigger | None, *, registered: bool) -> None:
+        self.task = task
+        self.trigger = trigger
+        self.registered = registered
+        self.state = TaskState.ACTIVE
+        self.active: list[Run] = []  # live runs, in creation order
+        self.queued_behind: Run | None = None  # overlap="queue": the one run held back
+        self.replays: deque[Run] = deque()  # catch-up replays waiting their turn, oldest first
+        self.releasing = False  # the planner is opening the next run(s) of this task
+        self.removed = False  # unregistered: its runs still going end, nothing follows
+        self.failures = 0
+        self.alerting = False
+        self.anchor: datetime | None = None  # registration time: origin of relative grids
+        self.last_fire: datetime | None = None
+        self.next_fire: datetime | None = None
+        self.token = 0
+
+    def task_record(self) -> TaskRecord:
+        return TaskRecord(
+            state=self.state,
+            last_fire=self.last_fire,
+            consecutive_failures=self.failures,
+            alerting=self.alerting,
+            anchor=self.anchor,
+        )
