@@ -15,7 +15,6 @@ from xtasks import (
     AuditRecord,
     ErrorInfo,
     Every,
-    RunChanged,
     RunRecord,
     RunStatus,
     Scheduler,
@@ -28,6 +27,7 @@ from xtasks import (
     TaskStateError,
 )
 from xtasks._planner import Planner
+from xtasks.events import RunChanged
 from xtasks.stores.memory import MemoryStore
 from xtasks.testing import FakeClock
 
