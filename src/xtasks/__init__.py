@@ -16,7 +16,6 @@ from ._errors import CronError as CronError
 from ._errors import DependencyCycleError as DependencyCycleError
 from ._errors import DuplicateTaskError as DuplicateTaskError
 from ._errors import PluginError as PluginError
-from ._errors import RunCancelledError as RunCancelledError
 from ._errors import RunTimeoutError as RunTimeoutError
 from ._errors import SchedulerStateError as SchedulerStateError
 from ._errors import SecretInConfigWarning as SecretInConfigWarning
@@ -63,7 +62,6 @@ __all__ = [
     "Overlap",
     "PluginError",
     "Priority",
-    "RunCancelledError",
     "RunCause",
     "RunHandle",
     "RunRecord",
