@@ -8,14 +8,16 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from xtasks import Every, RunChanged, RunStatus, Scheduler, ShortIntervalWarning, Task
+from xtasks import Every, RunStatus, Scheduler, ShortIntervalWarning, Task
+from xtasks.events import RunChanged
 
 from .jobs import BenchError, Lateness, noop_async, noop_sync
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from xtasks import Event, RunHandle, RunRecord
+    from xtasks import RunHandle, RunRecord
+    from xtasks.events import Event
 
 __all__ = ["precision", "submit_async", "submit_sync", "trigger_async"]
 

@@ -8,8 +8,9 @@ import anyio
 import pytest
 
 import xtasks
-from xtasks import Alert, AlertKind, ConfigFileError, RunStatus, Scheduler, Task
+from xtasks import ConfigFileError, RunStatus, Scheduler, Task
 from xtasks.abc import Alerter
+from xtasks.events import Alert, AlertKind
 
 if TYPE_CHECKING:
     from pathlib import Path

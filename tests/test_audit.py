@@ -15,7 +15,6 @@ from xtasks import (
     AuditRecord,
     ErrorInfo,
     Every,
-    RunChanged,
     RunRecord,
     RunStatus,
     Scheduler,
@@ -29,6 +28,7 @@ from xtasks import (
 )
 from xtasks._decisions import StartAttempt
 from xtasks._planner import Planner
+from xtasks.events import RunChanged
 from xtasks.stores.memory import MemoryStore
 from xtasks.testing import FakeClock
 

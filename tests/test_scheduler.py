@@ -14,12 +14,9 @@ import anyio
 import pytest
 
 from xtasks import (
-    Alert,
-    AlertKind,
     Cron,
     Every,
     RunCause,
-    RunChanged,
     RunStatus,
     Scheduler,
     SchedulerStateError,
@@ -29,6 +26,7 @@ from xtasks import (
     UnknownDependencyError,
 )
 from xtasks.abc import Alerter
+from xtasks.events import Alert, AlertKind, RunChanged
 from xtasks.stores.memory import MemoryStore
 from xtasks.testing import FakeClock
 

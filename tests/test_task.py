@@ -14,9 +14,8 @@ from typing import Any
 import pytest
 
 from tests import _sample_funcs as samples
-from xtasks._errors import ConfigError, XtasksError
-from xtasks._task import CatchUp, Mode, Overlap, Priority, Task
-from xtasks._triggers import Cron, Every, Trigger
+from xtasks import CatchUp, ConfigError, Cron, Every, Mode, Overlap, Priority, Task, XtasksError
+from xtasks.abc import Trigger
 
 SAMPLES = "tests._sample_funcs"
 

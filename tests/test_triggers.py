@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xtasks._errors import ConfigError, CronError, ShortIntervalWarning
-from xtasks._triggers import At, Cron, Every, Trigger
+from xtasks import At, ConfigError, Cron, CronError, Every, ShortIntervalWarning
+from xtasks.abc import Trigger
 
 PARIS = ZoneInfo("Europe/Paris")
 NEW_YORK = ZoneInfo("America/New_York")

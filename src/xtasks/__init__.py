@@ -1,19 +1,21 @@
 """xtasks: a pluggable task scheduler for async Python applications.
 
-The public API is what ``__all__`` lists; modules whose names start with ``_`` may
-change at any time. Implementers also use :mod:`xtasks.abc`, :mod:`xtasks.stores` and
-:mod:`xtasks.testing`.
+The public API is what ``__all__`` lists, plus these modules: :mod:`xtasks.events` (what
+subscribers receive), :mod:`xtasks.abc` (interfaces for implementers: stores, alerters,
+triggers, clocks), :mod:`xtasks.stores`, :mod:`xtasks.testing` and :mod:`xtasks.hookspecs`.
+Modules whose names start with ``_`` may change at any time.
 """
 
 from __future__ import annotations
 
+from . import abc as abc
+from . import events as events
 from ._errors import ConfigError as ConfigError
 from ._errors import ConfigFileError as ConfigFileError
 from ._errors import CronError as CronError
 from ._errors import DependencyCycleError as DependencyCycleError
 from ._errors import DuplicateTaskError as DuplicateTaskError
 from ._errors import PluginError as PluginError
-from ._errors import RunCancelledError as RunCancelledError
 from ._errors import RunTimeoutError as RunTimeoutError
 from ._errors import SchedulerStateError as SchedulerStateError
 from ._errors import SecretInConfigWarning as SecretInConfigWarning
@@ -24,18 +26,12 @@ from ._errors import TaskStateError as TaskStateError
 from ._errors import UnknownDependencyError as UnknownDependencyError
 from ._errors import XtasksError as XtasksError
 from ._errors import XtasksWarning as XtasksWarning
-from ._events import Alert as Alert
-from ._events import AlertKind as AlertKind
-from ._events import Event as Event
-from ._events import RunChanged as RunChanged
-from ._events import TaskStateChanged as TaskStateChanged
 from ._runs import AuditRecord as AuditRecord
 from ._runs import ErrorInfo as ErrorInfo
 from ._runs import RunCause as RunCause
 from ._runs import RunRecord as RunRecord
 from ._runs import RunStatus as RunStatus
 from ._runs import TaskInfo as TaskInfo
-from ._runs import TaskRecord as TaskRecord
 from ._runs import TaskState as TaskState
 from ._scheduler import RunHandle as RunHandle
 from ._scheduler import Scheduler as Scheduler
@@ -48,12 +44,9 @@ from ._task import Task as Task
 from ._triggers import At as At
 from ._triggers import Cron as Cron
 from ._triggers import Every as Every
-from ._triggers import Trigger as Trigger
 from .hookspecs import hookimpl as hookimpl
 
 __all__ = [
-    "Alert",
-    "AlertKind",
     "At",
     "AuditRecord",
     "CatchUp",
@@ -64,15 +57,12 @@ __all__ = [
     "DependencyCycleError",
     "DuplicateTaskError",
     "ErrorInfo",
-    "Event",
     "Every",
     "Mode",
     "Overlap",
     "PluginError",
     "Priority",
-    "RunCancelledError",
     "RunCause",
-    "RunChanged",
     "RunHandle",
     "RunRecord",
     "RunStatus",
@@ -86,27 +76,40 @@ __all__ = [
     "Task",
     "TaskInfo",
     "TaskNotFoundError",
-    "TaskRecord",
     "TaskState",
-    "TaskStateChanged",
     "TaskStateError",
-    "Trigger",
     "UnknownDependencyError",
     "XtasksError",
     "XtasksWarning",
     "hookimpl",
 ]
 
+#: Old top-level names kept for one release: name -> (module, name there). Each access
+#: warns with the new place, then returns the same object, so old code keeps working.
+_MOVED: dict[str, tuple[str, str]] = {
+    "TriggerKind": ("xtasks", "RunCause"),
+    "Alert": ("xtasks.events", "Alert"),
+    "AlertKind": ("xtasks.events", "AlertKind"),
+    "Event": ("xtasks.events", "Event"),
+    "RunChanged": ("xtasks.events", "RunChanged"),
+    "TaskStateChanged": ("xtasks.events", "TaskStateChanged"),
+    "TaskRecord": ("xtasks.abc", "TaskRecord"),
+    "Trigger": ("xtasks.abc", "Trigger"),
+}
+
 
 def __getattr__(name: str) -> object:
-    """``TriggerKind``: the old name of :class:`RunCause`, kept for one release."""
-    if name == "TriggerKind":
-        import warnings
+    """Resolve a name that moved (see ``_MOVED``) with a DeprecationWarning naming its new place."""
+    moved = _MOVED.get(name)
+    if moved is None:
+        raise AttributeError(f"module 'xtasks' has no attribute {name!r}")
+    import importlib
+    import warnings
 
-        warnings.warn(
-            "xtasks.TriggerKind is deprecated; use xtasks.RunCause",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return RunCause
-    raise AttributeError(f"module 'xtasks' has no attribute {name!r}")
+    module, new_name = moved
+    if name == new_name:
+        message = f"xtasks.{name} moved to {module}.{new_name}; import it from there"
+    else:
+        message = f"xtasks.{name} is deprecated; use {module}.{new_name}"
+    warnings.warn(message, DeprecationWarning, stacklevel=2)
+    return getattr(importlib.import_module(module), new_name)

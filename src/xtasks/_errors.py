@@ -14,7 +14,6 @@
       SchedulerStateError    the call needs a running (or a stopped) scheduler
       TaskStateError         the task is paused or cancelled, so it cannot run now
       StoreError             a store backend failed; the driver error is chained
-      RunCancelledError      outcome: the run was cancelled (shutdown, cancel())
       RunTimeoutError        outcome: an attempt exceeded the task's timeout
 
     XtasksWarning (UserWarning)
@@ -34,7 +33,6 @@ __all__ = [
     "DependencyCycleError",
     "DuplicateTaskError",
     "PluginError",
-    "RunCancelledError",
     "RunTimeoutError",
     "SchedulerStateError",
     "SecretInConfigWarning",
@@ -210,10 +208,6 @@ class TaskStateError(XtasksError):
 
 class StoreError(XtasksError):
     """A store backend failed. The driver's own exception is chained as ``__cause__``."""
-
-
-class RunCancelledError(XtasksError):
-    """The run was cancelled: by shutdown, or by ``Scheduler.cancel``. Never retried."""
 
 
 class RunTimeoutError(XtasksError):

@@ -1,8 +1,20 @@
-"""Interfaces for implementers: a store backend or an alerter reads this one file.
+"""Interfaces for implementers: what a new backend, alerter, trigger or clock builds on.
 
-Every method that does I/O is ``async``. Backends wrap their driver's exceptions in
-:class:`xtasks.StoreError` (``raise StoreError(...) from exc``) so no driver error leaks
-through; ``xtasks.testing.check_store`` verifies a backend against this contract.
+- :class:`Store`: where claims, runs, task state and the audit trail live. A backend
+  subclasses it, wraps its driver's exceptions in :class:`xtasks.StoreError`
+  (``raise StoreError(...) from exc``) so no driver error leaks through, and proves itself
+  with ``xtasks.testing.check_store``. Every method that does I/O is ``async``.
+- :class:`TaskRecord`: the per-task state a :class:`Store` keeps between runs and across
+  restarts (state, last fire, failure streak, grid anchor).
+- :class:`Alerter`: delivers alerts to people (email, chat, pager); subclass it and pass
+  it to ``Scheduler(alerters=[...])`` or contribute it from a plugin.
+- :class:`Trigger`: when a task fires. ``Every``, ``Cron`` and ``At`` are triggers; a
+  subclass that answers ``next_fire(after)`` purely schedules tasks its own way.
+- :class:`Clock`: tells the time and sleeps until a deadline; ``Scheduler(clock=...)``
+  takes one (``xtasks.testing.FakeClock`` is the one tests use). A protocol: anything with
+  these two methods fits, no subclassing needed.
+
+Users who only schedule tasks never need this module.
 """
 
 from __future__ import annotations
@@ -10,14 +22,18 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
+from ._clock import Clock
+from ._runs import TaskRecord
+from ._triggers import Trigger
+
 if TYPE_CHECKING:
     from collections.abc import Collection, Mapping
     from datetime import datetime
 
     from ._events import Alert
-    from ._runs import AuditRecord, RunRecord, RunStatus, TaskRecord
+    from ._runs import AuditRecord, RunRecord, RunStatus
 
-__all__ = ["Alerter", "Store"]
+__all__ = ["Alerter", "Clock", "Store", "TaskRecord", "Trigger"]
 
 
 class Store(ABC):

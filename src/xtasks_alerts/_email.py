@@ -28,15 +28,15 @@ from urllib.parse import urlsplit
 
 import anyio.to_thread
 
-from xtasks import AlertKind
 from xtasks.abc import Alerter
+from xtasks.events import AlertKind
 
 from ._render import html_body, subject, text_body
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from xtasks import Alert
+    from xtasks.events import Alert
 
 __all__ = ["EmailAlertError", "EmailAlerter"]
 

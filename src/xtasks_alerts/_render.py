@@ -1,6 +1,6 @@
 """The words of an alert, shared by every channel that shows one to people.
 
-Pure functions of an :class:`xtasks.Alert` (and the manager's URL): a subject line, the
+Pure functions of an :class:`xtasks.events.Alert` (and the manager's URL): a subject line, the
 facts as labelled lines, a plain-text body and an HTML body in which every value is
 escaped.
 """
@@ -11,12 +11,12 @@ import html
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from xtasks import AlertKind
+from xtasks.events import AlertKind
 
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from xtasks import Alert
+    from xtasks.events import Alert
 
 __all__ = [
     "TRACEBACK_LINES",

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     import httpx
 
-    from xtasks import Alert
+    from xtasks.events import Alert
 
 __all__ = ["WebhookAlerter", "WebhookError"]
 

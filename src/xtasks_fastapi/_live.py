@@ -12,12 +12,14 @@ import anyio
 import anyio.lowlevel
 from fastapi import HTTPException, Request, status
 
-from xtasks import RunChanged, TaskState, TaskStateChanged
+from xtasks import TaskState
+from xtasks.events import RunChanged, TaskStateChanged
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from xtasks import Event, RunRecord, Scheduler
+    from xtasks import RunRecord, Scheduler
+    from xtasks.events import Event
 
 __all__ = [
     "KEEPALIVE_SECONDS",

@@ -27,7 +27,8 @@ import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
-from xtasks import Alert, AlertKind, ErrorInfo, RunCause, RunRecord, RunStatus, Scheduler, Task
+from xtasks import ErrorInfo, RunCause, RunRecord, RunStatus, Scheduler, Task
+from xtasks.events import Alert, AlertKind
 from xtasks_alerts import EmailAlerter
 from xtasks_alerts._email import EmailAlertError
 

@@ -28,18 +28,16 @@ import trustme
 import uvicorn
 
 from xtasks import (
-    Alert,
-    AlertKind,
     ErrorInfo,
     Every,
     RunCause,
-    RunChanged,
     RunRecord,
     RunStatus,
     Scheduler,
     ShortIntervalWarning,
     Task,
 )
+from xtasks.events import Alert, AlertKind, RunChanged
 from xtasks_alerts._addresses import PrivateAddressError
 from xtasks_alerts._webhook import WebhookAlerter, WebhookError
 
@@ -47,7 +45,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-    from xtasks import Event
+    from xtasks.events import Event
 
 pytestmark = pytest.mark.anyio
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from xtasks import RunChanged
+from xtasks.events import RunChanged
 
 if TYPE_CHECKING:
     from xtasks import RunRecord, Scheduler

@@ -13,7 +13,8 @@ import warnings
 
 import anyio
 
-from xtasks import RunChanged, Scheduler, ShortIntervalWarning, Task
+from xtasks import Scheduler, ShortIntervalWarning, Task
+from xtasks.events import RunChanged
 from xtasks.stores import open_store
 
 warnings.simplefilter("ignore", ShortIntervalWarning)

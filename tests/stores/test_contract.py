@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     from datetime import datetime
     from pathlib import Path
 
-    from xtasks import AuditRecord, RunRecord, RunStatus, TaskRecord
+    from xtasks import AuditRecord, RunRecord, RunStatus
+    from xtasks.abc import TaskRecord
     from xtasks.testing import StoreFactory
 
     Check = Callable[[StoreFactory], Awaitable[None]]

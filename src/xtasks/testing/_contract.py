@@ -354,7 +354,7 @@ async def check_last_fire_monotonic(make_store: StoreFactory) -> None:
     Verifies that:
 
     - an unknown task loads as ``None``; after a claim it loads as a default
-      :class:`~xtasks.TaskRecord` whose ``last_fire`` is the fire time claimed;
+      :class:`~xtasks.abc.TaskRecord` whose ``last_fire`` is the fire time claimed;
     - a claim of an earlier fire, and ``save_task`` with an earlier or ``None``
       ``last_fire``, keep the later value while ``save_task`` replaces the other fields;
     - a claim moves ``last_fire`` forward and keeps the other fields;
@@ -413,7 +413,7 @@ async def check_last_fire_monotonic(make_store: StoreFactory) -> None:
 
 @_check
 async def check_task_state_round_trip(make_store: StoreFactory) -> None:
-    """:class:`~xtasks.TaskRecord` round trips, one task independent of another.
+    """:class:`~xtasks.abc.TaskRecord` round trips, one task independent of another.
 
     Verifies that each :class:`~xtasks.TaskState`, ``consecutive_failures``, ``alerting``
     and ``last_fire`` (aware UTC, or ``None``) saved through one store object loads equal
