@@ -192,6 +192,41 @@ def test_hook_xtasks_configure(dists: Distributions) -> None:
     assert ("configure", ["hooked_ping", "hooked_seed"]) in calls
 
 
+STORE_PLUGIN = """
+    import xtasks
+    from xtasks.stores.memory import MemoryStore
+
+    OPENED = []
+
+    def open_fake(url):
+        OPENED.append(url)
+        return MemoryStore()
+
+    @xtasks.hookimpl
+    def xtasks_add_stores(register):
+        register("fake", open_fake, example="fake://name")
+"""
+
+
+def test_hook_xtasks_add_stores(dists: Distributions) -> None:
+    dists.install("xtasks-fake-store", "fake_store", STORE_PLUGIN)
+    scheduler = Scheduler("fake://orders", plugins=["xtasks-fake-store"])
+    assert sys.modules["fake_store"].OPENED == ["fake://orders"]
+    assert type(scheduler.store).__name__ == "MemoryStore"
+    with pytest.raises(xtasks.ConfigError, match=r"supported: memory://, sqlite:///path\.db \("):
+        Scheduler("fake://orders", plugins=False)  # not installed: not known
+
+
+def test_a_store_scheme_registered_twice_names_both_distributions(dists: Distributions) -> None:
+    dists.install("store-a", "store_a", STORE_PLUGIN)
+    dists.install("store-b", "store_b", STORE_PLUGIN)
+    with pytest.raises(PluginError) as info:
+        Scheduler("fake://x", plugins=["store-a", "store-b"])
+    message = str(info.value)
+    assert "distribution store-b 1.0, entry point 'store_b = store_b'" in message
+    assert "'fake://' is also registered by store-a 1.0 (store_a = store_a)" in message
+
+
 @pytest.mark.anyio
 async def test_hook_xtasks_run_finished(dists: Distributions) -> None:
     dists.install("hooked", "hooked_plugin", HOOK_PLUGIN)
@@ -387,6 +422,7 @@ def test_every_hook_is_documented_and_tested() -> None:
     hooks = [n for n in dir(xtasks.hookspecs) if n.startswith("xtasks_")]
     assert sorted(hooks) == [
         "xtasks_add_alerters",
+        "xtasks_add_stores",
         "xtasks_add_tasks",
         "xtasks_configure",
         "xtasks_run_finished",

@@ -6,17 +6,25 @@ from typing import TYPE_CHECKING
 
 from ._alerter import LoggingAlerter
 from .hookspecs import hookimpl
+from .stores._factories import MEMORY_EXAMPLE, SQLITE_EXAMPLE, memory_store, sqlite_store
 
 if TYPE_CHECKING:
-    from .hookspecs import RegisterAlerter
+    from .hookspecs import RegisterAlerter, RegisterStore
 
-__all__ = ["xtasks_add_alerters"]
+__all__ = ["xtasks_add_alerters", "xtasks_add_stores"]
 
 
 @hookimpl
 def xtasks_add_alerters(register: RegisterAlerter) -> None:
     """``kind: log`` in YAML: one more logging alerter, e.g. on another logger."""
     register("log", _logging_alerter)
+
+
+@hookimpl
+def xtasks_add_stores(register: RegisterStore) -> None:
+    """``memory://`` and ``sqlite:///path.db``: the stores that need nothing installed."""
+    register("memory", memory_store, example=MEMORY_EXAMPLE)
+    register("sqlite", sqlite_store, example=SQLITE_EXAMPLE)
 
 
 def _logging_alerter(logger: str = "xtasks.alerts") -> LoggingAlerter:

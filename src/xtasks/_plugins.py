@@ -1,4 +1,4 @@
-"""Plugin discovery and collection: entry points in, tasks and alerter kinds out.
+"""Plugin discovery and collection: entry points in; tasks, alerter kinds, stores out.
 
 A fresh :class:`pluggy.PluginManager` per scheduler, never a module-level one. Built-in
 features are registered as plugins first (dogfooding the hooks), then the ``xtasks``
@@ -22,12 +22,15 @@ import pluggy
 from . import hookspecs
 from ._errors import PluginError, XtasksError
 from ._task import Task
+from .stores import StoreRegistry
+from .stores._registry import check_scheme
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
     from importlib.metadata import EntryPoint
 
     from .abc import Alerter
+    from .stores import StoreFactory
 
 __all__ = ["LoadedPlugins", "PluginOrigin", "load_plugins"]
 
@@ -62,6 +65,8 @@ class LoadedPlugins:
     alerter_kinds: dict[str, tuple[Callable[..., Alerter], PluginOrigin]] = field(
         default_factory=dict
     )
+    #: Store factories by URL scheme, the built-ins' first.
+    stores: StoreRegistry = field(default_factory=StoreRegistry)
     problems: list[XtasksError] = field(default_factory=list)
     degraded: list[PluginOrigin] = field(default_factory=list)
 
@@ -212,6 +217,7 @@ def _collect(loaded: LoadedPlugins, origin: PluginOrigin, plugin: object) -> Non
 
     tasks: list[Task] = []
     kinds: dict[str, Callable[..., Alerter]] = {}
+    stores: dict[str, tuple[StoreFactory, str | None]] = {}
     problems: list[XtasksError] = []
 
     def where(hook: str | None = None) -> dict[str, Any]:
@@ -240,6 +246,17 @@ def _collect(loaded: LoadedPlugins, origin: PluginOrigin, plugin: object) -> Non
             )
         kinds[kind] = factory
 
+    def register_store(scheme: object, factory: object, /, *, example: str | None = None) -> None:
+        try:
+            key, store_factory = check_scheme(scheme, factory)
+        except PluginError as exc:
+            raise PluginError(exc.message, **where("xtasks_add_stores")) from None
+        if key in stores:
+            raise PluginError(
+                f"registers the store scheme {key + '://'!r} twice", **where("xtasks_add_stores")
+            )
+        stores[key] = (store_factory, example)
+
     seed = getattr(plugin, "PLUGIN_TASKS", None)
     if seed is not None:
         if not isinstance(seed, list | tuple):
@@ -263,6 +280,7 @@ def _collect(loaded: LoadedPlugins, origin: PluginOrigin, plugin: object) -> Non
     for hook, callback in (
         ("xtasks_add_tasks", register_task),
         ("xtasks_add_alerters", register_alerter),
+        ("xtasks_add_stores", register_store),
     ):
         caller = getattr(loaded.manager.hook, hook)
         for impl in caller.get_hookimpls():
@@ -308,9 +326,26 @@ def _collect(loaded: LoadedPlugins, origin: PluginOrigin, plugin: object) -> Non
                 ),
             )
             return
+    for scheme in stores:
+        owner = loaded.stores.origin(scheme)
+        if owner is not None:
+            _fail(
+                loaded,
+                origin,
+                PluginError(
+                    f"store scheme {scheme + '://'!r} is also registered by {owner}; "
+                    "a scheme has one backend: uninstall one of the two plugins (or "
+                    "select plugins with XTASKS_PLUGINS)",
+                    **where("xtasks_add_stores"),
+                ),
+            )
+            return
     loaded.tasks.extend((t, origin) for t in tasks)
     for kind, factory in kinds.items():
         loaded.alerter_kinds[kind] = (factory, origin)
+    label = origin.describe() + (f" ({origin.entry_point})" if origin.entry_point else "")
+    for scheme, (store_factory, example) in stores.items():
+        loaded.stores.register(scheme, store_factory, example=example, origin=label)
 
 
 def _fail(

@@ -166,7 +166,6 @@ class Scheduler:
         for name, value in (("thread_slots", thread_slots), ("process_slots", process_slots)):
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{name} must be an integer >= 1, got {value!r}", field=name)
-        self.store: Store = open_store(store) if isinstance(store, str) else store
         self.clock: Clock = clock or SystemClock()
         self.replica_id = replica_id or f"{socket.gethostname()}:{os.getpid()}"
         self.shutdown_grace = shutdown_grace
@@ -219,6 +218,9 @@ class Scheduler:
         self._channels += configured
         self.alerters = (*self.alerters, *(channel.alerter for channel in configured))
         setup.raise_if_strict()
+        # After the plugins: the URL's scheme may be one a plugin registered.
+        stores = setup.plugins.stores
+        self.store: Store = open_store(store, stores) if isinstance(store, str) else store
         self._observe = bool(self._hooks.xtasks_run_finished.get_hookimpls())
         self._hooks.xtasks_configure.call_historic(kwargs={"scheduler": self})
 

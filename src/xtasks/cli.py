@@ -25,6 +25,7 @@ import anyio
 from ._errors import ConfigError, XtasksError
 from ._events import RunChanged
 from ._scheduler import Scheduler
+from .stores import redact_url
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -102,6 +103,7 @@ def _build(args: argparse.Namespace, *, strict: bool = True) -> Scheduler:
         raise _UsageError("give the application's Scheduler once: --app or APP, not both")
     if app is None:
         store = args.store or DEFAULT_STORE
+        _log.info("store: %s", redact_url(store))  # a URL may carry a password
         return Scheduler(store, plugins=True, config=args.config, strict_plugins=strict)
     for option, value in (("--store", args.store), ("--config", args.config)):
         if value is not None:

@@ -22,14 +22,16 @@ if TYPE_CHECKING:
     from ._runs import RunRecord
     from ._scheduler import Scheduler
     from ._task import Task
-    from .abc import Alerter
+    from .abc import Alerter, Store
 
 __all__ = [
     "RegisterAlerter",
+    "RegisterStore",
     "RegisterTask",
     "hookimpl",
     "hookspec",
     "xtasks_add_alerters",
+    "xtasks_add_stores",
     "xtasks_add_tasks",
     "xtasks_configure",
     "xtasks_run_finished",
@@ -55,6 +57,21 @@ class RegisterAlerter(Protocol):
         """Make ``kind`` usable in YAML: ``alerts: [{kind: <kind>, ...options}]`` calls
         ``factory(**options)``. An exception the factory raises about one option may name
         it in an ``option`` attribute: the error then points at that option's line."""
+
+
+class RegisterStore(Protocol):
+    """The callback :func:`xtasks_add_stores` receives."""
+
+    def __call__(
+        self, scheme: str, factory: Callable[[str], Store], /, *, example: str | None = None
+    ) -> None:
+        """Make ``<scheme>://...`` store URLs open with ``factory(url)``.
+
+        ``scheme`` is bare (``"postgresql"``, no ``://``). ``factory`` gets the whole URL
+        and returns an :class:`xtasks.abc.Store` not yet opened; it raises
+        :class:`xtasks.ConfigError` for a URL it refuses, showing the URL only through
+        :func:`xtasks.stores.redact_url`. ``example`` (``"postgresql://host/db"``) is
+        how the scheme is listed when a URL names an unknown one."""
 
 
 # --- configuration ----------------------------------------------------------------------
@@ -110,6 +127,25 @@ def xtasks_add_alerters(register: RegisterAlerter) -> None:
     Must not block.
 
     .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def xtasks_add_stores(register: RegisterStore) -> None:
+    """Contribute store backends, by calling ``register(scheme, factory)`` per URL scheme.
+
+    Called once per scheduler, when it loads its plugins, before the store URL given to
+    ``Scheduler(store=...)`` (or ``xtasks --store``) is opened with the factory of its
+    scheme. The built-in ``memory`` and ``sqlite`` schemes are registered the same way.
+    Two plugins registering one scheme is an error naming both.
+
+    :param register: call it with a scheme and a ``factory(url) -> Store``.
+    :return: nothing; the return value is ignored.
+
+    Must not block. Nor must a factory: it builds the store, which the scheduler opens
+    (connects) when it starts.
+
+    .. versionadded:: 0.2
     """
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from xtasks import ConfigError
-from xtasks.stores import open_store
+from xtasks.stores import StoreRegistry, open_store
 from xtasks.stores.memory import MemoryStore
 from xtasks.stores.sqlite import SQLiteStore
 
@@ -28,9 +28,29 @@ def test_memory_and_sqlite_urls() -> None:
             "option 'max_age' in 'sqlite:///x.db?max_age=soon' must be a float",
         ),
         ("mysql://db", "unknown store URL 'mysql://db'; supported: memory://, sqlite:///path.db"),
+        ("mysql://root:pw1234@db/x", "unknown store URL 'mysql://root:***@db/x'"),
+        ("sqlite:///x.db?lease_ttl=-1", "field 'lease_ttl': must be > 0 seconds"),
     ],
 )
 def test_bad_urls_say_what_is_expected(url: str, words: str) -> None:
     with pytest.raises(ConfigError) as info:
         open_store(url)
     assert words in str(info.value)
+
+
+def test_open_store_chooses_among_the_registry_it_is_given() -> None:
+    """A scheduler passes the schemes its plugins registered; the default is the built-ins."""
+    stores = StoreRegistry()
+    made: list[str] = []
+
+    def factory(url: str) -> MemoryStore:
+        made.append(url)
+        return MemoryStore()
+
+    stores.register("mem", factory, example="mem://name")
+    assert isinstance(open_store("mem://a", stores), MemoryStore)
+    assert made == ["mem://a"]
+    with pytest.raises(ConfigError, match=r"unknown store URL 'memory://'; supported: mem://name"):
+        open_store("memory://", stores)
+    with pytest.raises(ConfigError, match="unknown store URL 'mem://a'"):
+        open_store("mem://a")

@@ -1,0 +1,49 @@
+"""The built-in backends' URL factories: ``memory://`` and ``sqlite:///path.db``.
+
+Each parses its own URL and options, beside nothing else: the registry only picks the
+factory by scheme. Drivers are imported when a URL asks for them, not before.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .._errors import ConfigError
+from ._registry import query_options, redact_url
+
+if TYPE_CHECKING:
+    from ..abc import Store
+
+__all__ = ["MEMORY_EXAMPLE", "SQLITE_EXAMPLE", "SQLITE_OPTIONS", "memory_store", "sqlite_store"]
+
+MEMORY_EXAMPLE = "memory://"
+SQLITE_EXAMPLE = "sqlite:///path.db"
+#: Query parameters ``sqlite:///x.db?...`` accepts, with their types.
+SQLITE_OPTIONS = {
+    "max_runs_per_task": int,
+    "max_age": float,
+    "lease_ttl": float,
+    "busy_timeout": float,
+}
+
+
+def memory_store(url: str) -> Store:
+    """``memory://``: everything in this process, gone when it exits."""
+    from .memory import MemoryStore
+
+    return MemoryStore()
+
+
+def sqlite_store(url: str) -> Store:
+    """``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``, with options
+    ``?max_runs_per_task=1000&max_age=86400&lease_ttl=10&busy_timeout=5``."""
+    path, _, query = url.removeprefix("sqlite:///").partition("?")
+    if not url.startswith("sqlite:///") or not path:
+        raise ConfigError(
+            f"bad SQLite store URL {redact_url(url)!r}; expected sqlite:///relative/path.db "
+            "or sqlite:////absolute/path.db (options: ?max_runs_per_task=1000&max_age=...)",
+            field="store",
+        )
+    from .sqlite import SQLiteStore
+
+    return SQLiteStore(path, **query_options(url, query, SQLITE_OPTIONS))
