@@ -1447,12 +1447,15 @@ def test_shutdown_cancels_what_has_not_started(scenario: Scenario, data: st.Data
 
 
 def test_shutdown_cancels_a_waiting_chain_as_shutdown() -> None:
-    sim = Sim(observers=all_checks())
+    sim = Sim(max_concurrency=1, observers=all_checks())
     sim.add(make_task("a"), make_task("b", depends_on="a"), make_task("c", depends_on="b"))
-    sim.planner.request("c", sim.now)  # a queued, b and c waiting; nothing started yet
-    sim.pump()
+    sim.add(make_task("blocker"))
+    sim.request("blocker")  # holds the only slot
+    sim.request("c")  # a queued for a slot, b and c waiting: nothing of them started
     sim.shutdown()
-    outcome = {v.task: (v.status.value, v.last.reason) for v in sim.views.values()}
+    outcome = {
+        v.task: (v.status.value, v.last.reason) for v in sim.views.values() if v.task != "blocker"
+    }
     assert outcome == {
         "a": ("cancelled", "shutdown"),
         "b": ("cancelled", "shutdown"),

@@ -27,7 +27,7 @@ import random
 import secrets
 from datetime import timedelta
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final, final
+from typing import TYPE_CHECKING, Any, final
 
 from ._catch_up import CATCH_UP_CAP, late_claims
 from ._decisions import (
@@ -63,8 +63,6 @@ if TYPE_CHECKING:
 
 __all__ = ["CATCH_UP_CAP", "Planner"]
 
-_FIRE: Final = 0
-_START: Final = 1
 _log = logging.getLogger("xtasks")
 
 
@@ -111,7 +109,11 @@ class Planner:
         self._graph = DependencyGraph()
         self._adhoc: dict[str, TaskEntry] = {}
         self._runs: dict[str, Run] = {}  # live runs by id
-        self._timers: list[tuple[datetime, int, int, int, object, int]] = []
+        # Fire timers: (fire time, depth in the graph, arrival, entry, entry token).
+        self._timers: list[tuple[datetime, int, int, TaskEntry, int]] = []
+        # Runs waiting for their due time (retry delay, jitter): (due, arrival, run, token).
+        # Pure bookkeeping, so every drain moves the due ones to the ready queue.
+        self._waking: list[tuple[datetime, int, Run, int]] = []
         self._ready = ReadyQueue(
             max_concurrency=max_concurrency,
             thread_slots=thread_slots,
@@ -303,24 +305,31 @@ class Planner:
     def next_wakeup(self) -> datetime | None:
         """When :meth:`advance` next has something to do, or ``None`` for never."""
         timers = self._timers
-        while timers and self._stale(timers[0]):
+        while timers and _stale_fire(timers[0]):
             heapq.heappop(timers)
-        return timers[0][0] if timers else None
+        waking = self._waking
+        while waking and waking[0][2].token != waking[0][3]:
+            heapq.heappop(waking)
+        if timers and waking:
+            return min(timers[0][0], waking[0][0])
+        return timers[0][0] if timers else (waking[0][0] if waking else None)
 
     def advance(self, now: datetime) -> None:
         """Handle every timer due at or before ``now``, in time order."""
         timers = self._timers
         while timers and timers[0][0] <= now:
             item = heapq.heappop(timers)
-            if self._stale(item):
-                continue
-            when, kind, _depth, _seq, obj, _token = item
-            if kind == _FIRE:
-                assert isinstance(obj, TaskEntry)
-                self._fire_due(obj, when, now)
-            else:
-                assert isinstance(obj, Run)
-                self._ready.push(obj)
+            if not _stale_fire(item):
+                self._fire_due(item[3], item[0], now)
+        self._wake_due(now)
+
+    def _wake_due(self, now: datetime) -> None:
+        """Runs whose due time came join the ready queue, earliest due first."""
+        waking = self._waking
+        while waking and waking[0][0] <= now:
+            _due, _seq, run, token = heapq.heappop(waking)
+            if run.token == token:
+                self._ready.push(run)
 
     def fire_claimed(self, claim: ClaimFire, now: datetime) -> Run | None:
         """The store granted ``claim``: create its run (or its ``missed`` record)."""
@@ -434,6 +443,7 @@ class Planner:
         """Stop firing everything and cancel what has not started; return what runs."""
         self._closing = True
         self._timers.clear()
+        self._waking.clear()
         entries = [*self._entries.values(), *self._adhoc.values()]
         for entry in entries:
             entry.token += 1
@@ -451,6 +461,7 @@ class Planner:
         only for a slot of its own kind. Nothing starts once :meth:`shutdown` was called.
         """
         if not self._closing:
+            self._wake_due(now)  # a run due now competes for the slots with the others
             ready = self._ready
             run = ready.pop()
             while run is not None:
@@ -481,14 +492,6 @@ class Planner:
         if entry is None:
             raise TaskNotFoundError(name, sorted(self._entries))
         return entry
-
-    def _stale(self, item: tuple[datetime, int, int, int, object, int]) -> bool:
-        obj, token = item[4], item[5]
-        if item[1] == _FIRE:
-            assert isinstance(obj, TaskEntry)
-            return obj.token != token or obj.state is not TaskState.ACTIVE
-        assert isinstance(obj, Run)
-        return obj.token != token
 
     def _load(self, entry: TaskEntry, record: TaskRecord) -> None:
         """Take a stored state into ``entry``, without arming it."""
@@ -527,14 +530,7 @@ class Planner:
         if nxt is not None and not self._closing:
             heapq.heappush(
                 self._timers,
-                (
-                    nxt,
-                    _FIRE,
-                    self._graph.depth(entry.task.name),
-                    next(self._seq),
-                    entry,
-                    entry.token,
-                ),
+                (nxt, self._graph.depth(entry.task.name), next(self._seq), entry, entry.token),
             )
 
     def _fire_due(self, entry: TaskEntry, fire_time: datetime, now: datetime) -> None:
@@ -649,7 +645,7 @@ class Planner:
 
     def _schedule_start(self, run: Run, now: datetime) -> None:
         if run.due > now:
-            heapq.heappush(self._timers, (run.due, _START, 0, next(self._seq), run, run.token))
+            heapq.heappush(self._waking, (run.due, next(self._seq), run, run.token))
         else:
             self._ready.push(run)
 
@@ -782,3 +778,9 @@ class Planner:
             at=now,
         )
         self._decisions.append(SendAlert(alert))
+
+
+def _stale_fire(item: tuple[datetime, int, int, TaskEntry, int]) -> bool:
+    """A fire timer that no longer holds: its task was re-armed, paused or cancelled."""
+    entry = item[3]
+    return entry.token != item[4] or entry.state is not TaskState.ACTIVE
