@@ -6,30 +6,36 @@ import json
 import weakref
 from collections import defaultdict
 from contextlib import aclosing
+from dataclasses import fields
+from datetime import datetime
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
 from fastapi import HTTPException, Request, status
 
-from xtasks import TaskState
+from xtasks import ErrorInfo, RunRecord, TaskState
 from xtasks.events import RunChanged, TaskStateChanged
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from xtasks import RunRecord, Scheduler
+    from xtasks import Scheduler
     from xtasks.events import Event
 
 __all__ = [
+    "ERROR_EVENT_LEFT_OUT",
     "KEEPALIVE_SECONDS",
     "MAX_BODY_BYTES",
     "PROMETHEUS_CONTENT_TYPE",
+    "RUN_EVENT_LEFT_OUT",
     "RunMetrics",
     "end_event_streams",
     "event_stream",
     "limit_body",
     "measure_loop_lag",
+    "run_event_data",
 ]
 
 #: Seconds between ``: keepalive`` comments on an idle event stream.
@@ -44,25 +50,31 @@ PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # --- server-sent events ------------------------------------------------------------------
 
 
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if value is not None else None
+#: What an ``event: run`` leaves out of a record, on purpose: the result (any object of
+#: any size; ``GET /runs/{id}`` has it) and the error's traceback (long; the type and the
+#: message are what a live view shows). Every other field is sent.
+RUN_EVENT_LEFT_OUT = frozenset({"result"})
+ERROR_EVENT_LEFT_OUT = frozenset({"traceback"})
+
+_RUN_EVENT_FIELDS = tuple(f.name for f in fields(RunRecord) if f.name not in RUN_EVENT_LEFT_OUT)
+_ERROR_EVENT_FIELDS = tuple(f.name for f in fields(ErrorInfo) if f.name not in ERROR_EVENT_LEFT_OUT)
+
+
+def _event_value(value: object) -> object:
+    """``value`` as JSON can carry it."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, StrEnum):
+        return str(value)
+    if isinstance(value, ErrorInfo):
+        return {name: getattr(value, name) for name in _ERROR_EVENT_FIELDS}
+    return value
 
 
 def run_event_data(record: RunRecord) -> dict[str, Any]:
-    """The JSON an ``event: run`` carries (no result, no traceback)."""
-    error = record.error
-    return {
-        "id": record.id,
-        "task": record.task,
-        "status": str(record.status),
-        "cause": str(record.cause),
-        "scheduled_at": _iso(record.scheduled_at),
-        "started_at": _iso(record.started_at),
-        "finished_at": _iso(record.finished_at),
-        "attempts": record.attempts,
-        "error": None if error is None else {"type": error.type, "message": error.message},
-        "reason": record.reason,
-    }
+    """The JSON an ``event: run`` carries: every field of the record but those of
+    :data:`RUN_EVENT_LEFT_OUT`, the error without :data:`ERROR_EVENT_LEFT_OUT`."""
+    return {name: _event_value(getattr(record, name)) for name in _RUN_EVENT_FIELDS}
 
 
 def format_event(event: Event) -> str | None:

@@ -7,15 +7,18 @@ explicitly by the ``from_*`` helpers, so the core never depends on pydantic.
 from __future__ import annotations
 
 import reprlib
+from dataclasses import fields
 from datetime import datetime  # noqa: TC003 - pydantic resolves field types at runtime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from xtasks import Priority, RunCause, RunStatus, TaskState  # noqa: TC001 - pydantic
+from xtasks import Priority, RunCause, RunRecord, RunStatus, TaskState  # runtime: pydantic, fields
 
 if TYPE_CHECKING:
-    from xtasks import RunRecord, SchedulerStats, TaskInfo
+    from collections.abc import Callable
+
+    from xtasks import SchedulerStats, TaskInfo
 
 __all__ = [
     "AuditOut",
@@ -70,20 +73,37 @@ class RunOut(BaseModel):
 
     @classmethod
     def from_core(cls, record: RunRecord) -> RunOut:
-        return cls(
-            id=record.id,
-            task=record.task,
-            status=record.status,
-            cause=record.cause,
-            scheduled_at=record.scheduled_at,
-            started_at=record.started_at,
-            finished_at=record.finished_at,
-            attempts=record.attempts,
-            error=RunError.model_validate(record.error) if record.error is not None else None,
-            reason=record.reason,
-            result=None if record.result is None else _repr.repr(record.result),
-            replica=record.replica,
+        """Every field of ``record``; the error and the result as JSON can carry them."""
+        values = {name: getattr(record, name) for name in _RUN_FIELDS}
+        for name, convert in _RUN_CONVERSIONS.items():
+            if values[name] is not None:
+                values[name] = convert(values[name])
+        return cls.model_validate(values)
+
+
+#: The fields of :class:`~xtasks.RunRecord`: :meth:`RunOut.from_core` copies each.
+_RUN_FIELDS = tuple(field.name for field in fields(RunRecord))
+
+#: The fields whose value :meth:`RunOut.from_core` converts (``None`` stays ``None``); the
+#: others are copied as they are.
+_RUN_CONVERSIONS: dict[str, Callable[[Any], object]] = {
+    "error": RunError.model_validate,  # from the ErrorInfo's attributes
+    "result": _repr.repr,  # any object: its repr(), shortened
+}
+
+
+def _check_run_out() -> None:
+    """Fail at import when RunOut and RunRecord disagree: a field added to the record
+    must be added to the API model too (with a conversion if JSON cannot carry it)."""
+    record, model = set(_RUN_FIELDS), set(RunOut.model_fields)
+    if record != model:
+        raise TypeError(
+            f"RunOut must have the fields of RunRecord: missing {sorted(record - model)}, "
+            f"extra {sorted(model - record)}"
         )
+
+
+_check_run_out()
 
 
 class TaskSummary(BaseModel):

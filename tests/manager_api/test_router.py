@@ -519,7 +519,7 @@ async def test_events_stream_run_transitions_and_task_states() -> None:
     assert final["started_at"] is not None and final["finished_at"] is not None
     assert set(final) == {
         "id", "task", "status", "cause", "scheduled_at", "started_at", "finished_at",
-        "attempts", "error", "reason",
+        "attempts", "error", "reason", "replica",
     }  # fmt: skip
     assert ("task", {"name": "ok", "state": "paused"}) in events
 

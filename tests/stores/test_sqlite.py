@@ -80,7 +80,7 @@ async def test_wal_mode_and_schema_version(db: Path) -> None:
         pass
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"claims", "runs", "tasks", "audit"} <= tables
     conn.close()
@@ -116,11 +116,11 @@ async def test_concurrent_openers_migrate_once(db: Path) -> None:
         for store in stores:
             await store.close()
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
     conn.close()
 
 
-async def test_a_v1_database_migrates_to_v2_keeping_its_data(db: Path) -> None:
+async def test_a_v1_database_migrates_keeping_its_data(db: Path) -> None:
     from xtasks.stores import _sql
 
     conn = sqlite3.connect(db, isolation_level=None)
@@ -138,8 +138,66 @@ async def test_a_v1_database_migrates_to_v2_keeping_its_data(db: Path) -> None:
         await store.add_audit(record)
         assert await store.list_audit(task="t") == [record]
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
     conn.close()
+
+
+async def test_a_v2_database_renames_trigger_to_cause_keeping_every_run(db: Path) -> None:
+    """A file written before RunRecord.trigger became RunRecord.cause reads back whole."""
+    from xtasks.stores import _sql
+
+    conn = sqlite3.connect(db, isolation_level=None)
+    for statements in _sql.MIGRATIONS[:2]:
+        for statement in statements:
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 2")
+    v2_columns = (
+        "id, task, status, trigger, scheduled_at, started_at, finished_at, attempts, "
+        "error_type, error_message, error_traceback, reason, result, replica"
+    )
+    later = T0 + timedelta(seconds=3)
+    conn.executemany(
+        f"INSERT INTO runs ({v2_columns}) VALUES ({', '.join('?' * 14)})",
+        [
+            ("s", "t", "succeeded", "schedule", _sql.ts(T0), _sql.ts(T0), _sql.ts(later), 1,
+             None, None, None, None, '{"rows": 3}', "host:1"),
+            ("m", "t", "failed", "manual", _sql.ts(later), _sql.ts(later), _sql.ts(later), 2,
+             "ValueError", "bad", "Traceback...", None, None, "host:2"),
+            ("d", "u", "skipped", "dependency", _sql.ts(later), None, _sql.ts(later), 0,
+             None, None, None, "upstream_failed: t", None, ""),
+            ("c", "u", "missed", "catch_up", _sql.ts(T0), None, None, 0,
+             None, None, None, "missed 4 fire(s)", None, ""),
+        ],
+    )  # fmt: skip
+    conn.close()
+    async with opened(db) as store:
+        assert await store.get_run("s") == run(
+            "s", started_at=T0, finished_at=later, attempts=1, result={"rows": 3},
+            replica="host:1",
+        )  # fmt: skip
+        assert await store.get_run("m") == run(
+            "m", status=RunStatus.FAILED, cause=RunCause.MANUAL, scheduled_at=later,
+            started_at=later, finished_at=later, attempts=2,
+            error=ErrorInfo("ValueError", "bad", "Traceback..."), replica="host:2",
+        )  # fmt: skip
+        causes = {r.id: r.cause for r in await store.list_runs(limit=10)}
+        assert causes == {
+            "s": RunCause.SCHEDULE,
+            "m": RunCause.MANUAL,
+            "d": RunCause.DEPENDENCY,
+            "c": RunCause.CATCH_UP,
+        }
+        # The migrated table takes writes: an update of an old row and a new run.
+        updated = run("c", task="u", cause=RunCause.CATCH_UP, reason="missed 5")
+        assert await store.save_runs([updated, run("new")]) == []  # none fenced
+        assert await store.get_run("c") == updated
+        assert [r.id for r in await store.list_runs(task="t")] == ["m", "new", "s"]
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    columns = [row[1] for row in conn.execute("PRAGMA table_info(runs)")]
+    conn.close()
+    assert "cause" in columns
+    assert "trigger" not in columns
 
 
 async def test_corrupted_file_names_the_path(db: Path) -> None:

@@ -7,19 +7,25 @@ The statements stick to SQL that PostgreSQL also speaks where SQLite allows it
 in a shell, and read back as equal, aware UTC datetimes (a naive one is refused with
 ``ValueError``). Leases are ``REAL`` Unix seconds of store time. ``result`` is JSON text
 (``None`` is NULL): tuples come back as lists and keys as strings, and a result JSON cannot
-encode is stored as its ``repr()`` string.
+encode is stored as its ``repr()`` string. The ``runs`` columns are named after the fields
+of :class:`~xtasks.RunRecord` (an ``ErrorInfo`` as ``error_type``, ``error_message``,
+``error_traceback``), and :data:`RUN_COLUMNS`, :data:`SAVE_RUN`, :func:`encode_run` and
+:func:`decode_run` are derived from them.
 """
 
 from __future__ import annotations
 
 import json
+import types
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Union, get_args, get_origin, get_type_hints
 
-from .._runs import AuditRecord, ErrorInfo, RunCause, RunRecord, RunStatus
+from .._runs import AuditRecord, ErrorInfo, RunRecord, RunStatus
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
 __all__ = [
     "ADD_AUDIT",
@@ -114,12 +120,10 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "CREATE INDEX audit_by_task ON audit (task, at DESC, seq DESC)",
         "CREATE INDEX audit_by_time ON audit (at DESC, seq DESC)",
     ),
+    (  # v3: RunRecord.trigger was renamed RunRecord.cause; the column follows the field
+        "ALTER TABLE runs RENAME COLUMN trigger TO cause",
+    ),
 ]
-
-RUN_COLUMNS = (
-    "id, task, status, trigger, scheduled_at, started_at, finished_at, attempts, "
-    "error_type, error_message, error_traceback, reason, result, replica"
-)
 
 # The WHERE keeps the SELECT form of INSERT unambiguous before ON CONFLICT (SQLite rule).
 CLAIM = """
@@ -133,28 +137,6 @@ CLAIMED_LAST_FIRE = """
 INSERT INTO tasks (name, last_fire) VALUES (:task, :fire_time)
 ON CONFLICT (name) DO UPDATE SET last_fire = excluded.last_fire
 WHERE tasks.last_fire IS NULL OR tasks.last_fire < excluded.last_fire
-"""
-
-# Running sets the lease, a final status clears it, a queued or waiting snapshot (a retry
-# between attempts) leaves it as it is: still held, but only running runs are reaped.
-# A lost row is fenced: never updated.
-SAVE_RUN = f"""
-INSERT INTO runs ({RUN_COLUMNS}, lease_owner, lease_expires)
-VALUES (:id, :task, :status, :trigger, :scheduled_at, :started_at, :finished_at, :attempts,
-        :error_type, :error_message, :error_traceback, :reason, :result, :replica,
-        :lease_owner, :lease_expires)
-ON CONFLICT (id) DO UPDATE SET
-    task = excluded.task, status = excluded.status, trigger = excluded.trigger,
-    scheduled_at = excluded.scheduled_at, started_at = excluded.started_at,
-    finished_at = excluded.finished_at, attempts = excluded.attempts,
-    error_type = excluded.error_type, error_message = excluded.error_message,
-    error_traceback = excluded.error_traceback, reason = excluded.reason,
-    result = excluded.result, replica = excluded.replica,
-    lease_owner = CASE WHEN excluded.status IN ('queued', 'waiting')
-                       THEN runs.lease_owner ELSE excluded.lease_owner END,
-    lease_expires = CASE WHEN excluded.status IN ('queued', 'waiting')
-                         THEN runs.lease_expires ELSE excluded.lease_expires END
-WHERE runs.status != 'lost'
 """
 
 RENEW = "UPDATE runs SET lease_expires = :expires WHERE id = :id AND lease_owner = :replica"
@@ -211,13 +193,15 @@ PRUNE_CLAIMS = "DELETE FROM claims WHERE fire_time < :cutoff"
 # -- rows <-> records ------------------------------------------------------------------
 
 
-def ts(value: datetime | None) -> str | None:
-    """A datetime as stored: UTC ISO-8601 text with microseconds."""
-    if value is None:
-        return None
+def _utc_text(value: datetime) -> str:
     if value.utcoffset() is None:
         raise ValueError(f"naive datetime {value.isoformat()}: a store needs aware datetimes")
     return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def ts(value: datetime | None) -> str | None:
+    """A datetime as stored: UTC ISO-8601 text with microseconds."""
+    return None if value is None else _utc_text(value)
 
 
 def ts_epoch(seconds: float) -> str:
@@ -237,48 +221,172 @@ def dump_result(result: Any) -> str | None:
         return json.dumps(repr(result))
 
 
-def encode_run(record: RunRecord, expires: float) -> dict[str, Any]:
-    """The parameters of :data:`SAVE_RUN`; a running record's lease ends at ``expires``."""
-    error = record.error
-    running = record.status is RunStatus.RUNNING
-    return {
-        "id": record.id,
-        "task": record.task,
-        "status": str(record.status),
-        "trigger": str(record.cause),
-        "scheduled_at": ts(record.scheduled_at),
-        "started_at": ts(record.started_at),
-        "finished_at": ts(record.finished_at),
-        "attempts": record.attempts,
-        "error_type": None if error is None else error.type,
-        "error_message": None if error is None else error.message,
-        "error_traceback": None if error is None else error.traceback,
-        "reason": record.reason,
-        "result": dump_result(record.result),
-        "replica": record.replica,
-        "lease_owner": record.replica if running else None,
-        "lease_expires": expires if running else None,
-    }
+# -- runs: columns and codecs derived from RunRecord's fields ---------------------------
+#
+# A field added to RunRecord needs no edit here when its type is in the codec table: it
+# joins RUN_COLUMNS, SAVE_RUN, encode_run and decode_run by itself. The table needs a
+# migration adding its column (tests/test_record_fields.py fails until there is one).
+#
+# encode_run and decode_run run on the hot path (batched writes, history pages), so they
+# are written out once, at import, as the straight-line code one would type by hand
+# (print _RUN_CODEC_SOURCE to read it), as dataclasses do for __init__: no introspection
+# or loop per call.
 
 
-def decode_run(row: Sequence[Any]) -> RunRecord:
-    """The record from a row of :data:`RUN_COLUMNS`."""
-    (id_, task, status, trigger, scheduled, started, finished, attempts) = row[:8]
-    error_type, message, traceback, reason, result, replica = row[8:]
-    return RunRecord(
-        id=id_,
-        task=task,
-        status=RunStatus(status),
-        cause=RunCause(trigger),
-        scheduled_at=datetime.fromisoformat(scheduled),
-        started_at=dt(started),
-        finished_at=dt(finished),
-        attempts=attempts,
-        error=None if error_type is None else ErrorInfo(error_type, message, traceback),
-        reason=reason,
-        result=None if result is None else json.loads(result),
-        replica=replica,
-    )
+@dataclass(frozen=True, slots=True)
+class _Codec:
+    """How values of one type are stored in their column; ``None`` means as is."""
+
+    encode: Callable[[Any], Any] | None = None
+    decode: Callable[[Any], Any] | None = None
+
+
+#: The codec of each field type. ``T | None`` uses the codec of ``T``: ``None`` is always
+#: NULL and NULL always ``None``, so no codec sees them. Not in the table: a ``StrEnum``
+#: (stored by value, read back by its class) and :class:`ErrorInfo` (one column per field
+#: of its own, ``error_type``, ``error_message``, ``error_traceback``; ``None`` when the
+#: first is NULL).
+_CODECS: dict[object, _Codec] = {
+    str: _Codec(),
+    int: _Codec(),
+    datetime: _Codec(_utc_text, datetime.fromisoformat),
+    Any: _Codec(dump_result, json.loads),  # result: JSON text, or the repr() JSON cannot encode
+}
+
+
+def _non_null(hint: Any) -> Any:
+    """``T`` for ``T | None`` (and ``Optional[T]``), else ``hint`` itself."""
+    if get_origin(hint) in (Union, types.UnionType):
+        args = [arg for arg in get_args(hint) if arg is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return hint
+
+
+def _codec(name: str, kind: Any) -> _Codec:
+    if isinstance(kind, type) and issubclass(kind, StrEnum):
+        return _Codec(str, kind)
+    try:
+        return _CODECS[kind]
+    except (KeyError, TypeError):  # TypeError: an unhashable hint
+        raise TypeError(
+            f"RunRecord.{name}: no SQL codec for {kind!r}; add one to _CODECS"
+        ) from None
+
+
+class _RunCodecSource:
+    """``encode_run`` and ``decode_run`` as source text, written field by field."""
+
+    def __init__(self) -> None:
+        self.namespace: dict[str, Any] = {"RunRecord": RunRecord, "RUNNING": RunStatus.RUNNING}
+        self.columns: list[str] = []  # in row order
+        self.reads: list[str] = []  # encode_run's locals: fields it tests for None first
+        self.params: list[str] = []  # encode_run's dict entries, one per column
+        self.kwargs: list[str] = []  # decode_run's arguments of RunRecord(...)
+
+    def add(self, name: str, hint: Any) -> None:
+        """Store field ``name`` of type ``hint``."""
+        kind = _non_null(hint)
+        cell = f"c{len(self.columns)}"
+        if kind is ErrorInfo:
+            parts = [part.name for part in fields(ErrorInfo)]
+            cells = [f"c{len(self.columns) + i}" for i in range(len(parts))]
+            self.columns += [f"{name}_{part}" for part in parts]
+            self.reads.append(f"f_{name} = record.{name}")
+            self.params += [
+                f'"{name}_{part}": None if f_{name} is None else f_{name}.{part}' for part in parts
+            ]
+            self.namespace[f"decode_{name}"] = ErrorInfo
+            self.kwargs.append(
+                f"{name}=None if {cell} is None else decode_{name}({', '.join(cells)})"
+            )
+            return
+        codec = _codec(name, kind)
+        nullable = kind is not hint or kind is Any
+        self.columns.append(name)
+        if codec.encode is None:
+            self.params.append(f'"{name}": record.{name}')
+        else:
+            self.namespace[f"encode_{name}"] = codec.encode
+            if nullable:
+                self.reads.append(f"f_{name} = record.{name}")
+                value = f"None if f_{name} is None else encode_{name}(f_{name})"
+            else:
+                value = f"encode_{name}(record.{name})"
+            self.params.append(f'"{name}": {value}')
+        if codec.decode is None:
+            self.kwargs.append(f"{name}={cell}")
+        else:
+            self.namespace[f"decode_{name}"] = codec.decode
+            value = f"decode_{name}({cell})"
+            self.kwargs.append(
+                f"{name}=None if {cell} is None else {value}" if nullable else f"{name}={value}"
+            )
+
+    def render(self) -> str:
+        """The source text: straight-line code, as one would type it by hand."""
+        reads = "".join(f"    {line}\n" for line in self.reads)
+        params = "".join(f"        {entry},\n" for entry in self.params)
+        kwargs = "".join(f"        {argument},\n" for argument in self.kwargs)
+        cells = ", ".join(f"c{i}" for i in range(len(self.columns)))
+        return (
+            f"def encode_run(record, expires):\n{reads}"
+            "    running = record.status is RUNNING\n"
+            f"    return {{\n{params}"
+            '        "lease_owner": record.replica if running else None,\n'
+            '        "lease_expires": expires if running else None,\n'
+            "    }\n\n\n"
+            f"def decode_run(row):\n    ({cells},) = row\n    return RunRecord(\n{kwargs}    )\n"
+        )
+
+
+def _run_codec() -> tuple[tuple[str, ...], str, dict[str, Any]]:
+    """The columns of :class:`RunRecord`'s fields, and ``encode_run`` and ``decode_run``
+    (their source and the namespace it runs in)."""
+    hints = get_type_hints(RunRecord, localns={"datetime": datetime})
+    source = _RunCodecSource()
+    for field in fields(RunRecord):
+        source.add(field.name, hints[field.name])
+    return tuple(source.columns), source.render(), source.namespace
+
+
+_RUN_COLUMN_NAMES, _RUN_CODEC_SOURCE, _namespace = _run_codec()
+exec(compile(_RUN_CODEC_SOURCE, f"<{__name__}: RunRecord codec>", "exec"), _namespace)  # noqa: S102
+
+#: The columns holding a run record's fields, in the order :func:`decode_run` reads them.
+RUN_COLUMNS = ", ".join(_RUN_COLUMN_NAMES)
+
+# Running sets the lease, a final status clears it, a queued or waiting snapshot (a retry
+# between attempts) leaves it as it is: still held, but only running runs are reaped.
+# A lost row is fenced: never updated.
+_UPDATES = ",\n    ".join(f"{c} = excluded.{c}" for c in _RUN_COLUMN_NAMES if c != "id")
+SAVE_RUN = f"""
+INSERT INTO runs ({RUN_COLUMNS}, lease_owner, lease_expires)
+VALUES ({", ".join(f":{c}" for c in _RUN_COLUMN_NAMES)}, :lease_owner, :lease_expires)
+ON CONFLICT (id) DO UPDATE SET
+    {_UPDATES},
+    lease_owner = CASE WHEN excluded.status IN ('queued', 'waiting')
+                       THEN runs.lease_owner ELSE excluded.lease_owner END,
+    lease_expires = CASE WHEN excluded.status IN ('queued', 'waiting')
+                         THEN runs.lease_expires ELSE excluded.lease_expires END
+WHERE runs.status != 'lost'
+"""
+
+
+def _generated(name: str, doc: str) -> Any:
+    function = _namespace[name]
+    function.__module__ = __name__
+    function.__doc__ = doc
+    return function
+
+
+encode_run: Callable[[RunRecord, float], dict[str, Any]] = _generated(
+    "encode_run",
+    "The parameters of :data:`SAVE_RUN`; a running record's lease ends at ``expires``.",
+)
+decode_run: Callable[[Sequence[Any]], RunRecord] = _generated(
+    "decode_run", "The record from a row of :data:`RUN_COLUMNS`."
+)
 
 
 def encode_audit(record: AuditRecord) -> dict[str, Any]:
