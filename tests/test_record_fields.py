@@ -17,7 +17,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from xtasks import ErrorInfo, RunCause, RunChanged, RunRecord, RunStatus, Scheduler
+from xtasks import ErrorInfo, RunCause, RunRecord, RunStatus, Scheduler
+from xtasks.events import RunChanged
 from xtasks.stores import _sql
 from xtasks.stores.sqlite import SQLiteStore
 from xtasks_fastapi import _live, bearer_token, manager_router

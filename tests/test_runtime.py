@@ -16,10 +16,10 @@ import pytest
 
 from xtasks import Every, RunStatus, Task, TaskState
 from xtasks._alert_delivery import AlertDelivery
-from xtasks._events import RunChanged, TaskStateChanged
 from xtasks._executors import Executors
 from xtasks._planner import Planner
 from xtasks._runtime import Runtime
+from xtasks.events import RunChanged, TaskStateChanged
 from xtasks.stores.memory import MemoryStore
 from xtasks.testing import FakeClock
 
@@ -28,8 +28,8 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from xtasks import RunRecord
-    from xtasks._events import Event
-    from xtasks._runs import TaskRecord
+    from xtasks.abc import TaskRecord
+    from xtasks.events import Event
 
 pytestmark = pytest.mark.anyio
 
@@ -159,6 +159,7 @@ async def test_a_retry_is_stored_queued_then_running_again(harness: Harness) -> 
     async def flaky() -> None:
         nonlocal calls
         calls += 1
+        await anyio.lowlevel.checkpoint()  # gives control back once, as real work would
         if calls == 1:
             raise ValueError("first attempt fails")
 
