@@ -330,7 +330,7 @@ def test_ready_count_is_kept_in_step_with_the_ready_heaps() -> None:
     def check() -> None:
         live = sum(
             1
-            for heap in planner._ready._heaps.values()
+            for heap in planner._life.ready._heaps.values()
             for item in heap
             if item[4].token == item[3]
         )

@@ -1,0 +1,380 @@
+"""The life of a run, from its request to its final record: pure, like the planner.
+
+A request opens a run (or skips it, per ``overlap``); the run waits for its dependencies,
+for its due time (jitter, retry delay), then for a slot; it starts, and its attempts end
+in success, a retry, or a final status that releases its dependents and the runs held
+behind it, moves the task's failure streak and decides its alerts. Every step appends
+its decisions (:mod:`._decisions`) to :attr:`Lifecycle.decisions`, which the planner
+hands over on ``drain``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, final
+
+from ._decisions import CancelAttempt, Decision, RecordRun, SaveTask, SendAlert, StartAttempt
+from ._events import Alert, AlertKind
+from ._run_state import Run
+from ._runs import RunCause, RunStatus, TaskState
+from ._task import Overlap
+
+if TYPE_CHECKING:
+    import random
+    from collections.abc import Callable, Mapping
+    from datetime import datetime
+
+    from ._ready import ReadyQueue
+    from ._run_state import TaskEntry
+    from ._runs import ErrorInfo
+
+__all__ = ["Lifecycle"]
+
+
+@final
+class Lifecycle:
+    """Live runs, the ready queue and the runs waiting for their due time.
+
+    :param entries: the planner's registered tasks by name (shared, read here to gate
+        runs on their dependencies).
+    """
+
+    def __init__(
+        self,
+        entries: Mapping[str, TaskEntry],
+        ready: ReadyQueue,
+        *,
+        replica: str,
+        rng: random.Random,
+        new_id: Callable[[], str],
+    ) -> None:
+        self._entries = entries
+        self.ready = ready
+        self.replica = replica
+        self._rng = rng
+        self._new_id = new_id
+        self.runs: dict[str, Run] = {}  #: live runs by id
+        self.decisions: list[Decision] = []  #: taken since the planner's last drain
+        #: Set by the planner's shutdown: nothing starts or retries any more.
+        self.closing = False
+        # Runs waiting for their due time (retry delay, jitter): (due, arrival, run, token).
+        # Pure bookkeeping, so every drain moves the due ones to the ready queue.
+        self._waking: list[tuple[datetime, int, Run, int]] = []
+        self._seq = itertools.count()
+
+    def next_due(self) -> datetime | None:
+        """When the next run waiting for its due time becomes ready, or ``None``."""
+        waking = self._waking
+        while waking and waking[0][2].token != waking[0][3]:
+            heapq.heappop(waking)
+        return waking[0][0] if waking else None
+
+    def start_ready(self, now: datetime) -> None:
+        """Start what the free slots allow, best first (priority, due time, arrival)."""
+        self.wake_due(now)  # a run due now competes for the slots with the others
+        ready = self.ready
+        run = ready.pop()
+        while run is not None:
+            self._start(run, now)
+            run = ready.pop()
+
+    def take_decisions(self) -> list[Decision]:
+        decisions = self.decisions
+        self.decisions = []
+        return decisions
+
+    def clear_waiting(self) -> None:
+        """Shutdown: no run waits for its due time any more."""
+        self._waking.clear()
+
+    def new_run(
+        self,
+        entry: TaskEntry,
+        kind: RunCause,
+        now: datetime,
+        *,
+        scheduled_at: datetime | None = None,
+        args: tuple[Any, ...] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+    ) -> Run:
+        run = Run(self._new_id(), entry, kind, scheduled_at or now)
+        if args is not None:
+            run.args = args
+        if kwargs is not None:
+            run.kwargs = kwargs
+        self.runs[run.id] = run
+        return run
+
+    def request(
+        self,
+        entry: TaskEntry,
+        kind: RunCause,
+        now: datetime,
+        scheduled_at: datetime,
+        *,
+        args: tuple[Any, ...] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+    ) -> Run:
+        if kind is RunCause.CATCH_UP:
+            # Replays of missed fires never go through the overlap policy: they run one
+            # after another, each once no other run of the task is live.
+            run = self.new_run(
+                entry, kind, now, scheduled_at=scheduled_at, args=args, kwargs=kwargs
+            )
+            if entry.active or entry.replays:
+                entry.replays.append(run)
+                self.record(run)
+            else:
+                self.open(run, now)
+            return run
+        overlap = entry.task.overlap
+        if entry.active and overlap is not Overlap.ALLOW:
+            run = self.new_run(
+                entry, kind, now, scheduled_at=scheduled_at, args=args, kwargs=kwargs
+            )
+            if overlap is Overlap.QUEUE and entry.queued_behind is None:
+                entry.queued_behind = run
+                self.record(run)
+                return run
+            self.final(run, RunStatus.SKIPPED, now, reason="overlap")
+            return run
+        run = self.new_run(entry, kind, now, scheduled_at=scheduled_at, args=args, kwargs=kwargs)
+        if entry.task.jitter and kind is RunCause.SCHEDULE:
+            run.due = scheduled_at + timedelta(seconds=self._rng.uniform(0, entry.task.jitter))
+        self.open(run, now)
+        return run
+
+    def open(self, run: Run, now: datetime) -> None:
+        """Make ``run`` live: gate it on its dependencies, pulling runs of them as needed."""
+        entry = run.entry
+        entry.active.append(run)
+        upstream: list[Run] = []
+        for dep in entry.task.depends_on:
+            dentry = self._entries.get(dep)
+            if dentry is None:
+                self.final(run, RunStatus.SKIPPED, now, reason=f"unknown dependency: {dep}")
+                return
+            if dentry.state is not TaskState.ACTIVE:
+                self.final(
+                    run, RunStatus.SKIPPED, now, reason=f"upstream_{dentry.state.value}: {dep}"
+                )
+                return
+            drun = dentry.active[0] if dentry.active else None
+            if drun is None:
+                drun = self.new_run(dentry, RunCause.DEPENDENCY, now)
+                self.open(drun, now)
+            if drun.status.is_final:
+                if drun.status is not RunStatus.SUCCEEDED:
+                    self.final(
+                        run, RunStatus.SKIPPED, now, reason=f"upstream_{drun.status.value}: {dep}"
+                    )
+                    return
+                continue
+            upstream.append(drun)
+        if upstream:
+            run.status = RunStatus.WAITING
+            for drun in upstream:
+                run.waiting_on.add(drun.id)
+                drun.dependents.append(run)
+            self.record(run)
+            return
+        self.record(run)
+        self.schedule_start(run, now)
+
+    def cancel_run(self, run_id: str, now: datetime, reason: str = "cancelled") -> bool:
+        """Cancel one live run, leaving its task's state alone.
+
+        A run not started yet ends ``cancelled`` at once; a running one gets its attempt
+        cancelled (:class:`CancelAttempt`) and ends when the runtime reports it. Returns
+        ``False`` when no live run has this id (it is final, or never was).
+        """
+        run = self.runs.get(run_id)
+        if run is None:
+            return False
+        if run.status is RunStatus.RUNNING:
+            self.decisions.append(CancelAttempt(run.id, reason))
+        else:
+            self.final(run, RunStatus.CANCELLED, now, reason=reason)
+        return True
+
+    def schedule_start(self, run: Run, now: datetime) -> None:
+        if run.due > now:
+            heapq.heappush(self._waking, (run.due, next(self._seq), run, run.token))
+        else:
+            self.ready.push(run)
+
+    def wake_due(self, now: datetime) -> None:
+        """Runs whose due time came join the ready queue, earliest due first."""
+        waking = self._waking
+        while waking and waking[0][0] <= now:
+            _due, _seq, run, token = heapq.heappop(waking)
+            if run.token == token:
+                self.ready.push(run)
+
+    def _start(self, run: Run, now: datetime) -> None:
+        """``run`` got a slot: it is running, stored so, then executed."""
+        run.token += 1
+        run.status = RunStatus.RUNNING
+        run.attempts += 1
+        if run.started_at is None:
+            run.started_at = now
+        self.record(run)
+        self.decisions.append(
+            StartAttempt(run.id, run.entry.task, run.args, run.kwargs, run.attempts)
+        )
+
+    def succeeded(self, run_id: str, now: datetime, result: Any) -> None:
+        """The running attempt of ``run_id`` returned ``result``."""
+        run = self._running_run(run_id)
+        run.result = result
+        run.error = None  # the record describes the last attempt, which succeeded
+        self.final(run, RunStatus.SUCCEEDED, now)
+
+    def failed(self, run_id: str, now: datetime, error: ErrorInfo) -> None:
+        """The running attempt of ``run_id`` raised or timed out: retry or fail the run."""
+        run = self._running_run(run_id)
+        run.error = error
+        task = run.entry.task
+        if (
+            run.attempts <= task.max_retries
+            and not self.closing
+            and run.entry.state is not TaskState.CANCELLED
+            and not run.entry.removed
+        ):
+            delay = task.retry_delay * task.retry_backoff ** (run.attempts - 1)
+            if task.jitter:
+                delay += self._rng.uniform(0, task.jitter)
+            run.status = RunStatus.QUEUED
+            run.token += 1
+            run.due = now + timedelta(seconds=delay)
+            self.record(run)
+            self.schedule_start(run, now)
+            return
+        if self.closing and run.attempts <= task.max_retries:
+            self.final(run, RunStatus.CANCELLED, now, reason="shutdown (retry pending)")
+            return
+        self.final(run, RunStatus.FAILED, now)
+
+    def cancelled(self, run_id: str, now: datetime, reason: str) -> None:
+        """The running attempt of ``run_id`` was cancelled; cancellation is never retried."""
+        self.final(self._running_run(run_id), RunStatus.CANCELLED, now, reason=reason)
+
+    def _running_run(self, run_id: str) -> Run:
+        """The run whose attempt just ended; its slot is free again."""
+        run = self.runs[run_id]
+        assert run.status is RunStatus.RUNNING, run
+        self.ready.release(run)
+        return run
+
+    def cancel_pending(
+        self, entry: TaskEntry, now: datetime, reason: str, only: RunStatus | None = None
+    ) -> None:
+        if only in (None, RunStatus.QUEUED):
+            held = [entry.queued_behind] if entry.queued_behind is not None else []
+            held.extend(entry.replays)
+            entry.queued_behind = None
+            entry.replays.clear()
+            for run in held:
+                self.final(run, RunStatus.CANCELLED, now, reason=reason)
+        for run in list(entry.active):
+            if run.status is not RunStatus.RUNNING and (only is None or run.status is only):
+                self.final(run, RunStatus.CANCELLED, now, reason=reason)
+
+    def final(
+        self, run: Run, status: RunStatus, now: datetime, *, reason: str | None = None
+    ) -> None:
+        entry = run.entry
+        run.status = status
+        run.token += 1  # a ready-queue entry of this run is now stale: uncount it
+        self.ready.discard(run)
+        run.finished_at = now
+        if reason is not None:
+            run.reason = reason
+        self.runs.pop(run.id, None)
+        if run in entry.active:
+            entry.active.remove(run)
+        if entry.queued_behind is run:
+            entry.queued_behind = None
+        elif entry.replays and run.cause is RunCause.CATCH_UP and run in entry.replays:
+            entry.replays.remove(run)
+        self.record(run)
+        if status is RunStatus.FAILED:
+            entry.failures += 1
+            task = entry.task
+            if task.alert_on_failure and not entry.alerting and entry.failures >= task.alert_after:
+                entry.alerting = True
+                self._alert(AlertKind.FAILING, run, entry.failures, now)
+            self.save_task(entry)
+        elif status is RunStatus.SUCCEEDED and (entry.failures or entry.alerting):
+            if entry.alerting:
+                self._alert(AlertKind.RECOVERED, run, 0, now)
+            entry.failures = 0
+            entry.alerting = False
+            self.save_task(entry)
+        dependents, run.dependents = run.dependents, []
+        if status is RunStatus.SUCCEEDED:
+            for dependent in dependents:
+                dependent.waiting_on.discard(run.id)
+                if not dependent.waiting_on and dependent.status is RunStatus.WAITING:
+                    dependent.status = RunStatus.QUEUED
+                    dependent.token += 1
+                    dependent.due = max(dependent.due, now)
+                    self.record(dependent)
+                    self.schedule_start(dependent, now)
+        else:
+            # Name this run as the cause in every direct dependent before skipping any:
+            # a dependent reached again through another skipped run keeps this reason.
+            # At shutdown every pending run is cancelled for that reason, whatever its
+            # upstream did.
+            outcome = RunStatus.CANCELLED if self.closing else RunStatus.SKIPPED
+            cause = "shutdown" if self.closing else f"upstream_{status.value}: {entry.task.name}"
+            doomed = [d for d in dependents if not d.status.is_final]
+            for dependent in doomed:
+                if dependent.reason is None:
+                    dependent.reason = cause
+            for dependent in doomed:
+                if not dependent.status.is_final:
+                    self.final(dependent, outcome, now)
+        if not entry.active and not self.closing and not entry.releasing:
+            self._release_waiting(entry, now)
+
+    def _release_waiting(self, entry: TaskEntry, now: datetime) -> None:
+        """Nothing of ``entry`` is live: open what waits for that, until something is.
+
+        Catch-up replays first, oldest fire first, then the run ``overlap="queue"`` held
+        back (replays first: fresh fires held back one after another cannot starve them).
+        A run skipped as it opens (its upstream cannot run) lets the next one go, in this
+        loop rather than by recursion.
+        """
+        entry.releasing = True
+        try:
+            while not entry.active:
+                if entry.replays:
+                    run = entry.replays.popleft()
+                elif entry.queued_behind is not None:
+                    run, entry.queued_behind = entry.queued_behind, None
+                else:
+                    return
+                run.due = max(run.due, now)
+                self.open(run, now)
+        finally:
+            entry.releasing = False
+
+    def record(self, run: Run) -> None:
+        self.decisions.append(RecordRun(run.record(self.replica)))
+
+    def save_task(self, entry: TaskEntry, *, state_changed: bool = False) -> None:
+        if entry.registered:
+            self.decisions.append(SaveTask(entry.task.name, entry.task_record(), state_changed))
+
+    def _alert(self, kind: AlertKind, run: Run, failures: int, now: datetime) -> None:
+        alert = Alert(
+            kind=kind,
+            task=run.entry.task.name,
+            run=run.record(self.replica),
+            consecutive_failures=failures,
+            at=now,
+        )
+        self.decisions.append(SendAlert(alert))
