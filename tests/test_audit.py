@@ -135,20 +135,28 @@ async def test_without_by_nothing_is_written(store_url: str) -> None:
         assert await scheduler.audit() == []
 
 
-async def test_a_stopped_scheduler_audits_nothing_and_says_why() -> None:
+async def test_a_stopped_scheduler_refuses_runs_unaudited_and_audits_state_changes() -> None:
+    """Before start, a manual run is refused (not an action on the task: not audited),
+    while pause, resume and cancel work on the stored state and are audited."""
     store = MemoryStore()
     scheduler = build(store)
-    for call in (
-        scheduler.trigger("job", by="ops"),
-        scheduler.pause("job", by="ops"),
-        scheduler.resume("job", by="ops"),
-        scheduler.cancel("job", by="ops"),
-        scheduler.audit(),
-    ):
-        with pytest.raises(SchedulerStateError):
-            await call
+    with pytest.raises(SchedulerStateError):
+        await scheduler.trigger("job", by="ops")
+    assert await scheduler.audit() == []
+    await scheduler.pause("job", by="ops")
+    await scheduler.resume("job", by="ops")
+    await scheduler.cancel("job", by="ops")
+    with pytest.raises(TaskNotFoundError):
+        await scheduler.pause("nope", by="ops")
+    expected = [
+        ("ops", "pause", "nope", "refused"),
+        ("ops", "cancel", "job", "ok"),
+        ("ops", "resume", "job", "ok"),
+        ("ops", "pause", "job", "ok"),
+    ]
+    assert summary(await scheduler.audit()) == expected
     async with scheduler:
-        assert await scheduler.audit() == []
+        assert summary(await scheduler.audit()) == expected
 
 
 async def test_audit_filters_by_task_and_pages(store_url: str) -> None:

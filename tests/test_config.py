@@ -74,7 +74,7 @@ def test_application_file_wins_field_by_field_over_the_plugin_file(tmp_path: Pat
     assert task.trigger == Cron("0 2 * * *")  # from the plugin file, kept
     assert task.max_retries == 5  # the application's value wins
     assert task.retry_delay == 30.0  # *_seconds maps to the Task field without the suffix
-    assert merge([app, plugin]).apply(export()).max_retries == 2  # type: ignore[union-attr]
+    assert merge([app, plugin]).apply(export()).max_retries == 2
 
 
 def test_every_task_field_can_be_overridden(tmp_path: Path) -> None:
@@ -120,11 +120,11 @@ def test_a_task_the_config_does_not_name_is_unchanged(tmp_path: Path) -> None:
     assert merge([]).apply(task) is task
 
 
-def test_enabled_false_removes_the_task_and_a_later_file_can_bring_it_back(tmp_path: Path) -> None:
+def test_enabled_false_disables_the_task_and_a_later_file_can_enable_it(tmp_path: Path) -> None:
     plugin = load(tmp_path, "tasks:\n  export:\n    enabled: false\n", "plugin.yaml")
     app = load(tmp_path, "tasks:\n  export:\n    enabled: true\n", "app.yaml")
 
-    assert merge([plugin]).apply(export()) is None
+    assert merge([plugin]).apply(export()) == export(enabled=False)  # as Task(enabled=False)
     assert merge([plugin, app]).apply(export()) == export()
     assert merge([app]).apply(export(enabled=False)) == export(enabled=True)
 

@@ -131,7 +131,8 @@ def test_plugin_config_then_app_config_override_by_name(
     cleanup = scheduler.tasks["billing_cleanup"]
     assert cleanup.max_retries == 7  # the application's file wins
     assert isinstance(cleanup.trigger, Every) and cleanup.trigger.period.total_seconds() == 600
-    assert "billing_stats" not in scheduler.tasks  # enabled: false removes it
+    # enabled: false means Task(enabled=False): listed, never fires on its own
+    assert scheduler.tasks["billing_stats"].enabled is False
 
 
 HOOK_PLUGIN = """

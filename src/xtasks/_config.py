@@ -104,7 +104,7 @@ _TASK_FIELD = {
     "misfire_grace_seconds": "misfire_grace",
     "jitter_seconds": "jitter",
 }
-_NOT_TASK_FIELDS = frozenset({"enabled", "interval_seconds", "cron", "timezone", "alert_channels"})
+_NOT_TASK_FIELDS = frozenset({"interval_seconds", "cron", "timezone", "alert_channels"})
 _REPLACES = {"interval_seconds": ("cron", "timezone"), "cron": ("interval_seconds",)}
 _PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 _SECRET_WORDS = ("password", "secret", "token", "api_key", "apikey")
@@ -476,16 +476,17 @@ class Config:
                     problems.append(file.error(f"tasks.{name}", msg))
         return problems
 
-    def apply(self, task: Task) -> Task | None:
-        """``task`` with this configuration's overrides; None when a file says ``enabled: false``.
+    def apply(self, task: Task) -> Task:
+        """``task`` with this configuration's overrides.
+
+        ``enabled: false`` sets ``Task.enabled``: the task stays registered and visible
+        and may be run by hand, but never fires on its own.
 
         :raises ConfigFileErrors: each value the task rejects, at the key that set it.
         """
         found = self._settings.get(task.name)
         if not found:
             return task
-        if (enabled := found.get("enabled")) is not None and enabled.value is False:
-            return None
         problems: list[ConfigFileError] = []
         changes: dict[str, Any] = {}
         sources: dict[str, _Setting] = {}
@@ -495,7 +496,7 @@ class Config:
         except ConfigFileError as exc:
             problems.append(exc)
         for key, setting in found.items():
-            if key not in _NOT_TASK_FIELDS or key == "enabled":
+            if key not in _NOT_TASK_FIELDS:
                 attr = _TASK_FIELD.get(key, key)
                 sources[attr], changes[attr] = setting, setting.value
         try:

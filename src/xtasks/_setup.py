@@ -18,11 +18,12 @@ from ._errors import ConfigError, ConfigFileError, PluginError, XtasksError
 from ._plugins import load_plugins
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
 
-    from ._plugins import LoadedPlugins
+    from ._plugins import LoadedPlugins, PluginOrigin
+    from ._task import Task
 
-__all__ = ["Setup", "load_setup", "raise_all"]
+__all__ = ["Setup", "check_options", "load_setup", "raise_all"]
 
 _log = logging.getLogger("xtasks")
 
@@ -38,6 +39,28 @@ class Setup:
 
     def fail(self, error: XtasksError) -> None:
         self.problems.append(error)
+
+    def register_tasks(self, add: Callable[[Task], object]) -> dict[str, PluginOrigin]:
+        """``add`` every plugin's task; return where each came from, by name.
+
+        A task ``add`` refuses (a duplicate name, a cycle, a bad configured value) is a
+        problem of the plugin that contributed it, named as such.
+        """
+        origins: dict[str, PluginOrigin] = {}
+        for task, origin in self.plugins.tasks:
+            try:
+                add(task)
+            except XtasksError as exc:
+                self.fail(
+                    PluginError(
+                        str(exc),
+                        distribution=origin.distribution,
+                        entry_point=origin.entry_point or origin.name,
+                    )
+                )
+            else:
+                origins[task.name] = origin
+        return origins
 
     def build_alerters(self) -> list[Channel]:
         """One alerter per ``alerts:`` entry, built by the factory of its kind, with the
@@ -75,6 +98,18 @@ class Setup:
     def raise_if_strict(self) -> None:
         if self.strict and self.problems:
             raise_all(self.problems)
+
+
+def check_options(shutdown_grace: float, thread_slots: int, process_slots: int | None) -> None:
+    """Refuse the Scheduler's numeric options that make no sense, naming the option."""
+    if not shutdown_grace >= 0:
+        raise ConfigError(
+            f"shutdown_grace must be a number of seconds >= 0, got {shutdown_grace!r}",
+            field="shutdown_grace",
+        )
+    for name, value in (("thread_slots", thread_slots), ("process_slots", process_slots)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{name} must be an integer >= 1, got {value!r}", field=name)
 
 
 def raise_all(problems: list[XtasksError]) -> None:

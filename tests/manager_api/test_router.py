@@ -293,9 +293,14 @@ async def test_health_is_503_and_routes_explain_when_scheduler_is_stopped() -> N
         response = await client.get("/manager/health", headers=READ)
         assert response.status_code == 503
         assert response.json()["running"] is False
+        # Reads need only the store, so they answer before start; a run needs the scheduler.
         response = await client.get("/manager/tasks", headers=READ)
+        assert response.status_code == 200
+        assert {t["name"] for t in response.json()} == {"ok", "boom", "child"}
+        response = await client.post("/manager/tasks/ok/run", headers=WRITE)
         assert response.status_code == 503
         assert "not running" in response.json()["detail"]
+    await scheduler.aclose()
 
 
 # --- authentication ---------------------------------------------------------------------

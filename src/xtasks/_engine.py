@@ -1,0 +1,138 @@
+"""What exists only while a Scheduler runs: its task group, the runtime in it, and the
+order in which they start and stop.
+
+Start: open the store (once), read every task's stored state, arm the planner from it,
+open the task group, start the bus and the runtime's loops. Stop, in reverse: the
+runtime stops firing and records every run, the event streams end, the idle loops are
+cancelled, the store is closed. :class:`SchedulerStats` is read from the same parts.
+"""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, final
+
+import anyio
+
+from ._alert_delivery import AlertDelivery
+from ._runtime import Runtime
+from ._stored import load_records
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Collection, Sequence
+    from types import TracebackType
+
+    from anyio.abc import TaskGroup
+
+    from ._alert_delivery import Channel
+    from ._bus import EventBus
+    from ._clock import Clock
+    from ._executors import Executors
+    from ._planner import Planner
+    from .abc import Store
+
+__all__ = ["Engine", "SchedulerStats", "stats_of"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SchedulerStats:
+    """How busy this scheduler is right now, as :meth:`Scheduler.stats` returns it.
+
+    Read from memory: no store I/O, so it is cheap enough for every metrics scrape or
+    health check. It describes this process only, not the other replicas.
+    """
+
+    #: Runs ready to start but waiting for a worker or for a concurrency slot (overall,
+    #: thread pool or process pool). Runs waiting for their dependencies, for a retry
+    #: delay or jitter, or behind a running run of their task (``overlap="queue"``) are
+    #: not counted.
+    queued: int
+    running: int  #: attempts executing now
+    #: Seconds by which the timer loop handled the latest due fire after its due time:
+    #: event-loop congestion or a slow store shows here first. 0.0 before any fire.
+    timer_lag: float
+    #: Alert deliveries that raised or timed out since the scheduler started.
+    alerts_failed: int = 0
+    #: Alerts dropped since the scheduler started because a delivery queue was full.
+    alerts_dropped: int = 0
+
+
+@final
+class Engine:
+    """A started scheduler's task group and runtime; :meth:`start` builds one."""
+
+    def __init__(self, runtime: Runtime, tg: TaskGroup, stack: AsyncExitStack) -> None:
+        self.runtime = runtime
+        self.tg = tg
+        self._stack = stack
+
+    @classmethod
+    async def start(
+        cls,
+        planner: Planner,
+        store: Store,
+        clock: Clock,
+        executors: Executors,
+        *,
+        bus: EventBus,
+        channels: Sequence[Channel],
+        channels_for: Callable[[str], Collection[str] | None],
+        replica: str,
+        open_store: Callable[[], Awaitable[object]],
+        close_store: Callable[[], Awaitable[None]],
+    ) -> Engine:
+        """Open the store, arm every task from its stored state, start the loops."""
+        async with AsyncExitStack() as stack:
+            await open_store()
+            stack.push_async_callback(close_store)
+            records = await load_records(store, planner, list(planner.tasks))
+            planner.start(clock.now(), records)  # each task armed once, from its stored state
+            tg: TaskGroup = await stack.enter_async_context(anyio.create_task_group())
+            bus.start(tg)
+            alerts = AlertDelivery(channels, store, channels_for, bus.publish)
+            runtime = Runtime(
+                planner,
+                store,
+                clock,
+                executors,
+                alerts=alerts,
+                publish=bus.publish,
+                replica=replica,
+            )
+            runtime.start(tg)
+            return cls(runtime, tg, stack.pop_all())
+
+    async def stop_runs(self, grace: float, bus: EventBus) -> None:
+        """Stop firing, let runs finish for ``grace`` seconds, record them all; end the
+        event streams. Shielded: a cancelled caller still leaves nothing half-written."""
+        with anyio.CancelScope(shield=True):
+            await self.runtime.stop(grace)
+            bus.stop()
+
+    async def close(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Cancel the idle loops left, leave the task group, close the store."""
+        self.tg.cancel_scope.cancel()  # every run is recorded by now
+        await self._stack.__aexit__(exc_type, exc, tb)
+
+
+def stats_of(engine: Engine | None, planner: Planner) -> SchedulerStats:
+    """``Scheduler.stats``: read from memory; all zero while not running."""
+    if engine is None:
+        return SchedulerStats(queued=0, running=0, timer_lag=0.0)
+    runtime = engine.runtime
+    running = runtime.executing
+    # Dispatched to the workers but not picked up yet: waiting for a worker.
+    dispatched = max(planner.running - running, 0)
+    return SchedulerStats(
+        queued=planner.ready_count + dispatched,
+        running=running,
+        timer_lag=runtime.timer_lag,
+        alerts_failed=runtime.alerts.failed,
+        alerts_dropped=runtime.alerts.dropped,
+    )
