@@ -48,7 +48,7 @@ scheduler.add(
 
 async def main() -> None:
     async with scheduler:
-        rec = await (await scheduler.trigger("export_rapport")).wait()  # calcul_stats first
+        rec = await scheduler.run("export_rapport")  # runs calcul_stats first, then waits
         print(f"{rec.task}: {rec.status.value} -> {rec.result!r}")
         runs = await scheduler.history("calcul_stats", limit=1000)
         print(f"calcul_stats has run {len(runs)} time(s) so far, across restarts")

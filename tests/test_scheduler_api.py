@@ -15,13 +15,10 @@ import anyio.lowlevel
 import pytest
 
 from xtasks import (
-    Alert,
-    AlertKind,
     ConfigError,
     Every,
     Priority,
     RunCause,
-    RunChanged,
     RunRecord,
     RunStatus,
     Scheduler,
@@ -29,9 +26,9 @@ from xtasks import (
     Task,
     TaskNotFoundError,
     TaskState,
-    TaskStateChanged,
     TaskStateError,
 )
+from xtasks.events import Alert, AlertKind, RunChanged, TaskStateChanged
 from xtasks.stores.memory import MemoryStore
 from xtasks.testing import FakeClock
 
