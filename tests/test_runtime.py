@@ -19,6 +19,7 @@ from xtasks._alert_delivery import AlertDelivery
 from xtasks._executors import Executors
 from xtasks._planner import Planner
 from xtasks._runtime import Runtime
+from xtasks.abc import Store
 from xtasks.events import RunChanged, TaskStateChanged
 from xtasks.stores.memory import MemoryStore
 from xtasks.testing import FakeClock
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Collection
     from datetime import datetime
 
-    from xtasks import RunRecord
+    from xtasks import AuditRecord, RunRecord
     from xtasks.abc import TaskRecord
     from xtasks.events import Event
 
@@ -36,27 +37,68 @@ pytestmark = pytest.mark.anyio
 Step = tuple[Any, ...]
 
 
-class RecordingStore(MemoryStore):
-    """A memory store that writes each call into the shared timeline once it is done."""
+class RecordingStore(Store):
+    """A memory store that writes each write into the shared timeline once it is done."""
 
     def __init__(self, timeline: list[Step]) -> None:
-        super().__init__()
+        self.inner = MemoryStore()
         self.timeline = timeline
 
     async def claim_fire(self, task: str, fire_time: datetime, replica: str) -> bool:
-        won = await super().claim_fire(task, fire_time, replica)
+        won = await self.inner.claim_fire(task, fire_time, replica)
         self.timeline.append(("claim", task, fire_time))
         return won
 
     async def save_runs(self, records: Collection[RunRecord]) -> list[str]:
-        refused = await super().save_runs(records)
+        refused = await self.inner.save_runs(records)
         for record in records:
             self.timeline.append(("stored", record.status.value, record.attempts))
         return refused
 
+    async def save_run(self, record: RunRecord) -> bool:
+        return not await self.save_runs([record])
+
     async def save_task(self, task: str, record: TaskRecord) -> None:
-        await super().save_task(task, record)
+        await self.inner.save_task(task, record)
         self.timeline.append(("stored task", task, record.state.value))
+
+    # Reads and the rest: as the memory store does them, unrecorded.
+
+    async def open(self) -> None:
+        await self.inner.open()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def renew_leases(self, replica: str, run_ids: Collection[str]) -> set[str]:
+        return await self.inner.renew_leases(replica, run_ids)
+
+    async def reap_lost(self) -> list[RunRecord]:
+        return await self.inner.reap_lost()
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        return await self.inner.get_run(run_id)
+
+    async def list_runs(
+        self,
+        *,
+        task: str | None = None,
+        statuses: Collection[RunStatus] | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[RunRecord]:
+        return await self.inner.list_runs(task=task, statuses=statuses, limit=limit, offset=offset)
+
+    async def load_task(self, task: str) -> TaskRecord | None:
+        return await self.inner.load_task(task)
+
+    async def add_audit(self, record: AuditRecord) -> None:
+        await self.inner.add_audit(record)
+
+    async def list_audit(
+        self, *, task: str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[AuditRecord]:
+        return await self.inner.list_audit(task=task, limit=limit, offset=offset)
 
 
 class Harness:

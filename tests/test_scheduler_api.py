@@ -35,7 +35,7 @@ from xtasks.testing import FakeClock
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from xtasks import Event
+    from xtasks.events import Event
 
 pytestmark = pytest.mark.anyio
 
