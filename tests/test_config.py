@@ -10,16 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from xtasks._config import (
-    Config,
-    ConfigFile,
-    ConfigFileErrors,
-    expand_env,
-    load_config,
-    merge,
-    task_from_seed,
-)
+from xtasks._config import Config, merge
+from xtasks._config_file import ConfigFile, ConfigFileErrors, expand_env, load_config
 from xtasks._errors import ConfigError, ConfigFileError, CronError, SecretInConfigWarning
+from xtasks._seed import task_from_seed
 from xtasks._task import Mode, Priority, Task
 from xtasks._triggers import Cron, Every
 

@@ -213,7 +213,7 @@ def _registered(loaded: LoadedPlugins) -> Iterable[tuple[PluginOrigin, object]]:
 
 def _collect(loaded: LoadedPlugins, origin: PluginOrigin, plugin: object) -> None:
     """Call this plugin's contribution hooks, attributing everything to ``origin``."""
-    from ._config import task_from_seed
+    from ._seed import task_from_seed
 
     tasks: list[Task] = []
     kinds: dict[str, Callable[..., Alerter]] = {}

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ._alert_delivery import Channel
-from ._config import Config, load_config, merge
+from ._config import Config, merge
+from ._config_file import load_config
 from ._errors import ConfigError, ConfigFileError, PluginError, XtasksError
 from ._plugins import load_plugins
 
