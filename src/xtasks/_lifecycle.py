@@ -99,6 +99,7 @@ class Lifecycle:
         args: tuple[Any, ...] | None = None,
         kwargs: Mapping[str, Any] | None = None,
     ) -> Run:
+        """A new live run of ``entry``; ``args``/``kwargs`` replace the task's own."""
         run = Run(self._new_id(), entry, kind, scheduled_at or now)
         if args is not None:
             run.args = args
@@ -117,6 +118,8 @@ class Lifecycle:
         args: tuple[Any, ...] | None = None,
         kwargs: Mapping[str, Any] | None = None,
     ) -> Run:
+        """A run of ``entry`` is asked for (a fire, a manual request, a recovery): open it,
+        hold it behind the live one (``overlap="queue"``, catch-up replays) or skip it."""
         if kind is RunCause.CATCH_UP:
             # Replays of missed fires never go through the overlap policy: they run one
             # after another, each once no other run of the task is live.
