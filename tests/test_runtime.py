@@ -14,12 +14,12 @@ import anyio
 import anyio.lowlevel
 import pytest
 
+from tests.delegating_store import DelegatingStore
 from xtasks import Every, RunStatus, Task, TaskState
 from xtasks._alert_delivery import AlertDelivery
 from xtasks._executors import Executors
 from xtasks._planner import Planner
 from xtasks._runtime import Runtime
-from xtasks.abc import Store
 from xtasks.events import RunChanged, TaskStateChanged
 from xtasks.stores.memory import MemoryStore
 from xtasks.testing import FakeClock
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Collection
     from datetime import datetime
 
-    from xtasks import AuditRecord, RunRecord
+    from xtasks import RunRecord
     from xtasks.abc import TaskRecord
     from xtasks.events import Event
 
@@ -37,11 +37,11 @@ pytestmark = pytest.mark.anyio
 Step = tuple[Any, ...]
 
 
-class RecordingStore(Store):
+class RecordingStore(DelegatingStore):
     """A memory store that writes each write into the shared timeline once it is done."""
 
     def __init__(self, timeline: list[Step]) -> None:
-        self.inner = MemoryStore()
+        super().__init__(MemoryStore())
         self.timeline = timeline
 
     async def claim_fire(self, task: str, fire_time: datetime, replica: str) -> bool:
@@ -61,44 +61,6 @@ class RecordingStore(Store):
     async def save_task(self, task: str, record: TaskRecord) -> None:
         await self.inner.save_task(task, record)
         self.timeline.append(("stored task", task, record.state.value))
-
-    # Reads and the rest: as the memory store does them, unrecorded.
-
-    async def open(self) -> None:
-        await self.inner.open()
-
-    async def close(self) -> None:
-        await self.inner.close()
-
-    async def renew_leases(self, replica: str, run_ids: Collection[str]) -> set[str]:
-        return await self.inner.renew_leases(replica, run_ids)
-
-    async def reap_lost(self) -> list[RunRecord]:
-        return await self.inner.reap_lost()
-
-    async def get_run(self, run_id: str) -> RunRecord | None:
-        return await self.inner.get_run(run_id)
-
-    async def list_runs(
-        self,
-        *,
-        task: str | None = None,
-        statuses: Collection[RunStatus] | None = None,
-        limit: int = 50,
-        offset: int = 0,
-    ) -> list[RunRecord]:
-        return await self.inner.list_runs(task=task, statuses=statuses, limit=limit, offset=offset)
-
-    async def load_task(self, task: str) -> TaskRecord | None:
-        return await self.inner.load_task(task)
-
-    async def add_audit(self, record: AuditRecord) -> None:
-        await self.inner.add_audit(record)
-
-    async def list_audit(
-        self, *, task: str | None = None, limit: int = 50, offset: int = 0
-    ) -> list[AuditRecord]:
-        return await self.inner.list_audit(task=task, limit=limit, offset=offset)
 
 
 class Harness:

@@ -1,0 +1,72 @@
+"""A store that forwards every call to a memory store: tests override the calls they watch
+or spoil."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from xtasks.abc import Store
+
+if TYPE_CHECKING:
+    from collections.abc import Collection
+    from datetime import datetime
+
+    from xtasks import AuditRecord, RunRecord, RunStatus
+    from xtasks.abc import TaskRecord
+    from xtasks.stores.memory import MemoryStore
+
+
+class DelegatingStore(Store):
+    """A correct store: a :class:`MemoryStore` behind every call."""
+
+    def __init__(self, inner: MemoryStore) -> None:
+        self.inner = inner
+        self.lease_ttl = inner.lease_ttl
+
+    async def open(self) -> None:
+        await self.inner.open()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def claim_fire(self, task: str, fire_time: datetime, replica: str) -> bool:
+        return await self.inner.claim_fire(task, fire_time, replica)
+
+    async def save_run(self, record: RunRecord) -> bool:
+        return await self.inner.save_run(record)
+
+    async def save_runs(self, records: Collection[RunRecord]) -> list[str]:
+        return await self.inner.save_runs(records)
+
+    async def renew_leases(self, replica: str, run_ids: Collection[str]) -> set[str]:
+        return await self.inner.renew_leases(replica, run_ids)
+
+    async def reap_lost(self) -> list[RunRecord]:
+        return await self.inner.reap_lost()
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        return await self.inner.get_run(run_id)
+
+    async def list_runs(
+        self,
+        *,
+        task: str | None = None,
+        statuses: Collection[RunStatus] | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[RunRecord]:
+        return await self.inner.list_runs(task=task, statuses=statuses, limit=limit, offset=offset)
+
+    async def load_task(self, task: str) -> TaskRecord | None:
+        return await self.inner.load_task(task)
+
+    async def save_task(self, task: str, record: TaskRecord) -> None:
+        await self.inner.save_task(task, record)
+
+    async def add_audit(self, record: AuditRecord) -> None:
+        await self.inner.add_audit(record)
+
+    async def list_audit(
+        self, *, task: str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[AuditRecord]:
+        return await self.inner.list_audit(task=task, limit=limit, offset=offset)
