@@ -382,6 +382,22 @@ async def test_calls_before_start_open_the_store_once_and_leaving_closes_it() ->
     assert calls == ["open", "close"]
 
 
+async def test_a_scheduler_on_a_store_url_starts_again_after_a_stop(tmp_path: Path) -> None:
+    """Stores open once, by contract: one made from a URL is made anew after a stop, so
+    the same scheduler serves again (and answers store calls) on the same file."""
+    scheduler = Scheduler(f"sqlite:///{tmp_path / 'x.db'}", plugins=False)
+    scheduler.add(Task("job", noop))
+    async with scheduler:
+        first = await scheduler.run("job")
+    await scheduler.pause("job")  # between two starts: the stored state
+    async with scheduler:
+        assert scheduler.states() == {"job": TaskState.PAUSED}
+        await scheduler.resume("job")
+        second = await scheduler.run("job")
+    assert [r.id for r in await scheduler.history("job")] == [second.id, first.id]
+    await scheduler.aclose()
+
+
 async def test_before_start_unknown_names_are_errors_and_runs_need_a_running_scheduler(
     tmp_path: Path,
 ) -> None:
