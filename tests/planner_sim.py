@@ -222,7 +222,6 @@ class Sim:
         self._seq = itertools.count()
         self._to_cancel: list[CancelAttempt] = []
         self._ready_since: dict[str, int] = {}
-        self._advanced_to = start
         self._pumps = 0
         self._steps = 0
 
@@ -347,13 +346,14 @@ class Sim:
     def _queued_for_a_slot(self, run: Run) -> bool:
         """Whether the planner has put ``run`` in its ready queue, as far as history tells.
 
-        A queued run joins it at once when it is already due when queued, otherwise when
-        its timer is handled (by ``advance``).
+        A queued run joins it at once when it is already due when queued, otherwise at the
+        first drain once it is due (every drain moves the due runs to the ready queue, and
+        this is asked after one, at ``now``).
         """
         view = self.views[run.id]
         if run.status is not QUEUED or view.held:
             return False
-        return run.due <= self._advanced_to or run.due <= view.records[-1][0]
+        return run.due <= self.now
 
     def describe(self, run_id: str) -> str:
         view = self.views[run_id]
@@ -396,7 +396,6 @@ class Sim:
     def settle(self) -> None:
         """Handle what is due and pending, then start every run the planner lets start."""
         self.planner.advance(self.now)  # a run due now is ready only once its timer ran
-        self._advanced_to = self.now
         self.pump()
         before = self.ready()
         for observer in self.observers:

@@ -383,8 +383,8 @@ async def test_calls_before_start_open_the_store_once_and_leaving_closes_it() ->
 
 
 async def test_a_scheduler_on_a_store_url_starts_again_after_a_stop(tmp_path: Path) -> None:
-    """Stores open once, by contract: one made from a URL is made anew after a stop, so
-    the same scheduler serves again (and answers store calls) on the same file."""
+    """Leaving closes the store; the next start (or a store call) opens it again, with
+    everything written before."""
     scheduler = Scheduler(f"sqlite:///{tmp_path / 'x.db'}", plugins=False)
     scheduler.add(Task("job", noop))
     async with scheduler:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, final, overload
 
 import anyio
 
-from ._errors import ConfigError
+from ._errors import ConfigError, StoreError, XtasksError
 from ._events import Alert, RunChanged, TaskStateChanged
 
 if TYPE_CHECKING:
@@ -44,12 +44,13 @@ _EVENT_TYPES = (RunChanged, TaskStateChanged, Alert)
 class RunHandle:
     """A requested run: its ``id`` now, its final :class:`RunRecord` via :meth:`wait`."""
 
-    __slots__ = ("_cancel", "_done", "_record", "id")
+    __slots__ = ("_cancel", "_done", "_lost", "_record", "id")
 
     def __init__(self, run_id: str, cancel: Callable[[str], bool] | None = None) -> None:
         self.id = run_id
         self._done = anyio.Event()
         self._record: RunRecord | None = None
+        self._lost: XtasksError | None = None
         self._cancel = cancel
 
     @property
@@ -58,10 +59,20 @@ class RunHandle:
         return self._record
 
     async def wait(self) -> RunRecord:
-        """Wait until the run is final (stored and published) and return its record."""
+        """Wait until the run is final (stored and published) and return its record.
+
+        :raises StoreError: the scheduler stopped while the store could not take the
+            run's final record (it was never stored, so it is not reported final).
+        """
         await self._done.wait()
+        if self._lost is not None:
+            raise self._lost
         assert self._record is not None
         return self._record
+
+    def _abandon(self, error: XtasksError) -> None:
+        self._lost = error
+        self._done.set()
 
     def cancel(self) -> bool:
         """Cancel this run only: the task keeps its state and its other runs.
@@ -128,10 +139,21 @@ class EventBus:
         self._observe = bool(self._hooks.xtasks_run_finished.get_hookimpls())
 
     def stop(self) -> None:
-        """End every open :meth:`events` stream; subscribers stay for the next start."""
+        """End every open :meth:`events` stream; subscribers stay for the next start.
+
+        A handle still waiting belongs to a run whose final record the store never took
+        (the scheduler stopped while it failed): its :meth:`RunHandle.wait` raises."""
         self._tg = None
         for send in list(self._streams):
             send.close()
+        handles, self._handles = self._handles, {}
+        for run_id, handle in handles.items():
+            handle._abandon(
+                StoreError(
+                    f"run {run_id}: the scheduler stopped before the store took its final "
+                    "record; see the log for the store error"
+                )
+            )
 
     def track(self, run_id: str) -> RunHandle:
         """A handle resolved when the run's final record is published."""

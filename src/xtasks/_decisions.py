@@ -47,6 +47,8 @@ class ClaimFire:
     #: more fires than counted were missed: the count is a lower bound (a trigger without
     #: grid arithmetic, past the counting limit); the range is exact all the same
     missed_more: bool = False
+    #: why they were missed, when it is not the task's ``catch_up`` (the store was down)
+    missed_because: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,6 +56,16 @@ class SchedulerStats:
     alerts_failed: int = 0
     #: Alerts dropped since the scheduler started because a delivery queue was full.
     alerts_dropped: int = 0
+    #: Whether the store takes writes: false from a failed write until one succeeds.
+    store_writable: bool = True
+    #: Run records and task states kept in memory until the store takes them.
+    store_backlog: int = 0
+    #: Writes that failed since the scheduler started (each is tried again).
+    store_write_failures: int = 0
+    #: The last write error while writes fail; ``None`` when they work.
+    store_error: str | None = None
+    #: Due fires the store could not claim, waiting to be recorded ``missed``.
+    fires_unclaimed: int = 0
 
 
 @final
@@ -126,6 +136,7 @@ def stats_of(engine: Engine | None, planner: Planner) -> SchedulerStats:
     if engine is None:
         return SchedulerStats(queued=0, running=0, timer_lag=0.0)
     runtime = engine.runtime
+    store = runtime.recorder.health
     running = runtime.executing
     # Dispatched to the workers but not picked up yet: waiting for a worker.
     dispatched = max(planner.running - running, 0)
@@ -135,4 +146,9 @@ def stats_of(engine: Engine | None, planner: Planner) -> SchedulerStats:
         timer_lag=runtime.timer_lag,
         alerts_failed=runtime.alerts.failed,
         alerts_dropped=runtime.alerts.dropped,
+        store_writable=store.writable,
+        store_backlog=store.backlog,
+        store_write_failures=store.write_failures,
+        store_error=store.last_error,
+        fires_unclaimed=runtime.unclaimed,
     )

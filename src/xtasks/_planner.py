@@ -303,17 +303,16 @@ class Planner:
         entry = self._entries.get(claim.task)
         if entry is None or self._life.closing:
             return None
-        if entry.last_fire is None or claim.fire_time > entry.last_fire:
-            entry.last_fire = claim.fire_time
+        handled = claim.missed_until or claim.fire_time  # a missed claim covers a range
+        if entry.last_fire is None or handled > entry.last_fire:
+            entry.last_fire = handled
         if claim.missed or claim.missed_more:
             run = self._life.new_run(entry, RunCause.SCHEDULE, now, scheduled_at=claim.fire_time)
             first = claim.fire_time.isoformat()
             last = (claim.missed_until or claim.fire_time).isoformat()
             count = f"{claim.missed}+" if claim.missed_more else f"{claim.missed}"
-            reason = (
-                f"missed {count} fire(s) from {first} to {last} "
-                f"(catch_up={entry.task.catch_up.value})"
-            )
+            because = claim.missed_because or f"catch_up={entry.task.catch_up.value}"
+            reason = f"missed {count} fire(s) from {first} to {last} ({because})"
             self._life.final(run, RunStatus.MISSED, now, reason=reason)
             return run
         if entry.state is not TaskState.ACTIVE:

@@ -136,9 +136,6 @@ class Scheduler(Observable):
         # After the plugins: the URL's scheme may be one a plugin registered.
         stores = setup.plugins.stores
         self.store: Store = open_store(store, stores) if isinstance(store, str) else store
-        # A store opened from a URL is made anew once closed, so the scheduler can start
-        # again (stores are opened once, by contract); a store object is the caller's.
-        self._reopen = (lambda: open_store(store, stores)) if isinstance(store, str) else None
         hooks.xtasks_configure.call_historic(kwargs={"scheduler": self})
 
     # --- registry ---------------------------------------------------------------------
@@ -478,8 +475,4 @@ class Scheduler(Observable):
         return await self._store_gate.open(self.store)
 
     async def _close_store(self) -> None:
-        try:
-            await self._store_gate.close(self.store)
-        finally:
-            if self._reopen is not None:
-                self.store = self._reopen()
+        await self._store_gate.close(self.store)

@@ -45,7 +45,9 @@ class Store(ABC):
 
     @abstractmethod
     async def open(self) -> None:
-        """Connect and create or migrate the schema. Called once, before any other call.
+        """Connect and create or migrate the schema. Called before any other call, and
+        again after :meth:`close` when a scheduler starts again: a closed store opens
+        again, with everything written before.
 
         :raises StoreError: when the backend cannot be reached or prepared.
         """

@@ -234,12 +234,16 @@ async def test_close_is_idempotent_and_calls_after_close_fail(db: Path) -> None:
         store.reap_lost(),
         store.load_task("t"),
         store.save_task("t", TaskRecord()),
-        store.open(),
     ):
         with pytest.raises(StoreError, match="store is closed"):
             await call
     async with opened(db) as again:  # what was written before close is there
         assert await again.get_run("r1") is not None
+    await store.open()  # the same object opens again (a scheduler started again)
+    try:
+        assert await store.get_run("r1") is not None
+    finally:
+        await store.close()
 
 
 async def test_driver_errors_are_wrapped(db: Path) -> None:

@@ -127,8 +127,7 @@ class SQLiteStore(Store):
     async def open(self) -> None:
         if self._conn is not None:
             return
-        if self._closed:
-            raise self._error("store is closed")
+        self._closed = False  # opened again after close: a scheduler started again
         self._limiter = anyio.CapacityLimiter(1)
         self._conn = await anyio.to_thread.run_sync(self._connect, limiter=self._limiter)
         self._last_prune = time.monotonic()
