@@ -64,6 +64,7 @@ EVENTS_ALL = ["Alert", "AlertKind", "Event", "RunChanged", "TaskStateChanged"]
 TESTING_ALL = [
     "STORE_CHECKS",
     "FakeClock",
+    "FaultyStore",
     "StoreFactory",
     "StoreMachine",
     "check_audit_trail",

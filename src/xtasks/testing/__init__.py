@@ -1,4 +1,5 @@
-"""Tools for testing code that uses xtasks: a fake clock that users advance by hand.
+"""Tools for testing code that uses xtasks: a fake clock that users advance by hand, a
+store that fails on demand (:class:`FaultyStore`), and the store contract suite.
 
 ``FakeClock`` drives the scheduler's timers (fires, retry delays, jitter). Attempt
 timeouts and the shutdown grace stay in the event loop's own time, so a test that uses
@@ -33,6 +34,7 @@ from ._contract import (
     check_task_batches_and_anchor,
     check_task_state_round_trip,
 )
+from ._faults import FaultyStore
 
 if TYPE_CHECKING:
     from ._stateful import StoreMachine
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = [
     "STORE_CHECKS",
     "FakeClock",
+    "FaultyStore",
     "StoreFactory",
     "StoreMachine",
     "check_audit_trail",

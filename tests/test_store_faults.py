@@ -1,0 +1,248 @@
+"""Nothing reported is lost when the store fails: writes are kept and retried, events and
+handles wait for the commit, fires that cannot be claimed are recorded missed, and health
+says so meanwhile. First through :class:`xtasks.testing.FaultyStore` (any backend), then
+with real faults on SQLite files: another process holding the write lock, a full disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.to_thread
+import pytest
+
+from xtasks import Every, RunStatus, Scheduler, StoreError, Task
+from xtasks.events import RunChanged
+from xtasks.stores.memory import MemoryStore
+from xtasks.stores.sqlite import SQLiteStore
+from xtasks.testing import FakeClock, FaultyStore
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from xtasks import RunRecord
+    from xtasks.events import Event
+
+pytestmark = pytest.mark.anyio
+
+PATIENCE = 10
+
+
+async def noop() -> str:
+    return "done"
+
+
+def final_events_only_after_commit(store: FaultyStore, scheduler: Scheduler) -> list[RunRecord]:
+    """Subscribe a check: every run event names a snapshot the store already took."""
+    published: list[RunRecord] = []
+
+    def check(event: Event) -> None:
+        assert isinstance(event, RunChanged)
+        record = event.record
+        if record.status.is_final:
+            assert (record.id, record.status) in store.committed, f"published unstored: {record}"
+            published.append(record)
+
+    scheduler.subscribe(check, types=RunChanged)
+    return published
+
+
+async def wait_until(predicate: object, what: str) -> None:
+    assert callable(predicate)
+    with anyio.fail_after(PATIENCE):
+        while not predicate():  # noqa: ASYNC110 - stats() has no event to wait on
+            await anyio.sleep(0.01)
+
+
+async def test_runs_finished_while_writes_fail_are_stored_then_reported() -> None:
+    store = FaultyStore(MemoryStore())
+    scheduler = Scheduler(store, plugins=False)
+    scheduler.add(Task("job", noop, overlap="allow"))
+    published = final_events_only_after_commit(store, scheduler)
+    async with scheduler:
+        store.fail_writes()
+        handles = [await scheduler.trigger("job") for _ in range(30)]
+        await wait_until(lambda: scheduler.stats().store_write_failures >= 2, "failures")
+        stats = scheduler.stats()
+        assert not stats.store_writable and stats.store_backlog >= 1
+        assert stats.store_error is not None and "injected store failure" in stats.store_error
+        assert not any(h.record for h in handles), "a handle resolved before its commit"
+        assert not published
+        store.heal()
+        with anyio.fail_after(PATIENCE):
+            records = [await h.wait() for h in handles]
+        assert {r.status for r in records} == {RunStatus.SUCCEEDED}
+        stats = scheduler.stats()
+        assert stats.store_writable and stats.store_error is None
+    await store.open()  # as a later start would: everything written is there
+    stored = {r.id: r for r in await store.inner.list_runs(task="job", limit=100)}
+    assert {h.id for h in handles} <= set(stored)
+    assert all(stored[h.id].status is RunStatus.SUCCEEDED for h in handles)
+    assert len(published) == 30
+
+
+async def test_one_warning_per_outage_not_per_record(caplog: pytest.LogCaptureFixture) -> None:
+    store = FaultyStore(MemoryStore())
+    scheduler = Scheduler(store, plugins=False)
+    scheduler.add(Task("job", noop, overlap="allow"))
+    caplog.set_level(logging.WARNING, logger="xtasks")
+    async with scheduler:
+        store.fail_writes()
+        handles = [await scheduler.trigger("job") for _ in range(20)]
+        await wait_until(lambda: scheduler.stats().store_write_failures >= 3, "failures")
+        store.heal()
+        with anyio.fail_after(PATIENCE):
+            for handle in handles:
+                await handle.wait()
+    messages = [r.getMessage() for r in caplog.records if r.name == "xtasks"]
+    assert sum("the store cannot write" in m for m in messages) == 1
+    assert sum("the store writes again" in m for m in messages) == 1
+
+
+async def test_fires_the_store_could_not_claim_are_recorded_missed_once_it_can() -> None:
+    clock = FakeClock()
+    store = FaultyStore(MemoryStore())
+    scheduler = Scheduler(store, plugins=False, clock=clock)
+    scheduler.add(Task("tick", noop, trigger=Every(minutes=1)))
+    async with scheduler:
+        await clock.advance(60)  # the first fire runs
+        await scheduler._runtime.flush()  # type: ignore[union-attr]
+        store.fail_writes()
+        await clock.advance(180)  # three fires while the store fails
+        await wait_until(lambda: scheduler.stats().fires_unclaimed == 3, "unclaimed")
+        store.heal()
+        await wait_until(lambda: scheduler.stats().fires_unclaimed == 0, "recorded")
+        await wait_until(lambda: scheduler.stats().store_backlog == 0, "written")
+        await clock.advance(60)  # and the schedule goes on
+        await scheduler._runtime.flush()  # type: ignore[union-attr]
+    await store.open()
+    runs = await store.inner.list_runs(task="tick", limit=10)
+    by_status = sorted((r.status.value, r.reason or "") for r in runs)
+    missed = [r for r in runs if r.status is RunStatus.MISSED]
+    assert len(missed) == 1, by_status
+    assert missed[0].reason is not None
+    assert missed[0].reason.startswith("missed 3 fire(s)")
+    assert "injected store failure" in missed[0].reason
+    assert sum(r.status is RunStatus.SUCCEEDED for r in runs) == 2, by_status
+
+
+async def test_stopping_while_the_store_fails_says_what_was_not_stored(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = FaultyStore(MemoryStore())
+    scheduler = Scheduler(store, plugins=False, shutdown_grace=0.2)
+    scheduler.add(Task("job", noop))
+    caplog.set_level(logging.ERROR, logger="xtasks")
+    async with scheduler:
+        store.fail_writes()
+        handle = await scheduler.trigger("job")
+        await wait_until(lambda: scheduler.stats().store_write_failures >= 1, "failing")
+    with pytest.raises(StoreError, match="stopped before the store took its final record"):
+        await handle.wait()
+    assert any("could not be stored" in r.getMessage() for r in caplog.records)
+    await store.open()
+    assert await store.inner.get_run(handle.id) is None  # and it was never reported final
+
+
+async def test_a_hanging_store_never_stalls_the_timer() -> None:
+    """Claims are made off the timer loop: a store that stops answering delays nothing
+    but the claims themselves; the timer keeps handling deadlines."""
+    clock = FakeClock()
+    store = FaultyStore(MemoryStore())
+    scheduler = Scheduler(store, plugins=False, clock=clock)
+    scheduler.add(Task("a", noop, trigger=Every(seconds=10)))
+    async with scheduler:
+        store.hang_writes()
+        with anyio.fail_after(PATIENCE):
+            await clock.advance(100)  # would hang if the timer waited for a claim
+        assert clock.next_deadline is not None and clock.next_deadline > clock.now()
+        store.heal()
+        await scheduler._runtime.flush()  # type: ignore[union-attr]
+
+
+# --- real faults on SQLite ----------------------------------------------------------------
+
+
+def _hold_the_write_lock(path: Path, seconds: float) -> subprocess.Popen[str]:
+    """Another OS process takes SQLite's write lock (BEGIN EXCLUSIVE) and keeps it."""
+    code = textwrap.dedent(
+        f"""
+        import sqlite3, sys, time
+        conn = sqlite3.connect({str(path)!r}, isolation_level=None)
+        conn.execute("BEGIN EXCLUSIVE")
+        print("locked", flush=True)
+        time.sleep({seconds})
+        conn.execute("ROLLBACK")
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def _stored_statuses(path: Path) -> dict[str, str]:
+    """What a fresh process reads from the file."""
+    conn = sqlite3.connect(path)
+    try:
+        return dict(conn.execute("SELECT id, status FROM runs").fetchall())
+    finally:
+        conn.close()
+
+
+async def test_runs_finished_while_another_process_holds_the_lock_reach_the_file(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "x.db"
+    scheduler = Scheduler(f"sqlite:///{db}?busy_timeout=0.2", plugins=False)
+    scheduler.add(Task("job", noop, overlap="allow"))
+    async with scheduler:
+        await scheduler.run("job")  # the file exists, in WAL mode
+        locker = await anyio.to_thread.run_sync(_hold_the_write_lock, db, 2.0)
+        try:
+            handles = [await scheduler.trigger("job") for _ in range(20)]
+            await wait_until(lambda: not scheduler.stats().store_writable, "lock seen")
+            assert not any(h.record for h in handles)
+        finally:
+            await anyio.to_thread.run_sync(locker.wait)
+            assert locker.stdout is not None
+            locker.stdout.close()
+        with anyio.fail_after(PATIENCE):
+            records = [await h.wait() for h in handles]
+    assert {r.status for r in records} == {RunStatus.SUCCEEDED}
+    stored = await anyio.to_thread.run_sync(_stored_statuses, db)
+    assert all(stored.get(h.id) == "succeeded" for h in handles)
+
+
+async def test_a_full_disk_loses_no_run_reported_finished(tmp_path: Path) -> None:
+    """``PRAGMA max_page_count`` makes SQLite answer SQLITE_FULL as a full disk would."""
+    db = tmp_path / "x.db"
+    store = SQLiteStore(db)
+    scheduler = Scheduler(store, plugins=False)
+    scheduler.add(Task("job", noop, overlap="allow"))
+
+    def cap(conn: sqlite3.Connection, pages: int | None) -> None:
+        if pages is None:
+            conn.execute("PRAGMA max_page_count = 1073741823")
+        else:
+            used = conn.execute("PRAGMA page_count").fetchone()[0]
+            conn.execute(f"PRAGMA max_page_count = {used + pages}")
+
+    async with scheduler:
+        await scheduler.run("job")
+        await store._call("cap", lambda conn: cap(conn, 0))  # no page left to grow into
+        handles = [await scheduler.trigger("job") for _ in range(300)]
+        await wait_until(lambda: not scheduler.stats().store_writable, "disk full seen")
+        assert "full" in (scheduler.stats().store_error or "").lower()
+        await store._call("uncap", lambda conn: cap(conn, None))  # room again
+        with anyio.fail_after(PATIENCE):
+            records = [await h.wait() for h in handles]
+    assert {r.status for r in records} == {RunStatus.SUCCEEDED}
+    stored = await anyio.to_thread.run_sync(_stored_statuses, db)
+    assert all(stored.get(h.id) == "succeeded" for h in handles)
