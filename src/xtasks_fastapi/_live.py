@@ -233,6 +233,18 @@ class RunMetrics:
             "# HELP xtasks_alerts_dropped_total Alerts dropped because a queue was full.",
             "# TYPE xtasks_alerts_dropped_total counter",
             f"xtasks_alerts_dropped_total {stats.alerts_dropped}",
+            "# HELP xtasks_store_writable 1 while the store takes writes, 0 while they fail.",
+            "# TYPE xtasks_store_writable gauge",
+            f"xtasks_store_writable {int(stats.store_writable)}",
+            "# HELP xtasks_store_backlog Run records and task states waiting to be written.",
+            "# TYPE xtasks_store_backlog gauge",
+            f"xtasks_store_backlog {stats.store_backlog}",
+            "# HELP xtasks_store_write_failures_total Store writes that failed (and are retried).",
+            "# TYPE xtasks_store_write_failures_total counter",
+            f"xtasks_store_write_failures_total {stats.store_write_failures}",
+            "# HELP xtasks_fires_unclaimed Due fires the store could not claim, to record missed.",
+            "# TYPE xtasks_fires_unclaimed gauge",
+            f"xtasks_fires_unclaimed {stats.fires_unclaimed}",
         ]
         return "\n".join(lines) + "\n"
 

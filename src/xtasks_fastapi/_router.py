@@ -293,14 +293,18 @@ def manager_router(
         except Exception as exc:  # noqa: BLE001 - any failure means unreachable
             store_error = f"{type(exc).__name__}: {exc}"
         running = scheduler.running
+        stats = scheduler.stats()
+        reachable = store_error is None
+        if reachable and not stats.store_writable:
+            store_error = f"the store cannot write: {stats.store_error}"
         ok = running and store_error is None
         if not ok:
             response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
         return HealthOut.from_stats(
-            scheduler.stats(),
+            stats,
             ok=ok,
             running=running,
-            store_reachable=store_error is None,
+            store_reachable=reachable,
             store_error=store_error,
             degraded_plugins=[origin.describe() for origin in scheduler.degraded],
             loop_lag_seconds=loop_lag,

@@ -225,6 +225,14 @@ class HealthOut(BaseModel):
     )
     queued: int = Field(description="runs ready to start, waiting for a worker or a slot")
     running_runs: int = Field(description="attempts executing now in this process")
+    store_writable: bool = Field(
+        description="false while the store's writes fail: records are kept and retried"
+    )
+    store_backlog: int = Field(description="run records and task states waiting to be written")
+    store_write_failures: int = Field(description="store writes that failed since start")
+    fires_unclaimed: int = Field(
+        description="due fires the store could not claim; recorded missed once it can"
+    )
 
     @classmethod
     def from_stats(cls, stats: SchedulerStats, **fields: object) -> HealthOut:
@@ -234,6 +242,10 @@ class HealthOut(BaseModel):
                 "timer_lag_seconds": stats.timer_lag,
                 "queued": stats.queued,
                 "running_runs": stats.running,
+                "store_writable": stats.store_writable,
+                "store_backlog": stats.store_backlog,
+                "store_write_failures": stats.store_write_failures,
+                "fires_unclaimed": stats.fires_unclaimed,
             }
         )
 

@@ -15,6 +15,8 @@ from fastapi import Depends, FastAPI, Header, HTTPException
 from fastapi.routing import APIRoute
 
 from xtasks import Every, RunStatus, Scheduler, Task
+from xtasks.stores.memory import MemoryStore
+from xtasks.testing import FaultyStore
 from xtasks_fastapi import Principal, _live, bearer_token, manager_router
 
 from ._runs import wait_final
@@ -226,8 +228,42 @@ async def test_health_reports_store_and_running() -> None:
             "timer_lag_seconds": 0.0,
             "queued": 0,
             "running_runs": 0,
+            "store_writable": True,
+            "store_backlog": 0,
+            "store_write_failures": 0,
+            "fires_unclaimed": 0,
         }
         assert 0.0 <= lag < 1.0
+
+
+async def test_health_is_503_while_the_store_cannot_write_and_metrics_say_so() -> None:
+    store = FaultyStore(MemoryStore())
+    scheduler = Scheduler(store, plugins=False)
+    scheduler.add(Task("ok", ok))
+    app = build_app(scheduler)
+    transport = httpx.ASGITransport(app=app)
+    async with scheduler, httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        store.fail_writes(message="disk I/O error")
+        handle = await scheduler.trigger("ok")
+        with anyio.fail_after(10):
+            while scheduler.stats().store_writable:  # noqa: ASYNC110 - no event for it
+                await anyio.sleep(0.01)
+        response = await client.get("/manager/health", headers=READ)
+        assert response.status_code == 503
+        body = response.json()
+        assert body["ok"] is False and body["store_reachable"] is True  # reads still work
+        assert body["store_writable"] is False and body["store_backlog"] >= 1
+        assert "disk I/O error" in body["store_error"]
+        metrics = (await client.get("/manager/metrics", headers=READ)).text
+        assert "xtasks_store_writable 0" in metrics
+        store.heal()
+        with anyio.fail_after(10):
+            assert (await handle.wait()).status is RunStatus.SUCCEEDED
+        healed = await client.get("/manager/health", headers=READ)
+        assert healed.status_code == 200 and healed.json()["store_writable"] is True
+        assert (
+            "xtasks_store_writable 1" in (await client.get("/manager/metrics", headers=READ)).text
+        )
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])  # trio orders a batch at random
