@@ -100,3 +100,17 @@ async def test_cancelling_a_run_is_still_a_cancellation() -> None:
             record = await handle.wait()
     assert record.status is RunStatus.CANCELLED
     assert record.reason == "cancelled by its handle"
+
+
+async def test_a_process_task_that_exits_fails_and_the_worker_pool_goes_on() -> None:
+    scheduler = Scheduler(plugins=False, process_slots=1)
+    scheduler.add(Task("exits", "tests._sample_funcs:exits", mode="process"))
+    scheduler.add(Task("cpu", "tests._sample_funcs:cpu_job", args=(10,), mode="process"))
+    async with scheduler:
+        with anyio.fail_after(60):
+            bad = await scheduler.run("exits")
+            after = await scheduler.run("cpu")  # the same (only) worker process
+    assert bad.status is RunStatus.FAILED
+    assert bad.error is not None and bad.error.type == "SystemExit"
+    assert "Traceback in the worker process" in bad.error.traceback
+    assert after.status is RunStatus.SUCCEEDED and after.result == 45

@@ -6,6 +6,7 @@ The only bridge from async to blocking code in the core.
 from __future__ import annotations
 
 import functools
+import pickle
 import traceback
 from typing import TYPE_CHECKING, Any, final
 
@@ -57,11 +58,38 @@ class Executors:
             return await anyio.to_thread.run_sync(
                 call, abandon_on_cancel=True, limiter=self.thread_limiter
             )
-        return await anyio.to_process.run_sync(
-            functools.partial(_in_worker_process, call),
-            cancellable=True,
-            limiter=self.process_limiter,
-        )
+        try:
+            return await anyio.to_process.run_sync(
+                functools.partial(_in_worker_process, call),
+                cancellable=True,
+                limiter=self.process_limiter,
+            )
+        except _RaisedInWorker as raised:
+            raise raised.original() from None
+
+
+class _RaisedInWorker(Exception):
+    """A ``BaseException`` that is not an ``Exception`` (``SystemExit``, ...), carried back
+    from a worker process inside an ``Exception``: raised as such there, it would end the
+    worker (and fail the next task that uses it) instead of failing this run."""
+
+    def __init__(self, pickled: bytes | None, type_name: str, message: str, note: str) -> None:
+        super().__init__(pickled, type_name, message, note)
+        self.pickled, self.type_name, self.message, self.note = pickled, type_name, message, note
+
+    def original(self) -> BaseException:
+        """The exception the task raised, rebuilt here (a ``RuntimeError`` naming it when
+        it cannot be)."""
+        found: object = None
+        try:  # pickled by our own worker process, from the task's own exception
+            found = pickle.loads(self.pickled) if self.pickled is not None else None
+        except Exception:  # noqa: BLE001 - its class may not import here: say what it was
+            found = None
+        exc = found if isinstance(found, BaseException) else None
+        if exc is None:
+            exc = RuntimeError(f"{self.type_name}: {self.message}")
+        exc.add_note(self.note)
+        return exc
 
 
 def _in_worker_process(call: Callable[[], Any]) -> Any:
@@ -69,7 +97,14 @@ def _in_worker_process(call: Callable[[], Any]) -> Any:
     traceback (only the exception is pickled), so it is written into a note first."""
     try:
         return call()
-    except Exception as exc:
+    except BaseException as exc:
         frames = traceback.format_tb(exc.__traceback__.tb_next if exc.__traceback__ else None)
-        exc.add_note(f"{WORKER_TRACEBACK}\n{''.join(frames).rstrip()}")
+        note = f"{WORKER_TRACEBACK}\n{''.join(frames).rstrip()}"
+        if not isinstance(exc, Exception):
+            try:
+                pickled: bytes | None = pickle.dumps(exc)
+            except Exception:  # noqa: BLE001 - then its type and message will do
+                pickled = None
+            raise _RaisedInWorker(pickled, type(exc).__qualname__, str(exc), note) from None
+        exc.add_note(note)
         raise
