@@ -3,6 +3,11 @@
 Read with the safe loader, expanded (``${VAR}``, ``${VAR:-default}``) and checked against
 the schema; every key keeps its line and column, so each error, even one found later when
 a :class:`Task` rejects a value, names the file, the line and the dotted key.
+
+A hostile file is refused before it can cost much: the file size, the nesting depth and
+what YAML aliases add once expanded, the node count and the dotted key length are capped
+(``MAX_*``), each checked while reading or composing, never after building the data, so a
+"billion laughs" file is refused at its first alias past the budget.
 """
 
 from __future__ import annotations
@@ -11,8 +16,7 @@ import os
 import re
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -21,11 +25,17 @@ from ._errors import ConfigError, ConfigFileError, SecretInConfigWarning, _did_y
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
+    from pathlib import Path
 
     from pydantic_core import ErrorDetails
 
 
 __all__ = [
+    "MAX_ALIAS_NODES",
+    "MAX_DEPTH",
+    "MAX_FILE_BYTES",
+    "MAX_KEY_PATH",
+    "MAX_NODES",
     "AlertChannel",
     "ConfigFile",
     "ConfigFileErrors",
@@ -35,6 +45,18 @@ __all__ = [
 ]
 
 Position = tuple[int, int]
+
+#: A configuration file larger than this (1 MiB) is refused before it is parsed.
+MAX_FILE_BYTES = 1 << 20
+#: Mappings and lists nested deeper than this are refused (a real file needs about 5).
+MAX_DEPTH = 50
+#: YAML aliases (``*name``) may add at most this many nodes in all once expanded.
+MAX_ALIAS_NODES = 10_000
+#: At most this many nodes (keys, values, lists, mappings) in all, aliases expanded.
+MAX_NODES = 100_000
+#: A dotted key (``tasks.export.tags.0``) longer than this is refused: the reader records
+#: each one, so long keys nested deep would otherwise cost memory for every value below.
+MAX_KEY_PATH = 1_000
 _STRICT = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
@@ -100,7 +122,25 @@ _TASK_FIELD = {
 _NOT_TASK_FIELDS = frozenset({"interval_seconds", "cron", "timezone", "alert_channels"})
 _REPLACES = {"interval_seconds": ("cron", "timezone"), "cron": ("interval_seconds",)}
 _PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
-_SECRET_WORDS = ("password", "secret", "token", "api_key", "apikey")
+# A key is a secret when its last word is one of these, or its last two words one of the
+# pairs: "smtp_password", "authToken", "client-secret", "aws_secret_access_key" are;
+# "token_ttl", "password_file", "secret_name", "access_key_id", "max_tokens" are not.
+_SECRET_WORDS = frozenset(
+    {
+        *("password", "passwd", "pwd", "pass", "passphrase", "secret", "token"),
+        *("credential", "credentials", "authorization", "apikey"),
+    }
+)
+_SECRET_PAIRS = frozenset(
+    {("private", "key"), ("access", "key"), ("api", "key"), ("secret", "key")}
+    | {("signing", "key"), ("encryption", "key"), ("master", "key"), ("auth", "key")}
+)
+_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+# A URL with a password in it (scheme://user:password@host; the user may be empty, as in
+# redis://:password@host), or a libpq keyword DSN ("host=db password=..."); a password
+# written as ${VAR} does not count.
+_URL_SECRET = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:(?!\$\{)[^/\s@]+@")
+_DSN_SECRET = re.compile(r"(?:^|\s)password\s*=\s*(?!\$\{)[^\s'\"]", re.IGNORECASE)
 _ENV = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")
 _EXPECTED = {
     "bool_type": "true or false",
@@ -164,7 +204,14 @@ def _expand(text: str, environ: Mapping[str, str]) -> tuple[str, bool]:
 
 
 def _is_secret(key: str) -> bool:
-    return key.lower().endswith(_SECRET_WORDS)
+    """Whether a key names a secret, by its words (snake_case, kebab-case or camelCase)."""
+    words = [word.lower() for word in _WORDS.findall(key)]
+    return bool(words) and (words[-1] in _SECRET_WORDS or tuple(words[-2:]) in _SECRET_PAIRS)
+
+
+def _has_secret(text: str) -> bool:
+    """Whether a value written in the file holds a password: in a URL, or ``password=``."""
+    return _URL_SECRET.search(text) is not None or _DSN_SECRET.search(text) is not None
 
 
 def _kind(value: object) -> str:
@@ -178,7 +225,16 @@ def shown(value: object) -> str:
     return f"{text if len(text) <= 60 else text[:57] + '...'} ({_kind(value)})"
 
 
-def _position(mark: yaml.Mark | None) -> Position | None:
+class _Mark(Protocol):
+    """Where a YAML token is: PyYAML's marks (Python and C) both have these, 0-based."""
+
+    @property
+    def line(self) -> int: ...
+    @property
+    def column(self) -> int: ...
+
+
+def _position(mark: _Mark | None) -> Position | None:
     return None if mark is None else (mark.line + 1, mark.column + 1)
 
 
@@ -206,10 +262,74 @@ class ConfigFile:
         return ConfigFileError(self.path, message, line=line, column=column, key=key or None)
 
 
+_TOO_DEEP = f"nested more than {MAX_DEPTH} levels deep (the limit); flatten this part of the file"
+
+
+class _Loader(yaml.SafeLoader):
+    """The safe loader, composing under the depth and alias budgets.
+
+    PyYAML composes recursively (so 5,000 nested ``[`` raise ``RecursionError``) and shares
+    an anchored node between its aliases, so expanding them (as ``_Reader`` does, to record
+    each key's position) can cost exponentially more than the file. Each node's expanded
+    size is counted as it is composed; an alias adds its anchor's size to the budget.
+    """
+
+    def __init__(self, text: str, path: str) -> None:
+        super().__init__(text)
+        self.path = path
+        self.depth = 0
+        self.count = 0  # nodes composed so far, aliases expanded
+        self.alias_nodes = 0  # of which added by aliases
+        self.sizes: dict[int, int] = {}  # id(node) -> its size once aliases are expanded
+
+    def refuse(self, message: str, mark: _Mark | None) -> ConfigFileError:
+        line, column = _position(mark) or (None, None)
+        return ConfigFileError(self.path, message, line=line, column=column)
+
+    def fetch_flow_collection_start(self, token_class: type[yaml.Token]) -> None:
+        # Refused as scanned: the scanner looks up to 1,024 characters ahead for a key, at a
+        # cost growing with the number of open "[" or "{", long before the composer sees them.
+        if self.flow_level >= MAX_DEPTH:
+            raise self.refuse(_TOO_DEEP, self.get_mark())
+        super().fetch_flow_collection_start(token_class)
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        peek: Callable[[], yaml.Event] = self.peek_event
+        event = peek()
+        if isinstance(event, yaml.AliasEvent):
+            node = super().compose_node(parent, index)
+            size = self.sizes.get(id(node), 1)  # an alias to an open node: _Reader refuses it
+            self.alias_nodes += size
+            if self.alias_nodes > MAX_ALIAS_NODES:
+                msg = f"the YAML aliases up to here expand to more than {MAX_ALIAS_NODES:,} nodes "
+                msg += "(the limit); write the values out or use fewer aliases"
+                raise self.refuse(msg, event.start_mark)
+            self.counted(size, event.start_mark)
+            return node
+        nests = isinstance(event, yaml.CollectionStartEvent)
+        if nests and self.depth >= MAX_DEPTH:
+            raise self.refuse(_TOO_DEEP, event.start_mark)
+        before = self.count
+        self.counted(1, event.start_mark)
+        self.depth += nests
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self.depth -= nests
+        self.sizes[id(node)] = self.count - before
+        return node
+
+    def counted(self, size: int, mark: _Mark | None) -> None:
+        self.count += size
+        if self.count > MAX_NODES:
+            msg = f"more than {MAX_NODES:,} keys and values in all, aliases expanded (the limit); "
+            raise self.refuse(msg + "is this the right file? split it if it is", mark)
+
+
 class _Reader:
     """Turns the composed YAML node tree into plain data, recording where each key sits."""
 
-    def __init__(self, path: str, loader: yaml.SafeLoader, environ: Mapping[str, str]) -> None:
+    def __init__(self, path: str, loader: _Loader, environ: Mapping[str, str]) -> None:
         self.keys: dict[str, Position] = {}
         self.values: dict[str, Position] = {}
         self.file = ConfigFile(path, keys=self.keys, values=self.values)
@@ -219,6 +339,7 @@ class _Reader:
         self.bad: set[str] = set()  # keys already reported, so a None stand-in is not reported
         self._explicit: dict[int, set[int]] = {}
         self._open: set[int] = set()
+        self._warned: set[int] = set()  # nodes warned about: an alias does not warn again
 
     def problem(self, key: str, message: str, mark: yaml.Mark | None) -> None:
         line, column = _position(mark) or (None, None)
@@ -247,6 +368,10 @@ class _Reader:
 
     def _child(self, key_node: yaml.Node, node: yaml.Node, path: tuple[str, ...]) -> Any:
         dotted = ".".join(path)
+        if len(dotted) > MAX_KEY_PATH:
+            msg = f"this key's dotted path is {len(dotted):,} characters long (the limit is "
+            msg += f"{MAX_KEY_PATH:,}); use shorter keys or nest less"
+            raise self.loader.refuse(msg, key_node.start_mark)
         self.keys[dotted] = _position(key_node.start_mark) or (1, 1)
         self.values[dotted] = _position(node.start_mark) or (1, 1)
         return self.walk(node, path)
@@ -277,11 +402,18 @@ class _Reader:
             out[name] = value = self._child(key_node, value_node, (*path, name))
             literal = isinstance(value, str | int) and not isinstance(value, bool)
             if _is_secret(name) and literal and value != "" and dotted not in self.expanded:
-                line = self.keys[dotted][0]
-                msg = f"{self.file.path}:{line}: {dotted} holds a literal secret; "
-                msg += "write ${ENV_VAR} and set it in the environment"
-                warnings.warn(SecretInConfigWarning(msg), stacklevel=2)
+                self.warn_secret(dotted, value_node, "a literal secret")
         return out
+
+    def warn_secret(self, dotted: str, node: yaml.Node, what: str) -> None:
+        """Say where a secret is written, never the secret itself."""
+        if id(node) in self._warned:
+            return
+        self._warned.add(id(node))
+        line = (self.keys.get(dotted) or _position(node.start_mark) or (1, 1))[0]
+        msg = f"{self.file.path}:{line}: {dotted or 'the document'} holds {what}; "
+        msg += "write ${ENV_VAR} in its place and set it in the environment"
+        warnings.warn(SecretInConfigWarning(msg), stacklevel=2)
 
     def _scalar(self, node: yaml.Node, path: tuple[str, ...]) -> Any:
         dotted = ".".join(path)
@@ -291,6 +423,13 @@ class _Reader:
             msg = f"{exc.problem}; only plain YAML values are allowed (safe loader)"
             self.problem(dotted, msg, exc.problem_mark or node.start_mark)
             return None
+        except (ValueError, OverflowError) as exc:  # 2024-13-45, a 5,000-digit int, !!float x
+            kind = node.tag.rpartition(":")[2]
+            msg = f"{str(exc).partition(';')[0]}: not a valid {kind} (quote it to keep it text)"
+            self.problem(dotted, msg, node.start_mark)
+            return None
+        if isinstance(value, str) and _has_secret(value):
+            self.warn_secret(dotted, node, "a password written in the value")
         if not isinstance(value, str) or "$" not in value:
             return value
         try:
@@ -304,7 +443,12 @@ class _Reader:
             resolve: Callable[[type, str, tuple[bool, bool]], str] = self.loader.resolve
             tag = resolve(yaml.ScalarNode, text, (True, False))  # as if written unquoted
             scalar = yaml.ScalarNode(tag, text, node.start_mark, node.end_mark)
-            if (typed := self.loader.construct_object(scalar)) is None:
+            try:
+                typed = self.loader.construct_object(scalar)
+            except (yaml.YAMLError, ValueError, OverflowError) as exc:
+                self.problem(dotted, f"{value!r} expands to a bad value: {exc}", node.start_mark)
+                return None
+            if typed is None:
                 msg = f"{value!r} expands to an empty value; set the variable or give a default"
                 self.problem(dotted, msg, node.start_mark)
             return typed
@@ -341,6 +485,18 @@ def _syntax_error(path: str, exc: yaml.YAMLError) -> ConfigFileError:
     return ConfigFileError(path, message + hint, line=line, column=column)
 
 
+def _read(path: str) -> str:
+    """The file's text; never more than ``MAX_FILE_BYTES`` is read, even from a device."""
+    with open(path, "rb") as file:
+        data = file.read(MAX_FILE_BYTES + 1)
+        size = os.fstat(file.fileno()).st_size
+    if len(data) > MAX_FILE_BYTES:
+        size_text = f"{size:,}" if size > MAX_FILE_BYTES else f"more than {MAX_FILE_BYTES:,}"
+        msg = f"too large ({size_text} bytes; the limit is {MAX_FILE_BYTES:,} bytes = 1 MiB); "
+        raise ConfigFileError(path, msg + "is this the right file? split it if it is")
+    return data.decode("utf-8")
+
+
 def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -> ConfigFile:
     """Read, expand and validate one YAML file (UTF-8, safe loader only).
 
@@ -349,17 +505,21 @@ def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -
     """
     where = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = _read(where)
     except (OSError, UnicodeError) as exc:
         msg = f"cannot read the file ({exc}); check the path and that it is UTF-8 text"
         raise ConfigFileErrors([ConfigFileError(where, msg)]) from exc
-    loader = yaml.SafeLoader(text)
+    except ConfigFileError as exc:
+        raise ConfigFileErrors([exc]) from None
+    loader = _Loader(text, where)
     reader = _Reader(where, loader, os.environ if environ is None else environ)
     try:
         root = loader.get_single_node()
         data = {} if root is None else reader.walk(root, ())
     except yaml.YAMLError as exc:
         raise ConfigFileErrors([_syntax_error(where, exc)]) from exc
+    except ConfigFileError as exc:  # a limit
+        raise ConfigFileErrors([exc]) from None
     finally:
         loader.dispose()
     if not isinstance(data, dict):
