@@ -52,8 +52,14 @@ _log = logging.getLogger("xtasks.fastapi")
 #: Seconds ``GET /health`` waits for the store before calling it unreachable.
 HEALTH_STORE_TIMEOUT = 5.0
 
-Limit = Annotated[int, Query(ge=1, le=500, description="at most this many runs")]
-Offset = Annotated[int, Query(ge=0, description="skip this many of the newest runs")]
+#: Largest ``offset`` a page accepts: far beyond any history, and well inside the 64-bit
+#: integers stores take (a larger value used to reach the store and fail there: a 500).
+MAX_OFFSET = 10**9
+
+Limit = Annotated[int, Query(ge=1, le=500, description="at most this many records")]
+Offset = Annotated[
+    int, Query(ge=0, le=MAX_OFFSET, description="skip this many of the newest records")
+]
 
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorDetail}}
 _UNAVAILABLE: dict[int | str, dict[str, Any]] = {503: {"model": ErrorDetail}}

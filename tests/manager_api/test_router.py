@@ -142,6 +142,24 @@ async def test_history_limit_is_validated() -> None:
             assert response.status_code == 422, query
 
 
+@pytest.mark.parametrize("path", ["/manager/tasks/ok", "/manager/runs", "/manager/audit"])
+async def test_out_of_range_paging_is_422_naming_the_parameter(path: str) -> None:
+    async with serving() as (client, _, _):
+        for query, name in (
+            (f"offset={2**63}", "offset"),
+            (f"offset={10**30}", "offset"),
+            ("offset=-1", "offset"),
+            ("limit=0", "limit"),
+            (f"limit={2**64}", "limit"),
+        ):
+            response = await client.get(f"{path}?{query}", headers=READ)
+            assert response.status_code == 422, (path, query, response.text)
+            assert name in response.text, (path, query)
+        # The bounds themselves are accepted.
+        response = await client.get(f"{path}?limit=500&offset=1000000000", headers=READ)
+        assert response.status_code == 200, response.text
+
+
 async def test_unknown_task_and_run_are_404_naming_them() -> None:
     async with serving() as (client, _, _):
         for method, path in [
