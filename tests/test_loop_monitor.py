@@ -10,6 +10,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
+from xtasks import RunStatus, Scheduler, Task
 from xtasks._loop_monitor import LoopMonitor
 
 pytestmark = pytest.mark.anyio
@@ -136,3 +137,30 @@ async def test_a_monitor_starts_once_and_takes_positive_seconds() -> None:
             monitor.start(tg)
         monitor.stop()
     assert not monitor.running
+
+
+async def test_a_running_scheduler_reports_its_loop_lag_in_stats(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="xtasks.loop")
+    resumed = _Resumed()
+    logging.getLogger("xtasks.loop").addHandler(resumed)
+    scheduler = Scheduler(plugins=False)
+    scheduler.add(Task("hog", block_the_loop))
+    assert (scheduler.stats().loop_lag, scheduler.stats().loop_lag_max) == (0.0, 0.0)
+    try:
+        async with scheduler:
+            assert scheduler._engine is not None  # the monitor the scheduler owns
+            await _started(scheduler._engine.loop)
+            with anyio.fail_after(WAIT):
+                record = await scheduler.run("hog")
+                await resumed.event.wait()  # the monitor woke up after the block
+            assert record.status is RunStatus.SUCCEEDED
+            stats = scheduler.stats()
+            assert stats.loop_lag_max >= 1.0
+            assert 0.0 <= stats.loop_lag <= stats.loop_lag_max
+    finally:
+        logging.getLogger("xtasks.loop").removeHandler(resumed)
+    assert (scheduler.stats().loop_lag, scheduler.stats().loop_lag_max) == (0.0, 0.0)
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert f"by: block_the_loop ({__file__}:" in warning

