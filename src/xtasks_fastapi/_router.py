@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response,
 from fastapi.responses import StreamingResponse
 
 from xtasks import (
+    AuditWriteError,
     RunStatus,
     SchedulerStateError,
     StoreError,
@@ -87,6 +88,12 @@ def _http_errors() -> Iterator[None]:
             status.HTTP_503_SERVICE_UNAVAILABLE,
             f"the task store failed: {exc}; check that it is reachable, then retry",
         ) from None
+
+
+def _not_recorded(exc: AuditWriteError) -> str:
+    """The note an answer carries when its action was done but not audited (the core
+    has logged it already)."""
+    return f"not recorded: {exc.reason}"
 
 
 def _actor(principal: Any, request: Request) -> str:
@@ -169,6 +176,7 @@ def manager_router(
         "/tasks/{name}/run",
         status_code=status.HTTP_202_ACCEPTED,
         response_model=RunAccepted,
+        response_model_exclude_none=True,
         dependencies=writer,
         responses={**_WRITE, **_NOT_FOUND, 409: {"model": ErrorDetail}, **_UNAVAILABLE},
         summary="Run a task now (after fresh runs of its dependencies)",
@@ -177,20 +185,29 @@ def manager_router(
         name: str, request: Request, principal: Any = writer_principal
     ) -> RunAccepted:
         with _http_errors():
-            handle = await scheduler.trigger(name, by=_actor(principal, request))
+            try:
+                handle = await scheduler.trigger(name, by=_actor(principal, request))
+            except AuditWriteError as exc:  # accepted all the same: a retry would run twice
+                assert exc.run_id is not None
+                return RunAccepted(run_id=exc.run_id, task=name, audit=_not_recorded(exc))
         return RunAccepted(run_id=handle.id, task=name)
 
     async def change_state(
         name: str, action: Callable[..., Any], request: Request, principal: Any
     ) -> TaskStateOut:
+        note: str | None = None
         with _http_errors():
-            await action(name, by=_actor(principal, request))
+            try:
+                await action(name, by=_actor(principal, request))
+            except AuditWriteError as exc:  # the action stood; only its record is missing
+                note = _not_recorded(exc)
             info = await scheduler.describe(name)
-        return TaskStateOut(name=name, state=info.state)
+        return TaskStateOut(name=name, state=info.state, audit=note)
 
     @router.delete(
         "/tasks/{name}",
         response_model=TaskStateOut,
+        response_model_exclude_none=True,
         dependencies=writer,
         responses={**_WRITE, **_NOT_FOUND, **_UNAVAILABLE},
         summary="Cancel a task: no more fires, its queued and running runs cancelled",
@@ -204,6 +221,7 @@ def manager_router(
     @router.post(
         "/tasks/{name}/pause",
         response_model=TaskStateOut,
+        response_model_exclude_none=True,
         dependencies=writer,
         responses={**_WRITE, **_NOT_FOUND, **_UNAVAILABLE},
         summary="Stop firing a task; runs already going finish",
@@ -216,6 +234,7 @@ def manager_router(
     @router.post(
         "/tasks/{name}/resume",
         response_model=TaskStateOut,
+        response_model_exclude_none=True,
         dependencies=writer,
         responses={**_WRITE, **_NOT_FOUND, **_UNAVAILABLE},
         summary="Fire a paused or cancelled task again from now on",

@@ -186,11 +186,20 @@ class TaskDetail(TaskSummary):
         )
 
 
+#: Present only when the action was done but its audit entry is missing.
+_AUDIT_NOTE = Field(
+    None,
+    description="present only when the action was done but its audit entry could not be "
+    "written: `not recorded: <why>`. The action stands: do not retry it.",
+)
+
+
 class RunAccepted(BaseModel):
     """A manual run was requested; follow it at ``GET /runs/{run_id}``."""
 
     run_id: str
     task: str
+    audit: str | None = _AUDIT_NOTE
 
 
 class TaskStateOut(BaseModel):
@@ -198,6 +207,7 @@ class TaskStateOut(BaseModel):
 
     name: str
     state: TaskState
+    audit: str | None = _AUDIT_NOTE
 
 
 class RunPage(BaseModel):

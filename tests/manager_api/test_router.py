@@ -13,15 +13,19 @@ import pytest
 from fastapi import Depends, FastAPI, Header, HTTPException
 from fastapi.routing import APIRoute
 
-from xtasks import Every, RunStatus, Scheduler, Task
+from xtasks import Every, RunStatus, Scheduler, StoreError, Task
+from xtasks.stores.memory import MemoryStore
 from xtasks_fastapi import Principal, _live, bearer_token, manager_router
 
+from ..delegating_store import DelegatingStore
 from ._runs import wait_final
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, MutableMapping
 
     from starlette.types import ASGIApp, Receive, Scope, Send
+
+    from xtasks import AuditRecord
 
 pytestmark = pytest.mark.anyio
 
@@ -274,6 +278,44 @@ async def test_manual_actions_are_audited_with_who_and_outcome() -> None:
         only_boom = await client.get("/manager/audit?task=boom&limit=1&offset=1", headers=READ)
         assert [r["action"] for r in only_boom.json()["records"]] == ["pause"]
         assert [a.action for a in await scheduler.audit(task="ok")] == ["run"]
+
+
+class _AuditFails(DelegatingStore):
+    """Everything works but the audit trail: its disk is full."""
+
+    async def add_audit(self, record: AuditRecord) -> None:
+        raise StoreError("disk full")
+
+
+async def test_an_action_whose_audit_write_fails_is_answered_as_done_with_a_note(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    scheduler = Scheduler(_AuditFails(MemoryStore()), plugins=False)
+    scheduler.add(Task("ok", ok))
+    transport = httpx.ASGITransport(app=build_app(scheduler))
+    async with scheduler, httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        accepted = await c.post("/manager/tasks/ok/run", headers=WRITE)
+        assert accepted.status_code == 202, accepted.text  # not 503: a retry would run twice
+        body = accepted.json()
+        assert body == {"run_id": body["run_id"], "task": "ok", "audit": "not recorded: disk full"}
+        assert (await wait_final(scheduler, body["run_id"])).status is RunStatus.SUCCEEDED
+        assert [r.id for r in await scheduler.history("ok")] == [body["run_id"]]  # ran once
+
+        for method, path, state in [
+            ("POST", "/manager/tasks/ok/pause", "paused"),
+            ("POST", "/manager/tasks/ok/resume", "active"),
+            ("DELETE", "/manager/tasks/ok", "cancelled"),
+        ]:
+            done = await c.request(method, path, headers=WRITE)
+            assert done.status_code == 200, (path, done.text)
+            assert done.json() == {"name": "ok", "state": state, "audit": "not recorded: disk full"}
+            assert (await scheduler.describe("ok")).state == state
+
+        # A refusal is still a refusal: its reason wins over the audit failure.
+        refused = await c.post("/manager/tasks/ok/run", headers=WRITE)
+        assert refused.status_code == 409
+        assert await scheduler.audit() == []
+    assert f"run {body['run_id']} of task 'ok' was done, but its audit record" in caplog.text
 
 
 async def test_metrics_show_queue_depth_and_lag() -> None:
