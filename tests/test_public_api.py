@@ -22,6 +22,7 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 XTASKS_ALL = [
     "At",
     "AuditRecord",
+    "AuditWriteError",
     "CatchUp",
     "ConfigError",
     "ConfigFileError",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from . import abc as abc
 from . import events as events
+from ._errors import AuditWriteError as AuditWriteError
 from ._errors import ConfigError as ConfigError
 from ._errors import ConfigFileError as ConfigFileError
 from ._errors import CronError as CronError
@@ -49,6 +50,7 @@ from .hookspecs import hookimpl as hookimpl
 __all__ = [
     "At",
     "AuditRecord",
+    "AuditWriteError",
     "CatchUp",
     "ConfigError",
     "ConfigFileError",

@@ -10,7 +10,13 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, final
 
-from ._errors import SchedulerStateError, StoreError, TaskNotFoundError, TaskStateError
+from ._errors import (
+    AuditWriteError,
+    SchedulerStateError,
+    StoreError,
+    TaskNotFoundError,
+    TaskStateError,
+)
 from ._runs import AuditRecord
 
 if TYPE_CHECKING:
@@ -32,21 +38,17 @@ async def write_audit(
 ) -> None:
     """Record an action that was done.
 
-    :raises StoreError: the record could not be written; the message says the action
-        was done all the same (and names the run), so the caller knows what stands.
+    :raises AuditWriteError: the record could not be written; the action was done all
+        the same (the error names the run), so the caller knows what stands.
     """
     assert action in AUDITED
     record = AuditRecord(at=at, actor=by, action=action, task=task, outcome=outcome, detail=detail)
     try:
         await store.add_audit(record)
     except StoreError as exc:
-        what = f"run {detail} of task {task!r}" if action == "run" else f"{action} {task!r}"
-        _log.error(
-            "%s by %r was done, but its audit record could not be written: %s", what, by, exc
-        )
-        raise StoreError(
-            f"{what} was done, but its audit record could not be written: {exc}"
-        ) from exc
+        error = AuditWriteError(action, task, detail if action == "run" else None, str(exc))
+        _log.error("%s (asked by %r)", error, by)
+        raise error from exc
 
 
 async def audit_refusal(

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, final
 import anyio
 
 from ._alert_delivery import AlertDelivery
+from ._loop_monitor import LoopMonitor
 from ._runtime import Runtime
 from ._stored import load_records
 
@@ -66,16 +67,24 @@ class SchedulerStats:
     store_error: str | None = None
     #: Due fires the store could not claim, waiting to be recorded ``missed``.
     fires_unclaimed: int = 0
+    #: Seconds the event loop came back late to a periodic sleeper, at its latest wake-up:
+    #: a task blocking the loop (a synchronous call in async code) shows here.
+    loop_lag: float = 0.0
+    #: The largest ``loop_lag`` of the last minute.
+    loop_lag_max: float = 0.0
 
 
 @final
 class Engine:
     """A started scheduler's task group and runtime; :meth:`start` builds one."""
 
-    def __init__(self, runtime: Runtime, tg: TaskGroup, stack: AsyncExitStack) -> None:
+    def __init__(
+        self, runtime: Runtime, tg: TaskGroup, stack: AsyncExitStack, loop: LoopMonitor
+    ) -> None:
         self.runtime = runtime
         self.tg = tg
         self._stack = stack
+        self.loop = loop  # measures the event loop's lag; warns about what blocks it
 
     @classmethod
     async def start(
@@ -111,7 +120,9 @@ class Engine:
                 replica=replica,
             )
             runtime.start(tg)
-            return cls(runtime, tg, stack.pop_all())
+            loop = LoopMonitor()
+            loop.start(tg)  # stops with the task group
+            return cls(runtime, tg, stack.pop_all(), loop)
 
     async def stop_runs(self, grace: float, bus: EventBus) -> None:
         """Stop firing, let runs finish for ``grace`` seconds, record them all; end the
@@ -151,4 +162,6 @@ def stats_of(engine: Engine | None, planner: Planner) -> SchedulerStats:
         store_write_failures=store.write_failures,
         store_error=store.last_error,
         fires_unclaimed=runtime.unclaimed,
+        loop_lag=engine.loop.lag,
+        loop_lag_max=engine.loop.max_lag,
     )

@@ -14,6 +14,7 @@
       SchedulerStateError    the call needs a running (or a stopped) scheduler
       TaskStateError         the task is paused or cancelled, so it cannot run now
       StoreError             a store backend failed; the driver error is chained
+        AuditWriteError      a manual action was done, but its audit record was not written
       RunTimeoutError        outcome: an attempt exceeded the task's timeout
 
     XtasksWarning (UserWarning)
@@ -27,6 +28,7 @@ an API can serialise them and a person can act on the message.
 from __future__ import annotations
 
 __all__ = [
+    "AuditWriteError",
     "ConfigError",
     "ConfigFileError",
     "CronError",
@@ -208,6 +210,22 @@ class TaskStateError(XtasksError):
 
 class StoreError(XtasksError):
     """A store backend failed. The driver's own exception is chained as ``__cause__``."""
+
+
+class AuditWriteError(StoreError):
+    """A manual action was done, but its audit record could not be written.
+
+    The action stands (a run was accepted: :attr:`run_id` names it), so a caller must not
+    retry it; only the audit trail lacks the entry. The store's error is chained.
+    """
+
+    def __init__(self, action: str, task: str, run_id: str | None, reason: str) -> None:
+        self.action = action
+        self.task = task
+        self.run_id = run_id  #: the accepted run, for ``"run"``
+        self.reason = reason  #: why the record could not be written
+        what = f"run {run_id} of task {task!r}" if action == "run" else f"{action} {task!r}"
+        super().__init__(f"{what} was done, but its audit record could not be written: {reason}")
 
 
 class RunTimeoutError(XtasksError):

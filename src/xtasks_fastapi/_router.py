@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response,
 from fastapi.responses import StreamingResponse
 
 from xtasks import (
+    AuditWriteError,
     RunStatus,
     SchedulerStateError,
     StoreError,
@@ -24,7 +25,6 @@ from ._live import (
     RunMetrics,
     event_stream,
     limit_body,
-    measure_loop_lag,
 )
 from ._page import add_page_routes
 from ._schemas import (
@@ -52,8 +52,14 @@ _log = logging.getLogger("xtasks.fastapi")
 #: Seconds ``GET /health`` waits for the store before calling it unreachable.
 HEALTH_STORE_TIMEOUT = 5.0
 
-Limit = Annotated[int, Query(ge=1, le=500, description="at most this many runs")]
-Offset = Annotated[int, Query(ge=0, description="skip this many of the newest runs")]
+#: Largest ``offset`` a page accepts: far beyond any history, and well inside the 64-bit
+#: integers stores take (a larger value used to reach the store and fail there: a 500).
+MAX_OFFSET = 10**9
+
+Limit = Annotated[int, Query(ge=1, le=500, description="at most this many records")]
+Offset = Annotated[
+    int, Query(ge=0, le=MAX_OFFSET, description="skip this many of the newest records")
+]
 
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorDetail}}
 _UNAVAILABLE: dict[int | str, dict[str, Any]] = {503: {"model": ErrorDetail}}
@@ -82,6 +88,12 @@ def _http_errors() -> Iterator[None]:
             status.HTTP_503_SERVICE_UNAVAILABLE,
             f"the task store failed: {exc}; check that it is reachable, then retry",
         ) from None
+
+
+def _not_recorded(exc: AuditWriteError) -> str:
+    """The note an answer carries when its action was done but not audited (the core
+    has logged it already)."""
+    return f"not recorded: {exc.reason}"
 
 
 def _actor(principal: Any, request: Request) -> str:
@@ -164,6 +176,7 @@ def manager_router(
         "/tasks/{name}/run",
         status_code=status.HTTP_202_ACCEPTED,
         response_model=RunAccepted,
+        response_model_exclude_none=True,
         dependencies=writer,
         responses={**_WRITE, **_NOT_FOUND, 409: {"model": ErrorDetail}, **_UNAVAILABLE},
         summary="Run a task now (after fresh runs of its dependencies)",
@@ -172,20 +185,29 @@ def manager_router(
         name: str, request: Request, principal: Any = writer_principal
     ) -> RunAccepted:
         with _http_errors():
-            handle = await scheduler.trigger(name, by=_actor(principal, request))
+            try:
+                handle = await scheduler.trigger(name, by=_actor(principal, request))
+            except AuditWriteError as exc:  # accepted all the same: a retry would run twice
+                assert exc.run_id is not None
+                return RunAccepted(run_id=exc.run_id, task=name, audit=_not_recorded(exc))
         return RunAccepted(run_id=handle.id, task=name)
 
     async def change_state(
         name: str, action: Callable[..., Any], request: Request, principal: Any
     ) -> TaskStateOut:
+        note: str | None = None
         with _http_errors():
-            await action(name, by=_actor(principal, request))
+            try:
+                await action(name, by=_actor(principal, request))
+            except AuditWriteError as exc:  # the action stood; only its record is missing
+                note = _not_recorded(exc)
             info = await scheduler.describe(name)
-        return TaskStateOut(name=name, state=info.state)
+        return TaskStateOut(name=name, state=info.state, audit=note)
 
     @router.delete(
         "/tasks/{name}",
         response_model=TaskStateOut,
+        response_model_exclude_none=True,
         dependencies=writer,
         responses={**_WRITE, **_NOT_FOUND, **_UNAVAILABLE},
         summary="Cancel a task: no more fires, its queued and running runs cancelled",
@@ -199,6 +221,7 @@ def manager_router(
     @router.post(
         "/tasks/{name}/pause",
         response_model=TaskStateOut,
+        response_model_exclude_none=True,
         dependencies=writer,
         responses={**_WRITE, **_NOT_FOUND, **_UNAVAILABLE},
         summary="Stop firing a task; runs already going finish",
@@ -211,6 +234,7 @@ def manager_router(
     @router.post(
         "/tasks/{name}/resume",
         response_model=TaskStateOut,
+        response_model_exclude_none=True,
         dependencies=writer,
         responses={**_WRITE, **_NOT_FOUND, **_UNAVAILABLE},
         summary="Fire a paused or cancelled task again from now on",
@@ -283,7 +307,6 @@ def manager_router(
         summary="Store reachable, degraded plugins, scheduler running, loop and timer lag",
     )
     async def health(response: Response) -> HealthOut:
-        loop_lag = await measure_loop_lag()
         store_error: str | None = None
         try:
             with anyio.fail_after(HEALTH_STORE_TIMEOUT):
@@ -307,7 +330,6 @@ def manager_router(
             store_reachable=reachable,
             store_error=store_error,
             degraded_plugins=[origin.describe() for origin in scheduler.degraded],
-            loop_lag_seconds=loop_lag,
         )
 
     @router.get(

@@ -186,11 +186,20 @@ class TaskDetail(TaskSummary):
         )
 
 
+#: Present only when the action was done but its audit entry is missing.
+_AUDIT_NOTE = Field(
+    None,
+    description="present only when the action was done but its audit entry could not be "
+    "written: `not recorded: <why>`. The action stands: do not retry it.",
+)
+
+
 class RunAccepted(BaseModel):
     """A manual run was requested; follow it at ``GET /runs/{run_id}``."""
 
     run_id: str
     task: str
+    audit: str | None = _AUDIT_NOTE
 
 
 class TaskStateOut(BaseModel):
@@ -198,6 +207,7 @@ class TaskStateOut(BaseModel):
 
     name: str
     state: TaskState
+    audit: str | None = _AUDIT_NOTE
 
 
 class RunPage(BaseModel):
@@ -217,9 +227,10 @@ class HealthOut(BaseModel):
     store_error: str | None = None
     degraded_plugins: list[str]
     loop_lag_seconds: float = Field(
-        description="how long the event loop took to come back to this request after "
-        "yielding once: high values mean the loop is congested or blocked"
+        description="how late the event loop woke the scheduler's periodic sleeper last "
+        "time: high values mean a task blocks the loop (a synchronous call in async code)"
     )
+    loop_lag_max_seconds: float = Field(description="the largest loop lag of the last minute")
     timer_lag_seconds: float = Field(
         description="how late the scheduler's timer handled its latest due fire"
     )
@@ -239,6 +250,8 @@ class HealthOut(BaseModel):
         return cls.model_validate(
             {
                 **fields,
+                "loop_lag_seconds": stats.loop_lag,
+                "loop_lag_max_seconds": stats.loop_lag_max,
                 "timer_lag_seconds": stats.timer_lag,
                 "queued": stats.queued,
                 "running_runs": stats.running,

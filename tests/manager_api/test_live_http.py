@@ -10,6 +10,8 @@ when told to stop (tests/test_cli_serve.py checks that over SIGTERM).
 from __future__ import annotations
 
 import json
+import logging
+import re
 import time
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -26,6 +28,8 @@ from .live import live_server
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
     from pathlib import Path
+
+    import pytest
 
 TOKEN = "live-http-token-0123456789abcdef"
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
@@ -155,3 +159,40 @@ def test_the_scheduler_runs_inside_the_applications_own_lifespan(tmp_path: Path)
 
     # Accepted before the server stopped, so the graceful stop let it finish and store it.
     assert anyio.run(stored_run) == "succeeded"
+
+
+async def hog() -> None:
+    time.sleep(1.5)  # noqa: ASYNC251 - blocks the server's loop on purpose
+
+
+def test_a_task_blocking_the_loop_shows_in_health_and_metrics_and_is_named(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="xtasks.loop")
+    app, scheduler = build()
+    scheduler.add(Task("hog", hog))
+    with (
+        live_server(app) as base,
+        httpx.Client(base_url=base, headers=HEADERS, timeout=TIMEOUT) as client,
+    ):
+        before = client.get("/manager/health").json()
+        assert before["loop_lag_max_seconds"] < 1.0
+        with client.stream("GET", "/manager/events") as stream:
+            lines = stream.iter_lines()
+            assert next(lines) == ": connected"
+            with httpx.Client(base_url=base, headers=HEADERS, timeout=TIMEOUT) as other:
+                run_id = other.post("/manager/tasks/hog/run").json()["run_id"]
+            for name, data in frames(lines):
+                if name == "run" and data["id"] == run_id and data["status"] in FINAL:
+                    break
+        assert data["status"] == "succeeded"
+        health = client.get("/manager/health")
+        assert health.status_code == 200
+        assert health.json()["loop_lag_max_seconds"] >= 1.0
+        metrics = client.get("/manager/metrics").text
+        found = re.search(r"^xtasks_loop_lag_max_seconds (\S+)$", metrics, re.MULTILINE)
+        assert found is not None and float(found[1]) >= 1.0
+        assert re.search(r"^xtasks_loop_lag_seconds \S+$", metrics, re.MULTILINE)
+    warnings = [r.getMessage() for r in caplog.records if r.name == "xtasks.loop"]
+    assert len(warnings) == 1, warnings
+    assert f"by: hog ({__file__}:" in warnings[0]
