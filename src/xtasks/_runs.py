@@ -172,6 +172,8 @@ def _clip_middle(text: str, limit: int) -> str:
 def storable(text: str) -> str:
     """``text`` as UTF-8 can encode it: a lone surrogate (``"\\ud800"``, which ``str()``
     of a hostile object may hold) becomes its escape, so no store or channel chokes."""
+    if text.isascii():  # the usual case, and the quickest check
+        return text
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

@@ -232,15 +232,16 @@ def dump_result(result: Any) -> str | None:
     """
     if result is None:
         return None
-    words: str | None  # the text a long result is cut as: a string's, or its repr()
+    words: str | None = None  # the text a long result is cut as: its repr() ...
     try:
         text = json.dumps(result)
-        words = str.__str__(result) if issubclass(type(result), str) else None
     except BaseException:  # noqa: BLE001 - a task's object must not break its record
         words = _repr_of(result)
         text = json.dumps(words)
     if len(text) <= MAX_RESULT_CHARS:
         return text
+    if words is None and issubclass(type(result), str):  # ... or the string it is
+        words = str.__str__(result)
     if words is not None:
         whole = words
         return _fitted(
