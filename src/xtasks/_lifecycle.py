@@ -23,7 +23,7 @@ from ._task import Overlap
 
 if TYPE_CHECKING:
     import random
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Iterator, Mapping
     from datetime import datetime
 
     from ._ready import ReadyQueue
@@ -31,6 +31,20 @@ if TYPE_CHECKING:
     from ._runs import ErrorInfo
 
 __all__ = ["Lifecycle"]
+
+
+@final
+class _Opening:
+    """A run being opened by :meth:`Lifecycle.open`: how far its dependencies are gated."""
+
+    __slots__ = ("dep", "deps", "pulled", "run", "upstream")
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.deps: Iterator[str] = iter(run.entry.task.depends_on)
+        self.dep = ""  #: the dependency being gated
+        self.pulled: Run | None = None  #: a run of ``dep`` made live, to open next
+        self.upstream: list[Run] = []  #: live runs of its dependencies it will wait for
 
 
 @final
@@ -150,35 +164,72 @@ class Lifecycle:
         return run
 
     def open(self, run: Run, now: datetime) -> None:
-        """Make ``run`` live: gate it on its dependencies, pulling runs of them as needed."""
-        entry = run.entry
-        entry.active.append(run)
-        upstream: list[Run] = []
-        for dep in entry.task.depends_on:
+        """Make ``run`` live: gate it on its dependencies, pulling runs of them as needed.
+
+        Depth first, as a recursion would go (a pulled run is opened, and recorded,
+        before the run that pulled it), on a stack of its own: a chain of dependencies
+        100,000 deep costs memory, never the interpreter's recursion limit.
+        """
+        run.entry.active.append(run)
+        stack = [_Opening(run)]
+        while stack:
+            frame = stack[-1]
+            pulled = frame.pulled
+            if pulled is not None:  # the run it pulled is open now: gate on it
+                frame.pulled = None
+                if not self._gate(frame, pulled, now):
+                    stack.pop()
+                    continue
+            gated = self._gate_next(frame, now)
+            if frame.pulled is not None:  # open the pulled run first, then come back
+                stack.append(_Opening(frame.pulled))
+                continue
+            stack.pop()
+            if gated:
+                self._opened(frame, now)
+
+    def _gate_next(self, frame: _Opening, now: datetime) -> bool:
+        """Gate ``frame.run`` on its remaining dependencies until one needs a run pulled
+        (left in ``frame.pulled``, made live but not opened yet). ``False`` when the run
+        ended instead (skipped: a dependency is unknown, paused or did not succeed)."""
+        run = frame.run
+        for dep in frame.deps:
+            frame.dep = dep
             dentry = self._entries.get(dep)
             if dentry is None:
                 self.final(run, RunStatus.SKIPPED, now, reason=f"unknown dependency: {dep}")
-                return
+                return False
             if dentry.state is not TaskState.ACTIVE:
                 self.final(
                     run, RunStatus.SKIPPED, now, reason=f"upstream_{dentry.state.value}: {dep}"
                 )
-                return
-            drun = dentry.active[0] if dentry.active else None
-            if drun is None:
-                drun = self.new_run(dentry, RunCause.DEPENDENCY, now)
-                self.open(drun, now)
-            if drun.status.is_final:
-                if drun.status is not RunStatus.SUCCEEDED:
-                    self.final(
-                        run, RunStatus.SKIPPED, now, reason=f"upstream_{drun.status.value}: {dep}"
-                    )
-                    return
-                continue
-            upstream.append(drun)
-        if upstream:
+                return False
+            if not dentry.active:
+                pulled = frame.pulled = self.new_run(dentry, RunCause.DEPENDENCY, now)
+                dentry.active.append(pulled)
+                return True
+            if not self._gate(frame, dentry.active[0], now):
+                return False
+        return True
+
+    def _gate(self, frame: _Opening, drun: Run, now: datetime) -> bool:
+        """Gate ``frame.run`` on ``drun``, the live run of its dependency ``frame.dep``.
+        ``False`` when that ended the run: ``drun`` is over and did not succeed."""
+        if drun.status.is_final:
+            if drun.status is not RunStatus.SUCCEEDED:
+                reason = f"upstream_{drun.status.value}: {frame.dep}"
+                self.final(frame.run, RunStatus.SKIPPED, now, reason=reason)
+                return False
+            return True
+        frame.upstream.append(drun)
+        return True
+
+    def _opened(self, frame: _Opening, now: datetime) -> None:
+        """Every dependency of ``frame.run`` is gated: it waits for their runs, or is due."""
+        run = frame.run
+        if frame.upstream:
             run.status = RunStatus.WAITING
-            for drun in upstream:
+            for drun in frame.upstream:
                 run.waiting_on.add(drun.id)
                 drun.dependents.append(run)
             self.record(run)
@@ -288,6 +339,31 @@ class Lifecycle:
     def final(
         self, run: Run, status: RunStatus, now: datetime, *, reason: str | None = None
     ) -> None:
+        """End ``run`` with ``status``; a run that did not succeed ends its dependents too.
+
+        Depth first, as a recursion would go (each dependent ends, and its own dependents
+        after it, before the next one; a task's held runs are released once all of that
+        is done), on a stack of its own: 100,000 dependents in a chain cost memory, never
+        the interpreter's recursion limit.
+        """
+        stack = [(run, iter(self._end(run, status, now, reason)))]
+        while stack:
+            ended, doomed = stack[-1]
+            for dependent in doomed:
+                if not dependent.status.is_final:
+                    outcome = RunStatus.CANCELLED if self.closing else RunStatus.SKIPPED
+                    stack.append((dependent, iter(self._end(dependent, outcome, now, None))))
+                    break
+            else:
+                stack.pop()
+                entry = ended.entry
+                if not entry.active and not self.closing and not entry.releasing:
+                    self._release_waiting(entry, now)
+
+    def _end(self, run: Run, status: RunStatus, now: datetime, reason: str | None) -> list[Run]:
+        """Record ``run`` ended with ``status``: its task's failure streak and alerts, the
+        release of its dependents when it succeeded. Returns the dependents it dooms when
+        it did not (each one's reason already set), for :meth:`final` to end in turn."""
         entry = run.entry
         run.status = status
         run.token += 1  # a ready-queue entry of this run is now stale: uncount it
@@ -326,22 +402,17 @@ class Lifecycle:
                     dependent.due = max(dependent.due, now)
                     self.record(dependent)
                     self.schedule_start(dependent, now)
-        else:
-            # Name this run as the cause in every direct dependent before skipping any:
-            # a dependent reached again through another skipped run keeps this reason.
-            # At shutdown every pending run is cancelled for that reason, whatever its
-            # upstream did.
-            outcome = RunStatus.CANCELLED if self.closing else RunStatus.SKIPPED
-            cause = "shutdown" if self.closing else f"upstream_{status.value}: {entry.task.name}"
-            doomed = [d for d in dependents if not d.status.is_final]
-            for dependent in doomed:
-                if dependent.reason is None:
-                    dependent.reason = cause
-            for dependent in doomed:
-                if not dependent.status.is_final:
-                    self.final(dependent, outcome, now)
-        if not entry.active and not self.closing and not entry.releasing:
-            self._release_waiting(entry, now)
+            return []
+        # Name this run as the cause in every direct dependent before skipping any: a
+        # dependent reached again through another skipped run keeps this reason. At
+        # shutdown every pending run is cancelled for that reason, whatever its upstream
+        # did.
+        cause = "shutdown" if self.closing else f"upstream_{status.value}: {entry.task.name}"
+        doomed = [d for d in dependents if not d.status.is_final]
+        for dependent in doomed:
+            if dependent.reason is None:
+                dependent.reason = cause
+        return doomed
 
     def _release_waiting(self, entry: TaskEntry, now: datetime) -> None:
         """Nothing of ``entry`` is live: open what waits for that, until something is.

@@ -16,14 +16,19 @@ import warnings
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from datetime import datetime
+    from types import TracebackType
 
     from ._task import Task
 
 __all__ = [
+    "MAX_MESSAGE_CHARS",
+    "MAX_TRACEBACK_CHARS",
+    "MAX_TYPE_CHARS",
+    "SHORT_ERROR_CHARS",
     "AuditRecord",
     "ErrorInfo",
     "RunCause",
@@ -32,6 +37,11 @@ __all__ = [
     "TaskInfo",
     "TaskRecord",
     "TaskState",
+    "clip_end",
+    "clip_start",
+    "describe_failure",
+    "safe_str",
+    "storable",
 ]
 
 
@@ -114,40 +124,206 @@ def _from_worker_process(exc: BaseException) -> bool:
     return any(note.startswith(WORKER_TRACEBACK) for note in getattr(exc, "__notes__", ()))
 
 
+#: Characters of an error message kept in history: its start, then a mark of the cut.
+MAX_MESSAGE_CHARS = 64 * 1024
+#: Characters of a traceback kept in history: its end (where the error is), after a mark
+#: of the cut.
+MAX_TRACEBACK_CHARS = 64 * 1024
+#: Characters of an exception type's name kept (a name is short; a hostile one is cut).
+MAX_TYPE_CHARS = 1024
+#: Characters of ``Type: message`` in a log line, an alert or a live event by default.
+SHORT_ERROR_CHARS = 1024
+#: Characters kept of one piece of a formatted traceback (a frame, a note, the line of
+#: the exception and its message), so one huge message cannot push the frames out.
+_TRACEBACK_PIECE_CHARS = 8 * 1024
+
+
+def clip_end(text: str, limit: int) -> str:
+    """``text`` in at most ``limit`` characters: its start, then how much was cut."""
+    if len(text) <= limit:
+        return text
+    keep = limit - len(f" [... {len(text):,} characters cut]")
+    if keep <= 0:
+        return text[:limit]
+    return f"{text[:keep]} [... {len(text) - keep:,} characters cut]"
+
+
+def clip_start(text: str, limit: int) -> str:
+    """``text`` in at most ``limit`` characters: how much was cut, then its end."""
+    if len(text) <= limit:
+        return text
+    keep = limit - len(f"[... {len(text):,} characters cut ...]\n")
+    if keep <= 0:
+        return text[len(text) - limit :]
+    return f"[... {len(text) - keep:,} characters cut ...]\n{text[len(text) - keep :]}"
+
+
+def _clip_middle(text: str, limit: int) -> str:
+    """``text`` in at most ``limit`` characters: its start and its end around a mark."""
+    if len(text) <= limit:
+        return text
+    mark = f" [... {len(text):,} characters cut ...] "
+    half = (limit - len(mark)) // 2
+    if half <= 0:
+        return text[:limit]
+    return f"{text[:half]} [... {len(text) - 2 * half:,} characters cut ...] {text[-half:]}"
+
+
+def storable(text: str) -> str:
+    """``text`` as UTF-8 can encode it: a lone surrogate (``"\\ud800"``, which ``str()``
+    of a hostile object may hold) becomes its escape, so no store or channel chokes."""
+    if text.isascii():  # the usual case, and the quickest check
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def describe_failure(what: str, exc: BaseException) -> str:
+    """``<str() raised ValueError: why>``: the placeholder of a value that could not be
+    had, itself bounded and built without calling anything that may raise again."""
+    kind = _name_of(type(exc))
+    try:
+        why = storable(clip_end(_exact(str(exc)), 200))
+    except BaseException:  # noqa: BLE001 - the placeholder must not fail in its turn
+        why = ""
+    return f"<{what} raised {kind}: {why}>" if why else f"<{what} raised {kind}>"
+
+
+def _name_of(kind: type) -> str:
+    """The qualified name of ``kind``; a metaclass may make ``__qualname__`` anything."""
+    try:
+        name = kind.__qualname__
+    except BaseException:  # noqa: BLE001 - a property of a metaclass may raise
+        name = None
+    if not isinstance(name, str):
+        name = type.__dict__["__qualname__"].__get__(kind, type)  # type's own slot
+    return storable(clip_end(_exact(name), MAX_TYPE_CHARS))
+
+
+def safe_str(value: object, what: str = "str()") -> str:
+    """``str(value)``, or the placeholder of why it could not be had; never raises.
+
+    Whatever the task's ``__str__`` raises is caught, ``SystemExit`` included: synchronous
+    code cannot receive a cancellation, so nothing caught here belongs to the scheduler.
+    """
+    try:
+        text = _exact(str(value))
+    except BaseException as exc:  # noqa: BLE001 - a task's object must not break a record
+        return describe_failure(what, exc)
+    return text
+
+
+def _exact(text: str) -> str:
+    """``text`` as a plain ``str``: a subclass's own methods (``__len__``, slicing, ...)
+    are the task's code, which the bounding must not run."""
+    return text if type(text) is str else str.__str__(text)
+
+
+def _user_traceback(exc: BaseException) -> TracebackType | None:
+    """Where the traceback of ``exc`` leaves the machinery (see ``from_exception``)."""
+    tb = exc.__traceback__
+    while tb is not None and _is_machinery(tb.tb_frame.f_code.co_filename):
+        tb = tb.tb_next
+    if tb is None and not _from_worker_process(exc):
+        tb = exc.__traceback__  # the machinery's own error: keep all of it
+    return tb
+
+
+def _format_traceback(exc: BaseException, tb: TracebackType | None) -> str:
+    """The formatted traceback, each piece of it bounded. When the exception itself cannot
+    be formatted (its type's name raises, say), its frames are, under a line saying why."""
+    try:
+        pieces = _traceback.format_exception(type(exc), exc, tb)
+    except BaseException as failure:  # noqa: BLE001 - the error must be recorded all the same
+        why = describe_failure("formatting the exception", failure)
+        try:
+            pieces = ["Traceback (most recent call last):\n", *_traceback.format_tb(tb), why]
+        except BaseException as again:  # noqa: BLE001 - nor may the frames stop it
+            return describe_failure("formatting the traceback", again)
+    return "".join(_clip_middle(piece, _TRACEBACK_PIECE_CHARS) for piece in pieces)
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorInfo:
-    """An exception as recorded in history: it outlives the exception object."""
+    """An exception as recorded in history: it outlives the exception object.
+
+    Bounded whoever builds it: ``type`` to :data:`MAX_TYPE_CHARS` characters, ``message``
+    to :data:`MAX_MESSAGE_CHARS` (its start), ``traceback`` to :data:`MAX_TRACEBACK_CHARS`
+    (its end, where the error is), each cut marked; text UTF-8 cannot encode is escaped.
+    """
 
     type: str
     message: str
     traceback: str = ""
 
+    #: The bounds above, as the class carries them for code that sees only the public API.
+    MAX_MESSAGE_CHARS: ClassVar[int] = MAX_MESSAGE_CHARS
+    MAX_TRACEBACK_CHARS: ClassVar[int] = MAX_TRACEBACK_CHARS
+
+    def __post_init__(self) -> None:
+        # Cheap when within bounds (a length and an encode check), and it makes the bound
+        # hold for every record, however built: a store never writes more than this.
+        for name, clip, limit in _BOUNDS:
+            value = getattr(self, name)
+            if isinstance(value, str):
+                bounded = storable(clip(value, limit))
+                if bounded is not value:
+                    object.__setattr__(self, name, bounded)
+
     @classmethod
     def from_exception(cls, exc: BaseException) -> ErrorInfo:
-        """Capture type, message and formatted traceback of ``exc``.
+        """Capture type, message and formatted traceback of ``exc``; never raises.
 
         The traceback starts at the first frame outside the machinery that called the
         task (xtasks, anyio, asyncio, threads), so history shows the user's code first.
+        A ``str()`` or a type name that fails, or a traceback that cannot be formatted,
+        leaves a placeholder saying why (``<str() raised ValueError: ...>``) in its place.
         """
-        tb = exc.__traceback__
-        while tb is not None and _is_machinery(tb.tb_frame.f_code.co_filename):
-            tb = tb.tb_next
-        if tb is None and not _from_worker_process(exc):
-            tb = exc.__traceback__  # the machinery's own error: keep all of it
-        lines = _traceback.format_exception(type(exc), exc, tb)
-        return cls(type=type(exc).__qualname__, message=str(exc), traceback="".join(lines))
+        try:
+            tb = _user_traceback(exc)
+        except BaseException:  # noqa: BLE001 - hostile notes or attributes: format it all
+            tb = None
+        return cls(
+            type=_name_of(type(exc)),
+            message=safe_str(exc),
+            traceback=_format_traceback(exc, tb),
+        )
 
-    def traceback_tail(self, lines: int) -> str:
+    def short(self, limit: int = SHORT_ERROR_CHARS) -> str:
+        """``Type: message`` in at most ``limit`` characters, cut marked: what a log line
+        or a notification has room for."""
+        return clip_end(str(self), limit)
+
+    def short_message(self, limit: int = SHORT_ERROR_CHARS) -> str:
+        """The message in at most ``limit`` characters, cut marked."""
+        return clip_end(self.message, limit)
+
+    def traceback_tail(self, lines: int, limit: int | None = None) -> str:
         """The last ``lines`` lines of the traceback (where the error is), marked when
-        earlier ones were left out: what a page or an alert has room for."""
+        earlier ones were left out, in at most ``limit`` characters (its end) when given:
+        what a page or an alert has room for."""
         all_lines = self.traceback.rstrip("\n").splitlines()
         if len(all_lines) <= lines:
-            return "\n".join(all_lines)
-        left_out = len(all_lines) - lines
-        return "\n".join([f"[... {left_out} earlier line(s) left out ...]", *all_lines[-lines:]])
+            tail = "\n".join(all_lines)
+        else:
+            left_out = len(all_lines) - lines
+            tail = "\n".join(
+                [f"[... {left_out} earlier line(s) left out ...]", *all_lines[-lines:]]
+            )
+        return tail if limit is None else clip_start(tail, limit)
 
     def __str__(self) -> str:
         return f"{self.type}: {self.message}" if self.message else self.type
+
+
+_BOUNDS = (
+    ("type", clip_end, MAX_TYPE_CHARS),
+    ("message", clip_end, MAX_MESSAGE_CHARS),
+    ("traceback", clip_start, MAX_TRACEBACK_CHARS),
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

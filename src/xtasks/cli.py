@@ -195,7 +195,7 @@ def _log_final(event: Event) -> None:
     if type(event) is RunChanged and event.record.status.is_final:
         r = event.record
         why = f" ({r.reason})" if r.reason else ""
-        error = f": {r.error.type}: {r.error.message}" if r.error else ""
+        error = f": {r.error.short()}" if r.error else ""  # bounded: 1,024 characters
         fields = (r.id, r.task, r.status.value, why, r.attempts, r.cause.value, error)
         _log.info("run %s of %r %s%s after %d attempt(s) [%s]%s", *fields)
 

@@ -2,7 +2,8 @@
 
 Pure functions of an :class:`xtasks.events.Alert` (and the manager's URL): a subject line, the
 facts as labelled lines, a plain-text body and an HTML body in which every value is
-escaped.
+escaped. Bounded whatever the task raised: the message is cut to :data:`MESSAGE_CHARS`,
+the traceback to its last :data:`TRACEBACK_LINES` lines and :data:`TRACEBACK_CHARS`.
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ from xtasks.events import AlertKind
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from xtasks import ErrorInfo
     from xtasks.events import Alert
 
 __all__ = [
+    "MESSAGE_CHARS",
+    "TRACEBACK_CHARS",
     "TRACEBACK_LINES",
     "facts",
     "html_body",
@@ -29,6 +33,11 @@ __all__ = [
 
 #: Lines of the traceback an alert shows: its end, where the error is.
 TRACEBACK_LINES = 20
+#: Characters of those lines shown, at most (their end; the cut is marked).
+TRACEBACK_CHARS = 4096
+#: Characters of the error message an alert shows, at most (its start; the cut is
+#: marked). The manager's run page has the message as stored.
+MESSAGE_CHARS = 2000
 
 
 def subject(alert: Alert) -> str:
@@ -66,7 +75,10 @@ def facts(alert: Alert, manager_url: str | None = None) -> list[tuple[str, str]]
         rows.append(("Consecutive failures", str(alert.consecutive_failures)))
         rows.append(("Last success", _time(alert.last_success) or "never (or not recorded)"))
     if run.error is not None:
-        rows += [("Error type", run.error.type), ("Error message", run.error.message)]
+        rows += [
+            ("Error type", run.error.type),
+            ("Error message", run.error.short_message(MESSAGE_CHARS)),
+        ]
     rows += [
         ("Run id", run.id),
         ("Run status", run.status.value),
@@ -79,6 +91,10 @@ def facts(alert: Alert, manager_url: str | None = None) -> list[tuple[str, str]]
         ("Manager", manager_link(manager_url, alert.task)),
     ]
     return [(label, value) for label, value in rows if value is not None and value != ""]
+
+
+def _traceback(error: ErrorInfo) -> str:
+    return error.traceback_tail(TRACEBACK_LINES, TRACEBACK_CHARS)
 
 
 def _intro(alert: Alert) -> str:
@@ -95,7 +111,7 @@ def text_body(alert: Alert, manager_url: str | None = None) -> str:
     width = max(len(label) for label, _ in rows)
     parts = [_intro(alert), "", *(f"{label + ':':<{width + 1}} {value}" for label, value in rows)]
     if alert.run.error is not None and alert.run.error.traceback:
-        parts += ["", "Traceback (last lines):", alert.run.error.traceback_tail(TRACEBACK_LINES)]
+        parts += ["", "Traceback (last lines):", _traceback(alert.run.error)]
     return "\n".join(parts) + "\n"
 
 
@@ -122,7 +138,7 @@ def html_body(alert: Alert, manager_url: str | None = None) -> str:
     if alert.run.error is not None and alert.run.error.traceback:
         parts += [
             "<p>Traceback (last lines):</p>",
-            f"<pre>{e(alert.run.error.traceback_tail(TRACEBACK_LINES))}</pre>",
+            f"<pre>{e(_traceback(alert.run.error))}</pre>",
         ]
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"

@@ -31,7 +31,8 @@ __all__ = ["WebhookAlerter", "WebhookError"]
 
 #: Longest pause between two attempts, whatever ``backoff`` and the attempt number.
 MAX_BACKOFF = 5.0
-#: Characters of an error message put in the body; the traceback is never sent.
+#: Characters of an error message put in the body, at most (its start, the cut marked);
+#: the traceback is never sent.
 MAX_ERROR_MESSAGE = 2000
 #: Extra seconds in :attr:`WebhookAlerter.timeout` beyond the attempts and pauses.
 TIMEOUT_MARGIN = 1.0
@@ -202,7 +203,7 @@ class WebhookAlerter(Alerter):
         run = alert.run
         error = None
         if run.error is not None:
-            error = {"type": run.error.type, "message": run.error.message[:MAX_ERROR_MESSAGE]}
+            error = {"type": run.error.type, "message": run.error.short_message(MAX_ERROR_MESSAGE)}
         return {
             "type": alert.kind.value,
             "task": alert.task,

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ERROR_EVENT_LEFT_OUT",
+    "EVENT_MESSAGE_CHARS",
     "KEEPALIVE_SECONDS",
     "MAX_BODY_BYTES",
     "PROMETHEUS_CONTENT_TYPE",
@@ -53,6 +54,9 @@ PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: message are what a live view shows). Every other field is sent.
 RUN_EVENT_LEFT_OUT = frozenset({"result"})
 ERROR_EVENT_LEFT_OUT = frozenset({"traceback"})
+#: Characters of an error message an ``event: run`` carries, at most (its start, the cut
+#: marked); ``GET /runs/{id}`` has the message as stored.
+EVENT_MESSAGE_CHARS = 1024
 
 _RUN_EVENT_FIELDS = tuple(f.name for f in fields(RunRecord) if f.name not in RUN_EVENT_LEFT_OUT)
 _ERROR_EVENT_FIELDS = tuple(f.name for f in fields(ErrorInfo) if f.name not in ERROR_EVENT_LEFT_OUT)
@@ -65,13 +69,17 @@ def _event_value(value: object) -> object:
     if isinstance(value, StrEnum):
         return str(value)
     if isinstance(value, ErrorInfo):
-        return {name: getattr(value, name) for name in _ERROR_EVENT_FIELDS}
+        data = {name: getattr(value, name) for name in _ERROR_EVENT_FIELDS}
+        if "message" in data:
+            data["message"] = value.short_message(EVENT_MESSAGE_CHARS)
+        return data
     return value
 
 
 def run_event_data(record: RunRecord) -> dict[str, Any]:
     """The JSON an ``event: run`` carries: every field of the record but those of
-    :data:`RUN_EVENT_LEFT_OUT`, the error without :data:`ERROR_EVENT_LEFT_OUT`."""
+    :data:`RUN_EVENT_LEFT_OUT`, the error without :data:`ERROR_EVENT_LEFT_OUT` and its
+    message cut to :data:`EVENT_MESSAGE_CHARS`."""
     return {name: _event_value(getattr(record, name)) for name in _RUN_EVENT_FIELDS}
 
 

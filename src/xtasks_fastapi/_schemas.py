@@ -37,6 +37,24 @@ __all__ = [
 _repr = reprlib.Repr()
 _repr.maxstring = 200
 _repr.maxother = 200
+#: Characters of a result's repr() in a run, at most (reprlib usually stops far sooner).
+_MAX_RESULT_REPR = 1024
+
+
+def _result_repr(result: object) -> str:
+    """``repr()`` of a result, shortened; never raises: a ``repr()`` that raises (or an
+    int too long to write out) gives ``<repr() raised ValueError: ...>``."""
+    try:
+        text = _repr.repr(result)
+    except BaseException as exc:  # noqa: BLE001 - a task's result must not break a page
+        try:
+            return f"<repr() raised {type(exc).__name__}: {str(exc)[:200]}>"
+        except BaseException:  # noqa: BLE001 - nor may the exception's own str()
+            return "<repr() raised an exception>"
+    if len(text) > _MAX_RESULT_REPR:  # reprlib cuts each part; nested ones add up
+        text = f"{text[:_MAX_RESULT_REPR]}..."
+    # A repr() of the task's own may hold a lone surrogate, which JSON cannot carry.
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class ErrorDetail(BaseModel):
@@ -88,7 +106,7 @@ _RUN_FIELDS = tuple(field.name for field in fields(RunRecord))
 #: others are copied as they are.
 _RUN_CONVERSIONS: dict[str, Callable[[Any], object]] = {
     "error": RunError.model_validate,  # from the ErrorInfo's attributes
-    "result": _repr.repr,  # any object: its repr(), shortened
+    "result": _result_repr,  # any object: its repr(), shortened
 }
 
 

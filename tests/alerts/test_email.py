@@ -223,6 +223,22 @@ async def test_plain_delivery_of_a_failing_alert_with_text_and_html_parts() -> N
     assert "Last success: 2025-02-28 12:00:00" in " ".join(text_s.split())
 
 
+def test_a_huge_hostile_error_makes_a_bounded_mail() -> None:
+    """A 10 MB message, one 100 KB traceback line and a lone surrogate: the mail is built,
+    encodable, and carries the start of the message and the end of the traceback."""
+    tb = "Traceback (most recent call last):\n" + "t" * 100_000 + "\nValueError: end\n"
+    error = ErrorInfo("ValueError", "bad \ud800 " + "m" * 10 * 1024 * 1024, tb)
+    alerter = EmailAlerter("localhost", 25, "xtasks@example.com", ["ops@example.com"])
+    msg = alerter.message(alert(error=error))
+    raw = msg.as_bytes()
+    assert len(raw) < 64 * 1024
+    text = msg.get_body(("plain",))
+    assert text is not None
+    body = text.get_content()
+    assert "bad \\ud800 mmm" in body and "characters cut]" in body
+    assert body.rstrip().endswith("ValueError: end")
+
+
 async def test_recovered_mail_and_no_manager_link_when_no_url() -> None:
     with smtp_server() as server:
         await plain(server.port).send(alert(AlertKind.RECOVERED))

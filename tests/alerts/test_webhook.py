@@ -309,6 +309,23 @@ async def test_signed_json_post_with_standard_webhooks_headers() -> None:
     assert datetime.fromisoformat(body["timestamp"]) == make_alert().at
 
 
+def test_a_huge_hostile_message_is_cut_in_the_payload() -> None:
+    alert = make_alert()
+    error = ErrorInfo("ValueError", "bad \ud800 " + "m" * 10 * 1024 * 1024, "tb")
+    alert = Alert(
+        kind=alert.kind,
+        task=alert.task,
+        run=alert.run.evolve(error=error),
+        consecutive_failures=alert.consecutive_failures,
+        at=alert.at,
+    )
+    payload = WebhookAlerter("https://hooks.example.com/x").payload(alert)
+    message = payload["error"]["message"]
+    assert len(message) <= 2000
+    assert message.startswith("bad \\ud800 mmm") and message.endswith("characters cut]")
+    json.dumps(payload, ensure_ascii=False).encode()  # what send() does: no error
+
+
 async def test_without_a_secret_no_signature_headers() -> None:
     with receiver() as (app, url):
         await WebhookAlerter(url, allow_private=True).send(make_alert())

@@ -7,7 +7,8 @@ The statements stick to SQL that PostgreSQL also speaks where SQLite allows it
 in a shell, and read back as equal, aware UTC datetimes (a naive one is refused with
 ``ValueError``). Leases are ``REAL`` Unix seconds of store time. ``result`` is JSON text
 (``None`` is NULL): tuples come back as lists and keys as strings, and a result JSON cannot
-encode is stored as its ``repr()`` string. The ``runs`` columns are named after the fields
+encode is stored as its ``repr()`` string; at most :data:`MAX_RESULT_CHARS` characters
+(see :func:`dump_result`). The ``runs`` columns are named after the fields
 of :class:`~xtasks.RunRecord` (an ``ErrorInfo`` as ``error_type``, ``error_message``,
 ``error_traceback``), and :data:`RUN_COLUMNS`, :data:`SAVE_RUN`, :func:`encode_run` and
 :func:`decode_run` are derived from them.
@@ -22,7 +23,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Union, get_args, get_origin, get_type_hints
 
-from .._runs import AuditRecord, ErrorInfo, RunRecord, RunStatus
+from .._runs import AuditRecord, ErrorInfo, RunRecord, RunStatus, describe_failure
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -33,6 +34,7 @@ __all__ = [
     "CLAIM",
     "CLAIMED_LAST_FIRE",
     "LIVE",
+    "MAX_RESULT_CHARS",
     "MIGRATIONS",
     "PRUNE_AGE",
     "PRUNE_AUDIT_AGE",
@@ -47,6 +49,7 @@ __all__ = [
     "decode_audit",
     "decode_run",
     "dt",
+    "dump_result",
     "encode_audit",
     "encode_run",
     "ts",
@@ -212,13 +215,61 @@ def dt(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text)
 
 
+#: Characters of a result's JSON text a store keeps. A larger result is stored as a string
+#: saying so, with as much of the start of its JSON text as fits.
+MAX_RESULT_CHARS = 64 * 1024
+
+
 def dump_result(result: Any) -> str | None:
+    """``result`` as the JSON text stored for it, in at most :data:`MAX_RESULT_CHARS`
+    characters; never raises.
+
+    What JSON cannot encode is stored as its ``repr()`` string; a ``repr()`` that raises
+    (or an int too long to write out) as a placeholder saying why. A longer result is
+    stored as a string: a long string (or ``repr()``), its start and how much was cut;
+    anything else, ``<result of N characters of JSON, cut: ...>`` holding the start of
+    its JSON text.
+    """
     if result is None:
         return None
+    words: str | None = None  # the text a long result is cut as: its repr() ...
     try:
-        return json.dumps(result)
-    except (TypeError, ValueError, RecursionError):
-        return json.dumps(repr(result))
+        text = json.dumps(result)
+    except BaseException:  # noqa: BLE001 - a task's object must not break its record
+        words = _repr_of(result)
+        text = json.dumps(words)
+    if len(text) <= MAX_RESULT_CHARS:
+        return text
+    if words is None and issubclass(type(result), str):  # ... or the string it is
+        words = str.__str__(result)
+    if words is not None:
+        whole = words
+        return _fitted(
+            lambda start: f"{start} [... {len(whole) - len(start):,} characters cut]", whole
+        )
+    return _fitted(
+        lambda start: f"<result of {len(text):,} characters of JSON, cut: {start}>", text
+    )
+
+
+def _repr_of(result: Any) -> str:
+    """``repr(result)``, or the placeholder of why it could not be had."""
+    try:
+        text = repr(result)
+        return text if type(text) is str else str.__str__(text)
+    except BaseException as exc:  # noqa: BLE001 - a task's object must not break its record
+        return describe_failure("repr()", exc)
+
+
+def _fitted(frame: Callable[[str], str], text: str) -> str:
+    """The JSON string of ``frame(start)`` for the longest start of ``text`` that keeps
+    it within :data:`MAX_RESULT_CHARS` (JSON escapes make it longer than the text)."""
+    keep = MAX_RESULT_CHARS - 100
+    while True:
+        encoded = json.dumps(frame(text[:keep]))
+        if len(encoded) <= MAX_RESULT_CHARS or keep == 0:
+            return encoded
+        keep = max(keep * MAX_RESULT_CHARS // len(encoded) - 100, 0)
 
 
 # -- runs: columns and codecs derived from RunRecord's fields ---------------------------
@@ -250,7 +301,7 @@ _CODECS: dict[object, _Codec] = {
     str: _Codec(),
     int: _Codec(),
     datetime: _Codec(_utc_text, datetime.fromisoformat),
-    Any: _Codec(dump_result, json.loads),  # result: JSON text, or the repr() JSON cannot encode
+    Any: _Codec(dump_result, json.loads),  # result: bounded JSON text (see dump_result)
 }
 
 
