@@ -253,3 +253,23 @@ async def test_a_full_disk_loses_no_run_reported_finished(tmp_path: Path) -> Non
     assert {r.status for r in records} == {RunStatus.SUCCEEDED}
     stored = await anyio.to_thread.run_sync(_stored_statuses, db)
     assert all(stored.get(h.id) == "succeeded" for h in handles)
+
+
+async def test_a_database_file_deleted_while_running_is_said_not_silently_lost(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = tmp_path / "x.db"
+    scheduler = Scheduler(f"sqlite:///{db}", plugins=False, shutdown_grace=0.2)
+    scheduler.add(Task("job", noop, overlap="allow"))
+    caplog.set_level(logging.WARNING, logger="xtasks")
+    async with scheduler:
+        await scheduler.run("job")
+        for path in tmp_path.glob("x.db*"):  # the file, its -wal and -shm
+            path.unlink()
+        handle = await scheduler.trigger("job")
+        await wait_until(lambda: not scheduler.stats().store_writable, "deletion seen")
+        assert "deleted or replaced" in (scheduler.stats().store_error or "")
+    with pytest.raises(StoreError):
+        await handle.wait()  # never reported final: it could not be stored
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert "deleted or replaced" in logged and "could not be stored" in logged

@@ -116,6 +116,7 @@ class SQLiteStore(Store):
         self._conn: sqlite3.Connection | None = None
         self._limiter: anyio.CapacityLimiter | None = None
         self._closed = False
+        self._file_id: tuple[int, int] | None = None  # (device, inode) of the open file
         self._writes = 0  # since the last prune
         self._last_prune = 0.0  # time.monotonic()
 
@@ -130,6 +131,7 @@ class SQLiteStore(Store):
         self._closed = False  # opened again after close: a scheduler started again
         self._limiter = anyio.CapacityLimiter(1)
         self._conn = await anyio.to_thread.run_sync(self._connect, limiter=self._limiter)
+        self._file_id = await anyio.to_thread.run_sync(self._identify, limiter=self._limiter)
         self._last_prune = time.monotonic()
 
     async def close(self) -> None:
@@ -454,6 +456,23 @@ class SQLiteStore(Store):
             raise self._error("store is closed" if self._closed else "store is not open")
         return self._conn
 
+    def _identify(self) -> tuple[int, int] | None:
+        try:
+            info = os.stat(self.path)
+        except OSError:
+            return None
+        return info.st_dev, info.st_ino
+
+    def _check_file(self) -> None:
+        """A write to a file deleted or replaced under us would vanish: refuse it, so the
+        records are kept in memory, health says so, and nothing is silently lost."""
+        if self._file_id is not None and self._identify() != self._file_id:
+            raise self._error(
+                "the database file was deleted or replaced while the store had it open; "
+                "what is written now would be lost: restore the file, or restart to use a "
+                "new one"
+            )
+
     async def _call(
         self, what: str, func: Callable[[sqlite3.Connection], _T], *, writes: int = 0
     ) -> _T:
@@ -462,6 +481,8 @@ class SQLiteStore(Store):
 
         def run() -> _T:
             conn = self._check_open()  # close() may have run while this call queued
+            if writes:
+                self._check_file()
             try:
                 result = func(conn)
             except sqlite3.Error as exc:
