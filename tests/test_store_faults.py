@@ -264,8 +264,12 @@ async def test_a_database_file_deleted_while_running_is_said_not_silently_lost(
     caplog.set_level(logging.WARNING, logger="xtasks")
     async with scheduler:
         await scheduler.run("job")
-        for path in tmp_path.glob("x.db*"):  # the file, its -wal and -shm
-            path.unlink()
+
+        def delete_all() -> None:
+            for path in tmp_path.glob("x.db*"):  # the file, its -wal and -shm
+                path.unlink()
+
+        await anyio.to_thread.run_sync(delete_all)
         handle = await scheduler.trigger("job")
         await wait_until(lambda: not scheduler.stats().store_writable, "deletion seen")
         assert "deleted or replaced" in (scheduler.stats().store_error or "")
