@@ -52,7 +52,7 @@ def _by_id(record: RunRecord) -> str:
 
 
 class _StoreTime:
-    """The machine's store time: seconds that only the ``pass_time`` rule moves."""
+    """The machine's store time: seconds that only its rules move."""
 
     def __init__(self) -> None:
         self.now = 1_000_000.0
@@ -129,8 +129,9 @@ class StoreMachine(RuleBasedStateMachine):
     save and load task states, and add and list audit records (times tie often).
 
     Leases: when :attr:`store_time` is true, both stores read the machine's own store
-    time (:attr:`clock`, a callable of seconds that only the ``pass_time`` rule moves),
-    and the rules also let time pass, renew leases for a replica and reap lost runs. The
+    time (:attr:`clock`, a callable of seconds that only the rules move), and the rules
+    also save live runs of the replicas, let time pass (to a lease's edge, just past it,
+    well past it), renew leases for a replica and reap lost runs. The
     stores must agree on which runs are held and which are reaped (every live run holds
     its replica's lease: queued, waiting and running ones, never a final one), and every
     run reaped must have been live, come back ``lost`` with its other fields unchanged and
