@@ -78,7 +78,7 @@ TESTING_ALL = [
     "check_lease_renewal",
     "check_list_runs_order_and_paging",
     "check_list_runs_task_change",
-    "check_reap_only_running",
+    "check_reap_live_runs",
     "check_round_trip",
     "check_store",
     "check_task_batches_and_anchor",

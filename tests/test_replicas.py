@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -61,12 +62,21 @@ class Replica:
         )
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
+        # stderr is drained as it comes too: a replica that logs more than a pipe holds
+        # (one warning per reaped run, say) would otherwise block on its next write.
+        self.errors: list[str] = []
+        self.err_reader = threading.Thread(target=self._read_errors, daemon=True)
+        self.err_reader.start()
         self.wait_for(lambda line: line == f"READY {name}")
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             self.lines.put(line.strip())
+
+    def _read_errors(self) -> None:
+        assert self.proc.stderr is not None
+        self.errors.extend(self.proc.stderr)
 
     def wait_for(self, match: Callable[[str], bool], timeout: float = 30) -> str:
         deadline = time.monotonic() + timeout
@@ -95,8 +105,9 @@ class Replica:
         return self.proc.returncode, self._close_pipes()
 
     def _close_pipes(self) -> str:
-        self.reader.join(timeout=10)  # it ends at EOF, once the process is gone
-        err = self.proc.stderr.read() if self.proc.stderr else ""
+        self.reader.join(timeout=10)  # they end at EOF, once the process is gone
+        self.err_reader.join(timeout=10)
+        err = "".join(self.errors)
         for pipe in (self.proc.stdout, self.proc.stderr):
             if pipe is not None:
                 pipe.close()
@@ -116,6 +127,18 @@ def runs_in(db: Path, task: str) -> list[RunRecord]:
         await store.open()
         try:
             return await store.list_runs(task=task, limit=100_000)
+        finally:
+            await store.close()
+
+    return anyio.run(read)
+
+
+def every_run(db: Path) -> list[RunRecord]:
+    async def read() -> list[RunRecord]:
+        store = open_store(f"sqlite:///{db}")
+        await store.open()
+        try:
+            return await store.list_runs(limit=100_000)
         finally:
             await store.close()
 
@@ -229,3 +252,53 @@ def test_a_kill_during_a_burst_of_writes_keeps_every_reported_run(tmp_path: Path
     missing = reported - stored.keys()
     assert not missing, f"{len(missing)} run(s) reported finished were lost"
     assert all(stored[i].status is RunStatus.SUCCEEDED for i in reported)
+
+
+def test_runs_a_killed_replica_left_queued_are_reaped_and_recovered_when_the_task_says_so(
+    tmp_path: Path,
+) -> None:
+    """SIGKILL with 1,600 submissions and 5 triggers queued behind a running run: one lease
+    later a fresh process finds none of them live; all are `lost`, and the triggered task
+    (`recover=True`) runs again. Submissions are not re-run: their arguments are gone."""
+    db = tmp_path / "orphans.db"
+    lease = 1.0
+    submissions, triggers = 1600, 5
+    doomed = Replica(
+        db,
+        "doomed",
+        env={
+            "XTASKS_TEST_TASKS": "again",
+            "XTASKS_TEST_LEASE": str(lease),
+            "XTASKS_TEST_CONCURRENCY": "1",
+            "XTASKS_TEST_ORPHANS": f"{submissions},{triggers}",
+        },
+    )
+    doomed.wait_for(lambda line: line == f"QUEUED {submissions + triggers}")
+    # While their replica lives, its queued runs outlive several leases: it renews them.
+    time.sleep(2.5 * lease)
+    live_statuses = {RunStatus.QUEUED, RunStatus.WAITING, RunStatus.RUNNING}
+
+    def by_doomed() -> list[RunRecord]:
+        return [r for r in every_run(db) if r.replica == "doomed"]
+
+    before = Counter(r.status for r in by_doomed())
+    assert before == {RunStatus.QUEUED: submissions + triggers, RunStatus.RUNNING: 1}
+    doomed.kill()
+
+    heir = Replica(db, "heir", env={"XTASKS_TEST_TASKS": "again", "XTASKS_TEST_LEASE": "1"})
+    try:
+        for _ in range(triggers):
+            heir.wait_for(lambda line: line.startswith("FINAL again ") and " succeeded " in line)
+    finally:
+        code, err = heir.stop()
+    assert code == 0, err
+    orphans = by_doomed()
+    assert len(orphans) == submissions + triggers + 1
+    assert not [r for r in orphans if r.status in live_statuses]
+    assert {r.status for r in orphans} == {RunStatus.LOST}
+    assert {r.reason for r in orphans} == {"lost: its replica doomed went silent past its lease"}
+    recovered = [r for r in every_run(db) if r.replica == "heir"]
+    assert len(recovered) == triggers
+    assert {(r.task, r.status, r.cause.value) for r in recovered} == {
+        ("again", RunStatus.SUCCEEDED, "manual")
+    }

@@ -213,7 +213,8 @@ class Recorder:
         self._succeeded()
         leased = self.leased
         for record in latest.values():
-            if record.status is RunStatus.RUNNING:
+            # Every live run is leased, queued and waiting too: a dead replica's are reaped.
+            if record.status in (RunStatus.QUEUED, RunStatus.WAITING, RunStatus.RUNNING):
                 leased.add(record.id)
             else:
                 leased.discard(record.id)

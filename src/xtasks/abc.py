@@ -69,18 +69,21 @@ class Store(ABC):
         :raises StoreError: on backend failure (the claim is then not made).
         """
 
-    #: Seconds a ``running`` record's lease lasts without a renewal (DESIGN: 10 s).
+    #: Seconds a live record's lease lasts without a renewal (10 s by default).
     lease_ttl: float = 10.0
 
     @abstractmethod
     async def save_run(self, record: RunRecord) -> bool:
         """Insert or replace the record with ``record.id``. Safe to repeat.
 
-        Leases and fencing: a ``running`` record gives its ``replica`` a lease on the run
-        until store time + :attr:`lease_ttl` (renewed by :meth:`renew_leases`); a final
-        record releases it. A run that :meth:`reap_lost` marked ``lost`` is fenced: any
-        later write to it is refused, so an owner that wakes from a long pause cannot
-        overwrite what its successors decided.
+        Leases and fencing: a live record (``queued``, ``waiting`` or ``running``) gives
+        its ``replica`` the lease on the run until store time + :attr:`lease_ttl`
+        (renewed by :meth:`renew_leases`, and by each later live write); a final record
+        releases it. So every run a replica has accepted and not finished is held by it,
+        and found by :meth:`reap_lost` if that replica dies, whether the run had started
+        or not. A run that :meth:`reap_lost` marked ``lost`` is fenced: any later write to
+        it is refused, so an owner that wakes from a long pause cannot overwrite what its
+        successors decided.
 
         :return: ``False`` when the write was refused because the run is ``lost``.
         :raises StoreError: on backend failure.
@@ -97,7 +100,9 @@ class Store(ABC):
     async def renew_leases(self, replica: str, run_ids: Collection[str]) -> set[str]:
         """Extend the leases ``replica`` holds on ``run_ids`` to store time + ``lease_ttl``.
 
-        Called by every replica every ``lease_ttl / 3`` seconds for its running runs.
+        Called by every replica every ``lease_ttl / 3`` seconds for all its live runs
+        (queued and waiting ones too: a run waiting for a slot, a dependency or a retry
+        delay longer than the lease must not be reaped while its replica lives).
 
         :return: the ids whose lease ``replica`` no longer holds (reaped as ``lost``, or
             unknown): their attempt should stop, and their result will be refused.
@@ -105,12 +110,18 @@ class Store(ABC):
 
     @abstractmethod
     async def reap_lost(self) -> list[RunRecord]:
-        """Mark every ``running`` run whose lease expired (in store time) ``lost``.
+        """Mark every live run whose lease expired (in store time) ``lost``.
+
+        Live means ``queued``, ``waiting`` or ``running``: the orphans of a replica that
+        died are found whether they had started or not. A final run holds no lease and is
+        never reaped. Its cost should not grow with history (index the live runs' lease
+        expiry): every replica calls it every ``lease_ttl / 3`` seconds.
 
         Safe under concurrent replicas: each lost run is returned to exactly one caller,
         which decides whether to re-run it (``recover=True``).
 
-        :return: the records as marked lost (status ``lost``, reason naming the owner).
+        :return: the records as marked lost (status ``lost``, every other field as it was,
+            reason ``"lost: its replica <owner> went silent past its lease"``).
         """
 
     @abstractmethod

@@ -1,8 +1,9 @@
 """A replica process for the multi-process tests: configured from the environment.
 
 Prints one line per event the tests wait for (``FINAL <task> <id> <status>`` once a
-run's final record is stored, ``STARTED <task> <id>`` when a long run begins), so the
-tests synchronise on output, never on sleeps.
+run's final record is stored, ``STARTED <task>`` when a long run begins, ``QUEUED <n>``
+once the ``n`` runs it was asked to leave queued are stored so), so the tests
+synchronise on output, never on sleeps.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import warnings
 
 import anyio
 
-from xtasks import Scheduler, ShortIntervalWarning, Task
+from xtasks import RunStatus, Scheduler, ShortIntervalWarning, Task
 from xtasks.events import RunChanged
 from xtasks.stores import open_store
 
@@ -37,13 +38,35 @@ async def burst_job(n: int) -> int:
     return n
 
 
+async def again() -> None:
+    pass
+
+
+_blocked = anyio.Event()  # no loop is running yet: anyio makes the real event on first use
+#: Runs of these tasks whose queued record was stored, and how many are expected.
+_queued: set[str] = set()
+_QUEUED_TASKS = ("again", f"{__name__}:burst_job")
+_expect_queued = 0
+
+
+async def block() -> None:
+    """Holds the only slot (``max_concurrency=1``) so everything after it stays queued."""
+    say("STARTED block")
+    _blocked.set()
+    await anyio.sleep_forever()
+
+
 def build() -> Scheduler:
     from xtasks import Every
 
     store = open_store(os.environ["XTASKS_TEST_STORE"])
     store.lease_ttl = float(os.environ.get("XTASKS_TEST_LEASE", "10"))
     scheduler = Scheduler(
-        store, plugins=False, replica_id=os.environ["XTASKS_TEST_REPLICA"], shutdown_grace=1
+        store,
+        plugins=False,
+        replica_id=os.environ["XTASKS_TEST_REPLICA"],
+        shutdown_grace=1,
+        max_concurrency=int(os.environ.get("XTASKS_TEST_CONCURRENCY", "100")),
     )
     tasks = os.environ.get("XTASKS_TEST_TASKS", "tick").split(",")
     grace = float(os.environ.get("XTASKS_TEST_GRACE", "60"))
@@ -51,14 +74,22 @@ def build() -> Scheduler:
         scheduler.add(Task("tick", tick, trigger=Every(seconds=0.2), misfire_grace=grace))
     if "hang" in tasks:
         scheduler.add(Task("hang", hang, trigger=Every(seconds=0.5)))
+    if "again" in tasks:  # on demand; a run lost with its replica is run again
+        scheduler.add(Task("again", again, recover=True, overlap="allow"))
     scheduler.subscribe(_report)
     return scheduler
 
 
 def _report(event: object) -> None:
-    if isinstance(event, RunChanged) and event.record.status.is_final:
-        r = event.record
+    if not isinstance(event, RunChanged):
+        return
+    r = event.record
+    if r.status.is_final:
         say("FINAL", r.task, r.id, r.status.value, r.scheduled_at.isoformat(), r.cause.value)
+    elif r.status is RunStatus.QUEUED and r.task in _QUEUED_TASKS and _expect_queued:
+        _queued.add(r.id)
+        if len(_queued) == _expect_queued:
+            say("QUEUED", len(_queued))
 
 
 async def main() -> None:
@@ -68,8 +99,22 @@ async def main() -> None:
         say("READY", scheduler.replica_id)
         for n in range(burst):
             await scheduler.submit(burst_job, n)
+        orphans = os.environ.get("XTASKS_TEST_ORPHANS")
+        if orphans:  # "<submissions>,<triggers>": left queued behind a blocking run
+            await _leave_queued(scheduler, *map(int, orphans.split(",")))
         # Run until the test closes our stdin (or kills us); read it off the loop.
         await anyio.to_thread.run_sync(sys.stdin.read)
+
+
+async def _leave_queued(scheduler: Scheduler, submissions: int, triggers: int) -> None:
+    global _expect_queued
+    _expect_queued = submissions + triggers
+    await scheduler.submit(block)
+    await _blocked.wait()
+    for n in range(submissions):
+        await scheduler.submit(burst_job, n)
+    for _ in range(triggers):
+        await scheduler.trigger("again")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.delegating_store import DelegatingStore
+from xtasks import RunStatus
 from xtasks.stores.memory import MemoryStore
 from xtasks.testing import (
     STORE_CHECKS,
@@ -25,6 +26,7 @@ from xtasks.testing import (
     check_lease_expiry_and_reaping,
     check_lease_renewal,
     check_list_runs_order_and_paging,
+    check_reap_live_runs,
     check_round_trip,
     check_store,
 )
@@ -34,7 +36,7 @@ if TYPE_CHECKING:
     from datetime import datetime
     from pathlib import Path
 
-    from xtasks import AuditRecord, RunRecord, RunStatus
+    from xtasks import AuditRecord, RunRecord
     from xtasks.abc import Store, TaskRecord
     from xtasks.testing import StoreFactory
 
@@ -180,6 +182,37 @@ class _RenewalIgnored(_Delegate):
         return set(run_ids) - held
 
 
+class _ReapsRunningOnly(_Delegate):
+    """Reaps only ``running`` runs: the queued orphans of a dead replica stay queued forever."""
+
+    async def reap_lost(self) -> list[RunRecord]:
+        inner = self.inner
+        hidden = {
+            run_id: lease
+            for run_id, lease in inner._leases.items()
+            if (record := inner._runs.get(run_id)) is not None
+            and record.status is not RunStatus.RUNNING
+        }
+        for run_id in hidden:
+            del inner._leases[run_id]
+        try:
+            return await inner.reap_lost()
+        finally:
+            inner._leases.update(hidden)
+
+
+class _FinalKeepsItsLease(_Delegate):
+    """A final write leaves the lease in place, so a finished run is reaped later."""
+
+    async def save_runs(self, records: Collection[RunRecord]) -> list[str]:
+        refused = await self.inner.save_runs(records)
+        for record in records:
+            if record.status.is_final and record.id not in refused:
+                expires = self.inner._clock() + self.inner.lease_ttl
+                self.inner._leases[record.id] = (record.replica, expires)
+        return refused
+
+
 class _OldestFirst(_Delegate):
     async def list_runs(
         self,
@@ -245,6 +278,9 @@ class _DriverErrorAfterClose(_Delegate):
             (_ReapsTwice, check_lease_expiry_and_reaping, "more than one reap_lost call"),
             (_NoFencing, check_fencing, "late write to a lost run returned True"),
             (_RenewalIgnored, check_lease_renewal, "after its lease was renewed"),
+            (_ReapsRunningOnly, check_reap_live_runs, "not only running ones"),
+            (_ReapsRunningOnly, check_lease_expiry_and_reaping, "were never reaped"),
+            (_FinalKeepsItsLease, check_reap_live_runs, "reaped though already final"),
             (_OldestFirst, check_list_runs_order_and_paging, "list_runs(task="),
             (_AuditTiesOldestFirst, check_audit_trail, "list_audit(task="),
             (_AuditDropsNoneDetail, check_audit_trail, "detail: expected None, got ''"),

@@ -80,7 +80,7 @@ async def test_wal_mode_and_schema_version(db: Path) -> None:
         pass
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"claims", "runs", "tasks", "audit"} <= tables
     conn.close()
@@ -116,7 +116,7 @@ async def test_concurrent_openers_migrate_once(db: Path) -> None:
         for store in stores:
             await store.close()
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
     conn.close()
 
 
@@ -138,7 +138,7 @@ async def test_a_v1_database_migrates_keeping_its_data(db: Path) -> None:
         await store.add_audit(record)
         assert await store.list_audit(task="t") == [record]
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
     conn.close()
 
 
@@ -193,7 +193,7 @@ async def test_a_v2_database_renames_trigger_to_cause_keeping_every_run(db: Path
         assert await store.get_run("c") == updated
         assert [r.id for r in await store.list_runs(task="t")] == ["m", "new", "s"]
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
     columns = [row[1] for row in conn.execute("PRAGMA table_info(runs)")]
     conn.close()
     assert "cause" in columns
@@ -537,18 +537,119 @@ async def test_renew_keeps_a_run_alive(db: Path) -> None:
         assert {r.id for r in await two.reap_lost()} == {"mine", "theirs"}
 
 
-async def test_only_running_runs_are_reaped(db: Path) -> None:
-    """A retry waiting between attempts keeps its lease but is not lost (abc.reap_lost)."""
-    async with opened(db, lease_ttl=0.05) as store:
-        await store.save_run(run("r", status=RunStatus.QUEUED))
-        await store.save_run(run("w", status=RunStatus.RUNNING, replica="a"))
-        await store.save_run(run("w", status=RunStatus.WAITING, replica="a"))
-        await anyio.sleep(0.08)
+class FakeTime:
+    """Store time a test moves by hand: every store object on the file shares it."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_queued_and_waiting_runs_are_reaped_unless_renewed(db: Path) -> None:
+    """Every live run holds its replica's lease, not only a running one (abc.reap_lost)."""
+    clock = FakeTime()
+    async with opened(db, lease_ttl=10, clock=clock) as store:
+        await store.save_run(run("q", status=RunStatus.QUEUED, replica="a"))
+        await store.save_run(run("w", status=RunStatus.RUNNING, replica="a", attempts=1))
+        await store.save_run(run("w", status=RunStatus.WAITING, replica="a", attempts=1))
+        await store.save_run(run("f", status=RunStatus.QUEUED, replica="a"))
+        await store.save_run(run("f", status=RunStatus.CANCELLED, replica="a"))
+        clock.now += 9
+        assert await store.renew_leases("a", ["q", "w", "f"]) == {"f"}  # f ended: not held
+        clock.now += 2  # w was renewed too: nothing expired
         assert await store.reap_lost() == []
-        assert await store.renew_leases("a", ["r", "w"]) == {"r"}  # r never had a lease
-        await store.save_run(run("r", status=RunStatus.RUNNING, replica="a"))
-        await anyio.sleep(0.08)
+        assert await store.renew_leases("a", ["q"]) == set()
+        clock.now += 9.5  # w's lease (renewed 11.5 s ago) expired, q's (9.5 s ago) holds
+        reaped = await store.reap_lost()
+        assert reaped == [
+            run(
+                "w",
+                status=RunStatus.LOST,
+                replica="a",
+                attempts=1,
+                reason="lost: its replica a went silent past its lease",
+            )
+        ]
+        clock.now += 1
+        assert [r.id for r in await store.reap_lost()] == ["q"]
+        clock.now += 3600
+        assert await store.reap_lost() == []  # a final run is never reaped
+        assert (await store.get_run("f")).status is RunStatus.CANCELLED  # type: ignore[union-attr]
+        # Fenced: the dead owner can neither start its reaped queued run nor finish it.
+        assert await store.save_runs([run("q", status=RunStatus.RUNNING, replica="a")]) == ["q"]
+        assert not await store.save_run(run("q", replica="a"))
+
+
+async def test_renewal_of_thousands_of_queued_runs_in_one_call(db: Path) -> None:
+    """A burst of submissions leaves thousands queued; one renewal covers them (in chunks)."""
+    clock = FakeTime()
+    ids = [f"r{i}" for i in range(1234)]
+    async with opened(db, lease_ttl=10, clock=clock) as store:
+        await store.save_runs([run(i, status=RunStatus.QUEUED, replica="a") for i in ids])
+        clock.now += 9
+        assert await store.renew_leases("a", [*ids, "ghost"]) == {"ghost"}
+        assert await store.renew_leases("b", ids[:3]) == set(ids[:3])  # not b's
+        clock.now += 9
+        assert await store.reap_lost() == []
+        clock.now += 2
+        assert len(await store.reap_lost()) == len(ids)
+
+
+async def test_reaping_scans_the_live_runs_index_not_the_history(db: Path) -> None:
+    from xtasks.stores import _sql
+
+    async with opened(db):
+        pass
+    conn = sqlite3.connect(db)
+    plan = " ".join(
+        str(row[-1]) for row in conn.execute("EXPLAIN QUERY PLAN " + _sql.REAP_SCAN, {"now": 0.0})
+    )
+    conn.close()
+    assert "runs_by_lease" in plan, plan
+
+
+async def test_a_v3_database_gives_its_live_runs_a_lease(db: Path) -> None:
+    """Runs a v3 file holds queued or waiting had no lease: each gets one from the upgrade,
+    so the orphans of a crash before it are reaped one default lease (10 s) later."""
+    from xtasks.stores import _sql
+
+    conn = sqlite3.connect(db, isolation_level=None)
+    for statements in _sql.MIGRATIONS[:3]:
+        for statement in statements:
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 3")
+    columns = "id, task, status, cause, scheduled_at, replica, lease_owner, lease_expires"
+    conn.executemany(
+        f"INSERT INTO runs ({columns}) VALUES (?, 't', ?, 'schedule', ?, ?, ?, ?)",
+        [
+            ("q", "queued", _sql.ts(T0), "host:1", None, None),
+            ("w", "waiting", _sql.ts(T0), "host:1", None, None),
+            ("r", "running", _sql.ts(T0), "host:2", "host:2", 5.0),  # long expired
+            ("s", "succeeded", _sql.ts(T0), "host:1", None, None),
+        ],
+    )
+    conn.close()
+    before = time.time()
+    async with opened(db) as store:
         assert [r.id for r in await store.reap_lost()] == ["r"]
+    after = time.time()
+    conn = sqlite3.connect(db)
+    rows = conn.execute("SELECT id, lease_owner, lease_expires FROM runs")
+    leases = {row[0]: row[1:] for row in rows}
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
+    conn.close()
+    assert leases["s"] == (None, None)
+    assert leases["r"] == (None, None)  # reaped
+    for run_id in ("q", "w"):
+        owner, expires = leases[run_id]
+        assert owner == "host:1"
+        assert before + 10 - 1 <= expires <= after + 10 + 1
+    clock = FakeTime()
+    clock.now = after + 11
+    async with opened(db, clock=clock) as store:
+        assert sorted(r.id for r in await store.reap_lost()) == ["q", "w"]
 
 
 # -- history --------------------------------------------------------------------------

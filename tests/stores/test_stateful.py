@@ -16,11 +16,14 @@ if TYPE_CHECKING:
 
 
 class SQLiteMachine(StoreMachine):
-    """A new SQLite file per example, removed at teardown."""
+    """A new SQLite file per example, removed at teardown; leases on the machine's time."""
+
+    store_time = True
 
     def make_store(self) -> Store:
         self._tmp = tempfile.TemporaryDirectory(prefix="xtasks-machine-")
-        return SQLiteStore(Path(self._tmp.name) / "xtasks.db")
+        path = Path(self._tmp.name) / "xtasks.db"
+        return SQLiteStore(path, lease_ttl=self.lease_ttl, clock=self.clock)
 
     def teardown(self) -> None:
         try:

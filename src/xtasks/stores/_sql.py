@@ -42,6 +42,7 @@ __all__ = [
     "PRUNE_CLAIM_FLOORS",
     "PRUNE_COUNT",
     "REAP",
+    "REAP_SCAN",
     "RENEW",
     "RUN_COLUMNS",
     "SAVE_RUN",
@@ -56,8 +57,10 @@ __all__ = [
     "ts_epoch",
 ]
 
-#: Statuses of runs still in flight: retention never deletes them.
-LIVE = ", ".join(f"'{s.value}'" for s in (RunStatus.QUEUED, RunStatus.WAITING, RunStatus.RUNNING))
+_LIVE_STATUSES = frozenset({RunStatus.QUEUED, RunStatus.WAITING, RunStatus.RUNNING})
+#: Statuses of runs still in flight, as an SQL list: retention never deletes them, and
+#: they hold their replica's lease.
+LIVE = ", ".join(f"'{s.value}'" for s in sorted(_LIVE_STATUSES))
 
 #: Schema migrations: ``MIGRATIONS[i]`` takes ``PRAGMA user_version`` from ``i`` to ``i + 1``.
 #: Append only; never edit a released entry.
@@ -125,6 +128,15 @@ MIGRATIONS: list[tuple[str, ...]] = [
     ),
     (  # v3: RunRecord.trigger was renamed RunRecord.cause; the column follows the field
         "ALTER TABLE runs RENAME COLUMN trigger TO cause",
+    ),
+    (  # v4: every live run (queued, waiting, running) holds its replica's lease, not only
+        # running ones, so runs left queued by a dead replica are reaped too. Live rows
+        # written before had none: they get one lease of the default 10 s from now, so an
+        # orphan of a crash before the upgrade is reaped, and a live owner renews it.
+        f"""UPDATE runs SET lease_owner = replica,
+            lease_expires = (julianday('now') - 2440587.5) * 86400.0 + 10.0
+        WHERE lease_owner IS NULL AND status IN ({LIVE})""",
+        # The reaper's scan: runs_by_lease (v1) indexes exactly the leased (live) rows.
     ),
 ]
 
@@ -329,7 +341,7 @@ class _RunCodecSource:
     """``encode_run`` and ``decode_run`` as source text, written field by field."""
 
     def __init__(self) -> None:
-        self.namespace: dict[str, Any] = {"RunRecord": RunRecord, "RUNNING": RunStatus.RUNNING}
+        self.namespace: dict[str, Any] = {"RunRecord": RunRecord, "LIVE_STATUSES": _LIVE_STATUSES}
         self.columns: list[str] = []  # in row order
         self.reads: list[str] = []  # encode_run's locals: fields it tests for None first
         self.params: list[str] = []  # encode_run's dict entries, one per column
@@ -382,10 +394,10 @@ class _RunCodecSource:
         cells = ", ".join(f"c{i}" for i in range(len(self.columns)))
         return (
             f"def encode_run(record, expires):\n{reads}"
-            "    running = record.status is RUNNING\n"
+            "    live = record.status in LIVE_STATUSES\n"
             f"    return {{\n{params}"
-            '        "lease_owner": record.replica if running else None,\n'
-            '        "lease_expires": expires if running else None,\n'
+            '        "lease_owner": record.replica if live else None,\n'
+            '        "lease_expires": expires if live else None,\n'
             "    }\n\n\n"
             f"def decode_run(row):\n    ({cells},) = row\n    return RunRecord(\n{kwargs}    )\n"
         )
@@ -407,20 +419,27 @@ exec(compile(_RUN_CODEC_SOURCE, f"<{__name__}: RunRecord codec>", "exec"), _name
 #: The columns holding a run record's fields, in the order :func:`decode_run` reads them.
 RUN_COLUMNS = ", ".join(_RUN_COLUMN_NAMES)
 
-# Running sets the lease, a final status clears it, a queued or waiting snapshot (a retry
-# between attempts) leaves it as it is: still held, but only running runs are reaped.
-# A lost row is fenced: never updated.
+# A live snapshot (queued, waiting, running) gives its replica the lease until store time +
+# lease_ttl; a final one clears it: the leased rows are exactly the live ones, which the
+# reaper scans through runs_by_lease. A lost row is fenced: never updated.
 _UPDATES = ",\n    ".join(f"{c} = excluded.{c}" for c in _RUN_COLUMN_NAMES if c != "id")
 SAVE_RUN = f"""
 INSERT INTO runs ({RUN_COLUMNS}, lease_owner, lease_expires)
 VALUES ({", ".join(f":{c}" for c in _RUN_COLUMN_NAMES)}, :lease_owner, :lease_expires)
 ON CONFLICT (id) DO UPDATE SET
     {_UPDATES},
-    lease_owner = CASE WHEN excluded.status IN ('queued', 'waiting')
-                       THEN runs.lease_owner ELSE excluded.lease_owner END,
-    lease_expires = CASE WHEN excluded.status IN ('queued', 'waiting')
-                         THEN runs.lease_expires ELSE excluded.lease_expires END
+    lease_owner = excluded.lease_owner,
+    lease_expires = excluded.lease_expires
 WHERE runs.status != 'lost'
+"""
+
+# The live runs whose lease expired, through runs_by_lease (its WHERE is repeated so that
+# the partial index applies). No status test: only live rows hold a lease (v4 gave one to
+# those written before), and a test on status would lead the planner to runs_by_status,
+# which scans every live run instead of the expired ones.
+REAP_SCAN = f"""
+SELECT {RUN_COLUMNS}, lease_owner FROM runs
+WHERE lease_owner IS NOT NULL AND lease_expires < :now
 """
 
 
@@ -433,7 +452,7 @@ def _generated(name: str, doc: str) -> Any:
 
 encode_run: Callable[[RunRecord, float], dict[str, Any]] = _generated(
     "encode_run",
-    "The parameters of :data:`SAVE_RUN`; a running record's lease ends at ``expires``.",
+    "The parameters of :data:`SAVE_RUN`; a live record's lease ends at ``expires``.",
 )
 decode_run: Callable[[Sequence[Any]], RunRecord] = _generated(
     "decode_run", "The record from a row of :data:`RUN_COLUMNS`."

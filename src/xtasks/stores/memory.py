@@ -35,6 +35,9 @@ class MemoryStore(Store):
         long-running process does not grow without bound.
     :param max_audit: audit records kept (all tasks together); the oldest are dropped
         beyond it, for the same reason. ``max_runs_per_task`` does not apply to them.
+    :param lease_ttl: seconds a live record's lease lasts without renewal.
+    :param clock: store time for leases, in seconds (``time.monotonic``; a test may
+        pass a fake one).
     """
 
     def __init__(
@@ -127,10 +130,10 @@ class MemoryStore(Store):
         old = self._runs.get(record.id)
         if old is not None and old.status is RunStatus.LOST:
             return False  # fenced
-        if record.status is RunStatus.RUNNING:
-            self._leases[record.id] = (record.replica, self._clock() + self.lease_ttl)
-        else:  # queued for a retry, waiting, or final: nothing runs, nothing to reap
+        if record.status.is_final:  # nothing left to do: nothing to reap
             self._leases.pop(record.id, None)
+        else:  # live: queued, waiting or running, held by the replica that wrote it
+            self._leases[record.id] = (record.replica, self._clock() + self.lease_ttl)
         if old is not None and old.task != record.task:
             self._order[old.task].remove(record.id)
             old = None

@@ -11,13 +11,18 @@ so a transaction is never left half-done.
 run beside the writer, every write is a ``BEGIN IMMEDIATE`` transaction (the write lock is
 taken up front, so no deadlocking lock upgrade), and ``busy_timeout`` makes a writer wait
 for the lock instead of failing. A claim is a row under ``PRIMARY KEY (task, fire_time)``:
-exactly one ``INSERT`` of it succeeds whichever process tries. A row that
-:meth:`~SQLiteStore.reap_lost` marked ``lost`` is fenced: the upsert skips it, and its
-``epoch`` is bumped. ``synchronous=NORMAL`` is safe in WAL mode: a committed transaction
+exactly one ``INSERT`` of it succeeds whichever process tries.
+
+**Leases.** Every live row (``queued``, ``waiting``, ``running``) names the replica that
+wrote it in ``lease_owner``, until ``lease_expires``; a final row has neither. So the
+leased rows are the live ones, and :meth:`~SQLiteStore.reap_lost` finds those of a dead
+replica through a partial index on ``lease_expires``, whatever their number: the cost of a
+reap does not grow with history. A row it marked ``lost`` is fenced: the upsert skips it,
+and its ``epoch`` is bumped. ``synchronous=NORMAL`` is safe in WAL mode: a committed transaction
 survives a crash of the process (only a power loss may drop the last ones).
 
-**Store time** for leases is ``time.time()`` read in the worker thread *after* the
-transaction took the write lock: every process of the host reads the same system clock,
+**Store time** for leases is ``time.time()`` (the ``clock`` argument, which only tests
+change) read in the worker thread *after* the transaction took the write lock: every process of the host reads the same system clock,
 which is also the clock SQLite's own ``julianday('now')`` reads, and SQLite serves one host
 only. A step of the system clock moves every lease alike; a forward step may reap a run
 early, which its fencing then makes safe (at most once).
@@ -77,12 +82,14 @@ class SQLiteStore(Store):
 
     :param path: the database file; its directory must exist. ``open_store`` builds this
         store from ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``.
-    :param lease_ttl: seconds a ``running`` record's lease lasts without renewal.
+    :param lease_ttl: seconds a live record's lease lasts without renewal.
     :param busy_timeout: seconds a call waits for another process's write lock before
         failing with :class:`~xtasks.StoreError`.
     :param max_runs_per_task: keep at most this many finished runs per task (``None``: all).
     :param max_age: drop finished runs, and audit records, older than this many seconds
         (``None``: never).
+    :param clock: store time for leases, Unix seconds; ``time.time`` (a test may pass a
+        fake one that every store object on the file shares).
     """
 
     #: Retention runs after this many writes since it last ran...
@@ -98,6 +105,7 @@ class SQLiteStore(Store):
         busy_timeout: float = 5.0,
         max_runs_per_task: int | None = None,
         max_age: float | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         for name, value in (("lease_ttl", lease_ttl), ("max_age", max_age)):
             if value is not None and not (math.isfinite(value) and value > 0):
@@ -113,6 +121,7 @@ class SQLiteStore(Store):
         self.busy_timeout = busy_timeout
         self.max_runs_per_task = max_runs_per_task
         self.max_age = max_age
+        self._clock = clock
         self._conn: sqlite3.Connection | None = None
         self._limiter: anyio.CapacityLimiter | None = None
         self._closed = False
@@ -240,7 +249,7 @@ class SQLiteStore(Store):
 
         def save(conn: sqlite3.Connection) -> list[str]:
             with _immediate(conn):
-                expires = time.time() + self.lease_ttl
+                expires = self._clock() + self.lease_ttl
                 rows = [_sql.encode_run(record, expires) for record in records]
                 ids = list(dict.fromkeys(record.id for record in records))
                 fenced: set[str] = set()
@@ -260,10 +269,23 @@ class SQLiteStore(Store):
             self._check_open()
             return set()
 
+        # One UPDATE and one SELECT per chunk, not one statement per id: a replica renews
+        # every run it has queued, thousands after a burst of submissions.
         def renew(conn: sqlite3.Connection) -> set[str]:
+            held: set[str] = set()
             with _immediate(conn):
-                params = {"expires": time.time() + self.lease_ttl, "replica": replica}
-                held = {i for i in ids if conn.execute(_sql.RENEW, params | {"id": i}).rowcount}
+                expires = self._clock() + self.lease_ttl
+                for start in range(0, len(ids), _CHUNK):
+                    chunk = ids[start : start + _CHUNK]
+                    marks = ", ".join("?" * len(chunk))
+                    where = f"WHERE lease_owner = ? AND id IN ({marks})"
+                    conn.execute(
+                        f"UPDATE runs SET lease_expires = ? {where}", [expires, replica, *chunk]
+                    )
+                    held.update(
+                        row[0]
+                        for row in conn.execute(f"SELECT id FROM runs {where}", [replica, *chunk])
+                    )
             return set(ids) - held
 
         return await self._call("renew leases", renew)
@@ -274,17 +296,15 @@ class SQLiteStore(Store):
         def reap(conn: sqlite3.Connection) -> list[RunRecord]:
             reaped = []
             with _immediate(conn):
-                rows = conn.execute(
-                    f"SELECT {_sql.RUN_COLUMNS}, lease_owner FROM runs"
-                    " WHERE lease_owner IS NOT NULL AND lease_expires < ? AND status = 'running'",
-                    (time.time(),),
-                ).fetchall()
+                rows = conn.execute(_sql.REAP_SCAN, {"now": self._clock()}).fetchall()
+                updates = []
                 for row in rows:
                     reason = f"lost: its replica {row[-1]} went silent past its lease"
-                    conn.execute(_sql.REAP, {"id": row[0], "reason": reason})
+                    updates.append({"id": row[0], "reason": reason})
                     reaped.append(
                         _sql.decode_run(row[:-1]).evolve(status=RunStatus.LOST, reason=reason)
                     )
+                conn.executemany(_sql.REAP, updates)
             return reaped
 
         return await self._call("reap lost runs", reap)

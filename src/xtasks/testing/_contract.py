@@ -68,7 +68,7 @@ __all__ = [
     "check_lease_renewal",
     "check_list_runs_order_and_paging",
     "check_list_runs_task_change",
-    "check_reap_only_running",
+    "check_reap_live_runs",
     "check_round_trip",
     "check_store",
     "check_task_batches_and_anchor",
@@ -294,10 +294,14 @@ async def check_round_trip(make_store: StoreFactory) -> None:
             saved = await b.save_run(replaced)
             _require(saved is True, f"{attempt}: save_run returned {saved!r}")
             _require_record(f"after {attempt}", replaced, await a.get_run(full.id))
-        # Leave nothing running behind: a later reaper on a shared backend would mark it lost.
+        # Leave nothing live behind: a later reaper on a shared backend would mark it lost.
         await a.save_run(replaced.evolve(status=RunStatus.SUCCEEDED, finished_at=_at(2)))
-        await a.save_run(
-            minimal.evolve(id=f"{prefix}-status-{RunStatus.RUNNING}", status=RunStatus.CANCELLED)
+        await a.save_runs(
+            [
+                record.evolve(status=RunStatus.CANCELLED)
+                for record in (minimal, *varied)
+                if not record.status.is_final
+            ]
         )
         missing = await a.get_run(f"{prefix}-missing")
         _require(missing is None, f"get_run of an unknown id returned {missing!r}, not None")
@@ -480,22 +484,23 @@ async def check_lease_expiry_and_reaping(make_store: StoreFactory) -> None:
     Verifies, with three store objects and ``lease_ttl`` 0.1 s, that:
 
     - a lease is not reaped before it expires;
-    - once they expire, every ``running`` run is returned by ``reap_lost`` exactly once
-      over six concurrent reapers and a later one (at least once: none missed; at most
-      once: none returned twice, whoever owned it);
+    - once they expire, every live run (``running``, ``queued``, ``waiting``) is returned
+      by ``reap_lost`` exactly once over six concurrent reapers and a later one (at least
+      once: none missed; at most once: none returned twice, whoever owned it);
     - the record returned has status ``lost``, a reason naming the owner replica and
       every other field unchanged, and it is what ``get_run`` returns afterwards;
-    - runs saved final after running, and runs never running, are not reaped;
+    - runs saved final after being live are not reaped;
     - a lease taken just before a ``reap_lost`` call is not reaped.
     """
     prefix = _prefix()
     task = f"{prefix}-task"
     ttl = _SHORT_TTL
+    live = (RunStatus.RUNNING, RunStatus.QUEUED, RunStatus.WAITING)
     doomed = [
         _run(
             f"{prefix}-doomed-{i}",
             task,
-            RunStatus.RUNNING,
+            live[i % 3],
             replica=f"replica-{'ab'[i % 2]}",
             started_at=_at(i),
             attempts=1 + i % 3,
@@ -504,14 +509,19 @@ async def check_lease_expiry_and_reaping(make_store: StoreFactory) -> None:
         for i in range(10)
     ]
     finished = _run(f"{prefix}-finished", task, RunStatus.RUNNING, replica="replica-a")
-    queued = _run(f"{prefix}-queued", task, RunStatus.QUEUED, replica="replica-a")
+    dropped = _run(f"{prefix}-dropped", task, RunStatus.QUEUED, replica="replica-a")
     async with _replicas(make_store, 3, lease_ttl=ttl) as stores:
         a, b, c = stores
         before = anyio.current_time()
         await a.save_runs(doomed[0::2])
         await b.save_runs(doomed[1::2])
-        await a.save_runs([finished, queued])
-        await a.save_run(finished.evolve(status=RunStatus.SUCCEEDED, finished_at=_at(1)))
+        await a.save_runs([finished, dropped])
+        await a.save_runs(
+            [
+                finished.evolve(status=RunStatus.SUCCEEDED, finished_at=_at(1)),
+                dropped.evolve(status=RunStatus.CANCELLED, finished_at=_at(1)),
+            ]
+        )
         saved = anyio.current_time()
         reaped = list(await c.reap_lost())
         if anyio.current_time() - before < ttl:  # else too slow to tell: no verdict
@@ -532,9 +542,9 @@ async def check_lease_expiry_and_reaping(make_store: StoreFactory) -> None:
         twice = sorted(run_id for run_id, n in counts.items() if n > 1)
         _require(not twice, f"runs returned by more than one reap_lost call: {twice}")
         missed = sorted(record.id for record in doomed if record.id not in counts)
-        _require(not missed, f"running runs past their lease were never reaped: {missed}")
-        wrong = sorted({finished.id, queued.id} & counts.keys())
-        _require(not wrong, f"runs reaped though never running or already final: {wrong}")
+        _require(not missed, f"live runs past their lease were never reaped: {missed}")
+        wrong = sorted({finished.id, dropped.id} & counts.keys())
+        _require(not wrong, f"runs reaped though already final: {wrong}")
         by_id = {record.id: record for record in doomed}
         for record in reaped:
             original = by_id.get(record.id)
@@ -562,42 +572,138 @@ async def check_lease_expiry_and_reaping(make_store: StoreFactory) -> None:
 
 
 @_check
-async def check_reap_only_running(make_store: StoreFactory) -> None:
-    """Only ``running`` runs are reaped: a run that stopped running without finishing is not.
+async def check_reap_live_runs(make_store: StoreFactory) -> None:
+    """A silent replica's live runs are reaped, started or not; renewed and final ones never.
 
-    A run goes from ``running`` back to ``queued`` while it waits for its retry delay (or
-    to ``waiting``); its owner stops renewing it then, so its lease runs out. Verifies,
-    with ``lease_ttl`` 0.1 s, that ``reap_lost`` marks the run still ``running`` (the
-    control) but neither of those, and that the retry can then be saved ``running``
-    again (not fenced).
+    A replica that dies leaves runs ``running``, ``queued`` (for a slot, or between
+    attempts, for a retry) and ``waiting`` (for a dependency); each holds its lease.
+    Verifies, with ``lease_ttl`` 0.1 s and two store objects, that:
+
+    - the live runs of a replica that no longer renews them are reaped once their lease
+      expired: ``queued``, ``waiting`` and a retry (``running``, then ``queued``), not
+      only ``running``; each comes back ``lost``, with a reason naming that replica and
+      every other field unchanged;
+    - the same runs of a replica that renews them every ``lease_ttl / 4`` are not reaped
+      meanwhile (for three times ``lease_ttl``), and its retry can then be saved
+      ``running`` again (not fenced);
+    - runs saved final after being live (``succeeded``, ``cancelled``, ``skipped``) are
+      never reaped, and renewing them reports them as not held;
+    - the silent replica's late writes to its reaped ``queued`` run (starting it,
+      finishing it) are refused and change nothing, and renewing reports its runs.
     """
     prefix = _prefix()
     task = f"{prefix}-task"
     ttl = _SHORT_TTL
-    control = _run(f"{prefix}-running", task, RunStatus.RUNNING, replica="replica-a")
-    retry = _run(f"{prefix}-retry", task, RunStatus.RUNNING, replica="replica-a", attempts=1)
-    waiting = _run(f"{prefix}-waiting", task, RunStatus.RUNNING, replica="replica-a", attempts=1)
+    oops = ErrorInfo("OSError", "flaky")
+
+    def live(owner: str) -> tuple[list[RunRecord], RunRecord]:
+        """``owner``'s live runs, and a retry: saved ``running``, then ``queued``."""
+        runs = [
+            _run(f"{prefix}-{owner}-queued", task, RunStatus.QUEUED, replica=owner),
+            _run(f"{prefix}-{owner}-waiting", task, RunStatus.WAITING, replica=owner),
+            _run(
+                f"{prefix}-{owner}-running",
+                task,
+                RunStatus.RUNNING,
+                replica=owner,
+                started_at=_T0,
+                attempts=1,
+            ),
+        ]
+        retry = _run(f"{prefix}-{owner}-retry", task, RunStatus.RUNNING, replica=owner, attempts=1)
+        return runs, retry
+
+    silent, silent_retry = live("replica-a")
+    alive, alive_retry = live("replica-b")
+    finals = {
+        status: _run(f"{prefix}-final-{status}", task, RunStatus.QUEUED, replica="replica-a")
+        for status in (RunStatus.SUCCEEDED, RunStatus.CANCELLED, RunStatus.SKIPPED)
+    }
+    ended = [r.evolve(status=status, finished_at=_at(1)) for status, r in finals.items()]
     async with _replicas(make_store, 2, lease_ttl=ttl) as (a, b):
-        await a.save_runs([control, retry, waiting])
-        await a.save_runs(
-            [
-                retry.evolve(status=RunStatus.QUEUED, error=ErrorInfo("OSError", "flaky")),
-                waiting.evolve(status=RunStatus.WAITING),
-            ]
-        )
-        await _sleep_until(anyio.current_time() + 2 * ttl)
-        reaped = set(_ids(await b.reap_lost())) | set(_ids(await a.reap_lost()))
-        _require(control.id in reaped, "a running run past its lease was not reaped")
-        wrong = sorted({retry.id, waiting.id} & reaped)
+        await a.save_runs([*silent, silent_retry, *finals.values()])
+        await a.save_runs([silent_retry.evolve(status=RunStatus.QUEUED, error=oops), *ended])
+        silent.append(silent_retry.evolve(status=RunStatus.QUEUED, error=oops))
+        await b.save_runs([*alive, alive_retry])
+        await b.save_run(alive_retry.evolve(status=RunStatus.QUEUED, error=oops))
+        alive.append(alive_retry.evolve(status=RunStatus.QUEUED, error=oops))
+        saved = anyio.current_time()
+
+        reaped: list[RunRecord] = []
+        conclusive = True
+        while anyio.current_time() - saved < 3 * ttl:
+            renewed_at = anyio.current_time()
+            gone = await b.renew_leases("replica-b", _ids(alive))
+            _require(gone == set(), f"live runs of their owner were reported not held: {gone}")
+            await anyio.sleep(ttl / 4)
+            reaped.extend(await a.reap_lost())
+            early = sorted(set(_ids(reaped)) & set(_ids(alive)))
+            if early:
+                elapsed = anyio.current_time() - renewed_at
+                _require(
+                    elapsed >= ttl,
+                    f"runs reaped {elapsed:.3f} s after their lease was renewed "
+                    f"(lease_ttl={ttl} s): {early}",
+                )
+                conclusive = False  # too slow to tell
+                break
+        await _sleep_until(saved + 2 * ttl)
+        reaped.extend(await b.reap_lost())
+
+        by_id = {record.id: record for record in reaped}
+        missed = [record.id for record in silent if record.id not in by_id]
         _require(
-            not wrong,
-            f"runs reaped while queued or waiting (not running): {wrong}; reap_lost marks "
-            "running runs only, so a retry waiting longer than lease_ttl is not lost",
+            not missed,
+            f"live runs of a silent replica were not reaped after their lease: {missed}; "
+            "reap_lost marks queued and waiting runs lost too, not only running ones",
         )
-        saved = await a.save_run(retry.evolve(attempts=2))
-        _require(saved is True, "the retry of a queued run was refused as if it were lost")
-        await a.save_runs(
-            [retry.evolve(status=RunStatus.FAILED), waiting.evolve(status=RunStatus.SKIPPED)]
+        wrong = sorted(set(by_id) & set(_ids(ended)))
+        _require(not wrong, f"runs reaped though already final: {wrong}")
+        for original in silent:
+            record = by_id[original.id]
+            _require(
+                record.status is RunStatus.LOST and "replica-a" in (record.reason or ""),
+                f"reap_lost returned {record!r}: status must be lost, with a reason "
+                "naming the owner 'replica-a'",
+            )
+            expected = original.evolve(status=RunStatus.LOST, reason=record.reason)
+            _require_record(f"the {original.status} run reap_lost returned", expected, record)
+            _require_record("get_run after reaping", expected, await b.get_run(original.id))
+        for record in ended:
+            _require_record("a final run after reap_lost", record, await b.get_run(record.id))
+        gone = await a.renew_leases("replica-a", _ids(ended))
+        _require(
+            gone == set(_ids(ended)), f"renewing final runs must report them all; got {gone!r}"
+        )
+
+        orphan = silent[0]
+        late = {
+            "starting it": orphan.evolve(status=RunStatus.RUNNING, started_at=_at(2), attempts=1),
+            "finishing it": orphan.evolve(status=RunStatus.SUCCEEDED, finished_at=_at(3)),
+        }
+        for what, record in late.items():
+            accepted = await a.save_run(record)
+            _require(
+                accepted is False,
+                f"the silent replica's late write ({what}) to its reaped queued run "
+                f"returned {accepted!r}, not False",
+            )
+        _require_record(
+            "a reaped queued run after its owner's late writes",
+            by_id[orphan.id],
+            await b.get_run(orphan.id),
+        )
+        gone = await a.renew_leases("replica-a", _ids(silent))
+        _require(gone == set(_ids(silent)), f"renewing reaped runs must report them; got {gone!r}")
+        if conclusive:
+            for original in alive:
+                current = await a.get_run(original.id)
+                _require_record("a live run whose lease was kept renewed", original, current)
+            retried = await b.save_run(alive_retry.evolve(attempts=2))
+            _require(retried is True, "a renewed retry was refused as if it were lost")
+        # Leave nothing live behind: a later reaper on a shared backend would mark it lost.
+        await b.save_runs(
+            [r.evolve(status=RunStatus.CANCELLED) for r in alive if r.id not in by_id]
         )
 
 
@@ -1140,7 +1246,7 @@ STORE_CHECKS: Final[tuple[Callable[[StoreFactory], Awaitable[None]], ...]] = (
     check_task_state_round_trip,
     check_lease_expiry_and_reaping,
     check_task_batches_and_anchor,
-    check_reap_only_running,
+    check_reap_live_runs,
     check_fencing,
     check_lease_renewal,
     check_list_runs_order_and_paging,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import anyio.from_thread
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from .._runs import (
     AuditRecord,
@@ -42,10 +42,23 @@ _TASKS: Final = ("alpha", "beta", "gamma")
 _FIRES: Final = tuple(_T0 + timedelta(seconds=s) for s in (0, 0.5, 1, 60, 3600.000001))
 _RUN_IDS: Final = tuple(f"run-{i}" for i in range(7))
 _REPLICAS: Final = ("replica-a", "replica-b")
-#: Never ``lost``: only ``reap_lost`` makes a run lost, and it is timing-based (the
-#: contract checks cover it); what a store does with a lost record written directly is
-#: not specified.
+#: Never ``lost``: only ``reap_lost`` makes a run lost; what a store does with a lost
+#: record written directly is not specified.
 _SAVED_STATUSES: Final = tuple(status for status in RunStatus if status is not RunStatus.LOST)
+
+
+def _by_id(record: RunRecord) -> str:
+    return record.id
+
+
+class _StoreTime:
+    """The machine's store time: seconds that only its rules move."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def _task_of(run_id: str) -> str:
@@ -98,6 +111,9 @@ _task_records = st.builds(
     alerting=st.booleans(),
 )
 _tasks = st.sampled_from(_TASKS)
+_LIVE: Final = (RunStatus.QUEUED, RunStatus.WAITING, RunStatus.RUNNING)
+#: Steps of store time: within a lease, to its edge and just past it, well past it.
+_STEPS: Final = (0.0, 1.0, 5.0, 9.999, 10.0, 10.001, 25.0)
 _ACTIONS: Final = ("run", "pause", "resume", "cancel")
 _OUTCOMES: Final = ("ok", "refused", "failed")
 
@@ -110,14 +126,28 @@ class StoreMachine(RuleBasedStateMachine):
     claimed twice. The rules claim fires from a small pool, save runs one by one or in
     batches (any status but ``lost``, random fields, ids from a small pool so that
     records are replaced), read runs back, list them with random filters and pages,
-    save and load task states, and add and list audit records (times tie often). Lease renewal and reaping depend on real time and are left
-    to :func:`~xtasks.testing.check_lease_renewal` and its siblings.
+    save and load task states, and add and list audit records (times tie often).
+
+    Leases: when :attr:`store_time` is true, both stores read the machine's own store
+    time (:attr:`clock`, a callable of seconds that only the rules move), and the rules
+    also save live runs of the replicas, let time pass (to a lease's edge, just past it,
+    well past it), renew leases for a replica and reap lost runs. The
+    stores must agree on which runs are held and which are reaped (every live run holds
+    its replica's lease: queued, waiting and running ones, never a final one), and every
+    run reaped must have been live, come back ``lost`` with its other fields unchanged and
+    a reason naming its replica. Writes to a reaped run must then be refused by both.
+    A backend whose store time cannot be injected (a server's clock) leaves
+    :attr:`store_time` false; the real-time checks, :func:`~xtasks.testing.check_lease_renewal`
+    and its siblings, cover its leases.
 
     Subclass it, define :meth:`make_store`, and expose its ``TestCase`` to pytest::
 
         class SQLiteMachine(StoreMachine):
+            store_time = True
+
             def make_store(self) -> Store:
-                return SQLiteStore(make_a_temporary_path())
+                path = make_a_temporary_path()
+                return SQLiteStore(path, lease_ttl=self.lease_ttl, clock=self.clock)
 
         TestSQLiteStore = SQLiteMachine.TestCase
 
@@ -128,12 +158,18 @@ class StoreMachine(RuleBasedStateMachine):
 
     #: The event loop the portal runs: ``"asyncio"`` or ``"trio"``.
     anyio_backend: ClassVar[str] = "asyncio"
+    #: Whether :meth:`make_store` builds the backend on :attr:`clock` for its store time
+    #: and :attr:`lease_ttl` for its leases; the lease rules run only then.
+    store_time: ClassVar[bool] = False
+    #: Seconds of store time a lease lasts, in both stores.
+    lease_ttl: ClassVar[float] = 10.0
 
     def make_store(self) -> Store:
         """Return a new, unopened, empty store of the backend under test.
 
         Called once per example (each Hypothesis example is a fresh machine), so each
-        example starts empty: for a file-backed store, a new file.
+        example starts empty: for a file-backed store, a new file. With
+        :attr:`store_time`, build it on ``clock=self.clock`` and ``self.lease_ttl``.
         """
         raise NotImplementedError("define make_store() in a subclass of StoreMachine")
 
@@ -141,12 +177,14 @@ class StoreMachine(RuleBasedStateMachine):
         super().__init__()
         self.claims: Counter[tuple[str, datetime]] = Counter()  #: wins per fire, by backend
         self.audits = 0  #: audit records added: their ids are unique, as callers make them
+        #: Store time, in seconds: what both stores read for leases when ``store_time``.
+        self.clock = _StoreTime()
         self._exit = ExitStack()
         try:
             self.portal: BlockingPortal = self._exit.enter_context(
                 anyio.from_thread.start_blocking_portal(self.anyio_backend)
             )
-            self.model: Store = MemoryStore()
+            self.model: Store = MemoryStore(lease_ttl=self.lease_ttl, clock=self.clock)
             self.store: Store = self.make_store()
             for store in (self.model, self.store):
                 self.portal.call(store.open)
@@ -240,6 +278,52 @@ class StoreMachine(RuleBasedStateMachine):
     )
     def list_audit(self, task: str | None, limit: int, offset: int) -> None:
         self._agree("list_audit", task=task, limit=limit, offset=offset)
+
+    @precondition(lambda self: self.store_time)
+    @rule(
+        record=_run_records(),
+        status=st.sampled_from(_LIVE),
+        replica=st.sampled_from(_REPLICAS),
+    )
+    def save_live_run(self, record: RunRecord, status: RunStatus, replica: str) -> None:
+        """A live run of one of the replicas that renew: what leases are about."""
+        self._agree("save_run", record.evolve(status=status, replica=replica))
+
+    @precondition(lambda self: self.store_time)
+    @rule(seconds=st.sampled_from(_STEPS))
+    def pass_time(self, seconds: float) -> None:
+        self.clock.now += seconds
+
+    @precondition(lambda self: self.store_time)
+    @rule(
+        replica=st.sampled_from(_REPLICAS),
+        run_ids=st.lists(st.sampled_from((*_RUN_IDS, "run-unknown")), max_size=4),
+    )
+    def renew_leases(self, replica: str, run_ids: list[str]) -> None:
+        self._agree("renew_leases", replica, run_ids)
+
+    @precondition(lambda self: self.store_time)
+    @rule(seconds=st.sampled_from(_STEPS))
+    def reap_lost(self, seconds: float) -> None:
+        """Let ``seconds`` pass, then reap (time passing is what reaping needs)."""
+        self.clock.now += seconds
+        before = {run_id: self.portal.call(self.model.get_run, run_id) for run_id in _RUN_IDS}
+        got, want = self._both("reap_lost")
+        got, want = sorted(got, key=_by_id), sorted(want, key=_by_id)
+        if got != want:
+            raise AssertionError(
+                f"reap_lost(): the backend reaped\n  {got!r}\nthe model\n  {want!r}"
+            )
+        for record in got:
+            old = before.get(record.id)
+            if old is None or old.status.is_final:
+                raise AssertionError(f"reap_lost() reaped a run that was not live: {old!r}")
+            expected = old.evolve(status=RunStatus.LOST, reason=record.reason)
+            if record != expected or old.replica not in (record.reason or ""):
+                raise AssertionError(
+                    f"reap_lost() returned\n  {record!r}\nfor the live run\n  {old!r}: "
+                    "it must be lost, with a reason naming its replica, all else unchanged"
+                )
 
     @invariant()
     def stores_agree(self) -> None:
