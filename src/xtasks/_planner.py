@@ -328,6 +328,8 @@ class Planner:
             or not entry.task.recover
             or entry.state is not TaskState.ACTIVE
             or self._life.closing
+            # A submission's arguments are not in its record: it cannot be run again as is.
+            or record.cause is RunCause.SUBMIT
         ):
             return None
         return self._life.request(entry, record.cause, now, record.scheduled_at)

@@ -13,7 +13,7 @@ live in the scheduler's task group:
   is run or recorded, never dropped;
 - workers, a pool that grows up to ``max_concurrency`` and is reused: each takes one
   :class:`StartAttempt` at a time (no task spawned per run);
-- the lease loop heartbeats our running runs and reaps those of silent replicas.
+- the lease loop heartbeats our live runs and reaps those of silent replicas.
 """
 
 from __future__ import annotations
@@ -339,7 +339,7 @@ class Runtime:
             self._claim_backoff = _FIRST_CLAIM_RETRY
 
     async def _lease_loop(self) -> None:
-        """Heartbeat our running runs and reap the runs of replicas that went silent.
+        """Heartbeat our live runs and reap the runs of replicas that went silent.
 
         Every ``lease_ttl / 3`` seconds of real (store) time, whatever the scheduling
         clock says. A run of ours that another replica reaped is cancelled here: its
@@ -354,15 +354,28 @@ class Runtime:
                     if leased:
                         gone = await store.renew_leases(self.replica, list(leased))
                         for run_id in gone:
+                            # Another replica reaped it (we were silent too long): a
+                            # running attempt stops, a run not started never starts.
                             leased.discard(run_id)
-                            scope = self._scopes.get(run_id)
-                            if scope is not None:
-                                self._cancel_reasons[run_id] = "lost: its lease was reaped"
-                                scope.cancel()
-                    for record in await store.reap_lost():
+                            self._cancel_reasons[run_id] = "lost: its lease was reaped"
+                            self.command(
+                                self.planner.cancel_run,
+                                run_id,
+                                self.clock.now(),
+                                "lost: its lease was reaped",
+                            )
+                    reaped = await store.reap_lost()
+                    if reaped:
                         _log.warning(
-                            "%s (run %s of task %r)", record.reason, record.id, record.task
+                            "%d run(s) of silent replicas marked lost (%s), e.g. run %s of "
+                            "task %r: %s",
+                            len(reaped),
+                            ", ".join(sorted({r.task for r in reaped})[:10]),
+                            reaped[0].id,
+                            reaped[0].task,
+                            reaped[0].reason,
                         )
+                    for record in reaped:
                         self.recorder.stored(record)
                         self.command(self.planner.recover_lost, record, self.clock.now())
                 except StoreError:
