@@ -348,6 +348,7 @@ class Runtime:
         store = self.store
         leased = self.recorder.leased
         interval = max(store.lease_ttl / 3, 0.01)
+        failing = False
         with self._lease_scope:
             while True:
                 try:
@@ -378,8 +379,14 @@ class Runtime:
                     for record in reaped:
                         self.recorder.stored(record)
                         self.command(self.planner.recover_lost, record, self.clock.now())
-                except StoreError:
-                    _log.exception("could not renew leases or reap lost runs")
+                except StoreError as exc:
+                    if not failing:  # once per outage, not every heartbeat
+                        _log.warning("could not renew leases or reap lost runs: %s", exc)
+                    failing = True
+                else:
+                    if failing:
+                        _log.warning("leases are renewed again")
+                    failing = False
                 await anyio.sleep(interval)
 
     async def _worker(self, receive: MemoryObjectReceiveStream[StartAttempt]) -> None:
