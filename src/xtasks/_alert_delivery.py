@@ -27,10 +27,10 @@ from ._runs import RunStatus
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Sequence
 
-    from anyio.abc import TaskGroup
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
     from ._events import Alert, Event
+    from ._service import Spawner
     from .abc import Alerter, Store
 
 __all__ = ["ALERT_QUEUE_SIZE", "AlertDelivery", "Channel"]
@@ -79,7 +79,7 @@ class AlertDelivery:
         self._drained = anyio.Event()
         self._scope = anyio.CancelScope()
 
-    def start(self, tg: TaskGroup) -> None:
+    def start(self, tg: Spawner) -> None:
         tg.start_soon(self._run, name="xtasks alert delivery")
 
     def put(self, alert: Alert) -> None:

@@ -22,12 +22,12 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
     from contextlib import AbstractAsyncContextManager
 
-    from anyio.abc import TaskGroup
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
     from pluggy import HookRelay
 
     from ._events import Event
     from ._runs import RunRecord
+    from ._service import Spawner
 
 __all__ = ["OBSERVER_TIMEOUT", "EventBus", "Observable", "RunHandle"]
 
@@ -131,9 +131,9 @@ class EventBus:
         self._subscribers: list[tuple[Callable[[Any], object], tuple[type[Event], ...] | None]] = []
         self._streams: set[MemoryObjectSendStream[Any]] = set()
         self._observe = False
-        self._tg: TaskGroup | None = None
+        self._tg: Spawner | None = None
 
-    def start(self, tg: TaskGroup) -> None:
+    def start(self, tg: Spawner) -> None:
         """Run plugins' awaitables in ``tg`` from now on (the scheduler's task group)."""
         self._tg = tg
         self._observe = bool(self._hooks.xtasks_run_finished.get_hookimpls())

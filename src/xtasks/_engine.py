@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, final
 import anyio
 
 from ._alert_delivery import AlertDelivery
+from ._errors import XtasksError
 from ._loop_monitor import LoopMonitor
 from ._runtime import Runtime
+from ._service import ServiceGroup
 from ._stored import load_records
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Collection, Sequence
-    from types import TracebackType
 
     from anyio.abc import TaskGroup
 
@@ -79,10 +80,17 @@ class Engine:
     """A started scheduler's task group and runtime; :meth:`start` builds one."""
 
     def __init__(
-        self, runtime: Runtime, tg: TaskGroup, stack: AsyncExitStack, loop: LoopMonitor
+        self,
+        runtime: Runtime,
+        tg: TaskGroup,
+        services: ServiceGroup,
+        stack: AsyncExitStack,
+        loop: LoopMonitor,
     ) -> None:
         self.runtime = runtime
         self.tg = tg
+        #: Starts the scheduler's own tasks, shielded from the application's cancellation.
+        self.services = services
         self._stack = stack
         self.loop = loop  # measures the event loop's lag; warns about what blocks it
 
@@ -108,7 +116,8 @@ class Engine:
             records = await load_records(store, planner, list(planner.tasks))
             planner.start(clock.now(), records)  # each task armed once, from its stored state
             tg: TaskGroup = await stack.enter_async_context(anyio.create_task_group())
-            bus.start(tg)
+            services = ServiceGroup(tg)
+            bus.start(services)
             alerts = AlertDelivery(channels, store, channels_for, bus.publish)
             runtime = Runtime(
                 planner,
@@ -119,10 +128,10 @@ class Engine:
                 publish=bus.publish,
                 replica=replica,
             )
-            runtime.start(tg)
+            runtime.start(services)
             loop = LoopMonitor()
-            loop.start(tg)  # stops with the task group
-            return cls(runtime, tg, stack.pop_all(), loop)
+            loop.start(services)  # ends at close
+            return cls(runtime, tg, services, stack.pop_all(), loop)
 
     async def stop_runs(self, grace: float, bus: EventBus) -> None:
         """Stop firing, let runs finish for ``grace`` seconds, record them all; end the
@@ -131,15 +140,26 @@ class Engine:
             await self.runtime.stop(grace)
             bus.stop()
 
-    async def close(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Cancel the idle loops left, leave the task group, close the store."""
-        self.tg.cancel_scope.cancel()  # every run is recorded by now
-        await self._stack.__aexit__(exc_type, exc, tb)
+    async def close(self) -> None:
+        """Cancel the idle loops left, leave the task group, close the store.
+
+        The exception leaving the ``async with`` block (the application's own) is not
+        handed to the task group, which would wrap it in an ``ExceptionGroup``: it goes on
+        as itself. A failure of the scheduler's own tasks comes out as one
+        :class:`XtasksError` (the group is its cause)."""
+        self.services.cancel()  # every run is recorded by now: what is left is idle
+        self.tg.cancel_scope.cancel()
+        try:
+            await self._stack.__aexit__(None, None, None)
+        except BaseExceptionGroup as group:
+            _, failures = group.split(anyio.get_cancelled_exc_class())
+            if failures is None:
+                raise
+            first = failures.exceptions[0]
+            raise XtasksError(
+                f"the scheduler failed: {type(first).__name__}: {first} "
+                f"({len(failures.exceptions)} error(s); see the cause)"
+            ) from group
 
 
 def stats_of(engine: Engine | None, planner: Planner) -> SchedulerStats:

@@ -33,7 +33,8 @@ import anyio
 if TYPE_CHECKING:
     from types import FrameType
 
-    from anyio.abc import TaskGroup
+    from ._service import Spawner
+
 
 __all__ = ["LoopMonitor"]
 
@@ -146,7 +147,7 @@ class LoopMonitor:
         """Whether the sleeper is measuring (the watchdog thread lives as long as it)."""
         return self._running
 
-    def start(self, tg: TaskGroup) -> None:
+    def start(self, tg: Spawner) -> None:
         """Start watching the loop ``tg`` runs on; a monitor starts once."""
         if self._started:
             raise RuntimeError("this LoopMonitor was already started; make a new one")

@@ -31,9 +31,8 @@ from ._runs import RunRecord, RunStatus
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from anyio.abc import TaskGroup
-
     from ._events import Event
+    from ._service import Spawner
     from .abc import Store
 
 __all__ = ["MAX_BACKOFF", "Recorder", "StoreHealth"]
@@ -88,7 +87,7 @@ class Recorder:
         #: Runs with a live record handed to the store: the runs to heartbeat.
         self.leased: set[str] = set()
 
-    def start(self, tg: TaskGroup) -> None:
+    def start(self, tg: Spawner) -> None:
         tg.start_soon(self._loop, name="xtasks recorder")
 
     def record(self, record: RunRecord) -> None:

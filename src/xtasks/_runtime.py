@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
     from datetime import datetime
 
-    from anyio.abc import TaskGroup
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
     from ._alert_delivery import AlertDelivery
@@ -42,6 +41,7 @@ if TYPE_CHECKING:
     from ._events import Event
     from ._executors import Executors
     from ._planner import Planner
+    from ._service import Spawner
     from .abc import Store
 
 __all__ = ["MAX_BACKLOG", "Runtime"]
@@ -103,12 +103,12 @@ class Runtime:
         send, receive = anyio.create_memory_object_stream[StartAttempt](planner.max_concurrency)
         self._start_send: MemoryObjectSendStream[StartAttempt] = send
         self._start_receive: MemoryObjectReceiveStream[StartAttempt] = receive
-        self._tg: TaskGroup | None = None
+        self._tg: Spawner | None = None
         self._cancel_all: str | None = None
 
     # --- lifecycle --------------------------------------------------------------------
 
-    def start(self, tg: TaskGroup) -> None:
+    def start(self, tg: Spawner) -> None:
         """Start the loops in ``tg`` (the scheduler's task group)."""
         self._tg = tg
         self.alerts.start(tg)

@@ -163,7 +163,7 @@ class Scheduler(Observable):
             self._command(planner.remove_task, task.name, self.clock.now())
             raise
         self._added.load(
-            engine.tg,
+            engine.services,
             self.store,
             planner,
             task,
@@ -419,7 +419,7 @@ class Scheduler(Observable):
             await engine.stop_runs(self.shutdown_grace, self._bus)
         finally:
             self._engine = self._runtime = None
-            await engine.close(exc_type, exc, tb)
+            await engine.close()  # the block's own exception goes on as itself
 
     async def aclose(self) -> None:
         """Close the store a call before start opened (leaving ``async with`` does too):

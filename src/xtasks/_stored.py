@@ -23,10 +23,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from datetime import datetime
 
-    from anyio.abc import TaskGroup
-
     from ._planner import Planner
     from ._runs import TaskRecord
+    from ._service import Spawner
     from ._task import Task
     from .abc import Store
 
@@ -151,7 +150,7 @@ class AddedTasks:
 
     def load(
         self,
-        tg: TaskGroup,
+        tg: Spawner,
         store: Store,
         planner: Planner,
         task: Task,
