@@ -150,6 +150,15 @@ def test_a_list_entry_needs_a_name_and_a_mapping(tmp_path: Path) -> None:
     assert "expected a mapping ('- name: <task>'" in str(error.problems[2])
 
 
+def test_a_list_entry_name_longer_than_a_task_name_is_refused(tmp_path: Path) -> None:
+    name = "n" * 5_000
+    keys = "".join(f"    k{i}: 1\n" for i in range(500))  # each key would copy the name
+    error = problems_of(tmp_path, f"tasks:\n  - name: {name}\n{keys}")
+    assert (error.line, error.key) == (2, "tasks.0.name")
+    assert "a task name has at most 200 characters; this one has 5,000" in str(error)
+    assert len(error.problems) == 1
+
+
 @pytest.mark.parametrize("key", ["async", "function"])
 @pytest.mark.parametrize("form", ["tasks:\n  - name: export\n", "tasks:\n  export:\n"])
 def test_seed_keys_that_only_code_sets_are_explained(tmp_path: Path, key: str, form: str) -> None:

@@ -57,6 +57,7 @@ MAX_NODES = 100_000
 #: A dotted key (``tasks.export.tags.0``) longer than this is refused: the reader records
 #: each one, so long keys nested deep would otherwise cost memory for every value below.
 MAX_KEY_PATH = 1_000
+_MAX_NAME = 200  # as Task names (NAME_PATTERN)
 _STRICT = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
@@ -508,6 +509,10 @@ def _tasks_by_name(entries: list[Any], reader: _Reader) -> dict[str, Any]:
             reader.problems.append(reader.file.error(f"{at}.name", msg, value=True))
             continue
         name = str(name)
+        if len(name) > _MAX_NAME:  # a task's name is short; each key below would copy it
+            msg = f"a task name has at most {_MAX_NAME} characters; this one has {len(name):,}"
+            reader.problems.append(reader.file.error(f"{at}.name", msg, value=True))
+            continue
         if name in first:
             line = (reader.file.position(f"tasks.{first[name]}.name", value=True) or (0, 0))[0]
             msg = f"duplicate task {name!r}: the entry at line {line} names it too; merge them"
