@@ -31,7 +31,10 @@ async def envoyer_email(to: str) -> None:
     print(f"email sent to {to}")
 
 
-scheduler = Scheduler(store="sqlite:///xtasks-quickstart.db")  # or "memory://"
+# plugins=False: this program shows its own tasks only. By default every installed plugin
+# joins a Scheduler(), and one shipping a task named like these ("nettoyage_cache" is a
+# common name) would clash with it (DuplicateTaskError, naming the plugin).
+scheduler = Scheduler(store="sqlite:///xtasks-quickstart.db", plugins=False)  # or "memory://"
 scheduler.add(Task("nettoyage_cache", nettoyer_cache, trigger=Every(hours=1)))
 scheduler.add(Task("calcul_stats", calculer_statistiques, priority="high"))
 scheduler.add(

@@ -312,3 +312,185 @@ def test_the_example_plugin_shows_its_tasks_with_its_config_applied(site: Site) 
 def test_version(site: Site) -> None:
     result = site.xtasks("--version")
     assert result.code == 0 and result.out.startswith("xtasks ")
+
+
+# --- xcore's documented format: the README's plugin, installed -----------------------------
+
+README = (ROOT / "README.md").read_text()
+
+
+def _readme_block(language: str, first_line: str) -> str:
+    """The README's fenced ``language`` block that starts with ``first_line``."""
+    blocks = re.findall(rf"^```{language}\n(.*?)^```$", README, flags=re.DOTALL | re.MULTILINE)
+    [block] = [b for b in blocks if b.startswith(first_line)]
+    return str(block)
+
+
+def _install_readme_plugin(site: Site) -> Path:
+    """The README's xcore plugin, verbatim: its entry point, tasks.py and config.yaml."""
+    toml = tomllib.loads(_readme_block("toml", "[project.entry-points.xtasks]\nsync ="))
+    package = site.path / "xcore_sync"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "tasks.py").write_text(_readme_block("python", "# xcore_sync/tasks.py"))
+    config = package / "config.yaml"
+    config.write_text(_readme_block("yaml", "# xcore_sync/config.yaml"))
+    site.dist_info("xcore-sync", "1.0", toml["project"]["entry-points"]["xtasks"])
+    return config
+
+
+def test_the_readme_xcore_plugin_with_its_list_form_config_lists_and_checks(site: Site) -> None:
+    config = _install_readme_plugin(site)
+    assert "  - name: " in config.read_text()  # the list form, as xcore documents it
+    listed = site.xtasks("list", plugins="xcore-sync")
+    assert listed.code == 0, listed.err
+    sync = _row(listed.out, "sync_donnees")
+    assert "xcore-sync 1.0" in sync and "every 5m" in sync and "high" in sync
+    assert _row(listed.out, "purge_journaux").endswith("sync_donnees")
+    checked = site.xtasks("check", plugins="xcore-sync")
+    assert (checked.code, checked.out.strip()) == (0, "ok: 2 task(s) from 1 plugin(s)")
+    # the file's values are applied over PLUGIN_TASKS (max_retries 1 there)
+    script = (
+        "from xtasks import Scheduler\n"
+        "t = Scheduler(plugins=['xcore-sync']).tasks['sync_donnees']\n"
+        "print(t.max_retries, t.retry_delay, t.alert_on_failure, t.timeout)\n"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-c", script],
+        env=site.env("xcore-sync"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert shown.stdout.split() == ["3", "60.0", "True", "120.0"]
+
+
+def test_the_readme_xcore_plugin_runs_with_an_app_file_in_the_list_form_too(
+    site: Site, tmp_path: Path
+) -> None:
+    config = _install_readme_plugin(site)
+    app = tmp_path / "app.yaml"
+    app.write_text('tasks:\n  - name: "sync_donnees"\n    interval_seconds: 0.2\n')
+    proc = site.start("run", "--config", str(app), plugins="xcore-sync")
+    try:
+        assert proc.stderr is not None
+        seen = []
+        for line in proc.stderr:  # blocks until the task ran: no sleeping
+            seen.append(line)
+            if re.search(r"run \S+ of 'sync_donnees' succeeded after 1 attempt", line):
+                break
+        else:
+            raise AssertionError("ended before sync_donnees ran:\n" + "".join(seen))
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    log = "".join(seen)
+    assert "loaded plugin xcore-sync 1.0 (entry point 'sync = xcore_sync.tasks'): 2 task(s)" in log
+    assert f"loaded config {config.resolve()}: 1 task(s) configured" in log
+    assert f"loaded config {app}: 1 task(s) configured" in log
+
+
+@pytest.mark.parametrize(
+    ("config", "where", "message", "refused_by"),
+    [
+        (
+            "tasks:\n  - name: sync_donnees\n    max_retries: lots\n",
+            r"xcore_sync/config\.yaml:3:18: tasks\.sync_donnees\.max_retries: ",
+            "expected a whole number; got 'lots' (string)",
+            ("list", "run"),
+        ),
+        (
+            "tasks:\n  - name: sync_donnees\n  - name: purge_journaux\n  - name: sync_donnees\n",
+            r"xcore_sync/config\.yaml:4:11: tasks\.2\.name: ",
+            "duplicate task 'sync_donnees': the entry at line 2 names it too",
+            ("list", "run"),
+        ),
+        (
+            "tasks:\n  - name: sync_donnes\n",
+            r"xcore_sync/config\.yaml:2:5: tasks\.sync_donnes: ",
+            "did you mean 'sync_donnees'",
+            ("run",),  # names are checked at start: `list` still lists
+        ),
+    ],
+)
+def test_a_bad_list_form_config_is_reported_at_its_line_by_every_command(
+    site: Site, config: str, where: str, message: str, refused_by: tuple[str, ...]
+) -> None:
+    _install_readme_plugin(site).write_text(config)
+    checked = site.xtasks("check", plugins="xcore-sync")
+    assert checked.code == 1 and re.search(where, checked.out), checked.out
+    assert message in checked.out
+    for command in refused_by:
+        refused = site.xtasks(command, plugins="xcore-sync")
+        assert refused.code == 2 and re.search(where, refused.err), refused.err
+
+
+# --- plugin selection ----------------------------------------------------------------------
+
+NETTOYAGE = """
+    async def nettoyer():
+        pass
+
+    PLUGIN_TASKS = [{"name": "nettoyage_cache", "function": nettoyer, "interval_seconds": 60}]
+"""
+
+
+def test_the_quickstart_runs_with_a_plugin_installed_that_has_one_of_its_task_names(
+    site: Site, tmp_path: Path
+) -> None:
+    site.install("xcore-maint", "xcore_maint", NETTOYAGE)
+    env = site.env(None)
+    del env["XTASKS_DISABLE_PLUGIN_AUTOLOAD"]  # every installed plugin is discovered
+    listed = subprocess.run(
+        [sys.executable, "-m", "xtasks", "list"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert "xcore-maint 1.0" in _row(listed.stdout, "nettoyage_cache"), listed.stderr
+    ran = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "quickstart.py")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert "export_rapport: succeeded -> 'rapport.pdf'" in ran.stdout
+
+
+def test_demo_serves_only_the_example_plugins_tasks(site: Site) -> None:
+    import httpx
+
+    from tests.test_cli_serve import auth, serve
+
+    project = tomllib.loads((EXAMPLE / "pyproject.toml").read_text())["project"]
+    site.dist_info(project["name"], project["version"], project["entry-points"]["xtasks"])
+    site.paths = (EXAMPLE / "src",)
+    site.install("xcore-maint", "xcore_maint", NETTOYAGE)
+    served = serve(site, "demo", plugins=f"{project['name']},xcore-maint")
+    try:
+        token = served.wait_for(r"^token: (\S+)$")
+        with httpx.Client(base_url=served.base, timeout=20) as client:
+            tasks = client.get("/manager/tasks", headers=auth(token))
+            names = {t["name"] for t in tasks.json()}
+        code, err = served.stop()
+    finally:
+        served.proc.kill()
+    assert code == 0, err
+    assert names == {
+        "example_backup",
+        "example_cleanup",
+        "example_report",
+        "example_stats",
+        "example_sync_partners",
+    }
+    assert "loaded plugin xtasks-example-plugin 0.1.0 (entry point " in err
+    assert "xcore-maint" not in err

@@ -45,6 +45,129 @@ def export(**fields: Any) -> Task:
     return Task("export", ASYNC_JOB, **fields)
 
 
+# --- the list form (xcore's documented config.yaml) ----------------------------------------
+
+XCORE_LIST = """
+tasks:
+  - name: "sync_donnees"
+    alert_on_failure: true
+    max_retries: 3
+    retry_delay_seconds: 60
+"""
+
+
+def test_the_list_form_overrides_like_the_mapping_form(tmp_path: Path) -> None:
+    listed = load(tmp_path, XCORE_LIST, name="list.yaml")
+    mapped = load(
+        tmp_path,
+        """
+        tasks:
+          sync_donnees:
+            alert_on_failure: true
+            max_retries: 3
+            retry_delay_seconds: 60
+        """,
+        name="map.yaml",
+    )
+    assert listed.tasks == mapped.tasks
+    task = merge([listed]).apply(Task("sync_donnees", ASYNC_JOB, alert_on_failure=False))
+    assert (task.alert_on_failure, task.max_retries, task.retry_delay) == (True, 3, 60)
+    assert listed.position("tasks.sync_donnees.max_retries") == (4, 5)
+
+
+def test_list_and_mapping_files_merge_the_later_winning(tmp_path: Path) -> None:
+    plugin = load(tmp_path, XCORE_LIST, name="plugin.yaml")
+    app = load(tmp_path, "tasks:\n  sync_donnees:\n    max_retries: 5\n", name="app.yaml")
+    task = merge([plugin, app]).apply(Task("sync_donnees", ASYNC_JOB))
+    assert (task.max_retries, task.retry_delay, task.alert_on_failure) == (5, 60, True)
+
+
+@pytest.mark.parametrize(
+    ("mapping", "listed"),
+    [
+        (
+            "tasks:\n  export:\n    max_retries: lots\n",
+            "tasks:\n  - name: export\n    max_retries: lots\n",
+        ),
+        (
+            "tasks:\n  export:\n    retry_delay_secs: 5\n",
+            "tasks:\n  - name: export\n    retry_delay_secs: 5\n",
+        ),
+    ],
+)
+def test_both_forms_report_the_same_error_at_the_same_place(
+    tmp_path: Path, mapping: str, listed: str
+) -> None:
+    one = problems_of(tmp_path, mapping)
+    other = problems_of(tmp_path, listed)
+    assert (other.line, other.column, other.key, other.message) == (
+        one.line,
+        one.column,
+        one.key,
+        one.message,
+    )
+
+
+def test_a_value_the_task_rejects_points_into_the_list(tmp_path: Path) -> None:
+    file = load(tmp_path, "tasks:\n  - name: export\n    max_retries: -1\n")
+    with pytest.raises(ConfigFileErrors) as info:
+        merge([file]).apply(export())
+    assert (info.value.line, info.value.key) == (3, "tasks.export.max_retries")
+    [error] = merge([file]).unknown_tasks(["fetch"])
+    assert (error.line, error.column, error.key) == (2, 5, "tasks.export")
+
+
+def test_a_duplicate_name_in_the_list_is_an_error_at_its_line(tmp_path: Path) -> None:
+    error = problems_of(
+        tmp_path,
+        """
+        tasks:
+          - name: export
+            max_retries: 1
+          - name: fetch
+          - name: export
+            max_retries: 2
+        """,
+    )
+    assert (error.line, error.column, error.key) == (5, 11, "tasks.2.name")
+    assert "duplicate task 'export': the entry at line 2 names it too" in str(error)
+
+
+def test_a_list_entry_needs_a_name_and_a_mapping(tmp_path: Path) -> None:
+    error = problems_of(
+        tmp_path,
+        """
+        tasks:
+          - max_retries: 1
+          - name: [a]
+          - just_a_name
+        """,
+    )
+    found = [(p.line, p.key) for p in error.problems]
+    assert found == [(2, "tasks.0"), (3, "tasks.1.name"), (4, "tasks.2")]
+    assert "missing required key 'name'" in str(error.problems[0])
+    assert "expected a task name; got ['a'] (list)" in str(error.problems[1])
+    assert "expected a mapping ('- name: <task>'" in str(error.problems[2])
+
+
+def test_a_list_entry_name_longer_than_a_task_name_is_refused(tmp_path: Path) -> None:
+    name = "n" * 5_000
+    keys = "".join(f"    k{i}: 1\n" for i in range(500))  # each key would copy the name
+    error = problems_of(tmp_path, f"tasks:\n  - name: {name}\n{keys}")
+    assert (error.line, error.key) == (2, "tasks.0.name")
+    assert "a task name has at most 200 characters; this one has 5,000" in str(error)
+    assert len(error.problems) == 1
+
+
+@pytest.mark.parametrize("key", ["async", "function"])
+@pytest.mark.parametrize("form", ["tasks:\n  - name: export\n", "tasks:\n  export:\n"])
+def test_seed_keys_that_only_code_sets_are_explained(tmp_path: Path, key: str, form: str) -> None:
+    error = problems_of(tmp_path, f"{form}    {key}: true\n")
+    assert (error.line, error.key) == (3, f"tasks.export.{key}")
+    assert "set in code (PLUGIN_TASKS or Task), not in YAML; remove it" in str(error)
+    assert len(error.problems) == 1  # not a second "unknown key"
+
+
 # --- precedence and overrides -------------------------------------------------------------
 
 

@@ -8,6 +8,7 @@ the way it finds anything ``pip`` installed.
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 import textwrap
 from pathlib import Path
@@ -19,6 +20,7 @@ import xtasks
 import xtasks.hookspecs
 from xtasks import (
     ConfigFileError,
+    DuplicateTaskError,
     Every,
     PluginError,
     RunStatus,
@@ -355,7 +357,93 @@ def test_a_task_name_contributed_twice_names_both_plugins(dists: Distributions) 
         Scheduler(plugins=True)
     message = str(info.value)
     assert "'billing_stats'" in message
-    assert "xcore-billing 1.0" in message and "copycat 1.0" in message
+    assert "distribution copycat 1.0, entry point 'copycat_plugin = copycat_plugin'" in message
+    assert "plugin xcore-billing 1.0 (entry point 'xcore_billing = xcore_billing')" in message
+    assert "Scheduler(plugins=[...])" in message and "XTASKS_PLUGINS" in message
+
+
+def test_a_task_the_app_adds_that_a_plugin_has_names_the_plugin_and_the_way_out(
+    dists: Distributions,
+) -> None:
+    dists.install("xcore-maint", "xcore_maint", MAINT_PLUGIN, entry_point="maint")
+    scheduler = Scheduler()
+    with pytest.raises(DuplicateTaskError) as info:
+        scheduler.add(Task("nettoyage_cache", _noop))
+    assert str(info.value) == (
+        "a task named 'nettoyage_cache' is already registered by plugin xcore-maint 1.0 "
+        "(entry point 'maint = xcore_maint'), and the application adds another; rename one "
+        "of them, or leave the plugin out: Scheduler(plugins=[...]) loads only the plugins it "
+        "names (plugins=False: none); from the environment, XTASKS_PLUGINS=name,... loads "
+        "only those and XTASKS_DISABLE_PLUGIN_AUTOLOAD=1 none"
+    )
+    assert (info.value.existing, info.value.new) == (
+        "plugin xcore-maint 1.0 (entry point 'maint = xcore_maint')",
+        "the application",
+    )
+    # each way out it names works
+    Scheduler(plugins=False).add(Task("nettoyage_cache", _noop))
+    dists.monkeypatch.setenv("XTASKS_DISABLE_PLUGIN_AUTOLOAD", "1")
+    Scheduler().add(Task("nettoyage_cache", _noop))
+
+
+def test_a_task_the_app_adds_twice_says_so(dists: Distributions) -> None:
+    scheduler = Scheduler(plugins=False)
+    scheduler.add(Task("export", _noop))
+    with pytest.raises(DuplicateTaskError, match=r"^a task named 'export' is already registered;"):
+        scheduler.add(Task("export", _noop))
+
+
+def test_a_plugin_contributing_one_name_twice_is_an_error(dists: Distributions) -> None:
+    dists.install(
+        "twice",
+        "twice_plugin",
+        """
+        def f():
+            pass
+        PLUGIN_TASKS = [{"name": "dup", "function": f}, {"name": "dup", "function": f}]
+        """,
+    )
+    with pytest.raises(PluginError, match="distribution twice 1.0.*the task 'dup' twice"):
+        Scheduler(plugins=["twice"])
+
+
+MAINT_PLUGIN = """
+    async def nettoyer():
+        pass
+
+    PLUGIN_TASKS = [
+        {"name": "nettoyage_cache", "function": nettoyer, "interval_seconds": 3600},
+        {"name": "purge", "function": nettoyer},
+    ]
+"""
+
+
+def test_start_up_logs_each_plugin_and_config_file_with_counts(
+    dists: Distributions, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    dists.install(
+        "xcore-maint",
+        "xcore_maint",
+        MAINT_PLUGIN,
+        entry_point="maint",
+        config="tasks:\n  - name: purge\n    max_retries: 2\n",
+    )
+    dists.install("hooked", "hooked_plugin", HOOK_PLUGIN)
+    app = tmp_path / "app.yaml"
+    app.write_text("tasks:\n  purge: {}\n  hooked_ping: {}\nalerts:\n  - kind: log\n")
+    caplog.set_level(logging.INFO, logger="xtasks")
+    Scheduler(plugins=["xcore-maint", "hooked"], config=app)
+    lines = [r.getMessage() for r in caplog.records if r.name == "xtasks"]
+    plugin_config = dists.site / "xcore_maint" / "config.yaml"
+    assert lines == [
+        "loaded plugin xcore-maint 1.0 (entry point 'maint = xcore_maint'): 2 task(s)",
+        (
+            "loaded plugin hooked 1.0 (entry point 'hooked_plugin = hooked_plugin'): "
+            "2 task(s), alerter kinds collect"
+        ),
+        f"loaded config {plugin_config.resolve()}: 1 task(s) configured",
+        f"loaded config {app}: 2 task(s) configured, 1 alert channel(s)",
+    ]
 
 
 def test_a_yaml_syntax_error_in_a_plugin_config_names_file_line_and_column(
@@ -399,6 +487,33 @@ def test_autoload_can_be_switched_off_and_narrowed_from_the_environment(
     assert not Scheduler().tasks
     dists.monkeypatch.setenv("XTASKS_PLUGINS", "hooked")
     assert "hooked_ping" in Scheduler().tasks and "billing_cleanup" not in Scheduler().tasks
+    dists.monkeypatch.delenv("XTASKS_DISABLE_PLUGIN_AUTOLOAD")
+    dists.monkeypatch.setenv(
+        "XTASKS_PLUGINS", " xcore-billing , hooked "
+    )  # distribution, entry point
+    assert {"billing_cleanup", "hooked_ping"} <= set(Scheduler().tasks)
+
+
+def test_a_name_in_xtasks_plugins_that_matches_no_plugin_is_an_error(
+    dists: Distributions,
+) -> None:
+    dists.install("xcore-billing", "xcore_billing", SEED_PLUGIN)
+    dists.monkeypatch.setenv("XTASKS_PLUGINS", "xcore-billing,xcore-biling")
+    with pytest.raises(
+        PluginError, match=r"no installed plugin is named 'xcore-biling' \(in XTASKS_PLUGINS\)"
+    ):
+        Scheduler()
+    lenient = Scheduler(strict_plugins=False)
+    assert "billing_cleanup" in lenient.tasks and len(lenient.problems) == 1
+
+
+def test_an_explicit_list_wins_over_the_environment(dists: Distributions) -> None:
+    dists.install("xcore-billing", "xcore_billing", SEED_PLUGIN)
+    dists.install("hooked", "hooked_plugin", HOOK_PLUGIN)
+    dists.monkeypatch.setenv("XTASKS_DISABLE_PLUGIN_AUTOLOAD", "1")
+    dists.monkeypatch.setenv("XTASKS_PLUGINS", "hooked")
+    assert set(Scheduler(plugins=["xcore-billing"]).tasks) == {"billing_cleanup", "billing_stats"}
+    assert not Scheduler(plugins=False).tasks
 
 
 def test_plugins_false_or_an_explicit_list_selects(dists: Distributions) -> None:

@@ -57,6 +57,7 @@ MAX_NODES = 100_000
 #: A dotted key (``tasks.export.tags.0``) longer than this is refused: the reader records
 #: each one, so long keys nested deep would otherwise cost memory for every value below.
 MAX_KEY_PATH = 1_000
+_MAX_NAME = 200  # as Task names (NAME_PATTERN)
 _STRICT = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
@@ -121,6 +122,12 @@ _TASK_FIELD = {
 }
 _NOT_TASK_FIELDS = frozenset({"interval_seconds", "cron", "timezone", "alert_channels"})
 _REPLACES = {"interval_seconds": ("cron", "timezone"), "cron": ("interval_seconds",)}
+# Seed keys that only code can set: a YAML entry naming them is told so.
+_CODE_ONLY = {
+    "function": "the function is set in code (PLUGIN_TASKS or Task), not in YAML; remove it",
+    "async": "'async' follows the function (async def or not) and is set in code "
+    "(PLUGIN_TASKS or Task), not in YAML; remove it",
+}
 _PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 # A key is a secret when its last word is one of these, or its last two words one of the
 # pairs: "smtp_password", "authToken", "client-secret", "aws_secret_access_key" are;
@@ -474,6 +481,62 @@ def _known_keys(loc: Sequence[str]) -> Iterable[str]:
     return TaskOverride.model_fields if loc[0] == "tasks" and len(loc) == 2 else ()
 
 
+def _tasks_by_name(entries: list[Any], reader: _Reader) -> dict[str, Any]:
+    """The list form (``- name: sync`` and the keys to override) as the mapping form.
+
+    Positions recorded under ``tasks.<index>`` move to ``tasks.<name>``, so every later
+    error reads the same in both forms. A missing or repeated name is an error at its line.
+    """
+    tasks: dict[str, Any] = {}
+    first: dict[str, int] = {}  # name -> index of the entry that names it
+    for index, entry in enumerate(entries):
+        at = f"tasks.{index}"
+        if at in reader.bad:
+            continue
+        if not isinstance(entry, dict):
+            msg = f"expected a mapping ('- name: <task>' and the keys to override); got {shown(entry)}"
+            reader.problems.append(reader.file.error(at, msg, value=True))
+            continue
+        name = entry.get("name")
+        if f"{at}.name" in reader.bad:
+            continue
+        if name is None:
+            msg = "missing required key 'name': each entry of the list names the task it overrides"
+            reader.problems.append(reader.file.error(at, msg))
+            continue
+        if isinstance(name, bool) or not isinstance(name, str | int) or name == "":
+            msg = f"expected a task name; got {shown(name)}"
+            reader.problems.append(reader.file.error(f"{at}.name", msg, value=True))
+            continue
+        name = str(name)
+        if len(name) > _MAX_NAME:  # a task's name is short; each key below would copy it
+            msg = f"a task name has at most {_MAX_NAME} characters; this one has {len(name):,}"
+            reader.problems.append(reader.file.error(f"{at}.name", msg, value=True))
+            continue
+        if name in first:
+            line = (reader.file.position(f"tasks.{first[name]}.name", value=True) or (0, 0))[0]
+            msg = f"duplicate task {name!r}: the entry at line {line} names it too; merge them"
+            reader.problems.append(reader.file.error(f"{at}.name", msg, value=True))
+            continue
+        first[name] = index
+        tasks[name] = {key: value for key, value in entry.items() if key != "name"}
+    renamed = {str(index): name for name, index in first.items()}
+
+    def moved(key: str) -> str | None:
+        parts = key.split(".", 2)
+        if len(parts) < 2 or parts[0] != "tasks":
+            return key
+        name = renamed.get(parts[1])
+        return None if name is None else ".".join(("tasks", name, *parts[2:]))
+
+    for table in (reader.keys, reader.values):
+        kept = {new: position for key, position in table.items() if (new := moved(key))}
+        table.clear()
+        table.update(kept)
+    reader.bad = {new for key in reader.bad if (new := moved(key))}
+    return tasks
+
+
 def _syntax_error(path: str, exc: yaml.YAMLError) -> ConfigFileError:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     problem, context = getattr(exc, "problem", None) or str(exc), getattr(exc, "context", None)
@@ -528,12 +591,17 @@ def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -
     for section in ("tasks", "alerts"):
         if section in data and data[section] is None:  # every entry commented out
             del data[section]
+    if isinstance(data.get("tasks"), list):
+        data["tasks"] = _tasks_by_name(data["tasks"], reader)
     tasks = data.get("tasks")
     for name, entry in tasks.items() if isinstance(tasks, dict) else ():
         if not isinstance(entry, dict):
             continue
         for key, value in entry.items():
             dotted = f"tasks.{name}.{key}"
+            if key in _CODE_ONLY and dotted not in reader.bad:
+                reader.problems.append(reader.file.error(dotted, _CODE_ONLY[key]))
+                reader.bad.add(dotted)
             known = key in TaskOverride.model_fields and key not in _NULLABLE
             if value is None and known and dotted not in reader.bad:
                 msg = "null is not a value here; remove the line to keep the task's own value"

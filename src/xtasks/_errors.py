@@ -182,15 +182,36 @@ class TaskNotFoundError(XtasksError, LookupError):
         super().__init__(f"no task named {name!r}{hint}")
 
 
-class DuplicateTaskError(XtasksError):
-    """A task with this name is already registered."""
+#: How to keep a plugin's tasks out of a scheduler, for messages about plugins' tasks.
+_PLUGIN_SELECTION_HINT = (
+    "Scheduler(plugins=[...]) loads only the plugins it names (plugins=False: none); from "
+    "the environment, XTASKS_PLUGINS=name,... loads only those and "
+    "XTASKS_DISABLE_PLUGIN_AUTOLOAD=1 none"
+)
+#: What :class:`DuplicateTaskError` calls tasks added in code, not by a plugin.
+_APPLICATION = "the application"
 
-    def __init__(self, name: str) -> None:
+
+class DuplicateTaskError(XtasksError):
+    """A task with this name is already registered.
+
+    :param name: the task's name.
+    :param existing: who registered it: ``"the application"`` or a plugin (its distribution
+        and entry point); None when unknown.
+    :param new: who adds another of that name, the same way.
+    """
+
+    def __init__(self, name: str, *, existing: str | None = None, new: str | None = None) -> None:
         self.name = name
-        super().__init__(
-            f"a task named {name!r} is already registered; "
-            "choose another name or remove the existing task first"
-        )
+        self.existing = existing
+        self.new = new
+        message = f"a task named {name!r} is already registered"
+        if existing is None or new is None or _APPLICATION == existing == new:
+            message += "; choose another name or remove the existing task first"
+        else:
+            message += f" by {existing}, and {new} adds another; rename one of them, or "
+            message += f"leave the plugin out: {_PLUGIN_SELECTION_HINT}"
+        super().__init__(message)
 
 
 class SchedulerStateError(XtasksError):

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from . import hookspecs
-from ._errors import PluginError, XtasksError
+from ._errors import _PLUGIN_SELECTION_HINT, PluginError, XtasksError
 from ._task import Task
 from .stores import StoreRegistry
 from .stores._registry import check_scheme
@@ -53,6 +53,13 @@ class PluginOrigin:
 
     def describe(self) -> str:
         return self.distribution or self.name
+
+    def label(self) -> str:
+        """``plugin xcore-billing 1.0 (entry point 'billing = xcore_billing.tasks')``."""
+        if self.distribution is None:
+            return f"plugin {self.entry_point or self.name}"
+        where = f" (entry point {self.entry_point!r})" if self.entry_point else ""
+        return f"plugin {self.distribution}{where}"
 
 
 @dataclass(slots=True)
@@ -109,10 +116,14 @@ def load_plugins(
     if env.get("XTASKS_PLUGINS"):
         wanted = {n.strip() for n in env["XTASKS_PLUGINS"].split(",") if n.strip()}
     if selection is True:
-        if env.get("XTASKS_DISABLE_PLUGIN_AUTOLOAD") != "1" or wanted is not None:
+        if wanted is not None:
+            _log.info("XTASKS_PLUGINS=%s: loading only these plugins", env["XTASKS_PLUGINS"])
+            _load_named(loaded, wanted, "XTASKS_PLUGINS")
+        elif env.get("XTASKS_DISABLE_PLUGIN_AUTOLOAD") == "1":
+            _log.info("XTASKS_DISABLE_PLUGIN_AUTOLOAD=1: installed plugins are not loaded")
+        else:
             for ep in entry_points(group=ENTRY_POINT_GROUP):
-                if wanted is None or _matches(ep, wanted):
-                    _load_entry_point(loaded, ep)
+                _load_entry_point(loaded, ep)
     elif selection is not False:
         names = set()
         for item in selection:
@@ -123,17 +134,7 @@ def load_plugins(
                     loaded, item, PluginOrigin(_object_name(item), config_path=_config_beside(item))
                 )
         if names:
-            for ep in entry_points(group=ENTRY_POINT_GROUP):
-                if _matches(ep, names):
-                    names -= {ep.name, _dist_name(ep) or ""}
-                    _load_entry_point(loaded, ep)
-            for missing in sorted(names):
-                loaded.problems.append(
-                    PluginError(
-                        f"no installed plugin is named {missing!r}; "
-                        "check the name with `pip show` or `xtasks list`"
-                    )
-                )
+            _load_named(loaded, names, "Scheduler(plugins=[...])")
 
     for origin, plugin in list(_registered(loaded)):
         _collect(loaded, origin, plugin)
@@ -141,6 +142,23 @@ def load_plugins(
 
 
 # --- registration -----------------------------------------------------------------------
+
+
+def _load_named(loaded: LoadedPlugins, names: set[str], source: str) -> None:
+    """Load the entry points named (or whose distribution is named) in ``names``; a name
+    that matches none is a problem, so a typo does not silently start without a plugin."""
+    matched: set[str] = set()
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if _matches(ep, names):
+            matched |= {ep.name, _dist_name(ep) or ""}
+            _load_entry_point(loaded, ep)
+    for missing in sorted(names - matched):
+        loaded.problems.append(
+            PluginError(
+                f"no installed plugin is named {missing!r} (in {source}); check the name "
+                "(an entry point's or a distribution's) with `pip list` or `xtasks list`"
+            )
+        )
 
 
 def _load_entry_point(loaded: LoadedPlugins, ep: EntryPoint) -> None:
@@ -312,20 +330,23 @@ def _collect(loaded: LoadedPlugins, origin: PluginOrigin, plugin: object) -> Non
             _fail(loaded, origin, problem)
         return
     names = {t.name: o for t, o in loaded.tasks}
+    own: set[str] = set()
     for task in tasks:
         other = names.get(task.name)
-        if other is not None:
-            _fail(
-                loaded,
-                origin,
-                PluginError(
-                    f"task {task.name!r} is also contributed by {other.describe()}"
-                    + (f" ({other.entry_point})" if other.entry_point else "")
-                    + "; task names must be unique: rename one",
-                    **where(),
-                ),
+        if other is None and task.name not in own:
+            own.add(task.name)
+            continue
+        if other is None:
+            error = PluginError(f"contributes the task {task.name!r} twice; keep one", **where())
+        else:
+            error = PluginError(
+                f"task {task.name!r} is also contributed by {other.label()}; task names must "
+                f"be unique: rename one, or load only one of the two plugins: "
+                f"{_PLUGIN_SELECTION_HINT}",
+                **where(),
             )
-            return
+        _fail(loaded, origin, error)
+        return
     for scheme in stores:
         owner = loaded.stores.origin(scheme)
         if owner is not None:

@@ -29,7 +29,7 @@ from ._events import TaskStateChanged
 from ._executors import Executors
 from ._planner import Planner
 from ._runs import AuditRecord, RunRecord, TaskInfo, TaskState
-from ._setup import check_options, load_setup, raise_all
+from ._setup import check_options, duplicate_task, load_setup, raise_all
 from ._stored import AddedTasks, OpenOnce, set_stored_state, task_info
 from ._task import Task
 from .stores import open_store
@@ -151,6 +151,8 @@ class Scheduler(Observable):
         :raises UnknownDependencyError: (only while running) a dependency is unknown;
             before start, tasks may be added in any order.
         """
+        if task.name in self.tasks:  # say who has the name and how to resolve the clash
+            raise duplicate_task(task.name, self.task_origins)
         task = self.config.apply(task)
         planner, engine = self._planner, self._engine
         if engine is None:

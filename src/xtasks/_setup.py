@@ -15,8 +15,15 @@ from typing import TYPE_CHECKING
 from ._alert_delivery import Channel
 from ._config import Config, merge
 from ._config_file import load_config
-from ._errors import ConfigError, ConfigFileError, PluginError, XtasksError
-from ._plugins import load_plugins
+from ._errors import (
+    _APPLICATION,
+    ConfigError,
+    ConfigFileError,
+    DuplicateTaskError,
+    PluginError,
+    XtasksError,
+)
+from ._plugins import BUILTIN_PLUGINS, load_plugins
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
@@ -24,7 +31,7 @@ if TYPE_CHECKING:
     from ._plugins import LoadedPlugins, PluginOrigin
     from ._task import Task
 
-__all__ = ["Setup", "check_options", "load_setup", "raise_all"]
+__all__ = ["Setup", "check_options", "duplicate_task", "load_setup", "raise_all"]
 
 _log = logging.getLogger("xtasks")
 
@@ -44,10 +51,12 @@ class Setup:
     def register_tasks(self, add: Callable[[Task], object]) -> dict[str, PluginOrigin]:
         """``add`` every plugin's task; return where each came from, by name.
 
-        A task ``add`` refuses (a duplicate name, a cycle, a bad configured value) is a
-        problem of the plugin that contributed it, named as such.
+        A task ``add`` refuses (a cycle, a bad configured value) is a problem of the plugin
+        that contributed it, named as such. Then logs, at INFO, one line per plugin and one
+        per config file with what each brought, so a start-up says where its tasks came from.
         """
         origins: dict[str, PluginOrigin] = {}
+        counts = dict.fromkeys(self.plugins.plugins, 0)
         for task, origin in self.plugins.tasks:
             try:
                 add(task)
@@ -61,7 +70,24 @@ class Setup:
                 )
             else:
                 origins[task.name] = origin
+                counts[origin] += 1
+        self._log_loaded(counts)
         return origins
+
+    def _log_loaded(self, counts: Mapping[PluginOrigin, int]) -> None:
+        kinds: dict[PluginOrigin, list[str]] = {}
+        for kind, (_, origin) in self.plugins.alerter_kinds.items():
+            kinds.setdefault(origin, []).append(kind)
+        for origin, count in counts.items():
+            if origin in self.plugins.degraded or (origin.name in BUILTIN_PLUGINS):
+                continue
+            more = f", alerter kinds {', '.join(kinds[origin])}" if origin in kinds else ""
+            _log.info("loaded %s: %d task(s)%s", origin.label(), count, more)
+        for file in self.config.files:
+            channels = f", {len(file.alerts)} alert channel(s)" if file.alerts else ""
+            _log.info(
+                "loaded config %s: %d task(s) configured%s", file.path, len(file.tasks), channels
+            )
 
     def build_alerters(self) -> list[Channel]:
         """One alerter per ``alerts:`` entry, built by the factory of its kind, with the
@@ -99,6 +125,17 @@ class Setup:
     def raise_if_strict(self) -> None:
         if self.strict and self.problems:
             raise_all(self.problems)
+
+
+def duplicate_task(name: str, origins: Mapping[str, PluginOrigin]) -> DuplicateTaskError:
+    """The error for the application adding ``name`` again: who has it, how to resolve it.
+
+    :param origins: where the scheduler's plugin tasks came from; a name absent from it
+        was added by the application.
+    """
+    existing = origins.get(name)
+    label = _APPLICATION if existing is None else existing.label()
+    return DuplicateTaskError(name, existing=label, new=_APPLICATION)
 
 
 def check_options(shutdown_grace: float, thread_slots: int, process_slots: int | None) -> None:

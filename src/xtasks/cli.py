@@ -16,7 +16,7 @@ import secrets
 import signal
 import sys
 from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, distribution, version
+from importlib.metadata import PackageNotFoundError, distribution, entry_points, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -96,7 +96,9 @@ def load_scheduler(target: str) -> Scheduler:
     return obj
 
 
-def _build(args: argparse.Namespace, *, strict: bool = True) -> Scheduler:
+def _build(
+    args: argparse.Namespace, *, strict: bool = True, plugins: bool | list[str] = True
+) -> Scheduler:
     """The application's Scheduler (``--app``), or one built from the plugins."""
     app = args.app or getattr(args, "target", None)
     if args.app and getattr(args, "target", None):
@@ -104,7 +106,7 @@ def _build(args: argparse.Namespace, *, strict: bool = True) -> Scheduler:
     if app is None:
         store = args.store or DEFAULT_STORE
         _log.info("store: %s", redact_url(store))  # a URL may carry a password
-        return Scheduler(store, plugins=True, config=args.config, strict_plugins=strict)
+        return Scheduler(store, plugins=plugins, config=args.config, strict_plugins=strict)
     for option, value in (("--store", args.store), ("--config", args.config)):
         if value is not None:
             raise _UsageError(
@@ -316,7 +318,10 @@ def _demo(args: argparse.Namespace) -> int:
         ) from None
     _web_stack("demo")
     args.store = args.store or DEMO_STORE
-    return _serve(args, _build(args))
+    # What the help says: the example plugin's tasks, not those of every installed plugin
+    # (nor XTASKS_PLUGINS's), with the add-ons xtasks itself ships (alerter kinds, no tasks).
+    own = "xtasks" in {ep.dist.name for ep in entry_points(group="xtasks") if ep.dist}
+    return _serve(args, _build(args, plugins=[DEMO_PLUGIN, *(["xtasks"] if own else [])]))
 
 
 def _parser() -> argparse.ArgumentParser:
