@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol, final
 import anyio
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Callable, Coroutine
 
     from anyio.abc import TaskGroup
 
@@ -25,8 +25,8 @@ class Spawner(Protocol):
     """What the scheduler's parts need to start their tasks."""
 
     def start_soon(
-        self, func: Callable[..., Awaitable[Any]], *args: Any, name: object = None
-    ) -> None: ...
+        self, func: Callable[..., Coroutine[Any, Any, Any]], *args: Any, name: object = None
+    ) -> object: ...
 
 
 @final
@@ -39,7 +39,7 @@ class ServiceGroup:
         self._cancelled = False
 
     def start_soon(
-        self, func: Callable[..., Awaitable[Any]], *args: Any, name: object = None
+        self, func: Callable[..., Coroutine[Any, Any, Any]], *args: Any, name: object = None
     ) -> None:
         self._tg.start_soon(self._shielded, func, args, name=name)
 
@@ -49,7 +49,9 @@ class ServiceGroup:
         for scope in self._scopes:
             scope.cancel()
 
-    async def _shielded(self, func: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> None:
+    async def _shielded(
+        self, func: Callable[..., Coroutine[Any, Any, Any]], args: tuple[Any, ...]
+    ) -> None:
         with anyio.CancelScope(shield=True), anyio.CancelScope() as scope:
             if self._cancelled:
                 scope.cancel()
