@@ -40,6 +40,25 @@ def _seed_error(origin: str, key: str, message: str, task: object) -> ConfigErro
     return error
 
 
+def _async_hint(flag: bool, function: object) -> str:
+    """Why ``async`` does not fit the function, in the seed's own keys (not Task's ``mode``)."""
+    if isinstance(function, str):
+        shown_as = function
+    else:
+        module = getattr(function, "__module__", "?")
+        shown_as = f"{module}:{getattr(function, '__qualname__', '?')}"
+    if flag:
+        return (
+            f"'async': True contradicts the function: {shown_as} is a plain (synchronous) "
+            "function; drop the 'async' key (it is inferred from the function) or make the "
+            "function 'async def'"
+        )
+    return (
+        f"'async': False contradicts the function: {shown_as} is an 'async def' function; "
+        "drop the 'async' key (it is inferred from the function) or set 'async': True"
+    )
+
+
 def task_from_seed(entry: Mapping[str, object], *, origin: str) -> Task:
     """A Task from one ``PLUGIN_TASKS`` dict: the seed format, which must load unchanged.
 
@@ -83,5 +102,5 @@ def task_from_seed(entry: Mapping[str, object], *, origin: str) -> Task:
         key = fields.get(exc.field or "name", exc.field or "name")
         message = exc.message
         if key == "async":
-            message = f"'async': {given['async']} contradicts the function: {message}"
+            message = _async_hint(given["async"], given["function"])
         raise _seed_error(origin, key, message, name) from exc

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,7 +16,8 @@ from typing import TYPE_CHECKING
 from ._alert_delivery import Channel
 from ._config import Config, merge
 from ._config_file import load_config
-from ._errors import ConfigError, ConfigFileError, PluginError, XtasksError
+from ._errors import ConfigError, ConfigFileError, DependencyCycleError, PluginError, XtasksError
+from ._graph import DependencyGraph
 from ._plugins import load_plugins
 
 if TYPE_CHECKING:
@@ -48,8 +50,13 @@ class Setup:
         problem of the plugin that contributed it, named as such.
         """
         origins: dict[str, PluginOrigin] = {}
+        cyclic = _cyclic(self._depends_on(task) for task, _ in self.plugins.tasks)
         for task, origin in self.plugins.tasks:
             try:
+                if task.name in cyclic:  # one error for the cycle, not one per member
+                    if (error := cyclic[task.name]) is None:
+                        continue
+                    raise error
                 add(task)
             except XtasksError as exc:
                 self.fail(
@@ -62,6 +69,15 @@ class Setup:
             else:
                 origins[task.name] = origin
         return origins
+
+    def _depends_on(self, task: Task) -> tuple[str, tuple[str, ...]]:
+        """The task's name and dependencies once configured (as ``add`` will see them)."""
+        try:
+            with warnings.catch_warnings():  # add() warns, once
+                warnings.simplefilter("ignore")
+                return task.name, self.config.apply(task).depends_on
+        except XtasksError:  # reported when the task is added
+            return task.name, task.depends_on
 
     def build_alerters(self) -> list[Channel]:
         """One alerter per ``alerts:`` entry, built by the factory of its kind, with the
@@ -99,6 +115,25 @@ class Setup:
     def raise_if_strict(self) -> None:
         if self.strict and self.problems:
             raise_all(self.problems)
+
+
+def _cyclic(
+    edges: Iterable[tuple[str, tuple[str, ...]]],
+) -> dict[str, DependencyCycleError | None]:
+    """Tasks on a ``depends_on`` cycle among ``edges``: the cycle's error for the member
+    that closes it, None for the others.
+
+    Adding them one by one would refuse only the member that closes the cycle and leave the
+    others depending on it, reported again at start as "not a registered task".
+    """
+    graph, found = DependencyGraph(), dict[str, DependencyCycleError | None]()
+    for name, depends_on in edges:
+        try:
+            graph.add(name, depends_on)
+        except DependencyCycleError as exc:
+            found.update(dict.fromkeys(exc.path))
+            found[name] = exc
+    return found
 
 
 def check_options(shutdown_grace: float, thread_slots: int, process_slots: int | None) -> None:

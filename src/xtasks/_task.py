@@ -7,6 +7,7 @@ and the runtime read plain canonical values (enums, floats, tuples) and never re
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import inspect
 import math
@@ -245,6 +246,39 @@ class Task:
         if "func" not in changes:
             object.__setattr__(new, "target", self.target)  # keep the string the user gave
         return new
+
+
+_OPTIONS = tuple(
+    f.name for f in dataclasses.fields(Task) if f.init and f.name not in ("name", "func")
+)
+
+
+def _checked_init(init: Callable[..., None]) -> Callable[..., None]:
+    """Wrap the dataclass ``__init__`` so a misspelt option is a ConfigError with a hint.
+
+    Python would raise ``TypeError: unexpected keyword argument`` before any of our code
+    runs; mypy still checks callers against the typed ``__init__`` declared in the class.
+    """
+
+    @functools.wraps(init)
+    def __init__(self: Task, *args: Any, **options: Any) -> None:
+        name = args[0] if args else options.get("name")
+        task = name if isinstance(name, str) else None
+        if len(args) > 2:
+            msg = "Task() takes the name and func by position; pass the rest by keyword, "
+            msg += f"e.g. trigger=...; got {len(args)} positional arguments"
+            _fail(task, "args", msg)
+        for key in options:
+            if key not in _OPTIONS and key not in ("name", "func"):
+                hint = _did_you_mean(key, list(_OPTIONS))
+                known = "" if hint else "; known options: " + ", ".join(_OPTIONS)
+                _fail(task, key, f"Task() has no option {key!r}{hint or known}")
+        init(self, *args, **options)
+
+    return __init__
+
+
+setattr(Task, "__init__", _checked_init(Task.__init__))  # noqa: B010 -- mypy sees the typed one
 
 
 def _fail(task: str | None, key: str, message: str) -> NoReturn:
