@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
+import sys
 from collections.abc import Mapping
 from typing import Any
 
 from ._config_file import shown
 from ._errors import ConfigError, _did_you_mean
 from ._task import Task
-from ._triggers import Cron, Every
+from ._triggers import Cron, Every, warn_short_interval
 
 __all__ = ["task_from_seed"]
 
@@ -59,6 +62,34 @@ def _async_hint(flag: bool, function: object) -> str:
     )
 
 
+def _site(function: object, name: object) -> tuple[str, int] | None:
+    """File and line of the ``interval_seconds`` of the entry named ``name``, found in
+    the source of the function's module (where ``PLUGIN_TASKS`` usually lives)."""
+    module_name = (
+        function.partition(":")[0]
+        if isinstance(function, str)
+        else getattr(function, "__module__", None)
+    )
+    module = sys.modules.get(module_name) if isinstance(module_name, str) else None
+    try:
+        filename = inspect.getsourcefile(module) if module is not None else None
+        tree = ast.parse(inspect.getsource(module)) if filename and module else None
+    except (OSError, TypeError, SyntaxError, ValueError):
+        return None
+    for node in ast.walk(tree) if tree is not None and filename else ():
+        if not isinstance(node, ast.Dict):
+            continue
+        keys = {
+            k.value: (k, v)
+            for k, v in zip(node.keys, node.values, strict=True)
+            if isinstance(k, ast.Constant) and isinstance(k.value, str)
+        }
+        named = keys.get("name")
+        if named and isinstance(named[1], ast.Constant) and named[1].value == name:
+            return filename, keys.get("interval_seconds", named)[0].lineno
+    return None
+
+
 def task_from_seed(entry: Mapping[str, object], *, origin: str) -> Task:
     """A Task from one ``PLUGIN_TASKS`` dict: the seed format, which must load unchanged.
 
@@ -95,6 +126,9 @@ def task_from_seed(entry: Mapping[str, object], *, origin: str) -> Task:
     for key in _SEED_KEYS[5:]:  # priority .. timeout_seconds: the Task validates them
         if key in given:
             kwargs[_SEED_FIELD.get(key, key)] = given[key]
+    if "interval_seconds" in given:
+        site = _site(given["function"], given["name"])
+        warn_short_interval(kwargs["trigger"], str(given["name"]), where=origin, site=site)
     try:
         return Task(given["name"], given["function"], **kwargs)
     except ConfigError as exc:

@@ -396,10 +396,12 @@ def _check_importable(func: Callable[..., Any], target: str, task: str) -> None:
 def _trigger(trigger: object, task: str) -> Trigger | None:
     if trigger is None:
         return None
-    from ._triggers import Trigger  # late: this module must import before _triggers exists
+    # late: this module must import before _triggers exists
+    from ._triggers import Trigger, warn_short_interval
 
     if not isinstance(trigger, Trigger):
         _bad(task, "trigger", "must be Every(...), Cron(...), At(...) or None", trigger)
+    warn_short_interval(trigger, task)  # when xtasks built it (YAML): the user's Every warned
     return trigger
 
 
