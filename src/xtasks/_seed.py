@@ -71,12 +71,16 @@ def _site(function: object, name: object) -> tuple[str, int] | None:
         else getattr(function, "__module__", None)
     )
     module = sys.modules.get(module_name) if isinstance(module_name, str) else None
+    if module is None:
+        return None
     try:
-        filename = inspect.getsourcefile(module) if module is not None else None
-        tree = ast.parse(inspect.getsource(module)) if filename and module else None
+        filename = inspect.getsourcefile(module)
+        tree = ast.parse(inspect.getsource(module))
     except (OSError, TypeError, SyntaxError, ValueError):
         return None
-    for node in ast.walk(tree) if tree is not None and filename else ():
+    if filename is None:
+        return None
+    for node in ast.walk(tree):
         if not isinstance(node, ast.Dict):
             continue
         keys = {

@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 from zoneinfo import ZoneInfo
 
 from croniter import CroniterBadDateError, croniter
@@ -213,7 +213,7 @@ def _is_ours(frame: FrameType | None) -> bool:
 def _user_stacklevel() -> int:
     """The ``stacklevel`` of the innermost caller outside xtasks, for ``warnings.warn``
     called by this function's caller (``dataclasses`` frames count as ours)."""
-    level, frame = 2, sys._getframe(2)
+    level, frame = 2, cast("FrameType | None", sys._getframe(2))
     while frame is not None and (
         _is_ours(frame)
         or frame.f_code.co_filename.startswith("<")  # dataclass-made __init__
