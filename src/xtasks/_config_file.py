@@ -528,8 +528,7 @@ def _misindented(problem: str, text: str, mark: object) -> bool:
         return False
     # A key indented deeper than its siblings continues the value above: its own ':' is
     # then refused. A ': ' later in a line is a value that needs quoting instead.
-    column = getattr(mark, "column", -1)
-    return text.find(":") == column and text[: len(text) - len(text.lstrip())].strip() == ""
+    return text.find(":") == getattr(mark, "column", -1)
 
 
 def _read(path: str) -> str:

@@ -103,7 +103,8 @@ class Every(Trigger):
     """Fires on the grid ``start + k * period`` (k = 0, 1, 2, ...).
 
     The period is the sum of the arguments: finite and > 0; under 5 s it is allowed but
-    warns :class:`ShortIntervalWarning`. Grid maths is exact integer microseconds, so a
+    warns :class:`ShortIntervalWarning` at the line that builds it (for a seed or YAML
+    entry: naming the task, at the entry's line). Grid maths is exact integer microseconds, so a
     ``start`` decades back costs the same as one a second back.
 
     :param start: first grid point (aware). None means "when the task is registered": the
