@@ -446,8 +446,8 @@ def test_replace_returns_a_new_validated_task() -> None:
         task.replace(name="up", depends_on=["up"])
     with pytest.raises(ConfigError, match="too many positional"):
         task.replace(args=(1, 2, 3))
-    with pytest.raises(TypeError):
-        task.replace(unknown=1)
+    with pytest.raises(ConfigError, match="no option 'max_retry' .did you mean 'max_retries'"):
+        task.replace(max_retry=1)
 
 
 def test_replace_with_a_new_func_infers_the_mode_again_but_keeps_process() -> None:

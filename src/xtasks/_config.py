@@ -19,7 +19,7 @@ from ._config_file import (
     TaskOverride,
 )
 from ._errors import ConfigError, ConfigFileError, CronError, _did_you_mean
-from ._triggers import Cron, Every
+from ._triggers import Cron, Every, warn_short_interval
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -120,6 +120,9 @@ class Config:
         try:
             if (picked := _trigger(task.trigger, found)) is not None:
                 sources["trigger"], changes["trigger"] = picked
+                at = picked[0].file.position(picked[0].key, value=True)  # warn at that line
+                site = None if at is None else (picked[0].file.path, at[0])
+                warn_short_interval(picked[1], task.name, site=site)
         except ConfigFileError as exc:
             problems.append(exc)
         for key, setting in found.items():

@@ -537,15 +537,61 @@ def _tasks_by_name(entries: list[Any], reader: _Reader) -> dict[str, Any]:
     return tasks
 
 
+_INDENT_PROBLEMS = (
+    "expected <block end>",
+    "did not find expected key",
+    "did not find expected '-' indicator",
+)
+
+
 def _syntax_error(path: str, exc: yaml.YAMLError) -> ConfigFileError:
+    """A YAML syntax error, with a hint for its likely cause: a tab, an indentation that
+    lines up with nothing, or a value that needs quoting."""
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     problem, context = getattr(exc, "problem", None) or str(exc), getattr(exc, "context", None)
-    if context and (start := getattr(exc, "context_mark", None)) is not None:
-        context += f" that starts at line {start.line + 1}"
-    message = f"YAML syntax error: {problem}" + (f" ({context})" if context else "")
     line, column = _position(mark) or (None, None)
-    hint = "; fix the YAML here (quote a value that contains ': ' or starts with '{', '[', '*')"
+    text = _line_of(mark)
+    if "'\\t'" in problem:
+        message = "YAML syntax error: a tab character, which YAML does not allow here"
+        hint = "; replace it with spaces (YAML indents with spaces only)"
+    elif text is not None and _misindented(problem, text, mark):
+        indent = len(text) - len(text.lstrip(" "))
+        spaces = f"{indent} space{'s' if indent != 1 else ''}"
+        if problem.startswith(_INDENT_PROBLEMS):
+            message = f"YAML indentation error: this line is indented by {spaces}, which "
+            message += "lines up with no key above it"
+        else:
+            message = f"YAML indentation error: this line is indented by {spaces}, deeper "
+            message += "than the key above it, so YAML reads it as the rest of that value"
+        hint = "; indent it exactly like the keys it belongs with (spaces only)"
+        column = indent + 1
+    else:
+        if context and (start := getattr(exc, "context_mark", None)) is not None:
+            context += f" that starts at line {start.line + 1}"
+        message = f"YAML syntax error: {problem}" + (f" ({context})" if context else "")
+        hint = "; fix the YAML here (quote a value that contains ': ' or starts with '{', '[', '*')"
     return ConfigFileError(path, message + hint, line=line, column=column)
+
+
+def _line_of(mark: object) -> str | None:
+    """The text of the line ``mark`` is on, when the loader kept the buffer."""
+    buffer, pointer = getattr(mark, "buffer", None), getattr(mark, "pointer", None)
+    if not isinstance(buffer, str) or not isinstance(pointer, int):
+        return None
+    start = buffer.rfind("\n", 0, pointer) + 1
+    end = buffer.find("\n", pointer)
+    return buffer[start : end if end >= 0 else len(buffer)].rstrip("\r\0")
+
+
+def _misindented(problem: str, text: str, mark: object) -> bool:
+    """Whether the error comes from the line's indentation rather than from its content."""
+    if problem.startswith(_INDENT_PROBLEMS):
+        return True
+    if problem != "mapping values are not allowed here":
+        return False
+    # A key indented deeper than its siblings continues the value above: its own ':' is
+    # then refused. A ': ' later in a line is a value that needs quoting instead.
+    return text.find(":") == getattr(mark, "column", -1)
 
 
 def _read(path: str) -> str:

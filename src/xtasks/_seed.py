@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
+import sys
 from collections.abc import Mapping
 from typing import Any
 
 from ._config_file import shown
 from ._errors import ConfigError, _did_you_mean
 from ._task import Task
-from ._triggers import Cron, Every
+from ._triggers import Cron, Every, warn_short_interval
 
 __all__ = ["task_from_seed"]
 
@@ -38,6 +41,57 @@ def _seed_error(origin: str, key: str, message: str, task: object) -> ConfigErro
     error = ConfigError(f"{origin}{named}, key {key!r}: {message}")
     error.task, error.field = (task if isinstance(task, str) else None), key
     return error
+
+
+def _async_hint(flag: bool, function: object) -> str:
+    """Why ``async`` does not fit the function, in the seed's own keys (not Task's ``mode``)."""
+    if isinstance(function, str):
+        shown_as = function
+    else:
+        module = getattr(function, "__module__", "?")
+        shown_as = f"{module}:{getattr(function, '__qualname__', '?')}"
+    if flag:
+        return (
+            f"'async': True contradicts the function: {shown_as} is a plain (synchronous) "
+            "function; drop the 'async' key (it is inferred from the function) or make the "
+            "function 'async def'"
+        )
+    return (
+        f"'async': False contradicts the function: {shown_as} is an 'async def' function; "
+        "drop the 'async' key (it is inferred from the function) or set 'async': True"
+    )
+
+
+def _site(function: object, name: object) -> tuple[str, int] | None:
+    """File and line of the ``interval_seconds`` of the entry named ``name``, found in
+    the source of the function's module (where ``PLUGIN_TASKS`` usually lives)."""
+    module_name = (
+        function.partition(":")[0]
+        if isinstance(function, str)
+        else getattr(function, "__module__", None)
+    )
+    module = sys.modules.get(module_name) if isinstance(module_name, str) else None
+    if module is None:
+        return None
+    try:
+        filename = inspect.getsourcefile(module)
+        tree = ast.parse(inspect.getsource(module))
+    except (OSError, TypeError, SyntaxError, ValueError):
+        return None
+    if filename is None:
+        return None
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Dict):
+            continue
+        keys = {
+            k.value: (k, v)
+            for k, v in zip(node.keys, node.values, strict=True)
+            if isinstance(k, ast.Constant) and isinstance(k.value, str)
+        }
+        named = keys.get("name")
+        if named and isinstance(named[1], ast.Constant) and named[1].value == name:
+            return filename, keys.get("interval_seconds", named)[0].lineno
+    return None
 
 
 def task_from_seed(entry: Mapping[str, object], *, origin: str) -> Task:
@@ -76,6 +130,9 @@ def task_from_seed(entry: Mapping[str, object], *, origin: str) -> Task:
     for key in _SEED_KEYS[5:]:  # priority .. timeout_seconds: the Task validates them
         if key in given:
             kwargs[_SEED_FIELD.get(key, key)] = given[key]
+    if "interval_seconds" in given:
+        site = _site(given["function"], given["name"])
+        warn_short_interval(kwargs["trigger"], str(given["name"]), where=origin, site=site)
     try:
         return Task(given["name"], given["function"], **kwargs)
     except ConfigError as exc:
@@ -83,5 +140,5 @@ def task_from_seed(entry: Mapping[str, object], *, origin: str) -> Task:
         key = fields.get(exc.field or "name", exc.field or "name")
         message = exc.message
         if key == "async":
-            message = f"'async': {given['async']} contradicts the function: {message}"
+            message = _async_hint(given["async"], given["function"])
         raise _seed_error(origin, key, message, name) from exc

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,10 +20,12 @@ from ._errors import (
     _APPLICATION,
     ConfigError,
     ConfigFileError,
+    DependencyCycleError,
     DuplicateTaskError,
     PluginError,
     XtasksError,
 )
+from ._graph import DependencyGraph
 from ._plugins import BUILTIN_PLUGINS, load_plugins
 
 if TYPE_CHECKING:
@@ -57,8 +60,13 @@ class Setup:
         """
         origins: dict[str, PluginOrigin] = {}
         counts = dict.fromkeys(self.plugins.plugins, 0)
+        cyclic = _cyclic(self._depends_on(task) for task, _ in self.plugins.tasks)
         for task, origin in self.plugins.tasks:
             try:
+                if task.name in cyclic:  # one error for the cycle, not one per member
+                    if (error := cyclic[task.name]) is None:
+                        continue
+                    raise error
                 add(task)
             except XtasksError as exc:
                 self.fail(
@@ -88,6 +96,15 @@ class Setup:
             _log.info(
                 "loaded config %s: %d task(s) configured%s", file.path, len(file.tasks), channels
             )
+
+    def _depends_on(self, task: Task) -> tuple[str, tuple[str, ...]]:
+        """The task's name and dependencies once configured (as ``add`` will see them)."""
+        try:
+            with warnings.catch_warnings():  # add() warns, once
+                warnings.simplefilter("ignore")
+                return task.name, self.config.apply(task).depends_on
+        except XtasksError:  # reported when the task is added
+            return task.name, task.depends_on
 
     def build_alerters(self) -> list[Channel]:
         """One alerter per ``alerts:`` entry, built by the factory of its kind, with the
@@ -136,6 +153,25 @@ def duplicate_task(name: str, origins: Mapping[str, PluginOrigin]) -> DuplicateT
     existing = origins.get(name)
     label = _APPLICATION if existing is None else existing.label()
     return DuplicateTaskError(name, existing=label, new=_APPLICATION)
+
+
+def _cyclic(
+    edges: Iterable[tuple[str, tuple[str, ...]]],
+) -> dict[str, DependencyCycleError | None]:
+    """Tasks on a ``depends_on`` cycle among ``edges``: the cycle's error for the member
+    that closes it, None for the others.
+
+    Adding them one by one would refuse only the member that closes the cycle and leave the
+    others depending on it, reported again at start as "not a registered task".
+    """
+    graph, found = DependencyGraph(), dict[str, DependencyCycleError | None]()
+    for name, depends_on in edges:
+        try:
+            graph.add(name, depends_on)
+        except DependencyCycleError as exc:
+            found.update(dict.fromkeys(exc.path))
+            found[name] = exc
+    return found
 
 
 def check_options(shutdown_grace: float, thread_slots: int, process_slots: int | None) -> None:

@@ -7,6 +7,7 @@ and the runtime read plain canonical values (enums, floats, tuples) and never re
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import inspect
 import math
@@ -247,6 +248,39 @@ class Task:
         return new
 
 
+_OPTIONS = tuple(
+    f.name for f in dataclasses.fields(Task) if f.init and f.name not in ("name", "func")
+)
+
+
+def _checked_init(init: Callable[..., None]) -> Callable[..., None]:
+    """Wrap the dataclass ``__init__`` so a misspelt option is a ConfigError with a hint.
+
+    Python would raise ``TypeError: unexpected keyword argument`` before any of our code
+    runs; mypy still checks callers against the typed ``__init__`` declared in the class.
+    """
+
+    @functools.wraps(init)
+    def __init__(self: Task, *args: Any, **options: Any) -> None:
+        name = args[0] if args else options.get("name")
+        task = name if isinstance(name, str) else None
+        if len(args) > 2:
+            msg = "Task() takes the name and func by position; pass the rest by keyword, "
+            msg += f"e.g. trigger=...; got {len(args)} positional arguments"
+            _fail(task, "args", msg)
+        for key in options:
+            if key not in _OPTIONS and key not in ("name", "func"):
+                hint = _did_you_mean(key, list(_OPTIONS))
+                known = "" if hint else "; known options: " + ", ".join(_OPTIONS)
+                _fail(task, key, f"Task() has no option {key!r}{hint or known}")
+        init(self, *args, **options)
+
+    return __init__
+
+
+setattr(Task, "__init__", _checked_init(Task.__init__))  # noqa: B010 -- mypy sees the typed one
+
+
 def _fail(task: str | None, key: str, message: str) -> NoReturn:
     raise ConfigError(message, task=task, field=key)
 
@@ -362,10 +396,12 @@ def _check_importable(func: Callable[..., Any], target: str, task: str) -> None:
 def _trigger(trigger: object, task: str) -> Trigger | None:
     if trigger is None:
         return None
-    from ._triggers import Trigger  # late: this module must import before _triggers exists
+    # late: this module must import before _triggers exists
+    from ._triggers import Trigger, warn_short_interval
 
     if not isinstance(trigger, Trigger):
         _bad(task, "trigger", "must be Every(...), Cron(...), At(...) or None", trigger)
+    warn_short_interval(trigger, task)  # when xtasks built it (YAML): the user's Every warned
     return trigger
 
 

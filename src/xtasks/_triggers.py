@@ -9,18 +9,23 @@ from __future__ import annotations
 import copy
 import math
 import re
+import sys
 import warnings
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from typing import TYPE_CHECKING, cast
 from zoneinfo import ZoneInfo
 
 from croniter import CroniterBadDateError, croniter
 
 from xtasks._errors import ConfigError, CronError, ShortIntervalWarning
 
-__all__ = ["At", "Cron", "Every", "Trigger"]
+if TYPE_CHECKING:
+    from types import FrameType
+
+__all__ = ["At", "Cron", "Every", "Trigger", "warn_short_interval"]
 
 _ZERO = timedelta(0)
 _US = timedelta(microseconds=1)
@@ -98,7 +103,8 @@ class Every(Trigger):
     """Fires on the grid ``start + k * period`` (k = 0, 1, 2, ...).
 
     The period is the sum of the arguments: finite and > 0; under 5 s it is allowed but
-    warns :class:`ShortIntervalWarning`. Grid maths is exact integer microseconds, so a
+    warns :class:`ShortIntervalWarning` at the line that builds it (for a seed or YAML
+    entry: naming the task, at the entry's line). Grid maths is exact integer microseconds, so a
     ``start`` decades back costs the same as one a second back.
 
     :param start: first grid point (aware). None means "when the task is registered": the
@@ -109,6 +115,8 @@ class Every(Trigger):
 
     period: timedelta
     start: datetime | None
+    _unwarned: bool = field(default=False, compare=False, repr=False)
+    """A short period built inside xtasks (seed, YAML): the task it joins warns, by name."""
 
     def __init__(
         self,
@@ -147,15 +155,15 @@ class Every(Trigger):
                 field="trigger",
             )
         anchor = None if start is None else _utc(start, "Every start")
-        if period < timedelta(seconds=5):
-            warnings.warn(
-                f"Every({_args(period)}): an interval under 5 s is allowed, but it "
-                "keeps the scheduler and the store busy",
-                ShortIntervalWarning,
-                stacklevel=2,
-            )
         object.__setattr__(self, "period", period)
         object.__setattr__(self, "start", anchor)
+        short = period < timedelta(seconds=5)
+        if short and _is_ours(sys._getframe(1)):
+            object.__setattr__(self, "_unwarned", True)  # built for a seed or YAML entry
+        else:
+            object.__setattr__(self, "_unwarned", False)
+            if short:  # the user's own Every(...) line
+                warnings.warn(_short(self), ShortIntervalWarning, stacklevel=2)
 
     def next_fire(self, after: datetime) -> datetime | None:
         after = _utc(after, "after")
@@ -173,6 +181,7 @@ class Every(Trigger):
         if self.start is not None:
             return self
         anchored = object.__new__(Every)  # no __init__: validated already, warned already
+        object.__setattr__(anchored, "_unwarned", False)
         object.__setattr__(anchored, "period", self.period)
         object.__setattr__(anchored, "start", _utc(registered_at, "registered_at"))
         return anchored
@@ -184,6 +193,60 @@ class Every(Trigger):
     def __repr__(self) -> str:
         start = "" if self.start is None else f", start={self.start!r}"
         return f"Every({_args(self.period)}{start})"
+
+
+def _short(every: Every, task: str | None = None) -> str:
+    named = f"task {task!r}: " if task is not None else ""
+    return (
+        f"{named}Every({_args(every.period)}): an interval under 5 s is allowed, but it "
+        "keeps the scheduler and the store busy"
+    )
+
+
+def _is_ours(frame: FrameType | None) -> bool:
+    """Whether code of this package (not a user's, nor a plugin's) runs in ``frame``."""
+    if frame is None:
+        return False
+    module = frame.f_globals.get("__name__", "")
+    return isinstance(module, str) and (module == "xtasks" or module.startswith("xtasks."))
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` of the innermost caller outside xtasks, for ``warnings.warn``
+    called by this function's caller (``dataclasses`` frames count as ours)."""
+    level, frame = 2, cast("FrameType | None", sys._getframe(2))
+    while frame is not None and (
+        _is_ours(frame)
+        or frame.f_code.co_filename.startswith("<")  # dataclass-made __init__
+        or frame.f_globals.get("__name__") == "dataclasses"  # dataclasses.replace
+    ):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def warn_short_interval(
+    trigger: Trigger | None,
+    task: str,
+    *,
+    where: str | None = None,
+    site: tuple[str, int] | None = None,
+) -> None:
+    """Warn once that ``task`` fires under every 5 s, when xtasks built its trigger.
+
+    An ``Every`` built by the user warned at its own line already. One built for a seed
+    or YAML entry warns here, naming the task, at ``site`` (file, line) when known, else
+    at the user's line that led here.
+
+    :param where: where the entry came from, e.g. ``"PLUGIN_TASKS[0] of billing"``.
+    """
+    if not isinstance(trigger, Every) or not trigger._unwarned:
+        return
+    object.__setattr__(trigger, "_unwarned", False)
+    message = _short(trigger, task) + (f" (set in {where})" if where else "")
+    if site is not None:
+        warnings.warn_explicit(message, ShortIntervalWarning, site[0], site[1])
+    else:
+        warnings.warn(message, ShortIntervalWarning, stacklevel=_user_stacklevel())
 
 
 _ALIASES = {

@@ -72,14 +72,17 @@ _WRITE: dict[int | str, dict[str, Any]] = {
 
 
 @contextmanager
-def _http_errors() -> Iterator[None]:
-    """Turn the scheduler's errors into HTTP errors carrying their message."""
+def _http_errors(request: Request | None = None) -> Iterator[None]:
+    """Turn the scheduler's errors into HTTP errors carrying their message.
+
+    :param request: the request being answered, so a hint can name the route to call next.
+    """
     try:
         yield
     except TaskNotFoundError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
     except TaskStateError as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+        raise HTTPException(status.HTTP_409_CONFLICT, _refused(exc, request)) from None
     except SchedulerStateError as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
     except StoreError as exc:
@@ -88,6 +91,15 @@ def _http_errors() -> Iterator[None]:
             status.HTTP_503_SERVICE_UNAVAILABLE,
             f"the task store failed: {exc}; check that it is reachable, then retry",
         ) from None
+
+
+def _refused(exc: TaskStateError, request: Request | None) -> str:
+    """A 409's message in HTTP terms: the core's own message names a Python call."""
+    resume = "its resume route"
+    if request is not None:
+        base, _, _ = request.url.path.rpartition("/")  # .../tasks/{name}/run -> .../tasks/{name}
+        resume = f"POST {base}/resume"
+    return f"task {exc.task!r} is {exc.state}; resume it ({resume}), then run it again"
 
 
 def _not_recorded(exc: AuditWriteError) -> str:
@@ -184,7 +196,7 @@ def manager_router(
     async def run_task(
         name: str, request: Request, principal: Any = writer_principal
     ) -> RunAccepted:
-        with _http_errors():
+        with _http_errors(request):
             try:
                 handle = await scheduler.trigger(name, by=_actor(principal, request))
             except AuditWriteError as exc:  # accepted all the same: a retry would run twice
