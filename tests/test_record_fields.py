@@ -110,14 +110,15 @@ async def test_sqlite_keeps_every_field_across_a_reopen(tmp_path: Path) -> None:
 
 
 def test_run_out_has_exactly_the_fields_of_run_record() -> None:
-    assert set(RunOut.model_fields) == FIELDS
+    assert set(RunOut.model_fields) == FIELDS | {"result_kind"}  # and how result was shown
 
 
 def test_run_out_carries_every_field() -> None:
     assert FULL.error is not None
     expected: dict[str, Any] = {name: getattr(FULL, name) for name in FIELDS}
     expected["error"] = asdict(FULL.error)  # traceback included
-    expected["result"] = repr(FULL.result)
+    expected["result"] = FULL.result  # JSON can carry it: the value itself
+    expected["result_kind"] = "json"
     assert RunOut.from_core(FULL).model_dump() == expected
 
 
@@ -140,7 +141,7 @@ async def test_get_run_serves_every_field_of_a_stored_record(tmp_path: Path) -> 
         )
     assert response.status_code == 200, response.text
     body = response.json()
-    assert set(body) == FIELDS
+    assert set(body) == FIELDS | {"result_kind"}
     assert RunOut.model_validate(body) == RunOut.from_core(FULL)  # times: the same instants
 
 

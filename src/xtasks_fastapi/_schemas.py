@@ -6,25 +6,27 @@ explicitly by the ``from_*`` helpers, so the core never depends on pydantic.
 
 from __future__ import annotations
 
+import json
+import re
 import reprlib
 from dataclasses import fields
 from datetime import datetime  # noqa: TC003 - pydantic resolves field types at runtime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from xtasks import Priority, RunCause, RunRecord, RunStatus, TaskState  # runtime: pydantic, fields
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from xtasks import SchedulerStats, TaskInfo
 
 __all__ = [
+    "MAX_RESULT_JSON",
     "AuditOut",
     "AuditPage",
     "ErrorDetail",
     "HealthOut",
+    "ResultKind",
     "RunAccepted",
     "RunError",
     "RunOut",
@@ -39,6 +41,11 @@ _repr.maxstring = 200
 _repr.maxother = 200
 #: Characters of a result's repr() in a run, at most (reprlib usually stops far sooner).
 _MAX_RESULT_REPR = 1024
+#: Characters of a result's JSON text a run shows, at most: a longer one is shown cut.
+MAX_RESULT_JSON = 4096
+
+#: What ``RunOut.result`` holds (``RunOut.result_kind``).
+ResultKind = Literal["json", "repr", "cut"]
 
 
 def _result_repr(result: object) -> str:
@@ -53,8 +60,42 @@ def _result_repr(result: object) -> str:
             return "<repr() raised an exception>"
     if len(text) > _MAX_RESULT_REPR:  # reprlib cuts each part; nested ones add up
         text = f"{text[:_MAX_RESULT_REPR]}..."
-    # A repr() of the task's own may hold a lone surrogate, which JSON cannot carry.
+    return _storable(text)
+
+
+def _storable(text: str) -> str:
+    """``text`` with any lone surrogate escaped: JSON cannot carry one."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _result_out(result: object) -> tuple[JsonValue, ResultKind | None]:
+    """A run's result as the API shows it, with what it is; never raises.
+
+    The JSON value itself when JSON can encode it in at most :data:`MAX_RESULT_JSON`
+    characters (``"json"``); the start of its JSON text, cut marked, when longer
+    (``"cut"``); its ``repr()``, shortened, when JSON cannot encode it (``"repr"``:
+    a ``datetime``, a set, an object of the task's own, ``NaN``).
+    """
+    if result is None:
+        return None, None
+    try:
+        # allow_nan=False: NaN and Infinity are not JSON, whatever Python's json writes.
+        text = json.dumps(result, allow_nan=False, ensure_ascii=False)
+    except BaseException:  # noqa: BLE001 - a task's object must not break a page
+        return _result_repr(result), "repr"
+    if len(text) > MAX_RESULT_JSON:
+        mark = f" [... {len(text):,} characters of JSON, cut]"
+        return _storable(text[: MAX_RESULT_JSON - len(mark)] + mark), "cut"
+    if not text.isascii():
+        # A lone surrogate (only a string holds one) becomes its escape, as history's
+        # texts do: written ``\\udXXXX`` in the JSON text, so it reads back as six characters.
+        text = _SURROGATE.sub(lambda found: f"\\\\u{ord(found[0]):04x}", text)
+    # Read back: plain JSON values, whatever subclasses the task returned.
+    value: JsonValue = json.loads(text)
+    return value, "json"
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class ErrorDetail(BaseModel):
@@ -86,34 +127,41 @@ class RunOut(BaseModel):
     attempts: int = 0
     error: RunError | None = None
     reason: str | None = None
-    result: str | None = Field(None, description="repr() of the result, shortened")
+    result: JsonValue = Field(
+        None,
+        description="what the run returned: the JSON value itself when `result_kind` is "
+        "`json`; a string otherwise (see `result_kind`)",
+    )
+    result_kind: ResultKind | None = Field(
+        None,
+        description="`json`: `result` is the value returned; `cut`: its JSON text was over "
+        f"{MAX_RESULT_JSON:,} characters, `result` is its start, the cut marked; `repr`: "
+        "JSON cannot encode it (a datetime, a set, an object), `result` is its repr(), "
+        "shortened; null: no result",
+    )
     replica: str = ""
 
     @classmethod
     def from_core(cls, record: RunRecord) -> RunOut:
         """Every field of ``record``; the error and the result as JSON can carry them."""
         values = {name: getattr(record, name) for name in _RUN_FIELDS}
-        for name, convert in _RUN_CONVERSIONS.items():
-            if values[name] is not None:
-                values[name] = convert(values[name])
+        if values["error"] is not None:
+            values["error"] = RunError.model_validate(values["error"])  # its attributes
+        values["result"], values["result_kind"] = _result_out(values["result"])
         return cls.model_validate(values)
 
 
 #: The fields of :class:`~xtasks.RunRecord`: :meth:`RunOut.from_core` copies each.
 _RUN_FIELDS = tuple(field.name for field in fields(RunRecord))
 
-#: The fields whose value :meth:`RunOut.from_core` converts (``None`` stays ``None``); the
-#: others are copied as they are.
-_RUN_CONVERSIONS: dict[str, Callable[[Any], object]] = {
-    "error": RunError.model_validate,  # from the ErrorInfo's attributes
-    "result": _result_repr,  # any object: its repr(), shortened
-}
+#: The fields of :class:`RunOut` that say how another one was converted: not the record's.
+_RUN_DERIVED = frozenset({"result_kind"})
 
 
 def _check_run_out() -> None:
     """Fail at import when RunOut and RunRecord disagree: a field added to the record
     must be added to the API model too (with a conversion if JSON cannot carry it)."""
-    record, model = set(_RUN_FIELDS), set(RunOut.model_fields)
+    record, model = set(_RUN_FIELDS), set(RunOut.model_fields) - _RUN_DERIVED
     if record != model:
         raise TypeError(
             f"RunOut must have the fields of RunRecord: missing {sorted(record - model)}, "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -17,12 +18,14 @@ from xtasks import Every, RunStatus, Scheduler, StoreError, Task
 from xtasks.stores.memory import MemoryStore
 from xtasks.testing import FaultyStore
 from xtasks_fastapi import Principal, _live, bearer_token, manager_router
+from xtasks_fastapi._schemas import MAX_RESULT_JSON
 
 from ..delegating_store import DelegatingStore
 from ._runs import wait_final
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, MutableMapping
+    from pathlib import Path
 
     from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -109,7 +112,8 @@ async def test_run_then_detail_shows_history_and_failures() -> None:
     async with serving() as (client, _scheduler, _):
         run = await run_and_wait(client, _scheduler, "ok")
         assert run["status"] == "succeeded"
-        assert run["result"] == "42"
+        assert run["result"] == 42  # the JSON value, not its repr()
+        assert run["result_kind"] == "json"
         assert run["cause"] == "manual"
 
         failed = await run_and_wait(client, _scheduler, "boom")
@@ -506,6 +510,95 @@ async def test_tokens_never_appear_in_logs(caplog: pytest.LogCaptureFixture) -> 
         text = record.getMessage() + repr(record.args) + str(record.__dict__)
         assert TOKEN not in text
         assert READ_TOKEN not in text
+
+
+# --- results: JSON values when JSON can carry them ------------------------------------------
+
+
+def returning(value: object) -> Any:
+    async def give() -> object:
+        return value
+
+    return give
+
+
+JSON_RESULTS: dict[str, object] = {
+    "file": "rapport.csv",
+    "counts": {"orders": 42, "ratio": 0.5, "ok": True, "none": None, "tags": ["a", "é"]},
+    "rows": [[1, "x"], [2, "y"]],
+    "number": 7,
+}
+
+
+async def test_results_are_json_values_and_stay_so_in_sqlite_history(tmp_path: Path) -> None:
+    scheduler = Scheduler(f"sqlite:///{tmp_path / 'x.db'}", plugins=False)
+    for name, value in JSON_RESULTS.items():
+        scheduler.add(Task(name, returning(value)))
+    scheduler.add(Task("pair", returning((1, "two"))))  # a tuple is a JSON array
+    app = build_app(scheduler)
+    transport = httpx.ASGITransport(app=app)
+    async with scheduler, httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        for name, value in JSON_RESULTS.items():
+            run = await run_and_wait(c, scheduler, name)
+            assert (run["result"], run["result_kind"]) == (value, "json"), name
+        pair = await run_and_wait(c, scheduler, "pair")
+        assert (pair["result"], pair["result_kind"]) == ([1, "two"], "json")
+        listed = (await c.get("/manager/runs?task=counts", headers=READ)).json()["runs"]
+        assert [r["result"] for r in listed] == [JSON_RESULTS["counts"]]
+        history = (await c.get("/manager/tasks/file", headers=READ)).json()["history"]
+        assert [(r["result"], r["result_kind"]) for r in history] == [("rapport.csv", "json")]
+
+
+async def test_a_result_json_cannot_carry_is_its_repr_and_says_so() -> None:
+    when = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+    scheduler = Scheduler(plugins=False)  # the memory store keeps the object itself
+    scheduler.add(Task("when", returning(when)))
+    scheduler.add(Task("ids", returning({3, 1})))
+    scheduler.add(Task("nan", returning(float("nan"))))
+    scheduler.add(Task("nothing", returning(None)))
+    scheduler.add(Task("boom", boom))
+    app = build_app(scheduler)
+    transport = httpx.ASGITransport(app=app)
+    async with scheduler, httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        run = await run_and_wait(c, scheduler, "when")
+        assert (run["result"], run["result_kind"]) == (repr(when), "repr")
+        run = await run_and_wait(c, scheduler, "ids")
+        assert (run["result"], run["result_kind"]) == ("{1, 3}", "repr")
+        run = await run_and_wait(c, scheduler, "nan")  # Python's json writes NaN; JSON has none
+        assert (run["result"], run["result_kind"]) == ("nan", "repr")
+        for name in ("nothing", "boom"):
+            run = await run_and_wait(c, scheduler, name)
+            assert (run["result"], run["result_kind"]) == (None, None), name
+
+
+async def test_a_long_result_is_cut_and_says_so() -> None:
+    scheduler = Scheduler(plugins=False)
+    scheduler.add(Task("big", returning({"rows": list(range(100_000))})))
+    scheduler.add(Task("text", returning("z" * 1_000_000)))
+    scheduler.add(Task("odd", returning("bad \ud800 surrogate")))
+    app = build_app(scheduler)
+    transport = httpx.ASGITransport(app=app)
+    async with scheduler, httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        big = await run_and_wait(c, scheduler, "big")
+        assert big["result_kind"] == "cut"
+        assert big["result"].startswith('{"rows": [0, 1, 2, ')
+        assert big["result"].endswith("characters of JSON, cut]")
+        assert len(big["result"]) <= MAX_RESULT_JSON
+        text = await run_and_wait(c, scheduler, "text")
+        assert text["result_kind"] == "cut" and text["result"].startswith('"zzz')
+        assert "1,000,002 characters of JSON, cut" in text["result"]
+        odd = await run_and_wait(c, scheduler, "odd")  # a lone surrogate: escaped, not a 500
+        assert (odd["result"], odd["result_kind"]) == ("bad \\ud800 surrogate", "json")
+
+
+def test_openapi_says_a_result_is_any_json_with_its_kind() -> None:
+    schema = build_app(build_scheduler()).openapi()
+    run_out = schema["components"]["schemas"]["RunOut"]["properties"]
+    result = run_out["result"]
+    assert "type" not in result and "anyOf" not in result  # any JSON value
+    assert "result_kind" in result["description"]
+    [strings] = [i for i in run_out["result_kind"]["anyOf"] if i.get("type") == "string"]
+    assert set(strings["enum"]) == {"json", "repr", "cut"}
 
 
 def test_openapi_schema_has_models_and_bearer_scheme() -> None:
