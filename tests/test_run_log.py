@@ -283,7 +283,6 @@ FAILING_APP = """
     from fastapi import FastAPI
 
     from xtasks import At, Scheduler, Task
-    from xtasks._run_log import attach
 
     async def sync_donnees() -> None:
         raise ConnectionError("db.example.com:5432 refused the connection")
@@ -291,7 +290,6 @@ FAILING_APP = """
     scheduler = Scheduler(plugins=False)
     scheduler.add(Task("sync_donnees", sync_donnees, trigger=At(datetime.now(UTC)),
                        max_retries=1, retry_delay=0.2))
-    attach(scheduler)  # the scheduler does it as it starts
     app = FastAPI(lifespan=scheduler.lifespan)
 """
 
@@ -385,7 +383,6 @@ CONFIGURED_SCRIPT = """
     import anyio
 
     from xtasks import Scheduler, Task
-    from xtasks._run_log import attach
 
     async def sync_donnees() -> None:
         raise ConnectionError("refused")
@@ -393,7 +390,6 @@ CONFIGURED_SCRIPT = """
     async def main() -> None:
         scheduler = Scheduler(plugins=False)
         scheduler.add(Task("sync_donnees", sync_donnees))
-        attach(scheduler)
         async with scheduler:
             await scheduler.run("sync_donnees")
 

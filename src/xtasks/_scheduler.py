@@ -28,6 +28,7 @@ from ._errors import SchedulerStateError, TaskNotFoundError, XtasksError
 from ._events import TaskStateChanged
 from ._executors import Executors
 from ._planner import Planner
+from ._run_log import attach as attach_run_log
 from ._runs import AuditRecord, RunRecord, TaskInfo, TaskState
 from ._setup import check_options, duplicate_task, load_setup, raise_all
 from ._stored import AddedTasks, OpenOnce, set_stored_state, task_info
@@ -387,6 +388,7 @@ class Scheduler(Observable):
     async def __aenter__(self) -> Scheduler:
         if self._engine is not None:
             raise SchedulerStateError("the scheduler is already running")
+        attach_run_log(self)  # failed attempts, failures, recoveries, skips, misses
         self._planner.validate()
         unknown: list[XtasksError] = [
             *self.config.unknown_tasks(self.tasks),

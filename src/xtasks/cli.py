@@ -24,6 +24,7 @@ import anyio
 
 from ._errors import ConfigError, XtasksError
 from ._events import RunChanged
+from ._runs import RunStatus
 from ._scheduler import Scheduler
 from .stores import redact_url
 
@@ -193,8 +194,17 @@ def _print_problems(problems: Sequence[XtasksError]) -> None:
         _say(f"problem {number}/{len(problems)}: {type(problem).__name__}\n    {text}\n")
 
 
+#: Final statuses the scheduler's run log (logger ``xtasks.runs``) already reports.
+_LOGGED_BY_THE_RUN_LOG = frozenset({RunStatus.FAILED, RunStatus.SKIPPED, RunStatus.MISSED})
+
+
 def _log_final(event: Event) -> None:
-    if type(event) is RunChanged and event.record.status.is_final:
+    """One line per finished run; failures, skips and misses are the run log's."""
+    if (
+        type(event) is RunChanged
+        and event.record.status.is_final
+        and event.record.status not in _LOGGED_BY_THE_RUN_LOG
+    ):
         r = event.record
         why = f" ({r.reason})" if r.reason else ""
         error = f": {r.error.short()}" if r.error else ""  # bounded: 1,024 characters
