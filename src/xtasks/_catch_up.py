@@ -46,19 +46,19 @@ _log = logging.getLogger("xtasks")
 
 def due_claims(
     task: Task, trigger: Trigger, first: datetime, now: datetime
-) -> tuple[list[ClaimFire], datetime]:
+) -> tuple[list[ClaimFire], datetime | None]:
     """The claims for the fires of ``task`` due at ``now``, from ``first`` (its timer's
-    fire, at or before ``now``) to the latest at or before ``now``; and that latest fire,
-    from which the normal grid resumes.
+    fire, at or before ``now``) to the latest at or before ``now``; and the fire after
+    them (``None``: none), where the timer goes next.
 
     ``first`` alone and within ``misfire_grace``: one scheduled claim. Otherwise the
     ``catch_up`` policy decides: the ``missed`` claim (if any fire goes unrun) comes first,
     then the replays (cause ``catch_up``), oldest first.
     """
     cutoff = now - timedelta(seconds=task.misfire_grace)  # a fire before it is too late
-    nxt = trigger.next_fire(first)
-    if first >= cutoff and (nxt is None or nxt > now):  # the common case: cheap
-        return [ClaimFire(task.name, first, RunCause.SCHEDULE)], first
+    second = trigger.next_fire(first)
+    if first >= cutoff and (second is None or second > now):  # the common case: cheap
+        return [ClaimFire(task.name, first, RunCause.SCHEDULE)], second
     last, count, exact = _late_span(trigger, first, now + _TICK)
     policy = task.catch_up
     replay: list[datetime] = []
@@ -100,7 +100,7 @@ def due_claims(
             )
         )
     claims.extend(ClaimFire(task.name, f, RunCause.CATCH_UP) for f in replay)
-    return claims, last
+    return claims, (second if last == first else trigger.next_fire(last))
 
 
 def _late_span(trigger: Trigger, first: datetime, end: datetime) -> tuple[datetime, int, bool]:

@@ -459,7 +459,6 @@ class Planner:
         ``first``: the task has never fired; ask the trigger for its first fire instead
         (a one-shot ``At`` already past still fires, late, rather than never).
         """
-        entry.token += 1
         trigger = entry.trigger
         if trigger is None:
             nxt = None
@@ -467,6 +466,11 @@ class Planner:
             nxt = trigger.first_fire(after)
         else:
             nxt = trigger.next_fire(after)
+        self._set_timer(entry, nxt)
+
+    def _set_timer(self, entry: TaskEntry, nxt: datetime | None) -> None:
+        """Make ``nxt`` the one timer of ``entry`` (``None``: it fires no more)."""
+        entry.token += 1
         entry.next_fire = nxt
         if nxt is not None and not self._life.closing:
             heapq.heappush(
@@ -481,9 +485,9 @@ class Planner:
         then re-arm after the latest of them."""
         trigger = entry.trigger
         assert trigger is not None
-        claims, last = due_claims(entry.task, trigger, fire_time, now)
+        claims, following = due_claims(entry.task, trigger, fire_time, now)
         self._life.decisions.extend(claims)
-        self._arm(entry, last)
+        self._set_timer(entry, following)
 
 
 def _stale_fire(item: tuple[datetime, int, int, TaskEntry, int]) -> bool:
