@@ -1474,6 +1474,39 @@ def test_a_timer_that_wakes_late_runs_and_records_what_the_table_says(
     sim.close()
 
 
+@pytest.mark.parametrize(
+    ("down", "policy", "grace", "caught_up", "n_missed"),
+    [
+        (1.5, "once", 60, [], 0),  # one fire due, 0.5 s late: a scheduled run
+        (3, "once", 60, [3], 2),  # the issue's case: one run, one record of 2, no skip
+        (30, "once", 60, [30], 29),  # a 30 s deploy: no burst of 30 runs
+        (3, "skip", 60, [3], 2),  # the latest is within the grace: it runs
+        (3.7, "skip", 0.5, [], 3),  # the latest is 0.7 s late: none runs
+        (3, "all", 60, [1, 2, 3], 0),  # each, one after another
+    ],
+)
+def test_an_every_second_task_restarted_after_a_short_downtime(
+    down: float, policy: str, grace: float, caught_up: list[int], n_missed: int
+) -> None:
+    """The issue's example, by the table: fires due together never run as a burst of
+    scheduled runs, and none is recorded ``skipped`` since no run was in progress."""
+    sim = Sim(T0 + secs(down), observers=all_checks())
+    sim.add(make_task("a", trigger=every_short(1, T0), catch_up=policy, misfire_grace=grace))
+    sim.restore("a", TaskRecord(last_fire=T0, anchor=T0))  # stopped right after T0's fire
+    sim.run_until(T0 + secs(int(down) + 1) - TICK)  # until just before the next fire
+    views = sim.runs_of("a")
+    catch_ups = [v.last.scheduled_at for v in views if v.kind is RunCause.CATCH_UP]
+    scheduled = [
+        v for v in views if v.kind is RunCause.SCHEDULE and v.status is not RunStatus.MISSED
+    ]
+    missed = [v for v in views if v.status is RunStatus.MISSED]
+    assert catch_ups == [T0 + secs(k) for k in caught_up]
+    assert len(scheduled) == (0 if caught_up or n_missed else 1)
+    assert [int(missed_count(v)) for v in missed] == ([n_missed] if n_missed else [])
+    assert all(v.status is RunStatus.SUCCEEDED for v in views if v not in missed)
+    sim.close()
+
+
 # --- 8. dependency graph errors --------------------------------------------------------------
 
 
