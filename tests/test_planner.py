@@ -48,12 +48,13 @@ from xtasks._errors import (
 from xtasks._events import Alert, AlertKind
 from xtasks._planner import CATCH_UP_CAP, Planner
 from xtasks._runs import RunCause, RunRecord, RunStatus, TaskRecord, TaskState
-from xtasks._task import Mode, Overlap, Task
+from xtasks._task import CatchUp, Mode, Overlap, Task
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from xtasks._run_state import Run
+    from xtasks._triggers import Trigger
 
 TICK = timedelta(microseconds=1)  # timedelta(seconds=float) rounds to the microsecond
 
@@ -506,6 +507,11 @@ class OverlapHonoured(Observer):
             self.held += 1
         else:
             assert skipped_overlap, f"fired while {busy} was live:\n{sim.describe(record.id)}"
+            if record.cause is RunCause.SCHEDULE:  # not for a fire due with it: one per instant
+                assert any(
+                    sim.views[i].created < sim.now or sim.views[i].kind is not RunCause.SCHEDULE
+                    for i in busy
+                ), f"skipped for a fire due at the same moment:\n{sim.describe(record.id)}"
             self.skipped += 1
 
     def after_step(self, sim: Sim) -> None:
@@ -523,6 +529,68 @@ def held_by_overlap(sim: Sim, task: str) -> set[str]:
     """Live runs of ``task`` held back by ``overlap="queue"`` (not replays waiting)."""
     held = sim.live_ids(task) - sim.active_ids(task)
     return {i for i in held if sim.views[i].kind is not RunCause.CATCH_UP}
+
+
+class FiresDueTogether(Observer):
+    """Property 7: the fires of one task due at one moment are decided together, once.
+
+    README's table: one fire alone and late by no more than ``misfire_grace`` is a
+    scheduled claim. Otherwise (several due, or one later than the grace) ``catch_up``
+    decides over all of them: ``once`` replays the latest, ``all`` the oldest
+    ``CATCH_UP_CAP`` in order, ``skip`` the latest only if it is within the grace; one
+    ``missed`` claim counts the rest. Every due fire is claimed run or missed, none twice,
+    and none due at that moment is left for later.
+    """
+
+    def __init__(self) -> None:
+        self.groups: dict[str, list[ClaimFire]] = {}
+        self.triggers: dict[str, Trigger] = {}
+        self.decided_at: dict[str, datetime] = {}
+        self.decided_by_policy = 0  # groups the catch_up policy decided (tests check > 0)
+
+    def on_claim(self, sim: Sim, claim: ClaimFire) -> None:
+        self.groups.setdefault(claim.task, []).append(claim)
+        task = sim.tasks[claim.task]
+        assert task.trigger is not None
+        anchor = sim.planner.task_record(claim.task).anchor
+        self.triggers[claim.task] = task.trigger.anchored(anchor or sim.now)
+
+    def after_step(self, sim: Sim) -> None:
+        for name, claims in self.groups.items():
+            assert self.decided_at.get(name) != sim.now, f"{name}: decided twice at {sim.now}"
+            self.decided_at[name] = sim.now
+            self.check(sim, sim.tasks[name], self.triggers[name], claims)
+        self.groups.clear()
+
+    def check(self, sim: Sim, task: Task, trigger: Trigger, claims: list[ClaimFire]) -> None:
+        now, cutoff = sim.now, sim.now - secs(task.misfire_grace)
+        missed = [c for c in claims if c.missed or c.missed_more]
+        runs = [c for c in claims if c not in missed]
+        assert len(missed) <= 1 and not any(c.missed_more for c in missed), claims
+        ends = [c.fire_time for c in claims] + [c.missed_until for c in missed if c.missed_until]
+        first, last = min(ends), max(ends)
+        after = trigger.next_fire(last)
+        assert after is None or after > now, f"a fire due at {now} was left for later: {claims}"
+        due = [first]
+        while (nxt := trigger.next_fire(due[-1])) is not None and nxt <= last:
+            due.append(nxt)
+        n_missed = sum(c.missed for c in missed)
+        assert len(runs) + n_missed == len(due), f"{len(due)} due fires, claimed {claims}"
+        if len(due) == 1 and first >= cutoff:  # alone and within the grace: on schedule
+            assert [(c.kind, c.fire_time) for c in claims] == [(RunCause.SCHEDULE, first)]
+            return
+        self.decided_by_policy += 1
+        assert all(c.kind is RunCause.CATCH_UP for c in runs), f"not decided together: {claims}"
+        expected = {
+            CatchUp.ONCE: [last],
+            CatchUp.SKIP: [last] if last >= cutoff else [],
+            CatchUp.ALL: due[:CATCH_UP_CAP],
+        }[task.catch_up]
+        assert [c.fire_time for c in runs] == expected, (task.catch_up, claims)
+        if missed:
+            (record,) = missed
+            unrun = [f for f in due if f not in expected]
+            assert (record.fire_time, record.missed_until) == (unrun[0], unrun[-1]), claims
 
 
 class PausedTasksDoNotFire(Observer):
@@ -579,6 +647,7 @@ CHECKS: list[type[Observer]] = [
     RetriesHonoured,
     AlertsFollowStreaks,
     OverlapHonoured,
+    FiresDueTogether,
     PausedTasksDoNotFire,
     NothingStartsAfterShutdown,
 ]
@@ -1253,9 +1322,9 @@ def test_a_half_second_schedule_started_a_year_ago_costs_o1() -> None:
     catch_up = [d for d in decisions if isinstance(d, ClaimFire) and d.kind is RunCause.CATCH_UP]
     missed = [d for d in decisions if isinstance(d, ClaimFire) and d.missed]
     assert len(catch_up) == 1 and len(missed) == 1 and not missed[0].missed_more
-    late = 2 * (365 * 86400 - 60) - 1  # every 0.5 s from a year back to the grace window
-    assert catch_up[0].fire_time == T0 - secs(60.5)  # the latest of them
-    assert missed[0].missed == late - 1  # all the others, counted exactly
+    due = 2 * 365 * 86400  # every 0.5 s after a year back, up to now: all due at once
+    assert catch_up[0].fire_time == T0  # the latest of them
+    assert missed[0].missed == due - 1  # all the others, counted exactly
 
     sim = Sim(T0 - timedelta(days=365))  # one scheduler whose timer wakes a year late
     sim.add(task)
@@ -1285,6 +1354,157 @@ def test_an_at_trigger_long_past_when_registered_is_recorded_not_dropped() -> No
     sim.close()
     statuses = [v.status for v in sim.runs_of("once")]
     assert len(statuses) == 1, "a fire that passed must be run or recorded missed"
+
+
+def by_the_table(policy: str, due: int, latest_late: timedelta, grace: float) -> tuple[int, int]:
+    """README's catch-up table for ``due`` fires of one task due at once, the latest of
+    them ``latest_late`` late: how many run, and how many are recorded missed."""
+    if due == 0:
+        return 0, 0
+    runs = {
+        "once": 1,
+        "skip": 1 if latest_late <= secs(grace) else 0,
+        "all": min(due, CATCH_UP_CAP),
+    }[policy]
+    if due == 1 and latest_late <= secs(grace):
+        runs = 1  # alone and within the grace: a normal scheduled run, whatever the policy
+    return runs, due - runs
+
+
+@st.composite
+def catch_up_tasks(draw: st.DrawFn) -> tuple[Task, float]:
+    """An interval task with a random period, grace, policy and overlap; and its period."""
+    period = draw(st.sampled_from([1, 5, 10, 60]))
+    grace = draw(st.sampled_from([0, 0.5 * period, 1.5 * period, 10 * period, 60]))
+    trigger = Every(seconds=period, start=T0) if period >= 5 else every_short(period, T0)
+    task = make_task(
+        "a",
+        trigger=trigger,
+        catch_up=draw(st.sampled_from(["once", "skip", "all"])),
+        misfire_grace=grace,
+        overlap=draw(st.sampled_from(list(Overlap))),
+    )
+    return task, period
+
+
+def assert_decided_by_the_table(sim: Sim, task: Task, at: datetime, due: int) -> None:
+    """The ``due`` fires of ``task`` due at ``at`` (the latest of them before it) ran and
+    were recorded missed as the table says; none ran as a burst, none was skipped."""
+    assert isinstance(task.trigger, Every)
+    step = task.trigger.period
+    latest = at - (at - T0) % step
+    first = latest - (due - 1) * step
+    runs, n_missed = by_the_table(task.catch_up.value, due, at - latest, task.misfire_grace)
+    group = [c for when, c in sim.claims if when == at]
+    assert all(first <= c.fire_time <= latest for c in group), group
+    views = [v for v in sim.runs_of("a") if first <= v.last.scheduled_at <= latest]
+    missed = [v for v in views if v.status is RunStatus.MISSED]
+    ran = [v for v in views if RunStatus.RUNNING in v.statuses()]
+    assert len(ran) == runs, [sim.describe(v.id) for v in views]
+    assert sum(int(missed_count(v)) for v in missed) == n_missed and len(missed) <= 1
+    assert len(views) == len(ran) + len(missed), "a due fire was skipped or left unrun"
+    if runs == 1 and task.catch_up is not CatchUp.ALL:
+        assert ran[0].last.scheduled_at == latest, "the latest due fire is the one that runs"
+
+
+@MEDIUM
+@given(task_and_period=catch_up_tasks(), periods_down=st.floats(0, 30), data=st.data())
+def test_a_restart_after_any_downtime_runs_and_records_what_the_table_says(
+    task_and_period: tuple[Task, float], periods_down: float, data: st.DataObject
+) -> None:
+    """A scheduler restarted after a downtime (its task last fired at T0): the fires due
+    meanwhile go by README's catch-up table; a restart shorter than the grace replays no
+    burst, and nothing is skipped for an overlap that did not happen."""
+    task, period = task_and_period
+    back = T0 + secs(period * periods_down)
+    table = FiresDueTogether()
+    sim = Sim(
+        back,
+        outcome=outcomes_from(data, max_seconds=int(2 * period), kinds=("ok", "fail")),
+        observers=all_checks(table),
+    )
+    sim.add(task)
+    sim.restore("a", TaskRecord(last_fire=T0, anchor=T0))  # down from T0 to back
+    due = (back - T0) // secs(period)
+    run_until_done(sim, back, period)
+    assert_decided_by_the_table(sim, task, back, due)
+    latest_late = back - T0 - due * secs(period)
+    alone_in_grace = due == 1 and latest_late <= secs(task.misfire_grace)
+    assert table.decided_by_policy == (0 if due == 0 or alone_in_grace else 1)
+    sim.close()
+
+
+def run_until_done(sim: Sim, upto: datetime, period: float) -> None:
+    """Run until the runs for fires up to ``upto`` are final (``all``: one at a time)."""
+    for _ in range(3 * CATCH_UP_CAP):
+        if all(v.final for v in sim.runs_of("a") if v.last.scheduled_at <= upto):
+            return
+        sim.run_for(period)
+
+
+@MEDIUM
+@given(
+    task_and_period=catch_up_tasks(),
+    fires_before=st.integers(0, 3),
+    periods_late=st.floats(0, 30),
+)
+def test_a_timer_that_wakes_late_runs_and_records_what_the_table_says(
+    task_and_period: tuple[Task, float], fires_before: int, periods_late: float
+) -> None:
+    """A blocked event loop: one timer wakes ``periods_late`` periods late; the fires due by
+    then go by README's catch-up table, and the grid goes on after them on time."""
+    task, period = task_and_period
+    step = secs(period)
+    late_wake = T0 + (fires_before + 1) * step
+    lag = period * periods_late
+    sim = Sim(
+        outcome=lambda run, now: Outcome(period / 2),
+        observers=all_checks(),
+        wake_lag=lambda wake: lag if wake == late_wake else 0.0,
+    )
+    sim.add(task)
+    at = late_wake + secs(lag)
+    sim.run_until(at + 5 * step)
+    run_until_done(sim, at, period)
+    assert_decided_by_the_table(sim, task, at, (at - late_wake) // step + 1)
+    on_time = [c.fire_time for when, c in sim.claims if when > at]
+    latest_due = at - (at - T0) % step
+    assert on_time == [latest_due + k * step for k in range(1, len(on_time) + 1)]
+    assert len(on_time) >= 4
+    sim.close()
+
+
+@pytest.mark.parametrize(
+    ("down", "policy", "grace", "caught_up", "n_missed"),
+    [
+        (1.5, "once", 60, [], 0),  # one fire due, 0.5 s late: a scheduled run
+        (3, "once", 60, [3], 2),  # the issue's case: one run, one record of 2, no skip
+        (30, "once", 60, [30], 29),  # a 30 s deploy: no burst of 30 runs
+        (3, "skip", 60, [3], 2),  # the latest is within the grace: it runs
+        (3.7, "skip", 0.5, [], 3),  # the latest is 0.7 s late: none runs
+        (3, "all", 60, [1, 2, 3], 0),  # each, one after another
+    ],
+)
+def test_an_every_second_task_restarted_after_a_short_downtime(
+    down: float, policy: str, grace: float, caught_up: list[int], n_missed: int
+) -> None:
+    """The issue's example, by the table: fires due together never run as a burst of
+    scheduled runs, and none is recorded ``skipped`` since no run was in progress."""
+    sim = Sim(T0 + secs(down), observers=all_checks())
+    sim.add(make_task("a", trigger=every_short(1, T0), catch_up=policy, misfire_grace=grace))
+    sim.restore("a", TaskRecord(last_fire=T0, anchor=T0))  # stopped right after T0's fire
+    sim.run_until(T0 + secs(int(down) + 1) - TICK)  # until just before the next fire
+    views = sim.runs_of("a")
+    catch_ups = [v.last.scheduled_at for v in views if v.kind is RunCause.CATCH_UP]
+    scheduled = [
+        v for v in views if v.kind is RunCause.SCHEDULE and v.status is not RunStatus.MISSED
+    ]
+    missed = [v for v in views if v.status is RunStatus.MISSED]
+    assert catch_ups == [T0 + secs(k) for k in caught_up]
+    assert len(scheduled) == (0 if caught_up or n_missed else 1)
+    assert [int(missed_count(v)) for v in missed] == ([n_missed] if n_missed else [])
+    assert all(v.status is RunStatus.SUCCEEDED for v in views if v not in missed)
+    sim.close()
 
 
 # --- 8. dependency graph errors --------------------------------------------------------------

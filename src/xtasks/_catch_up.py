@@ -1,12 +1,18 @@
-"""Catch-up arithmetic: what to do with fires that are late beyond ``misfire_grace``.
+"""Catch-up arithmetic: what to do with the fires of one task that are due at once.
 
-Late fires come from downtime, or from a timer that woke very late. The task's
-``catch_up`` policy decides: ``once`` replays the latest of them, ``skip`` none, ``all``
-the oldest :data:`CATCH_UP_CAP`; one ``missed`` record counts the others and names their
-range. The latest late fire and the count come from grid arithmetic for ``Every`` (exact,
-O(1)); for another trigger the latest comes from a bisection over ``next_fire`` and the
-count is exact up to ``_COUNT_LIMIT``, a lower bound ("N+") past it: the cost never grows
-with the downtime.
+Fires pile up behind downtime (a restart), a blocked event loop or a stalled store. When
+the timer of a task is handled at ``now``, every fire from the timer's own up to ``now``
+is due together. One fire alone, late by no more than ``misfire_grace``, is a normal
+scheduled run. Otherwise the task's ``catch_up`` policy decides over the whole set,
+whatever the lateness of each: ``once`` runs the latest, ``all`` each in order (the oldest
+:data:`CATCH_UP_CAP`), ``skip`` the latest only if it is within the grace; one ``missed``
+record counts the others and names their range. The runs the policy picks have cause
+``catch_up``.
+
+The latest due fire and the count come from grid arithmetic for ``Every`` (exact, O(1));
+for another trigger the latest comes from a bisection over ``next_fire`` and the count is
+exact up to ``_COUNT_LIMIT``, a lower bound ("N+") past it: the cost never grows with the
+number of fires missed.
 """
 
 from __future__ import annotations
@@ -26,29 +32,34 @@ if TYPE_CHECKING:
     from ._task import Task
     from ._triggers import Trigger
 
-__all__ = ["CATCH_UP_CAP", "late_claims"]
+__all__ = ["CATCH_UP_CAP", "due_claims"]
 
 #: Most fires one catch-up replays with ``catch_up="all"``; the rest are recorded missed.
 CATCH_UP_CAP: Final = 100
-#: Late fires counted one by one, at most, for a trigger without grid arithmetic (``Cron``
+#: Due fires counted one by one, at most, for a trigger without grid arithmetic (``Cron``
 #: or a custom one); past that, a ``missed`` record's count is a lower bound ("N+"). Its
-#: range stays exact: the latest late fire is found by bisection, whatever the downtime.
+#: range stays exact: the latest due fire is found by bisection, whatever the downtime.
 _COUNT_LIMIT: Final = CATCH_UP_CAP + 1
 _TICK: Final = timedelta(microseconds=1)
 _log = logging.getLogger("xtasks")
 
 
-def late_claims(
-    task: Task, trigger: Trigger, first: datetime, cutoff: datetime
-) -> tuple[list[ClaimFire], datetime]:
-    """The claims for the late fires from ``first`` (a fire before ``cutoff``) to the
-    latest one before ``cutoff``, per ``task.catch_up``; and that latest fire, from which
-    the normal grid resumes.
+def due_claims(
+    task: Task, trigger: Trigger, first: datetime, now: datetime
+) -> tuple[list[ClaimFire], datetime | None]:
+    """The claims for the fires of ``task`` due at ``now``, from ``first`` (its timer's
+    fire, at or before ``now``) to the latest at or before ``now``; and the fire after
+    them (``None``: none), where the timer goes next.
 
-    The ``missed`` claim (if any fire goes unrun) comes first, then the replays
-    (cause ``catch_up``), oldest first.
+    ``first`` alone and within ``misfire_grace``: one scheduled claim. Otherwise the
+    ``catch_up`` policy decides: the ``missed`` claim (if any fire goes unrun) comes first,
+    then the replays (cause ``catch_up``), oldest first.
     """
-    last, count, exact = _late_span(trigger, first, cutoff)
+    cutoff = now - timedelta(seconds=task.misfire_grace)  # a fire before it is too late
+    second = trigger.next_fire(first)
+    if first >= cutoff and (second is None or second > now):  # the common case: cheap
+        return [ClaimFire(task.name, first, RunCause.SCHEDULE)], second
+    last, count, exact = _late_span(trigger, first, now + _TICK)
     policy = task.catch_up
     replay: list[datetime] = []
     missed_from: datetime | None = first
@@ -69,7 +80,7 @@ def late_claims(
                 CATCH_UP_CAP,
                 CATCH_UP_CAP,
             )
-    elif policy is CatchUp.ONCE:
+    elif policy is CatchUp.ONCE or last >= cutoff:  # skip: the latest runs if within grace
         replay.append(last)
         n_missed = count - 1
         if n_missed:
@@ -89,11 +100,11 @@ def late_claims(
             )
         )
     claims.extend(ClaimFire(task.name, f, RunCause.CATCH_UP) for f in replay)
-    return claims, last
+    return claims, (second if last == first else trigger.next_fire(last))
 
 
-def _late_span(trigger: Trigger, first: datetime, cutoff: datetime) -> tuple[datetime, int, bool]:
-    """The fires from ``first`` (a fire, before ``cutoff``) to the latest before ``cutoff``:
+def _late_span(trigger: Trigger, first: datetime, end: datetime) -> tuple[datetime, int, bool]:
+    """The fires from ``first`` (a fire, before ``end``) to the latest before ``end``:
     that latest fire, how many they are, and whether that count is exact.
 
     ``Every``: grid arithmetic, exact, O(1). Any other trigger: the latest by bisection
@@ -102,9 +113,9 @@ def _late_span(trigger: Trigger, first: datetime, cutoff: datetime) -> tuple[dat
     """
     if isinstance(trigger, Every):  # fires from ``first`` on are ``first + k * period``
         period = trigger.period
-        steps = (cutoff - _TICK - first) // period
+        steps = (end - _TICK - first) // period
         return first + steps * period, steps + 1, True
-    last = _previous_fire(trigger, first, cutoff)
+    last = _previous_fire(trigger, first, end)
     count, fire = 1, first
     while fire < last and count < _COUNT_LIMIT:
         nxt = trigger.next_fire(fire)

@@ -20,11 +20,10 @@ import itertools
 import logging
 import random
 import secrets
-from datetime import timedelta
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, final
 
-from ._catch_up import CATCH_UP_CAP, late_claims
+from ._catch_up import CATCH_UP_CAP, due_claims
 from ._decisions import CancelAttempt, ClaimFire, Decision
 from ._errors import (
     ConfigError,
@@ -290,7 +289,11 @@ class Planner:
         return timers[0][0] if timers else due
 
     def advance(self, now: datetime) -> None:
-        """Handle every timer due at or before ``now``, in time order."""
+        """Handle every timer due at or before ``now``, in time order.
+
+        Each task's fires due by ``now`` are handled together, once: the task's next
+        timer is armed after ``now``, so a late wake-up never turns into a burst.
+        """
         timers = self._timers
         while timers and timers[0][0] <= now:
             item = heapq.heappop(timers)
@@ -456,7 +459,6 @@ class Planner:
         ``first``: the task has never fired; ask the trigger for its first fire instead
         (a one-shot ``At`` already past still fires, late, rather than never).
         """
-        entry.token += 1
         trigger = entry.trigger
         if trigger is None:
             nxt = None
@@ -464,6 +466,11 @@ class Planner:
             nxt = trigger.first_fire(after)
         else:
             nxt = trigger.next_fire(after)
+        self._set_timer(entry, nxt)
+
+    def _set_timer(self, entry: TaskEntry, nxt: datetime | None) -> None:
+        """Make ``nxt`` the one timer of ``entry`` (``None``: it fires no more)."""
+        entry.token += 1
         entry.next_fire = nxt
         if nxt is not None and not self._life.closing:
             heapq.heappush(
@@ -472,20 +479,15 @@ class Planner:
             )
 
     def _fire_due(self, entry: TaskEntry, fire_time: datetime, now: datetime) -> None:
-        task = entry.task
+        """The timer of ``entry`` is due: claim its fire, or, when more of its fires are
+        due at ``now`` (or this one is later than ``misfire_grace``), let ``catch_up``
+        decide over all of them at once, at a cost that does not grow with their number;
+        then re-arm after the latest of them."""
         trigger = entry.trigger
         assert trigger is not None
-        cutoff = now - timedelta(seconds=task.misfire_grace)
-        if fire_time >= cutoff:
-            self._life.decisions.append(ClaimFire(task.name, fire_time, RunCause.SCHEDULE))
-            self._arm(entry, fire_time)
-            return
-        # Late beyond misfire_grace: the catch-up policy decides, at a cost that does
-        # not grow with the number of fires missed.
-        claims, last = late_claims(task, trigger, fire_time, cutoff)
+        claims, following = due_claims(entry.task, trigger, fire_time, now)
         self._life.decisions.extend(claims)
-        # Resume the normal grid with the first fire inside the grace window.
-        self._arm(entry, last)
+        self._set_timer(entry, following)
 
 
 def _stale_fire(item: tuple[datetime, int, int, TaskEntry, int]) -> bool:

@@ -101,14 +101,16 @@ class Overlap(_Choice):
 
 
 class CatchUp(_Choice):
-    """What to do with fires missed while no scheduler ran, within ``misfire_grace``."""
+    """What to do with several fires of a task due at once (after a restart, a blocked
+    loop), or with one later than ``misfire_grace``; one ``missed`` record counts those
+    that do not run."""
 
     ONCE = "once"
-    """Run one ``catch_up`` run for all of them (the default)."""
+    """Run one ``catch_up`` run, for the latest of them (the default)."""
     SKIP = "skip"
-    """Run none; each missed fire is recorded ``missed``."""
+    """Run only the latest, and only if it is late by at most ``misfire_grace``."""
     ALL = "all"
-    """Run each missed fire, capped at 100 (the rest are recorded ``missed``).
+    """Run each of them, capped at 100 (the rest are recorded ``missed``).
 
     The replays run one after another, oldest first, whatever ``overlap`` says: each
     waits until no run of the task is live. ``overlap`` still applies to a fresh fire
@@ -132,8 +134,8 @@ class Task:
     :param retry_backoff: multiplier applied to the delay for each further retry (1 = fixed).
     :param timeout: seconds an attempt may run before it fails, or ``None``.
     :param overlap: ``skip``/``queue``/``allow`` when a fire finds the previous run going.
-    :param catch_up: ``once``/``skip``/``all`` for fires missed while no scheduler ran.
-    :param misfire_grace: seconds after its due time within which a missed fire is caught up.
+    :param catch_up: ``once``/``skip``/``all`` for several fires due at once (a restart).
+    :param misfire_grace: seconds a lone fire may be late and still run as scheduled.
     :param jitter: up to this many random seconds added to each fire and retry.
     :param alert_on_failure: send alerts when the task keeps failing.
     :param alert_after: consecutive failed runs that trigger one ``failing`` alert.
