@@ -74,7 +74,9 @@ class RunCause(StrEnum):
     MANUAL = "manual"  #: ``Scheduler.trigger`` (or the manager API)
     DEPENDENCY = "dependency"  #: pulled in by a dependent's run
     SUBMIT = "submit"  #: ``Scheduler.submit``
-    CATCH_UP = "catch_up"  #: a fire missed while no scheduler ran, replayed per ``catch_up``
+    #: a late fire replayed per ``catch_up``: several fires were due at once (a restart, a
+    #: blocked loop, a stalled store), or one alone was later than ``misfire_grace``
+    CATCH_UP = "catch_up"
 
 
 class TaskState(StrEnum):
