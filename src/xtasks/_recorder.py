@@ -62,7 +62,7 @@ class StoreHealth:
     """How the store's writes stand, as the recorder last saw them."""
 
     writable: bool  #: the last write went through (or none failed yet)
-    backlog: int  #: run records and task states waiting to be written
+    backlog: int  #: records, task states (and flush markers) waiting to be written
     write_failures: int  #: writes that failed since the scheduler started
     last_error: str | None  #: the last write error, while writes fail; else None
     failing_since: float | None  #: ``anyio.current_time()`` of the first failure of an outage
@@ -84,6 +84,7 @@ class Recorder:
         self._last_error: str | None = None
         self._failing_since: float | None = None
         self._unwritten = 0  # records given up at shutdown
+        self._inflight = 0  # items of the batch being written
         #: Runs with a live record handed to the store: the runs to heartbeat.
         self.leased: set[str] = set()
 
@@ -116,12 +117,9 @@ class Recorder:
 
     @property
     def health(self) -> StoreHealth:
-        backlog = sum(
-            1 for item in self._pending if type(item) is RunRecord or type(item) is SaveTask
-        )
         return StoreHealth(
             writable=self._failing_since is None,
-            backlog=backlog,
+            backlog=len(self._pending) + self._inflight,  # O(1): read for every claim
             write_failures=self._failures,
             last_error=self._last_error,
             failing_since=self._failing_since,
@@ -144,7 +142,11 @@ class Recorder:
                 self._wakeup = anyio.Event()
                 while self._pending:
                     batch, self._pending = self._pending, []
-                    left = await self._write(batch)
+                    self._inflight = len(batch)
+                    try:
+                        left = await self._write(batch)
+                    finally:
+                        self._inflight = 0
                     if not left:
                         backoff = _FIRST_BACKOFF
                         continue
