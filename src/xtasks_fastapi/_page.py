@@ -445,7 +445,7 @@ token only lets you look.</p>"""
 <div class="heading"><h2>History</h2><span class="hint">{_e(shown)}</span></div>
 <div class="table-wrap">
 <table class="runs" id="runs" data-offset="{offset}" data-limit="{limit}">
-<thead><tr><th>Run</th><th>Status</th><th>Trigger</th><th>Scheduled</th><th>Started</th>\
+<thead><tr><th>Run</th><th>Status</th><th>Cause</th><th>Scheduled</th><th>Started</th>\
 <th>Finished</th><th class="num">Duration</th><th class="num">Attempts</th>\
 <th>Error / reason</th></tr></thead>
 <tbody>
