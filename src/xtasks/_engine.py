@@ -181,7 +181,7 @@ def stats_of(engine: Engine | None, planner: Planner) -> SchedulerStats:
         store_backlog=store.backlog,
         store_write_failures=store.write_failures,
         store_error=store.last_error,
-        fires_unclaimed=runtime.unclaimed,
+        fires_unclaimed=runtime.claimer.unclaimed,
         loop_lag=engine.loop.lag,
         loop_lag_max=engine.loop.max_lag,
     )

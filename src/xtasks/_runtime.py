@@ -7,10 +7,7 @@ live in the scheduler's task group:
 
 - the timer loop sleeps until the planner's next wake-up (never polls) and lets the
   planner handle what is due; it never waits for the store;
-- the claimer claims due fires in the store and hands the won ones back to the planner.
-  While claims fail (or too many records wait to be written) it stops asking the store,
-  and records the fires it could not claim ``missed`` once the store works again: a fire
-  is run or recorded, never dropped;
+- the claimer (:mod:`._claimer`) claims due fires in the store, apart from the timer;
 - workers, a pool that grows up to ``max_concurrency`` and is reused: each takes one
   :class:`StartAttempt` at a time (no task spawned per run);
 - the lease loop heartbeats our live runs and reaps those of silent replicas.
@@ -20,15 +17,15 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, assert_never, final
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, assert_never, final
 
 import anyio
 
+from ._claimer import Claimer
 from ._decisions import CancelAttempt, ClaimFire, RecordRun, SaveTask, SendAlert, StartAttempt
 from ._errors import RunTimeoutError, StoreError
 from ._recorder import Recorder
-from ._runs import ErrorInfo, RunCause
+from ._runs import ErrorInfo
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -44,17 +41,11 @@ if TYPE_CHECKING:
     from ._service import Spawner
     from .abc import Store
 
-__all__ = ["MAX_BACKLOG", "Runtime"]
+__all__ = ["Runtime"]
 
 _log = logging.getLogger("xtasks")
 P = ParamSpec("P")
 T = TypeVar("T")
-
-#: Records waiting to be written beyond which no new fire is claimed (they are recorded
-#: missed once the store writes again).
-MAX_BACKLOG: Final = 10_000
-_FIRST_CLAIM_RETRY: Final = 0.5
-_MAX_CLAIM_RETRY: Final = 10.0
 
 
 @final
@@ -82,15 +73,12 @@ class Runtime:
         #: Seconds between the due time of the latest timer deadline that brought fires
         #: and the moment the timer loop handled it (0.0 until one did).
         self.timer_lag = 0.0
-        self._claims: list[ClaimFire] = []
-        self._claim_wakeup = anyio.Event()
-        #: Fires not claimed because the store failed, by task: recorded missed later.
-        self._unclaimed: dict[str, _Unclaimed] = {}
-        self._claims_down_until = -math.inf  # anyio time: no claim is tried before it
-        self._claim_backoff = _FIRST_CLAIM_RETRY
-        self._claim_scope = anyio.CancelScope()
-        #: Records waiting to be written beyond which no new fire is claimed.
-        self.max_backlog = MAX_BACKLOG
+        self.claimer = Claimer(
+            store,
+            replica,
+            self.recorder,
+            lambda claim: self.command(planner.fire_claimed, claim, clock.now()),
+        )
         self._scopes: dict[str, anyio.CancelScope] = {}
         self._executing: dict[str, StartAttempt] = {}  # the attempts inside a worker
         self._cancel_reasons: dict[str, str] = {}
@@ -114,7 +102,7 @@ class Runtime:
         self.alerts.start(tg)
         self.recorder.start(tg)
         tg.start_soon(self._timer_loop, name="xtasks timers")
-        tg.start_soon(self._claim_loop, name="xtasks claims")
+        tg.start_soon(self.claimer.run, name="xtasks claims")
         tg.start_soon(self._lease_loop, name="xtasks leases")
         self._apply()  # what the planner decided before start (runs restored, say)
 
@@ -124,7 +112,7 @@ class Runtime:
         Every run ends recorded: finished, or ``cancelled`` with reason ``shutdown``.
         """
         self._timer_scope.cancel()
-        self._claim_scope.cancel()  # fires not claimed yet: the next start's catch-up
+        self.claimer.stop()  # fires not claimed yet: the next start's catch-up
         self.command(self.planner.shutdown, self.clock.now())
         with anyio.move_on_after(grace):
             await self._wait_idle()
@@ -159,11 +147,6 @@ class Runtime:
         await self.recorder.flush()
 
     @property
-    def unclaimed(self) -> int:
-        """Due fires the store could not claim, waiting to be recorded missed."""
-        return sum(held.count for held in self._unclaimed.values())
-
-    @property
     def executing(self) -> int:
         """Attempts executing now (inside a worker; dispatched ones not picked up excluded)."""
         return len(self._scopes)
@@ -195,8 +178,7 @@ class Runtime:
                 case SaveTask():
                     recorder.save_task(decision)
                 case ClaimFire():
-                    self._claims.append(decision)
-                    self._claim_wakeup.set()
+                    self.claimer.add(decision)
                 case SendAlert(alert=alert):
                     self.alerts.put(alert)
                 case CancelAttempt(run_id=run_id, reason=reason):
@@ -237,106 +219,6 @@ class Runtime:
                 with anyio.CancelScope() as self._sleep_scope:
                     await clock.sleep_until(deadline)
                 self._sleep_scope = None
-
-    async def _claim_loop(self) -> None:
-        """Claim due fires in the store, one at a time, in the order they came due."""
-        with self._claim_scope:
-            while True:
-                if self._unclaimed:  # come back to record them once the store works
-                    with anyio.move_on_after(self._claim_backoff):
-                        await self._claim_wakeup.wait()
-                else:
-                    await self._claim_wakeup.wait()
-                self._claim_wakeup = anyio.Event()
-                while self._claims:
-                    claims, self._claims = self._claims, []
-                    for claim in claims:
-                        await self._claim(claim)
-                if self._unclaimed and self._can_claim():
-                    await self._record_unclaimed()
-
-    def _can_claim(self) -> bool:
-        """Whether to ask the store for claims now: not while claims fail (until the next
-        try), nor while more records wait to be written than :attr:`max_backlog`."""
-        if anyio.current_time() < self._claims_down_until:
-            return False
-        return self.recorder.health.backlog < self.max_backlog
-
-    async def _claim(self, claim: ClaimFire) -> None:
-        if not self._can_claim():
-            self._not_claimed(claim, self._why_not_claimed())
-            return
-        try:
-            won = await self.store.claim_fire(claim.task, claim.fire_time, self.replica)
-        except StoreError as exc:
-            self._claim_failed(exc)
-            self._not_claimed(claim, f"the store could not claim it: {exc}")
-            return
-        self._claim_backoff = _FIRST_CLAIM_RETRY
-        if won:
-            self.command(self.planner.fire_claimed, claim, self.clock.now())
-        else:
-            _log.debug(
-                "fire %s of task %r was claimed by another replica",
-                claim.fire_time.isoformat(),
-                claim.task,
-            )
-
-    def _why_not_claimed(self) -> str:
-        health = self.recorder.health
-        if health.backlog >= self.max_backlog:
-            return (
-                f"{health.backlog} records waited to be written "
-                f"(the store failed: {health.last_error})"
-            )
-        return f"the store failed: {health.last_error or 'claims failed'}"
-
-    def _claim_failed(self, exc: StoreError) -> None:
-        if self._claims_down_until == -math.inf:
-            _log.warning(
-                "the store cannot claim fires (%s); fires due meanwhile are recorded missed "
-                "once it can",
-                exc,
-            )
-        self._claims_down_until = anyio.current_time() + self._claim_backoff
-        self._claim_backoff = min(self._claim_backoff * 2, _MAX_CLAIM_RETRY)
-
-    def _not_claimed(self, claim: ClaimFire, why: str) -> None:
-        """Remember a fire the store could not claim: one range per task."""
-        count = max(claim.missed, 1)
-        last = claim.missed_until or claim.fire_time
-        held = self._unclaimed.get(claim.task)
-        if held is None:
-            self._unclaimed[claim.task] = _Unclaimed(claim.fire_time, last, count, why)
-        else:
-            held.last = max(held.last, last)
-            held.count += count
-
-    async def _record_unclaimed(self) -> None:
-        """The store may work again: claim each task's first unclaimed fire, and record
-        the range ``missed``, naming why (another replica may have claimed it: then it
-        ran or was recorded there)."""
-        for task, held in list(self._unclaimed.items()):
-            try:
-                won = await self.store.claim_fire(task, held.first, self.replica)
-            except StoreError as exc:
-                self._claim_failed(exc)
-                return
-            del self._unclaimed[task]
-            if won:
-                claim = ClaimFire(
-                    task,
-                    held.first,
-                    RunCause.SCHEDULE,
-                    held.count,
-                    held.last,
-                    missed_because=f"not claimed: {held.why}",
-                )
-                self.command(self.planner.fire_claimed, claim, self.clock.now())
-        if self._claims_down_until != -math.inf:
-            _log.warning("the store claims fires again")
-            self._claims_down_until = -math.inf
-            self._claim_backoff = _FIRST_CLAIM_RETRY
 
     async def _lease_loop(self) -> None:
         """Heartbeat our live runs and reap the runs of replicas that went silent.
@@ -435,16 +317,6 @@ class Runtime:
             self.command(planner.attempt_succeeded, run_id, now, result)
         if self._idle is not None and not planner.running:
             self._idle.set()
-
-
-@dataclass(slots=True)
-class _Unclaimed:
-    """Fires of one task the store could not claim: from ``first`` to ``last``."""
-
-    first: datetime
-    last: datetime
-    count: int
-    why: str
 
 
 def _describe(starts: Iterable[StartAttempt]) -> str:
