@@ -359,10 +359,11 @@ def _register(count: int, idle_seconds: float, repeat: int) -> list[Peer]:
     return peers
 
 
-def _x(ratio: float | None) -> str:
+def _x(ratio: float | None, sign: str = "x") -> str:
+    """A ratio to the limit: two decimals, one from 10 up; ``sign`` is ``×`` in Markdown."""
     if ratio is None:
         return "n/a"
-    return f"{ratio:.2f}x" if ratio < 10 else f"{ratio:.1f}x"
+    return f"{ratio:.2f}{sign}" if ratio < 10 else f"{ratio:.1f}{sign}"
 
 
 def _idle(
@@ -432,7 +433,7 @@ def _md_rate(peer: Peer, limit: Peer, metric: str = "rate") -> str:
         return _cell(peer, "")
     if peer is limit:
         return f"{value:,.0f}"
-    return f"{value:,.0f} ({_ratio(value, limit.median(metric)) or 0:.2f}×)"
+    return f"{value:,.0f} ({_x(_ratio(value, limit.median(metric)), '×')})"
 
 
 def _md_growth(peer: Peer, limit: Peer) -> str:
@@ -441,7 +442,7 @@ def _md_growth(peer: Peer, limit: Peer) -> str:
         return _cell(peer, "")
     if peer is limit:
         return f"+{value / MiB:,.0f} MiB"
-    return f"+{value / MiB:,.0f} MiB ({_ratio(value, limit.median('rss_growth')) or 0:.2f}×)"
+    return f"+{value / MiB:,.0f} MiB ({_x(_ratio(value, limit.median('rss_growth')), '×')})"
 
 
 def _md_every(peer: Peer, limit: Peer) -> str:
@@ -452,7 +453,7 @@ def _md_every(peer: Peer, limit: Peer) -> str:
     if peer is limit:
         return text
     p99_x, cpu_x = _ratio(p99, limit.median("p99")), _ratio(cpu, limit.median("cpu"))
-    return f"{text} (p99 {_x(p99_x)}, CPU {_x(cpu_x)})".replace("x)", "×)").replace("x,", "×,")
+    return f"{text} (p99 {_x(p99_x, '×')}, CPU {_x(cpu_x, '×')})"
 
 
 def _md_register(peer: Peer, limit: Peer) -> str:
@@ -464,7 +465,7 @@ def _md_register(peer: Peer, limit: Peer) -> str:
     if peer is limit:
         return text
     time_x, size_x = _ratio(seconds, limit.median("seconds")), _ratio(size, limit.median("bytes"))
-    return f"{text} (time {_x(time_x)}, bytes {_x(size_x)})".replace("x)", "×)").replace("x,", "×,")
+    return f"{text} (time {_x(time_x, '×')}, bytes {_x(size_x, '×')})"
 
 
 def _markdown(sections: dict[str, list[Peer]], args: argparse.Namespace, machine: str) -> str:
