@@ -468,7 +468,9 @@ def _md_register(peer: Peer, limit: Peer) -> str:
     return f"{text} (time {_x(time_x, '×')}, bytes {_x(size_x, '×')})"
 
 
-def _markdown(sections: dict[str, list[Peer]], args: argparse.Namespace, machine: str) -> str:
+def _markdown(
+    sections: dict[str, list[Peer]], args: argparse.Namespace, machine: str, command: str
+) -> str:
     """The summary table: one row per workload, ratios to the raw limit of the same run."""
     rows = [
         "| workload | raw limit | xtasks | APScheduler 3 | taskiq |",
@@ -518,8 +520,7 @@ def _markdown(sections: dict[str, list[Peer]], args: argparse.Namespace, machine
             f"{_md_register(by['xtasks'], limit)} | {_md_register(by['apscheduler3'], limit)} | |"
         )
     note = (
-        f"{machine}; medians of {args.repeat} fresh processes per peer, interleaved; "
-        f"`python -m bench{' --quick' if args.quick else ''}`."
+        f"{machine}; medians of {args.repeat} fresh processes per peer, interleaved; `{command}`."
     )
     return "\n".join([note, "", *rows])
 
@@ -639,12 +640,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "6" in args.sections:
         sections["register"] = _register(args.interval_schedules, 1.0, args.repeat)
     elapsed = time.perf_counter() - started
+    command = ["python", "-m", "bench", *(sys.argv[1:] if argv is None else argv)]
     if args.markdown:
-        print("\n" + _markdown(sections, args, machine))
+        print("\n" + _markdown(sections, args, machine, " ".join(command)))
     if args.json is not None:
         report = {
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
-            "command": ["python", "-m", "bench", *(sys.argv[1:] if argv is None else argv)],
+            "command": command,
             "machine": {
                 "cores": cores,
                 "python": platform.python_version(),

@@ -25,8 +25,8 @@ from .jobs import (
     Lateness,
     noop_async,
     noop_sync,
-    percentile,
     schedule_offsets,
+    window_metrics,
     with_timeout,
 )
 
@@ -160,16 +160,7 @@ def every_second(count: int, duration: float, lead: float = 1.0) -> dict[str, fl
 
     values: list[float] = []
     cpu = asyncio.run(main())
-    expected = count * round(duration)
-    if len(values) < expected:
-        raise BenchError(f"APScheduler: {len(values)} fires in the window, expected {expected}")
-    return {
-        "fires": len(values),
-        "p50": percentile(values, 0.5),
-        "p99": percentile(values, 0.99),
-        "worst": max(values),
-        "cpu": cpu,
-    }
+    return window_metrics("APScheduler", values, count, duration, cpu)
 
 
 def register_many(count: int, idle_seconds: float, trace: bool = False) -> dict[str, float]:

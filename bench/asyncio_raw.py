@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import anyio
 import anyio.to_thread
 
-from .jobs import BenchError, noop_async, noop_sync, percentile, schedule_offsets
+from .jobs import BenchError, noop_async, noop_sync, schedule_offsets, window_metrics
 
 __all__ = [
     "async_gather",
@@ -122,16 +122,7 @@ def call_at_every_second(count: int, duration: float, lead: float = 1.0) -> dict
         return cpu1 - cpu0
 
     cpu = asyncio.run(main())
-    expected = count * round(duration)
-    if len(values) < expected:
-        raise BenchError(f"call_at: {len(values)} fires in the window, expected {expected}")
-    return {
-        "fires": len(values),
-        "p50": percentile(values, 0.5),
-        "p99": percentile(values, 0.99),
-        "worst": max(values),
-        "cpu": cpu,
-    }
+    return window_metrics("call_at", values, count, duration, cpu)
 
 
 def call_at_register_many(count: int, idle_seconds: float, trace: bool = False) -> dict[str, float]:

@@ -16,6 +16,7 @@ __all__ = [
     "noop_sync",
     "percentile",
     "schedule_offsets",
+    "window_metrics",
     "with_timeout",
 ]
 
@@ -56,6 +57,26 @@ def schedule_offsets(count: int, period: float) -> list[float]:
     one fire every ``period / count`` s whatever each peer's registration speed.
     """
     return [i * period / count for i in range(count)]
+
+
+def window_metrics(
+    what: str, values: list[float], count: int, duration: float, cpu: float
+) -> dict[str, float]:
+    """Lateness quantiles of the fires due in a window, and the CPU spent across it.
+
+    Fewer fires than ``count`` schedules times ``duration`` seconds means fires were lost:
+    a :class:`BenchError`, not a figure.
+    """
+    expected = count * round(duration)
+    if len(values) < expected:
+        raise BenchError(f"{what}: {len(values)} fires in the window, expected {expected}")
+    return {
+        "fires": len(values),
+        "p50": percentile(values, 0.5),
+        "p99": percentile(values, 0.99),
+        "worst": max(values),
+        "cpu": cpu,
+    }
 
 
 class Lateness:

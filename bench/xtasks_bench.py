@@ -15,7 +15,7 @@ import anyio
 from xtasks import Every, RunStatus, Scheduler, ShortIntervalWarning, Task
 from xtasks.events import RunChanged
 
-from .jobs import BenchError, Lateness, noop_async, noop_sync, percentile, schedule_offsets
+from .jobs import BenchError, Lateness, noop_async, noop_sync, schedule_offsets, window_metrics
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -184,22 +184,9 @@ def every_second(count: int, duration: float, lead: float = 1.0) -> dict[str, fl
                 if bad or len(due) < len(calls[i]):
                     raise BenchError(f"xtasks every_second: every_{i}: {bad or runs}")
                 values += [c - d for c, d in zip(calls[i], due, strict=False) if d < end]
-        return _lateness(values, count, duration, cpu1 - cpu0)
+        return window_metrics("xtasks", values, count, duration, cpu1 - cpu0)
 
     return anyio.run(main, backend="asyncio")
-
-
-def _lateness(values: list[float], count: int, duration: float, cpu: float) -> dict[str, float]:
-    expected = count * round(duration)
-    if len(values) < expected:
-        raise BenchError(f"{len(values)} fires in the window, expected {expected}")
-    return {
-        "fires": len(values),
-        "p50": percentile(values, 0.5),
-        "p99": percentile(values, 0.99),
-        "worst": max(values),
-        "cpu": cpu,
-    }
 
 
 def register_many(count: int, idle_seconds: float, trace: bool = False) -> dict[str, float]:
