@@ -40,6 +40,9 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Throughput of xtasks against raw asyncio, APScheduler and taskiq; prints ratios."""
+    """xtasks against raw asyncio/``call_at``, APScheduler 3 and taskiq; ratios to the limit.
+
+    ``nox -s bench -- --quick --markdown --json bench.json`` for a short run with both outputs.
+    """
     _install(session, "bench")
     session.run("python", "-m", "bench", *session.posargs)

@@ -1,165 +1,384 @@
 """``python -m bench``: xtasks against raw asyncio, APScheduler 3.x and taskiq, in one run.
 
-Sections: 1. tiny async jobs, 2. tiny sync jobs (throughput, repeated ``--repeat`` times,
-interleaved, medians and ratios to the raw floor); 3. start lateness of a 0.2 s periodic
-task; 4. idle cost of 100,000 hourly tasks. ``--quick`` for a ~20 s run, ``--profile`` for
-a cProfile of the xtasks submit path instead.
+Sections: 1. tiny async jobs (memory store and SQLite with history; runs/s and peak RSS
+growth), 2. tiny sync jobs, 3. start lateness of a 0.2 s periodic task, 4. idle cost of
+100,000 hourly tasks (phase by phase), 5. 1,000 schedules every second (lateness and CPU
+against ``loop.call_at``), 6. 100,000 interval schedules (registration time, bytes per
+schedule, idle CPU against ``loop.call_at``). Every measurement but section 4 runs in a
+fresh process (``bench.child``); repeats are interleaved across peers, and tables show
+medians and ratios to the raw limit measured in the same run. ``--markdown`` adds a
+summary table, ``--json PATH`` writes every sample and median with the machine's details.
+``--quick`` for a run under two minutes, ``--profile`` for a cProfile of the xtasks submit
+path instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
-import gc
+import json
 import logging
 import os
 import platform
 import pstats
 import statistics
+import subprocess
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING
-
-from . import apscheduler_bench, asyncio_raw, idle, taskiq_bench, xtasks_bench
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
-    from .jobs import Lateness
-
-#: Jobs run once per peer before measuring: imports, first-use caches, thread start-up.
-WARMUP_JOBS = 500
+#: Seconds one child process may take before it counts as hung.
+CHILD_TIMEOUT = 900.0
+_ROOT = Path(__file__).resolve().parent.parent
+MiB = 2**20
 
 
 @dataclass
 class Peer:
-    """One row of a throughput table: ``measure(n)`` returns the seconds ``n`` jobs took."""
+    """One row of a table: a function run in a fresh process per sample.
 
+    ``kind`` and ``target`` are :mod:`bench.child`'s (``throughput``: ``func(n)`` returns
+    seconds; ``lateness``/``metrics``: ``func(**kwargs)``).
+    """
+
+    key: str
     name: str
-    measure: Callable[[int], float]
-    rates: list[float] = field(default_factory=list)
+    target: str
+    kind: str = "throughput"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    samples: list[dict[str, float]] = field(default_factory=list)
     error: str | None = None
 
-    def run(self, n: int) -> None:
+    def run(self) -> None:
         if self.error is not None:
             return
-        gc.collect()
+        command = [sys.executable, "-m", "bench.child", self.kind, self.target]
+        command.append(json.dumps(self.kwargs))
         try:
-            seconds = self.measure(n)
-        except Exception as exc:  # noqa: BLE001 - a failing peer is a result, not a crash
-            self.error = f"{type(exc).__name__}: {exc}"
+            done = subprocess.run(
+                command,
+                check=False,  # a failing child reports its error as JSON
+                cwd=_ROOT,
+                capture_output=True,
+                text=True,
+                timeout=CHILD_TIMEOUT,
+            )
+        except subprocess.TimeoutExpired:
+            self.error = f"no result within {CHILD_TIMEOUT:g} s"
             return
-        self.rates.append(n / seconds)
+        lines = done.stdout.strip().splitlines()
+        try:
+            answer = json.loads(lines[-1])
+        except (IndexError, ValueError):
+            tail = done.stderr.strip().splitlines()[-1:] or ["no output"]
+            self.error = f"exit {done.returncode}: {tail[0]}"
+            return
+        if "error" in answer:
+            self.error = answer["error"]
+        else:
+            self.samples.append(answer["ok"])
 
-    @property
-    def median(self) -> float:
-        return statistics.median(self.rates)
+    def median(self, metric: str) -> float | None:
+        values = [sample[metric] for sample in self.samples if metric in sample]
+        return statistics.median(values) if values else None
+
+    def report(self) -> dict[str, Any]:
+        """For ``--json``: the label, every sample, the medians and the error, if any."""
+        metrics = sorted({metric for sample in self.samples for metric in sample})
+        return {
+            "label": self.name,
+            "medians": {metric: self.median(metric) for metric in metrics},
+            "samples": self.samples,
+            "error": self.error,
+        }
 
 
-def _async_peers() -> list[Peer]:
+def _repeat(peers: Sequence[Peer], repeat: int) -> None:
+    for _ in range(repeat):
+        for peer in peers:  # interleaved, so drift of the machine hits every peer alike
+            peer.run()
+
+
+def _ratio(value: float | None, limit: float | None) -> float | None:
+    return value / limit if value is not None and limit else None
+
+
+def _async_peers(n: int) -> list[Peer]:
+    kw = {"n": n}
     return [
-        Peer("asyncio TaskGroup (floor)", asyncio_raw.async_taskgroup),
-        Peer("asyncio.gather", asyncio_raw.async_gather),
-        Peer("xtasks submit", xtasks_bench.submit_async),
-        Peer("xtasks trigger (overlap=allow)", xtasks_bench.trigger_async),
-        Peer("APScheduler 3 add_job (run now)", apscheduler_bench.add_job_async),
-        Peer("taskiq InMemoryBroker kiq", taskiq_bench.kiq_async),
+        Peer(
+            "asyncio", "asyncio TaskGroup (floor)", "bench.asyncio_raw:async_taskgroup", kwargs=kw
+        ),
+        Peer("gather", "asyncio.gather", "bench.asyncio_raw:async_gather", kwargs=kw),
+        Peer("xtasks", "xtasks submit, memory store", "bench.xtasks_bench:submit_async", kwargs=kw),
+        Peer(
+            "xtasks_sqlite",
+            "xtasks submit, SQLite (history kept)",
+            "bench.xtasks_bench:submit_sqlite",
+            kwargs=kw,
+        ),
+        Peer(
+            "xtasks_trigger",
+            "xtasks trigger (overlap=allow)",
+            "bench.xtasks_bench:trigger_async",
+            kwargs=kw,
+        ),
+        Peer(
+            "apscheduler3",
+            "APScheduler 3 add_job (run now)",
+            "bench.apscheduler_bench:add_job_async",
+            kwargs=kw,
+        ),
+        Peer("taskiq", "taskiq InMemoryBroker kiq", "bench.taskiq_bench:kiq_async", kwargs=kw),
     ]
 
 
-def _sync_peers(threads: int) -> list[Peer]:
+def _sync_peers(n: int, threads: int) -> list[Peer]:
     loop_pool = min(32, (os.cpu_count() or 1) + 4)  # asyncio's default executor size
+    kw = {"n": n, "threads": threads}
     return [
         Peer(
+            "run_in_executor",
             f"loop.run_in_executor, pool {threads} (floor)",
-            lambda n: asyncio_raw.sync_run_in_executor(n, threads),
+            "bench.asyncio_raw:sync_run_in_executor",
+            kwargs=kw,
         ),
         Peer(
+            "anyio_to_thread",
             f"anyio.to_thread, limiter {threads}",
-            lambda n: asyncio_raw.sync_anyio_to_thread(n, threads),
+            "bench.asyncio_raw:sync_anyio_to_thread",
+            kwargs=kw,
         ),
         Peer(
+            "xtasks",
             f"xtasks submit, thread_slots={threads}",
-            lambda n: xtasks_bench.submit_sync(n, threads),
+            "bench.xtasks_bench:submit_sync",
+            kwargs=kw,
         ),
         Peer(
+            "apscheduler3",
             f"APScheduler 3 add_job, default exec ({loop_pool} thr)",
-            apscheduler_bench.add_job_sync,
+            "bench.apscheduler_bench:add_job_sync",
+            kwargs={"n": n},
         ),
         Peer(
+            "taskiq",
             f"taskiq InMemoryBroker kiq, pool {threads}",
-            lambda n: taskiq_bench.kiq_sync(n, threads),
+            "bench.taskiq_bench:kiq_sync",
+            kwargs=kw,
         ),
     ]
 
 
 def _throughput(title: str, peers: list[Peer], n: int, repeat: int) -> None:
-    for peer in peers:
-        peer.run(min(n, WARMUP_JOBS))
-        peer.rates.clear()
-    for _ in range(repeat):
-        for peer in peers:  # interleaved, so drift of the machine hits every peer alike
-            peer.run(n)
-    _print_table(title, peers, n, repeat)
-
-
-def _print_table(title: str, peers: list[Peer], n: int, repeat: int) -> None:
-    print(f"\n== {title}: N={n:,}, {repeat} repeats, jobs/s (median, min, max) ==")
-    floor = peers[0].median if peers[0].rates else None
+    _repeat(peers, repeat)
+    print(f"\n== {title}: N={n:,}, {repeat} fresh processes each, jobs/s (median, min, max) ==")
+    floor = peers[0].median("rate")
     head = (
-        f"{'peer':<46} {'median':>9} {'min':>9} {'max':>9} {'us/job':>8} {'ratio':>7} {'x time':>7}"
+        f"{'peer':<46} {'median':>9} {'min':>9} {'max':>9} {'us/job':>8} {'ratio':>7} "
+        f"{'x time':>7} {'peak RSS':>9}"
     )
     print(head)
     print("-" * len(head))
     for peer in peers:
-        if not peer.rates:
+        median = peer.median("rate")
+        growth = peer.median("rss_growth")
+        if median is None or growth is None:
             print(f"{peer.name:<46} FAILED: {peer.error}")
             continue
-        median = peer.median
+        rates = [sample["rate"] for sample in peer.samples]
         ratio = f"{median / floor:6.3f}" if floor else "   n/a"
         slower = f"{floor / median:6.1f}x" if floor else "    n/a"
         print(
-            f"{peer.name:<46} {median:>9,.0f} {min(peer.rates):>9,.0f} {max(peer.rates):>9,.0f} "
-            f"{1e6 / median:>8.1f} {ratio:>7} {slower:>7}"
+            f"{peer.name:<46} {median:>9,.0f} {min(rates):>9,.0f} {max(rates):>9,.0f} "
+            f"{1e6 / median:>8.1f} {ratio:>7} {slower:>7} {growth / MiB:>+7.0f} MiB"
         )
         if peer.error:
             print(f"{'':<46} (a later repeat FAILED: {peer.error})")
-    print("ratio = median jobs/s / floor's median; x time = how many times the floor's time")
+    print(
+        "ratio = median jobs/s / floor's median; x time = how many times the floor's time; "
+        "peak RSS = growth of the peak resident set over the N jobs"
+    )
 
 
-def _precision(interval: float, duration: float) -> None:
+def _precision(interval: float, duration: float) -> list[Peer]:
+    kw = {"interval": interval, "duration": duration}
+    peers = [
+        Peer(
+            "xtasks",
+            f"xtasks Every(seconds={interval:g})",
+            "bench.xtasks_bench:precision",
+            "lateness",
+            kw,
+        ),
+        Peer(
+            "apscheduler3",
+            f"APScheduler 3 IntervalTrigger({interval:g} s)",
+            "bench.apscheduler_bench:precision",
+            "lateness",
+            kw,
+        ),
+    ]
+    _repeat(peers, 1)
     print(f"\n== 3. start lateness of a {interval:g} s periodic task over {duration:g} s ==")
     print("lateness = wall clock when the job is called - its due time")
     head = f"{'peer':<46} {'fires':>6} {'median ms':>10} {'p90 ms':>8} {'worst ms':>9}"
     print(head)
     print("-" * len(head))
-    runs: list[tuple[str, Callable[[float, float], Lateness]]] = [
-        (f"xtasks Every(seconds={interval:g})", xtasks_bench.precision),
-        (f"APScheduler 3 IntervalTrigger({interval:g} s)", apscheduler_bench.precision),
-    ]
-    for name, measure in runs:
-        try:
-            result = measure(interval, duration)
-        except Exception as exc:  # noqa: BLE001 - a failing peer is a result, not a crash
-            print(f"{name:<46} FAILED: {type(exc).__name__}: {exc}")
+    for peer in peers:
+        if not peer.samples:
+            print(f"{peer.name:<46} FAILED: {peer.error}")
             continue
+        result = peer.samples[0]
         print(
-            f"{name:<46} {result.fires:>6} {result.median * 1e3:>10.2f} "
-            f"{result.p90 * 1e3:>8.2f} {result.worst * 1e3:>9.2f}"
+            f"{peer.name:<46} {result['fires']:>6.0f} {result['median'] * 1e3:>10.2f} "
+            f"{result['p90'] * 1e3:>8.2f} {result['worst'] * 1e3:>9.2f}"
         )
+    return peers
 
 
-def _idle(count: int, idle_seconds: float, add_budget: float, memory_budget: float) -> None:
+def _every_second(count: int, duration: float, repeat: int) -> list[Peer]:
+    kw = {"count": count, "duration": duration}
+    peers = [
+        Peer(
+            "call_at",
+            "loop.call_at, re-armed (limit)",
+            "bench.asyncio_raw:call_at_every_second",
+            "metrics",
+            kw,
+        ),
+        Peer(
+            "xtasks",
+            "xtasks Every(seconds=1), memory store",
+            "bench.xtasks_bench:every_second",
+            "metrics",
+            kw,
+        ),
+        Peer(
+            "apscheduler3",
+            "APScheduler 3 IntervalTrigger(seconds=1)",
+            "bench.apscheduler_bench:every_second",
+            "metrics",
+            kw,
+        ),
+    ]
+    _repeat(peers, repeat)
+    print(
+        f"\n== 5. {count:,} schedules every 1 s for {duration:g} s "
+        f"(one due every {1e3 / count:g} ms), {repeat} fresh processes each, medians =="
+    )
+    print("lateness = clock when the job is called - its due time; CPU = process CPU time")
+    limit = peers[0]
+    head = (
+        f"{'peer':<46} {'p50 ms':>7} {'p99 ms':>7} {'worst ms':>9} {'CPU s':>7} "
+        f"{'p99 ratio':>9} {'CPU ratio':>9}"
+    )
+    print(head)
+    print("-" * len(head))
+    for peer in peers:
+        p50, p99, worst, cpu = (peer.median(m) for m in ("p50", "p99", "worst", "cpu"))
+        if p50 is None or p99 is None or worst is None or cpu is None:
+            print(f"{peer.name:<46} FAILED: {peer.error}")
+            continue
+        p99_ratio = _ratio(p99, limit.median("p99"))
+        cpu_ratio = _ratio(cpu, limit.median("cpu"))
+        print(
+            f"{peer.name:<46} {p50 * 1e3:>7.2f} {p99 * 1e3:>7.2f} {worst * 1e3:>9.2f} "
+            f"{cpu:>7.2f} {_x(p99_ratio):>9} {_x(cpu_ratio):>9}"
+        )
+    return peers
+
+
+def _register(count: int, idle_seconds: float, repeat: int) -> list[Peer]:
+    kw = {"count": count, "idle_seconds": idle_seconds}
+    peers = [
+        Peer(
+            "call_at",
+            "loop.call_at, one per schedule (limit)",
+            "bench.asyncio_raw:call_at_register_many",
+            "metrics",
+            kw,
+        ),
+        Peer(
+            "xtasks",
+            "xtasks Task(Every(hours=1)) + add + start",
+            "bench.xtasks_bench:register_many",
+            "metrics",
+            kw,
+        ),
+        Peer(
+            "apscheduler3",
+            "APScheduler 3 add_job(IntervalTrigger) + start",
+            "bench.apscheduler_bench:register_many",
+            "metrics",
+            kw,
+        ),
+    ]
+    _repeat(peers, repeat)
+    # Bytes are deterministic: one tracemalloc run each (it slows allocation a lot).
+    traced = [Peer(p.key, p.name, p.target, p.kind, {**kw, "trace": True}) for p in peers]
+    _repeat(traced, 1)
+    for peer, trace in zip(peers, traced, strict=True):
+        if trace.samples:
+            for sample in peer.samples:
+                sample.update(trace.samples[0])
+        elif peer.error is None:
+            peer.error = f"tracemalloc run: {trace.error}"
+    print(
+        f"\n== 6. {count:,} interval schedules: build + register + start, bytes each, "
+        f"idle CPU; {repeat} fresh processes each, medians =="
+    )
+    limit = peers[0]
+    head = (
+        f"{'peer':<46} {'seconds':>8} {'ratio':>7} {'B/sched':>8} {'ratio':>7} "
+        f"{'idle CPU ms/s':>13}"
+    )
+    print(head)
+    print("-" * len(head))
+    for peer in peers:
+        seconds, size, idle_cpu = (peer.median(m) for m in ("seconds", "bytes", "idle_cpu"))
+        if seconds is None or idle_cpu is None:
+            print(f"{peer.name:<46} FAILED: {peer.error}")
+            continue
+        shown = f"{size:>8,.0f}" if size is not None else f"{'n/a':>8}"
+        print(
+            f"{peer.name:<46} {seconds:>8.3f} {_x(_ratio(seconds, limit.median('seconds'))):>7} "
+            f"{shown} {_x(_ratio(size, limit.median('bytes'))):>7} {idle_cpu * 1e3:>13.2f}"
+        )
+        if peer.error:
+            print(f"{'':<46} ({peer.error})")
+    print("bytes: tracemalloc's live bytes once started, per schedule (a separate run)")
+    return peers
+
+
+def _x(ratio: float | None, sign: str = "x") -> str:
+    """A ratio to the limit: two decimals, one from 10 up; ``sign`` is ``×`` in Markdown."""
+    if ratio is None:
+        return "n/a"
+    return f"{ratio:.2f}{sign}" if ratio < 10 else f"{ratio:.1f}{sign}"
+
+
+def _idle(
+    count: int, idle_seconds: float, add_budget: float, memory_budget: float
+) -> dict[str, Any]:
+    """Section 4, in this process: the phases of registering and idling ``count`` tasks."""
+    from . import idle  # imports xtasks: only when this section runs
+
     print(f"\n== 4. idle cost: {count:,} xtasks tasks with Every(hours=1) ==")
     try:
         empty = idle.idle_cost(0, idle_seconds, add_budget)
         cost = idle.idle_cost(count, idle_seconds, add_budget)
     except Exception as exc:  # noqa: BLE001 - a failing peer is a result, not a crash
         print(f"FAILED: {type(exc).__name__}: {exc}")
-        return
+        return {"error": f"{type(exc).__name__}: {exc}"}
     if cost.truncated:
         print(
             f"!! adding all {count:,} tasks would exceed the {add_budget:g} s budget: "
@@ -188,7 +407,7 @@ def _idle(count: int, idle_seconds: float, add_budget: float, memory_budget: flo
         memory = idle.idle_memory(n, memory_budget)
     except Exception as exc:  # noqa: BLE001 - a failing peer is a result, not a crash
         print(f"memory: FAILED: {type(exc).__name__}: {exc}")
-        return
+        return {"cost": asdict(cost), "empty_idle_cpu": empty.idle_cpu}
     scope = "" if memory.added == n else f" (budget: measured on {memory.added:,} tasks)"
     print(
         f"tracemalloc after start           {memory.current / 2**20:>12.1f} MiB "
@@ -196,10 +415,131 @@ def _idle(count: int, idle_seconds: float, add_budget: float, memory_budget: flo
         f"{memory.per_task * count / 2**20:,.0f} MiB){scope}"
     )
     print(f"tracemalloc peak (build+add+start){memory.peak / 2**20:>12.1f} MiB")
+    return {"cost": asdict(cost), "empty_idle_cpu": empty.idle_cpu, "memory": asdict(memory)}
+
+
+def _cell(peer: Peer | None, text: str) -> str:
+    """A Markdown cell: ``text``, or why the peer has no figure."""
+    if peer is None:
+        return ""
+    if not peer.samples:
+        return f"failed: {peer.error}"
+    return text
+
+
+def _md_rate(peer: Peer, limit: Peer, metric: str = "rate") -> str:
+    value = peer.median(metric)
+    if value is None:
+        return _cell(peer, "")
+    if peer is limit:
+        return f"{value:,.0f}"
+    return f"{value:,.0f} ({_x(_ratio(value, limit.median(metric)), '×')})"
+
+
+def _md_growth(peer: Peer, limit: Peer) -> str:
+    value = peer.median("rss_growth")
+    if value is None:
+        return _cell(peer, "")
+    if peer is limit:
+        return f"+{value / MiB:,.0f} MiB"
+    return f"+{value / MiB:,.0f} MiB ({_x(_ratio(value, limit.median('rss_growth')), '×')})"
+
+
+def _md_every(peer: Peer, limit: Peer) -> str:
+    p50, p99, cpu = (peer.median(m) for m in ("p50", "p99", "cpu"))
+    if p50 is None or p99 is None or cpu is None:
+        return _cell(peer, "")
+    text = f"{p50 * 1e3:.2f} / {p99 * 1e3:.2f} ms / {cpu:.2f} s"
+    if peer is limit:
+        return text
+    p99_x, cpu_x = _ratio(p99, limit.median("p99")), _ratio(cpu, limit.median("cpu"))
+    return f"{text} (p99 {_x(p99_x, '×')}, CPU {_x(cpu_x, '×')})"
+
+
+def _md_register(peer: Peer, limit: Peer) -> str:
+    seconds, size, idle_cpu = (peer.median(m) for m in ("seconds", "bytes", "idle_cpu"))
+    if seconds is None or idle_cpu is None:
+        return _cell(peer, "")
+    size_text = f"{size:,.0f} B" if size is not None else "? B"
+    text = f"{seconds:.2f} s / {size_text} / {idle_cpu * 1e3:.1f} ms/s"
+    if peer is limit:
+        return text
+    time_x, size_x = _ratio(seconds, limit.median("seconds")), _ratio(size, limit.median("bytes"))
+    return f"{text} (time {_x(time_x, '×')}, bytes {_x(size_x, '×')})"
+
+
+def _markdown(
+    sections: dict[str, list[Peer]], args: argparse.Namespace, machine: str, command: str
+) -> str:
+    """The summary table: one row per workload, ratios to the raw limit of the same run."""
+    rows = [
+        "| workload | raw limit | xtasks | APScheduler 3 | taskiq |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    if "async" in sections:
+        by = {peer.key: peer for peer in sections["async"]}
+        limit = by["asyncio"]
+        xtasks = (
+            f"memory {_md_rate(by['xtasks'], limit)}; SQLite {_md_rate(by['xtasks_sqlite'], limit)}"
+        )
+        rows.append(
+            f"| {args.n:,} no-op async one-shots, runs/s | asyncio `TaskGroup` "
+            f"{_md_rate(limit, limit)} | {xtasks} | {_md_rate(by['apscheduler3'], limit)} | "
+            f"{_md_rate(by['taskiq'], limit)} |"
+        )
+        memory = (
+            f"memory {_md_growth(by['xtasks'], limit)}; "
+            f"SQLite {_md_growth(by['xtasks_sqlite'], limit)}"
+        )
+        rows.append(
+            f"| same, peak RSS growth | asyncio {_md_growth(limit, limit)} | {memory} | "
+            f"{_md_growth(by['apscheduler3'], limit)} | {_md_growth(by['taskiq'], limit)} |"
+        )
+    if "sync" in sections:
+        by = {peer.key: peer for peer in sections["sync"]}
+        limit = by["run_in_executor"]
+        rows.append(
+            f"| {args.n_sync:,} no-op sync runs through threads, runs/s | `run_in_executor` "
+            f"{_md_rate(limit, limit)} | {_md_rate(by['xtasks'], limit)} | "
+            f"{_md_rate(by['apscheduler3'], limit)} | {_md_rate(by['taskiq'], limit)} |"
+        )
+    if "every_second" in sections:
+        by = {peer.key: peer for peer in sections["every_second"]}
+        limit = by["call_at"]
+        rows.append(
+            f"| {args.schedules:,} schedules every 1 s for {args.schedule_seconds:g} s: "
+            f"p50 / p99 lateness / CPU | `call_at` {_md_every(limit, limit)} | "
+            f"{_md_every(by['xtasks'], limit)} | {_md_every(by['apscheduler3'], limit)} | |"
+        )
+    if "register" in sections:
+        by = {peer.key: peer for peer in sections["register"]}
+        limit = by["call_at"]
+        rows.append(
+            f"| {args.interval_schedules:,} interval schedules: build + register + start / "
+            f"bytes each / idle CPU | `call_at` {_md_register(limit, limit)} | "
+            f"{_md_register(by['xtasks'], limit)} | {_md_register(by['apscheduler3'], limit)} | |"
+        )
+    note = (
+        f"{machine}; medians of {args.repeat} fresh processes per peer, interleaved; `{command}`."
+    )
+    return "\n".join([note, "", *rows])
+
+
+def _versions() -> dict[str, str | None]:
+    found: dict[str, str | None] = {}
+    for dist in ("xtasks", "anyio", "apscheduler", "taskiq", "pydantic"):
+        try:
+            found[dist] = version(dist)
+        except PackageNotFoundError:
+            found[dist] = None
+    return found
 
 
 def _profile(n: int) -> None:
     """cProfile the xtasks submit path (submit + wait) for ``n`` async jobs."""
+    from . import xtasks_bench  # imports xtasks: only for this mode
+    from .child import WARMUP_JOBS
+
     xtasks_bench.submit_async(min(n, WARMUP_JOBS))
     profiler = cProfile.Profile()
     profiler.enable()
@@ -209,24 +549,37 @@ def _profile(n: int) -> None:
     pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(15)
 
 
-def _versions() -> str:
-    found = []
-    for dist in ("xtasks", "anyio", "apscheduler", "taskiq"):
-        try:
-            found.append(f"{dist} {version(dist)}")
-        except PackageNotFoundError:
-            found.append(f"{dist} (not installed)")
-    return ", ".join(found)
-
-
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--n", type=int, default=None, help="async jobs (default 20000)")
-    parser.add_argument("--n-sync", type=int, default=None, help="sync jobs (default 5000)")
-    parser.add_argument("--repeat", type=int, default=None, help="repeats (default 5)")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--n", type=int, default=None, help="async jobs (100000; quick 2000)")
+    parser.add_argument("--n-sync", type=int, default=None, help="sync jobs (10000; quick 1000)")
+    parser.add_argument("--repeat", type=int, default=None, help="fresh processes per peer (3)")
     parser.add_argument("--threads", type=int, default=40, help="thread pool size (40)")
-    parser.add_argument("--idle-tasks", type=int, default=100_000, help="idle tasks (100000)")
-    parser.add_argument("--quick", action="store_true", help="a ~20 s run with small sizes")
+    parser.add_argument("--idle-tasks", type=int, default=None, help="section 4 tasks (100000)")
+    parser.add_argument(
+        "--schedules", type=int, default=1000, help="section 5 schedules every second (1000)"
+    )
+    parser.add_argument(
+        "--schedule-seconds", type=float, default=None, help="section 5 window (10; quick 2)"
+    )
+    parser.add_argument(
+        "--interval-schedules",
+        type=int,
+        default=None,
+        help="section 6 schedules (100000; quick 10000)",
+    )
+    parser.add_argument("--quick", action="store_true", help="a run under two minutes")
+    parser.add_argument("--markdown", action="store_true", help="print a Markdown summary")
+    parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="write JSON")
+    parser.add_argument(
+        "--only",
+        default="1,2,3,4,5,6",
+        help="comma-separated sections to run (default: all)",
+    )
     parser.add_argument("--skip-precision", action="store_true", help="skip section 3")
     parser.add_argument("--skip-idle", action="store_true", help="skip section 4")
     parser.add_argument(
@@ -234,38 +587,89 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     quick = args.quick
-    args.n = args.n or (2_000 if quick else 20_000)
-    args.n_sync = args.n_sync or (1_000 if quick else 5_000)
-    args.repeat = args.repeat or (3 if quick else 5)
+    args.n = args.n or (2_000 if quick else 100_000)
+    args.n_sync = args.n_sync or (1_000 if quick else 10_000)
+    args.repeat = args.repeat or 3
+    args.idle_tasks = args.idle_tasks or (10_000 if quick else 100_000)
+    args.schedule_seconds = args.schedule_seconds or (2.0 if quick else 10.0)
+    args.interval_schedules = args.interval_schedules or (10_000 if quick else 100_000)
     args.precision_seconds = 1.0 if quick else 3.0
     args.idle_seconds = 1.0 if quick else 2.0
     args.add_budget = 3.0 if quick else 15.0
     args.memory_budget = 2.0 if quick else 10.0
+    args.sections = {part.strip() for part in args.only.split(",")}
+    if args.skip_precision:
+        args.sections.discard("3")
+    if args.skip_idle:
+        args.sections.discard("4")
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
-    logging.disable(logging.CRITICAL)  # every peer logs per job at INFO/DEBUG: silence all
+    logging.disable(logging.CRITICAL)  # sections 4 and --profile run here: silence xtasks
     warnings.simplefilter("ignore")
     started = time.perf_counter()
-    print(f"Python {platform.python_version()} ({platform.python_implementation()}) on ", end="")
-    print(f"{platform.system()} {platform.machine()}, os.cpu_count() = {os.cpu_count()}")
-    print(_versions())
+    cores = os.cpu_count()
+    python = f"{platform.python_implementation()} {platform.python_version()}"
+    machine = f"{python} on {platform.system()} {platform.machine()}, {cores} cores"
+    versions = _versions()
+    print(machine)
+    print(", ".join(f"{dist} {found or '(not installed)'}" for dist, found in versions.items()))
     if args.profile:
         _profile(args.n)
         return 0
     print(
-        f"async N={args.n:,}, sync N={args.n_sync:,}, repeats={args.repeat}, "
+        f"async N={args.n:,}, sync N={args.n_sync:,}, repeats={args.repeat} (fresh processes), "
         f"max_concurrency=100, threads={args.threads}"
     )
-    _throughput("1. tiny async jobs", _async_peers(), args.n, args.repeat)
-    _throughput("2. tiny sync jobs", _sync_peers(args.threads), args.n_sync, args.repeat)
-    if not args.skip_precision:
-        _precision(0.2, args.precision_seconds)
-    if not args.skip_idle:
-        _idle(args.idle_tasks, args.idle_seconds, args.add_budget, args.memory_budget)
-    print(f"\ntotal bench time: {time.perf_counter() - started:.1f} s")
+    sections: dict[str, list[Peer]] = {}
+    idle_report: dict[str, Any] | None = None
+    if "1" in args.sections:
+        sections["async"] = _async_peers(args.n)
+        _throughput("1. tiny async jobs", sections["async"], args.n, args.repeat)
+    if "2" in args.sections:
+        sections["sync"] = _sync_peers(args.n_sync, args.threads)
+        _throughput("2. tiny sync jobs", sections["sync"], args.n_sync, args.repeat)
+    if "3" in args.sections:
+        sections["precision"] = _precision(0.2, args.precision_seconds)
+    if "4" in args.sections:
+        idle_report = _idle(args.idle_tasks, args.idle_seconds, args.add_budget, args.memory_budget)
+    if "5" in args.sections:
+        sections["every_second"] = _every_second(args.schedules, args.schedule_seconds, args.repeat)
+    if "6" in args.sections:
+        sections["register"] = _register(args.interval_schedules, 1.0, args.repeat)
+    elapsed = time.perf_counter() - started
+    command = ["python", "-m", "bench", *(sys.argv[1:] if argv is None else argv)]
+    if args.markdown:
+        print("\n" + _markdown(sections, args, machine, " ".join(command)))
+    if args.json is not None:
+        report = {
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "command": command,
+            "machine": {
+                "cores": cores,
+                "python": platform.python_version(),
+                "implementation": platform.python_implementation(),
+                "system": f"{platform.system()} {platform.release()}",
+                "arch": platform.machine(),
+                "versions": versions,
+            },
+            "settings": {
+                key: value
+                for key, value in vars(args).items()
+                if key not in {"json", "sections", "only"}
+            },
+            "seconds": elapsed,
+            "workloads": {
+                name: {peer.key: peer.report() for peer in peers}
+                for name, peers in sections.items()
+            },
+            "idle": idle_report,
+        }
+        args.json.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+        print(f"\nJSON written to {args.json}")
+    print(f"\ntotal bench time: {elapsed:.1f} s")
     return 0
 
 

@@ -3,24 +3,37 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
+import tracemalloc
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from apscheduler.events import (
     EVENT_JOB_ERROR,
     EVENT_JOB_EXECUTED,
+    EVENT_JOB_MAX_INSTANCES,
     EVENT_JOB_MISSED,
     JobExecutionEvent,
+    SchedulerEvent,
 )
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from .jobs import BenchError, Lateness, noop_async, noop_sync, with_timeout
+from .jobs import (
+    BenchError,
+    Lateness,
+    noop_async,
+    noop_sync,
+    schedule_offsets,
+    window_metrics,
+    with_timeout,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["add_job_async", "add_job_sync", "precision"]
+__all__ = ["add_job_async", "add_job_sync", "every_second", "precision", "register_many"]
 
 TIMEOUT = 120.0
 #: Run every job however late (the default grace of 1 s would drop jobs under load, and
@@ -95,5 +108,90 @@ def precision(interval: float, duration: float) -> Lateness:
         if not due or len(calls) - len(due) not in (0, 1):
             raise BenchError(f"APScheduler precision: {len(due)} events for {len(calls)} calls")
         return Lateness([c - d for c, d in zip(calls, due, strict=False)], len(due))
+
+    return asyncio.run(main())
+
+
+def every_second(count: int, duration: float, lead: float = 1.0) -> dict[str, float]:
+    """``count`` jobs with ``IntervalTrigger(seconds=1)`` for ``duration`` s.
+
+    Same due times as the other peers (``start_date`` = a common origin plus ``i / count``
+    s). The ``k``-th call of job ``i`` is due at its ``start_date + k`` s: no fire is ever
+    dropped or merged (``misfire_grace_time=None``, ``coalesce=False``), and one that would
+    be (an error, a miss, an instance still running) fails the measurement. Lateness is the
+    wall clock at the call minus that due time; CPU is ``time.process_time()`` across the
+    window.
+    """
+    calls: list[list[float]] = [[] for _ in range(count)]
+    trouble: list[SchedulerEvent] = []
+
+    async def tick(i: int) -> None:
+        calls[i].append(time.time())
+
+    async def main() -> float:
+        origin = datetime.now(UTC) + timedelta(seconds=lead)
+        end = origin.timestamp() + duration
+        scheduler = AsyncIOScheduler(job_defaults=_JOB_DEFAULTS)
+        scheduler.add_listener(
+            trouble.append, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES
+        )
+        for i, offset in enumerate(schedule_offsets(count, 1.0)):
+            start = origin + timedelta(seconds=offset)
+            scheduler.add_job(tick, IntervalTrigger(seconds=1, start_date=start), args=(i,))
+        scheduler.start()
+        try:
+            await asyncio.sleep(max(0.0, origin.timestamp() - time.time()))
+            cpu0 = time.process_time()
+            await asyncio.sleep(max(0.0, end - time.time()))
+            cpu1 = time.process_time()
+            await asyncio.sleep(0.5)  # the fires due at the window's end run
+        finally:
+            scheduler.shutdown(wait=False)
+            await asyncio.sleep(0)
+        if trouble:
+            raise BenchError(f"APScheduler every_second: {len(trouble)} errors/misses")
+        values.extend(
+            called - due
+            for i, offset in enumerate(schedule_offsets(count, 1.0))
+            for k, called in enumerate(calls[i])
+            if (due := origin.timestamp() + offset + k) < end
+        )
+        return cpu1 - cpu0
+
+    values: list[float] = []
+    cpu = asyncio.run(main())
+    return window_metrics("APScheduler", values, count, duration, cpu)
+
+
+def register_many(count: int, idle_seconds: float, trace: bool = False) -> dict[str, float]:
+    """``add_job(job, IntervalTrigger(hours=1))`` ``count`` times, then ``start()``; idle.
+
+    Same fields as :func:`bench.xtasks_bench.register_many`.
+    """
+
+    async def main() -> dict[str, float]:
+        gc.collect()
+        if trace:
+            tracemalloc.start()
+        base = tracemalloc.get_traced_memory()[0] if trace else 0
+        t0 = time.perf_counter()
+        scheduler = AsyncIOScheduler()
+        for i in range(count):
+            scheduler.add_job(noop_async, IntervalTrigger(hours=1), id=f"interval_{i}")
+        scheduler.start()
+        t1 = time.perf_counter()
+        try:
+            if trace:
+                traced = tracemalloc.get_traced_memory()[0] - base
+                tracemalloc.stop()
+                return {"bytes": traced / count}
+            await asyncio.sleep(0.05)
+            cpu0 = time.process_time()
+            await asyncio.sleep(idle_seconds)
+            cpu1 = time.process_time()
+        finally:
+            scheduler.shutdown(wait=False)
+            await asyncio.sleep(0)
+        return {"seconds": t1 - t0, "idle_cpu": (cpu1 - cpu0) / idle_seconds}
 
     return asyncio.run(main())

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
+import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 
 import anyio
 import anyio.to_thread
 
-from .jobs import BenchError, noop_async, noop_sync
+from .jobs import BenchError, noop_async, noop_sync, schedule_offsets, window_metrics
 
-__all__ = ["async_gather", "async_taskgroup", "sync_anyio_to_thread", "sync_run_in_executor"]
+__all__ = [
+    "async_gather",
+    "async_taskgroup",
+    "call_at_every_second",
+    "call_at_register_many",
+    "sync_anyio_to_thread",
+    "sync_run_in_executor",
+]
 
 
 def async_gather(n: int) -> float:
@@ -81,3 +90,70 @@ def sync_anyio_to_thread(n: int, threads: int = 40) -> float:
         return elapsed
 
     return anyio.run(main, backend="asyncio")
+
+
+def call_at_every_second(count: int, duration: float, lead: float = 1.0) -> dict[str, float]:
+    """The limit for ``count`` schedules every 1 s: callbacks re-armed with ``loop.call_at``.
+
+    Same due times as the schedulers' (a common origin ``lead`` s ahead plus ``i / count``
+    s); lateness is ``loop.time()`` in the callback minus its due time, over the fires due
+    within ``duration`` s; CPU is ``time.process_time()`` across that window.
+    """
+    values: list[float] = []
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        origin = loop.time() + lead
+        end = origin + duration
+
+        def fire(due: float) -> None:
+            now = loop.time()
+            if due < end:
+                values.append(now - due)
+            loop.call_at(due + 1.0, fire, due + 1.0)
+
+        for offset in schedule_offsets(count, 1.0):
+            loop.call_at(origin + offset, fire, origin + offset)
+        await asyncio.sleep(origin - loop.time())
+        cpu0 = time.process_time()
+        await asyncio.sleep(end - loop.time())
+        cpu1 = time.process_time()
+        await asyncio.sleep(0.5)  # the fires due at the window's end run
+        return cpu1 - cpu0
+
+    cpu = asyncio.run(main())
+    return window_metrics("call_at", values, count, duration, cpu)
+
+
+def call_at_register_many(count: int, idle_seconds: float, trace: bool = False) -> dict[str, float]:
+    """The limit for ``count`` hourly schedules: one self-re-arming ``loop.call_at`` each.
+
+    Same fields as :func:`bench.xtasks_bench.register_many`.
+    """
+
+    async def main() -> dict[str, float]:
+        gc.collect()
+        if trace:
+            tracemalloc.start()
+        base = tracemalloc.get_traced_memory()[0] if trace else 0
+        loop = asyncio.get_running_loop()
+
+        def fire(due: float) -> None:
+            loop.call_at(due + 3600.0, fire, due + 3600.0)
+
+        t0 = time.perf_counter()
+        now = loop.time()
+        for _ in range(count):
+            loop.call_at(now + 3600.0, fire, now + 3600.0)
+        t1 = time.perf_counter()
+        if trace:
+            traced = tracemalloc.get_traced_memory()[0] - base
+            tracemalloc.stop()
+            return {"bytes": traced / count}
+        await asyncio.sleep(0.05)
+        cpu0 = time.process_time()
+        await asyncio.sleep(idle_seconds)
+        cpu1 = time.process_time()
+        return {"seconds": t1 - t0, "idle_cpu": (cpu1 - cpu0) / idle_seconds}
+
+    return asyncio.run(main())

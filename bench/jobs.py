@@ -9,7 +9,16 @@ from typing import TYPE_CHECKING, TypeVar
 if TYPE_CHECKING:
     from collections.abc import Awaitable
 
-__all__ = ["BenchError", "Lateness", "noop_async", "noop_sync", "with_timeout"]
+__all__ = [
+    "BenchError",
+    "Lateness",
+    "noop_async",
+    "noop_sync",
+    "percentile",
+    "schedule_offsets",
+    "window_metrics",
+    "with_timeout",
+]
 
 T = TypeVar("T")
 
@@ -35,6 +44,41 @@ async def with_timeout(awaitable: Awaitable[T], seconds: float, what: str) -> T:
         raise BenchError(f"{what}: no completion within {seconds:g} s (deadlock?)") from None
 
 
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of ``values``, nearest rank."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def schedule_offsets(count: int, period: float) -> list[float]:
+    """Offsets spreading ``count`` schedules evenly over one ``period``, in seconds.
+
+    Every peer uses the same due times (a fixed origin plus these offsets), so the load is
+    one fire every ``period / count`` s whatever each peer's registration speed.
+    """
+    return [i * period / count for i in range(count)]
+
+
+def window_metrics(
+    what: str, values: list[float], count: int, duration: float, cpu: float
+) -> dict[str, float]:
+    """Lateness quantiles of the fires due in a window, and the CPU spent across it.
+
+    Fewer fires than ``count`` schedules times ``duration`` seconds means fires were lost:
+    a :class:`BenchError`, not a figure.
+    """
+    expected = count * round(duration)
+    if len(values) < expected:
+        raise BenchError(f"{what}: {len(values)} fires in the window, expected {expected}")
+    return {
+        "fires": len(values),
+        "p50": percentile(values, 0.5),
+        "p99": percentile(values, 0.99),
+        "worst": max(values),
+        "cpu": cpu,
+    }
+
+
 class Lateness:
     """Start lateness of a periodic task's fires, in seconds (start minus due time)."""
 
@@ -54,5 +98,14 @@ class Lateness:
 
     @property
     def p90(self) -> float:
-        ordered = sorted(self.values)
-        return ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
+        return percentile(self.values, 0.9)
+
+    def metrics(self) -> dict[str, float]:
+        """Seconds: median, p90, p99, worst; and the number of fires."""
+        return {
+            "fires": self.fires,
+            "median": self.median,
+            "p90": self.p90,
+            "p99": percentile(self.values, 0.99),
+            "worst": self.worst,
+        }

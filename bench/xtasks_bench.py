@@ -1,9 +1,13 @@
-"""xtasks: ``submit`` and ``trigger`` throughput, and the lateness of a periodic task."""
+"""xtasks: ``submit``/``trigger`` throughput, lateness of periodic tasks, many schedules."""
 
 from __future__ import annotations
 
+import gc
+import tempfile
 import time
+import tracemalloc
 import warnings
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -11,7 +15,7 @@ import anyio
 from xtasks import Every, RunStatus, Scheduler, ShortIntervalWarning, Task
 from xtasks.events import RunChanged
 
-from .jobs import BenchError, Lateness, noop_async, noop_sync
+from .jobs import BenchError, Lateness, noop_async, noop_sync, schedule_offsets, window_metrics
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -19,7 +23,15 @@ if TYPE_CHECKING:
     from xtasks import RunHandle, RunRecord
     from xtasks.events import Event
 
-__all__ = ["precision", "submit_async", "submit_sync", "trigger_async"]
+__all__ = [
+    "every_second",
+    "precision",
+    "register_many",
+    "submit_async",
+    "submit_sqlite",
+    "submit_sync",
+    "trigger_async",
+]
 
 #: Seconds a measurement may take before it is reported as a hang.
 TIMEOUT = 120.0
@@ -43,10 +55,17 @@ async def _wait_all(handles: list[RunHandle], what: str) -> None:
         )
 
 
-def _submit(n: int, func: Callable[[], Any], what: str, *, thread_slots: int = 40) -> float:
+def _submit(
+    n: int,
+    func: Callable[[], Any],
+    what: str,
+    *,
+    thread_slots: int = 40,
+    store: str = "memory://",
+) -> float:
     async def main() -> float:
         async with Scheduler(
-            max_concurrency=100, thread_slots=thread_slots, shutdown_grace=5.0
+            store, max_concurrency=100, thread_slots=thread_slots, shutdown_grace=5.0
         ) as scheduler:
             start = time.perf_counter()
             handles = [await scheduler.submit(func) for _ in range(n)]
@@ -59,6 +78,12 @@ def _submit(n: int, func: Callable[[], Any], what: str, *, thread_slots: int = 4
 def submit_async(n: int) -> float:
     """``await scheduler.submit(noop_async)`` ``n`` times, then wait for every handle."""
     return _submit(n, noop_async, "xtasks submit (async)")
+
+
+def submit_sqlite(n: int) -> float:
+    """``submit_async`` on a fresh ``sqlite:///`` file in a temporary directory, history kept."""
+    with tempfile.TemporaryDirectory(prefix="xtasks-bench-") as tmp:
+        return _submit(n, noop_async, "xtasks submit (SQLite)", store=f"sqlite:///{tmp}/bench.db")
 
 
 def submit_sync(n: int, threads: int = 40) -> float:
@@ -118,5 +143,82 @@ def precision(interval: float, duration: float) -> Lateness:
         due.sort()
         values = [called - at for called, at in zip(calls, due, strict=True)]
         return Lateness(values, len(done))
+
+    return anyio.run(main, backend="asyncio")
+
+
+def every_second(count: int, duration: float, lead: float = 1.0) -> dict[str, float]:
+    """``count`` tasks ``Every(seconds=1)`` for ``duration`` s: lateness and process CPU.
+
+    Task ``i`` starts at a common origin (``lead`` s after registration begins) plus
+    ``i / count`` s, so one fire is due every ``1 / count`` s. Lateness is the wall clock
+    when the job is called minus its run's ``scheduled_at``, over the fires due within the
+    window; CPU is ``time.process_time()`` across that window.
+    """
+    calls: list[list[float]] = [[] for _ in range(count)]
+
+    async def tick(i: int) -> None:
+        calls[i].append(time.time())
+
+    async def main() -> dict[str, float]:
+        origin = datetime.now(UTC) + timedelta(seconds=lead)
+        end = origin.timestamp() + duration
+        scheduler = Scheduler(shutdown_grace=5.0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ShortIntervalWarning)
+            for i, offset in enumerate(schedule_offsets(count, 1.0)):
+                start = origin + timedelta(seconds=offset)
+                trigger = Every(seconds=1, start=start)
+                scheduler.add(Task(f"every_{i}", tick, trigger=trigger, kwargs={"i": i}))
+        async with scheduler:
+            await anyio.sleep(max(0.0, origin.timestamp() - time.time()))
+            cpu0 = time.process_time()
+            await anyio.sleep(max(0.0, end - time.time()))
+            cpu1 = time.process_time()
+            await anyio.sleep(0.5)  # the fires due at the window's end run
+            values: list[float] = []
+            for i in range(count):
+                # Fires go on meanwhile: only those due in the window are final for sure.
+                runs = await scheduler.history(f"every_{i}", limit=10 * int(duration + 10))
+                window = [r for r in runs if r.scheduled_at.timestamp() < end]
+                due = sorted(r.scheduled_at.timestamp() for r in window)
+                bad = [r for r in window if r.status is not RunStatus.SUCCEEDED]
+                if bad or len(calls[i]) < len(due):
+                    raise BenchError(f"xtasks every_second: every_{i}: {bad or window}")
+                values += [c - d for c, d in zip(calls[i], due, strict=False)]
+        return window_metrics("xtasks", values, count, duration, cpu1 - cpu0)
+
+    return anyio.run(main, backend="asyncio")
+
+
+def register_many(count: int, idle_seconds: float, trace: bool = False) -> dict[str, float]:
+    """Build ``count`` ``Task(..., trigger=Every(hours=1))``, add them, start; then idle.
+
+    ``seconds``: from the first ``Task`` built to ``async with`` entered. With ``trace``,
+    ``bytes``: tracemalloc's live bytes once started, per schedule (the timing is then
+    tracemalloc's, so it is measured in a separate run).
+    """
+
+    async def main() -> dict[str, float]:
+        gc.collect()
+        if trace:
+            tracemalloc.start()
+        base = tracemalloc.get_traced_memory()[0] if trace else 0
+        t0 = time.perf_counter()
+        scheduler = Scheduler(shutdown_grace=5.0)
+        for i in range(count):
+            scheduler.add(Task(f"interval_{i}", noop_async, trigger=Every(hours=1)))
+        with anyio.fail_after(TIMEOUT):
+            async with scheduler:
+                t1 = time.perf_counter()
+                if trace:
+                    traced = tracemalloc.get_traced_memory()[0] - base
+                    tracemalloc.stop()
+                    return {"bytes": traced / count}
+                await anyio.sleep(0.05)  # let the loops settle before measuring
+                cpu0 = time.process_time()
+                await anyio.sleep(idle_seconds)
+                cpu1 = time.process_time()
+        return {"seconds": t1 - t0, "idle_cpu": (cpu1 - cpu0) / idle_seconds}
 
     return anyio.run(main, backend="asyncio")
