@@ -269,6 +269,28 @@ def test_memory_does_not_grow_with_the_number_of_runs() -> None:
     assert second - first < 64 * 1024, (first, second)  # 12,000 more runs: no growth
 
 
+def test_memory_a_burst_of_live_runs_used_is_given_back() -> None:
+    """20,000 runs queued at once, then finished: the store ends as small as its bound."""
+
+    async def burst() -> int:
+        store = MemoryStore(max_runs_per_task=100)
+        await store.open()
+        gc.collect()
+        tracemalloc.start()
+        try:
+            queued = [run(f"r{i}", status=RunStatus.QUEUED) for i in range(20_000)]
+            await store.save_runs(queued)
+            for record in queued:
+                await store.save_run(record.evolve(status=RunStatus.SUCCEEDED))
+            del queued, record
+            gc.collect()
+            return tracemalloc.get_traced_memory()[0]
+        finally:
+            tracemalloc.stop()
+
+    assert anyio.run(burst) < 256 * 1024  # 100 runs kept; the burst's tables: ~2 MiB
+
+
 # -- against a plain model ------------------------------------------------------------
 
 OPS = st.lists(

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import sys
 import time
 from collections import deque
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, final
+from typing import TYPE_CHECKING, Any, final
 
 from .._errors import StoreError
 from .._runs import RunStatus, TaskRecord
@@ -40,6 +41,11 @@ __all__ = ["MemoryStore"]
 
 #: Claims remembered per task; older ones are summarised by a floor time.
 _CLAIMS_KEPT = 2048
+#: A dict allocated beyond this many bytes per entry (plus the floor) is copied smaller;
+#: a compact one takes about 40.
+_SPARSE_BYTES = 256
+_SPARSE_FLOOR = 65536
+_LIVE = frozenset({RunStatus.QUEUED, RunStatus.WAITING, RunStatus.RUNNING})
 #: Stale entries a task's deque of finished records may hold beyond twice its count.
 _SLACK = 32
 
@@ -108,7 +114,8 @@ class MemoryStore(Store):
         #: the deques' entries. Kept only when max_age is set.
         self._by_age: list[tuple[datetime, int, RunRecord]] = []
         self._tie = itertools.count()
-        self._writes = 0  # since max_age was last applied
+        self._writes = 0  # since retention last ran
+        self._trimmed: _History | None = None  # the last history the count bound trimmed
         self._last_prune = time.monotonic()
         self._claims: dict[str, set[datetime]] = {}
         self._claim_floor: dict[str, datetime] = {}  # claims at or before this were pruned
@@ -191,13 +198,18 @@ class MemoryStore(Store):
         return reaped
 
     def _save(self, record: RunRecord) -> bool:
-        old = self._runs.get(record.id)
+        # The hot path of every run (queued, running, final): kept to dict operations.
+        run_id = record.id
+        old = self._runs.get(run_id)
         if old is not None and old.status is RunStatus.LOST:
             return False  # fenced
-        if record.status.is_final:  # nothing left to do: nothing to reap
-            self._leases.pop(record.id, None)
-        else:  # live: queued, waiting or running, held by the replica that wrote it
-            self._leases[record.id] = (record.replica, self._clock() + self.lease_ttl)
+        if record.status in _LIVE:  # held by the replica that wrote it, until final
+            self._leases[run_id] = (record.replica, self._clock() + self.lease_ttl)
+            if old is not None and old.status in _LIVE and old.task == record.task:
+                self._runs[run_id] = record  # live to live: nothing else to keep
+                return True
+        else:  # final: nothing left to do, nothing to reap
+            self._leases.pop(run_id, None)
         if old is not record:  # the same object again (a retried write) changes nothing
             self._put(record, old)
         return True
@@ -211,29 +223,36 @@ class MemoryStore(Store):
         if old is not None and old.task != record.task:  # moved: it leaves the old task
             previous = self._history[old.task]
             del previous.ids[old.id]
-            if old.status.is_final:
+            if old.status not in _LIVE:
                 previous.done -= 1  # its entry in the deque is stale from now on
             if not previous.ids:
                 del self._history[old.task]
             old = None
         if old is None:
             history.ids[record.id] = None
-        elif old.status.is_final:
+        elif old.status not in _LIVE:
             history.done -= 1  # replaced: its entry is stale; counted again below if final
         self._runs[record.id] = record
-        if record.status.is_final:
-            history.done += 1
-            history.finished.append(record)
-            if self.max_age is not None:
-                heapq.heappush(self._by_age, (_age(record), next(self._tie), record))
-                if len(self._by_age) > 2 * len(self._runs) + _SLACK:
-                    self._compact_by_age()
-            bound = self.max_runs_per_task
-            if bound is not None and history.done > bound:
-                while history.done > bound:  # drop the oldest to finish; live runs stay
-                    oldest = history.finished.popleft()
-                    if self._runs.get(oldest.id) is oldest:
-                        self._drop(oldest, history)
+        if record.status in _LIVE:
+            return
+        history.done += 1
+        history.finished.append(record)
+        if self.max_age is not None:
+            heapq.heappush(self._by_age, (_age(record), next(self._tie), record))
+            if len(self._by_age) > 2 * len(self._runs) + _SLACK:
+                self._compact_by_age()
+        bound = self.max_runs_per_task
+        if bound is not None and history.done > bound:
+            finished, runs = history.finished, self._runs
+            while history.done > bound:  # drop the oldest to finish; live runs stay
+                oldest = finished.popleft()
+                if runs.get(oldest.id) is oldest:  # else stale: replaced or gone already
+                    del runs[oldest.id]  # _drop, inlined: the task keeps this record
+                    del history.ids[oldest.id]
+                    history.done -= 1
+            self._trimmed = history
+            head = finished[0]
+            if runs.get(head.id) is not head or len(finished) > 2 * history.done + _SLACK:
                 self._tidy(history)
 
     def _drop(self, record: RunRecord, history: _History) -> None:
@@ -267,14 +286,29 @@ class MemoryStore(Store):
         self._by_age = entries
 
     def _wrote(self, writes: int) -> None:
-        """Count ``writes``; apply ``max_age`` when enough of them, or of time, went by."""
-        if self.max_age is None:
-            return
+        """Count ``writes``; every :attr:`prune_every` of them, or :attr:`prune_interval`
+        seconds with ``max_age``, apply it and give back what a burst left allocated."""
         self._writes += writes
-        if self._writes >= self.prune_every or (
+        if self._writes >= self.prune_every:
+            self._prune()
+            self._shrink()
+        elif self.max_age is not None and (
             time.monotonic() - self._last_prune >= self.prune_interval
         ):
             self._prune()
+
+    def _shrink(self) -> None:
+        """Copy the dictionaries a burst of live runs left mostly empty: a dict never
+        gives its table back by itself. O(size), once per ``prune_every`` writes at most
+        and only when most of the table is empty, so amortised O(1)."""
+        if _sparse(self._runs):
+            self._runs = dict(self._runs)  # keeps the insertion order: list_runs' tie-break
+        if _sparse(self._leases):
+            self._leases = dict(self._leases)
+        history = self._trimmed
+        if history is not None and _sparse(history.ids):
+            history.ids = dict(history.ids)
+        self._trimmed = None
 
     async def prune(self) -> int:
         """Apply ``max_age`` now (it also runs by itself after writes; the count bound
@@ -363,6 +397,11 @@ class MemoryStore(Store):
         candidates.reverse()
         candidates.sort(key=lambda r: r.at, reverse=True)
         return candidates[max(offset, 0) : max(offset, 0) + max(limit, 0)]
+
+
+def _sparse(table: dict[str, Any]) -> bool:
+    """Whether ``table``'s allocation is far above what its entries need."""
+    return sys.getsizeof(table) > _SPARSE_BYTES * len(table) + _SPARSE_FLOOR
 
 
 def _current(records: Iterable[RunRecord], runs: dict[str, RunRecord]) -> list[RunRecord]:
