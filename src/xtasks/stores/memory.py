@@ -7,7 +7,8 @@ Nothing survives the process. Several schedulers in one process can share one
 bound by default (a process that runs for months must not grow with its history):
 ``max_runs_per_task`` (1,000) finished runs are kept per task, the oldest to finish
 going first, and ``max_age`` drops finished runs (by ``finished_at``, else
-``scheduled_at``) and audit records older than it. Live runs (queued, waiting, running)
+``scheduled_at``) and audit records older than it (those from the oldest added on, as
+actions are recorded when they happen). Live runs (queued, waiting, running)
 are never dropped and do not count. The count bound is applied on every write at an
 amortised O(1): each task keeps a deque of its finished records in finish order, and an
 entry whose record was replaced or removed since (checked by identity) is skipped when
