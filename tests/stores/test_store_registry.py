@@ -228,8 +228,8 @@ def test_the_cli_opens_plugin_schemes_and_shows_urls_redacted(
     monkeypatch.delenv("XTASKS_PLUGINS", raising=False)
     monkeypatch.delenv("XTASKS_CONFIG", raising=False)
     caplog.set_level(logging.INFO, logger="xtasks")
-    assert main(["list", "--store", f"memory://?password={SECRET}"]) == 0
-    assert "store: memory://?password=***" in caplog.text
+    assert main(["list", "--store", f"memory://app:{SECRET}@local"]) == 0
+    assert "store: memory://app:***@local" in caplog.text
     assert main(["list", "--store", f"postgresql://app:{SECRET}@db/orders"]) == 2
     err = capsys.readouterr().err
     assert "unknown store URL 'postgresql://app:***@db/orders'; supported: memory://" in err

@@ -9,29 +9,36 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .._errors import ConfigError
-from ._registry import query_options, redact_url
+from ._registry import RETENTION_OPTIONS, query_options, redact_url
 
 if TYPE_CHECKING:
     from ..abc import Store
 
-__all__ = ["MEMORY_EXAMPLE", "SQLITE_EXAMPLE", "SQLITE_OPTIONS", "memory_store", "sqlite_store"]
+__all__ = [
+    "MEMORY_EXAMPLE",
+    "MEMORY_OPTIONS",
+    "SQLITE_EXAMPLE",
+    "SQLITE_OPTIONS",
+    "memory_store",
+    "sqlite_store",
+]
 
 MEMORY_EXAMPLE = "memory://"
 SQLITE_EXAMPLE = "sqlite:///path.db"
 #: Query parameters ``sqlite:///x.db?...`` accepts, with their types.
-SQLITE_OPTIONS = {
-    "max_runs_per_task": int,
-    "max_age": float,
-    "lease_ttl": float,
-    "busy_timeout": float,
-}
+SQLITE_OPTIONS = {**RETENTION_OPTIONS, "lease_ttl": float, "busy_timeout": float}
+#: Query parameters ``memory://?...`` accepts: retention, as SQLite's.
+MEMORY_OPTIONS = RETENTION_OPTIONS
 
 
 def memory_store(url: str) -> Store:
-    """``memory://``: everything in this process, gone when it exits."""
+    """``memory://``: everything in this process, gone when it exits; with options
+    ``?max_runs_per_task=1000&max_age=86400`` (history is bounded: 1,000 finished runs
+    per task by default)."""
     from .memory import MemoryStore
 
-    return MemoryStore()
+    _, _, query = url.partition("?")
+    return MemoryStore(**query_options(url, query, MEMORY_OPTIONS))
 
 
 def sqlite_store(url: str) -> Store:

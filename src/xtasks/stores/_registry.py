@@ -9,6 +9,7 @@ and touches no code here. Every URL an error, a log line or a repr shows goes th
 from __future__ import annotations
 
 import logging
+import math
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
@@ -21,9 +22,11 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
 __all__ = [
+    "RETENTION_OPTIONS",
     "StoreFactory",
     "StoreRegistry",
     "builtin_stores",
+    "check_retention",
     "query_options",
     "redact_url",
     "url_scheme",
@@ -145,6 +148,24 @@ def query_options(
                 field="store",
             ) from None
     return options
+
+
+#: The retention options every built-in backend takes, in its URL and its constructor.
+RETENTION_OPTIONS: dict[str, Callable[[str], Any]] = {"max_runs_per_task": int, "max_age": float}
+
+
+def check_retention(*, max_runs_per_task: int | None, max_age: float | None) -> None:
+    """Refuse retention bounds that mean nothing: a store checks them when it is built.
+
+    :raises ConfigError: ``max_runs_per_task`` under 1, or ``max_age`` not a positive
+        finite number of seconds, naming the option.
+    """
+    if max_age is not None and not (math.isfinite(max_age) and max_age > 0):
+        raise ConfigError(f"must be > 0 seconds, not {max_age!r}", field="max_age")
+    if max_runs_per_task is not None and max_runs_per_task < 1:
+        raise ConfigError(
+            f"must be at least 1, not {max_runs_per_task!r}", field="max_runs_per_task"
+        )
 
 
 @dataclass(frozen=True, slots=True)
