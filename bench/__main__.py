@@ -21,6 +21,7 @@ import logging
 import os
 import platform
 import pstats
+import shutil
 import statistics
 import subprocess
 import sys
@@ -31,6 +32,8 @@ from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from . import startup
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -468,6 +471,41 @@ def _md_register(peer: Peer, limit: Peer) -> str:
     return f"{text} (time {_x(time_x, '×')}, bytes {_x(size_x, '×')})"
 
 
+def _startup(plugins: int, repeat: int) -> list[Peer]:
+    """Section 7: ``import xtasks`` alone, and with a ``Scheduler()`` discovering plugins."""
+    folder = startup.make_plugins(plugins)
+    peers = [
+        Peer("import", "import xtasks (limit)", "bench.startup:import_only", "metrics"),
+        Peer(
+            "discover",
+            f"import xtasks + Scheduler() with {plugins} plugins",
+            "bench.startup:import_and_discover",
+            "metrics",
+            {"plugins": folder},
+        ),
+    ]
+    _repeat(peers, repeat)
+    shutil.rmtree(folder, ignore_errors=True)
+    print(
+        f"\n== 7. start-up: import, and discovery of {plugins} installed plugins; {repeat} "
+        "fresh processes each, medians =="
+    )
+    limit = peers[0]
+    head = f"{'peer':<46} {'seconds':>8} {'ratio':>7}"
+    print(head)
+    print("-" * len(head))
+    for peer in peers:
+        seconds = peer.median("seconds")
+        if seconds is None:
+            print(f"{peer.name:<46} FAILED: {peer.error}")
+            continue
+        print(f"{peer.name:<46} {seconds:>8.3f} {_x(_ratio(seconds, limit.median('seconds'))):>7}")
+    tasks = peers[1].median("tasks")
+    if tasks is not None and tasks != plugins:
+        print(f"(discovery found {tasks:.0f} of the {plugins} plugins' tasks)")
+    return peers
+
+
 def _markdown(
     sections: dict[str, list[Peer]], args: argparse.Namespace, machine: str, command: str
 ) -> str:
@@ -518,6 +556,18 @@ def _markdown(
             f"| {args.interval_schedules:,} interval schedules: build + register + start / "
             f"bytes each / idle CPU | `call_at` {_md_register(limit, limit)} | "
             f"{_md_register(by['xtasks'], limit)} | {_md_register(by['apscheduler3'], limit)} | |"
+        )
+    if "startup" in sections:
+        bare, found = sections["startup"]
+        seconds, limit_s = found.median("seconds"), bare.median("seconds")
+        cell = (
+            _cell(found, "")
+            if seconds is None
+            else f"{seconds * 1e3:.0f} ms ({_x(_ratio(seconds, limit_s), '×')})"
+        )
+        rows.append(
+            "| `import xtasks` + `Scheduler()` discovering 50 plugins | bare `import xtasks` "
+            f"{(limit_s or 0) * 1e3:.0f} ms | {cell} | | |"
         )
     note = (
         f"{machine}; medians of {args.repeat} fresh processes per peer, interleaved; `{command}`."
@@ -577,7 +627,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="write JSON")
     parser.add_argument(
         "--only",
-        default="1,2,3,4,5,6",
+        default="1,2,3,4,5,6,7",
         help="comma-separated sections to run (default: all)",
     )
     parser.add_argument("--skip-precision", action="store_true", help="skip section 3")
@@ -639,6 +689,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sections["every_second"] = _every_second(args.schedules, args.schedule_seconds, args.repeat)
     if "6" in args.sections:
         sections["register"] = _register(args.interval_schedules, 1.0, args.repeat)
+    if "7" in args.sections:
+        sections["startup"] = _startup(50, args.repeat)
     elapsed = time.perf_counter() - started
     command = ["python", "-m", "bench", *(sys.argv[1:] if argv is None else argv)]
     if args.markdown:
