@@ -30,9 +30,8 @@ from xtasks import (
     Task,
 )
 from xtasks.stores.memory import MemoryStore
+from xtasks.testing._delegating import DelegatingStore
 from xtasks_fastapi import bearer_token, manager_router
-
-from .delegating_store import DelegatingStore
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "hints-manager-token-0123456789abcdef"
@@ -269,7 +268,7 @@ def test_a_store_factory_that_echoes_the_url_is_redacted(caplog: pytest.LogCaptu
     assert PASSWORD not in caplog.text
 
 
-class _Unreachable(DelegatingStore):
+class _Unreachable(DelegatingStore[MemoryStore]):
     """A PostgreSQL store whose server is down: open() fails as a driver's would."""
 
     def __init__(self, url: str) -> None:

@@ -14,7 +14,6 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from tests.delegating_store import DelegatingStore
 from xtasks import Every, RunStatus, Task, TaskState
 from xtasks._alert_delivery import AlertDelivery
 from xtasks._executors import Executors
@@ -23,6 +22,7 @@ from xtasks._runtime import Runtime
 from xtasks.events import RunChanged, TaskStateChanged
 from xtasks.stores.memory import MemoryStore
 from xtasks.testing import FakeClock
+from xtasks.testing._delegating import DelegatingStore
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Collection
@@ -37,7 +37,7 @@ pytestmark = pytest.mark.anyio
 Step = tuple[Any, ...]
 
 
-class RecordingStore(DelegatingStore):
+class RecordingStore(DelegatingStore[MemoryStore]):
     """A memory store that writes each write into the shared timeline once it is done."""
 
     def __init__(self, timeline: list[Step]) -> None:

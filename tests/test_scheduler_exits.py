@@ -7,9 +7,9 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from tests.delegating_store import DelegatingStore
 from xtasks import RunRecord, Scheduler, Task, XtasksError
 from xtasks.stores.memory import MemoryStore
+from xtasks.testing._delegating import DelegatingStore
 
 pytestmark = pytest.mark.anyio
 
@@ -37,7 +37,7 @@ async def test_a_cancelled_block_leaves_quietly() -> None:
     assert scope.cancelled_caught and not scheduler.running
 
 
-class _BrokenReaper(DelegatingStore):
+class _BrokenReaper(DelegatingStore[MemoryStore]):
     """A store with a bug (not a StoreError): the scheduler's lease loop dies of it."""
 
     async def reap_lost(self) -> list[RunRecord]:

@@ -17,10 +17,10 @@ from fastapi.routing import APIRoute
 from xtasks import Every, RunStatus, Scheduler, StoreError, Task
 from xtasks.stores.memory import MemoryStore
 from xtasks.testing import FaultyStore
+from xtasks.testing._delegating import DelegatingStore
 from xtasks_fastapi import Principal, _live, bearer_token, manager_router
 from xtasks_fastapi._schemas import MAX_RESULT_JSON
 
-from ..delegating_store import DelegatingStore
 from ._runs import wait_final
 
 if TYPE_CHECKING:
@@ -319,7 +319,7 @@ async def test_manual_actions_are_audited_with_who_and_outcome() -> None:
         assert [a.action for a in await scheduler.audit(task="ok")] == ["run"]
 
 
-class _AuditFails(DelegatingStore):
+class _AuditFails(DelegatingStore[MemoryStore]):
     """Everything works but the audit trail: its disk is full."""
 
     async def add_audit(self, record: AuditRecord) -> None:

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.delegating_store import DelegatingStore
 from xtasks import RunStatus
 from xtasks.stores.memory import MemoryStore
 from xtasks.testing import (
@@ -30,6 +29,7 @@ from xtasks.testing import (
     check_round_trip,
     check_store,
 )
+from xtasks.testing._delegating import DelegatingStore
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Collection
@@ -134,7 +134,7 @@ def test_every_public_check_is_in_store_checks() -> None:
 # --- The checks catch broken stores -----------------------------------------------------
 
 
-_Delegate = DelegatingStore  # the broken stores below spoil it one way each
+_Delegate = DelegatingStore[MemoryStore]  # the broken stores below spoil it one way each
 
 
 class _EveryClaimWins(_Delegate):

@@ -11,6 +11,7 @@ import anyio
 
 from .._errors import StoreError
 from ..abc import Store
+from ._delegating import DelegatingStore
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Mapping
@@ -22,7 +23,7 @@ __all__ = ["FaultyStore"]
 
 
 @final
-class FaultyStore(Store):
+class FaultyStore(DelegatingStore[Store]):
     """Wraps ``inner``; every write can be made to fail or to hang, reads pass through.
 
     Writes are ``claim_fire``, ``save_run(s)``, ``save_task(s)``, ``renew_leases``,
@@ -40,8 +41,7 @@ class FaultyStore(Store):
     """
 
     def __init__(self, inner: Store) -> None:
-        self.inner = inner
-        self.lease_ttl = inner.lease_ttl
+        super().__init__(inner)
         #: ``(run id, status)`` of each run snapshot stored, in order.
         self.committed: list[tuple[str, RunStatus]] = []
         #: Writes refused so far.
@@ -133,34 +133,7 @@ class FaultyStore(Store):
         await self._write()
         await self.inner.add_audit(record)
 
-    # --- the rest, passed through -------------------------------------------------------
-
-    async def open(self) -> None:
-        await self.inner.open()
-
-    async def close(self) -> None:
-        await self.inner.close()
-
-    async def get_run(self, run_id: str) -> RunRecord | None:
-        return await self.inner.get_run(run_id)
-
-    async def list_runs(
-        self,
-        *,
-        task: str | None = None,
-        statuses: Collection[RunStatus] | None = None,
-        limit: int = 50,
-        offset: int = 0,
-    ) -> list[RunRecord]:
-        return await self.inner.list_runs(task=task, statuses=statuses, limit=limit, offset=offset)
-
-    async def load_task(self, task: str) -> TaskRecord | None:
-        return await self.inner.load_task(task)
+    # --- reads: passed through (the rest come from DelegatingStore) -------------------
 
     async def load_tasks(self, tasks: Collection[str]) -> dict[str, TaskRecord]:
         return await self.inner.load_tasks(tasks)
-
-    async def list_audit(
-        self, *, task: str | None = None, limit: int = 50, offset: int = 0
-    ) -> list[AuditRecord]:
-        return await self.inner.list_audit(task=task, limit=limit, offset=offset)

@@ -1,25 +1,31 @@
-"""A store that forwards every call to a memory store: tests override the calls they watch
-or spoil."""
+"""A store that forwards every call to another: the base of stores that watch, spoil or
+fail some calls (:class:`~xtasks.testing.FaultyStore`, and broken stores in tests)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
-from xtasks.abc import Store
+from ..abc import Store
 
 if TYPE_CHECKING:
     from collections.abc import Collection
     from datetime import datetime
 
-    from xtasks import AuditRecord, RunRecord, RunStatus
-    from xtasks.abc import TaskRecord
-    from xtasks.stores.memory import MemoryStore
+    from .._runs import AuditRecord, RunRecord, RunStatus, TaskRecord
+
+__all__ = ["DelegatingStore"]
+
+S = TypeVar("S", bound=Store)
 
 
-class DelegatingStore(Store):
-    """A correct store: a :class:`MemoryStore` behind every call."""
+class DelegatingStore(Store, Generic[S]):
+    """``inner`` behind every call; subclasses override the calls they are about.
 
-    def __init__(self, inner: MemoryStore) -> None:
+    The batch calls ``load_tasks``/``save_tasks`` keep :class:`Store`'s defaults, which go
+    through ``load_task``/``save_task``: an override of those covers both.
+    """
+
+    def __init__(self, inner: S) -> None:
         self.inner = inner
         self.lease_ttl = inner.lease_ttl
 
