@@ -7,20 +7,14 @@ clock) through a random list of steps, then heals the store and stops.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import anyio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.test_store_faults import final_events_only_after_commit
 from xtasks import Every, RunStatus, Scheduler, Task
-from xtasks.events import RunChanged
 from xtasks.stores.memory import MemoryStore
 from xtasks.testing import FakeClock, FaultyStore
-
-if TYPE_CHECKING:
-    from xtasks import RunRecord
-    from xtasks.events import Event
 
 Step = tuple[str, int]
 
@@ -54,20 +48,7 @@ async def play(steps: list[Step]) -> None:
     scheduler = Scheduler(store, plugins=False, clock=clock, shutdown_grace=5)
     scheduler.add(Task("flaky", flaky, args=(0,), overlap="allow", max_retries=1))
     scheduler.add(Task("tick", tick, trigger=Every(seconds=30)))
-    published: dict[str, RunRecord] = {}
-    unstored: list[RunRecord] = []  # (a subscriber's exceptions are only logged)
-
-    def check(event: Event) -> None:
-        assert isinstance(event, RunChanged)
-        record = event.record
-        # Snapshots of one batch go out in one write (the newest of each run): the rule is
-        # for final records, which no later snapshot replaces.
-        if record.status.is_final:
-            if (record.id, record.status) not in store.committed:
-                unstored.append(record)
-            published[record.id] = record
-
-    scheduler.subscribe(check, types=RunChanged)
+    reported, unstored = final_events_only_after_commit(store, scheduler)
     handles = []
     async with scheduler:
         for verb, n in steps:
@@ -91,6 +72,7 @@ async def play(steps: list[Step]) -> None:
             finals = [await handle.wait() for handle in handles]
             await scheduler._runtime.flush()  # type: ignore[union-attr]
     assert not unstored, f"published before the store had them: {unstored}"
+    published = {record.id: record for record in reported}
     assert all(r.status in (RunStatus.SUCCEEDED, RunStatus.FAILED) for r in finals)
     await store.open()
     for record in published.values():  # reported final: in the store, as reported
