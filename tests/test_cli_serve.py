@@ -6,10 +6,8 @@ other wait is on a condition (an HTTP answer, a stream's end), never a sleep.
 
 from __future__ import annotations
 
-import queue
 import re
 import signal
-import threading
 import time
 import tomllib
 from typing import TYPE_CHECKING
@@ -18,6 +16,7 @@ import anyio
 import httpx
 import pytest
 
+from tests._lines import Lines
 from tests.test_cli import EXAMPLE, Site
 from xtasks.stores import open_store
 
@@ -57,31 +56,21 @@ class Served:
 
     def __init__(self, proc: subprocess.Popen[str]) -> None:
         self.proc = proc
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        self.out: list[str] = []
-        threading.Thread(target=self._pump, daemon=True).start()
+        assert proc.stdout is not None
+        self._lines = Lines(proc.stdout, TIMEOUT)
         self.url = self.wait_for(r"^xtasks manager: (http://\S+)$")
         self.token = ""
 
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line.rstrip("\n"))
-        self.lines.put(None)
+    @property
+    def out(self) -> list[str]:
+        return self._lines.seen
 
     def wait_for(self, pattern: str) -> str:
-        deadline = time.monotonic() + TIMEOUT
-        while True:
-            try:
-                line = self.lines.get(timeout=max(deadline - time.monotonic(), 0.01))
-            except queue.Empty:
-                raise AssertionError(f"no line matching {pattern!r}: {self.out}") from None
-            if line is None:
-                _, err = self.proc.communicate(timeout=TIMEOUT)
-                raise AssertionError(f"ended before {pattern!r}: {self.out}\n{err}")
-            self.out.append(line)
-            if m := re.match(pattern, line):
-                return m.group(1)
+        """The first group of the next stdout line ``pattern`` matches."""
+        match = self._lines.wait_for(
+            pattern, ended=lambda: self.proc.communicate(timeout=TIMEOUT)[1]
+        )
+        return match.group(1)
 
     @property
     def base(self) -> str:

@@ -6,19 +6,17 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import re
 import subprocess
 import sys
 import textwrap
-import threading
-import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
 
+from tests._lines import Lines
 from xtasks import RunCause, RunRecord, RunStatus, Scheduler, Task
 from xtasks._run_log import RUN_LOGGER, RunLog, attach, ensure_log_handler
 from xtasks._runs import SHORT_ERROR_CHARS
@@ -301,29 +299,12 @@ class Stderr:
 
     def __init__(self, proc: subprocess.Popen[str]) -> None:
         self.proc = proc
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        self.seen: list[str] = []
-        self.pump = threading.Thread(target=self._pump, daemon=True)
-        self.pump.start()
-
-    def _pump(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.put(line.rstrip("\n"))
-        self.lines.put(None)
+        assert proc.stderr is not None
+        self.lines = Lines(proc.stderr, TIMEOUT)
 
     def wait_for(self, pattern: str) -> str:
-        deadline = time.monotonic() + TIMEOUT
-        while True:
-            try:
-                line = self.lines.get(timeout=max(deadline - time.monotonic(), 0.01))
-            except queue.Empty:
-                raise AssertionError(f"no line matching {pattern!r} in {self.seen}") from None
-            if line is None:
-                raise AssertionError(f"stderr ended before {pattern!r}: {self.seen}")
-            self.seen.append(line)
-            if re.search(pattern, line):
-                return line
+        """The next stderr line ``pattern`` matches (``re.search``)."""
+        return self.lines.wait_for(pattern).string
 
 
 def start(tmp_path: Path, *args: str) -> Stderr:
@@ -350,7 +331,7 @@ def stop(stderr: Stderr) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=TIMEOUT)
-        stderr.pump.join(timeout=TIMEOUT)  # it read to the end: the pipe can close
+        stderr.lines.pump.join(timeout=TIMEOUT)  # it read to the end: the pipe can close
         assert proc.stderr is not None
         proc.stderr.close()
 
