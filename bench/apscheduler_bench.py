@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import time
-import tracemalloc
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +23,9 @@ from .jobs import (
     Lateness,
     noop_async,
     noop_sync,
+    registered,
     schedule_offsets,
+    start_registering,
     window_metrics,
     with_timeout,
 )
@@ -170,10 +170,7 @@ def register_many(count: int, idle_seconds: float, trace: bool = False) -> dict[
     """
 
     async def main() -> dict[str, float]:
-        gc.collect()
-        if trace:
-            tracemalloc.start()
-        base = tracemalloc.get_traced_memory()[0] if trace else 0
+        base = start_registering(trace)
         t0 = time.perf_counter()
         scheduler = AsyncIOScheduler()
         for i in range(count):
@@ -181,17 +178,9 @@ def register_many(count: int, idle_seconds: float, trace: bool = False) -> dict[
         scheduler.start()
         t1 = time.perf_counter()
         try:
-            if trace:
-                traced = tracemalloc.get_traced_memory()[0] - base
-                tracemalloc.stop()
-                return {"bytes": traced / count}
-            await asyncio.sleep(0.05)
-            cpu0 = time.process_time()
-            await asyncio.sleep(idle_seconds)
-            cpu1 = time.process_time()
+            return await registered(count, t1 - t0, idle_seconds, trace=trace, base=base)
         finally:
             scheduler.shutdown(wait=False)
             await asyncio.sleep(0)
-        return {"seconds": t1 - t0, "idle_cpu": (cpu1 - cpu0) / idle_seconds}
 
     return asyncio.run(main())

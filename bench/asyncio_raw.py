@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import time
-import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 
 import anyio
 import anyio.to_thread
 
-from .jobs import BenchError, noop_async, noop_sync, schedule_offsets, window_metrics
+from .jobs import (
+    BenchError,
+    noop_async,
+    noop_sync,
+    registered,
+    schedule_offsets,
+    start_registering,
+    window_metrics,
+)
 
 __all__ = [
     "async_gather",
@@ -132,10 +138,7 @@ def call_at_register_many(count: int, idle_seconds: float, trace: bool = False) 
     """
 
     async def main() -> dict[str, float]:
-        gc.collect()
-        if trace:
-            tracemalloc.start()
-        base = tracemalloc.get_traced_memory()[0] if trace else 0
+        base = start_registering(trace)
         loop = asyncio.get_running_loop()
 
         def fire(due: float) -> None:
@@ -146,14 +149,6 @@ def call_at_register_many(count: int, idle_seconds: float, trace: bool = False) 
         for _ in range(count):
             loop.call_at(now + 3600.0, fire, now + 3600.0)
         t1 = time.perf_counter()
-        if trace:
-            traced = tracemalloc.get_traced_memory()[0] - base
-            tracemalloc.stop()
-            return {"bytes": traced / count}
-        await asyncio.sleep(0.05)
-        cpu0 = time.process_time()
-        await asyncio.sleep(idle_seconds)
-        cpu1 = time.process_time()
-        return {"seconds": t1 - t0, "idle_cpu": (cpu1 - cpu0) / idle_seconds}
+        return await registered(count, t1 - t0, idle_seconds, trace=trace, base=base)
 
     return asyncio.run(main())

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import statistics
+import time
+import tracemalloc
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
@@ -15,7 +18,9 @@ __all__ = [
     "noop_async",
     "noop_sync",
     "percentile",
+    "registered",
     "schedule_offsets",
+    "start_registering",
     "window_metrics",
     "with_timeout",
 ]
@@ -77,6 +82,33 @@ def window_metrics(
         "worst": max(values),
         "cpu": cpu,
     }
+
+
+def start_registering(trace: bool) -> int:
+    """Before registering schedules: collect, start tracemalloc when ``trace``; return the
+    live bytes to count from (0 without ``trace``)."""
+    gc.collect()
+    if not trace:
+        return 0
+    tracemalloc.start()
+    return tracemalloc.get_traced_memory()[0]
+
+
+async def registered(
+    count: int, seconds: float, idle_seconds: float, *, trace: bool, base: int
+) -> dict[str, float]:
+    """After ``count`` schedules were registered in ``seconds``: with ``trace``, the live
+    bytes per schedule; else the time and the CPU spent per idle second (the same fields
+    for every peer's ``register_many``)."""
+    if trace:
+        traced = tracemalloc.get_traced_memory()[0] - base
+        tracemalloc.stop()
+        return {"bytes": traced / count}
+    await asyncio.sleep(0.05)  # let the loops settle before measuring
+    cpu0 = time.process_time()
+    await asyncio.sleep(idle_seconds)
+    cpu1 = time.process_time()
+    return {"seconds": seconds, "idle_cpu": (cpu1 - cpu0) / idle_seconds}
 
 
 class Lateness:

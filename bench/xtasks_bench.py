@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import gc
 import tempfile
 import time
-import tracemalloc
 import warnings
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -15,7 +13,16 @@ import anyio
 from xtasks import Every, RunStatus, Scheduler, ShortIntervalWarning, Task
 from xtasks.events import RunChanged
 
-from .jobs import BenchError, Lateness, noop_async, noop_sync, schedule_offsets, window_metrics
+from .jobs import (
+    BenchError,
+    Lateness,
+    noop_async,
+    noop_sync,
+    registered,
+    schedule_offsets,
+    start_registering,
+    window_metrics,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -200,10 +207,7 @@ def register_many(count: int, idle_seconds: float, trace: bool = False) -> dict[
     """
 
     async def main() -> dict[str, float]:
-        gc.collect()
-        if trace:
-            tracemalloc.start()
-        base = tracemalloc.get_traced_memory()[0] if trace else 0
+        base = start_registering(trace)
         t0 = time.perf_counter()
         scheduler = Scheduler(shutdown_grace=5.0)
         for i in range(count):
@@ -211,14 +215,6 @@ def register_many(count: int, idle_seconds: float, trace: bool = False) -> dict[
         with anyio.fail_after(TIMEOUT):
             async with scheduler:
                 t1 = time.perf_counter()
-                if trace:
-                    traced = tracemalloc.get_traced_memory()[0] - base
-                    tracemalloc.stop()
-                    return {"bytes": traced / count}
-                await anyio.sleep(0.05)  # let the loops settle before measuring
-                cpu0 = time.process_time()
-                await anyio.sleep(idle_seconds)
-                cpu1 = time.process_time()
-        return {"seconds": t1 - t0, "idle_cpu": (cpu1 - cpu0) / idle_seconds}
+                return await registered(count, t1 - t0, idle_seconds, trace=trace, base=base)
 
     return anyio.run(main, backend="asyncio")
