@@ -96,7 +96,7 @@ class Claimer:
         try), nor while more records wait to be written than :attr:`max_backlog`."""
         if anyio.current_time() < self._claims_down_until:
             return False
-        return self._recorder.health.backlog < self.max_backlog
+        return self._recorder.backlog < self.max_backlog
 
     async def _claim(self, claim: ClaimFire) -> None:
         if not self._can_claim():

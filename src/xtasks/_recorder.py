@@ -116,10 +116,16 @@ class Recorder:
         await marker.wait()
 
     @property
+    def backlog(self) -> int:
+        """Items waiting to be written, the batch being written included. O(1): the
+        claimer reads it for every claim."""
+        return len(self._pending) + self._inflight
+
+    @property
     def health(self) -> StoreHealth:
         return StoreHealth(
             writable=self._failing_since is None,
-            backlog=len(self._pending) + self._inflight,  # O(1): read for every claim
+            backlog=self.backlog,
             write_failures=self._failures,
             last_error=self._last_error,
             failing_since=self._failing_since,
