@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from xtasks._config import Config, merge
-from xtasks._config_file import ConfigFile, ConfigFileErrors, expand_env, load_config
+from xtasks._config_file import ConfigFile, ConfigFileErrors, load_config
+from xtasks._config_values import expand_env
 from xtasks._errors import ConfigError, ConfigFileError, CronError, SecretInConfigWarning
 from xtasks._seed import task_from_seed
 from xtasks._task import Mode, Priority, Task

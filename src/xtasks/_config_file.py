@@ -13,7 +13,6 @@ what YAML aliases add once expanded, the node count and the dotted key length ar
 from __future__ import annotations
 
 import os
-import re
 import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ._config_values import expand, has_secret, is_secret
 from ._errors import ConfigError, ConfigFileError, SecretInConfigWarning, _did_you_mean
 
 if TYPE_CHECKING:
@@ -40,7 +40,6 @@ __all__ = [
     "ConfigFile",
     "ConfigFileErrors",
     "TaskOverride",
-    "expand_env",
     "load_config",
 ]
 
@@ -129,26 +128,6 @@ _CODE_ONLY = {
     "(PLUGIN_TASKS or Task), not in YAML; remove it",
 }
 _PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
-# A key is a secret when its last word is one of these, or its last two words one of the
-# pairs: "smtp_password", "authToken", "client-secret", "aws_secret_access_key" are;
-# "token_ttl", "password_file", "secret_name", "access_key_id", "max_tokens" are not.
-_SECRET_WORDS = frozenset(
-    {
-        *("password", "passwd", "pwd", "pass", "passphrase", "secret", "token"),
-        *("credential", "credentials", "authorization", "apikey"),
-    }
-)
-_SECRET_PAIRS = frozenset(
-    {("private", "key"), ("access", "key"), ("api", "key"), ("secret", "key")}
-    | {("signing", "key"), ("encryption", "key"), ("master", "key"), ("auth", "key")}
-)
-_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
-# A URL with a password in it (scheme://user:password@host; the user may be empty, as in
-# redis://:password@host), or a libpq keyword DSN ("host=db password=..."); a password
-# written as ${VAR} does not count.
-_URL_SECRET = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:(?!\$\{)[^/\s@]+@")
-_DSN_SECRET = re.compile(r"(?:^|\s)password\s*=\s*(?!\$\{)[^\s'\"]", re.IGNORECASE)
-_ENV = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")
 _EXPECTED = {
     "bool_type": "true or false",
     "int_type": "a whole number",
@@ -175,50 +154,6 @@ class ConfigFileErrors(ConfigFileError):
         self.problems = list(problems)
         if len(problems) > 1:
             self.args = (f"{len(problems)} problems:\n" + "\n".join(f"  {p}" for p in problems),)
-
-
-def expand_env(text: str, environ: Mapping[str, str] = os.environ) -> str:
-    """Replace ``${VAR}`` and ``${VAR:-default}`` (default when unset or empty) in ``text``.
-
-    ``$${`` stands for a literal ``${``. Secrets thus stay in the environment, not in YAML.
-
-    :raises ConfigError: a variable is unset and has no default, or a ``${`` is malformed.
-    """
-    return _expand(text, environ)[0]
-
-
-def _expand(text: str, environ: Mapping[str, str]) -> tuple[str, bool]:
-    used = False
-
-    def substitute(match: re.Match[str]) -> str:
-        nonlocal used
-        name, default = match.group(1), match.group(2)
-        if match.group(0) == "$${":
-            return "${"
-        if name is None:
-            msg = "malformed '${': write ${NAME} or ${NAME:-default} (NAME: letters, digits, _)"
-            raise ConfigError(msg + ", or $${ for a literal '${'")
-        used = True
-        value = environ.get(name)
-        if default is not None and not value:
-            return default
-        if value is None:
-            msg = f"environment variable {name!r} is not set; export {name}=... before starting"
-            raise ConfigError(msg + f", or give a default: ${{{name}:-default}}")
-        return value
-
-    return _ENV.sub(substitute, text), used
-
-
-def _is_secret(key: str) -> bool:
-    """Whether a key names a secret, by its words (snake_case, kebab-case or camelCase)."""
-    words = [word.lower() for word in _WORDS.findall(key)]
-    return bool(words) and (words[-1] in _SECRET_WORDS or tuple(words[-2:]) in _SECRET_PAIRS)
-
-
-def _has_secret(text: str) -> bool:
-    """Whether a value written in the file holds a password: in a URL, or ``password=``."""
-    return _URL_SECRET.search(text) is not None or _DSN_SECRET.search(text) is not None
 
 
 def _kind(value: object) -> str:
@@ -408,7 +343,7 @@ class _Reader:
             seen[name] = id(key_node)
             out[name] = value = self._child(key_node, value_node, (*path, name))
             literal = isinstance(value, str | int) and not isinstance(value, bool)
-            if _is_secret(name) and literal and value != "" and dotted not in self.expanded:
+            if is_secret(name) and literal and value != "" and dotted not in self.expanded:
                 self.warn_secret(dotted, value_node, "a literal secret")
         return out
 
@@ -435,12 +370,12 @@ class _Reader:
             msg = f"{str(exc).partition(';')[0]}: not a valid {kind} (quote it to keep it text)"
             self.problem(dotted, msg, node.start_mark)
             return None
-        if isinstance(value, str) and _has_secret(value):
+        if isinstance(value, str) and has_secret(value):
             self.warn_secret(dotted, node, "a password written in the value")
         if not isinstance(value, str) or "$" not in value:
             return value
         try:
-            text, used = _expand(value, self.environ)
+            text, used = expand(value, self.environ)
         except ConfigError as exc:
             self.problem(dotted, exc.message, node.start_mark)
             return None
