@@ -44,11 +44,14 @@ _EVENT_TYPES = (RunChanged, TaskStateChanged, Alert)
 class RunHandle:
     """A requested run: its ``id`` now, its final :class:`RunRecord` via :meth:`wait`."""
 
-    __slots__ = ("_cancel", "_done", "_lost", "_record", "id")
+    __slots__ = ("_cancel", "_done", "_ended", "_lost", "_record", "id")
 
     def __init__(self, run_id: str, cancel: Callable[[str], bool] | None = None) -> None:
         self.id = run_id
-        self._done = anyio.Event()
+        # Made only when someone waits for a run not ended yet: most handles of a burst
+        # are waited for after their run ended, or never.
+        self._done: anyio.Event | None = None
+        self._ended = False
         self._record: RunRecord | None = None
         self._lost: XtasksError | None = None
         self._cancel = cancel
@@ -64,7 +67,10 @@ class RunHandle:
         :raises StoreError: the scheduler stopped while the store could not take the
             run's final record (it was never stored, so it is not reported final).
         """
-        await self._done.wait()
+        if not self._ended:  # an ended run returns at once, as a done future does
+            if self._done is None:
+                self._done = anyio.Event()
+            await self._done.wait()
         if self._lost is not None:
             raise self._lost
         assert self._record is not None
@@ -72,7 +78,12 @@ class RunHandle:
 
     def _abandon(self, error: XtasksError) -> None:
         self._lost = error
-        self._done.set()
+        self._end()
+
+    def _end(self) -> None:
+        self._ended = True
+        if self._done is not None:
+            self._done.set()
 
     def cancel(self) -> bool:
         """Cancel this run only: the task keeps its state and its other runs.
@@ -92,7 +103,7 @@ class RunHandle:
     def _resolve(self, record: RunRecord) -> None:
         self._record = record
         self._cancel = None
-        self._done.set()
+        self._end()
 
     def __repr__(self) -> str:
         state = self._record.status.value if self._record else "pending"

@@ -171,6 +171,10 @@ class Lifecycle:
         100,000 deep costs memory, never the interpreter's recursion limit.
         """
         run.entry.active.append(run)
+        if not run.entry.task.depends_on:  # most runs: nothing to gate
+            self.record(run)
+            self.schedule_start(run, now)
+            return
         stack = [_Opening(run)]
         while stack:
             frame = stack[-1]

@@ -273,42 +273,68 @@ class Runtime:
 
     async def _worker(self, receive: MemoryObjectReceiveStream[StartAttempt]) -> None:
         async with receive:
-            async for start in receive:
-                await self._execute(start)
+            while not await self._serve(receive):
+                pass  # a run's cancellation spent the scope: go on under a fresh one
 
-    async def _execute(self, start: StartAttempt) -> None:
+    async def _serve(self, receive: MemoryObjectReceiveStream[StartAttempt]) -> bool:
+        """Execute attempts under one cancel scope, shared by the runs of this worker
+        rather than opened per run. ``True`` when the stream ended; ``False`` when
+        cancelling a run spent the scope."""
+        with anyio.CancelScope() as scope:
+            async for start in receive:
+                await self._execute(start, scope)
+                if scope.cancel_called:  # the run swallowed its cancellation
+                    return False
+            return True
+        return False  # the cancelled run's exception ended the scope
+
+    async def _execute(self, start: StartAttempt, scope: anyio.CancelScope) -> None:
+        """Execute one attempt in ``scope`` (its worker's) and report how it ended."""
         task, run_id = start.task, start.run_id
+        if self._cancel_all or run_id in self._cancel_reasons:
+            self._ended(run_id, cancelled=True)  # cancelled before it was picked up
+            return
         result: Any = None
         error: BaseException | None = None
         self._executing[run_id] = start
-        with anyio.CancelScope() as scope:
-            self._scopes[run_id] = scope
-            if self._cancel_all or run_id in self._cancel_reasons:
-                scope.cancel()
-            try:
-                if task.timeout is None:
+        self._scopes[run_id] = scope
+        try:
+            if task.timeout is None:
+                result = await self.executors.call(task, start.args, start.kwargs)
+            else:
+                with anyio.move_on_after(task.timeout) as limit:
                     result = await self.executors.call(task, start.args, start.kwargs)
-                else:
-                    with anyio.move_on_after(task.timeout) as limit:
-                        result = await self.executors.call(task, start.args, start.kwargs)
-                    if limit.cancelled_caught:
-                        error = RunTimeoutError(task.name, task.timeout)
-            except Exception as exc:  # noqa: BLE001 - a task's failure is data, not a crash
-                error = exc
-            except BaseException as exc:
-                # Cancellation by xtasks (this scope) or by whoever stops the scheduler (an
-                # enclosing scope) goes on; anything else the task raised itself --
-                # SystemExit, KeyboardInterrupt, its own CancelledError -- is its failure.
-                if isinstance(exc, anyio.get_cancelled_exc_class()) and (
-                    scope.cancel_called or anyio.current_effective_deadline() == -math.inf
-                ):
+                if limit.cancelled_caught:
+                    error = RunTimeoutError(task.name, task.timeout)
+        except Exception as exc:  # noqa: BLE001 - a task's failure is data, not a crash
+            error = exc
+        except BaseException as exc:
+            # Cancellation by xtasks (this scope) or by whoever stops the scheduler (an
+            # enclosing scope) goes on; anything else the task raised itself --
+            # SystemExit, KeyboardInterrupt, its own CancelledError -- is its failure.
+            if isinstance(exc, anyio.get_cancelled_exc_class()):
+                if scope.cancel_called:
+                    self._ended(run_id, cancelled=True)
                     raise
-                error = exc
-        del self._scopes[run_id]
-        del self._executing[run_id]
+                if anyio.current_effective_deadline() == -math.inf:
+                    raise  # the scheduler is torn down: nothing is recorded any more
+            error = exc
+        self._ended(run_id, cancelled=scope.cancel_called, error=error, result=result)
+
+    def _ended(
+        self,
+        run_id: str,
+        *,
+        cancelled: bool,
+        error: BaseException | None = None,
+        result: Any = None,
+    ) -> None:
+        """Report the end of ``run_id``'s attempt to the planner."""
+        self._scopes.pop(run_id, None)
+        self._executing.pop(run_id, None)
         planner = self.planner
         now = self.clock.now()
-        if scope.cancel_called:
+        if cancelled:
             reason = self._cancel_reasons.pop(run_id, None) or self._cancel_all or "cancelled"
             self.command(planner.attempt_cancelled, run_id, now, reason)
         elif error is not None:
