@@ -177,6 +177,53 @@ async def test_cancelling_a_running_run_by_its_handle_leaves_the_task_alone() ->
             await started.wait()  # the next fire runs
 
 
+async def test_a_worker_goes_on_after_cancelled_runs_whether_or_not_they_swallow_it() -> None:
+    """One slot, so one worker serves every run: each cancellation, taken or swallowed,
+    is recorded, and the runs after it still run (and can be cancelled in turn)."""
+    started = anyio.Event()
+
+    async def long() -> None:
+        started.set()
+        await anyio.sleep_forever()
+
+    async def stubborn() -> str:
+        started.set()
+        try:
+            await anyio.sleep_forever()
+        except anyio.get_cancelled_exc_class():
+            return "swallowed"  # against the rules; recorded cancelled all the same
+        return "unreachable"
+
+    async with Scheduler(plugins=False, max_concurrency=1) as scheduler:
+        for func in (long, stubborn, long):
+            started = anyio.Event()
+            handle = await scheduler.submit(func)
+            with anyio.fail_after(PATIENCE):
+                await started.wait()
+                assert handle.cancel() is True
+                record = await handle.wait()
+            assert (record.status, record.reason) == (
+                RunStatus.CANCELLED,
+                "cancelled by its handle",
+            )
+        with anyio.fail_after(PATIENCE):
+            after = await (await scheduler.submit(lambda: "fine")).wait()
+    assert (after.status, after.result) == (RunStatus.SUCCEEDED, "fine")
+
+
+async def test_waiting_on_the_handle_of_an_ended_run_returns_at_once() -> None:
+    """No checkpoint once the run ended, as for a done future: collecting the handles
+    of a burst costs no trip through the event loop each."""
+    async with Scheduler(plugins=False) as scheduler:
+        handle = await scheduler.submit(lambda: 42)
+        with anyio.fail_after(PATIENCE):
+            first = await handle.wait()
+        with anyio.CancelScope() as scope:
+            scope.cancel()  # a checkpoint here would raise
+            again = await handle.wait()
+    assert again is first and first.result == 42
+
+
 async def test_cancelling_a_waiting_run_by_its_handle_leaves_its_dependency_running() -> None:
     started, release = anyio.Event(), anyio.Event()
 
