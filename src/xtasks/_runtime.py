@@ -283,10 +283,10 @@ class Runtime:
         with anyio.CancelScope() as scope:
             async for start in receive:
                 await self._execute(start, scope)
-                if scope.cancel_called:  # the run swallowed its cancellation
-                    return False
             return True
-        return False  # the cancelled run's exception ended the scope
+        # The cancelled run's exception ended the scope; or the run swallowed it, and
+        # the next receive's checkpoint raised it again.
+        return False
 
     async def _execute(self, start: StartAttempt, scope: anyio.CancelScope) -> None:
         """Execute one attempt in ``scope`` (its worker's) and report how it ended."""
