@@ -352,8 +352,8 @@ class DependenciesHonoured(Observer):
         if status is RunStatus.WAITING:
             run = sim.planner.get_run(record.id)
             if run is not None:
-                self.waits[record.id] = set(run.waiting_on)
-                for dep_run in run.waiting_on:
+                self.waits[record.id] = set(run.waiting_on or ())
+                for dep_run in run.waiting_on or ():
                     assert sim.views[dep_run].task in task.depends_on
         if status is RunStatus.FAILED:
             for waiter, deps in self.waits.items():

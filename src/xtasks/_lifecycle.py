@@ -233,9 +233,12 @@ class Lifecycle:
         run = frame.run
         if frame.upstream:
             run.status = RunStatus.WAITING
+            run.waiting_on = {drun.id for drun in frame.upstream}
             for drun in frame.upstream:
-                run.waiting_on.add(drun.id)
-                drun.dependents.append(run)
+                if drun.dependents is None:
+                    drun.dependents = [run]
+                else:
+                    drun.dependents.append(run)
             self.record(run)
             return
         self.record(run)
@@ -396,11 +399,13 @@ class Lifecycle:
             entry.failures = 0
             entry.alerting = False
             self.save_task(entry)
-        dependents, run.dependents = run.dependents, []
+        dependents, run.dependents = run.dependents or (), None
         if status is RunStatus.SUCCEEDED:
             for dependent in dependents:
-                dependent.waiting_on.discard(run.id)
-                if not dependent.waiting_on and dependent.status is RunStatus.WAITING:
+                waiting = dependent.waiting_on
+                if waiting is not None:
+                    waiting.discard(run.id)
+                if not waiting and dependent.status is RunStatus.WAITING:
                     dependent.status = RunStatus.QUEUED
                     dependent.token += 1
                     dependent.due = max(dependent.due, now)

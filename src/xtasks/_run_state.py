@@ -84,8 +84,9 @@ class Run:
         self.result: Any = None
         self.args: tuple[Any, ...] = entry.task.args
         self.kwargs: Mapping[str, Any] = entry.task.kwargs
-        self.waiting_on: set[str] = set()
-        self.dependents: list[Run] = []
+        # Most runs have no dependencies: no set or list until one comes.
+        self.waiting_on: set[str] | None = None  #: live runs it waits for
+        self.dependents: list[Run] | None = None  #: runs waiting for it
         self.token = 0  # bumped on every change, so stale heap entries are recognised
         self.in_ready = False  # has a live entry in the ready queue
 
