@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, assert_never, final
 
 import anyio
+import anyio.lowlevel
 
 from ._claimer import Claimer
 from ._decisions import CancelAttempt, ClaimFire, RecordRun, SaveTask, SendAlert, StartAttempt
@@ -30,8 +32,6 @@ from ._runs import ErrorInfo
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
     from datetime import datetime
-
-    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
     from ._alert_delivery import AlertDelivery
     from ._clock import Clock
@@ -86,11 +86,15 @@ class Runtime:
         self._sleep_deadline: datetime | None = None
         self._timer_scope = anyio.CancelScope()
         self._lease_scope = anyio.CancelScope()
-        self._workers = 0
         self._idle: anyio.Event | None = None
-        send, receive = anyio.create_memory_object_stream[StartAttempt](planner.max_concurrency)
-        self._start_send: MemoryObjectSendStream[StartAttempt] = send
-        self._start_receive: MemoryObjectReceiveStream[StartAttempt] = receive
+        # Attempts dispatched to the workers: a deque, not a stream, so that a worker
+        # reporting an end takes the next attempt itself instead of parking and waking
+        # another one (an event and a trip through the loop per run).
+        self._starts: deque[StartAttempt] = deque()
+        self._workers = 0
+        self._parked: list[anyio.Event] = []  # idle workers, each waiting for a start
+        self._taking = 0  # workers reporting an end, each about to take the next start
+        self._closed = False
         self._tg: Spawner | None = None
         self._cancel_all: str | None = None
 
@@ -137,8 +141,9 @@ class Runtime:
                 _describe(self._executing.values()),
             )
         self._lease_scope.cancel()
-        self._start_send.close()
-        self._start_receive.close()  # workers hold clones; this original is never read
+        self._closed = True
+        for parked in self._parked:
+            parked.set()
         await self.recorder.stop(max(grace, 1.0))
         await self.alerts.close(max(grace, 1.0))
 
@@ -196,10 +201,14 @@ class Runtime:
                 self._sleep_scope.cancel()
 
     def _dispatch(self, start: StartAttempt) -> None:
-        if self._workers < self.planner.running and self._tg is not None:
+        self._starts.append(start)
+        if self._taking:
+            self._taking -= 1  # the worker reporting its end takes it next
+        elif self._parked:
+            self._parked.pop().set()
+        elif self._workers < self.planner.running and self._tg is not None:
             self._workers += 1
-            self._tg.start_soon(self._worker, self._start_receive.clone(), name="xtasks worker")
-        self._start_send.send_nowait(start)
+            self._tg.start_soon(self._worker, name="xtasks worker")
 
     # --- loops ------------------------------------------------------------------------
 
@@ -271,21 +280,29 @@ class Runtime:
                     failing = False
                 await anyio.sleep(interval)
 
-    async def _worker(self, receive: MemoryObjectReceiveStream[StartAttempt]) -> None:
-        async with receive:
-            while not await self._serve(receive):
-                pass  # a run's cancellation spent the scope: go on under a fresh one
+    async def _worker(self) -> None:
+        while not await self._serve():
+            pass  # a run's cancellation spent the scope: go on under a fresh one
 
-    async def _serve(self, receive: MemoryObjectReceiveStream[StartAttempt]) -> bool:
+    async def _serve(self) -> bool:
         """Execute attempts under one cancel scope, shared by the runs of this worker
-        rather than opened per run. ``True`` when the stream ended; ``False`` when
-        cancelling a run spent the scope."""
+        rather than opened per run. ``True`` once stopped; ``False`` when cancelling a
+        run spent the scope (its exception ended it; or the run swallowed it, and the
+        next checkpoint raised it again)."""
+        starts = self._starts
         with anyio.CancelScope() as scope:
-            async for start in receive:
-                await self._execute(start, scope)
-            return True
-        # The cancelled run's exception ended the scope; or the run swallowed it, and
-        # the next receive's checkpoint raised it again.
+            while True:
+                # Before each attempt: no worker hogs the loop with bodies that never
+                # await, and the recorder, woken when the run was recorded running,
+                # stores it so before its body runs.
+                await anyio.lowlevel.checkpoint()
+                while not starts:
+                    if self._closed:
+                        return True
+                    parked = anyio.Event()
+                    self._parked.append(parked)
+                    await parked.wait()
+                await self._execute(starts.popleft(), scope)
         return False
 
     async def _execute(self, start: StartAttempt, scope: anyio.CancelScope) -> None:
@@ -334,13 +351,17 @@ class Runtime:
         self._executing.pop(run_id, None)
         planner = self.planner
         now = self.clock.now()
-        if cancelled:
-            reason = self._cancel_reasons.pop(run_id, None) or self._cancel_all or "cancelled"
-            self.command(planner.attempt_cancelled, run_id, now, reason)
-        elif error is not None:
-            self.command(planner.attempt_failed, run_id, now, ErrorInfo.from_exception(error))
-        else:
-            self.command(planner.attempt_succeeded, run_id, now, result)
+        self._taking = 1  # the first attempt this end lets start is this worker's next
+        try:
+            if cancelled:
+                reason = self._cancel_reasons.pop(run_id, None) or self._cancel_all or "cancelled"
+                self.command(planner.attempt_cancelled, run_id, now, reason)
+            elif error is not None:
+                self.command(planner.attempt_failed, run_id, now, ErrorInfo.from_exception(error))
+            else:
+                self.command(planner.attempt_succeeded, run_id, now, result)
+        finally:
+            self._taking = 0
         if self._idle is not None and not planner.running:
             self._idle.set()
 
