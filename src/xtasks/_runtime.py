@@ -9,7 +9,8 @@ live in the scheduler's task group:
   planner handle what is due; it never waits for the store;
 - the claimer (:mod:`._claimer`) claims due fires in the store, apart from the timer;
 - workers, a pool that grows up to ``max_concurrency`` and is reused: each takes one
-  :class:`StartAttempt` at a time (no task spawned per run);
+  :class:`StartAttempt` at a time under a cancel scope its runs share (no task, and no
+  scope, per run; a cancelled run costs its worker a fresh scope);
 - the lease loop heartbeats our live runs and reaps those of silent replicas.
 """
 
