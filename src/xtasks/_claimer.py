@@ -94,8 +94,9 @@ class Claimer:
     def _can_claim(self) -> bool:
         """Whether to ask the store for claims now: not while claims fail (until the next
         try), nor while more records wait to be written than :attr:`max_backlog`."""
-        if anyio.current_time() < self._claims_down_until:
-            return False
+        down_until = self._claims_down_until
+        if down_until != -math.inf and anyio.current_time() < down_until:
+            return False  # the clock is read only while claims fail: not on every claim
         return self._recorder.backlog < self.max_backlog
 
     async def _claim(self, claim: ClaimFire) -> None:

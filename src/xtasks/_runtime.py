@@ -219,15 +219,20 @@ class Runtime:
         deadline: datetime | None = None
         with self._timer_scope:
             while True:
-                now = clock.now()
-                if deadline is not None and deadline <= now:
-                    # Woken for a deadline: how late? Two datetime ops per wake-up.
-                    self.timer_lag = (now - deadline).total_seconds()
-                self.command(planner.advance, now)
-                deadline = planner.next_wakeup()
-                self._sleep_deadline = deadline
-                with anyio.CancelScope() as self._sleep_scope:
-                    await clock.sleep_until(deadline)
+                # One sleep scope for every sleep until an earlier deadline cancels it:
+                # not a scope per wake-up. It is set only while sleeping.
+                with anyio.CancelScope() as sleep_scope:
+                    while True:
+                        now = clock.now()
+                        if deadline is not None and deadline <= now:
+                            # Woken for a deadline: how late? Two datetime ops per wake-up.
+                            self.timer_lag = (now - deadline).total_seconds()
+                        self.command(planner.advance, now)
+                        deadline = planner.next_wakeup()
+                        self._sleep_deadline = deadline
+                        self._sleep_scope = sleep_scope
+                        await clock.sleep_until(deadline)
+                        self._sleep_scope = None
                 self._sleep_scope = None
 
     async def _lease_loop(self) -> None:
