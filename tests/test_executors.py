@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.from_thread
 import anyio.lowlevel
 import pytest
 
@@ -64,6 +65,19 @@ async def test_a_sync_call_runs_in_another_thread_with_the_caller_s_context() ->
     assert ident != threading.get_ident()
     assert (seen, total) == ("req-1", 3)
     assert _request.get() == "req-1"  # the thread ran in a copy
+
+
+async def test_a_sync_call_may_call_back_into_the_loop_with_anyio_from_thread() -> None:
+    async def on_the_loop() -> int:
+        await anyio.lowlevel.checkpoint()
+        return threading.get_ident()
+
+    def calls_back() -> tuple[int, int]:
+        return threading.get_ident(), anyio.from_thread.run(on_the_loop)
+
+    with _executors() as executors:
+        in_thread, on_loop = await executors.call(_task(calls_back), (), {})
+    assert on_loop == threading.get_ident() != in_thread
 
 
 @pytest.mark.parametrize(

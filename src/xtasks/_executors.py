@@ -11,6 +11,8 @@ import functools
 import pickle
 import threading
 import traceback
+from collections import deque
+from contextlib import AbstractContextManager, nullcontext
 from queue import SimpleQueue
 from typing import TYPE_CHECKING, Any, TypeAlias, final
 
@@ -53,6 +55,12 @@ class Executors:
             self._threads.close()
             self._threads = None
 
+    def _open_threads(self, loop: asyncio.AbstractEventLoop) -> _ThreadPool:
+        """The pool for sync calls on ``loop`` (a pool left open on another one closed)."""
+        self.close()
+        self._threads = _ThreadPool(loop, self.thread_limiter.total_tokens)
+        return self._threads
+
     async def call(self, task: Task, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
         """Call ``task.func(*args, **kwargs)`` and return its result.
 
@@ -75,9 +83,9 @@ class Executors:
                     call, abandon_on_cancel=True, limiter=self.thread_limiter
                 )
             threads = self._threads
-            if threads is None:
-                threads = self._threads = _ThreadPool(self.thread_limiter.total_tokens)
-            return await threads.run(loop, call)
+            if threads is None or threads.loop is not loop:
+                threads = self._open_threads(loop)
+            return await threads.run(call)
         try:
             return await anyio.to_process.run_sync(
                 functools.partial(_in_worker_process, call),
@@ -98,31 +106,44 @@ _Outcome: TypeAlias = "tuple[bool, Any]"
 
 @final
 class _ThreadPool:
-    """The threads for sync calls on asyncio: about twice as cheap per call as a
-    ``ThreadPoolExecutor`` and four times as ``anyio.to_thread`` (no limiter, cancel
-    scope or checkpoint per call: the planner already bounds the sync runs).
+    """The threads for sync calls on one asyncio loop: about twice as cheap per call as
+    ``run_in_executor`` on a ``ThreadPoolExecutor`` and four times as ``anyio.to_thread``
+    (no limiter, cancel scope or checkpoint per call: the planner bounds the sync runs).
 
-    One queue; an idle thread takes the next call. Only the event loop's thread counts
-    the idle threads. A call abandoned by cancellation keeps its thread until it returns,
-    so a new thread starts when none is idle; a thread that comes back with ``max_idle``
-    already idle ends. Threads are daemons: an abandoned call never holds up the exit
-    of the process.
+    One queue of calls; an idle thread takes the next. Outcomes come back in a deque,
+    collected on the loop: one wake-up of the loop for all that arrive meanwhile. Only
+    the loop counts idle threads. A call abandoned by cancellation keeps its thread until
+    it returns, so a new thread starts when none is idle; a thread that comes back with
+    ``max_idle`` already idle ends. Threads are daemons: an abandoned call never holds
+    up the exit of the process.
     """
 
-    __slots__ = ("_calls", "_closed", "_idle", "_max_idle", "_threads")
+    __slots__ = (
+        "_calls",
+        "_closed",
+        "_collecting",
+        "_idle",
+        "_max_idle",
+        "_outcomes",
+        "_threads",
+        "loop",
+    )
 
-    def __init__(self, max_idle: float) -> None:
-        self._calls: SimpleQueue[_Item | None] = SimpleQueue()
+    def __init__(self, loop: asyncio.AbstractEventLoop, max_idle: float) -> None:
+        self.loop = loop
         self._max_idle = max_idle
+        self._calls: SimpleQueue[_Item | None] = SimpleQueue()
+        self._outcomes: deque[tuple[asyncio.Future[_Outcome], _Outcome]] = deque()
+        self._collecting = False  # a call to _collect is on its way to the loop
         self._idle = 0
         self._threads = 0
         self._closed = False
 
-    async def run(self, loop: asyncio.AbstractEventLoop, call: Callable[[], Any]) -> Any:
+    async def run(self, call: Callable[[], Any]) -> Any:
         """Call ``call()`` in a thread, in a copy of this context; return or raise its
         outcome. Cancelled, it returns at once and the call goes on in its thread (or, not
         started yet, never starts)."""
-        future: asyncio.Future[_Outcome] = loop.create_future()
+        future: asyncio.Future[_Outcome] = self.loop.create_future()
         if self._idle:
             self._idle -= 1
         else:
@@ -132,7 +153,10 @@ class _ThreadPool:
         ok, value = await future
         if ok:
             return value
-        raise value
+        try:
+            raise value
+        finally:
+            del value  # no cycle: the traceback holds this frame
 
     def close(self) -> None:
         """One stop per thread: the idle ones end now, the busy ones when they return."""
@@ -140,21 +164,29 @@ class _ThreadPool:
         for _ in range(self._threads):
             self._calls.put(None)
 
-    def _done(self, future: asyncio.Future[_Outcome], outcome: _Outcome) -> None:
-        """On the loop: a thread is back with ``outcome``; it stays, or ends if enough
-        threads are idle."""
-        if not self._closed:
-            if self._idle >= self._max_idle:
+    def _collect(self) -> None:
+        """On the loop: hand each outcome to its caller; each thread back stays idle, or
+        ends if enough are. Cleared first, so an outcome added meanwhile calls again."""
+        self._collecting = False
+        outcomes = self._outcomes
+        while outcomes:
+            future, outcome = outcomes.popleft()
+            if self._idle < self._max_idle or self._closed:  # closed: none counted now
+                self._idle += 1
+            else:
                 self._threads -= 1
                 self._calls.put(None)
-            else:
-                self._idle += 1
-        if not future.cancelled():
-            future.set_result(outcome)
+            if not future.cancelled():
+                future.set_result(outcome)
 
     def _work(self) -> None:
-        """A thread: take calls until told to stop or the loop to answer to is closed."""
-        calls = self._calls
+        """A thread: take calls until told to stop or the loop is closed."""
+        with _anyio_worker_thread(self.loop):
+            self._take_calls()
+
+    def _take_calls(self) -> None:
+        """Each call's outcome goes to the deque; the loop is woken once per batch."""
+        calls, outcomes = self._calls, self._outcomes
         while (item := calls.get()) is not None:
             context, call, future = item
             outcome: _Outcome = (True, None)
@@ -163,11 +195,27 @@ class _ThreadPool:
                     outcome = (True, context.run(call))
                 except BaseException as exc:  # noqa: BLE001 - the task's own: its outcome
                     outcome = (False, exc)
-            try:
-                future.get_loop().call_soon_threadsafe(self._done, future, outcome)
-            except RuntimeError:  # the loop is closed: no one to answer to
-                return
+            outcomes.append((future, outcome))
             del item, context, call, future, outcome
+            if not self._collecting:
+                self._collecting = True
+                try:
+                    self.loop.call_soon_threadsafe(self._collect)
+                except RuntimeError:  # the loop is closed: no one to answer to
+                    return
+
+
+def _anyio_worker_thread(loop: asyncio.AbstractEventLoop) -> AbstractContextManager[object]:
+    """Makes this thread one where ``anyio.from_thread.run`` reaches ``loop``, as in
+    anyio's own threads. anyio has no public way to do it: should its private one go,
+    sync calls lose ``from_thread`` without a token, and nothing else."""
+    try:
+        from anyio._backends._asyncio import backend_class
+        from anyio._core._eventloop import claim_worker_thread
+
+        return claim_worker_thread(backend_class, loop)
+    except (ImportError, TypeError):
+        return nullcontext()
 
 
 class _RaisedInWorker(Exception):
