@@ -40,9 +40,11 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """xtasks against raw asyncio/``call_at``, APScheduler 3 and taskiq; ratios to the limit.
+    """xtasks against raw asyncio/``call_at``, APScheduler 3 and 4 and taskiq; ratios to the limit.
 
     ``nox -s bench -- --quick --markdown --json bench.json`` for a short run with both outputs.
+    APScheduler 4 (a pre-release; its import name clashes with 3.x) runs in its own venv,
+    ``bench/.venv-apscheduler4``, made by the first run that needs it (network needed once).
     """
     _install(session, "bench")
     session.run("python", "-m", "bench", *session.posargs)

@@ -1,4 +1,4 @@
-"""``python -m bench``: xtasks against raw asyncio, APScheduler 3.x and taskiq, in one run.
+"""``python -m bench``: xtasks against raw asyncio, APScheduler 3 and 4 and taskiq, in one run.
 
 Sections: 1. tiny async jobs (memory store and SQLite with history; runs/s and peak RSS
 growth), 2. tiny sync jobs, 3. start lateness of a 0.2 s periodic task, 4. idle cost of
@@ -6,16 +6,19 @@ growth), 2. tiny sync jobs, 3. start lateness of a 0.2 s periodic task, 4. idle 
 against ``loop.call_at``), 6. 100,000 interval schedules (registration time, bytes per
 schedule, idle CPU against ``loop.call_at``). Every measurement but section 4 runs in a
 fresh process (``bench.child``); repeats are interleaved across peers, and tables show
-medians and ratios to the raw limit measured in the same run. ``--markdown`` adds a
-summary table, ``--json PATH`` writes every sample and median with the machine's details.
-``--quick`` for a run under two minutes, ``--profile`` for a cProfile of the xtasks submit
-path instead.
+medians and ratios to the raw limit measured in the same run. APScheduler 4 (a pre-release
+whose import name clashes with 3.x) runs in a venv of its own, made once on first use in
+``bench/.venv-apscheduler4`` (with ``uv`` if found, else ``venv`` + ``pip``); if it cannot
+be made (no network), its rows say why. ``--markdown`` adds a summary table, ``--json
+PATH`` writes every sample and median with the machine's details. ``--quick`` for a run
+under two minutes, ``--profile`` for a cProfile of the xtasks submit path instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import dataclasses
 import json
 import logging
 import os
@@ -29,6 +32,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +46,14 @@ if TYPE_CHECKING:
 CHILD_TIMEOUT = 900.0
 _ROOT = Path(__file__).resolve().parent.parent
 MiB = 2**20
+#: What the APScheduler 4 venv holds (``bench.child`` and ``bench.jobs`` need only the
+#: standard library), where it is, and the seconds its creation may take.
+APSCHEDULER4 = "apscheduler==4.0.0a6"
+APSCHEDULER4_VENV = _ROOT / "bench" / ".venv-apscheduler4"
+VENV_TIMEOUT = 600.0
+#: Section 1's N for APScheduler 4 when a larger one is asked: about 2,000-3,000 jobs/s,
+#: slower as its queue grows (each job acquisition scans the queue from its start).
+APSCHEDULER4_MAX_ASYNC = 10_000
 
 
 @dataclass
@@ -49,7 +61,8 @@ class Peer:
     """One row of a table: a function run in a fresh process per sample.
 
     ``kind`` and ``target`` are :mod:`bench.child`'s (``throughput``: ``func(n)`` returns
-    seconds; ``lateness``/``metrics``: ``func(**kwargs)``).
+    seconds; ``lateness``/``metrics``: ``func(**kwargs)``); ``python`` runs the child
+    (default: this interpreter).
     """
 
     key: str
@@ -59,11 +72,12 @@ class Peer:
     kwargs: dict[str, Any] = field(default_factory=dict)
     samples: list[dict[str, float]] = field(default_factory=list)
     error: str | None = None
+    python: str = sys.executable
 
     def run(self) -> None:
         if self.error is not None:
             return
-        command = [sys.executable, "-m", "bench.child", self.kind, self.target]
+        command = [self.python, "-m", "bench.child", self.kind, self.target]
         command.append(json.dumps(self.kwargs))
         try:
             done = subprocess.run(
@@ -104,6 +118,65 @@ class Peer:
         }
 
 
+def _run_step(command: list[str]) -> str | None:
+    """Run one step of the venv's creation; why it failed, or ``None``."""
+    try:
+        done = subprocess.run(
+            command, check=False, capture_output=True, text=True, timeout=VENV_TIMEOUT
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    if done.returncode == 0:
+        return None
+    lines = (done.stderr + done.stdout).strip().splitlines() or ["no output"]
+    last = " ".join(lines[-1].split())
+    return f"`{Path(command[0]).name} {command[1]}` exit {done.returncode}: {last}"
+
+
+@cache
+def _apscheduler4_python() -> tuple[str | None, str | None]:
+    """The interpreter of the APScheduler 4 venv, made on first use; or why there is none.
+
+    A marker file naming :data:`APSCHEDULER4` is written last: a venv without it (an
+    interrupted or older creation) is made again.
+    """
+    python = APSCHEDULER4_VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    marker = APSCHEDULER4_VENV / "bench-installed.txt"
+    if python.exists() and marker.exists() and marker.read_text("utf-8") == APSCHEDULER4:
+        return str(python), None
+    where = APSCHEDULER4_VENV.relative_to(_ROOT)
+    print(f"APScheduler 4: making its venv {where} with {APSCHEDULER4} (once) ...", flush=True)
+    started = time.perf_counter()
+    shutil.rmtree(APSCHEDULER4_VENV, ignore_errors=True)
+    uv = shutil.which("uv")
+    steps = (
+        [
+            [uv, "venv", "-q", "-p", sys.executable, str(APSCHEDULER4_VENV)],
+            [uv, "pip", "install", "-q", "-p", str(python), APSCHEDULER4],
+        ]
+        if uv
+        else [
+            [sys.executable, "-m", "venv", str(APSCHEDULER4_VENV)],
+            [str(python), "-m", "pip", "install", "-q", APSCHEDULER4],
+        ]
+    )
+    for step in steps:
+        if (reason := _run_step(step)) is not None:
+            print(f"APScheduler 4: not installed: {reason}")
+            return None, reason
+    marker.write_text(APSCHEDULER4, "utf-8")
+    print(f"APScheduler 4: venv made in {time.perf_counter() - started:.1f} s")
+    return str(python), None
+
+
+def _apscheduler4(key: str, name: str, target: str, kind: str, kwargs: dict[str, Any]) -> Peer:
+    """A peer run by the APScheduler 4 venv's interpreter; failed already if there is none."""
+    python, reason = _apscheduler4_python()
+    if python is None:
+        return Peer(key, name, target, kind, kwargs, error=f"not installed: {reason}")
+    return Peer(key, name, target, kind, kwargs, python=python)
+
+
 def _repeat(peers: Sequence[Peer], repeat: int) -> None:
     for _ in range(repeat):
         for peer in peers:  # interleaved, so drift of the machine hits every peer alike
@@ -140,8 +213,20 @@ def _async_peers(n: int) -> list[Peer]:
             "bench.apscheduler_bench:add_job_async",
             kwargs=kw,
         ),
+        _apscheduler4(
+            "apscheduler4",
+            f"APScheduler 4.0a6 add_job{_aps4_async_note(n)}",
+            "bench.apscheduler4_bench:add_job_async",
+            "throughput",
+            {"n": min(n, APSCHEDULER4_MAX_ASYNC)},
+        ),
         Peer("taskiq", "taskiq InMemoryBroker kiq", "bench.taskiq_bench:kiq_async", kwargs=kw),
     ]
+
+
+def _aps4_async_note(n: int) -> str:
+    """Says when section 1 runs APScheduler 4 on fewer jobs than the other peers."""
+    return f" (N={APSCHEDULER4_MAX_ASYNC:,} only)" if n > APSCHEDULER4_MAX_ASYNC else ""
 
 
 def _sync_peers(n: int, threads: int) -> list[Peer]:
@@ -171,6 +256,13 @@ def _sync_peers(n: int, threads: int) -> list[Peer]:
             f"APScheduler 3 add_job, default exec ({loop_pool} thr)",
             "bench.apscheduler_bench:add_job_sync",
             kwargs={"n": n},
+        ),
+        _apscheduler4(
+            "apscheduler4",
+            f"APScheduler 4.0a6 add_job, thread executor {threads}",
+            "bench.apscheduler4_bench:add_job_sync",
+            "throughput",
+            kw,
         ),
         Peer(
             "taskiq",
@@ -272,6 +364,13 @@ def _every_second(count: int, duration: float, repeat: int) -> list[Peer]:
             "metrics",
             kw,
         ),
+        _apscheduler4(
+            "apscheduler4",
+            "APScheduler 4.0a6 IntervalTrigger(seconds=1)",
+            "bench.apscheduler4_bench:every_second",
+            "metrics",
+            kw,
+        ),
     ]
     _repeat(peers, repeat)
     print(
@@ -324,10 +423,23 @@ def _register(count: int, idle_seconds: float, repeat: int) -> list[Peer]:
             "metrics",
             kw,
         ),
+        _apscheduler4(
+            "apscheduler4",
+            "APScheduler 4.0a6 add_schedule + start",
+            "bench.apscheduler4_bench:register_many",
+            "metrics",
+            kw,
+        ),
     ]
     _repeat(peers, repeat)
-    # Bytes are deterministic: one tracemalloc run each (it slows allocation a lot).
-    traced = [Peer(p.key, p.name, p.target, p.kind, {**kw, "trace": True}) for p in peers]
+    # Bytes are deterministic: one tracemalloc run each (it slows allocation a lot), for
+    # the peers that ran at all (one never installed has nothing to trace).
+    traced = [
+        dataclasses.replace(
+            p, kwargs={**kw, "trace": True}, samples=[], error=None if p.samples else p.error
+        )
+        for p in peers
+    ]
     _repeat(traced, 1)
     for peer, trace in zip(peers, traced, strict=True):
         if trace.samples:
@@ -511,8 +623,8 @@ def _markdown(
 ) -> str:
     """The summary table: one row per workload, ratios to the raw limit of the same run."""
     rows = [
-        "| workload | raw limit | xtasks | APScheduler 3 | taskiq |",
-        "| --- | --- | --- | --- | --- |",
+        "| workload | raw limit | xtasks | APScheduler 3 | APScheduler 4.0a6 | taskiq |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     if "async" in sections:
         by = {peer.key: peer for peer in sections["async"]}
@@ -520,10 +632,12 @@ def _markdown(
         xtasks = (
             f"memory {_md_rate(by['xtasks'], limit)}; SQLite {_md_rate(by['xtasks_sqlite'], limit)}"
         )
+        aps4 = by["apscheduler4"]
+        note = _aps4_async_note(args.n) if aps4.samples else ""
         rows.append(
             f"| {args.n:,} no-op async one-shots, runs/s | asyncio `TaskGroup` "
             f"{_md_rate(limit, limit)} | {xtasks} | {_md_rate(by['apscheduler3'], limit)} | "
-            f"{_md_rate(by['taskiq'], limit)} |"
+            f"{_md_rate(aps4, limit)}{note} | {_md_rate(by['taskiq'], limit)} |"
         )
         memory = (
             f"memory {_md_growth(by['xtasks'], limit)}; "
@@ -531,7 +645,8 @@ def _markdown(
         )
         rows.append(
             f"| same, peak RSS growth | asyncio {_md_growth(limit, limit)} | {memory} | "
-            f"{_md_growth(by['apscheduler3'], limit)} | {_md_growth(by['taskiq'], limit)} |"
+            f"{_md_growth(by['apscheduler3'], limit)} | "
+            f"{_md_growth(aps4, limit)}{note} | {_md_growth(by['taskiq'], limit)} |"
         )
     if "sync" in sections:
         by = {peer.key: peer for peer in sections["sync"]}
@@ -539,7 +654,8 @@ def _markdown(
         rows.append(
             f"| {args.n_sync:,} no-op sync runs through threads, runs/s | `run_in_executor` "
             f"{_md_rate(limit, limit)} | {_md_rate(by['xtasks'], limit)} | "
-            f"{_md_rate(by['apscheduler3'], limit)} | {_md_rate(by['taskiq'], limit)} |"
+            f"{_md_rate(by['apscheduler3'], limit)} | {_md_rate(by['apscheduler4'], limit)} | "
+            f"{_md_rate(by['taskiq'], limit)} |"
         )
     if "every_second" in sections:
         by = {peer.key: peer for peer in sections["every_second"]}
@@ -547,7 +663,8 @@ def _markdown(
         rows.append(
             f"| {args.schedules:,} schedules every 1 s for {args.schedule_seconds:g} s: "
             f"p50 / p99 lateness / CPU | `call_at` {_md_every(limit, limit)} | "
-            f"{_md_every(by['xtasks'], limit)} | {_md_every(by['apscheduler3'], limit)} | |"
+            f"{_md_every(by['xtasks'], limit)} | {_md_every(by['apscheduler3'], limit)} | "
+            f"{_md_every(by['apscheduler4'], limit)} | |"
         )
     if "register" in sections:
         by = {peer.key: peer for peer in sections["register"]}
@@ -555,7 +672,8 @@ def _markdown(
         rows.append(
             f"| {args.interval_schedules:,} interval schedules: build + register + start / "
             f"bytes each / idle CPU | `call_at` {_md_register(limit, limit)} | "
-            f"{_md_register(by['xtasks'], limit)} | {_md_register(by['apscheduler3'], limit)} | |"
+            f"{_md_register(by['xtasks'], limit)} | {_md_register(by['apscheduler3'], limit)} | "
+            f"{_md_register(by['apscheduler4'], limit)} | |"
         )
     if "startup" in sections:
         bare, found = sections["startup"]
@@ -567,7 +685,7 @@ def _markdown(
         )
         rows.append(
             "| `import xtasks` + `Scheduler()` discovering 50 plugins | bare `import xtasks` "
-            f"{(limit_s or 0) * 1e3:.0f} ms | {cell} | | |"
+            f"{(limit_s or 0) * 1e3:.0f} ms | {cell} | | | |"
         )
     note = (
         f"{machine}; medians of {args.repeat} fresh processes per peer, interleaved; `{command}`."
@@ -665,6 +783,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     machine = f"{python} on {platform.system()} {platform.machine()}, {cores} cores"
     versions = _versions()
     print(machine)
+    if not args.profile and args.sections & {"1", "2", "5", "6"}:  # APScheduler 4's sections
+        installed, _ = _apscheduler4_python()
+        versions["apscheduler4"] = APSCHEDULER4.partition("==")[2] if installed else None
     print(", ".join(f"{dist} {found or '(not installed)'}" for dist, found in versions.items()))
     if args.profile:
         _profile(args.n)
