@@ -6,7 +6,7 @@ on stdout is JSON: ``{"ok": {metric: value}}`` or ``{"error": "Type: message"}``
 
 Kinds:
 
-- ``throughput``: ``func(n) -> seconds``; run once on a few jobs (imports, first-use caches,
+- ``throughput``: ``func(n, **options) -> seconds``; run once on a few jobs (imports, first-use caches,
   thread start-up), then measured on ``n`` jobs with the peak RSS growth over that call.
 - ``lateness``: ``func(**kwargs) -> Lateness``, its :meth:`~bench.jobs.Lateness.metrics`.
 - ``metrics``: ``func(**kwargs) -> dict[str, float]``, as is.
@@ -54,12 +54,13 @@ def _reset_peak() -> None:
         pass  # then the peak since start-up is used: larger than the workload's, if anything
 
 
-def _throughput(func: Any, n: int) -> dict[str, float]:
-    func(min(n, WARMUP_JOBS))
+def _throughput(func: Any, n: int, options: dict[str, Any]) -> dict[str, float]:
+    """``options``: the other keyword arguments of ``func`` (``threads``, say)."""
+    func(min(n, WARMUP_JOBS), **options)
     gc.collect()
     _reset_peak()
     before = rss_now()
-    seconds = float(func(n))
+    seconds = float(func(n, **options))
     return {"seconds": seconds, "rate": n / seconds, "rss_growth": peak_rss() - before}
 
 
@@ -72,7 +73,7 @@ def main(argv: list[str]) -> int:
         func = getattr(importlib.import_module(module_name), func_name)
         kwargs: dict[str, Any] = json.loads(raw)
         if kind == "throughput":
-            result = _throughput(func, int(kwargs["n"]))
+            result = _throughput(func, int(kwargs.pop("n")), kwargs)
         elif kind == "lateness":
             result = func(**kwargs).metrics()
         elif kind == "metrics":
