@@ -18,19 +18,20 @@ from dataclasses import KW_ONLY, dataclass, field
 from datetime import timedelta
 from enum import StrEnum
 from functools import partial
-from types import MappingProxyType
+from types import FunctionType, MappingProxyType
 from typing import TYPE_CHECKING, Any, NoReturn, Self
 
 from ._errors import ConfigError, _did_you_mean
-
-if TYPE_CHECKING:
-    from ._triggers import Trigger
+from ._triggers import At, Cron, Every, Trigger, warn_short_interval
 
 __all__ = ["CatchUp", "Mode", "Overlap", "Priority", "Task"]
 
 NAME_PATTERN = r"[A-Za-z0-9_.:-]{1,200}"
 _NAME_RE = re.compile(NAME_PATTERN)
 _UNSET: Any = None  # runtime default of fields that __post_init__ fills in (mode, kwargs)
+_NO_KWARGS: Mapping[str, Any] = MappingProxyType({})  # immutable: every task may share it
+_NO_TAGS: frozenset[str] = frozenset()
+_put = object.__setattr__  # the one way to set a field of a frozen dataclass
 
 
 class _Choice(StrEnum):
@@ -169,7 +170,7 @@ class Task:
     recover: bool = False
     enabled: bool = True
     description: str = ""
-    tags: frozenset[str] = frozenset()
+    tags: frozenset[str] = _NO_TAGS
 
     if TYPE_CHECKING:  # the accepted input types, wider than the stored canonical ones
 
@@ -201,32 +202,40 @@ class Task:
         ) -> None: ...
 
     def __post_init__(self) -> None:
-        name, put = self.name, object.__setattr__
+        # Each field is stored again only when its canonical value is a new object: a
+        # default (or an already canonical value) is kept, and so is shared by every task.
+        name = self.name
         if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
             msg = f"task name must be 1 to 200 characters matching {NAME_PATTERN}; got {name!r}"
             _fail(name if isinstance(name, str) else None, "name", msg)
         func, target = _resolve(self.func, name)
-        put(self, "func", func)
-        put(self, "target", target)
-        put(self, "args", args := _args(self.args, name))
-        put(self, "kwargs", kwargs := _kwargs(self.kwargs, name))
-        _check_bind(func, target, name, *args, **kwargs)
-        put(self, "mode", _mode(func, target, self.mode, name))
-        put(self, "trigger", _trigger(self.trigger, name))
-        for key, choice in (("priority", Priority), ("overlap", Overlap), ("catch_up", CatchUp)):
-            put(self, key, choice.parse(getattr(self, key), task=name, field=key))
-        put(self, "depends_on", _depends_on(self.depends_on, name))
-        put(self, "max_retries", _int(self.max_retries, name, "max_retries", 0))
-        put(self, "alert_after", _int(self.alert_after, name, "alert_after", 1))
-        for key in ("retry_delay", "misfire_grace", "jitter", "retry_backoff", "timeout"):
-            if key != "timeout" or self.timeout is not None:
-                put(self, key, _finite(getattr(self, key), name, key))
+        _put(self, "func", func)
+        _put(self, "target", target)
+        if (args := self.args).__class__ is not tuple:
+            _put(self, "args", args := _args(args, name))
+        if (kwargs := self.kwargs) is not _NO_KWARGS:
+            _put(self, "kwargs", kwargs := _kwargs(kwargs, name))
+        if args or kwargs or not _takes_no_arguments(func):
+            _check_bind(func, target, name, *args, **kwargs)
+        _put(self, "mode", _mode(func, target, self.mode, name))
+        _trigger(self.trigger, name)
+        for key, choice in _CHOICES:
+            if (value := getattr(self, key)).__class__ is not choice:
+                _put(self, key, choice.parse(value, task=name, field=key))
+        if (deps := self.depends_on).__class__ is not tuple or deps:
+            _put(self, "depends_on", _depends_on(deps, name))
+        _int(self.max_retries, name, "max_retries", 0)
+        _int(self.alert_after, name, "alert_after", 1)
+        for key in _DURATIONS if self.timeout is not None else _DURATIONS[:-1]:
+            if (value := getattr(self, key)) is not (number := _finite(value, name, key)):
+                _put(self, key, number)
         for key in ("alert_on_failure", "recover", "enabled"):
             if not isinstance(getattr(self, key), bool):
                 _bad(name, key, "must be True or False", getattr(self, key))
         if not isinstance(self.description, str):
             _bad(name, "description", "must be a string", self.description)
-        put(self, "tags", frozenset(_strings(self.tags, name, "tags")))
+        if self.tags is not _NO_TAGS:
+            _put(self, "tags", frozenset(_strings(self.tags, name, "tags")) or _NO_TAGS)
 
     def __hash__(self) -> int:
         # Names are unique in a scheduler, and kwargs (a mapping) is not hashable.
@@ -253,6 +262,11 @@ class Task:
 _OPTIONS = tuple(
     f.name for f in dataclasses.fields(Task) if f.init and f.name not in ("name", "func")
 )
+_KEYWORDS = frozenset(("name", "func", *_OPTIONS))
+_CHOICES = (("priority", Priority), ("overlap", Overlap), ("catch_up", CatchUp))
+_DURATIONS = ("retry_delay", "misfire_grace", "jitter", "retry_backoff", "timeout")
+_LOWEST = dict.fromkeys(_DURATIONS, 0.0) | {"retry_backoff": 1.0}  # timeout: 0 excluded
+_BUILTIN_TRIGGERS = (Every, Cron, At)
 
 
 def _checked_init(init: Callable[..., None]) -> Callable[..., None]:
@@ -270,8 +284,11 @@ def _checked_init(init: Callable[..., None]) -> Callable[..., None]:
             msg = "Task() takes the name and func by position; pass the rest by keyword, "
             msg += f"e.g. trigger=...; got {len(args)} positional arguments"
             _fail(task, "args", msg)
+        if options.keys() <= _KEYWORDS:
+            init(self, *args, **options)
+            return
         for key in options:
-            if key not in _OPTIONS and key not in ("name", "func"):
+            if key not in _KEYWORDS:
                 hint = _did_you_mean(key, list(_OPTIONS))
                 known = "" if hint else "; known options: " + ", ".join(_OPTIONS)
                 _fail(task, key, f"Task() has no option {key!r}{hint or known}")
@@ -298,7 +315,8 @@ def _resolve(func: object, task: str) -> tuple[Callable[..., Any], str]:
             _bad(task, "func", "must be a callable or a 'package.module:function' string", func)
         module, qualname = getattr(func, "__module__", None), getattr(func, "__qualname__", None)
         ok = isinstance(module, str) and isinstance(qualname, str)
-        return func, f"{module}:{qualname}" if ok else repr(func)
+        # interned: the tasks of one function share their target
+        return func, sys.intern(f"{module}:{qualname}") if ok else repr(func)
     module_name, _, attr = func.partition(":")
     if not module_name or not attr:
         form = "'package.module:function' (or 'package.module:Class.method')"
@@ -331,10 +349,28 @@ def _args(args: object, task: str) -> tuple[Any, ...]:
 
 def _kwargs(kwargs: object, task: str) -> Mapping[str, Any]:
     if kwargs is None:
-        return MappingProxyType({})
+        return _NO_KWARGS
     if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
         _bad(task, "kwargs", "must be a mapping of argument names (str) to values", kwargs)
     return MappingProxyType(dict(kwargs))
+
+
+def _is_plain(func: object) -> bool:
+    """A Python function whose code tells its signature and its kind: nothing in its
+    ``__dict__`` (``__wrapped__``, ``__signature__``, a coroutine mark) says otherwise."""
+    return func.__class__ is FunctionType and not func.__dict__
+
+
+def _takes_no_arguments(func: object) -> bool:
+    """True when ``func()`` binds, read off a plain function's code: the common case costs
+    a few attribute reads, not an ``inspect.Signature``. False means: ask ``inspect``."""
+    if not _is_plain(func):
+        return False
+    assert isinstance(func, FunctionType)
+    code = func.__code__
+    return code.co_argcount == len(func.__defaults__ or ()) and code.co_kwonlyargcount == len(
+        func.__kwdefaults__ or ()
+    )
 
 
 def _check_bind(func: Callable[..., Any], target: str, task: str, /, *args: Any, **kw: Any) -> None:
@@ -355,6 +391,9 @@ def _is_async(func: object) -> bool:
     """True for coroutine functions, partials of them and instances with ``async __call__``."""
     while isinstance(func, partial):
         func = func.func
+    if _is_plain(func):
+        assert isinstance(func, FunctionType)
+        return bool(func.__code__.co_flags & inspect.CO_COROUTINE)
     if inspect.iscoroutinefunction(func):  # knows inspect.markcoroutinefunction (3.12+)
         return True
     if inspect.isroutine(func) or inspect.isclass(func):
@@ -395,16 +434,12 @@ def _check_importable(func: Callable[..., Any], target: str, task: str) -> None:
         _fail(task, "mode", f"{msg} {problem}; move it to module level or use mode='sync'")
 
 
-def _trigger(trigger: object, task: str) -> Trigger | None:
+def _trigger(trigger: object, task: str) -> None:
     if trigger is None:
-        return None
-    # late: this module must import before _triggers exists
-    from ._triggers import Trigger, warn_short_interval
-
-    if not isinstance(trigger, Trigger):
+        return
+    if trigger.__class__ not in _BUILTIN_TRIGGERS and not isinstance(trigger, Trigger):
         _bad(task, "trigger", "must be Every(...), Cron(...), At(...) or None", trigger)
     warn_short_interval(trigger, task)  # when xtasks built it (YAML): the user's Every warned
-    return trigger
 
 
 def _strings(value: object, task: str, key: str) -> list[str]:
@@ -430,14 +465,15 @@ def _depends_on(value: object, task: str) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _int(value: object, task: str, key: str, minimum: int) -> int:
+def _int(value: object, task: str, key: str, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         _bad(task, key, f"must be an integer >= {minimum}", value)
-    return value
 
 
 def _finite(value: object, task: str, key: str) -> float:
     """A finite float within the field's range; durations also accept a ``timedelta``."""
+    if type(value) is float and _LOWEST[key] <= value < math.inf and (value or key != "timeout"):
+        return value  # already canonical: the usual case
     seconds = key != "retry_backoff"
     low, strict = (1.0 if not seconds else 0.0), key == "timeout"
     number = value.total_seconds() if seconds and isinstance(value, timedelta) else value
