@@ -28,12 +28,15 @@ if TYPE_CHECKING:
 __all__ = ["At", "Cron", "Every", "Trigger", "warn_short_interval"]
 
 _ZERO = timedelta(0)
+_SHORT = timedelta(seconds=5)  # a shorter period warns
 _US = timedelta(microseconds=1)
 _EPOCH = datetime(1970, 1, 1)  # noqa: DTZ001 -- Cron works on naive UTC internally
 
 
 def _utc(value: object, what: str) -> datetime:
     """Return *value* as an aware UTC datetime; a naive one is ambiguous, so refuse it."""
+    if value.__class__ is datetime and value.tzinfo is UTC:
+        return value  # the usual case: what astimezone would return
     if not isinstance(value, datetime):
         raise ConfigError(f"{what} must be a datetime, got {value!r}", field="trigger")
     if value.utcoffset() is None:
@@ -127,37 +130,11 @@ class Every(Trigger):
         *,
         start: datetime | None = None,
     ) -> None:
-        given = {"seconds": seconds, "minutes": minutes, "hours": hours, "days": days}
-        for name, value in given.items():
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ConfigError(
-                    f"Every({name}={value!r}): {name} must be a number (int or "
-                    f"float), not {type(value).__name__}",
-                    field="trigger",
-                )
-            if not math.isfinite(value) or value < 0:
-                raise ConfigError(
-                    f"Every({name}={value!r}): {name} must be a finite number "
-                    ">= 0; the period is the sum of seconds, minutes, hours and "
-                    "days",
-                    field="trigger",
-                )
-        try:
-            period = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
-        except OverflowError:
-            raise ConfigError(
-                "Every(...): the period is too long; the maximum is 999999999 days", field="trigger"
-            ) from None
-        if period <= _ZERO:
-            raise ConfigError(
-                "Every(...): the period is zero; give a total > 0 (at least "
-                "1 microsecond), e.g. Every(minutes=5)",
-                field="trigger",
-            )
+        period = _period_of(seconds, minutes, hours, days)
         anchor = None if start is None else _utc(start, "Every start")
         object.__setattr__(self, "period", period)
         object.__setattr__(self, "start", anchor)
-        short = period < timedelta(seconds=5)
+        short = period < _SHORT
         if short and _is_ours(sys._getframe(1)):
             object.__setattr__(self, "_unwarned", True)  # built for a seed or YAML entry
         else:
@@ -193,6 +170,48 @@ class Every(Trigger):
     def __repr__(self) -> str:
         start = "" if self.start is None else f", start={self.start!r}"
         return f"Every({_args(self.period)}{start})"
+
+
+@lru_cache(maxsize=256, typed=True)  # typed: True is no 1, it is refused
+def _period(seconds: float, minutes: float, hours: float, days: float) -> timedelta:
+    """The validated period of ``Every(...)``; cached, as a program uses few periods, and
+    its tasks then share one ``timedelta``."""
+    given = {"seconds": seconds, "minutes": minutes, "hours": hours, "days": days}
+    for name, value in given.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(
+                f"Every({name}={value!r}): {name} must be a number (int or "
+                f"float), not {type(value).__name__}",
+                field="trigger",
+            )
+        if not math.isfinite(value) or value < 0:
+            raise ConfigError(
+                f"Every({name}={value!r}): {name} must be a finite number "
+                ">= 0; the period is the sum of seconds, minutes, hours and "
+                "days",
+                field="trigger",
+            )
+    try:
+        period = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    except OverflowError:
+        raise ConfigError(
+            "Every(...): the period is too long; the maximum is 999999999 days", field="trigger"
+        ) from None
+    if period <= _ZERO:
+        raise ConfigError(
+            "Every(...): the period is zero; give a total > 0 (at least "
+            "1 microsecond), e.g. Every(minutes=5)",
+            field="trigger",
+        )
+    return period
+
+
+def _period_of(seconds: float, minutes: float, hours: float, days: float) -> timedelta:
+    try:
+        return _period(seconds, minutes, hours, days)
+    except TypeError:  # an unhashable amount, so not a number: the check says so, below
+        pass
+    return _period.__wrapped__(seconds, minutes, hours, days)
 
 
 def _short(every: Every, task: str | None = None) -> str:
