@@ -11,19 +11,20 @@ from typing import TYPE_CHECKING, final
 from ._errors import ConfigError, DependencyCycleError, UnknownDependencyError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Collection, Iterable
 
 __all__ = ["DependencyGraph"]
 
 
 @final
 class DependencyGraph:
-    """Registered tasks and their ``depends_on`` edges; always acyclic."""
+    """The ``depends_on`` edges of registered tasks; always acyclic. A task without
+    dependencies leaves no trace here (most tasks: they cost nothing)."""
 
     __slots__ = ("_dependents", "_depends_on", "_depths")
 
     def __init__(self) -> None:
-        self._depends_on: dict[str, tuple[str, ...]] = {}
+        self._depends_on: dict[str, tuple[str, ...]] = {}  # only tasks with dependencies
         self._dependents: dict[str, set[str]] = {}  # name -> registered tasks depending on it
         self._depths: dict[str, int] = {}  # memoised; cleared when an edge could move them
 
@@ -33,6 +34,8 @@ class DependencyGraph:
         :raises DependencyCycleError: the new edges close a cycle (the path is named).
         """
         deps = tuple(depends_on)
+        if not deps:
+            return  # no cycle through it, and no depth moves: an unknown name counts 0 too
         self._check_cycle(name, deps)
         self._depends_on[name] = deps
         for dep in deps:
@@ -55,33 +58,34 @@ class DependencyGraph:
             self._dependents[dep].discard(name)
         self._depths.pop(name, None)
 
-    def unknown(self) -> list[UnknownDependencyError]:
-        """One error per ``depends_on`` entry that names no registered task."""
-        known = sorted(self._depends_on)
+    def unknown(self, registered: Collection[str]) -> list[UnknownDependencyError]:
+        """One error per ``depends_on`` entry that names none of the ``registered`` tasks."""
+        known = sorted(registered)
         return [
             UnknownDependencyError(name, dep, known)
             for name, deps in self._depends_on.items()
             for dep in deps
-            if dep not in self._depends_on
+            if dep not in registered
         ]
 
     def depth(self, name: str) -> int:
         """Depth in the graph (0 for a task without dependencies): fires due at the same
         time are handled upstream first. Iterative, so long chains are fine."""
-        depths = self._depths
+        edges, depths = self._depends_on, self._depths
+        if name not in edges:
+            return 0  # no dependencies (or not registered): the usual case, not memoised
         if name in depths:
             return depths[name]
-        edges = self._depends_on
         stack = [name]
         while stack:
             current = stack[-1]
-            own = edges.get(current, ())
-            missing = [d for d in own if d not in depths]
+            own = edges[current]
+            missing = [d for d in own if d in edges and d not in depths]
             if missing:
                 stack.extend(missing)
                 continue
             stack.pop()
-            depths[current] = 1 + max((depths[d] for d in own), default=-1)
+            depths[current] = 1 + max(depths.get(d, 0) for d in own)
         return depths[name]
 
     def _check_cycle(self, name: str, deps: tuple[str, ...]) -> None:

@@ -20,7 +20,7 @@ import itertools
 import logging
 import random
 import secrets
-from types import MappingProxyType
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, final
 
 from ._catch_up import CATCH_UP_CAP, due_claims
@@ -39,7 +39,7 @@ from ._run_state import Run, TaskEntry
 from ._runs import RunCause, RunStatus, TaskState
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Iterator
     from datetime import datetime
 
     from ._errors import UnknownDependencyError
@@ -87,8 +87,7 @@ class Planner:
         self.max_concurrency = max_concurrency
         self.replica = replica
         self._entries: dict[str, TaskEntry] = {}
-        self._tasks: dict[str, Task] = {}
-        self._tasks_view = MappingProxyType(self._tasks)
+        self._tasks_view = _TaskView(self._entries)
         self._graph = DependencyGraph()
         self._adhoc: dict[str, TaskEntry] = {}
         # Fire timers: (fire time, depth in the graph, arrival, entry, entry token).
@@ -129,7 +128,6 @@ class Planner:
         entry = TaskEntry(task, trigger, registered=True)
         entry.anchor = now
         self._entries[task.name] = entry
-        self._tasks[task.name] = task
         if task.enabled and arm:
             self._arm(entry, now, first=True)
 
@@ -145,7 +143,6 @@ class Planner:
         entry = self._entry(name)
         self._graph.remove(name)
         del self._entries[name]
-        del self._tasks[name]
         entry.token += 1
         entry.removed = True
         entry.registered = False  # no SaveTask from now on
@@ -164,7 +161,7 @@ class Planner:
 
     def unknown_dependencies(self) -> list[UnknownDependencyError]:
         """One error per ``depends_on`` entry that names no registered task."""
-        return self._graph.unknown()
+        return self._graph.unknown(self._entries)
 
     def start(self, now: datetime, records: Mapping[str, TaskRecord] | None = None) -> None:
         """Arm every active task's timer, once: at scheduler start, and again after a stop.
@@ -488,6 +485,29 @@ class Planner:
         claims, following = due_claims(entry.task, trigger, fire_time, now)
         self._life.decisions.extend(claims)
         self._set_timer(entry, following)
+
+
+@final
+class _TaskView(Mapping[str, "Task"]):
+    """The registered tasks by name, read-only and live, read off the planner's entries
+    (a second dict of the same names would cost memory per task)."""
+
+    __slots__ = ("_entries",)
+
+    def __init__(self, entries: dict[str, TaskEntry]) -> None:
+        self._entries = entries
+
+    def __getitem__(self, name: str) -> Task:
+        return self._entries[name].task
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 def _stale_fire(item: tuple[datetime, int, int, TaskEntry, int]) -> bool:

@@ -156,8 +156,8 @@ class Scheduler(Observable):
             raise duplicate_task(task.name, self.task_origins)
         task = self.config.apply(task)
         planner, engine = self._planner, self._engine
-        if engine is None:
-            self._command(planner.add_task, task, self.clock.now())
+        if engine is None:  # armed once, at start, from its stored state
+            self._command(planner.add_task, task, self.clock.now(), arm=False)
             return task
         self._command(planner.add_task, task, self.clock.now(), arm=False)  # armed once loaded
         try:
