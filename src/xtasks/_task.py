@@ -1,13 +1,12 @@
 """The task specification: an immutable, validated description of what to run and how.
 
-Everything a user can get wrong is checked once, in ``Task.__post_init__``, so the planner
+Everything a user can get wrong is checked once, in ``Task.__init__``, so the planner
 and the runtime read plain canonical values (enums, floats, tuples) and never re-validate.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import importlib
 import inspect
 import math
@@ -28,7 +27,8 @@ __all__ = ["CatchUp", "Mode", "Overlap", "Priority", "Task"]
 
 NAME_PATTERN = r"[A-Za-z0-9_.:-]{1,200}"
 _NAME_RE = re.compile(NAME_PATTERN)
-_UNSET: Any = None  # runtime default of fields that __post_init__ fills in (mode, kwargs)
+_UNSET: Any = None  # the declared default of fields that __init__ computes (mode, kwargs)
+_MISSING: Any = object()  # name or func not given: a TypeError, once the options are checked
 _NO_KWARGS: Mapping[str, Any] = MappingProxyType({})  # immutable: every task may share it
 _NO_TAGS: frozenset[str] = frozenset()
 _put = object.__setattr__  # the one way to set a field of a frozen dataclass
@@ -118,7 +118,7 @@ class CatchUp(_Choice):
     (or a manual request) that comes while a replay runs."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Task:
     """A named callable with its trigger and policies. Immutable; validated on construction.
 
@@ -201,41 +201,95 @@ class Task:
             tags: str | Iterable[str] = (),
         ) -> None: ...
 
-    def __post_init__(self) -> None:
-        # Each field is stored again only when its canonical value is a new object: a
-        # default (or an already canonical value) is kept, and so is shared by every task.
-        name = self.name
-        if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-            msg = f"task name must be 1 to 200 characters matching {NAME_PATTERN}; got {name!r}"
-            _fail(name if isinstance(name, str) else None, "name", msg)
-        func, target = _resolve(self.func, name)
-        _put(self, "func", func)
-        _put(self, "target", target)
-        if (args := self.args).__class__ is not tuple:
-            _put(self, "args", args := _args(args, name))
-        if (kwargs := self.kwargs) is not _NO_KWARGS:
-            _put(self, "kwargs", kwargs := _kwargs(kwargs, name))
-        if args or kwargs or not _takes_no_arguments(func):
-            _check_bind(func, target, name, *args, **kwargs)
-        _put(self, "mode", _mode(func, target, self.mode, name))
-        _trigger(self.trigger, name)
-        for key, choice in _CHOICES:
-            if (value := getattr(self, key)).__class__ is not choice:
-                _put(self, key, choice.parse(value, task=name, field=key))
-        if (deps := self.depends_on).__class__ is not tuple or deps:
-            _put(self, "depends_on", _depends_on(deps, name))
-        _int(self.max_retries, name, "max_retries", 0)
-        _int(self.alert_after, name, "alert_after", 1)
-        for key in _DURATIONS if self.timeout is not None else _DURATIONS[:-1]:
-            if (value := getattr(self, key)) is not (number := _finite(value, name, key)):
-                _put(self, key, number)
-        for key in ("alert_on_failure", "recover", "enabled"):
-            if not isinstance(getattr(self, key), bool):
-                _bad(name, key, "must be True or False", getattr(self, key))
-        if not isinstance(self.description, str):
-            _bad(name, "description", "must be a string", self.description)
-        if self.tags is not _NO_TAGS:
-            _put(self, "tags", frozenset(_strings(self.tags, name, "tags")) or _NO_TAGS)
+    else:  # what runs: every option checked once, in the order above, then stored once
+
+        def __init__(
+            self,
+            name: Any = _MISSING,
+            func: Any = _MISSING,
+            *extra: Any,
+            args: Any = (),
+            kwargs: Any = _NO_KWARGS,
+            trigger: Any = None,
+            priority: Any = Priority.NORMAL,
+            depends_on: Any = (),
+            mode: Any = None,
+            max_retries: Any = 0,
+            retry_delay: Any = 0.0,
+            retry_backoff: Any = 1.0,
+            timeout: Any = None,
+            overlap: Any = Overlap.SKIP,
+            catch_up: Any = CatchUp.ONCE,
+            misfire_grace: Any = 60.0,
+            jitter: Any = 0.0,
+            alert_on_failure: Any = True,
+            alert_after: Any = 1,
+            recover: Any = False,
+            enabled: Any = True,
+            description: Any = "",
+            tags: Any = _NO_TAGS,
+            **unknown: Any,
+        ) -> None:
+            if extra or unknown or name is _MISSING or func is _MISSING:
+                _refuse_call(name, func, extra, unknown)
+            if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+                msg = f"task name must be 1 to 200 characters matching {NAME_PATTERN}; "
+                _fail(name if isinstance(name, str) else None, "name", f"{msg}got {name!r}")
+            func, target = _resolve(func, name)
+            if args.__class__ is not tuple:
+                args = _args(args, name)
+            if kwargs is not _NO_KWARGS:
+                kwargs = _kwargs(kwargs, name)
+            if args or kwargs or not _takes_no_arguments(func):
+                _check_bind(func, target, name, *args, **kwargs)
+            mode = _mode(func, target, mode, name)
+            _trigger(trigger, name)
+            if priority.__class__ is not Priority:
+                priority = Priority.parse(priority, task=name, field="priority")
+            if overlap.__class__ is not Overlap:
+                overlap = Overlap.parse(overlap, task=name, field="overlap")
+            if catch_up.__class__ is not CatchUp:
+                catch_up = CatchUp.parse(catch_up, task=name, field="catch_up")
+            if depends_on.__class__ is not tuple or depends_on:
+                depends_on = _depends_on(depends_on, name)
+            _int(max_retries, name, "max_retries", 0)
+            _int(alert_after, name, "alert_after", 1)
+            retry_delay = _finite(retry_delay, name, "retry_delay")
+            misfire_grace = _finite(misfire_grace, name, "misfire_grace")
+            jitter = _finite(jitter, name, "jitter")
+            retry_backoff = _finite(retry_backoff, name, "retry_backoff")
+            if timeout is not None:
+                timeout = _finite(timeout, name, "timeout")
+            _bool(alert_on_failure, name, "alert_on_failure")
+            _bool(recover, name, "recover")
+            _bool(enabled, name, "enabled")
+            if not isinstance(description, str):
+                _bad(name, "description", "must be a string", description)
+            if tags is not _NO_TAGS:
+                tags = frozenset(_strings(tags, name, "tags")) or _NO_TAGS
+            _put(self, "name", name)
+            _put(self, "func", func)
+            _put(self, "target", target)
+            _put(self, "args", args)
+            _put(self, "kwargs", kwargs)
+            _put(self, "trigger", trigger)
+            _put(self, "priority", priority)
+            _put(self, "depends_on", depends_on)
+            _put(self, "mode", mode)
+            _put(self, "max_retries", max_retries)
+            _put(self, "retry_delay", retry_delay)
+            _put(self, "retry_backoff", retry_backoff)
+            _put(self, "timeout", timeout)
+            _put(self, "overlap", overlap)
+            _put(self, "catch_up", catch_up)
+            _put(self, "misfire_grace", misfire_grace)
+            _put(self, "jitter", jitter)
+            _put(self, "alert_on_failure", alert_on_failure)
+            _put(self, "alert_after", alert_after)
+            _put(self, "recover", recover)
+            _put(self, "enabled", enabled)
+            _put(self, "description", description)
+            _put(self, "tags", tags)
 
     def __hash__(self) -> int:
         # Names are unique in a scheduler, and kwargs (a mapping) is not hashable.
@@ -262,42 +316,28 @@ class Task:
 _OPTIONS = tuple(
     f.name for f in dataclasses.fields(Task) if f.init and f.name not in ("name", "func")
 )
-_KEYWORDS = frozenset(("name", "func", *_OPTIONS))
-_CHOICES = (("priority", Priority), ("overlap", Overlap), ("catch_up", CatchUp))
-_DURATIONS = ("retry_delay", "misfire_grace", "jitter", "retry_backoff", "timeout")
-_LOWEST = dict.fromkeys(_DURATIONS, 0.0) | {"retry_backoff": 1.0}  # timeout: 0 excluded
+_LOWEST = {"retry_delay": 0.0, "misfire_grace": 0.0, "jitter": 0.0, "retry_backoff": 1.0}
+_LOWEST["timeout"] = 0.0  # exclusive: a timeout must be > 0
 _BUILTIN_TRIGGERS = (Every, Cron, At)
 
 
-def _checked_init(init: Callable[..., None]) -> Callable[..., None]:
-    """Wrap the dataclass ``__init__`` so a misspelt option is a ConfigError with a hint.
-
-    Python would raise ``TypeError: unexpected keyword argument`` before any of our code
-    runs; mypy still checks callers against the typed ``__init__`` declared in the class.
-    """
-
-    @functools.wraps(init)
-    def __init__(self: Task, *args: Any, **options: Any) -> None:
-        name = args[0] if args else options.get("name")
-        task = name if isinstance(name, str) else None
-        if len(args) > 2:
-            msg = "Task() takes the name and func by position; pass the rest by keyword, "
-            msg += f"e.g. trigger=...; got {len(args)} positional arguments"
-            _fail(task, "args", msg)
-        if options.keys() <= _KEYWORDS:
-            init(self, *args, **options)
-            return
-        for key in options:
-            if key not in _KEYWORDS:
-                hint = _did_you_mean(key, list(_OPTIONS))
-                known = "" if hint else "; known options: " + ", ".join(_OPTIONS)
-                _fail(task, key, f"Task() has no option {key!r}{hint or known}")
-        init(self, *args, **options)
-
-    return __init__
-
-
-setattr(Task, "__init__", _checked_init(Task.__init__))  # noqa: B010 -- mypy sees the typed one
+def _refuse_call(
+    name: object, func: object, extra: tuple[Any, ...], unknown: dict[str, Any]
+) -> NoReturn:
+    """Raise for a call Python itself would refuse with a bare ``TypeError``: a misspelt
+    option is a ConfigError with a hint, extra positional arguments say how to pass them."""
+    task = name if isinstance(name, str) else None
+    if extra:
+        msg = "Task() takes the name and func by position; pass the rest by keyword, "
+        msg += f"e.g. trigger=...; got {2 + len(extra)} positional arguments"
+        _fail(task, "args", msg)
+    for key in unknown:
+        hint = _did_you_mean(key, list(_OPTIONS))
+        known = "" if hint else "; known options: " + ", ".join(_OPTIONS)
+        _fail(task, key, f"Task() has no option {key!r}{hint or known}")
+    missing = [repr(key) for key, value in (("name", name), ("func", func)) if value is _MISSING]
+    count = f"{len(missing)} required positional argument{'s' if len(missing) > 1 else ''}"
+    raise TypeError(f"Task.__init__() missing {count}: {' and '.join(missing)}")
 
 
 def _fail(task: str | None, key: str, message: str) -> NoReturn:
@@ -440,6 +480,11 @@ def _trigger(trigger: object, task: str) -> None:
     if trigger.__class__ not in _BUILTIN_TRIGGERS and not isinstance(trigger, Trigger):
         _bad(task, "trigger", "must be Every(...), Cron(...), At(...) or None", trigger)
     warn_short_interval(trigger, task)  # when xtasks built it (YAML): the user's Every warned
+
+
+def _bool(value: object, task: str, key: str) -> None:
+    if not isinstance(value, bool):
+        _bad(task, key, "must be True or False", value)
 
 
 def _strings(value: object, task: str, key: str) -> list[str]:
