@@ -18,7 +18,7 @@ from datetime import timedelta
 from enum import StrEnum
 from functools import partial
 from types import FunctionType, MappingProxyType
-from typing import TYPE_CHECKING, Any, NoReturn, Self
+from typing import TYPE_CHECKING, Any, NoReturn, Self, TypeGuard
 
 from ._errors import ConfigError, _did_you_mean
 from ._triggers import At, Cron, Every, Trigger, warn_short_interval
@@ -395,7 +395,7 @@ def _kwargs(kwargs: object, task: str) -> Mapping[str, Any]:
     return MappingProxyType(dict(kwargs))
 
 
-def _is_plain(func: object) -> bool:
+def _is_plain(func: object) -> TypeGuard[FunctionType]:
     """A Python function whose code tells its signature and its kind: nothing in its
     ``__dict__`` (``__wrapped__``, ``__signature__``, a coroutine mark) says otherwise."""
     return func.__class__ is FunctionType and not func.__dict__
@@ -406,9 +406,8 @@ def _takes_no_arguments(func: object) -> bool:
     a few attribute reads, not an ``inspect.Signature``. False means: ask ``inspect``."""
     if not _is_plain(func):
         return False
-    assert isinstance(func, FunctionType)
-    code = func.__code__
-    return code.co_argcount == len(func.__defaults__ or ()) and code.co_kwonlyargcount == len(
+    code, defaults = func.__code__, func.__defaults__ or ()
+    return code.co_argcount == len(defaults) and code.co_kwonlyargcount == len(
         func.__kwdefaults__ or ()
     )
 
@@ -432,7 +431,6 @@ def _is_async(func: object) -> bool:
     while isinstance(func, partial):
         func = func.func
     if _is_plain(func):
-        assert isinstance(func, FunctionType)
         return bool(func.__code__.co_flags & inspect.CO_COROUTINE)
     if inspect.iscoroutinefunction(func):  # knows inspect.markcoroutinefunction (3.12+)
         return True
