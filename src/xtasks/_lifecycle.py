@@ -141,7 +141,7 @@ class Lifecycle:
                 entry, kind, now, scheduled_at=scheduled_at, args=args, kwargs=kwargs
             )
             if entry.active or entry.replays:
-                entry.replays.append(run)
+                entry.hold_replay(run)
                 self.record(run)
             else:
                 self.open(run, now)
@@ -334,9 +334,9 @@ class Lifecycle:
     ) -> None:
         if only in (None, RunStatus.QUEUED):
             held = [entry.queued_behind] if entry.queued_behind is not None else []
-            held.extend(entry.replays)
+            held.extend(entry.replays or ())
             entry.queued_behind = None
-            entry.replays.clear()
+            entry.replays = None
             for run in held:
                 self.final(run, RunStatus.CANCELLED, now, reason=reason)
         for run in list(entry.active):
