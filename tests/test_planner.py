@@ -1576,6 +1576,39 @@ def test_a_two_task_cycle_names_its_path() -> None:
         planner.validate()
 
 
+def test_a_dependency_without_dependencies_of_its_own_is_known_and_fires_first() -> None:
+    """Tasks with no ``depends_on`` leave the graph empty, yet count as registered names
+    and as depth 0: same-time fires still go upstream first, whatever the order of adds."""
+    planner = Planner()
+    every = Every(seconds=10, start=T0)
+    planner.add_task(make_task("c", trigger=every, depends_on="b"), T0)
+    planner.add_task(make_task("b", trigger=every, depends_on="fetch"), T0)
+    planner.add_task(make_task("fetch", trigger=every), T0)
+    planner.add_task(make_task("a", trigger=every, depends_on="fech"), T0)
+    with pytest.raises(UnknownDependencyError, match="'fech'.*did you mean 'fetch'"):
+        planner.validate()
+    planner.remove_task("a", T0)
+    planner.add_task(make_task("a", trigger=every, depends_on="fetch"), T0)
+    planner.validate()
+    planner.start(T0)
+    planner.advance(T0 + secs(10))
+    claims = [d.task for d in planner.drain(T0 + secs(10)) if isinstance(d, ClaimFire)]
+    assert claims == ["fetch", "b", "a", "c"]  # by depth, then as armed (registration order)
+
+
+def test_tasks_is_a_live_read_only_mapping() -> None:
+    planner = Planner()
+    view = planner.tasks
+    a, b = make_task("a"), make_task("b", depends_on="a")
+    planner.add_task(a, T0)
+    planner.add_task(b, T0)
+    assert dict(view) == {"a": a, "b": b} and len(view) == 2 and "b" in view
+    with pytest.raises(TypeError):
+        view["c"] = a  # type: ignore[index]
+    planner.remove_task("b", T0)
+    assert list(view) == ["a"] and view.get("b") is None and "b" not in view
+
+
 # --- 8b. removal ----------------------------------------------------------------------------
 
 

@@ -355,6 +355,49 @@ def test_args_that_do_not_bind_quote_the_signature(
         assert word in str(err), f"{word!r} not in {str(err)!r}"
 
 
+def _positional(a: int) -> None: ...
+def _positional_default(a: int = 1, /, b: int = 2) -> None: ...
+def _keyword(*, a: int) -> None: ...
+def _keyword_default(*, a: int = 1) -> None: ...
+def _variadic(*args: Any, **kwargs: Any) -> None: ...
+async def _async_positional(a: int) -> None: ...
+@functools.wraps(_positional)
+def _wraps_positional(*args: Any, **kwargs: Any) -> None: ...
+def _declared(*args: Any) -> None: ...
+
+
+_declared.__signature__ = inspect.signature(_positional)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "func",
+    [
+        noop,
+        anoop,
+        _positional,
+        _positional_default,
+        _keyword,
+        _keyword_default,
+        _variadic,
+        _async_positional,
+        _wraps_positional,
+        _declared,
+        functools.partial(_positional, 1),
+        lambda a=1: a,
+    ],
+)
+def test_a_task_without_arguments_is_accepted_exactly_when_they_bind(func: Any) -> None:
+    """Plain functions are checked from their code, the others by ``inspect``: both must
+    agree with ``inspect.signature(func).bind()`` (``__wrapped__``, ``__signature__``)."""
+    try:
+        inspect.signature(func).bind()
+    except TypeError:
+        with pytest.raises(ConfigError, match="missing a required argument"):
+            Task("job", func)
+    else:
+        Task("job", func)
+
+
 @pytest.mark.parametrize(
     ("func", "mode", "words"),
     [

@@ -151,6 +151,18 @@ def test_every_rejects_bad_values_with_an_actionable_message(kwargs, words):
         assert word in str(info.value)
 
 
+def test_every_refuses_a_bool_even_after_the_same_number_was_accepted():
+    assert Every(hours=1).period == timedelta(hours=1)  # True == 1: periods are cached by type
+    with pytest.raises(ConfigError, match="bool"):
+        Every(hours=True)
+
+
+def test_every_refuses_an_unhashable_amount_as_a_config_error():
+    with pytest.raises(ConfigError, match="seconds must be a number") as info:
+        Every(seconds=[5])  # type: ignore[arg-type]
+    assert info.value.__context__ is None  # not "during handling of TypeError: unhashable"
+
+
 def test_every_under_five_seconds_warns_at_the_callers_line():
     with pytest.warns(ShortIntervalWarning, match="under 5 s") as record:
         Every(seconds=4.999)
