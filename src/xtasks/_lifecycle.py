@@ -170,7 +170,7 @@ class Lifecycle:
         before the run that pulled it), on a stack of its own: a chain of dependencies
         100,000 deep costs memory, never the interpreter's recursion limit.
         """
-        run.entry.active.append(run)
+        run.entry.add_active(run)
         if not run.entry.task.depends_on:  # most runs: nothing to gate
             self.record(run)
             self.schedule_start(run, now)
@@ -210,7 +210,7 @@ class Lifecycle:
                 return False
             if not dentry.active:
                 pulled = frame.pulled = self.new_run(dentry, RunCause.DEPENDENCY, now)
-                dentry.active.append(pulled)
+                dentry.add_active(pulled)
                 return True
             if not self._gate(frame, dentry.active[0], now):
                 return False
@@ -379,8 +379,7 @@ class Lifecycle:
         if reason is not None:
             run.reason = reason
         self.runs.pop(run.id, None)
-        if run in entry.active:
-            entry.active.remove(run)
+        entry.drop_active(run)
         if entry.queued_behind is run:
             entry.queued_behind = None
         elif entry.replays and run.cause is RunCause.CATCH_UP and run in entry.replays:

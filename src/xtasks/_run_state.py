@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Final, cast, final
 from ._runs import RunCause, RunRecord, RunStatus, TaskRecord, TaskState
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Mapping, Sequence
     from datetime import datetime
 
     from ._runs import ErrorInfo
@@ -129,7 +129,8 @@ class TaskEntry:
         self.trigger = trigger
         self.registered = registered
         self.state = TaskState.ACTIVE
-        self.active: list[Run] = []  # live runs, in creation order
+        # Live runs, in creation order: a list made by the first (an idle task keeps none).
+        self.active: Sequence[Run] = ()
         self.queued_behind: Run | None = None  # overlap="queue": the one run held back
         # Catch-up replays waiting their turn, oldest first; made by the first: most tasks
         # never have one, and an empty deque costs 600 bytes.
@@ -142,6 +143,19 @@ class TaskEntry:
         self.last_fire: datetime | None = None
         self.next_fire: datetime | None = None
         self.token = 0
+
+    def add_active(self, run: Run) -> None:
+        """``run`` is live."""
+        if isinstance(self.active, list):
+            self.active.append(run)
+        else:
+            self.active = [run]
+
+    def drop_active(self, run: Run) -> None:
+        """``run`` is no longer live (nothing happens if it was not)."""
+        active = self.active
+        if isinstance(active, list) and run in active:
+            active.remove(run)
 
     def hold_replay(self, run: Run) -> None:
         """Queue a catch-up replay behind the others."""
