@@ -212,7 +212,7 @@ class Lifecycle:
                 pulled = frame.pulled = self.new_run(dentry, RunCause.DEPENDENCY, now)
                 dentry.add_active(pulled)
                 return True
-            if not self._gate(frame, dentry.active[0], now):
+            if not self._gate(frame, next(iter(dentry.active)), now):  # the oldest
                 return False
         return True
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Final, cast, final
 from ._runs import RunCause, RunRecord, RunStatus, TaskRecord, TaskState
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable, Collection, Mapping
     from datetime import datetime
 
     from ._runs import ErrorInfo
@@ -129,8 +129,9 @@ class TaskEntry:
         self.trigger = trigger
         self.registered = registered
         self.state = TaskState.ACTIVE
-        # Live runs, in creation order: a list made by the first (an idle task keeps none).
-        self.active: Sequence[Run] = ()
+        # Live runs, in creation order: made by the first (an idle task keeps none); a
+        # dict, so that a run ends in O(1) however many runs of the task wait.
+        self.active: Collection[Run] = ()
         self.queued_behind: Run | None = None  # overlap="queue": the one run held back
         # Catch-up replays waiting their turn, oldest first; made by the first: most tasks
         # never have one, and an empty deque costs 600 bytes.
@@ -146,16 +147,15 @@ class TaskEntry:
 
     def add_active(self, run: Run) -> None:
         """``run`` is live."""
-        if isinstance(self.active, list):
-            self.active.append(run)
+        if isinstance(self.active, dict):
+            self.active[run] = None
         else:
-            self.active = [run]
+            self.active = {run: None}
 
     def drop_active(self, run: Run) -> None:
         """``run`` is no longer live (nothing happens if it was not)."""
-        active = self.active
-        if isinstance(active, list) and run in active:
-            active.remove(run)
+        if isinstance(self.active, dict):
+            self.active.pop(run, None)
 
     def hold_replay(self, run: Run) -> None:
         """Queue a catch-up replay behind the others."""

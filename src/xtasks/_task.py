@@ -76,7 +76,7 @@ class Priority(_Choice):
     @property
     def rank(self) -> int:
         """Sort key for the ready queue: 0 for high, 1 for normal, 2 for low (lower first)."""
-        return _RANKS[self.value]
+        return _RANKS[self]  # by member, not .value: read for every run that queues
 
 
 class Mode(_Choice):
