@@ -501,3 +501,23 @@ def test_replace_with_a_new_func_infers_the_mode_again_but_keeps_process() -> No
     assert process.replace(func=samples.sync_job).mode is Mode.PROCESS
     with pytest.raises(ConfigError, match="is async"):
         process.replace(func=samples.async_job, args=())
+
+
+def test_the_constructor_takes_every_field_with_its_declared_default() -> None:
+    """Task's __init__ is written by hand (it checks and stores each option once): it must
+    take exactly the dataclass's fields, with their defaults, or a new field would be
+    silently unsettable or differ between Task(...) and dataclasses.replace."""
+    params = inspect.signature(Task.__init__).parameters
+    taken = {n: p for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    declared = {f.name: f for f in dataclasses.fields(Task) if f.init}
+    assert set(taken) == set(declared) - {"name", "func"}
+    for name, param in taken.items():
+        default = declared[name].default
+        if name in ("mode", "kwargs"):  # computed from the function / shared empty mapping
+            continue
+        assert param.default == default, name
+    task = Task("t", samples.async_job)
+    for name, f in declared.items():
+        if name not in ("name", "func", "mode", "kwargs"):
+            assert getattr(task, name) == f.default, name
+    assert dict(task.kwargs) == {}
