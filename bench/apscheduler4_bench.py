@@ -37,6 +37,7 @@ from .jobs import (
     noop_sync,
     registered,
     schedule_offsets,
+    settle_garbage,
     start_registering,
     window_metrics,
     with_timeout,
@@ -137,6 +138,7 @@ def every_second(count: int, duration: float, lead: float = 1.0) -> dict[str, fl
                     _TICK, trigger, id=f"every_{i}", coalesce=CoalescePolicy.all
                 )
             await scheduler.start_in_background()
+            settle_garbage()
             await asyncio.sleep(max(0.0, origin.timestamp() - time.time()))
             cpu0 = time.process_time()
             await asyncio.sleep(max(0.0, end - time.time()))

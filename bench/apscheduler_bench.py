@@ -25,6 +25,7 @@ from .jobs import (
     noop_sync,
     registered,
     schedule_offsets,
+    settle_garbage,
     start_registering,
     window_metrics,
     with_timeout,
@@ -140,6 +141,7 @@ def every_second(count: int, duration: float, lead: float = 1.0) -> dict[str, fl
             scheduler.add_job(tick, IntervalTrigger(seconds=1, start_date=start), args=(i,))
         scheduler.start()
         try:
+            settle_garbage()
             await asyncio.sleep(max(0.0, origin.timestamp() - time.time()))
             cpu0 = time.process_time()
             await asyncio.sleep(max(0.0, end - time.time()))

@@ -15,6 +15,7 @@ from .jobs import (
     noop_sync,
     registered,
     schedule_offsets,
+    settle_garbage,
     start_registering,
     window_metrics,
 )
@@ -120,6 +121,7 @@ def call_at_every_second(count: int, duration: float, lead: float = 1.0) -> dict
 
         for offset in schedule_offsets(count, 1.0):
             loop.call_at(origin + offset, fire, origin + offset)
+        settle_garbage()
         await asyncio.sleep(origin - loop.time())
         cpu0 = time.process_time()
         await asyncio.sleep(end - loop.time())

@@ -20,6 +20,7 @@ from .jobs import (
     noop_sync,
     registered,
     schedule_offsets,
+    settle_garbage,
     start_registering,
     window_metrics,
 )
@@ -178,6 +179,7 @@ def every_second(count: int, duration: float, lead: float = 1.0) -> dict[str, fl
                 trigger = Every(seconds=1, start=start)
                 scheduler.add(Task(f"every_{i}", tick, trigger=trigger, kwargs={"i": i}))
         async with scheduler:
+            settle_garbage()
             await anyio.sleep(max(0.0, origin.timestamp() - time.time()))
             cpu0 = time.process_time()
             await anyio.sleep(max(0.0, end - time.time()))
