@@ -70,6 +70,7 @@ TESTING_ALL = [
     "StoreMachine",
     "check_audit_trail",
     "check_claim_exclusivity",
+    "check_claim_fires",
     "check_close_idempotent",
     "check_errors_are_store_errors",
     "check_fencing",

@@ -1,8 +1,9 @@
-"""The claimer: due fires are claimed in the store apart from the timer, one at a time.
+"""The claimer: due fires are claimed in the store apart from the timer, in batches.
 
-The timer loop never waits for the store; it hands each due fire here. A claim won goes
-back to the planner. While claims fail (or more records wait to be written than
-:data:`MAX_BACKLOG`), the claimer stops asking the store for a while (backoff up to
+The timer loop never waits for the store; it hands each due fire here, and what came due
+while a claim was in flight is claimed in one call (``Store.claim_fires``: one transaction
+on SQLite). A claim won goes back to the planner. While claims fail (or more records wait
+to be written than :data:`MAX_BACKLOG`), the claimer stops asking the store for a while (backoff up to
 :data:`_MAX_CLAIM_RETRY`) and remembers the fires it could not claim, one range per task;
 once the store claims again, each range is recorded ``missed``, naming why. A fire is run
 or recorded, never dropped.
@@ -75,7 +76,7 @@ class Claimer:
         return sum(held.count for held in self._unclaimed.values())
 
     async def run(self) -> None:
-        """Claim due fires in the store, one at a time, in the order they came due."""
+        """Claim due fires in the store, in the order they came due."""
         with self._claim_scope:
             while True:
                 if self._unclaimed:  # come back to record them once the store works
@@ -86,8 +87,7 @@ class Claimer:
                 self._claim_wakeup = anyio.Event()
                 while self._claims:
                     claims, self._claims = self._claims, []
-                    for claim in claims:
-                        await self._claim(claim)
+                    await self._claim(claims)
                 if self._unclaimed and self._can_claim():
                     await self._record_unclaimed()
 
@@ -99,25 +99,35 @@ class Claimer:
             return False  # the clock is read only while claims fail: not on every claim
         return self._recorder.backlog < self.max_backlog
 
-    async def _claim(self, claim: ClaimFire) -> None:
+    async def _claim(self, claims: list[ClaimFire]) -> None:
+        """Claim what came due meanwhile, in one call to the store, in order."""
         if not self._can_claim():
-            self._not_claimed(claim, self._why_not_claimed())
+            why = self._why_not_claimed()
+            for claim in claims:
+                self._not_claimed(claim, why)
             return
+        fires = [(claim.task, claim.fire_time) for claim in claims]
         try:
-            won = await self._store.claim_fire(claim.task, claim.fire_time, self._replica)
-        except StoreError as exc:
-            self._claim_failed(exc)
-            self._not_claimed(claim, f"the store could not claim it: {exc}")
-            return
-        self._claim_backoff = _FIRST_CLAIM_RETRY
-        if won:
-            self._won(claim)
+            outcomes = await self._store.claim_fires(fires, self._replica)
+        except StoreError as exc:  # a backend of someone else's may raise it instead
+            outcomes = [exc] * len(fires)
+        failure: StoreError | None = None
+        for claim, outcome in zip(claims, outcomes, strict=True):
+            if outcome is True:
+                self._won(claim)
+            elif outcome is False:
+                _log.debug(
+                    "fire %s of task %r was claimed by another replica",
+                    claim.fire_time.isoformat(),
+                    claim.task,
+                )
+            else:
+                failure = outcome
+                self._not_claimed(claim, f"the store could not claim it: {outcome}")
+        if failure is None:
+            self._claim_backoff = _FIRST_CLAIM_RETRY
         else:
-            _log.debug(
-                "fire %s of task %r was claimed by another replica",
-                claim.fire_time.isoformat(),
-                claim.task,
-            )
+            self._claim_failed(failure)
 
     def _why_not_claimed(self) -> str:
         health = self._recorder.health

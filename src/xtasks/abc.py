@@ -23,11 +23,12 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
 from ._clock import Clock
+from ._errors import StoreError
 from ._runs import TaskRecord
 from ._triggers import Trigger
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Mapping
+    from collections.abc import Collection, Mapping, Sequence
     from datetime import datetime
 
     from ._events import Alert
@@ -68,6 +69,29 @@ class Store(ABC):
         :return: whether this call won the claim.
         :raises StoreError: on backend failure (the claim is then not made).
         """
+
+    async def claim_fires(
+        self, fires: Sequence[tuple[str, datetime]], replica: str
+    ) -> list[bool | StoreError]:
+        """Claim several fires ``(task, fire_time)`` for ``replica``, each as
+        :meth:`claim_fire` would, in order (the same pair twice: the second loses).
+
+        The scheduler claims what came due meanwhile in one call. This default claims one
+        at a time; a backend that can do it in one round trip (one transaction) should.
+
+        :return: one outcome per fire, in order: ``True`` (won), ``False`` (taken
+            already), or the :class:`~xtasks.StoreError` that kept it from being claimed
+            (it was then not made). After a failure this default tries no more: the
+            fires after it get the same error.
+        """
+        outcomes: list[bool | StoreError] = []
+        for i, (task, fire_time) in enumerate(fires):
+            try:
+                outcomes.append(await self.claim_fire(task, fire_time, replica))
+            except StoreError as exc:
+                outcomes += [exc] * (len(fires) - i)
+                break
+        return outcomes
 
     #: Seconds a live record's lease lasts without a renewal (10 s by default).
     lease_ttl: float = 10.0

@@ -18,6 +18,7 @@ from xtasks.testing import (
     STORE_CHECKS,
     check_audit_trail,
     check_claim_exclusivity,
+    check_claim_fires,
     check_close_idempotent,
     check_errors_are_store_errors,
     check_fencing,
@@ -32,11 +33,11 @@ from xtasks.testing import (
 from xtasks.testing._delegating import DelegatingStore
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Collection
+    from collections.abc import Awaitable, Callable, Collection, Sequence
     from datetime import datetime
     from pathlib import Path
 
-    from xtasks import AuditRecord, RunRecord
+    from xtasks import AuditRecord, RunRecord, StoreError
     from xtasks.abc import Store, TaskRecord
     from xtasks.testing import StoreFactory
 
@@ -245,6 +246,16 @@ class _AuditDropsNoneDetail(_Delegate):
         await self.inner.add_audit(replace(record, detail=record.detail or ""))
 
 
+class _BatchWinsAll(_Delegate):
+    """Claims the batch, then reports every fire won, taken already or not."""
+
+    async def claim_fires(
+        self, fires: Sequence[tuple[str, datetime]], replica: str
+    ) -> list[bool | StoreError]:
+        await self.inner.claim_fires(fires, replica)
+        return [True] * len(fires)
+
+
 class _CloseTwiceFails(_Delegate):
     async def close(self) -> None:
         if getattr(self.inner, "closed", False):
@@ -273,6 +284,7 @@ class _DriverErrorAfterClose(_Delegate):
         pytest.param(broken, check, message, id=broken.__name__.lstrip("_"))
         for broken, check, message in [
             (_EveryClaimWins, check_claim_exclusivity, "exactly one must"),
+            (_BatchWinsAll, check_claim_fires, "a batch over claimed fires"),
             (_LastFireGoesBack, check_last_fire_monotonic, "save_task with an earlier last_fire"),
             (_NaiveDatetimes, check_round_trip, "is not an aware UTC datetime"),
             (_ReapsTwice, check_lease_expiry_and_reaping, "more than one reap_lost call"),

@@ -34,7 +34,7 @@ from ..abc import Store
 from ._registry import check_retention
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection, Iterable
+    from collections.abc import Callable, Collection, Iterable, Sequence
 
     from .._runs import AuditRecord, RunRecord
 
@@ -140,6 +140,15 @@ class MemoryStore(Store):
 
     async def claim_fire(self, task: str, fire_time: datetime, replica: str) -> bool:
         self._check_open()
+        return self._claim(task, fire_time)
+
+    async def claim_fires(
+        self, fires: Sequence[tuple[str, datetime]], replica: str
+    ) -> list[bool | StoreError]:
+        self._check_open()
+        return [self._claim(task, fire_time) for task, fire_time in fires]
+
+    def _claim(self, task: str, fire_time: datetime) -> bool:
         claims = self._claims.setdefault(task, set())
         floor = self._claim_floor.get(task)
         if fire_time in claims or (floor is not None and fire_time <= floor):

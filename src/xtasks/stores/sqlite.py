@@ -61,7 +61,7 @@ from ..abc import Store
 from . import _sql
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection, Iterator, Mapping
+    from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 
     from .._runs import AuditRecord, RunRecord
 
@@ -226,17 +226,37 @@ class SQLiteStore(Store):
     # -- claims and runs ---------------------------------------------------------------
 
     async def claim_fire(self, task: str, fire_time: datetime, replica: str) -> bool:
-        params = {"task": task, "fire_time": _sql.ts(fire_time), "replica": replica}
+        [won] = await self._claim([(task, fire_time)], replica)
+        return won
 
-        def claim(conn: sqlite3.Connection) -> bool:
+    async def claim_fires(
+        self, fires: Sequence[tuple[str, datetime]], replica: str
+    ) -> list[bool | StoreError]:
+        if not fires:
+            self._check_open()
+            return []
+        try:
+            return list(await self._claim(fires, replica))
+        except StoreError as exc:  # one transaction: none of them was claimed
+            return [exc] * len(fires)
+
+    async def _claim(self, fires: Sequence[tuple[str, datetime]], replica: str) -> list[bool]:
+        """Claim ``fires`` in one transaction; the outcome of each, in order."""
+        batch = [{"task": t, "fire_time": _sql.ts(at), "replica": replica} for t, at in fires]
+
+        def claim(conn: sqlite3.Connection) -> list[bool]:
+            outcomes = []
             with _immediate(conn):
-                params["now"] = _sql.ts(datetime.now(UTC))
-                won = conn.execute(_sql.CLAIM, params).rowcount == 1
-                if won:
-                    conn.execute(_sql.CLAIMED_LAST_FIRE, params)
-            return won
+                now = _sql.ts(datetime.now(UTC))
+                for params in batch:
+                    params["now"] = now
+                    won = conn.execute(_sql.CLAIM, params).rowcount == 1
+                    if won:
+                        conn.execute(_sql.CLAIMED_LAST_FIRE, params)
+                    outcomes.append(won)
+            return outcomes
 
-        return await self._call("claim", claim, writes=1)
+        return await self._call("claim", claim, writes=len(batch))
 
     async def save_run(self, record: RunRecord) -> bool:
         return not await self.save_runs([record])

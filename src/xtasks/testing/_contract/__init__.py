@@ -35,7 +35,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final
 
 from ._audit import check_audit_trail
-from ._claims import check_claim_exclusivity, check_last_fire_monotonic
+from ._claims import check_claim_exclusivity, check_claim_fires, check_last_fire_monotonic
 from ._errors import check_close_idempotent, check_errors_are_store_errors
 from ._history import check_list_runs_order_and_paging, check_list_runs_task_change
 from ._leases import (
@@ -56,6 +56,7 @@ __all__ = [
     "StoreFactory",
     "check_audit_trail",
     "check_claim_exclusivity",
+    "check_claim_fires",
     "check_close_idempotent",
     "check_errors_are_store_errors",
     "check_fencing",
@@ -76,6 +77,7 @@ __all__ = [
 STORE_CHECKS: Final[tuple[Callable[[StoreFactory], Awaitable[None]], ...]] = (
     check_round_trip,
     check_claim_exclusivity,
+    check_claim_fires,
     check_last_fire_monotonic,
     check_task_state_round_trip,
     check_lease_expiry_and_reaping,

@@ -134,3 +134,59 @@ async def check_last_fire_monotonic(make_store: StoreFactory) -> None:
             dataclasses.replace(stale, last_fire=_at(111)),
             await a.load_task(task),
         )
+
+
+@_check
+async def check_claim_fires(make_store: StoreFactory) -> None:
+    """``claim_fires`` claims each fire of a batch as ``claim_fire`` would, in order.
+
+    Verifies that an empty batch gives ``[]``; a batch of new fires wins each (``True``,
+    a bool) and moves ``last_fire`` to the latest; in a batch over fires claimed already
+    (by ``claim_fire`` or by a batch, through another store object) those lose and the
+    rest win, and the same pair twice wins once; and overlapping batches raced through
+    two store objects win each fire exactly once.
+    """
+    prefix = _prefix()
+    task, other = f"{prefix}-task", f"{prefix}-other"
+    async with _replicas(make_store, 2) as (a, b):
+        empty = await a.claim_fires([], "replica-a")
+        _require(empty == [], f"claim_fires([]) returned {empty!r}, not []")
+        outcomes = await a.claim_fires([(task, _at(i)) for i in range(3)], "replica-a")
+        _require(
+            all(won is True for won in outcomes) and len(outcomes) == 3,
+            f"a batch of 3 new fires returned {outcomes!r}, expected [True, True, True]",
+        )
+        _require_task("after a batch", TaskRecord(last_fire=_at(2)), await b.load_task(task))
+        _require(await b.claim_fire(task, _at(3), "replica-b") is True, "claim_fire after")
+        mixed = [(task, _at(1)), (task, _at(3)), (task, _at(4)), (task, _at(4)), (other, _at(1))]
+        outcomes = await b.claim_fires(mixed, "replica-b")
+        expected = [False, False, True, False, True]
+        _require(
+            [won is True for won in outcomes] == expected and len(outcomes) == len(expected),
+            f"a batch over claimed fires {[at.isoformat() for _, at in mixed]} returned "
+            f"{outcomes!r}, expected {expected}",
+        )
+        _require_task("after a mixed batch", TaskRecord(last_fire=_at(4)), await a.load_task(task))
+
+        fires = [(task, _at(100 + i)) for i in range(12)]
+        batches = [fires[:8], fires[4:], fires[::2], fires[::-1], fires[1::3]]
+        won: dict[datetime, list[str]] = {at: [] for _, at in fires}
+
+        async def contend(store: Store, replica: str, batch: list[tuple[str, datetime]]) -> None:
+            results = await store.claim_fires(batch, replica)
+            _require(len(results) == len(batch), f"{len(batch)} fires, {len(results)} outcomes")
+            for (_, at), result in zip(batch, results, strict=True):
+                if not isinstance(result, bool):
+                    _fail(f"claim_fires gave {result!r} for a healthy store, not a bool")
+                if result:
+                    won[at].append(replica)
+
+        async with anyio.create_task_group() as group:
+            for i, batch in enumerate(batches):
+                group.start_soon(contend, (a, b)[i % 2], f"replica-{i}", batch)
+        for at, winners in won.items():
+            _require(
+                len(winners) == 1,
+                f"overlapping batches raced on two store objects: fire {at.isoformat()} was "
+                f"won {len(winners)} times ({winners}); exactly once it must",
+            )
