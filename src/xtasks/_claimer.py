@@ -3,10 +3,10 @@
 The timer loop never waits for the store; it hands each due fire here, and what came due
 while a claim was in flight is claimed in one call (``Store.claim_fires``: one transaction
 on SQLite). A claim won goes back to the planner. While claims fail (or more records wait
-to be written than :data:`MAX_BACKLOG`), the claimer stops asking the store for a while (backoff up to
-:data:`_MAX_CLAIM_RETRY`) and remembers the fires it could not claim, one range per task;
-once the store claims again, each range is recorded ``missed``, naming why. A fire is run
-or recorded, never dropped.
+to be written than :data:`MAX_BACKLOG`), the claimer stops asking the store for a while
+(backoff up to :data:`_MAX_CLAIM_RETRY`) and remembers the fires it could not claim, one
+range per task; once the store claims again, each range is recorded ``missed``, naming
+why. A fire is run or recorded, never dropped.
 """
 
 from __future__ import annotations
@@ -113,17 +113,17 @@ class Claimer:
             outcomes = [exc] * len(fires)
         failure: StoreError | None = None
         for claim, outcome in zip(claims, outcomes, strict=True):
-            if outcome is True:
+            if isinstance(outcome, StoreError):
+                failure = outcome
+                self._not_claimed(claim, f"the store could not claim it: {outcome}")
+            elif outcome:
                 self._won(claim)
-            elif outcome is False:
+            else:
                 _log.debug(
                     "fire %s of task %r was claimed by another replica",
                     claim.fire_time.isoformat(),
                     claim.task,
                 )
-            else:
-                failure = outcome
-                self._not_claimed(claim, f"the store could not claim it: {outcome}")
         if failure is None:
             self._claim_backoff = _FIRST_CLAIM_RETRY
         else:
