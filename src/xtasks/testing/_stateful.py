@@ -123,10 +123,11 @@ class StoreMachine(RuleBasedStateMachine):
 
     Each step makes the same call on both stores; they must return equal results, and
     after every step list the same runs and load the same task states. A fire is never
-    claimed twice. The rules claim fires from a small pool, save runs one by one or in
-    batches (any status but ``lost``, random fields, ids from a small pool so that
-    records are replaced), read runs back, list them with random filters and pages,
-    save and load task states, and add and list audit records (times tie often).
+    claimed twice. The rules claim fires from a small pool (one by one and in batches),
+    save runs one by one or in batches (any status but ``lost``, random fields, ids from
+    a small pool so that records are replaced), read runs back, list them with random
+    filters and pages, save and load task states, and add and list audit records (times
+    tie often).
 
     Leases: when :attr:`store_time` is true, both stores read the machine's own store
     time (:attr:`clock`, a callable of seconds that only the rules move), and the rules
@@ -216,6 +217,15 @@ class StoreMachine(RuleBasedStateMachine):
     def claim_fire(self, task: str, fire: datetime, replica: str) -> None:
         if self._agree("claim_fire", task, fire, replica):
             self.claims[task, fire] += 1
+
+    @rule(
+        fires=st.lists(st.tuples(_tasks, st.sampled_from(_FIRES)), max_size=4),
+        replica=st.sampled_from(_REPLICAS),
+    )
+    def claim_fires(self, fires: list[tuple[str, datetime]], replica: str) -> None:
+        for fire, won in zip(fires, self._agree("claim_fires", fires, replica), strict=True):
+            if won is True:
+                self.claims[fire] += 1
 
     @rule(record=_run_records())
     def save_run(self, record: RunRecord) -> None:
