@@ -8,11 +8,12 @@ covers what they break.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import pytest
 
-from xtasks import RunStatus
+from xtasks import RunStatus, StoreError
 from xtasks.stores.memory import MemoryStore
 from xtasks.testing import (
     STORE_CHECKS,
@@ -34,10 +35,9 @@ from xtasks.testing._delegating import DelegatingStore
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Collection, Sequence
-    from datetime import datetime
     from pathlib import Path
 
-    from xtasks import AuditRecord, RunRecord, StoreError
+    from xtasks import AuditRecord, RunRecord
     from xtasks.abc import Store, TaskRecord
     from xtasks.testing import StoreFactory
 
@@ -312,3 +312,26 @@ async def test_checks_catch_broken_stores(
 
     with pytest.raises(AssertionError, match=rf"^{check.__name__}: .*{re.escape(message)}"):
         await check(make_store)
+
+
+async def test_the_default_claim_fires_goes_in_order_and_stops_at_the_first_failure() -> None:
+    """A backend that does not override ``claim_fires`` claims one fire at a time; after a
+    failure it tries no more, so the fires after it are not claimed either."""
+    fires = [("t", datetime(2026, 3, 1, 12, second, tzinfo=UTC)) for second in range(3)]
+
+    class _FailsOnTheSecond(_Delegate):
+        async def claim_fire(self, task: str, fire_time: datetime, replica: str) -> bool:
+            if fire_time == fires[1][1]:
+                raise StoreError("the store went away")
+            return await self.inner.claim_fire(task, fire_time, replica)
+
+    inner = MemoryStore()
+    store = _FailsOnTheSecond(inner)
+    await store.open()
+    outcomes = await store.claim_fires(fires, "replica-a")
+    assert outcomes[0] is True
+    assert isinstance(outcomes[1], StoreError) and outcomes[2] is outcomes[1]
+    assert len(outcomes) == 3
+    # Neither the failed fire nor the one after it was claimed: both can be, now.
+    assert await inner.claim_fires(fires, "replica-b") == [False, True, True]
+    await store.close()
