@@ -316,8 +316,6 @@ class Task:
 _OPTIONS = tuple(
     f.name for f in dataclasses.fields(Task) if f.init and f.name not in ("name", "func")
 )
-_LOWEST = {"retry_delay": 0.0, "misfire_grace": 0.0, "jitter": 0.0, "retry_backoff": 1.0}
-_LOWEST["timeout"] = 0.0  # exclusive: a timeout must be > 0
 _BUILTIN_TRIGGERS = (Every, Cron, At)
 
 
@@ -515,10 +513,10 @@ def _int(value: object, task: str, key: str, minimum: int) -> None:
 
 def _finite(value: object, task: str, key: str) -> float:
     """A finite float within the field's range; durations also accept a ``timedelta``."""
-    if type(value) is float and _LOWEST[key] <= value < math.inf and (value or key != "timeout"):
-        return value  # already canonical: the usual case
     seconds = key != "retry_backoff"
     low, strict = (1.0 if not seconds else 0.0), key == "timeout"
+    if type(value) is float and low <= value < math.inf and not (strict and value == low):
+        return value  # already canonical: the usual case
     number = value.total_seconds() if seconds and isinstance(value, timedelta) else value
     if (
         isinstance(number, bool)
