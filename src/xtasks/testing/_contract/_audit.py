@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -12,6 +11,7 @@ from ._support import (
     _at,
     _check,
     _fail,
+    _field_differences,
     _not_utc,
     _prefix,
     _replicas,
@@ -28,12 +28,7 @@ def _require_audit(what: str, expected: AuditRecord, actual: AuditRecord) -> Non
     """Fail unless ``actual`` equals ``expected`` field by field, ``at`` aware UTC."""
     if not isinstance(actual, AuditRecord):
         _fail(f"{what}: got {type(actual).__name__} {actual!r}, expected an AuditRecord")
-    problems = [
-        f"{field.name}: expected {getattr(expected, field.name)!r}, "
-        f"got {getattr(actual, field.name)!r}"
-        for field in dataclasses.fields(AuditRecord)
-        if getattr(expected, field.name) != getattr(actual, field.name)
-    ]
+    problems = _field_differences(expected, actual)
     if _not_utc(actual.at):
         problems.append(f"at: {actual.at!r} is not an aware UTC datetime")
     _require(not problems, f"{what}: audit record {expected.id!r} differs: " + "; ".join(problems))

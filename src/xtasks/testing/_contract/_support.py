@@ -90,18 +90,23 @@ def _not_utc(value: datetime | None) -> bool:
     return value is not None and value.utcoffset() != timedelta(0)
 
 
+def _field_differences(expected: Any, actual: Any) -> list[str]:
+    """``name: expected ..., got ...`` for each field of a dataclass record that differs."""
+    return [
+        f"{field.name}: expected {getattr(expected, field.name)!r}, "
+        f"got {getattr(actual, field.name)!r}"
+        for field in dataclasses.fields(expected)
+        if getattr(expected, field.name) != getattr(actual, field.name)
+    ]
+
+
 def _require_record(what: str, expected: RunRecord, actual: RunRecord | None) -> None:
     """Fail unless ``actual`` equals ``expected`` field by field, with aware UTC datetimes."""
     if actual is None:
         _fail(f"{what}: got None, expected run {expected.id!r}")
     if not isinstance(actual, RunRecord):
         _fail(f"{what}: got {type(actual).__name__} {actual!r}, expected a RunRecord")
-    problems = [
-        f"{field.name}: expected {getattr(expected, field.name)!r}, "
-        f"got {getattr(actual, field.name)!r}"
-        for field in dataclasses.fields(RunRecord)
-        if getattr(expected, field.name) != getattr(actual, field.name)
-    ]
+    problems = _field_differences(expected, actual)
     problems += [
         f"{name}: {getattr(actual, name)!r} is not an aware UTC datetime"
         for name in _DATETIME_FIELDS
