@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 from . import startup
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
 #: Seconds one child process may take before it counts as hung.
 CHILD_TIMEOUT = 900.0
@@ -583,6 +583,23 @@ def _md_register(peer: Peer, limit: Peer) -> str:
     return f"{text} (time {_x(time_x, '×')}, bytes {_x(size_x, '×')})"
 
 
+#: The summary table's peer columns, after the raw limit.
+_MD_COLUMNS = ("xtasks", "apscheduler3", "apscheduler4", "taskiq")
+#: How the raw limit of each table row is named.
+_MD_LIMITS = {"run_in_executor": "`run_in_executor`", "call_at": "`call_at`"}
+
+
+def _md_row(
+    label: str, peers: list[Peer], limit_key: str, cell: Callable[[Peer, Peer], str]
+) -> str:
+    """One row of the summary table: the raw limit, then each peer's ``cell`` against it
+    (an empty cell for a peer the section does not have)."""
+    by = {peer.key: peer for peer in peers}
+    limit = by[limit_key]
+    cells = "".join(f" {cell(by[key], limit)} |" if key in by else " |" for key in _MD_COLUMNS)
+    return f"| {label} | {_MD_LIMITS[limit_key]} {cell(limit, limit)} |{cells}"
+
+
 def _startup(plugins: int, repeat: int) -> list[Peer]:
     """Section 7: ``import xtasks`` alone, and with a ``Scheduler()`` discovering plugins."""
     folder = startup.make_plugins(plugins)
@@ -652,31 +669,33 @@ def _markdown(
             f"{_md_growth(by['taskiq'], limit)} |"
         )
     if "sync" in sections:
-        by = {peer.key: peer for peer in sections["sync"]}
-        limit = by["run_in_executor"]
         rows.append(
-            f"| {args.n_sync:,} no-op sync runs through threads, runs/s | `run_in_executor` "
-            f"{_md_rate(limit, limit)} | {_md_rate(by['xtasks'], limit)} | "
-            f"{_md_rate(by['apscheduler3'], limit)} | {_md_rate(by['apscheduler4'], limit)} | "
-            f"{_md_rate(by['taskiq'], limit)} |"
+            _md_row(
+                f"{args.n_sync:,} no-op sync runs through threads, runs/s",
+                sections["sync"],
+                "run_in_executor",
+                _md_rate,
+            )
         )
     if "every_second" in sections:
-        by = {peer.key: peer for peer in sections["every_second"]}
-        limit = by["call_at"]
         rows.append(
-            f"| {args.schedules:,} schedules every 1 s for {args.schedule_seconds:g} s: "
-            f"p50 / p99 lateness / CPU | `call_at` {_md_every(limit, limit)} | "
-            f"{_md_every(by['xtasks'], limit)} | {_md_every(by['apscheduler3'], limit)} | "
-            f"{_md_every(by['apscheduler4'], limit)} | |"
+            _md_row(
+                f"{args.schedules:,} schedules every 1 s for {args.schedule_seconds:g} s: "
+                "p50 / p99 lateness / CPU",
+                sections["every_second"],
+                "call_at",
+                _md_every,
+            )
         )
     if "register" in sections:
-        by = {peer.key: peer for peer in sections["register"]}
-        limit = by["call_at"]
         rows.append(
-            f"| {args.interval_schedules:,} interval schedules: build + register + start / "
-            f"bytes each / idle CPU | `call_at` {_md_register(limit, limit)} | "
-            f"{_md_register(by['xtasks'], limit)} | {_md_register(by['apscheduler3'], limit)} | "
-            f"{_md_register(by['apscheduler4'], limit)} | |"
+            _md_row(
+                f"{args.interval_schedules:,} interval schedules: build + register + start / "
+                "bytes each / idle CPU",
+                sections["register"],
+                "call_at",
+                _md_register,
+            )
         )
     if "startup" in sections:
         bare, found = sections["startup"]
