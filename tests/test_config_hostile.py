@@ -14,16 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from xtasks import _config_file
-from xtasks._config_file import (
-    MAX_ALIAS_NODES,
-    MAX_DEPTH,
-    MAX_FILE_BYTES,
-    ConfigFile,
-    ConfigFileErrors,
-    load_config,
-)
+from xtasks import _yaml_loader
+from xtasks._config_file import ConfigFile, ConfigFileErrors, load_config
 from xtasks._errors import SecretInConfigWarning
+from xtasks._yaml_loader import MAX_ALIAS_NODES, MAX_DEPTH, MAX_FILE_BYTES
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = 5.0  # seconds: the point is "no 42 s hang", not a benchmark
@@ -130,7 +124,7 @@ def test_a_self_referencing_alias_is_an_error_at_its_line(tmp_path: Path) -> Non
 def test_the_node_and_key_length_budgets_give_the_position(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_config_file, "MAX_NODES", 1000)  # 100,000 takes seconds to reach
+    monkeypatch.setattr(_yaml_loader, "MAX_NODES", 1000)  # 100,000 takes seconds to reach
     path = tmp_path / "many.yaml"
     path.write_text("tasks:\n  export:\n    tags: [" + "a, " * 2000 + "]\n", encoding="utf-8")
     error, _ = refused(path)

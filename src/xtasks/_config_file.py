@@ -4,10 +4,9 @@ Read with the safe loader, expanded (``${VAR}``, ``${VAR:-default}``) and checke
 the schema; every key keeps its line and column, so each error, even one found later when
 a :class:`Task` rejects a value, names the file, the line and the dotted key.
 
-A hostile file is refused before it can cost much: the file size, the nesting depth and
-what YAML aliases add once expanded, the node count and the dotted key length are capped
-(``MAX_*``), each checked while reading or composing, never after building the data, so a
-"billion laughs" file is refused at its first alias past the budget.
+:mod:`._yaml_loader` reads and composes the file under its budgets (size, depth, aliases,
+nodes), so a hostile file is refused before it can cost much; the reader here caps the
+dotted key length (:data:`MAX_KEY_PATH`) as it records each key's position.
 """
 
 from __future__ import annotations
@@ -15,13 +14,14 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ._config_values import expand, has_secret, is_secret
 from ._errors import ConfigError, ConfigFileError, SecretInConfigWarning, _did_you_mean
+from ._yaml_loader import BoundedLoader, Position, position, read_text, syntax_error
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -31,11 +31,7 @@ if TYPE_CHECKING:
 
 
 __all__ = [
-    "MAX_ALIAS_NODES",
-    "MAX_DEPTH",
-    "MAX_FILE_BYTES",
     "MAX_KEY_PATH",
-    "MAX_NODES",
     "AlertChannel",
     "ConfigFile",
     "ConfigFileErrors",
@@ -43,16 +39,6 @@ __all__ = [
     "load_config",
 ]
 
-Position = tuple[int, int]
-
-#: A configuration file larger than this (1 MiB) is refused before it is parsed.
-MAX_FILE_BYTES = 1 << 20
-#: Mappings and lists nested deeper than this are refused (a real file needs about 5).
-MAX_DEPTH = 50
-#: YAML aliases (``*name``) may add at most this many nodes in all once expanded.
-MAX_ALIAS_NODES = 10_000
-#: At most this many nodes (keys, values, lists, mappings) in all, aliases expanded.
-MAX_NODES = 100_000
 #: A dotted key (``tasks.export.tags.0``) longer than this is refused: the reader records
 #: each one, so long keys nested deep would otherwise cost memory for every value below.
 MAX_KEY_PATH = 1_000
@@ -167,19 +153,6 @@ def shown(value: object) -> str:
     return f"{text if len(text) <= 60 else text[:57] + '...'} ({_kind(value)})"
 
 
-class _Mark(Protocol):
-    """Where a YAML token is: PyYAML's marks (Python and C) both have these, 0-based."""
-
-    @property
-    def line(self) -> int: ...
-    @property
-    def column(self) -> int: ...
-
-
-def _position(mark: _Mark | None) -> Position | None:
-    return None if mark is None else (mark.line + 1, mark.column + 1)
-
-
 @dataclass(frozen=True)
 class ConfigFile:
     """One loaded file: its validated content and where each key and value was written.
@@ -204,74 +177,10 @@ class ConfigFile:
         return ConfigFileError(self.path, message, line=line, column=column, key=key or None)
 
 
-_TOO_DEEP = f"nested more than {MAX_DEPTH} levels deep (the limit); flatten this part of the file"
-
-
-class _Loader(yaml.SafeLoader):
-    """The safe loader, composing under the depth and alias budgets.
-
-    PyYAML composes recursively (so 5,000 nested ``[`` raise ``RecursionError``) and shares
-    an anchored node between its aliases, so expanding them (as ``_Reader`` does, to record
-    each key's position) can cost exponentially more than the file. Each node's expanded
-    size is counted as it is composed; an alias adds its anchor's size to the budget.
-    """
-
-    def __init__(self, text: str, path: str) -> None:
-        super().__init__(text)
-        self.path = path
-        self.depth = 0
-        self.count = 0  # nodes composed so far, aliases expanded
-        self.alias_nodes = 0  # of which added by aliases
-        self.sizes: dict[int, int] = {}  # id(node) -> its size once aliases are expanded
-
-    def refuse(self, message: str, mark: _Mark | None) -> ConfigFileError:
-        line, column = _position(mark) or (None, None)
-        return ConfigFileError(self.path, message, line=line, column=column)
-
-    def fetch_flow_collection_start(self, token_class: type[yaml.Token]) -> None:
-        # Refused as scanned: the scanner looks up to 1,024 characters ahead for a key, at a
-        # cost growing with the number of open "[" or "{", long before the composer sees them.
-        if self.flow_level >= MAX_DEPTH:
-            raise self.refuse(_TOO_DEEP, self.get_mark())
-        super().fetch_flow_collection_start(token_class)
-
-    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
-        peek: Callable[[], yaml.Event] = self.peek_event
-        event = peek()
-        if isinstance(event, yaml.AliasEvent):
-            node = super().compose_node(parent, index)
-            size = self.sizes.get(id(node), 1)  # an alias to an open node: _Reader refuses it
-            self.alias_nodes += size
-            if self.alias_nodes > MAX_ALIAS_NODES:
-                msg = f"the YAML aliases up to here expand to more than {MAX_ALIAS_NODES:,} nodes "
-                msg += "(the limit); write the values out or use fewer aliases"
-                raise self.refuse(msg, event.start_mark)
-            self.counted(size, event.start_mark)
-            return node
-        nests = isinstance(event, yaml.CollectionStartEvent)
-        if nests and self.depth >= MAX_DEPTH:
-            raise self.refuse(_TOO_DEEP, event.start_mark)
-        before = self.count
-        self.counted(1, event.start_mark)
-        self.depth += nests
-        try:
-            node = super().compose_node(parent, index)
-        finally:
-            self.depth -= nests
-        self.sizes[id(node)] = self.count - before
-        return node
-
-    def counted(self, size: int, mark: _Mark | None) -> None:
-        self.count += size
-        if self.count > MAX_NODES:
-            msg = f"more than {MAX_NODES:,} keys and values in all, aliases expanded (the limit); "
-            raise self.refuse(msg + "is this the right file? split it if it is", mark)
-
-
 class _Reader:
     """Turns the composed YAML node tree into plain data, recording where each key sits."""
 
-    def __init__(self, path: str, loader: _Loader, environ: Mapping[str, str]) -> None:
+    def __init__(self, path: str, loader: BoundedLoader, environ: Mapping[str, str]) -> None:
         self.keys: dict[str, Position] = {}
         self.values: dict[str, Position] = {}
         self.file = ConfigFile(path, keys=self.keys, values=self.values)
@@ -284,7 +193,7 @@ class _Reader:
         self._warned: set[int] = set()  # nodes warned about: an alias does not warn again
 
     def problem(self, key: str, message: str, mark: yaml.Mark | None) -> None:
-        line, column = _position(mark) or (None, None)
+        line, column = position(mark) or (None, None)
         self.problems.append(
             ConfigFileError(self.file.path, message, line=line, column=column, key=key or None)
         )
@@ -314,8 +223,8 @@ class _Reader:
             msg = f"this key's dotted path is {len(dotted):,} characters long (the limit is "
             msg += f"{MAX_KEY_PATH:,}); use shorter keys or nest less"
             raise self.loader.refuse(msg, key_node.start_mark)
-        self.keys[dotted] = _position(key_node.start_mark) or (1, 1)
-        self.values[dotted] = _position(node.start_mark) or (1, 1)
+        self.keys[dotted] = position(key_node.start_mark) or (1, 1)
+        self.values[dotted] = position(node.start_mark) or (1, 1)
         return self.walk(node, path)
 
     def _mapping(self, node: yaml.MappingNode, path: tuple[str, ...]) -> dict[str, Any]:
@@ -352,7 +261,7 @@ class _Reader:
         if id(node) in self._warned:
             return
         self._warned.add(id(node))
-        line = (self.keys.get(dotted) or _position(node.start_mark) or (1, 1))[0]
+        line = (self.keys.get(dotted) or position(node.start_mark) or (1, 1))[0]
         msg = f"{self.file.path}:{line}: {dotted or 'the document'} holds {what}; "
         msg += "write ${ENV_VAR} in its place and set it in the environment"
         warnings.warn(SecretInConfigWarning(msg), stacklevel=2)
@@ -472,75 +381,6 @@ def _tasks_by_name(entries: list[Any], reader: _Reader) -> dict[str, Any]:
     return tasks
 
 
-_INDENT_PROBLEMS = (
-    "expected <block end>",
-    "did not find expected key",
-    "did not find expected '-' indicator",
-)
-
-
-def _syntax_error(path: str, exc: yaml.YAMLError) -> ConfigFileError:
-    """A YAML syntax error, with a hint for its likely cause: a tab, an indentation that
-    lines up with nothing, or a value that needs quoting."""
-    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    problem, context = getattr(exc, "problem", None) or str(exc), getattr(exc, "context", None)
-    line, column = _position(mark) or (None, None)
-    text = _line_of(mark)
-    if "'\\t'" in problem:
-        message = "YAML syntax error: a tab character, which YAML does not allow here"
-        hint = "; replace it with spaces (YAML indents with spaces only)"
-    elif text is not None and _misindented(problem, text, mark):
-        indent = len(text) - len(text.lstrip(" "))
-        spaces = f"{indent} space{'s' if indent != 1 else ''}"
-        if problem.startswith(_INDENT_PROBLEMS):
-            message = f"YAML indentation error: this line is indented by {spaces}, which "
-            message += "lines up with no key above it"
-        else:
-            message = f"YAML indentation error: this line is indented by {spaces}, deeper "
-            message += "than the key above it, so YAML reads it as the rest of that value"
-        hint = "; indent it exactly like the keys it belongs with (spaces only)"
-        column = indent + 1
-    else:
-        if context and (start := getattr(exc, "context_mark", None)) is not None:
-            context += f" that starts at line {start.line + 1}"
-        message = f"YAML syntax error: {problem}" + (f" ({context})" if context else "")
-        hint = "; fix the YAML here (quote a value that contains ': ' or starts with '{', '[', '*')"
-    return ConfigFileError(path, message + hint, line=line, column=column)
-
-
-def _line_of(mark: object) -> str | None:
-    """The text of the line ``mark`` is on, when the loader kept the buffer."""
-    buffer, pointer = getattr(mark, "buffer", None), getattr(mark, "pointer", None)
-    if not isinstance(buffer, str) or not isinstance(pointer, int):
-        return None
-    start = buffer.rfind("\n", 0, pointer) + 1
-    end = buffer.find("\n", pointer)
-    return buffer[start : end if end >= 0 else len(buffer)].rstrip("\r\0")
-
-
-def _misindented(problem: str, text: str, mark: object) -> bool:
-    """Whether the error comes from the line's indentation rather than from its content."""
-    if problem.startswith(_INDENT_PROBLEMS):
-        return True
-    if problem != "mapping values are not allowed here":
-        return False
-    # A key indented deeper than its siblings continues the value above: its own ':' is
-    # then refused. A ': ' later in a line is a value that needs quoting instead.
-    return text.find(":") == getattr(mark, "column", -1)
-
-
-def _read(path: str) -> str:
-    """The file's text; never more than ``MAX_FILE_BYTES`` is read, even from a device."""
-    with open(path, "rb") as file:
-        data = file.read(MAX_FILE_BYTES + 1)
-        size = os.fstat(file.fileno()).st_size
-    if len(data) > MAX_FILE_BYTES:
-        size_text = f"{size:,}" if size > MAX_FILE_BYTES else f"more than {MAX_FILE_BYTES:,}"
-        msg = f"too large ({size_text} bytes; the limit is {MAX_FILE_BYTES:,} bytes = 1 MiB); "
-        raise ConfigFileError(path, msg + "is this the right file? split it if it is")
-    return data.decode("utf-8")
-
-
 def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -> ConfigFile:
     """Read, expand and validate one YAML file (UTF-8, safe loader only).
 
@@ -549,19 +389,19 @@ def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -
     """
     where = str(path)
     try:
-        text = _read(where)
+        text = read_text(where)
     except (OSError, UnicodeError) as exc:
         msg = f"cannot read the file ({exc}); check the path and that it is UTF-8 text"
         raise ConfigFileErrors([ConfigFileError(where, msg)]) from exc
     except ConfigFileError as exc:
         raise ConfigFileErrors([exc]) from None
-    loader = _Loader(text, where)
+    loader = BoundedLoader(text, where)
     reader = _Reader(where, loader, os.environ if environ is None else environ)
     try:
         root = loader.get_single_node()
         data = {} if root is None else reader.walk(root, ())
     except yaml.YAMLError as exc:
-        raise ConfigFileErrors([_syntax_error(where, exc)]) from exc
+        raise ConfigFileErrors([syntax_error(where, exc)]) from exc
     except ConfigFileError as exc:  # a limit
         raise ConfigFileErrors([exc]) from None
     finally:
