@@ -381,7 +381,7 @@ def manager_router(
         text = await metrics.render(scheduler)
         return Response(text, media_type=PROMETHEUS_CONTENT_TYPE)
 
-    # The page for people, its assets and sign-in: all in _page.py.
+    # The page for people, its assets and sign-in: _page.py (routes), _page_html.py (HTML).
     add_page_routes(router, scheduler, auth=auth, prefix=prefix, origin_of=origin_of)
 
     return router

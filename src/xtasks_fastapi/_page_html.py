@@ -1,0 +1,433 @@
+"""The manager page's HTML: one document per page, every value escaped on the way in.
+
+:class:`Page` renders the task list, a task's page with its history, messages and the
+sign-in form, with the security headers each needs (a Content-Security-Policy that
+forbids inline script; the sign-in page's few inline rules are allowed by their hash).
+:mod:`._page` serves them.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import urllib.parse
+from datetime import UTC, datetime
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from fastapi.responses import HTMLResponse, Response
+
+from xtasks import ErrorInfo, RunStatus, TaskState
+
+from ._auth import CSRF_HEADER
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from xtasks import TaskInfo
+
+    from ._schemas import RunOut, TaskDetail, TaskSummary
+
+__all__ = ["CONTENT_SECURITY_POLICY", "PAGE_SIZE", "STATIC_FILES", "Page", "read_static"]
+
+#: The policy of every page: nothing inline, nothing from elsewhere, never in a frame.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+
+#: The files under ``{prefix}/static/`` and their content types; nothing else is served.
+STATIC_FILES = {
+    "manager.css": "text/css; charset=utf-8",
+    "manager.js": "text/javascript; charset=utf-8",
+    "icon.svg": "image/svg+xml",
+}
+
+#: Runs per page of a task's history.
+PAGE_SIZE = 25
+
+#: Lines of a traceback shown on the task page (its end, where the error is).
+TRACEBACK_LINES = 40
+
+_SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+}
+
+# The sign-in page is shown before any credential exists, so it cannot load the
+# (authenticated) stylesheet: its few rules are inline, allowed by their hash only.
+_LOGIN_STYLE = (
+    "body{font:15px/1.5 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0;"
+    "background:#f4f6f9;color:#1d2433}"
+    "main{max-width:24rem;margin:12vh auto;background:#fff;padding:2rem;border-radius:10px;"
+    "box-shadow:0 1px 3px #0002}"
+    "h1{font-size:1.3rem;margin:0 0 1rem}label{display:block;font-weight:600;margin:.5rem 0}"
+    "input{width:100%;box-sizing:border-box;padding:.55rem;border:1px solid #c5ccd6;"
+    "border-radius:6px;font:inherit}"
+    "button{margin-top:1rem;padding:.55rem 1.2rem;border:0;border-radius:6px;"
+    "background:#2456c9;color:#fff;font:inherit;cursor:pointer}"
+    ".error{background:#fde8e8;color:#9b1c1c;padding:.5rem .75rem;border-radius:6px}"
+    ".hint{color:#5b6475;font-size:.9rem}"
+)
+_LOGIN_STYLE_HASH = base64.b64encode(hashlib.sha256(_LOGIN_STYLE.encode()).digest()).decode()
+_LOGIN_POLICY = CONTENT_SECURITY_POLICY.replace(
+    "style-src 'self'", f"style-src 'sha256-{_LOGIN_STYLE_HASH}'"
+).replace("script-src 'self'", "script-src 'none'")
+
+_STATUS_CLASS = {
+    RunStatus.SUCCEEDED: "ok",
+    RunStatus.FAILED: "bad",
+    RunStatus.LOST: "bad",
+    RunStatus.RUNNING: "run",
+    RunStatus.QUEUED: "wait",
+    RunStatus.WAITING: "wait",
+    RunStatus.CANCELLED: "warn",
+    RunStatus.SKIPPED: "dim",
+    RunStatus.MISSED: "dim",
+}
+
+# Which actions fit each state: (action, label, HTTP method, path suffix).
+_ACTIONS = (
+    ("run", "Run", "POST", "/run"),
+    ("pause", "Pause", "POST", "/pause"),
+    ("resume", "Resume", "POST", "/resume"),
+    ("cancel", "Cancel", "DELETE", ""),
+)
+_FITS = {
+    TaskState.ACTIVE: {"run", "pause", "cancel"},
+    TaskState.PAUSED: {"resume", "cancel"},
+    TaskState.CANCELLED: {"resume"},
+}
+
+
+def _e(value: object) -> str:
+    """Escape anything for HTML text and quoted attributes."""
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _when(value: datetime | None) -> str:
+    if value is None:
+        return '<span class="none">—</span>'
+    utc = value.astimezone(UTC)
+    return f'<time datetime="{_e(utc.isoformat())}">{_e(utc.strftime("%Y-%m-%d %H:%M:%S"))}</time>'
+
+
+def _duration(start: datetime | None, end: datetime | None) -> str:
+    if start is None or end is None:
+        return ""
+    seconds = max((end - start).total_seconds(), 0.0)
+    if seconds < 60:
+        return f"{seconds:.2f} s" if seconds < 10 else f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes} min {secs} s"
+
+
+def _badge(value: object, css: str) -> str:
+    return f'<span class="badge {css}">{_e(value)}</span>'
+
+
+def _status_badge(value: RunStatus | None) -> str:
+    if value is None:
+        return '<span class="none">never run</span>'
+    return _badge(value, _STATUS_CLASS.get(value, "dim"))
+
+
+def _state_badge(value: TaskState) -> str:
+    return _badge(value, f"state-{value}")
+
+
+def _buttons(name: str, state: TaskState, can_write: bool) -> str:
+    if not can_write:
+        return ""
+    fits = _FITS.get(state, set())
+    out = []
+    for action, label, method, _suffix in _ACTIONS:
+        hidden = "" if action in fits else " hidden"
+        out.append(
+            f'<button type="button" class="btn btn-{action}" data-action="{action}" '
+            f'data-method="{method}" data-task="{_e(name)}"{hidden}>{label}</button>'
+        )
+    return f'<span class="actions">{"".join(out)}</span>'
+
+
+def _asset_version(name: str) -> str:
+    return hashlib.sha256(read_static(name)).hexdigest()[:12]
+
+
+_static_cache: dict[str, bytes] = {}
+
+
+def read_static(name: str) -> bytes:
+    data = _static_cache.get(name)
+    if data is None:
+        data = (resources.files("xtasks_fastapi") / "static" / name).read_bytes()
+        _static_cache[name] = data
+    return data
+
+
+class Page:
+    """Renders the pages of one manager router."""
+
+    def __init__(self, prefix: str, *, has_sessions: bool) -> None:
+        self.prefix = prefix
+        self.has_sessions = has_sessions
+
+    def url(self, path: str) -> str:
+        return _e(self.prefix + path)
+
+    def asset(self, name: str) -> str:
+        return self.url(f"/static/{name}?v={_asset_version(name)}")
+
+    def document(
+        self,
+        title: str,
+        body: str,
+        *,
+        principal: Any = None,
+        task: str | None = None,
+        status_code: int = 200,
+    ) -> HTMLResponse:
+        can_write = bool(getattr(principal, "can_write", False))
+        who = getattr(principal, "name", None)
+        access = "" if can_write else ' <span class="badge dim">read-only</span>'
+        sign_out = (
+            f'<form method="post" action="{self.url("/session/logout")}" class="signout">'
+            '<button type="submit" class="btn btn-plain">Sign out</button></form>'
+            if self.has_sessions
+            else ""
+        )
+        task_attr = f' data-task="{_e(task)}"' if task is not None else ""
+        text = f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="no-referrer">
+<title>{_e(title)} · xtasks manager</title>
+<link rel="icon" href="{self.asset("icon.svg")}" type="image/svg+xml">
+<link rel="stylesheet" href="{self.asset("manager.css")}">
+<script src="{self.asset("manager.js")}" defer></script>
+</head>
+<body data-prefix="{_e(self.prefix)}" data-can-write="{str(can_write).lower()}"\
+ data-csrf-header="{_e(CSRF_HEADER)}"{task_attr}>
+<header class="bar">
+<a class="brand" href="{self.url("/")}"><img src="{self.asset("icon.svg")}" alt="" \
+width="22" height="22"> xtasks manager</a>
+<span class="spacer"></span>
+<span id="live" class="live" title="live updates from {self.url("/events")}">offline</span>
+<span class="who">{_e(who or "")}{access}</span>
+{sign_out}
+</header>
+<main>
+<div id="flash" class="flash" role="status" aria-live="polite" hidden></div>
+{body}
+</main>
+</body>
+</html>
+"""
+        return HTMLResponse(text, status_code, headers=self.headers())
+
+    def headers(self) -> dict[str, str]:
+        return {"Content-Security-Policy": CONTENT_SECURITY_POLICY, **_SECURITY_HEADERS}
+
+    def message(self, title: str, text: str, status_code: int, principal: Any = None) -> Response:
+        body = (
+            f'<h1>{_e(title)}</h1><p class="notice">{_e(text)}</p>'
+            f'<p><a href="{self.url("/")}">Back to the task list</a></p>'
+        )
+        return self.document(title, body, principal=principal, status_code=status_code)
+
+    def login(self, *, error: str | None = None, status_code: int = 401) -> HTMLResponse:
+        if self.has_sessions:
+            problem = f'<p class="error" role="alert">{_e(error)}</p>' if error else ""
+            form = f"""{problem}
+<form method="post" action="{self.url("/session")}">
+<label for="token">Manager token</label>
+<input type="password" id="token" name="token" autocomplete="current-password" required \
+autofocus>
+<button type="submit">Sign in</button>
+</form>
+<p class="hint">The manager token lets you run, pause, resume and cancel tasks; a read
+token only lets you look.</p>"""
+        else:
+            form = (
+                '<p class="error" role="alert">'
+                f"{_e(error or 'authentication required')}</p>"
+                '<p class="hint">This manager uses the application\'s own sign-in: sign in '
+                "through the application, then reload this page.</p>"
+            )
+        text = f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Sign in · xtasks manager</title>
+<style>{_LOGIN_STYLE}</style>
+</head>
+<body>
+<main>
+<h1>xtasks manager</h1>
+{form}
+</main>
+</body>
+</html>
+"""
+        headers = {
+            "Content-Security-Policy": _LOGIN_POLICY,
+            **_SECURITY_HEADERS,
+            "WWW-Authenticate": "Bearer",
+        }
+        return HTMLResponse(text, status_code, headers=headers)
+
+    # --- the task list ------------------------------------------------------------------
+
+    def task_row(self, summary: TaskSummary, info: TaskInfo, can_write: bool) -> str:
+        name = summary.name
+        last = info.last_run
+        last_when = None if last is None else last.finished_at or last.started_at
+        last_when = last_when or (None if last is None else last.scheduled_at)
+        depends = (
+            f'<div class="sub">after {_e(", ".join(summary.depends_on))}</div>'
+            if summary.depends_on
+            else ""
+        )
+        description = info.task.description.strip()
+        if description:
+            depends = (
+                f'<div class="desc" title="{_e(description)}">{_e(description)}</div>' + depends
+            )
+        failures = summary.consecutive_failures
+        return f"""<tr data-task="{_e(name)}" data-state="{_e(summary.state)}">
+<td class="name"><a href="{self.url("/view/" + urllib.parse.quote(name, safe=""))}">\
+{_e(name)}</a>{depends}</td>
+<td class="origin">{_e(summary.plugin) if summary.plugin else '<span class="none">app</span>'}</td>
+<td class="trigger">{_e(summary.trigger)}</td>
+<td class="state">{_state_badge(summary.state)}</td>
+<td class="next">{_when(summary.next_fire)}</td>
+<td class="last"><span class="last-status">{_status_badge(summary.last_run_status)}</span> \
+<span class="last-when">{_when(last_when) if last is not None else ""}</span></td>
+<td class="failures num{" bad-text" if failures else ""}">{failures}</td>
+<td>{_e(summary.priority)}</td>
+<td class="act">{_buttons(name, summary.state, can_write)}</td>
+</tr>"""
+
+    def task_list(self, rows: Iterable[tuple[TaskSummary, TaskInfo]], principal: Any) -> Response:
+        can_write = bool(getattr(principal, "can_write", False))
+        body_rows = "\n".join(self.task_row(s, info, can_write) for s, info in rows)
+        if not body_rows:
+            body_rows = '<tr><td colspan="9" class="none">No tasks are registered.</td></tr>'
+        body = f"""<div class="heading"><h1>Tasks</h1><span class="hint">times in UTC</span></div>
+<div class="table-wrap">
+<table class="tasks" id="tasks">
+<thead><tr><th>Task</th><th>Origin</th><th>Trigger</th><th>State</th><th>Next fire</th>\
+<th>Last run</th><th class="num" title="consecutive failures">Failures</th><th>Priority</th>\
+<th>{"Actions" if can_write else ""}</th></tr></thead>
+<tbody>
+{body_rows}
+</tbody>
+</table>
+</div>"""
+        return self.document("Tasks", body, principal=principal)
+
+    # --- a task's page ------------------------------------------------------------------
+
+    def run_row(self, run: RunOut) -> str:
+        error = ""
+        if run.error is not None:
+            trace = (
+                f"<details><summary>traceback</summary><pre>"
+                f"{_e(ErrorInfo(**run.error.model_dump()).traceback_tail(TRACEBACK_LINES))}</pre></details>"
+                if run.error.traceback
+                else ""
+            )
+            error = (
+                f'<div class="error-text"><span class="etype">{_e(run.error.type)}</span>: '
+                f'<span class="emsg">{_e(run.error.message)}</span></div>{trace}'
+            )
+        elif run.reason:
+            error = f'<div class="sub">{_e(run.reason)}</div>'
+        return f"""<tr data-run="{_e(run.id)}">
+<td class="mono" title="{_e(run.id)}">{_e(run.id[:10])}</td>
+<td class="status">{_status_badge(run.status)}</td>
+<td class="cause">{_e(run.cause)}</td>
+<td class="scheduled">{_when(run.scheduled_at)}</td>
+<td class="started">{_when(run.started_at)}</td>
+<td class="finished">{_when(run.finished_at)}</td>
+<td class="duration num">{_e(_duration(run.started_at, run.finished_at))}</td>
+<td class="attempts num">{run.attempts}</td>
+<td class="outcome">{error}</td>
+</tr>"""
+
+    def task_page(self, detail: TaskDetail, *, more: bool, principal: Any) -> Response:
+        can_write = bool(getattr(principal, "can_write", False))
+        name = detail.name
+        settings: list[tuple[str, str]] = [
+            ("Description", _e(detail.description) or '<span class="none">—</span>'),
+            ("Target", f"<code>{_e(detail.target)}</code>"),
+            ("Origin", _e(detail.plugin) if detail.plugin else "the application"),
+            ("Trigger", _e(detail.trigger)),
+            ("Next fire", f'<span class="next">{_when(detail.next_fire)}</span>'),
+            ("Priority", _e(detail.priority)),
+            ("Depends on", _e(", ".join(detail.depends_on)) or '<span class="none">—</span>'),
+            ("Mode", _e(detail.mode)),
+            ("Retries", _e(detail.max_retries)),
+            ("Timeout", _e(f"{detail.timeout:g} s") if detail.timeout is not None else "none"),
+            ("Overlap", _e(detail.overlap)),
+            ("Enabled", "yes" if detail.enabled else "no"),
+            ("Tags", _e(", ".join(detail.tags)) or '<span class="none">—</span>'),
+            (
+                "Consecutive failures",
+                f'<span class="failures">{detail.consecutive_failures}</span>',
+            ),
+        ]
+        dl = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in settings)
+        rows = "\n".join(self.run_row(r) for r in detail.history)
+        empty = "" if rows else '<p class="none" id="no-runs">No runs yet.</p>'
+        limit, offset = detail.limit, detail.offset
+        base = "/view/" + urllib.parse.quote(name, safe="")
+        pager = []
+        if offset > 0:
+            newer = max(offset - limit, 0)
+            pager.append(
+                f'<a class="btn btn-plain" href="{self.url(f"{base}?limit={limit}&offset={newer}")}">'
+                "← Newer</a>"
+            )
+        if more:
+            older = offset + limit
+            pager.append(
+                f'<a class="btn btn-plain" href="{self.url(f"{base}?limit={limit}&offset={older}")}">'
+                "Older →</a>"
+            )
+        shown = (
+            f"runs {offset + 1}–{offset + len(detail.history)}, newest first · times in UTC"
+            if detail.history
+            else ""
+        )
+        body = f"""<p class="crumbs"><a href="{self.url("/")}">Tasks</a> /</p>
+<div class="heading task-head">
+<h1>{_e(name)}</h1>
+<span class="state">{_state_badge(detail.state)}</span>
+<span class="spacer"></span>
+{_buttons(name, detail.state, can_write)}
+</div>
+<section class="card"><h2>Settings</h2><dl class="settings">{dl}</dl></section>
+<section class="card">
+<div class="heading"><h2>History</h2><span class="hint">{_e(shown)}</span></div>
+<div class="table-wrap">
+<table class="runs" id="runs" data-offset="{offset}" data-limit="{limit}">
+<thead><tr><th>Run</th><th>Status</th><th>Cause</th><th>Scheduled</th><th>Started</th>\
+<th>Finished</th><th class="num">Duration</th><th class="num">Attempts</th>\
+<th>Error / reason</th></tr></thead>
+<tbody>
+{rows}
+</tbody>
+</table>
+</div>
+{empty}
+<nav class="pager">{"".join(pager)}</nav>
+</section>"""
+        return self.document(name, body, principal=principal, task=name)
