@@ -22,6 +22,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
+import anyio
+
 from ._clock import Clock
 from ._errors import StoreError
 from ._runs import TaskRecord
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from ._events import Alert
-    from ._runs import AuditRecord, RunRecord, RunStatus
+    from ._runs import AuditRecord, RunRecord, RunStatus, TaskState
 
 __all__ = ["Alerter", "Clock", "Store", "TaskRecord", "Trigger"]
 
@@ -175,13 +177,52 @@ class Store(ABC):
 
     @abstractmethod
     async def save_task(self, task: str, record: TaskRecord) -> None:
-        """Persist the state of ``task``, replacing what was there.
+        """Persist the progress of ``task`` (last fire, failure streak, alerting).
 
-        ``last_fire`` never moves backwards: a backend keeps the later of the stored and
-        the given value, because a claim may have advanced it concurrently. ``anchor``
-        is set once: a stored anchor is kept, whatever is given (first registration wins
-        across replicas).
+        ``state`` is written only when ``task`` has no stored record yet; afterwards only
+        :meth:`change_task_state` changes it, so a replica saving its progress never
+        undoes a pause another replica made meanwhile. ``consecutive_failures`` and
+        ``alerting`` are replaced. ``last_fire`` never moves backwards: a backend keeps
+        the later of the stored and the given value, because a claim may have advanced it
+        concurrently. ``anchor`` is set once: a stored anchor is kept, whatever is given
+        (first registration wins across replicas).
         """
+
+    @abstractmethod
+    async def change_task_state(self, task: str, record: TaskRecord) -> int:
+        """Save ``record`` as :meth:`save_task` does, and its ``state`` too, as the
+        latest change of that task's state (pause, resume, cancel) in the fleet.
+
+        :return: the change's number. Numbers are store-wide and increase in the order
+            the changes are made: once a caller has seen change ``n`` (here or through
+            :meth:`task_state_changes`), every change made after it is numbered above
+            ``n``, so no replica polling from ``n`` misses one. Changes are rare (people
+            press buttons); a backend may serialise them.
+        :raises StoreError: on backend failure (the state is then unchanged).
+        """
+
+    @abstractmethod
+    async def task_state_changes(self, after: int) -> tuple[int, dict[str, TaskState]]:
+        """What changed since change ``after``: how replicas learn of each other's pauses.
+
+        Every replica polls this about once a second (and when :meth:`wait_for_changes`
+        returns), so it must cost next to nothing when nothing changed (an index on the
+        change number).
+
+        :return: the highest change number made so far (``after`` itself, or more), and
+            the current state of every task changed by a change numbered above ``after``.
+        """
+
+    async def wait_for_changes(self, after: int, at_most: float) -> None:
+        """Return soon after a change numbered above ``after`` may have been made by any
+        replica, or after ``at_most`` seconds, whichever comes first.
+
+        A hint that saves a replica waiting out its poll: a backend with notifications
+        (PostgreSQL ``LISTEN``, Redis pub/sub) returns early, and may return early for no
+        reason. This default sleeps ``at_most``: polling alone still brings every change.
+        Never raises for a backend failure: the next poll reports it.
+        """
+        await anyio.sleep(at_most)
 
     async def load_tasks(self, tasks: Collection[str]) -> dict[str, TaskRecord]:
         """The persisted state of each of ``tasks`` that has one (start-up reads them all).
