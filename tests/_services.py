@@ -1,0 +1,50 @@
+"""The PostgreSQL and Redis servers the fleet tests run against.
+
+Locally a missing server skips those tests, with the reason; in CI a skip is a failure
+(``tests/conftest.py``), so no backend goes untested there. The addresses default to the
+servers CI starts (PostgreSQL on 127.0.0.1:5432 with trust auth and a database ``test``,
+Redis on 127.0.0.1:6379) and can be moved with ``XTASKS_TEST_POSTGRES_URL`` and
+``XTASKS_TEST_REDIS_URL``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from urllib.parse import urlsplit
+
+import pytest
+
+__all__ = ["postgres_url", "redis_url"]
+
+_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+_REDIS = "redis://127.0.0.1:6379/0"
+
+
+def _reachable(url: str, default_port: int) -> str | None:
+    """Why the server of ``url`` cannot be reached, or ``None`` when it answers a TCP connect."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or default_port
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+    except OSError as exc:
+        return f"no server at {host}:{port} ({exc})"
+    return None
+
+
+def postgres_url() -> str:
+    """The PostgreSQL server's URL, or a skip saying why there is none."""
+    url = os.environ.get("XTASKS_TEST_POSTGRES_URL", _POSTGRES)
+    problem = _reachable(url, 5432)
+    if problem is not None:
+        pytest.skip(f"PostgreSQL: {problem}; set XTASKS_TEST_POSTGRES_URL")
+    return url
+
+
+def redis_url() -> str:
+    """The Redis server's URL, or a skip saying why there is none."""
+    url = os.environ.get("XTASKS_TEST_REDIS_URL", _REDIS)
+    problem = _reachable(url, 6379)
+    if problem is not None:
+        pytest.skip(f"Redis: {problem}; set XTASKS_TEST_REDIS_URL")
+    return url
