@@ -83,6 +83,7 @@ TESTING_ALL = [
     "check_round_trip",
     "check_store",
     "check_task_batches_and_anchor",
+    "check_task_state_changes",
     "check_task_state_round_trip",
 ]
 

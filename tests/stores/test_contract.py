@@ -8,6 +8,7 @@ covers what they break.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,7 @@ from xtasks.testing import (
     check_reap_live_runs,
     check_round_trip,
     check_store,
+    check_task_state_changes,
 )
 from xtasks.testing._delegating import DelegatingStore
 
@@ -147,7 +149,16 @@ class _EveryClaimWins(_Delegate):
 class _LastFireGoesBack(_Delegate):
     async def save_task(self, task: str, record: TaskRecord) -> None:
         await self.inner.save_task(task, record)
-        self.inner._tasks[task] = record  # the stale value wins
+        stored = self.inner._tasks[task]
+        self.inner._tasks[task] = replace(stored, last_fire=record.last_fire)  # stale wins
+
+
+class _SaveTaskOverwritesState(_Delegate):
+    """As stores did before state changes were numbered: a replica's progress unpauses."""
+
+    async def save_task(self, task: str, record: TaskRecord) -> None:
+        await self.inner.save_task(task, record)
+        self.inner._tasks[task] = replace(self.inner._tasks[task], state=record.state)
 
 
 class _NaiveDatetimes(_Delegate):
@@ -286,6 +297,7 @@ class _DriverErrorAfterClose(_Delegate):
             (_EveryClaimWins, check_claim_exclusivity, "exactly one must"),
             (_BatchWinsAll, check_claim_fires, "a batch over claimed fires"),
             (_LastFireGoesBack, check_last_fire_monotonic, "save_task with an earlier last_fire"),
+            (_SaveTaskOverwritesState, check_task_state_changes, "save_task undid a pause"),
             (_NaiveDatetimes, check_round_trip, "is not an aware UTC datetime"),
             (_ReapsTwice, check_lease_expiry_and_reaping, "more than one reap_lost call"),
             (_NoFencing, check_fencing, "late write to a lost run returned True"),

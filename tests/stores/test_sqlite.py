@@ -80,7 +80,7 @@ async def test_wal_mode_and_schema_version(db: Path) -> None:
         pass
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"claims", "runs", "tasks", "audit"} <= tables
     conn.close()
@@ -116,7 +116,7 @@ async def test_concurrent_openers_migrate_once(db: Path) -> None:
         for store in stores:
             await store.close()
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
     conn.close()
 
 
@@ -138,7 +138,7 @@ async def test_a_v1_database_migrates_keeping_its_data(db: Path) -> None:
         await store.add_audit(record)
         assert await store.list_audit(task="t") == [record]
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
     conn.close()
 
 
@@ -193,7 +193,7 @@ async def test_a_v2_database_renames_trigger_to_cause_keeping_every_run(db: Path
         assert await store.get_run("c") == updated
         assert [r.id for r in await store.list_runs(task="t")] == ["m", "new", "s"]
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
     columns = [row[1] for row in conn.execute("PRAGMA table_info(runs)")]
     conn.close()
     assert "cause" in columns
@@ -452,13 +452,15 @@ async def test_last_fire_never_moves_backwards(db: Path) -> None:
         assert await store.claim_fire("t", earlier, "a")  # a claim, but last_fire stays
         assert (await store.load_task("t")) == TaskRecord(last_fire=later)
 
-        await store.save_task("t", TaskRecord(state=TaskState.CANCELLED, last_fire=T0))
+        await store.change_task_state("t", TaskRecord(state=TaskState.CANCELLED, last_fire=T0))
         await store.save_task("u", TaskRecord(consecutive_failures=3, alerting=True))
         assert (await store.load_task("t")) == TaskRecord(
             state=TaskState.CANCELLED, last_fire=later
         )
-        await store.save_task("t", TaskRecord(last_fire=None))
-        assert (await store.load_task("t")) == TaskRecord(last_fire=later)
+        await store.save_task("t", TaskRecord(last_fire=None))  # the state stays
+        assert (await store.load_task("t")) == TaskRecord(
+            state=TaskState.CANCELLED, last_fire=later
+        )
         assert (await store.load_task("u")) == TaskRecord(consecutive_failures=3, alerting=True)
         await store.save_task("u", TaskRecord(last_fire=later))
         assert (await store.load_task("u")) == TaskRecord(last_fire=later)
@@ -610,6 +612,27 @@ async def test_reaping_scans_the_live_runs_index_not_the_history(db: Path) -> No
     assert "runs_by_lease" in plan, plan
 
 
+async def test_a_v4_database_keeps_its_task_states_and_reports_no_change(db: Path) -> None:
+    """A pause stored before changes were numbered stays; replicas polling from 0 see no
+    change to apply (they read the state at start), and the next change is numbered 1."""
+    from xtasks import TaskState
+    from xtasks.abc import TaskRecord
+    from xtasks.stores import _sql
+
+    conn = sqlite3.connect(db, isolation_level=None)
+    for statements in _sql.MIGRATIONS[:4]:
+        for statement in statements:
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 4")
+    conn.execute("INSERT INTO tasks (name, state) VALUES ('p', 'paused'), ('a', 'active')")
+    conn.close()
+    async with opened(db) as store:
+        assert await store.task_state_changes(0) == (0, {})
+        assert (await store.load_tasks(["p", "a"]))["p"].state is TaskState.PAUSED
+        assert await store.change_task_state("a", TaskRecord(state=TaskState.CANCELLED)) == 1
+        assert await store.task_state_changes(0) == (1, {"a": TaskState.CANCELLED})
+
+
 async def test_a_v3_database_gives_its_live_runs_a_lease(db: Path) -> None:
     """Runs a v3 file holds queued or waiting had no lease: each gets one from the upgrade,
     so the orphans of a crash before it are reaped one default lease (10 s) later."""
@@ -638,7 +661,7 @@ async def test_a_v3_database_gives_its_live_runs_a_lease(db: Path) -> None:
     conn = sqlite3.connect(db)
     rows = conn.execute("SELECT id, lease_owner, lease_expires FROM runs")
     leases = {row[0]: row[1:] for row in rows}
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
     conn.close()
     assert leases["s"] == (None, None)
     assert leases["r"] == (None, None)  # reaped

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ADD_AUDIT",
     "AUDIT_COLUMNS",
+    "CHANGE_TASK_STATE",
     "CLAIM",
     "CLAIMED_LAST_FIRE",
     "LIVE",
@@ -138,6 +139,11 @@ MIGRATIONS: list[tuple[str, ...]] = [
         WHERE lease_owner IS NULL AND status IN ({LIVE})""",
         # The reaper's scan: runs_by_lease (v1) indexes exactly the leased (live) rows.
     ),
+    (  # v5: a task's state is changed only by pause/resume/cancel, each numbered, so
+        # replicas poll what changed since the last number they saw (task_state_changes)
+        "ALTER TABLE tasks ADD COLUMN state_change INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX tasks_by_state_change ON tasks (state_change) WHERE state_change > 0",
+    ),
 ]
 
 # The WHERE keeps the SELECT form of INSERT unambiguous before ON CONFLICT (SQLite rule).
@@ -166,12 +172,20 @@ SAVE_TASK = """
 INSERT INTO tasks (name, state, last_fire, consecutive_failures, alerting, anchor)
 VALUES (:name, :state, :last_fire, :consecutive_failures, :alerting, :anchor)
 ON CONFLICT (name) DO UPDATE SET
-    state = excluded.state,
     last_fire = COALESCE(MAX(tasks.last_fire, excluded.last_fire),
                          tasks.last_fire, excluded.last_fire),
     consecutive_failures = excluded.consecutive_failures,
     alerting = excluded.alerting,
     anchor = COALESCE(tasks.anchor, excluded.anchor)
+"""
+
+#: After SAVE_TASK, in the same transaction (which serialises changes: numbers are given
+#: in commit order).
+CHANGE_TASK_STATE = """
+UPDATE tasks SET state = :state,
+    state_change = (SELECT COALESCE(MAX(state_change), 0) + 1 FROM tasks WHERE state_change > 0)
+WHERE name = :name
+RETURNING state_change
 """
 
 PRUNE_COUNT = f"""

@@ -28,8 +28,10 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, final
 
+import anyio
+
 from .._errors import StoreError
-from .._runs import RunStatus, TaskRecord
+from .._runs import RunStatus, TaskRecord, TaskState
 from ..abc import Store
 from ._registry import check_retention
 
@@ -121,6 +123,9 @@ class MemoryStore(Store):
         self._claims: dict[str, set[datetime]] = {}
         self._claim_floor: dict[str, datetime] = {}  # claims at or before this were pruned
         self._tasks: dict[str, TaskRecord] = {}
+        self._change = 0  # the latest state change's number
+        self._changed: dict[str, int] = {}  # task -> the number of its latest state change
+        self._change_made: anyio.Event | None = None  # set at the next change, if awaited
         self._audit: deque[AuditRecord] = deque(maxlen=max_audit)  # in insertion order
 
     def __repr__(self) -> str:
@@ -387,8 +392,36 @@ class MemoryStore(Store):
             last = old.last_fire
             if record.last_fire is not None and (last is None or record.last_fire > last):
                 last = record.last_fire
-            record = replace(record, last_fire=last, anchor=old.anchor or record.anchor)
+            record = replace(
+                record, state=old.state, last_fire=last, anchor=old.anchor or record.anchor
+            )
         self._tasks[task] = record
+
+    async def change_task_state(self, task: str, record: TaskRecord) -> int:
+        await self.save_task(task, record)
+        self._tasks[task] = replace(self._tasks[task], state=record.state)
+        self._change += 1
+        self._changed[task] = self._change
+        if self._change_made is not None:
+            self._change_made.set()
+            self._change_made = None
+        return self._change
+
+    async def task_state_changes(self, after: int) -> tuple[int, dict[str, TaskState]]:
+        self._check_open()
+        if after >= self._change:  # the poll's usual answer, without a scan
+            return self._change, {}
+        tasks = self._tasks
+        return self._change, {t: tasks[t].state for t, n in self._changed.items() if n > after}
+
+    async def wait_for_changes(self, after: int, at_most: float) -> None:
+        """Several schedulers sharing this object wake at once on a change."""
+        if after < self._change:
+            return
+        if self._change_made is None:  # made here: its loop is the waiters'
+            self._change_made = anyio.Event()
+        with anyio.move_on_after(at_most):
+            await self._change_made.wait()
 
     async def add_audit(self, record: AuditRecord) -> None:
         self._check_open()

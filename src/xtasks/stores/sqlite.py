@@ -402,23 +402,33 @@ class SQLiteStore(Store):
         await self.save_tasks({task: record})
 
     async def save_tasks(self, records: Mapping[str, TaskRecord]) -> None:
-        params = [
-            {
-                "name": task,
-                "state": str(record.state),
-                "last_fire": _sql.ts(record.last_fire),
-                "consecutive_failures": record.consecutive_failures,
-                "alerting": int(record.alerting),
-                "anchor": _sql.ts(record.anchor),
-            }
-            for task, record in records.items()
-        ]
+        params = [_task_params(task, record) for task, record in records.items()]
 
         def save(conn: sqlite3.Connection) -> None:
             with _immediate(conn):
                 conn.executemany(_sql.SAVE_TASK, params)
 
         await self._call("save tasks", save, writes=len(params))
+
+    async def change_task_state(self, task: str, record: TaskRecord) -> int:
+        params = _task_params(task, record)
+
+        def change(conn: sqlite3.Connection) -> int:
+            with _immediate(conn):
+                conn.execute(_sql.SAVE_TASK, params)
+                return int(conn.execute(_sql.CHANGE_TASK_STATE, params).fetchone()[0])
+
+        return await self._call("change the state of a task", change, writes=1)
+
+    async def task_state_changes(self, after: int) -> tuple[int, dict[str, TaskState]]:
+        def select(conn: sqlite3.Connection) -> tuple[int, dict[str, TaskState]]:
+            rows = conn.execute(
+                "SELECT name, state, state_change FROM tasks WHERE state_change > ?", (after,)
+            ).fetchall()
+            latest = max((row[2] for row in rows), default=after)
+            return latest, {row[0]: TaskState(row[1]) for row in rows}
+
+        return await self._call("read task state changes", select)
 
     # -- audit trail -------------------------------------------------------------------
 
@@ -545,3 +555,14 @@ def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+
+
+def _task_params(task: str, record: TaskRecord) -> dict[str, object]:
+    return {
+        "name": task,
+        "state": str(record.state),
+        "last_fire": _sql.ts(record.last_fire),
+        "consecutive_failures": record.consecutive_failures,
+        "alerting": int(record.alerting),
+        "anchor": _sql.ts(record.anchor),
+    }

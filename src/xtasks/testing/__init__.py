@@ -33,6 +33,7 @@ from ._contract import (
     check_round_trip,
     check_store,
     check_task_batches_and_anchor,
+    check_task_state_changes,
     check_task_state_round_trip,
 )
 from ._faults import FaultyStore
@@ -61,6 +62,7 @@ __all__ = [
     "check_round_trip",
     "check_store",
     "check_task_batches_and_anchor",
+    "check_task_state_changes",
     "check_task_state_round_trip",
 ]
 

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from collections.abc import Collection
     from datetime import datetime
 
-    from .._runs import AuditRecord, RunRecord, RunStatus, TaskRecord
+    from .._runs import AuditRecord, RunRecord, RunStatus, TaskRecord, TaskState
 
 __all__ = ["DelegatingStore"]
 
@@ -68,6 +68,15 @@ class DelegatingStore(Store, Generic[S]):
 
     async def save_task(self, task: str, record: TaskRecord) -> None:
         await self.inner.save_task(task, record)
+
+    async def change_task_state(self, task: str, record: TaskRecord) -> int:
+        return await self.inner.change_task_state(task, record)
+
+    async def task_state_changes(self, after: int) -> tuple[int, dict[str, TaskState]]:
+        return await self.inner.task_state_changes(after)
+
+    async def wait_for_changes(self, after: int, at_most: float) -> None:
+        await self.inner.wait_for_changes(after, at_most)
 
     async def add_audit(self, record: AuditRecord) -> None:
         await self.inner.add_audit(record)

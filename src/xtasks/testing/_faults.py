@@ -26,8 +26,8 @@ __all__ = ["FaultyStore"]
 class FaultyStore(DelegatingStore[Store]):
     """Wraps ``inner``; every write can be made to fail or to hang, reads pass through.
 
-    Writes are ``claim_fire``, ``save_run(s)``, ``save_task(s)``, ``renew_leases``,
-    ``reap_lost`` and ``add_audit``. A failed write raises :class:`xtasks.StoreError` and
+    Writes are ``claim_fire``, ``save_run(s)``, ``save_task(s)``, ``change_task_state``,
+    ``renew_leases``, ``reap_lost`` and ``add_audit``. A failed write raises :class:`xtasks.StoreError` and
     changes nothing in ``inner``. :attr:`committed` lists the ``(run id, status)`` of
     every run snapshot that ``inner`` took, in order: a test can check that nothing was
     reported before it was stored.
@@ -120,6 +120,10 @@ class FaultyStore(DelegatingStore[Store]):
     async def save_tasks(self, records: Mapping[str, TaskRecord]) -> None:
         await self._write()
         await self.inner.save_tasks(records)
+
+    async def change_task_state(self, task: str, record: TaskRecord) -> int:
+        await self._write()
+        return await self.inner.change_task_state(task, record)
 
     async def renew_leases(self, replica: str, run_ids: Collection[str]) -> set[str]:
         await self._write()

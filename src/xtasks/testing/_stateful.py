@@ -178,6 +178,8 @@ class StoreMachine(RuleBasedStateMachine):
         super().__init__()
         self.claims: Counter[tuple[str, datetime]] = Counter()  #: wins per fire, by backend
         self.audits = 0  #: audit records added: their ids are unique, as callers make them
+        #: The number each state change got: (backend's, model's), oldest first.
+        self.changes: list[tuple[int, int]] = []
         #: Store time, in seconds: what both stores read for leases when ``store_time``.
         self.clock = _StoreTime()
         self._exit = ExitStack()
@@ -257,6 +259,31 @@ class StoreMachine(RuleBasedStateMachine):
     @rule(task=_tasks | st.just("unknown"))
     def load_task(self, task: str) -> None:
         self._agree("load_task", task)
+
+    @rule(task=_tasks, record=_task_records)
+    def change_task_state(self, task: str, record: TaskRecord) -> None:
+        got, want = self._both("change_task_state", task, record)
+        if self.changes and got <= self.changes[-1][0]:
+            raise AssertionError(f"change_task_state returned {got}, after {self.changes[-1][0]}")
+        self.changes.append((got, want))
+
+    @rule(data=st.data())
+    def task_state_changes(self, data: st.DataObject) -> None:
+        """Polled from any change seen (or before all): the same tasks and states.
+
+        The backend's numbers need not equal the model's, only keep their order.
+        """
+        seen = [(0, 0), *self.changes]
+        after_got, after_want = data.draw(st.sampled_from(seen), label="after")
+        (latest_got, got), (latest_want, want) = (
+            self.portal.call(self.store.task_state_changes, after_got),
+            self.portal.call(self.model.task_state_changes, after_want),
+        )
+        if got != want or (latest_got, latest_want) != seen[-1]:
+            raise AssertionError(
+                f"task_state_changes({after_got}): the backend returned {(latest_got, got)}, "
+                f"the model {(latest_want, want)}; the latest change is numbered {seen[-1]}"
+            )
 
     @rule(
         at=_times,

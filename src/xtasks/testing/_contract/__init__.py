@@ -46,7 +46,11 @@ from ._leases import (
 )
 from ._records import check_round_trip
 from ._support import StoreFactory
-from ._tasks import check_task_batches_and_anchor, check_task_state_round_trip
+from ._tasks import (
+    check_task_batches_and_anchor,
+    check_task_state_changes,
+    check_task_state_round_trip,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -69,6 +73,7 @@ __all__ = [
     "check_round_trip",
     "check_store",
     "check_task_batches_and_anchor",
+    "check_task_state_changes",
     "check_task_state_round_trip",
 ]
 
@@ -82,6 +87,7 @@ STORE_CHECKS: Final[tuple[Callable[[StoreFactory], Awaitable[None]], ...]] = (
     check_task_state_round_trip,
     check_lease_expiry_and_reaping,
     check_task_batches_and_anchor,
+    check_task_state_changes,
     check_reap_live_runs,
     check_fencing,
     check_lease_renewal,

@@ -81,7 +81,8 @@ async def check_last_fire_monotonic(make_store: StoreFactory) -> None:
     - an unknown task loads as ``None``; after a claim it loads as a default
       :class:`~xtasks.abc.TaskRecord` whose ``last_fire`` is the fire time claimed;
     - a claim of an earlier fire, and ``save_task`` with an earlier or ``None``
-      ``last_fire``, keep the later value while ``save_task`` replaces the other fields;
+      ``last_fire`` (or ``change_task_state`` with one), keep the later value while the
+      other fields are replaced (the state by ``change_task_state`` only);
     - a claim moves ``last_fire`` forward and keeps the other fields;
     - concurrent claims of many fires (latest first) through two store objects, raced by
       stale ``save_task`` calls, leave the latest fire.
@@ -101,16 +102,16 @@ async def check_last_fire_monotonic(make_store: StoreFactory) -> None:
         paused = TaskRecord(
             state=TaskState.PAUSED, last_fire=_at(1), consecutive_failures=2, alerting=True
         )
-        await b.save_task(task, paused)
+        await b.change_task_state(task, paused)
         _require_task(
-            "save_task with an earlier last_fire",
+            "change_task_state with an earlier last_fire",
             dataclasses.replace(paused, last_fire=_at(10)),
             await a.load_task(task),
         )
         cancelled = TaskRecord(state=TaskState.CANCELLED, last_fire=None)
-        await a.save_task(task, cancelled)
+        await a.change_task_state(task, cancelled)
         _require_task(
-            "save_task with last_fire=None",
+            "change_task_state with last_fire=None",
             dataclasses.replace(cancelled, last_fire=_at(10)),
             await b.load_task(task),
         )
@@ -122,7 +123,10 @@ async def check_last_fire_monotonic(make_store: StoreFactory) -> None:
         )
         stale = TaskRecord(last_fire=_at(30), consecutive_failures=5, alerting=True)
         await a.save_task(task, stale)
+        stale = dataclasses.replace(stale, state=TaskState.CANCELLED)  # save_task keeps it
         _require_task("save_task with a later last_fire", stale, await b.load_task(task))
+        await b.save_task(task, dataclasses.replace(stale, last_fire=_at(2)))
+        _require_task("save_task with an earlier last_fire", stale, await a.load_task(task))
 
         stores = (a, b)
         async with anyio.create_task_group() as group:

@@ -47,7 +47,7 @@ async def check_close_idempotent(make_store: StoreFactory) -> None:
     try:
         await store.save_run(record)
         await store.claim_fire(task, _at(7), "replica-a")
-        await store.save_task(task, state)
+        await store.change_task_state(task, state)
     finally:
         await store.close()
     for attempt in ("second", "third"):
@@ -123,6 +123,8 @@ async def check_errors_are_store_errors(make_store: StoreFactory) -> None:
         "list_runs": lambda: store.list_runs(task=task),
         "load_task": lambda: store.load_task(task),
         "save_task": lambda: store.save_task(task, TaskRecord()),
+        "change_task_state": lambda: store.change_task_state(task, TaskRecord()),
+        "task_state_changes": lambda: store.task_state_changes(0),
         "add_audit": lambda: store.add_audit(
             AuditRecord(at=_T0, actor="a", action="run", task=task, outcome="ok")
         ),
