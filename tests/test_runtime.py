@@ -62,6 +62,11 @@ class RecordingStore(DelegatingStore[MemoryStore]):
         await self.inner.save_task(task, record)
         self.timeline.append(("stored task", task, record.state.value))
 
+    async def change_task_state(self, task: str, record: TaskRecord) -> int:
+        change = await self.inner.change_task_state(task, record)
+        self.timeline.append(("stored task", task, record.state.value))
+        return change
+
 
 class Harness:
     def __init__(self, runtime: Runtime, clock: FakeClock, timeline: list[Step]) -> None:

@@ -95,11 +95,14 @@ class SendAlert:
 
 @dataclass(slots=True)
 class SaveTask:
-    """Persist a task's state; ``state_changed`` when pause/resume/cancel changed it."""
+    """Persist a task's progress; ``state_changed`` when pause/resume/cancel changed its
+    state, which then is written as a numbered change for the other replicas to apply,
+    unless ``from_store``: the change came from another replica and is stored already."""
 
     task: str
     record: TaskRecord
     state_changed: bool = False
+    from_store: bool = False
 
 
 Decision = ClaimFire | RecordRun | StartAttempt | CancelAttempt | SendAlert | SaveTask

@@ -447,9 +447,12 @@ class Lifecycle:
     def record(self, run: Run) -> None:
         self.decisions.append(RecordRun(run.record(self.replica)))
 
-    def save_task(self, entry: TaskEntry, *, state_changed: bool = False) -> None:
+    def save_task(
+        self, entry: TaskEntry, *, state_changed: bool = False, from_store: bool = False
+    ) -> None:
         if entry.registered:
-            self.decisions.append(SaveTask(entry.task.name, entry.task_record(), state_changed))
+            record = entry.task_record()
+            self.decisions.append(SaveTask(entry.task.name, record, state_changed, from_store))
 
     def _alert(self, kind: AlertKind, run: Run, failures: int, now: datetime) -> None:
         alert = Alert(

@@ -350,17 +350,20 @@ class Planner:
 
     # --- control ----------------------------------------------------------------------
 
-    def pause(self, name: str, now: datetime) -> None:
-        """Stop firing ``name``; runs already queued or going carry on."""
+    def pause(self, name: str, now: datetime, *, from_store: bool = False) -> None:
+        """Stop firing ``name``; runs already queued or going carry on.
+
+        ``from_store``: another replica paused it (see :meth:`apply_state`).
+        """
         entry = self._entry(name)
         if entry.state is TaskState.PAUSED:
             return
         entry.state = TaskState.PAUSED
         entry.token += 1
         entry.next_fire = None
-        self._life.save_task(entry, state_changed=True)
+        self._life.save_task(entry, state_changed=True, from_store=from_store)
 
-    def resume(self, name: str, now: datetime) -> None:
+    def resume(self, name: str, now: datetime, *, from_store: bool = False) -> None:
         """Fire ``name`` again, from ``now`` on (fires while paused are not replayed)."""
         entry = self._entry(name)
         if entry.state is TaskState.ACTIVE:
@@ -369,9 +372,9 @@ class Planner:
         entry.token += 1
         if entry.task.enabled:
             self._arm(entry, now)
-        self._life.save_task(entry, state_changed=True)
+        self._life.save_task(entry, state_changed=True, from_store=from_store)
 
-    def cancel(self, name: str, now: datetime) -> None:
+    def cancel(self, name: str, now: datetime, *, from_store: bool = False) -> None:
         """Stop firing ``name``, cancel its queued runs and its running attempts."""
         entry = self._entry(name)
         entry.state = TaskState.CANCELLED
@@ -381,7 +384,23 @@ class Planner:
         for run in entry.active:
             if run.status is RunStatus.RUNNING:
                 self._life.decisions.append(CancelAttempt(run.id, "cancelled"))
-        self._life.save_task(entry, state_changed=True)
+        self._life.save_task(entry, state_changed=True, from_store=from_store)
+
+    def apply_state(self, name: str, state: TaskState, now: datetime) -> None:
+        """Another replica set ``name``'s state (read from the store): do here what the
+        pause, resume or cancel does, without writing the change back as a new one.
+
+        A task not registered here, or already in ``state``, is left alone.
+        """
+        entry = self._entries.get(name)
+        if entry is None or entry.state is state:
+            return
+        if state is TaskState.PAUSED:
+            self.pause(name, now, from_store=True)
+        elif state is TaskState.ACTIVE:
+            self.resume(name, now, from_store=True)
+        else:
+            self.cancel(name, now, from_store=True)
 
     def shutdown(self, now: datetime) -> list[Run]:
         """Stop firing everything and cancel what has not started; return what runs."""

@@ -87,6 +87,8 @@ class Recorder:
         self._inflight = 0  # items of the batch being written
         #: Runs with a live record handed to the store: the runs to heartbeat.
         self.leased: set[str] = set()
+        #: Called with a task and its change's number once its state change is stored.
+        self.state_stored: Callable[[str, int], object] = lambda task, change: None
 
     def start(self, tg: Spawner) -> None:
         tg.start_soon(self._loop, name="xtasks recorder")
@@ -200,7 +202,12 @@ class Recorder:
 
     async def _save_task(self, save: SaveTask) -> bool:
         try:
-            await self._store.save_task(save.task, save.record)
+            if save.state_changed and not save.from_store:
+                self.state_stored(
+                    save.task, await self._store.change_task_state(save.task, save.record)
+                )
+            else:
+                await self._store.save_task(save.task, save.record)
         except StoreError as exc:
             self._failed(exc, f"the state of task {save.task!r}")
             return False

@@ -11,7 +11,9 @@ live in the scheduler's task group:
 - workers, a pool that grows up to ``max_concurrency`` and is reused: each takes one
   :class:`StartAttempt` at a time under a cancel scope its runs share (no task, and no
   scope, per run; a cancelled run costs its worker a fresh scope);
-- the lease loop heartbeats our live runs and reaps those of silent replicas.
+- the lease loop heartbeats our live runs and reaps those of silent replicas;
+- the state sync (:mod:`._state_sync`) applies pauses, resumes and cancels made on other
+  replicas.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from ._decisions import CancelAttempt, ClaimFire, RecordRun, SaveTask, SendAlert
 from ._errors import RunTimeoutError, StoreError
 from ._recorder import Recorder
 from ._runs import ErrorInfo
+from ._state_sync import StateSync
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -80,6 +83,10 @@ class Runtime:
             self.recorder,
             lambda claim: self.command(planner.fire_claimed, claim, clock.now()),
         )
+        self.state_sync = StateSync(
+            store, lambda name, state: self.command(planner.apply_state, name, state, clock.now())
+        )
+        self.recorder.state_stored = self.state_sync.changed
         self._scopes: dict[str, anyio.CancelScope] = {}
         self._executing: dict[str, StartAttempt] = {}  # the attempts inside a worker
         self._cancel_reasons: dict[str, str] = {}
@@ -109,6 +116,7 @@ class Runtime:
         tg.start_soon(self._timer_loop, name="xtasks timers")
         tg.start_soon(self.claimer.run, name="xtasks claims")
         tg.start_soon(self._lease_loop, name="xtasks leases")
+        tg.start_soon(self.state_sync.run, name="xtasks state sync")
         self._apply()  # what the planner decided before start (runs restored, say)
 
     async def stop(self, grace: float) -> None:
@@ -117,6 +125,7 @@ class Runtime:
         Every run ends recorded: finished, or ``cancelled`` with reason ``shutdown``.
         """
         self._timer_scope.cancel()
+        self.state_sync.stop()
         self.claimer.stop()  # fires not claimed yet: the next start's catch-up
         self.command(self.planner.shutdown, self.clock.now())
         with anyio.move_on_after(grace):
@@ -182,6 +191,8 @@ class Runtime:
                 case StartAttempt():
                     self._dispatch(decision)
                 case SaveTask():
+                    if decision.state_changed and not decision.from_store:
+                        self.state_sync.changing(decision.task)
                     recorder.save_task(decision)
                 case ClaimFire():
                     self.claimer.add(decision)

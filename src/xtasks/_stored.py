@@ -106,7 +106,7 @@ async def set_stored_state(
     changes: dict[str, Any] = {"state": state}
     if state is TaskState.ACTIVE and stored.last_fire is not None:
         changes["last_fire"] = max(stored.last_fire, now)
-    await store.save_task(name, dataclasses.replace(stored, **changes))
+    await store.change_task_state(name, dataclasses.replace(stored, **changes))
     return True
 
 

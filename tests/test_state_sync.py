@@ -1,0 +1,148 @@
+"""Pause, resume and cancel made on one replica take effect on the others.
+
+Two schedulers share a store (one SQLite file through two store objects, or one
+MemoryStore object); each is a replica of the other. The tests wait on the other
+replica's ``TaskStateChanged`` events, with a timeout, never on sleeps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING
+
+import anyio
+import pytest
+
+from xtasks import Every, RunStatus, Scheduler, ShortIntervalWarning, Task, TaskState
+from xtasks.events import TaskStateChanged
+from xtasks.stores import open_store
+from xtasks.stores.memory import MemoryStore
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+    from pathlib import Path
+
+    from xtasks.abc import Store
+
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.filterwarnings("ignore", category=ShortIntervalWarning),
+]
+
+#: One poll interval (1 s) and then some: how long a change may take to arrive.
+ARRIVES = 5.0
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+def shared(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Store]:
+    """Makes the store object of one more replica on a shared backend."""
+    if request.param == "memory":
+        one = MemoryStore()
+        return lambda: one
+    return lambda: open_store(f"sqlite:///{tmp_path / 'fleet.db'}")
+
+
+async def tick() -> None:
+    pass
+
+
+def replica(store: Store, name: str, *tasks: Task) -> Scheduler:
+    scheduler = Scheduler(store, plugins=False, replica_id=name)
+    for task in tasks:
+        scheduler.add(Task(task.name, task.func, trigger=task.trigger, overlap=task.overlap))
+    return scheduler
+
+
+@contextlib.asynccontextmanager
+async def state_changes(
+    scheduler: Scheduler,
+) -> AsyncIterator[anyio.abc.ObjectReceiveStream[TaskStateChanged]]:
+    send, receive = anyio.create_memory_object_stream[TaskStateChanged](100)
+    unsubscribe = scheduler.subscribe(send.send_nowait, types=TaskStateChanged)
+    try:
+        yield receive
+    finally:
+        unsubscribe()
+        send.close()
+        receive.close()
+
+
+async def next_state(changes: anyio.abc.ObjectReceiveStream[TaskStateChanged]) -> TaskStateChanged:
+    with anyio.fail_after(ARRIVES):
+        return await changes.receive()
+
+
+async def test_a_pause_resume_and_cancel_on_one_replica_reach_the_other(
+    shared: Callable[[], Store],
+) -> None:
+    job = Task("job", tick, trigger=Every(seconds=3600))
+    a, b = replica(shared(), "a", job), replica(shared(), "b", job)
+    async with a, b, state_changes(b) as seen_by_b, state_changes(a) as seen_by_a:
+        await a.pause("job")
+        assert await next_state(seen_by_b) == TaskStateChanged("job", TaskState.PAUSED)
+        assert b.states() == {"job": TaskState.PAUSED}
+        assert (await b.describe("job")).next_fire is None
+        assert await next_state(seen_by_a) == TaskStateChanged("job", TaskState.PAUSED)
+
+        await b.resume("job")
+        assert await next_state(seen_by_a) == TaskStateChanged("job", TaskState.ACTIVE)
+        assert a.states() == {"job": TaskState.ACTIVE}
+        assert (await a.describe("job")).next_fire is not None
+
+        await b.cancel("job")
+        assert await next_state(seen_by_a) == TaskStateChanged("job", TaskState.CANCELLED)
+        assert a.states() == {"job": TaskState.CANCELLED}
+        with pytest.raises(Exception, match="cancelled"):
+            await a.run("job")
+
+
+async def test_a_cancel_on_one_replica_stops_the_run_going_on_another(
+    shared: Callable[[], Store],
+) -> None:
+    started = anyio.Event()
+
+    async def forever() -> None:
+        started.set()
+        await anyio.sleep_forever()
+
+    a = replica(shared(), "a", Task("long", tick))
+    b = replica(shared(), "b", Task("long", forever))
+    async with a, b:
+        handle = await b.trigger("long")
+        with anyio.fail_after(ARRIVES):
+            await started.wait()
+        await a.cancel("long")
+        with anyio.fail_after(ARRIVES):
+            record = await handle.wait()
+        assert (record.status, record.replica) == (RunStatus.CANCELLED, "b")
+        assert (await a.get_run(record.id)) == record
+
+
+async def test_a_replica_saving_its_progress_does_not_undo_a_pause_made_elsewhere(
+    shared: Callable[[], Store],
+) -> None:
+    """b ends a run of a task a paused meanwhile, and saves the task's failure streak:
+    the pause stays, in the store too."""
+    release = anyio.Event()
+
+    async def slow() -> None:
+        await release.wait()
+        raise RuntimeError("a failure moves the streak: b saves the task's progress")
+
+    a = replica(shared(), "a", Task("job", tick))
+    b = replica(shared(), "b", Task("job", slow))
+    async with a, b, state_changes(b) as seen_by_b:
+        handle = await b.trigger("job")
+        await a.pause("job")
+        assert await next_state(seen_by_b) == TaskStateChanged("job", TaskState.PAUSED)
+        release.set()
+        with anyio.fail_after(ARRIVES):
+            assert (await handle.wait()).status is RunStatus.FAILED
+    store = shared()
+    await store.open()
+    try:
+        stored = await store.load_task("job")
+    finally:
+        await store.close()
+    assert stored is not None
+    assert (stored.state, stored.consecutive_failures) == (TaskState.PAUSED, 1)
