@@ -1,4 +1,7 @@
-"""Several OS processes sharing one SQLite file: each fire once, crashes lose nothing.
+"""Replica processes on one SQLite file: restarts catch up, crashes lose nothing.
+
+What every shared backend must do as a fleet (each fire once, a killed or paused replica)
+is in ``test_fleet.py``.
 
 Every process is a real ``python -m tests.replicas.app``; the tests synchronise on the
 lines they print (``FINAL ...`` once a run's final record is stored), never on sleeps.
@@ -6,196 +9,19 @@ lines they print (``FINAL ...`` once a run's final record is stored), never on s
 
 from __future__ import annotations
 
-import itertools
-import os
-import queue
-import signal
-import subprocess
-import sys
-import threading
 import time
 from collections import Counter
-from datetime import timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-import anyio
 import pytest
 
 from xtasks import RunRecord, RunStatus
-from xtasks.stores import open_store
+
+from .replicas.harness import Replica, every_run, runs_in
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
-ROOT = Path(__file__).resolve().parent.parent
+    from pathlib import Path
 pytestmark = pytest.mark.slow
-
-
-class Replica:
-    """One replica process and the lines it printed."""
-
-    def __init__(
-        self,
-        db: Path,
-        name: str,
-        *,
-        lines: queue.Queue[str] | None = None,
-        env: dict[str, str] | None = None,
-    ) -> None:
-        self.name = name
-        self.lines: queue.Queue[str] = lines if lines is not None else queue.Queue()
-        self.seen: list[str] = []
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.replicas.app"],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={
-                **os.environ,
-                "XTASKS_TEST_STORE": f"sqlite:///{db}",
-                "XTASKS_TEST_REPLICA": name,
-                **(env or {}),
-            },
-        )
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-        # stderr is drained as it comes too: a replica that logs more than a pipe holds
-        # (one warning per reaped run, say) would otherwise block on its next write.
-        self.errors: list[str] = []
-        self.err_reader = threading.Thread(target=self._read_errors, daemon=True)
-        self.err_reader.start()
-        self.wait_for(lambda line: line == f"READY {name}")
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line.strip())
-
-    def _read_errors(self) -> None:
-        assert self.proc.stderr is not None
-        self.errors.extend(self.proc.stderr)
-
-    def wait_for(self, match: Callable[[str], bool], timeout: float = 30) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                _, err = self.stop()
-                raise AssertionError(f"{self.name} never printed the line; stderr:\n{err}")
-            try:
-                line = self.lines.get(timeout=remaining)
-            except queue.Empty:
-                continue
-            self.seen.append(line)
-            if match(line):
-                return line
-
-    def stop(self) -> tuple[int, str]:
-        """Close stdin (the app's cue to leave `async with` gracefully) and wait."""
-        if self.proc.poll() is None and self.proc.stdin is not None:
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        return self.proc.returncode, self._close_pipes()
-
-    def _close_pipes(self) -> str:
-        self.reader.join(timeout=10)  # they end at EOF, once the process is gone
-        self.err_reader.join(timeout=10)
-        err = "".join(self.errors)
-        for pipe in (self.proc.stdout, self.proc.stderr):
-            if pipe is not None:
-                pipe.close()
-        return err
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        self._close_pipes()
-
-
-def runs_in(db: Path, task: str) -> list[RunRecord]:
-    async def read() -> list[RunRecord]:
-        store = open_store(f"sqlite:///{db}")
-        await store.open()
-        try:
-            return await store.list_runs(task=task, limit=100_000)
-        finally:
-            await store.close()
-
-    return anyio.run(read)
-
-
-def every_run(db: Path) -> list[RunRecord]:
-    async def read() -> list[RunRecord]:
-        store = open_store(f"sqlite:///{db}")
-        await store.open()
-        try:
-            return await store.list_runs(limit=100_000)
-        finally:
-            await store.close()
-
-    return anyio.run(read)
-
-
-def nth(n: int, prefix: str) -> Callable[[str], bool]:
-    """Matches the ``n``-th line starting with ``prefix``."""
-    seen = 0
-
-    def match(line: str) -> bool:
-        nonlocal seen
-        seen += line.startswith(prefix)
-        return seen >= n
-
-    return match
-
-
-def test_three_processes_run_every_fire_exactly_once(tmp_path: Path) -> None:
-    db = tmp_path / "shared.db"
-    lines: queue.Queue[str] = queue.Queue()  # one stream for the whole fleet
-    replicas = [Replica(db, f"replica-{i}", lines=lines) for i in range(3)]
-    try:
-        replicas[0].wait_for(nth(15, "FINAL tick "))  # about 3 s of 0.2 s fires
-    finally:
-        results = [r.stop() for r in replicas]
-    assert [code for code, _ in results] == [0, 0, 0], results
-    runs = [r for r in runs_in(db, "tick") if r.status is not RunStatus.CANCELLED]
-    fires = sorted(r.scheduled_at for r in runs if r.cause.value == "schedule")
-    assert len(fires) >= 10
-    assert len(fires) == len(set(fires)), "a fire ran twice"
-    gaps = {b - a for a, b in itertools.pairwise(fires)}
-    assert gaps == {timedelta(seconds=0.2)}, f"fires missed or off the shared grid: {gaps}"
-    assert all(r.status is RunStatus.SUCCEEDED for r in runs)
-    assert len({r.replica for r in runs}) >= 2, "the fires were not shared"
-
-
-def test_a_killed_replica_s_run_is_marked_lost_and_the_others_keep_firing(
-    tmp_path: Path,
-) -> None:
-    db = tmp_path / "shared.db"
-    env = {"XTASKS_TEST_LEASE": "0.6"}
-    doomed = Replica(db, "doomed", env={"XTASKS_TEST_TASKS": "hang", **env})
-    doomed.wait_for(lambda line: line == "STARTED hang")
-    survivor = Replica(db, "survivor", env={"XTASKS_TEST_TASKS": "tick,hang", **env})
-    try:
-        doomed.kill()
-        line = survivor.wait_for(lambda line: line.startswith("FINAL hang ") and " lost " in line)
-        lost_id = line.split()[2]
-        survivor.wait_for(lambda line: line.startswith("FINAL tick ") and "succeeded" in line)
-        survivor.wait_for(lambda line: line.startswith("FINAL tick ") and "succeeded" in line)
-    finally:
-        code, err = survivor.stop()
-    assert code == 0, err
-    lost = next(r for r in runs_in(db, "hang") if r.id == lost_id)
-    assert lost.status is RunStatus.LOST and lost.replica == "doomed"
-    assert lost.reason == "lost: its replica doomed went silent past its lease"
 
 
 def test_a_restart_after_downtime_catches_up_once_and_records_the_rest_missed(

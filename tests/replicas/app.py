@@ -1,9 +1,10 @@
 """A replica process for the multi-process tests: configured from the environment.
 
-Prints one line per event the tests wait for (``FINAL <task> <id> <status>`` once a
-run's final record is stored, ``STARTED <task>`` when a long run begins, ``QUEUED <n>``
-once the ``n`` runs it was asked to leave queued are stored so), so the tests
-synchronise on output, never on sleeps.
+Prints one line per event the tests wait for (``FINAL <task> <id> <status> <fire time>
+<cause>`` once a run's final record is stored, ``STATE <task> <state>`` when a task's
+state changes here (by a command on stdin, or another replica's), ``STARTED <task>``
+when a long run begins, ``QUEUED <n>`` once the ``n`` runs it was asked to leave queued
+are stored so), so the tests synchronise on output, never on sleeps.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import warnings
 import anyio
 
 from xtasks import RunStatus, Scheduler, ShortIntervalWarning, Task
-from xtasks.events import RunChanged
+from xtasks.events import RunChanged, TaskStateChanged
 from xtasks.stores import open_store
 
 warnings.simplefilter("ignore", ShortIntervalWarning)
@@ -25,8 +26,32 @@ def say(*words: object) -> None:
     print(*words, flush=True)
 
 
+#: This replica's own record of what it executed (``XTASKS_TEST_LOG``), read by the tests
+#: offline, apart from the store: a line ``EXEC <task>`` per body that ran, and ``RUN <task>
+#: <fire time> <run id>`` per run stored running here.
+_exec_log = (
+    open(os.environ["XTASKS_TEST_LOG"], "a", buffering=1)
+    if "XTASKS_TEST_LOG" in os.environ
+    else None
+)
+
+
+def _executed(task: str) -> None:
+    if _exec_log is not None:
+        _exec_log.write(f"EXEC {task}\n")
+
+
 async def tick() -> None:
-    pass
+    _executed("tick")
+
+
+async def tock() -> None:
+    _executed("tock")
+
+
+def chore() -> None:
+    """A sync task: runs in a worker thread."""
+    _executed("chore")
 
 
 async def hang() -> None:
@@ -72,6 +97,11 @@ def build() -> Scheduler:
     grace = float(os.environ.get("XTASKS_TEST_GRACE", "60"))
     if "tick" in tasks:
         scheduler.add(Task("tick", tick, trigger=Every(seconds=0.2), misfire_grace=grace))
+    if "fleet" in tasks:  # several tasks at once, async and sync, on their own grids
+        tick_every = float(os.environ.get("XTASKS_TEST_TICK", "0.25"))
+        scheduler.add(Task("tick", tick, trigger=Every(seconds=tick_every), misfire_grace=grace))
+        scheduler.add(Task("tock", tock, trigger=Every(seconds=0.4), misfire_grace=grace))
+        scheduler.add(Task("chore", chore, trigger=Every(seconds=0.3), misfire_grace=grace))
     if "hang" in tasks:
         scheduler.add(Task("hang", hang, trigger=Every(seconds=0.5)))
     if "again" in tasks:  # on demand; a run lost with its replica is run again
@@ -81,9 +111,14 @@ def build() -> Scheduler:
 
 
 def _report(event: object) -> None:
+    if isinstance(event, TaskStateChanged):
+        say("STATE", event.task, event.state.value)
+        return
     if not isinstance(event, RunChanged):
         return
     r = event.record
+    if _exec_log is not None and r.status is RunStatus.RUNNING:
+        _exec_log.write(f"RUN {r.task} {r.scheduled_at.isoformat()} {r.id}\n")
     if r.status.is_final:
         say("FINAL", r.task, r.id, r.status.value, r.scheduled_at.isoformat(), r.cause.value)
     elif r.status is RunStatus.QUEUED and r.task in _QUEUED_TASKS and _expect_queued:
@@ -102,8 +137,12 @@ async def main() -> None:
         orphans = os.environ.get("XTASKS_TEST_ORPHANS")
         if orphans:  # "<submissions>,<triggers>": left queued behind a blocking run
             await _leave_queued(scheduler, *map(int, orphans.split(",")))
-        # Run until the test closes our stdin (or kills us); read it off the loop.
-        await anyio.to_thread.run_sync(sys.stdin.read)
+        # Obey the test's commands (``pause <task>``, ``resume <task>``, ``cancel <task>``)
+        # until it closes our stdin (or kills us); read it off the loop.
+        while line := await anyio.to_thread.run_sync(sys.stdin.readline):
+            action, task = line.split()
+            await getattr(scheduler, action)(task)
+            say("DONE", action, task)
 
 
 async def _leave_queued(scheduler: Scheduler, submissions: int, triggers: int) -> None:
