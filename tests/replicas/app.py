@@ -30,7 +30,7 @@ def say(*words: object) -> None:
 #: offline, apart from the store: a line ``EXEC <task>`` per body that ran, and ``RUN <task>
 #: <fire time> <run id>`` per run stored running here.
 _exec_log = (
-    open(os.environ["XTASKS_TEST_LOG"], "a", buffering=1)
+    open(os.environ["XTASKS_TEST_LOG"], "a", buffering=1)  # noqa: SIM115 - the process's life
     if "XTASKS_TEST_LOG" in os.environ
     else None
 )
