@@ -137,11 +137,15 @@ async def main() -> None:
         orphans = os.environ.get("XTASKS_TEST_ORPHANS")
         if orphans:  # "<submissions>,<triggers>": left queued behind a blocking run
             await _leave_queued(scheduler, *map(int, orphans.split(",")))
-        # Obey the test's commands (``pause <task>``, ``resume <task>``, ``cancel <task>``)
+        # Obey the test's commands (``pause <task>``, ``resume <task>``, ``cancel <task>``,
+        # ``health -``)
         # until it closes our stdin (or kills us); read it off the loop.
         while line := await anyio.to_thread.run_sync(sys.stdin.readline):
             action, task = line.split()
-            await getattr(scheduler, action)(task)
+            if action == "health":  # ``health -``: can the store write, as stats() sees it
+                say("HEALTH", "writable" if scheduler.stats().store_writable else "failing")
+            else:
+                await getattr(scheduler, action)(task)
             say("DONE", action, task)
 
 
