@@ -1802,3 +1802,37 @@ def test_start_applies_stored_records_and_arms_each_task_once(
     for name, record in records.items():
         restored.restore(name, record, now)
     assert [restored.next_fire_of(n) for n in records] == [planner.next_fire_of(n) for n in records]
+
+
+def test_a_state_read_from_the_store_is_applied_without_being_written_back_as_a_change() -> None:
+    """Another replica's pause, resume or cancel: the same effect here as a local one (no
+    fire while paused, queued runs cancelled), saved as progress, never numbered again;
+    a task not registered here, or already in that state, is left alone."""
+    from xtasks._decisions import SaveTask
+
+    planner = Planner()
+    planner.add_task(make_task("a", trigger=Every(seconds=10, start=T0)), T0)
+    planner.start(T0)
+    planner.drain(T0)
+
+    def saves(now: datetime) -> list[tuple[TaskState, bool, bool]]:
+        return [
+            (d.record.state, d.state_changed, d.from_store)
+            for d in planner.drain(now)
+            if isinstance(d, SaveTask)
+        ]
+
+    planner.apply_state("a", TaskState.PAUSED, T0)
+    assert saves(T0) == [(TaskState.PAUSED, True, True)]
+    assert planner.next_fire_of("a") is None
+    planner.apply_state("a", TaskState.PAUSED, T0)
+    planner.apply_state("unknown", TaskState.CANCELLED, T0)
+    assert saves(T0) == []
+    planner.apply_state("a", TaskState.ACTIVE, T0 + secs(25))
+    assert saves(T0 + secs(25)) == [(TaskState.ACTIVE, True, True)]
+    assert planner.next_fire_of("a") == T0 + secs(30)  # fires while paused are not replayed
+    planner.request("a", T0 + secs(26))
+    planner.apply_state("a", TaskState.CANCELLED, T0 + secs(26))
+    assert planner.state_of("a") is TaskState.CANCELLED and planner.running == 0
+    planner.pause("a", T0 + secs(27))  # a local change is numbered: not from the store
+    assert (TaskState.PAUSED, True, False) in saves(T0 + secs(27))
