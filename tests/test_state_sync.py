@@ -146,3 +146,22 @@ async def test_a_replica_saving_its_progress_does_not_undo_a_pause_made_elsewher
         await store.close()
     assert stored is not None
     assert (stored.state, stored.consecutive_failures) == (TaskState.PAUSED, 1)
+
+
+async def test_a_replica_defining_a_task_differently_is_reported(
+    shared: Callable[[], Store], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Same name, another trigger: the replica that registers second says so (log and
+    stats), naming both definitions; the same definition everywhere is not reported."""
+    a = replica(shared(), "a", Task("job", tick, trigger=Every(seconds=45)))
+    b = replica(shared(), "b", Task("job", tick, trigger=Every(seconds=30)))
+    same = replica(shared(), "c", Task("job", tick, trigger=Every(seconds=30)))
+    async with a:
+        assert a.stats().mismatched_tasks == ()
+        async with b:
+            assert b.stats().mismatched_tasks == ("job",)
+            async with same:
+                assert same.stats().mismatched_tasks == ()
+    warnings = [r.getMessage() for r in caplog.records if "defined differently" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert "Every(seconds=45)" in warnings[0] and "Every(seconds=30)" in warnings[0]

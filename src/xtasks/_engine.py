@@ -73,6 +73,9 @@ class SchedulerStats:
     loop_lag: float = 0.0
     #: The largest ``loop_lag`` of the last minute.
     loop_lag_max: float = 0.0
+    #: Tasks that another replica sharing the store defines differently (function,
+    #: trigger or options), found when this one registered them; the log says how.
+    mismatched_tasks: tuple[str, ...] = ()
 
 
 @final
@@ -86,6 +89,7 @@ class Engine:
         services: ServiceGroup,
         stack: AsyncExitStack,
         loop: LoopMonitor,
+        mismatched: dict[str, str],
     ) -> None:
         self.runtime = runtime
         self.tg = tg
@@ -93,6 +97,7 @@ class Engine:
         self.services = services
         self._stack = stack
         self.loop = loop  # measures the event loop's lag; warns about what blocks it
+        self.mismatched = mismatched  # tasks another replica defines differently
 
     @classmethod
     async def start(
@@ -108,12 +113,14 @@ class Engine:
         replica: str,
         open_store: Callable[[], Awaitable[object]],
         close_store: Callable[[], Awaitable[None]],
+        mismatched: dict[str, str],
     ) -> Engine:
         """Open the store, arm every task from its stored state, start the loops."""
         async with AsyncExitStack() as stack:
             await open_store()
             stack.push_async_callback(close_store)
-            records = await load_records(store, planner, list(planner.tasks))
+            mismatched.clear()
+            records = await load_records(store, planner, list(planner.tasks), mismatched)
             planner.start(clock.now(), records)  # each task armed once, from its stored state
             tg: TaskGroup = await stack.enter_async_context(anyio.create_task_group())
             services = ServiceGroup(tg)
@@ -131,7 +138,7 @@ class Engine:
             runtime.start(services)
             loop = LoopMonitor()
             loop.start(services)  # ends at close
-            return cls(runtime, tg, services, stack.pop_all(), loop)
+            return cls(runtime, tg, services, stack.pop_all(), loop, mismatched)
 
     async def stop_runs(self, grace: float, bus: EventBus) -> None:
         """Stop firing, let runs finish for ``grace`` seconds, record them all; end the
@@ -185,4 +192,5 @@ def stats_of(engine: Engine | None, planner: Planner) -> SchedulerStats:
         fires_unclaimed=runtime.claimer.unclaimed,
         loop_lag=engine.loop.lag,
         loop_lag_max=engine.loop.max_lag,
+        mismatched_tasks=tuple(sorted(engine.mismatched)),
     )

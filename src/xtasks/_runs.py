@@ -371,6 +371,10 @@ class TaskRecord:
     #: When the task was first registered anywhere: the grid origin of an ``Every`` without
     #: ``start``, shared by every replica and kept across restarts. Set once, never moved.
     anchor: datetime | None = None
+    #: How the replica that registered the task last defined it (function, trigger,
+    #: options, in words): a replica starting with another definition of the same name
+    #: says so. ``None`` in a save keeps the stored one.
+    definition: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

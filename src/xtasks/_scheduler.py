@@ -117,7 +117,9 @@ class Scheduler(Observable):
         self._engine: Engine | None = None  # while running
         self._runtime: Runtime | None = None  # the engine's, while running
         self._adhoc = AdhocTasks()
-        self._added = AddedTasks()  # added while running: their stored state loads
+        #: Tasks another replica on the store defines differently: name -> its definition.
+        self._mismatched: dict[str, str] = {}
+        self._added = AddedTasks(self._mismatched)  # added while running: state loads
         self._store_gate = OpenOnce()
         setup = load_setup(plugins, config, strict=strict_plugins)
         #: Problems found while loading plugins and configuration (``strict_plugins=False``).
@@ -407,6 +409,7 @@ class Scheduler(Observable):
             replica=self.replica_id,
             open_store=self._opened_store,  # not again if a call before start opened it
             close_store=self._close_store,
+            mismatched=self._mismatched,
         )
         self._runtime = engine.runtime
         return self

@@ -63,21 +63,40 @@ class OpenOnce:
         await store.close()
 
 
-async def load_records(store: Store, planner: Planner, names: list[str]) -> dict[str, TaskRecord]:
-    """The stored state of ``names``, after settling their grid anchors.
+async def load_records(
+    store: Store, planner: Planner, names: list[str], mismatched: dict[str, str] | None = None
+) -> dict[str, TaskRecord]:
+    """The stored state of ``names``, after settling their grid anchors and definitions.
 
     A task never started anywhere gets our registration time stored as its anchor;
-    then whichever replica's anchor won is read back (first writer wins).
+    then whichever replica's anchor won is read back (first writer wins). Each task's
+    definition is stored as ours; one another replica stored differently is logged, and
+    put in ``mismatched`` (task -> the other definition): two replicas would otherwise
+    fire one name on two grids, or run two functions, without a word.
     """
     records = await store.load_tasks(names)
-    first = {
-        name: planner.task_record(name)
-        for name in names
-        if name not in records or records[name].anchor is None
-    }
-    if first:
-        await store.save_tasks(first)
-        records.update(await store.load_tasks(list(first)))
+    ours = {name: planner.tasks[name].definition for name in names}
+    saves = {}
+    for name in names:
+        stored = records.get(name)
+        if stored is None or stored.anchor is None:
+            saves[name] = dataclasses.replace(planner.task_record(name), definition=ours[name])
+        elif stored.definition != ours[name]:
+            if stored.definition is not None:
+                _log.warning(
+                    "task %r is defined differently by another replica sharing this store: "
+                    "there %s; here %s. Deploy one definition to every replica (or give the "
+                    "tasks different names); until then each replica fires its own",
+                    name,
+                    stored.definition,
+                    ours[name],
+                )
+                if mismatched is not None:
+                    mismatched[name] = stored.definition
+            saves[name] = dataclasses.replace(stored, definition=ours[name])
+    if saves:
+        await store.save_tasks(saves)
+        records.update(await store.load_tasks(list(saves)))
     return records
 
 
@@ -142,8 +161,9 @@ class AddedTasks:
     that act on a task by name :meth:`wait` for that first, so they see its stored state.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, mismatched: dict[str, str]) -> None:
         self._loading: dict[str, anyio.Event] = {}
+        self._mismatched = mismatched
 
     def __bool__(self) -> bool:
         return bool(self._loading)
@@ -181,7 +201,7 @@ class AddedTasks:
         name = task.name
         try:
             try:
-                records = await load_records(store, planner, [name])
+                records = await load_records(store, planner, [name], self._mismatched)
             except Exception:  # noqa: BLE001 - the task runs all the same, from scratch
                 _log.exception("could not load the stored state of task %r; it starts afresh", name)
                 records = {}

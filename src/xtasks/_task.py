@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import timedelta
-from enum import StrEnum
+from enum import Enum, StrEnum
 from functools import partial
 from types import FunctionType, MappingProxyType
 from typing import TYPE_CHECKING, Any, NoReturn, Self, TypeGuard
@@ -172,6 +172,18 @@ class Task:
     description: str = ""
     tags: frozenset[str] = _NO_TAGS
 
+    @property
+    def definition(self) -> str:
+        """What this task runs and when, in words: replicas compare it to find a name
+        defined two ways. Arguments, description and tags are left out."""
+        options = "".join(
+            f", {name}={value.value if isinstance(value, Enum) else repr(value)}"
+            for name in _DEFINING
+            if (value := getattr(self, name)) != _DEFAULTS[name]
+        )
+        when = "on demand" if self.trigger is None else repr(self.trigger)
+        return f"{self.target}, {when}{options}"
+
     if TYPE_CHECKING:  # the accepted input types, wider than the stored canonical ones
 
         def __init__(
@@ -317,6 +329,11 @@ _OPTIONS = tuple(
     f.name for f in dataclasses.fields(Task) if f.init and f.name not in ("name", "func")
 )
 _BUILTIN_TRIGGERS = (Every, Cron, At)
+#: The options that make a task's definition, beside its function and trigger.
+_DEFINING = tuple(
+    name for name in _OPTIONS if name not in ("args", "kwargs", "trigger", "description", "tags")
+)
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Task)}
 
 
 def _refuse_call(

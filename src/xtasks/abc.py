@@ -185,7 +185,8 @@ class Store(ABC):
         ``alerting`` are replaced. ``last_fire`` never moves backwards: a backend keeps
         the later of the stored and the given value, because a claim may have advanced it
         concurrently. ``anchor`` is set once: a stored anchor is kept, whatever is given
-        (first registration wins across replicas).
+        (first registration wins across replicas). ``definition`` is replaced when one is
+        given, and kept when it is ``None`` (the latest registration wins).
         """
 
     @abstractmethod

@@ -310,6 +310,11 @@ class HealthOut(BaseModel):
     fires_unclaimed: int = Field(
         description="due fires the store could not claim; recorded missed once it can"
     )
+    mismatched_tasks: list[str] = Field(
+        description="tasks another replica sharing the store defines differently (function, "
+        "trigger or options): each replica fires its own definition until one is deployed "
+        "everywhere; the scheduler's log says how they differ"
+    )
 
     @classmethod
     def from_stats(cls, stats: SchedulerStats, **fields: object) -> HealthOut:
@@ -325,6 +330,7 @@ class HealthOut(BaseModel):
                 "store_backlog": stats.store_backlog,
                 "store_write_failures": stats.store_write_failures,
                 "fires_unclaimed": stats.fires_unclaimed,
+                "mismatched_tasks": list(stats.mismatched_tasks),
             }
         )
 

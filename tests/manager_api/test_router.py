@@ -257,6 +257,7 @@ async def test_health_reports_store_and_running() -> None:
             "store_backlog": 0,
             "store_write_failures": 0,
             "fires_unclaimed": 0,
+            "mismatched_tasks": [],
         }
         assert 0.0 <= lag <= lag_max < 1.0
 

@@ -80,7 +80,7 @@ async def test_wal_mode_and_schema_version(db: Path) -> None:
         pass
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 6
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"claims", "runs", "tasks", "audit"} <= tables
     conn.close()
@@ -116,7 +116,7 @@ async def test_concurrent_openers_migrate_once(db: Path) -> None:
         for store in stores:
             await store.close()
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 6
     conn.close()
 
 
@@ -138,7 +138,7 @@ async def test_a_v1_database_migrates_keeping_its_data(db: Path) -> None:
         await store.add_audit(record)
         assert await store.list_audit(task="t") == [record]
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 6
     conn.close()
 
 
@@ -193,7 +193,7 @@ async def test_a_v2_database_renames_trigger_to_cause_keeping_every_run(db: Path
         assert await store.get_run("c") == updated
         assert [r.id for r in await store.list_runs(task="t")] == ["m", "new", "s"]
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 6
     columns = [row[1] for row in conn.execute("PRAGMA table_info(runs)")]
     conn.close()
     assert "cause" in columns
@@ -661,7 +661,7 @@ async def test_a_v3_database_gives_its_live_runs_a_lease(db: Path) -> None:
     conn = sqlite3.connect(db)
     rows = conn.execute("SELECT id, lease_owner, lease_expires FROM runs")
     leases = {row[0]: row[1:] for row in rows}
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 6
     conn.close()
     assert leases["s"] == (None, None)
     assert leases["r"] == (None, None)  # reaped

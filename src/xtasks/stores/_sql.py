@@ -144,6 +144,9 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "ALTER TABLE tasks ADD COLUMN state_change INTEGER NOT NULL DEFAULT 0",
         "CREATE INDEX tasks_by_state_change ON tasks (state_change) WHERE state_change > 0",
     ),
+    (  # v6: how the task was last defined, for replicas to spot a name defined two ways
+        "ALTER TABLE tasks ADD COLUMN definition TEXT",
+    ),
 ]
 
 # The WHERE keeps the SELECT form of INSERT unambiguous before ON CONFLICT (SQLite rule).
@@ -169,14 +172,15 @@ WHERE id = :id
 """
 
 SAVE_TASK = """
-INSERT INTO tasks (name, state, last_fire, consecutive_failures, alerting, anchor)
-VALUES (:name, :state, :last_fire, :consecutive_failures, :alerting, :anchor)
+INSERT INTO tasks (name, state, last_fire, consecutive_failures, alerting, anchor, definition)
+VALUES (:name, :state, :last_fire, :consecutive_failures, :alerting, :anchor, :definition)
 ON CONFLICT (name) DO UPDATE SET
     last_fire = COALESCE(MAX(tasks.last_fire, excluded.last_fire),
                          tasks.last_fire, excluded.last_fire),
     consecutive_failures = excluded.consecutive_failures,
     alerting = excluded.alerting,
-    anchor = COALESCE(tasks.anchor, excluded.anchor)
+    anchor = COALESCE(tasks.anchor, excluded.anchor),
+    definition = COALESCE(excluded.definition, tasks.definition)
 """
 
 #: After SAVE_TASK, in the same transaction (which serialises changes: numbers are given

@@ -393,7 +393,11 @@ class MemoryStore(Store):
             if record.last_fire is not None and (last is None or record.last_fire > last):
                 last = record.last_fire
             record = replace(
-                record, state=old.state, last_fire=last, anchor=old.anchor or record.anchor
+                record,
+                state=old.state,
+                last_fire=last,
+                anchor=old.anchor or record.anchor,
+                definition=record.definition or old.definition,
             )
         self._tasks[task] = record
 

@@ -382,8 +382,8 @@ class SQLiteStore(Store):
                 chunk = names[start : start + _CHUNK]
                 marks = ", ".join("?" * len(chunk))
                 rows = conn.execute(
-                    "SELECT name, state, last_fire, consecutive_failures, alerting, anchor"
-                    f" FROM tasks WHERE name IN ({marks})",
+                    "SELECT name, state, last_fire, consecutive_failures, alerting, anchor,"
+                    f" definition FROM tasks WHERE name IN ({marks})",
                     chunk,
                 )
                 for row in rows:
@@ -393,6 +393,7 @@ class SQLiteStore(Store):
                         consecutive_failures=row[3],
                         alerting=bool(row[4]),
                         anchor=_sql.dt(row[5]),
+                        definition=row[6],
                     )
             return found
 
@@ -565,4 +566,5 @@ def _task_params(task: str, record: TaskRecord) -> dict[str, object]:
         "consecutive_failures": record.consecutive_failures,
         "alerting": int(record.alerting),
         "anchor": _sql.ts(record.anchor),
+        "definition": record.definition,
     }

@@ -109,6 +109,7 @@ _task_records = st.builds(
     last_fire=st.none() | st.sampled_from(_FIRES) | _datetimes,
     consecutive_failures=st.integers(min_value=0, max_value=100),
     alerting=st.booleans(),
+    definition=st.none() | st.sampled_from(["app:f, Every(seconds=5)", "app:g, on demand"]),
 )
 _tasks = st.sampled_from(_TASKS)
 _LIVE: Final = (RunStatus.QUEUED, RunStatus.WAITING, RunStatus.RUNNING)

@@ -57,7 +57,8 @@ async def check_task_batches_and_anchor(make_store: StoreFactory) -> None:
     """``save_tasks``/``load_tasks`` agree with the single calls; the anchor is set once.
 
     Verifies that a batch saved through one store object loads equal, by name, through
-    another (unknown names are left out), and that a later save never moves a stored
+    another (unknown names are left out), that a ``definition`` given replaces the stored
+    one and ``None`` keeps it, and that a later save never moves a stored
     ``anchor``: the first replica to register a task fixes its grid for the fleet.
     """
     prefix = _prefix()
@@ -83,6 +84,21 @@ async def check_task_batches_and_anchor(make_store: StoreFactory) -> None:
                 f"a second save_task moved the anchor of {task!r}: {first} -> "
                 f"{stored.anchor if stored else None}; the first anchor must stay"
             )
+        defined = f"{prefix}.f, Every(seconds=5)"
+        await a.save_task(task, TaskRecord(definition=defined))
+        await b.save_task(task, TaskRecord())  # no definition given: the stored one stays
+        stored = await b.load_task(task)
+        _require(
+            stored is not None and stored.definition == defined,
+            f"definition after a save_task without one: {stored}; expected {defined!r} kept",
+        )
+        redefined = f"{prefix}.g, on demand"
+        await b.save_task(task, TaskRecord(definition=redefined))
+        stored = await a.load_task(task)
+        _require(
+            stored is not None and stored.definition == redefined,
+            f"definition after a save_task with a new one: {stored}; expected {redefined!r}",
+        )
 
 
 @_check
