@@ -6,7 +6,14 @@ from typing import TYPE_CHECKING
 
 from ._alerter import LoggingAlerter
 from .hookspecs import hookimpl
-from .stores._factories import MEMORY_EXAMPLE, SQLITE_EXAMPLE, memory_store, sqlite_store
+from .stores._factories import (
+    MEMORY_EXAMPLE,
+    POSTGRES_EXAMPLE,
+    SQLITE_EXAMPLE,
+    memory_store,
+    postgres_store,
+    sqlite_store,
+)
 
 if TYPE_CHECKING:
     from .hookspecs import RegisterAlerter, RegisterStore
@@ -22,9 +29,12 @@ def xtasks_add_alerters(register: RegisterAlerter) -> None:
 
 @hookimpl
 def xtasks_add_stores(register: RegisterStore) -> None:
-    """``memory://`` and ``sqlite:///path.db``: the stores that need nothing installed."""
+    """``memory://`` and ``sqlite:///path.db``, which need nothing installed, and
+    ``postgresql://`` (``postgres://``), whose driver is imported when such a URL is opened."""
     register("memory", memory_store, example=MEMORY_EXAMPLE)
     register("sqlite", sqlite_store, example=SQLITE_EXAMPLE)
+    register("postgresql", postgres_store, example=POSTGRES_EXAMPLE)
+    register("postgres", postgres_store, example="postgres://user:password@host:5432/db")
 
 
 def _logging_alerter(logger: str = "xtasks.alerts") -> LoggingAlerter:

@@ -1,4 +1,5 @@
-"""The built-in backends' URL factories: ``memory://`` and ``sqlite:///path.db``.
+"""The built-in backends' URL factories: ``memory://``, ``sqlite:///path.db`` and
+``postgresql://`` (or ``postgres://``).
 
 Each parses its own URL and options, beside nothing else: the registry only picks the
 factory by scheme. Drivers are imported when a URL asks for them, not before.
@@ -6,20 +7,26 @@ factory by scheme. Drivers are imported when a URL asks for them, not before.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from .._errors import ConfigError
 from ._registry import RETENTION_OPTIONS, query_options, redact_url
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ..abc import Store
 
 __all__ = [
     "MEMORY_EXAMPLE",
     "MEMORY_OPTIONS",
+    "POSTGRES_EXAMPLE",
+    "POSTGRES_OPTIONS",
     "SQLITE_EXAMPLE",
     "SQLITE_OPTIONS",
     "memory_store",
+    "postgres_store",
     "sqlite_store",
 ]
 
@@ -29,6 +36,20 @@ SQLITE_EXAMPLE = "sqlite:///path.db"
 SQLITE_OPTIONS = {**RETENTION_OPTIONS, "lease_ttl": float, "busy_timeout": float}
 #: Query parameters ``memory://?...`` accepts: retention, as SQLite's.
 MEMORY_OPTIONS = RETENTION_OPTIONS
+POSTGRES_EXAMPLE = "postgresql://user:password@host:5432/db"
+#: Query parameters ``postgresql://...?...`` accepts: the store's own, then libpq's TLS
+#: settings and application name, which go to the server connection as given.
+POSTGRES_OPTIONS: dict[str, Callable[[str], Any]] = {
+    **RETENTION_OPTIONS,
+    "schema": str,
+    "pool_size": int,
+    "lease_ttl": float,
+    "connect_timeout": float,
+    **dict.fromkeys(("sslmode", "sslrootcert", "sslcert", "sslkey", "application_name"), str),
+}
+_POSTGRES_OWN = frozenset(
+    {*RETENTION_OPTIONS, "schema", "pool_size", "lease_ttl", "connect_timeout"}
+)
 
 
 def memory_store(url: str) -> Store:
@@ -54,3 +75,22 @@ def sqlite_store(url: str) -> Store:
     from .sqlite import SQLiteStore
 
     return SQLiteStore(path, **query_options(url, query, SQLITE_OPTIONS))
+
+
+def postgres_store(url: str) -> Store:
+    """``postgresql://user:password@host:5432/db`` (or ``postgres://``), with options
+    ``?schema=xtasks&pool_size=4&lease_ttl=10&connect_timeout=5&max_runs_per_task=1000``
+    ``&max_age=86400`` (and libpq's ``sslmode``, ``sslrootcert``, ``sslcert``, ``sslkey``,
+    ``application_name``). Needs ``pip install 'xtasks[postgres]'``."""
+    base, _, query = url.partition("?")
+    options = query_options(url, query, POSTGRES_OPTIONS)
+    libpq = {key: options.pop(key) for key in list(options) if key not in _POSTGRES_OWN}
+    try:
+        from .postgres import PostgresStore
+    except ImportError as exc:
+        raise ConfigError(
+            f"the store {redact_url(url)!r} needs psycopg: pip install 'xtasks[postgres]' ({exc})",
+            field="store",
+        ) from None
+    conninfo = f"{base}?{urlencode(libpq)}" if libpq else base
+    return PostgresStore(conninfo, **options)

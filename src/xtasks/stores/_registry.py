@@ -295,8 +295,9 @@ def check_scheme(scheme: object, factory: object) -> tuple[str, StoreFactory]:
 
 
 def builtin_stores() -> StoreRegistry:
-    """A registry with the core's own schemes (``memory``, ``sqlite``), as its built-in
-    plugin registers them; for callers without a plugin manager."""
+    """A registry with the core's own schemes (``memory``, ``sqlite``, ``postgresql``,
+    ``postgres``), as its built-in plugin registers them; for callers without a plugin
+    manager."""
     from .. import _builtin
 
     registry = StoreRegistry()

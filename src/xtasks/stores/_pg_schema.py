@@ -1,0 +1,330 @@
+"""Schema, statements and text codec of :class:`~xtasks.stores.postgres.PostgresStore`.
+
+The rows hold what :mod:`~xtasks.stores._sql` encodes for SQLite (``encode_run``,
+``decode_run``, ``encode_audit``, ``decode_audit``): times are fixed-width UTC ISO-8601
+text, so text order is time order (the columns are ``COLLATE "C"``, byte order, whatever
+the database's locale), and a field added to :class:`~xtasks.RunRecord` needs only a
+migration here. What PostgreSQL adds: leases are ``float8`` Unix seconds of the *server's*
+clock (``clock_timestamp()``), and every table lives in one PostgreSQL schema, named in
+each statement (:class:`Statements` formats them once per store).
+
+**NUL.** PostgreSQL text cannot hold ``"\\x00"`` (an exception message may): each text
+value goes through :func:`escape`, which writes NUL as ``U+E000 0`` and ``U+E000`` itself
+as ``U+E000 1``, and comes back through :func:`unescape`. Text with neither (all real
+text) is stored as is, and equal strings stay equal, so keys and filters still match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from psycopg import sql
+
+from . import _sql
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = ["MIGRATIONS", "Statements", "channel_name", "escape", "escape_row", "unescape_row"]
+
+#: Schema migrations: ``MIGRATIONS[i]`` takes ``schema_version`` from ``i`` to ``i + 1``.
+#: Append only; never edit a released entry. ``{s}`` is the store's schema, quoted.
+MIGRATIONS: list[tuple[str, ...]] = [
+    (  # v1: the whole schema of xtasks 0.1
+        """CREATE TABLE {s}.claims (
+            task text COLLATE "C" NOT NULL,
+            fire_time text COLLATE "C" NOT NULL,
+            replica text NOT NULL,
+            claimed_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+            PRIMARY KEY (task, fire_time)
+        )""",
+        # seq: insertion order, the tie-break of history; id is the natural key.
+        """CREATE TABLE {s}.runs (
+            seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            id text COLLATE "C" NOT NULL UNIQUE,
+            task text COLLATE "C" NOT NULL,
+            status text COLLATE "C" NOT NULL,
+            cause text NOT NULL,
+            scheduled_at text COLLATE "C" NOT NULL,
+            started_at text COLLATE "C",
+            finished_at text COLLATE "C",
+            attempts integer NOT NULL DEFAULT 0,
+            error_type text,
+            error_message text,
+            error_traceback text,
+            reason text,
+            result text,
+            replica text NOT NULL DEFAULT '',
+            lease_owner text,
+            lease_expires float8
+        )""",
+        "CREATE INDEX runs_by_task ON {s}.runs (task, scheduled_at DESC, seq DESC)",
+        "CREATE INDEX runs_by_time ON {s}.runs (scheduled_at DESC, seq DESC)",
+        "CREATE INDEX runs_by_status ON {s}.runs (status)",
+        # The reaper's scan: exactly the leased (live) rows, by expiry.
+        "CREATE INDEX runs_by_lease ON {s}.runs (lease_expires) WHERE lease_owner IS NOT NULL",
+        # claim_floor: claims at or before it were pruned and count as taken. change: the
+        # number of the task's latest state change (change_task_state), NULL if none.
+        """CREATE TABLE {s}.tasks (
+            name text COLLATE "C" PRIMARY KEY,
+            state text NOT NULL DEFAULT 'active',
+            last_fire text COLLATE "C",
+            consecutive_failures integer NOT NULL DEFAULT 0,
+            alerting boolean NOT NULL DEFAULT false,
+            anchor text COLLATE "C",
+            claim_floor text COLLATE "C",
+            change bigint
+        )""",
+        "CREATE INDEX tasks_by_change ON {s}.tasks (change) WHERE change IS NOT NULL",
+        """CREATE TABLE {s}.audit (
+            seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            id text COLLATE "C" NOT NULL UNIQUE,
+            at text COLLATE "C" NOT NULL,
+            actor text NOT NULL,
+            action text NOT NULL,
+            task text COLLATE "C" NOT NULL,
+            outcome text NOT NULL,
+            detail text
+        )""",
+        "CREATE INDEX audit_by_task ON {s}.audit (task, at DESC, seq DESC)",
+        "CREATE INDEX audit_by_time ON {s}.audit (at DESC, seq DESC)",
+    ),
+]
+
+_NOW = "extract(epoch FROM clock_timestamp())"
+_RUN_NAMES = _sql.RUN_COLUMNS.split(", ")
+#: The keys of a row of :func:`encode_run_row`, in its order.
+RUN_ROW_KEYS = (*_RUN_NAMES, "lease_owner")
+
+# A batch arrives as one JSON array of rows keyed by column (json_populate_recordset
+# types each value as the table's column does). Rows are inserted in batch order (the
+# seq order of new runs). A live row's lease runs to server time + the TTL; a final one
+# has none. A lost row is fenced: the WHERE skips it, so RETURNING leaves its id out.
+_SAVE_RUNS = """
+INSERT INTO {s}.runs ({columns}, lease_owner, lease_expires)
+SELECT {columns}, lease_owner,
+    CASE WHEN lease_owner IS NULL THEN NULL ELSE {now} + %(ttl)s END
+FROM json_populate_recordset(NULL::{s}.runs, %(rows)s::json) WITH ORDINALITY AS r
+ORDER BY ordinality
+ON CONFLICT (id) DO UPDATE SET
+    {updates},
+    lease_owner = excluded.lease_owner,
+    lease_expires = excluded.lease_expires
+WHERE runs.status <> 'lost'
+RETURNING id
+"""
+
+# Claims are inserted in (task, fire_time) order whatever the batch's order, so that
+# concurrent batches take the unique index's locks in one order (no deadlock); a pair
+# twice in a batch is inserted once. A claim at or below the task's floor counts as taken.
+_CLAIM = """
+WITH fires AS (
+    SELECT DISTINCT task, fire_time FROM unnest(%(tasks)s::text[], %(times)s::text[])
+        AS f(task, fire_time)
+), won AS (
+    INSERT INTO {s}.claims (task, fire_time, replica)
+    SELECT f.task, f.fire_time, %(replica)s FROM fires f
+    WHERE NOT EXISTS (
+        SELECT 1 FROM {s}.tasks t WHERE t.name = f.task AND t.claim_floor >= f.fire_time)
+    ORDER BY f.task, f.fire_time
+    ON CONFLICT (task, fire_time) DO NOTHING
+    RETURNING task, fire_time
+), latest AS (
+    INSERT INTO {s}.tasks AS t (name, last_fire)
+    SELECT task, max(fire_time) FROM won GROUP BY task ORDER BY task
+    ON CONFLICT (name) DO UPDATE SET last_fire = excluded.last_fire
+    WHERE t.last_fire IS NULL OR t.last_fire < excluded.last_fire
+)
+SELECT task, fire_time FROM won
+"""
+
+_TASK_COLUMNS = "name, state, last_fire, consecutive_failures, alerting, anchor"
+# save_task: state only for a new row; last_fire never goes back (GREATEST skips NULL);
+# the first anchor stays. In name order, for the same reason as claims.
+_SAVE_TASKS = f"""
+INSERT INTO {{s}}.tasks AS t ({_TASK_COLUMNS})
+SELECT {_TASK_COLUMNS}
+FROM json_populate_recordset(NULL::{{s}}.tasks, %(rows)s::json) ORDER BY name
+ON CONFLICT (name) DO UPDATE SET
+    last_fire = GREATEST(t.last_fire, excluded.last_fire),
+    consecutive_failures = excluded.consecutive_failures,
+    alerting = excluded.alerting,
+    anchor = COALESCE(t.anchor, excluded.anchor)
+"""
+
+# change_task_state, inside one transaction holding the store's change lock: the next
+# number is one above every number made, and the state is written too.
+_CHANGE_TASK = f"""
+INSERT INTO {{s}}.tasks AS t ({_TASK_COLUMNS}, change)
+VALUES (%(name)s, %(state)s, %(last_fire)s, %(consecutive_failures)s, %(alerting)s,
+    %(anchor)s, (SELECT COALESCE(max(change), 0) + 1 FROM {{s}}.tasks))
+ON CONFLICT (name) DO UPDATE SET
+    state = excluded.state,
+    last_fire = GREATEST(t.last_fire, excluded.last_fire),
+    consecutive_failures = excluded.consecutive_failures,
+    alerting = excluded.alerting,
+    anchor = COALESCE(t.anchor, excluded.anchor),
+    change = excluded.change
+RETURNING change
+"""
+
+# One scan of the index, in one snapshot: numbers become visible in order, so the rows
+# above `after` are every change made up to the highest of them.
+_CHANGES = "SELECT name, state, change FROM {s}.tasks WHERE change > %(after)s"
+
+_LOAD_TASKS = f"SELECT {_TASK_COLUMNS} FROM {{s}}.tasks WHERE name = ANY(%(names)s::text[])"
+
+_RENEW = f"""
+UPDATE {{s}}.runs SET lease_expires = {_NOW} + %(ttl)s
+WHERE lease_owner = %(replica)s AND id = ANY(%(ids)s::text[])
+RETURNING id
+"""
+
+# Each expired row is locked by one reaper; another skips it, and once the first commits
+# the row no longer matches (lease_owner is NULL): each lost run is returned once.
+_REAP = f"""
+WITH expired AS (
+    SELECT seq FROM {{s}}.runs
+    WHERE lease_owner IS NOT NULL AND lease_expires < {_NOW}
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE {{s}}.runs AS r SET status = 'lost',
+    reason = 'lost: its replica ' || r.lease_owner || ' went silent past its lease',
+    lease_owner = NULL, lease_expires = NULL
+FROM expired WHERE r.seq = expired.seq
+RETURNING {", ".join(f"r.{c}" for c in _RUN_NAMES)}
+"""
+
+_GET_RUN = f"SELECT {_sql.RUN_COLUMNS} FROM {{s}}.runs WHERE id = %(id)s"
+
+_ADD_AUDIT = f"""
+INSERT INTO {{s}}.audit ({_sql.AUDIT_COLUMNS})
+VALUES (%(id)s, %(at)s, %(actor)s, %(action)s, %(task)s, %(outcome)s, %(detail)s)
+"""
+
+_PRUNE_COUNT = f"""
+DELETE FROM {{s}}.runs WHERE status NOT IN ({_sql.LIVE}) AND seq IN (
+    SELECT seq FROM (
+        SELECT seq, row_number() OVER (
+            PARTITION BY task ORDER BY scheduled_at DESC, seq DESC) AS n
+        FROM {{s}}.runs) AS ranked
+    WHERE n > %(keep)s)
+"""
+
+_PRUNE_AGE = f"""
+DELETE FROM {{s}}.runs
+WHERE status NOT IN ({_sql.LIVE}) AND COALESCE(finished_at, scheduled_at) < %(cutoff)s
+"""
+
+_PRUNE_AUDIT_AGE = "DELETE FROM {s}.audit WHERE at < %(cutoff)s"
+
+# Claims older than the horizon go; each task keeps the latest of them as its floor.
+_PRUNE_CLAIMS = """
+WITH gone AS (
+    DELETE FROM {s}.claims WHERE fire_time < %(cutoff)s RETURNING task, fire_time
+), floors AS (
+    SELECT task, max(fire_time) AS floor FROM gone GROUP BY task
+)
+UPDATE {s}.tasks AS t SET claim_floor = GREATEST(t.claim_floor, floors.floor)
+FROM floors WHERE t.name = floors.task
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Statements:
+    """Every statement of the store, formatted for one schema."""
+
+    save_runs: str
+    claim: str
+    save_tasks: str
+    change_task: str
+    changes: str
+    load_tasks: str
+    renew: str
+    reap: str
+    get_run: str
+    add_audit: str
+    prune_count: str
+    prune_age: str
+    prune_audit_age: str
+    prune_claims: str
+    runs: str  #: the runs table, qualified
+    audit: str  #: the audit table, qualified
+
+    @classmethod
+    def for_schema(cls, schema: str) -> Statements:
+        s = sql.Identifier(schema).as_string(None)
+        updates = ",\n    ".join(f"{c} = excluded.{c}" for c in _RUN_NAMES if c != "id")
+        save_runs = _SAVE_RUNS.format(s=s, columns=_sql.RUN_COLUMNS, updates=updates, now=_NOW)
+        texts = {
+            "claim": _CLAIM,
+            "save_tasks": _SAVE_TASKS,
+            "change_task": _CHANGE_TASK,
+            "changes": _CHANGES,
+            "load_tasks": _LOAD_TASKS,
+            "renew": _RENEW,
+            "reap": _REAP,
+            "get_run": _GET_RUN,
+            "add_audit": _ADD_AUDIT,
+            "prune_count": _PRUNE_COUNT,
+            "prune_age": _PRUNE_AGE,
+            "prune_audit_age": _PRUNE_AUDIT_AGE,
+            "prune_claims": _PRUNE_CLAIMS,
+        }
+        return cls(
+            save_runs=save_runs,
+            runs=f"{s}.runs",
+            audit=f"{s}.audit",
+            **{name: text.replace("{s}", s) for name, text in texts.items()},
+        )
+
+
+def migration_statements(schema: str, version: int) -> list[str]:
+    """The statements of ``MIGRATIONS[version]`` for ``schema``."""
+    s = sql.Identifier(schema).as_string(None)
+    return [statement.replace("{s}", s) for statement in MIGRATIONS[version]]
+
+
+def channel_name(schema: str) -> str:
+    """The ``LISTEN``/``NOTIFY`` channel of the state changes of ``schema``'s store.
+
+    A channel name is an identifier (at most 63 bytes): a long schema name is hashed.
+    """
+    name = f"xtasks_changes:{schema}"
+    if len(name.encode()) > 63:
+        name = "xtasks_changes:" + hashlib.sha256(schema.encode()).hexdigest()[:40]
+    return name
+
+
+# -- text: NUL cannot be stored -----------------------------------------------------------
+
+_ESC = "\ue000"
+_ESCAPED = re.compile(f"{_ESC}[01]")
+_UNESCAPE = {f"{_ESC}0": "\x00", f"{_ESC}1": _ESC}
+
+
+def escape(text: str) -> str:
+    """``text`` as stored: NUL and the escape character itself escaped (see module)."""
+    if "\x00" in text or _ESC in text:
+        return text.replace(_ESC, f"{_ESC}1").replace("\x00", f"{_ESC}0")
+    return text
+
+
+def unescape(text: str) -> str:
+    """The text :func:`escape` stored."""
+    if _ESC in text:
+        return _ESCAPED.sub(lambda m: _UNESCAPE[m.group()], text)
+    return text
+
+
+def escape_row(row: Sequence[Any]) -> list[Any]:
+    """``row`` with each text value escaped."""
+    return [escape(v) if type(v) is str else v for v in row]
+
+
+def unescape_row(row: Sequence[Any]) -> list[Any]:
+    """``row`` with each text value unescaped."""
+    return [unescape(v) if type(v) is str else v for v in row]
