@@ -1,4 +1,5 @@
-"""The SQLite store agrees with the memory store, step by step, in random histories."""
+"""The SQLite and PostgreSQL stores agree with the memory store, step by step, in random
+histories."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pytest
 from hypothesis import settings
 
 from xtasks.stores.sqlite import SQLiteStore
@@ -34,3 +36,37 @@ class SQLiteMachine(StoreMachine):
 
 SQLiteMachine.TestCase.settings = settings(max_examples=50, stateful_step_count=20, deadline=None)
 TestSQLiteStore = SQLiteMachine.TestCase
+
+
+class PostgresMachine(StoreMachine):
+    """A new PostgreSQL schema per example, dropped at teardown. Leases run on the
+    server's clock, which the machine cannot move: the real-time contract checks cover
+    them (``store_time`` stays false)."""
+
+    def make_store(self) -> Store:
+        from tests._services import postgres_url
+        from tests.stores._postgres import new_schema
+        from xtasks.stores.postgres import PostgresStore
+
+        self._url, self._schema = postgres_url(), new_schema()
+        return PostgresStore(self._url, schema=self._schema, lease_ttl=self.lease_ttl)
+
+    def teardown(self) -> None:
+        try:
+            super().teardown()
+        finally:
+            if getattr(self, "_schema", None):
+                from tests.stores._postgres import drop_schema
+
+                drop_schema(self._url, self._schema)
+
+
+class PostgresTrioMachine(PostgresMachine):
+    anyio_backend = "trio"
+
+
+_PG_SETTINGS = settings(max_examples=30, stateful_step_count=20, deadline=None)
+PostgresMachine.TestCase.settings = _PG_SETTINGS
+PostgresTrioMachine.TestCase.settings = _PG_SETTINGS
+TestPostgresStore = pytest.mark.external_service(PostgresMachine.TestCase)
+TestPostgresStoreOnTrio = pytest.mark.external_service(PostgresTrioMachine.TestCase)
