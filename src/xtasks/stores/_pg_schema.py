@@ -205,12 +205,14 @@ INSERT INTO {{s}}.audit ({_sql.AUDIT_COLUMNS})
 VALUES (%(id)s, %(at)s, %(actor)s, %(action)s, %(task)s, %(outcome)s, %(detail)s)
 """
 
+# The newest max_runs_per_task finished runs of each task stay; live runs neither go nor
+# count (as MemoryStore's bound).
 _PRUNE_COUNT = f"""
-DELETE FROM {{s}}.runs WHERE status NOT IN ({_sql.LIVE}) AND seq IN (
+DELETE FROM {{s}}.runs WHERE seq IN (
     SELECT seq FROM (
         SELECT seq, row_number() OVER (
             PARTITION BY task ORDER BY scheduled_at DESC, seq DESC) AS n
-        FROM {{s}}.runs) AS ranked
+        FROM {{s}}.runs WHERE status NOT IN ({_sql.LIVE})) AS ranked
     WHERE n > %(keep)s)
 """
 
