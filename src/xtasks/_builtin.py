@@ -34,7 +34,7 @@ def xtasks_add_stores(register: RegisterStore) -> None:
     register("memory", memory_store, example=MEMORY_EXAMPLE)
     register("sqlite", sqlite_store, example=SQLITE_EXAMPLE)
     register("postgresql", postgres_store, example=POSTGRES_EXAMPLE)
-    register("postgres", postgres_store, example="postgres://user:password@host:5432/db")
+    register("postgres", postgres_store, example="postgres://user:pw@host/db")
 
 
 def _logging_alerter(logger: str = "xtasks.alerts") -> LoggingAlerter:

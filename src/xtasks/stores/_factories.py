@@ -36,7 +36,7 @@ SQLITE_EXAMPLE = "sqlite:///path.db"
 SQLITE_OPTIONS = {**RETENTION_OPTIONS, "lease_ttl": float, "busy_timeout": float}
 #: Query parameters ``memory://?...`` accepts: retention, as SQLite's.
 MEMORY_OPTIONS = RETENTION_OPTIONS
-POSTGRES_EXAMPLE = "postgresql://user:password@host:5432/db"
+POSTGRES_EXAMPLE = "postgresql://user:pw@host/db"
 #: Query parameters ``postgresql://...?...`` accepts: the store's own, then libpq's TLS
 #: settings and application name, which go to the server connection as given.
 POSTGRES_OPTIONS: dict[str, Callable[[str], Any]] = {
