@@ -276,9 +276,10 @@ async def test_a_closed_store_opens_again_with_what_it_wrote(pg: tuple[str, str]
         await store.close()
 
 
-async def test_text_with_nul_characters_round_trips(pg: tuple[str, str]) -> None:
-    """PostgreSQL text cannot hold NUL; an exception message may: it is escaped."""
-    odd = "a\x00b\ue000c\ue0000\x00"
+async def test_text_with_nul_and_lone_surrogates_round_trips(pg: tuple[str, str]) -> None:
+    """PostgreSQL text cannot hold NUL, nor UTF-8 a lone surrogate; an exception message
+    may hold either: they are escaped."""
+    odd = "a\x00b\ue000c\ue0000\x00 \udcff\ud800 \ue0002d800"
     assert unescape(escape(odd)) == odd and escape("plain") == "plain"
     record = RunRecord(
         id=f"r{odd}",

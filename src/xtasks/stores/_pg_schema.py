@@ -8,10 +8,11 @@ migration here. What PostgreSQL adds: leases are ``float8`` Unix seconds of the 
 clock (``clock_timestamp()``), and every table lives in one PostgreSQL schema, named in
 each statement (:class:`Statements` formats them once per store).
 
-**NUL.** PostgreSQL text cannot hold ``"\\x00"`` (an exception message may): each text
-value goes through :func:`escape`, which writes NUL as ``U+E000 0`` and ``U+E000`` itself
-as ``U+E000 1``, and comes back through :func:`unescape`. Text with neither (all real
-text) is stored as is, and equal strings stay equal, so keys and filters still match.
+**NUL.** PostgreSQL text cannot hold ``"\\x00"``, nor UTF-8 a lone surrogate (an exception
+message may hold either): each text value goes through :func:`escape`, which writes NUL as
+``U+E000 0``, ``U+E000`` itself as ``U+E000 1`` and a lone surrogate as ``U+E000 2`` and
+its four hex digits, and comes back through :func:`unescape`. Text with none of them (all
+real text) is stored as is, and equal strings stay equal, so keys and filters still match.
 """
 
 from __future__ import annotations
@@ -301,25 +302,40 @@ def channel_name(schema: str) -> str:
     return name
 
 
-# -- text: NUL cannot be stored -----------------------------------------------------------
+# -- text: NUL and lone surrogates cannot be stored ----------------------------------------
 
 _ESC = "\ue000"
-_ESCAPED = re.compile(f"{_ESC}[01]")
-_UNESCAPE = {f"{_ESC}0": "\x00", f"{_ESC}1": _ESC}
+_SPECIAL = re.compile("[\x00\ue000\ud800-\udfff]")
+_ESCAPED = re.compile(f"{_ESC}(?:[01]|2[0-9a-f]{{4}})")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    char = match.group()
+    if char == "\x00":
+        return f"{_ESC}0"
+    if char == _ESC:
+        return f"{_ESC}1"
+    return f"{_ESC}2{ord(char):04x}"  # a lone surrogate (os.fsdecode of a bad file name)
+
+
+def _unescaped(match: re.Match[str]) -> str:
+    code = match.group()[1:]
+    if code == "0":
+        return "\x00"
+    if code == "1":
+        return _ESC
+    return chr(int(code[1:], 16))
 
 
 def escape(text: str) -> str:
-    """``text`` as stored: NUL and the escape character itself escaped (see module)."""
-    if "\x00" in text or _ESC in text:
-        return text.replace(_ESC, f"{_ESC}1").replace("\x00", f"{_ESC}0")
-    return text
+    """``text`` as stored: NUL, lone surrogates (which UTF-8 cannot encode) and the
+    escape character itself escaped (see the module's docstring)."""
+    return text if _SPECIAL.search(text) is None else _SPECIAL.sub(_escaped, text)
 
 
 def unescape(text: str) -> str:
     """The text :func:`escape` stored."""
-    if _ESC in text:
-        return _ESCAPED.sub(lambda m: _UNESCAPE[m.group()], text)
-    return text
+    return _ESCAPED.sub(_unescaped, text) if _ESC in text else text
 
 
 def escape_row(row: Sequence[Any]) -> list[Any]:

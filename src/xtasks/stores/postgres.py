@@ -129,9 +129,9 @@ class PostgresStore(Store):
                 raise ConfigError(f"must be > 0 seconds, not {value!r}", field=name)
         if pool_size < 1:
             raise ConfigError(f"must be at least 1, not {pool_size!r}", field="pool_size")
-        if not schema or len(schema.encode()) > 63 or "\x00" in schema:
+        if not schema or len(schema.encode(errors="replace")) > 63 or escape(schema) != schema:
             raise ConfigError(
-                f"must be a PostgreSQL schema name of 1 to 63 bytes, not {schema!r}",
+                f"must be a PostgreSQL schema name of 1 to 63 bytes of text, not {schema!r}",
                 field="schema",
             )
         check_retention(max_runs_per_task=max_runs_per_task, max_age=max_age)
