@@ -184,7 +184,19 @@ class PostgresStore(Store):
         self._listener.start()
 
     def _start(self) -> ConnectionPool[_Conn]:
-        """Open the pool (one connection at least) and migrate the schema."""
+        """Migrate the schema, then open the pool (one connection at least).
+
+        The migration connects on its own, outside the pool: a failure then says why
+        (refused, no such database, authentication) at once, where the pool would retry
+        until its timeout and only say that it timed out.
+        """
+        try:
+            with psycopg.connect(self._conninfo, autocommit=True, **self._kwargs) as conn:
+                self._migrate(conn)
+        except psycopg.Error as exc:
+            raise self._error(
+                "cannot open the database (is the server up, and the URL right?)", exc
+            ) from _cause(exc, self._conninfo)
         pool: ConnectionPool[_Conn] = ConnectionPool(
             self._conninfo,
             kwargs={**self._kwargs, "autocommit": True},
@@ -196,14 +208,10 @@ class PostgresStore(Store):
         )
         try:
             pool.open(wait=True, timeout=self.connect_timeout)
-            with pool.connection(timeout=self.connect_timeout) as conn:
-                self._migrate(conn)
         except BaseException as exc:
-            pool.close(timeout=1.0)
+            pool.close(timeout=0.5)
             if isinstance(exc, psycopg.Error):
-                raise self._error(
-                    "cannot open the database; is the server up and the URL right?", exc
-                ) from _cause(exc, self._conninfo)
+                raise self._error("cannot open the connection pool", exc) from None
             raise
         return pool
 
