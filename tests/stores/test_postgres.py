@@ -24,7 +24,8 @@ from tests.stores._postgres import isolated_schema
 from xtasks import ConfigError, RunCause, RunRecord, RunStatus, StoreError
 from xtasks._runs import AuditRecord, ErrorInfo, TaskRecord, TaskState
 from xtasks.stores import builtin_stores, open_store
-from xtasks.stores._pg_schema import MIGRATIONS, escape, unescape
+from xtasks.stores._pg_rows import escape, unescape
+from xtasks.stores._pg_schema import MIGRATIONS
 from xtasks.stores.postgres import PostgresStore
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""Schema, statements and text codec of :class:`~xtasks.stores.postgres.PostgresStore`.
+"""Schema, migrations and statements of :class:`~xtasks.stores.postgres.PostgresStore`.
 
 The rows hold what :mod:`~xtasks.stores._sql` encodes for SQLite (``encode_run``,
 ``decode_run``, ``encode_audit``, ``decode_audit``): times are fixed-width UTC ISO-8601
@@ -7,18 +7,11 @@ the database's locale), and a field added to :class:`~xtasks.RunRecord` needs on
 migration here. What PostgreSQL adds: leases are ``float8`` Unix seconds of the *server's*
 clock (``clock_timestamp()``), and every table lives in one PostgreSQL schema, named in
 each statement (:class:`Statements` formats them once per store).
-
-**NUL.** PostgreSQL text cannot hold ``"\\x00"``, nor UTF-8 a lone surrogate (an exception
-message may hold either): each text value goes through :func:`escape`, which writes NUL as
-``U+E000 0``, ``U+E000`` itself as ``U+E000 1`` and a lone surrogate as ``U+E000 2`` and
-its four hex digits, and comes back through :func:`unescape`. Text with none of them (all
-real text) is stored as is, and equal strings stay equal, so keys and filters still match.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,9 +20,9 @@ from psycopg import sql
 from . import _sql
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    import psycopg
 
-__all__ = ["MIGRATIONS", "Statements", "channel_name", "escape", "escape_row", "unescape_row"]
+__all__ = ["MIGRATIONS", "RUN_ROW_KEYS", "Statements", "channel_name", "migrate"]
 
 #: Schema migrations: ``MIGRATIONS[i]`` takes ``schema_version`` from ``i`` to ``i + 1``.
 #: Append only; never edit a released entry. ``{s}`` is the store's schema, quoted.
@@ -285,10 +278,43 @@ class Statements:
         )
 
 
-def migration_statements(schema: str, version: int) -> list[str]:
-    """The statements of ``MIGRATIONS[version]`` for ``schema``."""
-    s = sql.Identifier(schema).as_string(None)
-    return [statement.replace("{s}", s) for statement in MIGRATIONS[version]]
+#: Seconds a migration waits for another replica's (a lock on a table, say).
+_LOCK_TIMEOUT = 30.0
+
+
+def migrate(conn: psycopg.Connection[Any], schema: str) -> int:
+    """Create ``schema`` if missing and bring it to the latest version, in one transaction
+    under an advisory lock: replicas opening together migrate it once.
+
+    :return: the version found; one above ``len(MIGRATIONS)`` is left alone (the caller
+        refuses it: a newer xtasks made it).
+    """
+    s = sql.Identifier(schema)
+    target = len(MIGRATIONS)
+    with conn.transaction():
+        conn.execute(f"SET LOCAL lock_timeout = {round(_LOCK_TIMEOUT * 1000)}")
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{schema}:migrate",))
+        exists = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
+        if exists.fetchone() is None:  # IF NOT EXISTS alone would need CREATE on the database
+            conn.execute(sql.SQL("CREATE SCHEMA {}").format(s))
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {}.schema_version (version integer NOT NULL)"
+            ).format(s)
+        )
+        row = conn.execute(sql.SQL("SELECT version FROM {}.schema_version").format(s)).fetchone()
+        version = 0 if row is None else int(row[0])
+        if version >= target:
+            return version
+        quoted = s.as_string(None)
+        for statements in MIGRATIONS[version:]:
+            for statement in statements:
+                conn.execute(statement.replace("{s}", quoted))
+        if row is None:
+            conn.execute(sql.SQL("INSERT INTO {}.schema_version VALUES (%s)").format(s), (target,))
+        else:
+            conn.execute(sql.SQL("UPDATE {}.schema_version SET version = %s").format(s), (target,))
+    return version
 
 
 def channel_name(schema: str) -> str:
@@ -300,49 +326,3 @@ def channel_name(schema: str) -> str:
     if len(name.encode()) > 63:
         name = "xtasks_changes:" + hashlib.sha256(schema.encode()).hexdigest()[:40]
     return name
-
-
-# -- text: NUL and lone surrogates cannot be stored ----------------------------------------
-
-_ESC = "\ue000"
-_SPECIAL = re.compile("[\x00\ue000\ud800-\udfff]")
-_ESCAPED = re.compile(f"{_ESC}(?:[01]|2[0-9a-f]{{4}})")
-
-
-def _escaped(match: re.Match[str]) -> str:
-    char = match.group()
-    if char == "\x00":
-        return f"{_ESC}0"
-    if char == _ESC:
-        return f"{_ESC}1"
-    return f"{_ESC}2{ord(char):04x}"  # a lone surrogate (os.fsdecode of a bad file name)
-
-
-def _unescaped(match: re.Match[str]) -> str:
-    code = match.group()[1:]
-    if code == "0":
-        return "\x00"
-    if code == "1":
-        return _ESC
-    return chr(int(code[1:], 16))
-
-
-def escape(text: str) -> str:
-    """``text`` as stored: NUL, lone surrogates (which UTF-8 cannot encode) and the
-    escape character itself escaped (see the module's docstring)."""
-    return text if _SPECIAL.search(text) is None else _SPECIAL.sub(_escaped, text)
-
-
-def unescape(text: str) -> str:
-    """The text :func:`escape` stored."""
-    return _ESCAPED.sub(_unescaped, text) if _ESC in text else text
-
-
-def escape_row(row: Sequence[Any]) -> list[Any]:
-    """``row`` with each text value escaped."""
-    return [escape(v) if type(v) is str else v for v in row]
-
-
-def unescape_row(row: Sequence[Any]) -> list[Any]:
-    """``row`` with each text value unescaped."""
-    return [unescape(v) if type(v) is str else v for v in row]

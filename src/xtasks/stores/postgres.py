@@ -39,7 +39,6 @@ below a per-task floor), run after writes by one replica at a time (a
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
@@ -50,7 +49,6 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 import psycopg
-from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from .._errors import ConfigError, StoreError
@@ -58,17 +56,17 @@ from .._runs import TaskRecord, TaskState
 from ..abc import Store
 from . import _sql
 from ._pg_listen import ChangeListener
-from ._pg_schema import (
-    MIGRATIONS,
-    RUN_ROW_KEYS,
-    Statements,
-    channel_name,
+from ._pg_rows import (
+    decode_run,
+    decode_task,
     escape,
-    escape_row,
-    migration_statements,
+    run_rows,
+    task_row,
+    task_rows,
     unescape,
     unescape_row,
 )
+from ._pg_schema import MIGRATIONS, Statements, channel_name, migrate
 from ._registry import check_retention, redact_url, scrub
 
 if TYPE_CHECKING:
@@ -85,9 +83,8 @@ _Conn = psycopg.Connection[Any]
 
 #: Claims whose fire time is older than this (seconds of server time) are pruned.
 _CLAIM_HORIZON = 86400.0
-#: Seconds one statement may run; and a migration may wait for another replica's.
+#: Seconds one statement may run.
 _STATEMENT_TIMEOUT = 60.0
-_LOCK_TIMEOUT = 30.0
 
 
 @final
@@ -216,42 +213,12 @@ class PostgresStore(Store):
         return pool
 
     def _migrate(self, conn: _Conn) -> None:
-        """Bring the schema to the latest version; concurrent openers migrate it once."""
-        target = len(MIGRATIONS)
-        s = sql.Identifier(self.schema)
-        with conn.transaction():
-            conn.execute(f"SET LOCAL lock_timeout = {round(_LOCK_TIMEOUT * 1000)}")
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{self.schema}:migrate",))
-            exists = conn.execute(
-                "SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,)
-            ).fetchone()
-            if exists is None:  # IF NOT EXISTS alone would need CREATE on the database
-                conn.execute(sql.SQL("CREATE SCHEMA {}").format(s))
-            conn.execute(
-                sql.SQL(
-                    "CREATE TABLE IF NOT EXISTS {}.schema_version (version integer NOT NULL)"
-                ).format(s)
+        version, target = migrate(conn, self.schema), len(MIGRATIONS)
+        if version > target:
+            raise self._error(
+                f"the database has schema version {version}, newer than this xtasks knows "
+                f"({target}); upgrade xtasks to use it"
             )
-            row = conn.execute(
-                sql.SQL("SELECT version FROM {}.schema_version").format(s)
-            ).fetchone()
-            version = 0 if row is None else int(row[0])
-            if version > target:
-                raise self._error(
-                    f"the database has schema version {version}, newer than this xtasks "
-                    f"knows ({target}); upgrade xtasks to use it"
-                )
-            for step in range(version, target):
-                for statement in migration_statements(self.schema, step):
-                    conn.execute(statement)
-            if row is None:
-                conn.execute(
-                    sql.SQL("INSERT INTO {}.schema_version VALUES (%s)").format(s), (target,)
-                )
-            elif version < target:
-                conn.execute(
-                    sql.SQL("UPDATE {}.schema_version SET version = %s").format(s), (target,)
-                )
         if version < target:
             _log.info(
                 "PostgreSQL store %s: schema %s migrated v%d -> v%d",
@@ -321,15 +288,7 @@ class PostgresStore(Store):
         if not records:
             self._check_open()
             return []
-        # One row per id (an upsert may touch a row once per statement): the last record
-        # of an id, where its first stands (the order new runs are inserted in). The same
-        # as saving them one by one: only reap_lost makes a run lost, so a record of the
-        # batch is refused exactly when its id was lost before the batch.
-        rows: dict[str, dict[str, Any]] = {}
-        for record in records:
-            values = escape_row(_sql.encode_run(record, 0.0)[:-1])
-            rows[values[0]] = dict(zip(RUN_ROW_KEYS, values, strict=True))
-        params = {"rows": json.dumps(list(rows.values())), "ttl": self.lease_ttl}
+        params = {"rows": run_rows(records), "ttl": self.lease_ttl}
 
         def save(conn: _Conn) -> set[str]:
             return {row[0] for row in conn.execute(self._sql.save_runs, params)}
@@ -353,14 +312,14 @@ class PostgresStore(Store):
     async def reap_lost(self) -> list[RunRecord]:
         def reap(conn: _Conn) -> list[RunRecord]:
             rows = conn.execute(self._sql.reap).fetchall()
-            return [_sql.decode_run(unescape_row(row)) for row in rows]
+            return [decode_run(row) for row in rows]
 
         return await self._call("reap lost runs", reap)
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         def get(conn: _Conn) -> RunRecord | None:
             row = conn.execute(self._sql.get_run, {"id": escape(run_id)}).fetchone()
-            return None if row is None else _sql.decode_run(unescape_row(row))
+            return None if row is None else decode_run(row)
 
         return await self._call("get run", get)
 
@@ -390,7 +349,7 @@ class PostgresStore(Store):
 
         def select(conn: _Conn) -> list[RunRecord]:
             rows = conn.execute(query, params)
-            return [_sql.decode_run(unescape_row(row)) for row in rows]
+            return [decode_run(row) for row in rows]
 
         return await self._call("list runs", select)
 
@@ -403,16 +362,7 @@ class PostgresStore(Store):
         params = {"names": [escape(task) for task in tasks]}
 
         def load(conn: _Conn) -> dict[str, TaskRecord]:
-            return {
-                unescape(row[0]): TaskRecord(
-                    state=TaskState(row[1]),
-                    last_fire=_sql.dt(row[2]),
-                    consecutive_failures=row[3],
-                    alerting=row[4],
-                    anchor=_sql.dt(row[5]),
-                )
-                for row in conn.execute(self._sql.load_tasks, params)
-            }
+            return dict(decode_task(row) for row in conn.execute(self._sql.load_tasks, params))
 
         return await self._call("load tasks", load)
 
@@ -423,7 +373,7 @@ class PostgresStore(Store):
         if not records:
             self._check_open()
             return
-        rows = json.dumps([_task_row(task, record) for task, record in records.items()])
+        rows = task_rows(records)
 
         def save(conn: _Conn) -> None:
             conn.execute(self._sql.save_tasks, {"rows": rows})
@@ -431,7 +381,7 @@ class PostgresStore(Store):
         await self._call("save tasks", save, writes=len(records))
 
     async def change_task_state(self, task: str, record: TaskRecord) -> int:
-        params = _task_row(task, record)
+        params = task_row(task, record)
         lock = (f"{self.schema}:changes",)
         notify = "SELECT pg_notify(%s, %s)"
 
@@ -576,22 +526,13 @@ class PostgresStore(Store):
             except psycopg.Error as exc:
                 if broken:
                     _recheck(pool)
-                raise self._error(f"{what} failed", exc) from _cause(exc, self._conninfo)
+                hint = ""
+                if isinstance(exc, psycopg.OperationalError):  # connection, pool, timeout
+                    hint = " (is the server up? the store reconnects by itself)"
+                raise self._error(f"{what} failed{hint}", exc) from _cause(exc, self._conninfo)
             return result
 
         return await anyio.to_thread.run_sync(run, limiter=self._limiter)
-
-
-def _task_row(task: str, record: TaskRecord) -> dict[str, Any]:
-    """A ``tasks`` row of ``record``, keyed by column, text escaped."""
-    return {
-        "name": escape(task),
-        "state": str(record.state),
-        "last_fire": _sql.ts(record.last_fire),
-        "consecutive_failures": record.consecutive_failures,
-        "alerting": record.alerting,
-        "anchor": _sql.ts(record.anchor),
-    }
 
 
 def _recheck(pool: ConnectionPool[_Conn]) -> None:
