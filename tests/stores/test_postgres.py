@@ -495,3 +495,40 @@ async def test_retention_keeps_live_runs_and_pruned_claims_stay_taken(pg: tuple[
         assert await store.claim_fire("t", datetime.now(UTC), "b") is True
     finally:
         await store.close()
+
+
+# -- every field of a run record ------------------------------------------------------------
+
+
+async def test_the_schema_has_a_column_for_every_record_field_and_keeps_them_all(
+    pg: tuple[str, str],
+) -> None:
+    """A field added to RunRecord needs a migration here: without its column, a batch
+    would drop it silently (json_populate_recordset ignores unknown keys)."""
+    from tests.test_record_fields import FULL, same_fields
+    from xtasks.stores._sql import RUN_COLUMNS
+
+    url, schema = pg
+    store = await _opened(pg)
+    await store.close()
+    columns = _sql(
+        url,
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_schema = %s AND table_name = 'runs'",
+        schema,
+    )
+    missing = sorted(set(RUN_COLUMNS.split(", ")) - {name for (name,) in columns})
+    assert not missing, f"add a migration to _pg_schema.MIGRATIONS creating {missing}"
+    store = await _opened(pg)
+    try:
+        assert await store.save_runs([FULL]) == []
+    finally:
+        await store.close()
+    store = await _opened(pg)
+    try:
+        back = await store.get_run(FULL.id)
+        assert back is not None
+        same_fields(back, FULL)
+        assert await store.list_runs(task=FULL.task) == [FULL]
+    finally:
+        await store.close()
