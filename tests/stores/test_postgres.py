@@ -123,6 +123,9 @@ def test_an_unknown_option_is_named_with_the_known_ones() -> None:
         ("max_age=nan", "max_age"),
         ("schema=", "schema"),
         (f"schema={'x' * 64}", "schema"),
+        ("schema=a%25b", "schema"),
+        ("schema=1st", "schema"),
+        ("schema=a.b", "schema"),
     ],
 )
 def test_meaningless_options_are_refused(query: str, field: str) -> None:

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import threading
 import time
 from typing import TYPE_CHECKING, Any, TypeVar, final
@@ -85,6 +86,8 @@ _Conn = psycopg.Connection[Any]
 _CLAIM_HORIZON = 86400.0
 #: Seconds one statement may run.
 _STATEMENT_TIMEOUT = 60.0
+#: The schema names taken: plain ones, that need no care in statements or messages.
+_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,62}")
 
 
 @final
@@ -126,9 +129,10 @@ class PostgresStore(Store):
                 raise ConfigError(f"must be > 0 seconds, not {value!r}", field=name)
         if pool_size < 1:
             raise ConfigError(f"must be at least 1, not {pool_size!r}", field="pool_size")
-        if not schema or len(schema.encode(errors="replace")) > 63 or escape(schema) != schema:
+        if not _SCHEMA_NAME.fullmatch(schema):
             raise ConfigError(
-                f"must be a PostgreSQL schema name of 1 to 63 bytes of text, not {schema!r}",
+                f"must be 1 to 63 letters, digits, '_' or '-', starting with a letter or "
+                f"'_', not {schema!r}",
                 field="schema",
             )
         check_retention(max_runs_per_task=max_runs_per_task, max_age=max_age)
