@@ -50,7 +50,7 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 import psycopg
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .._errors import ConfigError, StoreError
 from .._runs import TaskRecord, TaskState
@@ -531,7 +531,7 @@ class PostgresStore(Store):
                 if broken:
                     _recheck(pool)
                 hint = ""
-                if isinstance(exc, psycopg.OperationalError):  # connection, pool, timeout
+                if broken or isinstance(exc, PoolTimeout):
                     hint = " (is the server up? the store reconnects by itself)"
                 raise self._error(f"{what} failed{hint}", exc) from _cause(exc, self._conninfo)
             return result
