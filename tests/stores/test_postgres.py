@@ -13,6 +13,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import anyio
 import anyio.lowlevel
@@ -21,6 +22,7 @@ import pytest
 from psycopg import sql
 
 from tests.stores._postgres import isolated_schema
+from tests.stores._tcp_proxy import TcpProxy
 from xtasks import ConfigError, RunCause, RunRecord, RunStatus, StoreError
 from xtasks._runs import AuditRecord, ErrorInfo, TaskRecord, TaskState
 from xtasks.stores import builtin_stores, open_store
@@ -229,15 +231,64 @@ async def test_a_terminated_connection_is_a_store_error_then_the_pool_recovers(
         assert await store.claim_fire("t", T0, "replica-a") is True
         # The listener reconnected too: a change through another store object wakes it.
         with anyio.fail_after(10):
-            while True:  # until the listener is back (it wakes its waiters when it is)
-                after, _ = await store.task_state_changes(0)
-                number = await other.change_task_state("t", TaskRecord(state=TaskState.PAUSED))
-                await store.wait_for_changes(after, 0.5)
-                if store._listener is not None and store._listener.heard >= number:
-                    break
+            await _heard_from(other, store)
     finally:
         await other.close()
         await store.close()
+
+
+@pytest.mark.slow
+async def test_after_an_outage_the_store_works_again_without_reopening(
+    pg: tuple[str, str],
+) -> None:
+    """The server goes away (every connection cut, new ones refused) for longer than the
+    pool's reconnection budget, then comes back: meanwhile every call is a StoreError
+    within the connect timeout; afterwards calls succeed and changes are heard again,
+    on the same store object."""
+    url, schema = pg
+    server = urlsplit(url)
+    proxy = TcpProxy((server.hostname or "127.0.0.1", server.port or 5432))
+    proxy.restore()
+    user, at, _ = server.netloc.rpartition("@")
+    through = url.replace(server.netloc, f"{user}{at}127.0.0.1:{proxy.port}", 1)
+    store = await _opened((through, schema), connect_timeout=1)
+    other = await _opened(pg)  # straight to the server
+    try:
+        assert await store.claim_fire("t", T0, "replica-a") is True
+        proxy.cut()
+        away = anyio.current_time()
+        while anyio.current_time() - away < 3:  # past the pool's budget of 1 + 1 s
+            started = time.monotonic()
+            with pytest.raises(StoreError, match="failed"):
+                await store.load_task("t")
+            assert time.monotonic() - started < 1 + 1
+        proxy.restore()
+        with anyio.fail_after(10):
+            while True:
+                try:
+                    record = await store.load_task("t")
+                except StoreError:
+                    await anyio.sleep(0.1)
+                else:
+                    break
+        assert record == TaskRecord(last_fire=T0)
+        assert await store.claim_fire("t", T0, "replica-b") is False
+        with anyio.fail_after(10):
+            await _heard_from(other, store)
+    finally:
+        await other.close()
+        await store.close()
+        proxy.cut()
+
+
+async def _heard_from(changer: PostgresStore, listener: PostgresStore) -> None:
+    """Until a change made through ``changer`` is heard by ``listener``'s listener."""
+    while True:
+        after, _ = await listener.task_state_changes(0)
+        number = await changer.change_task_state("t", TaskRecord(state=TaskState.PAUSED))
+        await listener.wait_for_changes(after, 0.5)
+        if listener._listener is not None and listener._listener.heard >= number:
+            return
 
 
 async def test_statements_failing_on_the_server_are_store_errors(pg: tuple[str, str]) -> None:

@@ -205,6 +205,10 @@ class PostgresStore(Store):
             max_size=self.pool_size,
             open=False,
             timeout=self.connect_timeout,
+            # The pool retries a lost connection with a doubling delay until this many
+            # seconds, then starts over at the next call: kept short, so the store is
+            # back within seconds of the server, however long it was away.
+            reconnect_timeout=self.connect_timeout + 1.0,
             name=f"xtasks {self._shown}",
         )
         try:
