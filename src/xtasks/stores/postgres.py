@@ -148,7 +148,6 @@ class PostgresStore(Store):
         self._channel = channel_name(schema)
         self._kwargs: dict[str, Any] = {
             "connect_timeout": max(2, math.ceil(connect_timeout)),  # libpq's minimum
-            "options": f"-c statement_timeout={round(_STATEMENT_TIMEOUT * 1000)}",
             "keepalives": 1,  # a dead peer is found in about a minute, not hours
             "keepalives_idle": 30,
             "keepalives_interval": 10,
@@ -193,6 +192,7 @@ class PostgresStore(Store):
         """
         try:
             with psycopg.connect(self._conninfo, autocommit=True, **self._kwargs) as conn:
+                _configure(conn)
                 self._migrate(conn)
         except psycopg.Error as exc:
             raise self._error(
@@ -201,6 +201,7 @@ class PostgresStore(Store):
         pool: ConnectionPool[_Conn] = ConnectionPool(
             self._conninfo,
             kwargs={**self._kwargs, "autocommit": True},
+            configure=_configure,
             min_size=1,
             max_size=self.pool_size,
             open=False,
@@ -541,6 +542,12 @@ class PostgresStore(Store):
             return result
 
         return await anyio.to_thread.run_sync(run, limiter=self._limiter)
+
+
+def _configure(conn: _Conn) -> None:
+    """Bound every statement of a new connection (a SET, not the ``options`` startup
+    parameter, which poolers such as PgBouncer may refuse)."""
+    conn.execute(f"SET statement_timeout = {round(_STATEMENT_TIMEOUT * 1000)}")
 
 
 def _recheck(pool: ConnectionPool[_Conn]) -> None:
