@@ -7,8 +7,9 @@ own (outside the pool: a listening connection is never lent out), reads
 tasks waiting in :meth:`ChangeListener.wait` on their event loop (asyncio or trio),
 through the loop token captured when the store opened.
 
-It never raises out: a lost connection is reopened with a capped backoff, and each
-(re)connection wakes the waiters, since notifications sent meanwhile were lost: they poll.
+It never raises out: a lost connection is reopened with a capped backoff. Once listening
+again it reads the highest number made (notifications sent meanwhile were lost): a change
+made while it was away wakes the waiters too.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class ChangeListener:
 
     :param conninfo: the server, as the pool connects to it.
     :param kwargs: connection parameters (timeouts, keepalives).
+    :param latest: a query of one row and column: the highest change number made.
     :param shown: the redacted URL, for logs.
     :param token: the event loop the waiters run on.
     """
@@ -49,6 +51,7 @@ class ChangeListener:
         conninfo: str,
         kwargs: dict[str, Any],
         channel: str,
+        latest: str,
         *,
         shown: str,
         token: EventLoopToken,
@@ -56,6 +59,7 @@ class ChangeListener:
         self._conninfo = conninfo
         self._kwargs = kwargs
         self._listen = sql.SQL("LISTEN {}").format(sql.Identifier(channel))
+        self._latest = latest
         self._shown = shown
         self._token = token
         self._heard = 0  # the highest change number heard
@@ -122,8 +126,9 @@ class ChangeListener:
             try:
                 with psycopg.connect(self._conninfo, autocommit=True, **self._kwargs) as conn:
                     conn.execute(self._listen)
+                    row = conn.execute(self._latest).fetchone()  # what it may have missed
                     delay = _BACKOFF[0]
-                    self._wake()  # what was sent while not listening is lost: poll now
+                    self._heard_of(int(row[0]) if row is not None else 0)
                     self._listen_on(conn)
             except psycopg.Error as exc:
                 _log.info("PostgreSQL store %s: change listener: %s", self._shown, exc)
@@ -139,6 +144,9 @@ class ChangeListener:
                     number = int(note.payload)
                 except ValueError:
                     continue  # not ours
-                if number > self._heard:
-                    self._heard = number
-                    self._wake()
+                self._heard_of(number)
+
+    def _heard_of(self, number: int) -> None:
+        if number > self._heard:
+            self._heard = number
+            self._wake()

@@ -168,6 +168,7 @@ RETURNING change
 # One scan of the index, in one snapshot: numbers become visible in order, so the rows
 # above `after` are every change made up to the highest of them.
 _CHANGES = "SELECT name, state, change FROM {s}.tasks WHERE change > %(after)s"
+_LATEST_CHANGE = "SELECT COALESCE(max(change), 0) FROM {s}.tasks"
 
 _LOAD_TASKS = f"SELECT {_TASK_COLUMNS} FROM {{s}}.tasks WHERE name = ANY(%(names)s::text[])"
 
@@ -238,6 +239,7 @@ class Statements:
     save_tasks: str
     change_task: str
     changes: str
+    latest_change: str
     load_tasks: str
     renew: str
     reap: str
@@ -260,6 +262,7 @@ class Statements:
             "save_tasks": _SAVE_TASKS,
             "change_task": _CHANGE_TASK,
             "changes": _CHANGES,
+            "latest_change": _LATEST_CHANGE,
             "load_tasks": _LOAD_TASKS,
             "renew": _RENEW,
             "reap": _REAP,

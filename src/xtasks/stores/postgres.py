@@ -178,6 +178,7 @@ class PostgresStore(Store):
             self._conninfo,
             self._kwargs,
             self._channel,
+            self._sql.latest_change,
             shown=self._shown,
             token=anyio.lowlevel.current_token(),
         )
