@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import anyio
-import anyio.lowlevel
 import psycopg
 import pytest
 from psycopg import sql
@@ -33,7 +32,8 @@ from xtasks.stores.postgres import PostgresStore
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
 
-pytestmark = pytest.mark.anyio
+# The URL tests need no server; the rest of the module does.
+pytestmark = [pytest.mark.anyio, pytest.mark.external_service]
 
 SECRET = "s3cr3t-Pa55word"
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
