@@ -590,3 +590,52 @@ async def test_the_schema_has_a_column_for_every_record_field_and_keeps_them_all
         assert await store.list_runs(task=FULL.task) == [FULL]
     finally:
         await store.close()
+
+
+# -- a fleet of schedulers ------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::xtasks.ShortIntervalWarning")
+async def test_three_replicas_run_each_fire_once_and_share_a_pause(pg: tuple[str, str]) -> None:
+    """``Scheduler("postgresql://...")`` on three replicas: each due fire runs once in the
+    whole fleet, and a pause made on one reaches the others."""
+    from xtasks import Every, Scheduler, Task
+    from xtasks.events import TaskStateChanged
+
+    url, schema = pg
+    ran: list[str] = []
+    enough = anyio.Event()
+
+    def replica(name: str) -> Scheduler:
+        async def tick() -> None:
+            ran.append(name)
+            if len(ran) >= 6:
+                enough.set()
+
+        scheduler = Scheduler(f"{url}?schema={schema}", plugins=False, replica_id=name)
+        scheduler.add(Task("tick", tick, trigger=Every(seconds=0.5)))
+        return scheduler
+
+    a, b, c = replica("a"), replica("b"), replica("c")
+    send, heard = anyio.create_memory_object_stream[TaskStateChanged](10)
+    with send, heard:
+        async with a, b, c:
+            with anyio.fail_after(10):
+                await enough.wait()
+            unsubscribe = c.subscribe(send.send_nowait, types=TaskStateChanged)
+            try:
+                await a.pause("tick")
+                with anyio.fail_after(5):
+                    assert await heard.receive() == TaskStateChanged("tick", TaskState.PAUSED)
+            finally:
+                unsubscribe()
+    store = await _opened(pg)
+    try:
+        runs = await store.list_runs(task="tick", limit=1000)
+    finally:
+        await store.close()
+    fires = [run.scheduled_at for run in runs]
+    assert len(fires) == len(set(fires)), "a fire ran on more than one replica"
+    assert 6 <= len(ran) <= len(runs)  # every execution has its record: none went unseen
+    assert {run.replica for run in runs} <= {"a", "b", "c"}
