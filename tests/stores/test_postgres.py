@@ -89,6 +89,18 @@ def test_the_url_carries_the_server_and_the_options(scheme: str) -> None:
     )
 
 
+def test_libpq_parameters_in_the_query_go_to_the_connection_and_stay_secret() -> None:
+    store = open_store(
+        f"postgresql:///app?host=/run/postgresql&user=app&password={SECRET}&schema=jobs"
+    )
+    assert isinstance(store, PostgresStore)
+    assert store.schema == "jobs"
+    assert store._conninfo == (
+        f"postgresql:///app?host=%2Frun%2Fpostgresql&user=app&password={SECRET}"
+    )
+    assert SECRET not in repr(store) and "password=***" in repr(store)
+
+
 def test_the_defaults() -> None:
     store = open_store("postgresql://db/app")
     assert isinstance(store, PostgresStore)

@@ -22,6 +22,7 @@ __all__ = [
     "MEMORY_EXAMPLE",
     "MEMORY_OPTIONS",
     "POSTGRES_EXAMPLE",
+    "POSTGRES_LIBPQ_OPTIONS",
     "POSTGRES_OPTIONS",
     "SQLITE_EXAMPLE",
     "SQLITE_OPTIONS",
@@ -37,15 +38,37 @@ SQLITE_OPTIONS = {**RETENTION_OPTIONS, "lease_ttl": float, "busy_timeout": float
 #: Query parameters ``memory://?...`` accepts: retention, as SQLite's.
 MEMORY_OPTIONS = RETENTION_OPTIONS
 POSTGRES_EXAMPLE = "postgresql://user:pw@host/db"
-#: Query parameters ``postgresql://...?...`` accepts: the store's own, then libpq's TLS
-#: settings and application name, which go to the server connection as given.
+#: libpq's connection parameters a ``postgresql://`` URL may carry in its query (a Unix
+#: socket as ``?host=/run/postgresql``, TLS, the name shown in ``pg_stat_activity``...):
+#: they go to the server connection as given.
+POSTGRES_LIBPQ_OPTIONS = (
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "passfile",
+    "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "sslpassword",
+    "sslcrl",
+    "channel_binding",
+    "gssencmode",
+    "target_session_attrs",
+    "application_name",
+    "options",
+)
+#: Query parameters ``postgresql://...?...`` accepts: the store's own, then libpq's.
 POSTGRES_OPTIONS: dict[str, Callable[[str], Any]] = {
     **RETENTION_OPTIONS,
     "schema": str,
     "pool_size": int,
     "lease_ttl": float,
     "connect_timeout": float,
-    **dict.fromkeys(("sslmode", "sslrootcert", "sslcert", "sslkey", "application_name"), str),
+    **dict.fromkeys(POSTGRES_LIBPQ_OPTIONS, str),
 }
 _POSTGRES_OWN = frozenset(
     {*RETENTION_OPTIONS, "schema", "pool_size", "lease_ttl", "connect_timeout"}
@@ -80,8 +103,8 @@ def sqlite_store(url: str) -> Store:
 def postgres_store(url: str) -> Store:
     """``postgresql://user:password@host:5432/db`` (or ``postgres://``), with options
     ``?schema=xtasks&pool_size=4&lease_ttl=10&connect_timeout=5&max_runs_per_task=1000``
-    ``&max_age=86400`` (and libpq's ``sslmode``, ``sslrootcert``, ``sslcert``, ``sslkey``,
-    ``application_name``). Needs ``pip install 'xtasks[postgres]'``."""
+    ``&max_age=86400``, and libpq's (:data:`POSTGRES_LIBPQ_OPTIONS`: ``sslmode=require``,
+    ``host=/run/postgresql``...). Needs ``pip install 'xtasks[postgres]'``."""
     base, _, query = url.partition("?")
     options = query_options(url, query, POSTGRES_OPTIONS)
     libpq = {key: options.pop(key) for key in list(options) if key not in _POSTGRES_OWN}
