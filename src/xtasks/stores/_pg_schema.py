@@ -5,7 +5,7 @@ The rows hold what :mod:`~xtasks.stores._sql` encodes for SQLite (``encode_run``
 text, so text order is time order (the columns are ``COLLATE "C"``, byte order, whatever
 the database's locale), and a field added to :class:`~xtasks.RunRecord` needs only a
 migration here. What PostgreSQL adds: leases are ``float8`` Unix seconds of the *server's*
-clock (``clock_timestamp()``), and every table lives in one PostgreSQL schema, named in
+clock (``statement_timestamp()``), and every table lives in one PostgreSQL schema, named in
 each statement (:class:`Statements` formats them once per store).
 """
 
@@ -88,7 +88,10 @@ MIGRATIONS: list[tuple[str, ...]] = [
     ),
 ]
 
-_NOW = "extract(epoch FROM clock_timestamp())"
+#: Store time, Unix seconds of the server's clock when the statement started (every lease
+#: statement is one statement of its own). Stable within the statement, unlike
+#: clock_timestamp(), so the reaper's comparison is an index condition on runs_by_lease.
+_NOW = "extract(epoch FROM statement_timestamp())"
 _RUN_NAMES = _sql.RUN_COLUMNS.split(", ")
 #: The keys of a row of :func:`encode_run_row`, in its order.
 RUN_ROW_KEYS = (*_RUN_NAMES, "lease_owner")

@@ -12,7 +12,7 @@ one JSON array. Exactly one ``INSERT`` of a ``(task, fire_time)`` row succeeds f
 (its primary key), and claims are inserted in key order so that overlapping batches never
 deadlock.
 
-**Store time** is the server's ``clock_timestamp()``: leases are written and reaped
+**Store time** is the server's clock (``statement_timestamp()``): leases are written and reaped
 against it, never a replica's clock. ``reap_lost`` locks the expired rows
 ``FOR UPDATE SKIP LOCKED``, so concurrent reapers share them out and each lost run is
 returned once; a ``lost`` row is fenced (the upsert skips it).
