@@ -20,8 +20,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from tests._proxy import TcpProxy
 from tests.stores._postgres import isolated_schema
-from tests.stores._tcp_proxy import TcpProxy
 from xtasks import ConfigError, RunCause, RunRecord, RunStatus, StoreError
 from xtasks._runs import AuditRecord, ErrorInfo, TaskRecord, TaskState
 from xtasks.stores import builtin_stores, open_store
@@ -260,7 +260,6 @@ async def test_after_an_outage_the_store_works_again_without_reopening(
     url, schema = pg
     server = urlsplit(url)
     proxy = TcpProxy((server.hostname or "127.0.0.1", server.port or 5432))
-    proxy.restore()
     user, at, _ = server.netloc.rpartition("@")
     through = url.replace(server.netloc, f"{user}{at}127.0.0.1:{proxy.port}", 1)
     store = await _opened((through, schema), connect_timeout=1)
@@ -294,7 +293,7 @@ async def test_after_an_outage_the_store_works_again_without_reopening(
     finally:
         await other.close()
         await store.close()
-        proxy.cut()
+        proxy.stop()
 
 
 async def _heard_from(changer: PostgresStore, listener: PostgresStore) -> None:
