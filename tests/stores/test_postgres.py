@@ -400,26 +400,34 @@ async def test_text_with_nul_and_lone_surrogates_round_trips(pg: tuple[str, str]
 # -- task state changes ---------------------------------------------------------------------
 
 
-async def test_save_task_writes_the_state_of_a_new_task_only(pg: tuple[str, str]) -> None:
+@pytest.fixture
+async def two_stores(pg: tuple[str, str]) -> AsyncIterator[tuple[PostgresStore, PostgresStore]]:
     a = await _opened(pg)
     b = await _opened(pg)
     try:
-        await a.save_task("t", TaskRecord(state=TaskState.PAUSED, consecutive_failures=1))
-        assert await b.load_task("t") == TaskRecord(state=TaskState.PAUSED, consecutive_failures=1)
-        # A replica saving its progress does not undo a resume made meanwhile...
-        number = await b.change_task_state("t", TaskRecord(state=TaskState.ACTIVE))
-        await a.save_task("t", TaskRecord(state=TaskState.PAUSED, last_fire=T0))
-        assert await b.load_task("t") == TaskRecord(state=TaskState.ACTIVE, last_fire=T0)
-        # ...and a change writes the record as save_task does, with its state.
-        later = T0 + timedelta(seconds=1)
-        record = TaskRecord(state=TaskState.CANCELLED, last_fire=later, alerting=True)
-        assert await a.change_task_state("t", record) == number + 1
-        assert await b.load_task("t") == record
-        assert await b.change_task_state("t", TaskRecord(state=TaskState.PAUSED)) == number + 2
-        assert await a.load_task("t") == TaskRecord(state=TaskState.PAUSED, last_fire=later)
+        yield a, b
     finally:
         await b.close()
         await a.close()
+
+
+async def test_save_task_writes_the_state_of_a_new_task_only(
+    two_stores: tuple[PostgresStore, PostgresStore],
+) -> None:
+    a, b = two_stores
+    await a.save_task("t", TaskRecord(state=TaskState.PAUSED, consecutive_failures=1))
+    assert await b.load_task("t") == TaskRecord(state=TaskState.PAUSED, consecutive_failures=1)
+    # A replica saving its progress does not undo a resume made meanwhile...
+    number = await b.change_task_state("t", TaskRecord(state=TaskState.ACTIVE))
+    await a.save_task("t", TaskRecord(state=TaskState.PAUSED, last_fire=T0))
+    assert await b.load_task("t") == TaskRecord(state=TaskState.ACTIVE, last_fire=T0)
+    # ...and a change writes the record as save_task does, with its state.
+    later = T0 + timedelta(seconds=1)
+    record = TaskRecord(state=TaskState.CANCELLED, last_fire=later, alerting=True)
+    assert await a.change_task_state("t", record) == number + 1
+    assert await b.load_task("t") == record
+    assert await b.change_task_state("t", TaskRecord(state=TaskState.PAUSED)) == number + 2
+    assert await a.load_task("t") == TaskRecord(state=TaskState.PAUSED, last_fire=later)
 
 
 async def test_changes_are_numbered_fleet_wide_and_polled_without_a_miss(
@@ -466,17 +474,6 @@ async def test_changes_are_numbered_fleet_wide_and_polled_without_a_miss(
     finally:
         for store in stores:
             await store.close()
-
-
-@pytest.fixture
-async def two_stores(pg: tuple[str, str]) -> AsyncIterator[tuple[PostgresStore, PostgresStore]]:
-    a = await _opened(pg)
-    b = await _opened(pg)
-    try:
-        yield a, b
-    finally:
-        await b.close()
-        await a.close()
 
 
 async def test_a_change_wakes_the_waiters_of_other_replicas(
