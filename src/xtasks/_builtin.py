@@ -6,7 +6,14 @@ from typing import TYPE_CHECKING
 
 from ._alerter import LoggingAlerter
 from .hookspecs import hookimpl
-from .stores._factories import MEMORY_EXAMPLE, SQLITE_EXAMPLE, memory_store, sqlite_store
+from .stores._factories import (
+    MEMORY_EXAMPLE,
+    REDIS_EXAMPLE,
+    SQLITE_EXAMPLE,
+    memory_store,
+    redis_store,
+    sqlite_store,
+)
 
 if TYPE_CHECKING:
     from .hookspecs import RegisterAlerter, RegisterStore
@@ -22,9 +29,12 @@ def xtasks_add_alerters(register: RegisterAlerter) -> None:
 
 @hookimpl
 def xtasks_add_stores(register: RegisterStore) -> None:
-    """``memory://`` and ``sqlite:///path.db``: the stores that need nothing installed."""
+    """``memory://`` and ``sqlite:///path.db``, which need nothing installed; ``redis://``
+    and ``rediss://``, whose driver (the ``redis`` extra) is imported when one is opened."""
     register("memory", memory_store, example=MEMORY_EXAMPLE)
     register("sqlite", sqlite_store, example=SQLITE_EXAMPLE)
+    register("redis", redis_store, example=REDIS_EXAMPLE)
+    register("rediss", redis_store, example="rediss://host:6380/0")
 
 
 def _logging_alerter(logger: str = "xtasks.alerts") -> LoggingAlerter:

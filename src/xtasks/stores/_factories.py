@@ -1,4 +1,5 @@
-"""The built-in backends' URL factories: ``memory://`` and ``sqlite:///path.db``.
+"""The built-in backends' URL factories: ``memory://``, ``sqlite:///path.db`` and
+``redis://host:6379/0`` (``rediss://`` for TLS).
 
 Each parses its own URL and options, beside nothing else: the registry only picks the
 factory by scheme. Drivers are imported when a URL asks for them, not before.
@@ -6,20 +7,25 @@ factory by scheme. Drivers are imported when a URL asks for them, not before.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigError
 from ._registry import RETENTION_OPTIONS, query_options, redact_url
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ..abc import Store
 
 __all__ = [
     "MEMORY_EXAMPLE",
     "MEMORY_OPTIONS",
+    "REDIS_EXAMPLE",
+    "REDIS_OPTIONS",
     "SQLITE_EXAMPLE",
     "SQLITE_OPTIONS",
     "memory_store",
+    "redis_store",
     "sqlite_store",
 ]
 
@@ -29,6 +35,16 @@ SQLITE_EXAMPLE = "sqlite:///path.db"
 SQLITE_OPTIONS = {**RETENTION_OPTIONS, "lease_ttl": float, "busy_timeout": float}
 #: Query parameters ``memory://?...`` accepts: retention, as SQLite's.
 MEMORY_OPTIONS = RETENTION_OPTIONS
+REDIS_EXAMPLE = "redis://host:6379/0"
+#: Query parameters ``redis://host/0?...`` accepts, with their types.
+REDIS_OPTIONS: dict[str, Callable[[str], Any]] = {
+    **RETENTION_OPTIONS,
+    "prefix": str,
+    "pool_size": int,
+    "lease_ttl": float,
+    "connect_timeout": float,
+    "socket_timeout": float,
+}
 
 
 def memory_store(url: str) -> Store:
@@ -54,3 +70,14 @@ def sqlite_store(url: str) -> Store:
     from .sqlite import SQLiteStore
 
     return SQLiteStore(path, **query_options(url, query, SQLITE_OPTIONS))
+
+
+def redis_store(url: str) -> Store:
+    """``redis://[[user]:password@]host[:port][/db]`` (``rediss://`` for TLS), with options
+    ``?prefix=xtasks&pool_size=4&lease_ttl=10&connect_timeout=5&socket_timeout=10``
+    ``&max_runs_per_task=1000&max_age=86400``; redis-py is imported here, not before."""
+    base, _, query = url.partition("?")
+    options = query_options(url, query, REDIS_OPTIONS)
+    from .redis import RedisStore
+
+    return RedisStore(base, **options)
