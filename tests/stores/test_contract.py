@@ -36,7 +36,7 @@ from xtasks.testing import (
 from xtasks.testing._delegating import DelegatingStore
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Collection, Sequence
+    from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
     from pathlib import Path
 
     from xtasks import AuditRecord, RunRecord
@@ -75,17 +75,38 @@ def _sqlite_factory(path: Path) -> StoreFactory:
     return make_store
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+def _redis_factory(prefix: str) -> StoreFactory:
+    """Replicas on one Redis key prefix: a new RedisStore object at each call."""
+    from tests._services import redis_url
+    from xtasks.stores.redis import RedisStore
+
+    url = redis_url()
+
+    async def make_store(*, lease_ttl: float) -> Store:
+        return RedisStore(url, prefix=prefix, lease_ttl=lease_ttl)
+
+    return make_store
+
+
+@pytest.fixture(
+    params=["memory", "sqlite", pytest.param("redis", marks=pytest.mark.external_service)]
+)
 def backend(request: pytest.FixtureRequest) -> str:
-    """The backend under test. Service-backed ones will carry ``external_service``."""
+    """The backend under test. Service-backed ones carry ``external_service``."""
     return str(request.param)
 
 
 @pytest.fixture
-def make_store(backend: str, tmp_path: Path) -> StoreFactory:
+def make_store(backend: str, tmp_path: Path) -> Iterator[StoreFactory]:
     if backend == "memory":
-        return _memory_factory()
-    return _sqlite_factory(tmp_path / "xtasks.db")
+        yield _memory_factory()
+    elif backend == "redis":
+        from tests.stores.test_redis import redis_prefix
+
+        with redis_prefix() as prefix:
+            yield _redis_factory(prefix)
+    else:
+        yield _sqlite_factory(tmp_path / "xtasks.db")
 
 
 @pytest.mark.parametrize("check", STORE_CHECKS, ids=lambda check: check.__name__)

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from xtasks.hookspecs import RegisterStore
 
 SECRET = "hunter2secret"
+#: The built-in schemes, as messages list them: one example URL each.
+BUILT_IN = "memory://, sqlite:///path.db, redis://host:6379/0, rediss://host:6380/0"
 
 
 class FakeBackend:
@@ -78,9 +80,9 @@ async def _ping() -> str:
 
 def test_the_built_in_stores_register_through_the_hook(tmp_path: Path) -> None:
     loaded = load_plugins(False)  # no plugins at all: the core's own is still there
-    assert loaded.stores.schemes == ("memory", "sqlite")
+    assert loaded.stores.schemes == ("memory", "sqlite", "redis", "rediss")
     assert loaded.stores.origin("sqlite") == "xtasks._builtin"
-    assert builtin_stores().supported() == "memory://, sqlite:///path.db"
+    assert builtin_stores().supported() == BUILT_IN
     scheduler = Scheduler(f"sqlite:///{tmp_path}/x.db?lease_ttl=4", plugins=False)
     assert isinstance(scheduler.store, SQLiteStore)
     assert scheduler.store.lease_ttl == 4.0
@@ -108,7 +110,7 @@ def test_a_plugin_scheme_is_case_insensitive_and_listed_for_unknown_urls() -> No
     assert [url for url, _ in backend.opened] == ["FAKE://orders"]
     with pytest.raises(ConfigError) as info:
         Scheduler("mysql://db", plugins=[FakeBackend()])
-    assert "supported: memory://, sqlite:///path.db, fake://name" in str(info.value)
+    assert f"supported: {BUILT_IN}, fake://name" in str(info.value)
 
 
 def test_two_plugins_registering_one_scheme_is_an_error_naming_both() -> None:
@@ -143,7 +145,7 @@ def test_an_unknown_scheme_lists_the_installed_ones_and_hides_the_password() -> 
         Scheduler(url, plugins=[FakeBackend()])
     assert info.value.field == "store"
     assert "unknown store URL 'postgresql://app:***@db.example:5432/orders'" in str(info.value)
-    assert "supported: memory://, sqlite:///path.db, fake://name" in str(info.value)
+    assert f"supported: {BUILT_IN}, fake://name" in str(info.value)
     assert SECRET not in _everything_shown(info.value)
     with pytest.raises(ConfigError, match="unknown store URL 'xtasks.db'"):
         open_store("xtasks.db")  # no scheme at all

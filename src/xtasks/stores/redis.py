@@ -212,16 +212,19 @@ class RedisStore(Store):
             raise self._error("cannot connect", exc) from None
         return self._pool_client(self.pool_size, self.socket_timeout), top
 
-    def _pool_client(self, size: int, timeout: float, **kwargs: Any) -> redis.Redis:
+    def _pool_client(
+        self, size: int, timeout: float, *, retries: int = 2, **kwargs: Any
+    ) -> redis.Redis:
         pool = redis.BlockingConnectionPool.from_url(
             self.url,
             max_connections=size,
             timeout=timeout,  # waiting for a free connection
             socket_timeout=timeout,
             socket_connect_timeout=self.connect_timeout,
-            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
-            retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries),
+            retry_on_error=[redis.ConnectionError, redis.TimeoutError] if retries else [],
             decode_responses=True,
+            client_name=f"xtasks:{self.prefix}",  # CLIENT LIST shows whose connection it is
             **kwargs,
         )
         return redis.Redis(connection_pool=pool)
@@ -235,7 +238,18 @@ class RedisStore(Store):
         with anyio.CancelScope(shield=True):
             if listener is not None:
                 await anyio.to_thread.run_sync(listener.stop)
-            await anyio.to_thread.run_sync(client.close)
+            # Calls already in their thread finish first (their connection would otherwise
+            # reconnect after the pool closed, and leak); new ones fail: the store is closed.
+            held: list[object] = []
+            limiter = self._limiter or anyio.CapacityLimiter(1)
+            with anyio.move_on_after(self.socket_timeout + 1):
+                while len(held) < limiter.total_tokens:
+                    borrower = object()
+                    await limiter.acquire_on_behalf_of(borrower)
+                    held.append(borrower)
+            await anyio.to_thread.run_sync(_dispose, client)
+            for borrower in held:  # calls queued meanwhile now fail: the store is closed
+                limiter.release_on_behalf_of(borrower)
 
     # -- claims and runs ---------------------------------------------------------------
 
@@ -502,7 +516,6 @@ class _Listener:
     def __init__(self, store: RedisStore, heard: int) -> None:
         self.heard = heard
         self._store = store
-        self._client = store._pool_client(2, store.connect_timeout, health_check_interval=5)
         self._wake = threading.Condition()
         self._stop = threading.Event()
         self._thread = threading.Thread(
@@ -524,7 +537,7 @@ class _Listener:
         self._stop.set()
         with self._wake:
             self._wake.notify_all()
-        self._client.close()  # ends a blocked read at once
+        # It reads for 0.2 s at a time; a connection attempt may take connect_timeout.
         self._thread.join(self._store.connect_timeout + 1)
 
     def _hear(self, number: int) -> None:
@@ -536,11 +549,17 @@ class _Listener:
     def _run(self) -> None:
         delay = 0.1
         while not self._stop.is_set():
+            # A client of its own per connection, closed by this thread: no retries, as a
+            # reconnection made quietly by redis-py would skip the catch-up read below.
+            store = self._store
+            client = store._pool_client(
+                2, store.connect_timeout, retries=0, health_check_interval=5
+            )
             try:
-                pubsub = self._client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+                pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
                 with pubsub:
-                    pubsub.subscribe(self._store._channel)
-                    self._hear(int(self._client.get(self._store._p + "chg") or 0))
+                    pubsub.subscribe(store._channel)
+                    self._hear(int(client.get(store._p + "chg") or 0))
                     delay = 0.1
                     while not self._stop.is_set():
                         message = pubsub.get_message(timeout=0.2)
@@ -549,13 +568,23 @@ class _Listener:
             except Exception as exc:  # noqa: BLE001 - never raise out: retry, with backoff
                 if self._stop.is_set():
                     return
-                detail = scrub(f"{type(exc).__name__}: {exc}", self._store.url)
                 _log.warning(
                     "Redis store %s: change listener lost its connection (%s); retrying in "
                     "%.1f s; replicas learn of changes by polling meanwhile",
-                    self._store._shown,
-                    detail,
+                    store._shown,
+                    scrub(f"{type(exc).__name__}: {exc}", store.url),
                     delay,
                 )
                 self._stop.wait(delay)
                 delay = min(delay * 2, 5.0)
+            finally:
+                _dispose(client)
+
+
+def _dispose(client: redis.Redis) -> None:
+    """Close ``client`` and every connection of its pool (``close`` alone leaves a pool
+    it was given open)."""
+    try:
+        client.close()
+    finally:
+        client.connection_pool.disconnect()
