@@ -7,12 +7,15 @@ and deletes its keys afterwards, so runs on one server do not meet.
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 import time
 import uuid
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import anyio
 import pytest
@@ -170,8 +173,6 @@ async def test_a_wrong_password_is_a_store_error_without_it(prefix: str) -> None
 @contextmanager
 def socket_nobody_listens_on() -> Iterator[int]:
     """A local port bound but not listening: connections to it are refused."""
-    import socket
-
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     try:
@@ -315,13 +316,15 @@ async def test_killed_connections_give_store_errors_then_work_again(prefix: str)
                 except Exception as exc:  # noqa: BLE001 - what the test is about
                     outcomes.append(f"{type(exc).__name__}: {exc}")
 
+        killed = 0
         async with anyio.create_task_group() as group:
             for _ in range(3):
                 group.start_soon(hammer)
             for _ in range(5):
                 await anyio.sleep(0.05)
-                assert await anyio.to_thread.run_sync(_kill_clients_of, prefix) > 0
+                killed += await anyio.to_thread.run_sync(_kill_clients_of, prefix)
             stop.set()
+        assert killed > 0
         odd = [outcome for outcome in outcomes if outcome not in ("ok", "StoreError")]
         assert not odd, odd
         assert "ok" in outcomes
@@ -333,6 +336,94 @@ async def test_killed_connections_give_store_errors_then_work_again(prefix: str)
         await other.change_task_state("t", TaskRecord(state=TaskState.PAUSED))
         with anyio.fail_after(10):
             await store.wait_for_changes(top, 30)
+
+
+class _Proxy:
+    """A TCP relay to Redis that a test can cut and restore: an outage, for this test alone."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.port = 0
+        self._server: socket.socket | None = None
+        self._open: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        server = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
+        server.settimeout(0.1)
+        self.port = server.getsockname()[1]
+        self._server = server
+        threading.Thread(target=self._accept, args=(server,), daemon=True).start()
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        with self._lock:
+            cut, self._open = self._open, []
+        for sock in cut:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def _accept(self, server: socket.socket) -> None:
+        while self._server is server:
+            try:
+                client, _ = server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            upstream = socket.create_connection(self.upstream, timeout=5)
+            client.settimeout(None)
+            upstream.settimeout(None)
+            with self._lock:
+                self._open += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, target: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                target.sendall(data)
+        for sock in (source, target):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+async def test_an_outage_gives_store_errors_and_the_store_recovers_without_reopening(
+    prefix: str,
+) -> None:
+    parts = urlsplit(redis_url())
+    proxy = _Proxy((parts.hostname or "127.0.0.1", parts.port or 6379))
+    proxy.start()
+    try:
+        url = f"redis://127.0.0.1:{proxy.port}{parts.path}"
+        store = RedisStore(url, prefix=prefix, connect_timeout=0.5, socket_timeout=1)
+        await store.open()
+        try:
+            await store.save_run(run("before"))
+            proxy.stop()
+            for call in (store.list_runs, lambda: store.save_run(run("during"))):
+                started = time.monotonic()
+                with pytest.raises(StoreError, match=f"Redis store {url}: .* failed"):
+                    await call()
+                assert time.monotonic() - started < 10  # bounded: timeouts, few retries
+            proxy.start()  # the same port again: the server is back
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    assert (await store.get_run("before")) is not None
+                    break
+                except StoreError:
+                    assert time.monotonic() < deadline, "the store did not recover"
+                    await anyio.sleep(0.1)
+            assert await store.save_run(run("after")) is True
+        finally:
+            await store.close()
+    finally:
+        proxy.stop()
 
 
 async def test_every_driver_error_is_a_store_error_naming_the_store(prefix: str) -> None:

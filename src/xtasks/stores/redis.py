@@ -37,13 +37,8 @@ number heard (reconnecting with backoff), which :meth:`RedisStore.wait_for_chang
 
 from __future__ import annotations
 
-import json
-import logging
 import math
-import threading
-import time
 import uuid
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast, final
 from urllib.parse import urlsplit
 
@@ -56,65 +51,23 @@ from redis.retry import Retry
 from .._errors import ConfigError, StoreError
 from .._runs import AuditRecord, RunRecord, RunStatus, TaskRecord, TaskState
 from ..abc import Store
+from . import _redis_rows as rows
 from . import _redis_scripts as scripts
-from . import _sql
+from ._redis_listen import Listener, dispose
 from ._registry import check_retention, redact_url, scrub
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Mapping, Sequence
+    from datetime import datetime
 
 __all__ = ["RedisStore"]
 
-_log = logging.getLogger("xtasks.stores")
 _T = TypeVar("_T")
 
-_COLUMNS = _sql.RUN_COLUMNS.split(", ")
-_STATUS, _REASON = _COLUMNS.index("status"), _COLUMNS.index("reason")
 #: Claims live at least this long (seconds), as SQLite's are pruned after a day.
 _CLAIM_HORIZON = 86400
 #: Runs one reap_lost call marks lost at most (the next call, seconds later, takes the rest).
 _REAP_BATCH = 10_000
-
-
-def _key(value: datetime) -> str:
-    """A datetime as 20 digits, ``YYYYMMDDhhmmssffffff`` in UTC: text order is time order."""
-    t = _sql.ts(value) or ""
-    return t[0:4] + t[5:7] + t[8:10] + t[11:13] + t[14:16] + t[17:19] + t[20:26]
-
-
-def _time(key: str) -> datetime:
-    """The datetime of a :func:`_key`."""
-    year, month, day, hour, minute, second, micro = (
-        int(key[a:b]) for a, b in ((0, 4), (4, 6), (6, 8), (8, 10), (10, 12), (12, 14), (14, 20))
-    )
-    return datetime(year, month, day, hour, minute, second, micro, tzinfo=UTC)
-
-
-def _maybe_time(key: str | None) -> datetime | None:
-    return _time(key) if key else None
-
-
-def _encode_run(record: RunRecord) -> list[str]:
-    """The fields ``SAVE_RUNS`` takes for ``record``."""
-    row = _sql.encode_run(record, 0.0)[: len(_COLUMNS)]
-    age = (record.finished_at or record.scheduled_at).timestamp()
-    return [
-        record.id,
-        record.task,
-        str(record.status),
-        _key(record.scheduled_at),
-        json.dumps(row, separators=(",", ":")),
-        record.replica,
-        repr(age),
-    ]
-
-
-def _decode_run(data: str, status: str, reason: str | None) -> RunRecord:
-    row = json.loads(data)
-    row[_STATUS] = status
-    if reason is not None:  # given by reap_lost, after the record was written
-        row[_REASON] = reason
-    return _sql.decode_run(row)
 
 
 @final
@@ -177,7 +130,7 @@ class RedisStore(Store):
         self._scripts: dict[str, Any] = {}
         self._limiter: anyio.CapacityLimiter | None = None
         self._closed = False
-        self._listener: _Listener | None = None
+        self._listener: Listener | None = None
 
     def __repr__(self) -> str:
         return f"RedisStore({self._shown!r}, prefix={self.prefix!r})"
@@ -193,7 +146,7 @@ class RedisStore(Store):
         self._scripts = {
             name: client.register_script(getattr(scripts, name)) for name in scripts.__all__
         }
-        self._listener = _Listener(self, top)
+        self._listener = Listener(self, top)
         self._client = client
 
     def _connect(self) -> tuple[redis.Redis, int]:
@@ -247,7 +200,7 @@ class RedisStore(Store):
                     borrower = object()
                     await limiter.acquire_on_behalf_of(borrower)
                     held.append(borrower)
-            await anyio.to_thread.run_sync(_dispose, client)
+            await anyio.to_thread.run_sync(dispose, client)
             for borrower in held:  # calls queued meanwhile now fail: the store is closed
                 limiter.release_on_behalf_of(borrower)
 
@@ -271,7 +224,7 @@ class RedisStore(Store):
     async def _claim(self, fires: Sequence[tuple[str, datetime]]) -> list[bool]:
         args: list[Any] = [self._p, uuid.uuid4().hex, self.claim_horizon]
         for task, fire_time in fires:
-            args += [task, _key(fire_time)]
+            args += [task, rows.key(fire_time)]
         won = await self._script("claim", "CLAIM", args)
         return [bool(w) for w in won]
 
@@ -286,7 +239,7 @@ class RedisStore(Store):
         head = [self._p, self.lease_ttl, self.max_runs_per_task or 0, self.max_age or 0]
 
         def save(client: redis.Redis) -> list[str]:
-            args = head + [field for record in records for field in _encode_run(record)]
+            args = head + [field for record in records for field in rows.encode_run(record)]
             return list(self._scripts["SAVE_RUNS"](keys=[self._p + "seq"], args=args))
 
         return await self._call("save runs", save)
@@ -302,14 +255,16 @@ class RedisStore(Store):
     async def reap_lost(self) -> list[RunRecord]:
         args = [self._p, uuid.uuid4().hex, self.max_runs_per_task or 0, _REAP_BATCH]
         out = await self._script("reap lost runs", "REAP", args)
-        return [_decode_run(out[i + 1], RunStatus.LOST, out[i + 2]) for i in range(0, len(out), 3)]
+        return [
+            rows.decode_run(out[i + 1], RunStatus.LOST, out[i + 2]) for i in range(0, len(out), 3)
+        ]
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         def get(client: redis.Redis) -> RunRecord | None:
             data, status, reason = cast(
                 "list[str | None]", client.hmget(self._p + "r:" + run_id, ["d", "s", "n"])
             )
-            return None if data is None or status is None else _decode_run(data, status, reason)
+            return None if data is None or status is None else rows.decode_run(data, status, reason)
 
         return await self._call("get run", get)
 
@@ -331,7 +286,7 @@ class RedisStore(Store):
             return []
         args = [self._p, max(offset, 0), limit, *indexes]
         out = await self._script("list runs", "LIST_RUNS", args)
-        return [_decode_run(out[i], out[i + 1], out[i + 2]) for i in range(0, len(out), 3)]
+        return [rows.decode_run(out[i], out[i + 1], out[i + 2]) for i in range(0, len(out), 3)]
 
     # -- task state --------------------------------------------------------------------
 
@@ -356,10 +311,10 @@ class RedisStore(Store):
                     continue
                 found[name] = TaskRecord(
                     state=TaskState(state or TaskState.ACTIVE),
-                    last_fire=_maybe_time(last),
+                    last_fire=rows.maybe_time(last),
                     consecutive_failures=int(failures or 0),
                     alerting=alerting == "1",
-                    anchor=_maybe_time(anchor),
+                    anchor=rows.maybe_time(anchor),
                 )
             return found
 
@@ -374,11 +329,11 @@ class RedisStore(Store):
             return
         args = [self._p]
         for task, record in records.items():
-            args += [task, *_task_fields(record)]
+            args += [task, *rows.task_fields(record)]
         await self._script("save tasks", "SAVE_TASKS", args)
 
     async def change_task_state(self, task: str, record: TaskRecord) -> int:
-        args = [self._p, self._channel, task, *_task_fields(record)]
+        args = [self._p, self._channel, task, *rows.task_fields(record)]
         return int(await self._script("change task state", "CHANGE_STATE", args))
 
     async def task_state_changes(self, after: int) -> tuple[int, dict[str, TaskState]]:
@@ -396,15 +351,13 @@ class RedisStore(Store):
     # -- audit trail -------------------------------------------------------------------
 
     async def add_audit(self, record: AuditRecord) -> None:
-        payload = [record.task, record.id, record.actor, record.action, record.outcome]
-        text = json.dumps([*payload, record.detail], ensure_ascii=False, separators=(",", ":"))
         args = [
             self._p,
             record.id,
-            _key(record.at),
+            rows.key(record.at),
             repr(record.at.timestamp()),
             record.task,
-            text,
+            rows.encode_audit(record),
             self.max_age or 0,
         ]
         await self._script("add audit record", "ADD_AUDIT", args)
@@ -420,7 +373,7 @@ class RedisStore(Store):
 
         def select(client: redis.Redis) -> list[AuditRecord]:
             members = cast("list[str]", client.zrevrange(key, start, start + limit - 1))
-            return [_decode_audit(member) for member in members]
+            return [rows.decode_audit(member) for member in members]
 
         return await self._call("list audit records", select)
 
@@ -465,29 +418,6 @@ class RedisStore(Store):
         return await anyio.to_thread.run_sync(run, limiter=self._limiter)
 
 
-def _task_fields(record: TaskRecord) -> list[Any]:
-    return [
-        str(record.state),
-        "" if record.last_fire is None else _key(record.last_fire),
-        record.consecutive_failures,
-        int(record.alerting),
-        "" if record.anchor is None else _key(record.anchor),
-    ]
-
-
-def _decode_audit(member: str) -> AuditRecord:
-    task, id_, actor, action, outcome, detail = json.loads(member[36:])
-    return AuditRecord(
-        id=id_,
-        at=_time(member[:20]),
-        actor=actor,
-        action=action,
-        task=task,
-        outcome=outcome,
-        detail=detail,
-    )
-
-
 def _check_url(url: str) -> None:
     """:raises ConfigError: ``url`` is not ``redis[s]://[[user]:password@]host[:port][/db]``."""
     parts = urlsplit(url)
@@ -503,88 +433,3 @@ def _check_url(url: str) -> None:
             "redis://[[user]:password@]host[:port][/db] (or rediss:// for TLS)",
             field="store",
         )
-
-
-class _Listener:
-    """A thread on a PubSub connection of its own, keeping the highest change number heard.
-
-    It reconnects with backoff after a lost connection, and after each (re)connection
-    reads the counter, so a change published while it was away is not missed for long.
-    Never raises out: :meth:`RedisStore.wait_for_changes` only waits less when it hears.
-    """
-
-    def __init__(self, store: RedisStore, heard: int) -> None:
-        self.heard = heard
-        self._store = store
-        self._wake = threading.Condition()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name=f"xtasks-redis-listener-{store.prefix}", daemon=True
-        )
-        self._thread.start()
-
-    def wait(self, after: int, at_most: float) -> None:
-        """Block until a number above ``after`` is heard, the listener stops, or ``at_most``."""
-        deadline = time.monotonic() + at_most
-        with self._wake:
-            while self.heard <= after and not self._stop.is_set():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return
-                self._wake.wait(left)
-
-    def stop(self) -> None:
-        self._stop.set()
-        with self._wake:
-            self._wake.notify_all()
-        # It reads for 0.2 s at a time; a connection attempt may take connect_timeout.
-        self._thread.join(self._store.connect_timeout + 1)
-
-    def _hear(self, number: int) -> None:
-        with self._wake:
-            if number > self.heard:
-                self.heard = number
-                self._wake.notify_all()
-
-    def _run(self) -> None:
-        delay = 0.1
-        while not self._stop.is_set():
-            # A client of its own per connection, closed by this thread: no retries, as a
-            # reconnection made quietly by redis-py would skip the catch-up read below.
-            store = self._store
-            client = store._pool_client(
-                2, store.connect_timeout, retries=0, health_check_interval=5
-            )
-            try:
-                pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-                with pubsub:
-                    pubsub.subscribe(store._channel)
-                    self._hear(int(client.get(store._p + "chg") or 0))
-                    delay = 0.1
-                    while not self._stop.is_set():
-                        message = pubsub.get_message(timeout=0.2)
-                        if message is not None and message["type"] == "message":
-                            self._hear(int(message["data"]))
-            except Exception as exc:  # noqa: BLE001 - never raise out: retry, with backoff
-                if self._stop.is_set():
-                    return
-                _log.warning(
-                    "Redis store %s: change listener lost its connection (%s); retrying in "
-                    "%.1f s; replicas learn of changes by polling meanwhile",
-                    store._shown,
-                    scrub(f"{type(exc).__name__}: {exc}", store.url),
-                    delay,
-                )
-                self._stop.wait(delay)
-                delay = min(delay * 2, 5.0)
-            finally:
-                _dispose(client)
-
-
-def _dispose(client: redis.Redis) -> None:
-    """Close ``client`` and every connection of its pool (``close`` alone leaves a pool
-    it was given open)."""
-    try:
-        client.close()
-    finally:
-        client.connection_pool.disconnect()
