@@ -407,7 +407,7 @@ async def test_an_outage_gives_store_errors_and_the_store_recovers_without_reope
             proxy.stop()
             for call in (store.list_runs, lambda: store.save_run(run("during"))):
                 started = time.monotonic()
-                with pytest.raises(StoreError, match=f"Redis store {url}: .* failed"):
+                with pytest.raises(StoreError, match=f"Redis store {url}: .* failed.*reachable"):
                     await call()
                 assert time.monotonic() - started < 10  # bounded: timeouts, few retries
             proxy.start()  # the same port again: the server is back
@@ -434,6 +434,7 @@ async def test_every_driver_error_is_a_store_error_naming_the_store(prefix: str)
             await store.list_runs()
         assert "Redis store redis://" in str(info.value)
         assert "list runs failed" in str(info.value)
+        assert "a prefix of its own" in str(info.value)  # what to do about it
         assert isinstance(info.value.__cause__, redis.RedisError)
 
 
@@ -502,3 +503,35 @@ async def test_prefixes_keep_stores_apart(prefix: str) -> None:
             assert await b.get_run("mine") is None
             assert await b.claim_fire("t", T0, "b") is True
             assert await b.list_runs() == []
+
+
+async def test_scripts_load_again_after_the_server_forgot_them(prefix: str) -> None:
+    """``SCRIPT FLUSH`` (or a restart) empties the script cache: EVALSHA answers NOSCRIPT,
+    and the script is loaded again, transparently."""
+    async with opened(prefix) as store:
+        await store.save_run(run("one"))
+        with _admin() as admin:
+            admin.script_flush()
+        assert await store.save_run(run("two")) is True
+        assert [r.id for r in await store.list_runs()] == ["two", "one"]
+
+
+async def test_task_names_with_colons_and_other_characters_stay_apart(prefix: str) -> None:
+    """Keys join the task name to other parts with ``:``; names that contain it (or look
+    like another key's tail) must not meet."""
+    names = ["a", "a:b", "s:queued:a", "ünï ✓", "a:20260301120000123456"]
+    async with opened(prefix) as store:
+        for i, name in enumerate(names):
+            assert await store.claim_fire(name, T0, "r") is True
+            await store.save_run(run(f"run-{i}", task=name, status=RunStatus.QUEUED))
+            await store.save_task(name, TaskRecord(consecutive_failures=i))
+        for i, name in enumerate(names):
+            assert [r.id for r in await store.list_runs(task=name)] == [f"run-{i}"]
+            queued = await store.list_runs(task=name, statuses=[RunStatus.QUEUED])
+            assert [r.id for r in queued] == [f"run-{i}"]
+            stored = await store.load_task(name)
+            assert stored is not None and stored.consecutive_failures == i
+        assert await store.claim_fire("a", T0, "r") is False
+        await store.save_runs(
+            [r.evolve(status=RunStatus.CANCELLED) for r in await store.list_runs()]
+        )

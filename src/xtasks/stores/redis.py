@@ -162,7 +162,7 @@ class RedisStore(Store):
             ) as probe:
                 top = int(probe.get(self._p + "chg") or 0)
         except (redis.RedisError, OSError) as exc:
-            raise self._error("cannot connect", exc) from None
+            raise self._error("cannot connect", exc) from self._cause(exc)
         return self._pool_client(self.pool_size, self.socket_timeout), top
 
     def _pool_client(
@@ -240,7 +240,8 @@ class RedisStore(Store):
 
         def save(client: redis.Redis) -> list[str]:
             args = head + [field for record in records for field in rows.encode_run(record)]
-            return list(self._scripts["SAVE_RUNS"](keys=[self._p + "seq"], args=args))
+            script = self._scripts["SAVE_RUNS"]
+            return list(script(keys=[self._p + "seq"], args=args, client=client))
 
         return await self._call("save runs", save)
 
@@ -383,10 +384,19 @@ class RedisStore(Store):
         if exc is None:
             return StoreError(f"Redis store {self._shown}: {what}")
         detail = scrub(f"{type(exc).__name__}: {exc}", self.url)
-        return StoreError(
-            f"Redis store {self._shown}: {what}: {detail}; check that the server is up and "
-            "reachable (the call may be retried)"
-        )
+        if isinstance(exc, redis.ResponseError):
+            advice = (
+                f"if another program writes keys under {{{self.prefix}}}:, give this store "
+                "a prefix of its own (?prefix=...)"
+            )
+        else:
+            advice = "check that the server is up and reachable; the call may be retried"
+        return StoreError(f"Redis store {self._shown}: {what}: {detail}; {advice}")
+
+    def _cause(self, exc: BaseException) -> BaseException | None:
+        """``exc`` to chain to a StoreError, or ``None`` when its text holds a secret (a
+        traceback would print it)."""
+        return exc if scrub(str(exc), self.url) == str(exc) else None
 
     def _check_open(self) -> redis.Redis:
         client = self._client
@@ -398,7 +408,7 @@ class RedisStore(Store):
 
     async def _script(self, what: str, name: str, args: list[Any]) -> Any:
         def run(client: redis.Redis) -> Any:
-            return self._scripts[name](keys=[self._p + "seq"], args=args)
+            return self._scripts[name](keys=[self._p + "seq"], args=args, client=client)
 
         return await self._call(what, run)
 
@@ -411,9 +421,7 @@ class RedisStore(Store):
             try:
                 return func(client)
             except (redis.RedisError, UnicodeError) as exc:
-                error = self._error(f"{what} failed", exc)
-                shown = scrub(str(exc), self.url) == str(exc)  # never chain a secret
-                raise error from (exc if shown else None)
+                raise self._error(f"{what} failed", exc) from self._cause(exc)
 
         return await anyio.to_thread.run_sync(run, limiter=self._limiter)
 
