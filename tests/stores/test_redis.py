@@ -420,6 +420,12 @@ async def test_an_outage_gives_store_errors_and_the_store_recovers_without_reope
                     assert time.monotonic() < deadline, "the store did not recover"
                     await anyio.sleep(0.1)
             assert await store.save_run(run("after")) is True
+            # The listener is back too: a change made elsewhere wakes this store.
+            async with opened(prefix) as direct:
+                top, _ = await store.task_state_changes(0)
+                await direct.change_task_state("t", TaskRecord(state=TaskState.PAUSED))
+                with anyio.fail_after(15):
+                    await store.wait_for_changes(top, 60)
         finally:
             await store.close()
     finally:
@@ -453,6 +459,9 @@ async def test_a_change_wakes_a_waiting_store_long_before_at_most(prefix: str) -
         with anyio.fail_after(15):
             async with anyio.create_task_group() as group:
                 group.start_soon(wait)
+                await anyio.sleep(0.2)
+                with _admin() as admin:  # a message not ours on the channel: ignored
+                    admin.publish("{" + prefix + "}:changes", "not a number")
                 await anyio.sleep(0.2)
                 assert not woke.is_set()
                 number = await a.change_task_state("t", TaskRecord(state=TaskState.PAUSED))

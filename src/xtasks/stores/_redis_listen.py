@@ -3,6 +3,7 @@ object on a PubSub connection of its own, keeping the highest change number hear
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -55,14 +56,8 @@ class Listener:
         # It reads for 0.2 s at a time; a connection attempt may take connect_timeout.
         self._thread.join(self._store.connect_timeout + 1)
 
-    def _hear(self, number: int) -> None:
-        with self._wake:
-            if number > self.heard:
-                self.heard = number
-                self._wake.notify_all()
-
     def _run(self) -> None:
-        delay = 0.1
+        delay, failing = 0.1, False
         while not self._stop.is_set():
             # A client of its own per connection, closed by this thread: no retries, as a
             # reconnection made quietly by redis-py would skip the catch-up read below.
@@ -74,26 +69,40 @@ class Listener:
                 pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
                 with pubsub:
                     pubsub.subscribe(store._channel)
-                    self._hear(int(client.get(store._p + "chg") or 0))
-                    delay = 0.1
+                    self._hear(client.get(store._p + "chg") or 0)
+                    delay, failing = 0.1, False
                     while not self._stop.is_set():
                         message = pubsub.get_message(timeout=0.2)
                         if message is not None and message["type"] == "message":
-                            self._hear(int(message["data"]))
+                            self._hear(message["data"])
             except Exception as exc:  # noqa: BLE001 - never raise out: retry, with backoff
                 if self._stop.is_set():
                     return
-                _log.warning(
-                    "Redis store %s: change listener lost its connection (%s); retrying in "
-                    "%.1f s; replicas learn of changes by polling meanwhile",
+                _log.log(
+                    logging.DEBUG if failing else logging.WARNING,  # once per outage
+                    "Redis store %s: change listener lost its connection (%s); retrying "
+                    "every %.1f-5 s; replicas learn of changes by polling meanwhile",
                     store._shown,
                     scrub(f"{type(exc).__name__}: {exc}", store.url),
                     delay,
                 )
+                failing = True
                 self._stop.wait(delay)
                 delay = min(delay * 2, 5.0)
             finally:
-                dispose(client)
+                with contextlib.suppress(Exception):  # closing a broken connection
+                    dispose(client)
+
+    def _hear(self, number: object) -> None:
+        """Remember ``number`` (a message's payload) if it is the highest yet."""
+        try:
+            heard = int(str(number))
+        except ValueError:  # not ours: someone else publishing on the channel
+            return
+        with self._wake:
+            if heard > self.heard:
+                self.heard = heard
+                self._wake.notify_all()
 
 
 def dispose(client: redis.Redis) -> None:
