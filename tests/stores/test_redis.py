@@ -14,7 +14,6 @@ import time
 import uuid
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -545,66 +544,3 @@ async def test_task_names_with_colons_and_other_characters_stay_apart(prefix: st
         await store.save_runs(
             [r.evolve(status=RunStatus.CANCELLED) for r in await store.list_runs()]
         )
-
-
-# -- a fleet of processes -----------------------------------------------------------------
-
-
-def _fleet_runs(url: str, task: str) -> list[RunRecord]:
-    async def read() -> list[RunRecord]:
-        store = open_store(url)
-        await store.open()
-        try:
-            return await store.list_runs(task=task, limit=100_000)
-        finally:
-            await store.close()
-
-    return anyio.run(read)
-
-
-@pytest.mark.slow
-def test_three_processes_on_one_redis_run_every_fire_exactly_once(prefix: str) -> None:
-    """``Scheduler("redis://...")`` in three processes: each fire once in the fleet."""
-    import itertools
-    import queue
-
-    from tests.test_replicas import Replica, nth
-
-    url = f"{redis_url()}?prefix={prefix}"
-    lines: queue.Queue[str] = queue.Queue()  # one stream for the whole fleet
-    env = {"XTASKS_TEST_STORE": url}
-    replicas = [Replica(Path("unused"), f"replica-{i}", lines=lines, env=env) for i in range(3)]
-    try:
-        replicas[0].wait_for(nth(15, "FINAL tick "))  # about 3 s of 0.2 s fires
-    finally:
-        results = [r.stop() for r in replicas]
-    assert [code for code, _ in results] == [0, 0, 0], results
-    runs = [r for r in _fleet_runs(url, "tick") if r.status is not RunStatus.CANCELLED]
-    fires = sorted(r.scheduled_at for r in runs if r.cause is RunCause.SCHEDULE)
-    assert len(fires) >= 10
-    assert len(fires) == len(set(fires)), "a fire ran twice"
-    gaps = {b - a for a, b in itertools.pairwise(fires)}
-    assert gaps == {timedelta(seconds=0.2)}, f"fires missed or off the shared grid: {gaps}"
-    assert all(r.status is RunStatus.SUCCEEDED for r in runs)
-    assert len({r.replica for r in runs}) >= 2, "the fires were not shared"
-
-
-@pytest.mark.slow
-def test_a_killed_process_s_run_is_marked_lost_on_redis_time(prefix: str) -> None:
-    from tests.test_replicas import Replica
-
-    url = f"{redis_url()}?prefix={prefix}&lease_ttl=0.6"
-    env = {"XTASKS_TEST_STORE": url, "XTASKS_TEST_LEASE": "0.6"}
-    doomed = Replica(Path("unused"), "doomed", env={"XTASKS_TEST_TASKS": "hang", **env})
-    doomed.wait_for(lambda line: line == "STARTED hang")
-    survivor = Replica(Path("unused"), "survivor", env={"XTASKS_TEST_TASKS": "tick,hang", **env})
-    try:
-        doomed.kill()
-        line = survivor.wait_for(lambda line: line.startswith("FINAL hang ") and " lost " in line)
-        lost_id = line.split()[2]
-    finally:
-        code, err = survivor.stop()
-    assert code == 0, err
-    lost = next(r for r in _fleet_runs(url, "hang") if r.id == lost_id)
-    assert lost.status is RunStatus.LOST and lost.replica == "doomed"
-    assert lost.reason == "lost: its replica doomed went silent past its lease"

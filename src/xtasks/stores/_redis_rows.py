@@ -77,12 +77,14 @@ def decode_run(data: str, status: str, reason: str | None) -> RunRecord:
 
 
 def task_fields(record: TaskRecord) -> list[Any]:
+    """The fields ``SAVE_TASKS`` and ``CHANGE_STATE`` take for ``record``, after its name."""
     return [
         str(record.state),
         "" if record.last_fire is None else key(record.last_fire),
         record.consecutive_failures,
         int(record.alerting),
         "" if record.anchor is None else key(record.anchor),
+        "" if record.definition is None else "=" + record.definition,
     ]
 
 

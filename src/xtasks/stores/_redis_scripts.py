@@ -15,7 +15,7 @@ a cluster keeps every key in one slot and a script may touch any of them. Tags:
 - ``done:<task>``: ZSET id -> finish order (``fseq``) of the task's final runs, for
   ``max_runs_per_task``; ``age``: ZSET id -> age of final runs, for ``max_age``;
 - ``t:<task>``: a task, a hash: ``st`` state, ``lf`` last fire, ``cf``, ``al``, ``an``
-  anchor, ``fl`` claim floor; times as 20-digit keys;
+  anchor, ``df`` definition, ``fl`` claim floor; times as 20-digit keys;
 - ``c:<task>:<fire>``: a claim (``SET NX``, expiring after the claim horizon);
   ``cl:<task>``: ZSET fire -> claim time, from which expired claims raise the floor;
 - ``chg`` (counter) and ``chgs`` (ZSET task -> its latest change number): state changes;
@@ -321,35 +321,39 @@ return out
 
 _TASKS = """
 -- Save a task's progress; its state only when `force` or the task has no record yet.
-local function save_task(task, state, last, failures, alerting, anchor, force)
+-- `definition` is '' for none (the stored one stays), else '=' and the text.
+local function save_task(task, state, last, failures, alerting, anchor, definition, force)
   local tk = P .. 't:' .. task
   local old = redis.call('HMGET', tk, 'lf', 'an')
   if force or redis.call('EXISTS', tk) == 0 then redis.call('HSET', tk, 'st', state) end
   redis.call('HSET', tk, 'cf', failures, 'al', alerting)
   if last ~= '' and (not old[1] or cmp(last, old[1]) > 0) then redis.call('HSET', tk, 'lf', last) end
   if anchor ~= '' and not old[2] then redis.call('HSET', tk, 'an', anchor) end
+  if definition ~= '' then redis.call('HSET', tk, 'df', string.sub(definition, 2)) end
 end
 """
 
-#: ARGV: P, then per task: name, state, last fire key or '', failures, alerting, anchor or ''.
+#: ARGV: P, then per task: name, state, last fire key or '', failures, alerting, anchor or
+#: '', definition ('' or '=' and the text).
 SAVE_TASKS = (
     _PRELUDE
     + _TASKS
     + """
-for i = 2, #ARGV, 6 do
-  save_task(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], false)
+for i = 2, #ARGV, 7 do
+  save_task(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5],
+            ARGV[i + 6], false)
 end
 return 0
 """
 )
 
-#: ARGV: P, channel, name, state, last fire key or '', failures, alerting, anchor or ''.
-#: Returns the change number, published on the channel.
+#: ARGV: P, channel, then the fields of one task as SAVE_TASKS takes them. Returns the
+#: change number, published on the channel.
 CHANGE_STATE = (
     _PRELUDE
     + _TASKS
     + """
-save_task(ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], true)
+save_task(ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], true)
 local n = redis.call('INCR', P .. 'chg')
 redis.call('ZADD', P .. 'chgs', n, ARGV[3])
 redis.call('PUBLISH', ARGV[2], n)

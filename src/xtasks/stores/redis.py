@@ -303,9 +303,9 @@ class RedisStore(Store):
         def load(client: redis.Redis) -> dict[str, TaskRecord]:
             pipe = client.pipeline(transaction=False)
             for name in names:
-                pipe.hmget(self._p + "t:" + name, ["st", "lf", "cf", "al", "an"])
+                pipe.hmget(self._p + "t:" + name, ["st", "lf", "cf", "al", "an", "df"])
             found = {}
-            for name, (state, last, failures, alerting, anchor) in zip(
+            for name, (state, last, failures, alerting, anchor, definition) in zip(
                 names, pipe.execute(), strict=True
             ):
                 if state is None and last is None and failures is None:
@@ -316,6 +316,7 @@ class RedisStore(Store):
                     consecutive_failures=int(failures or 0),
                     alerting=alerting == "1",
                     anchor=rows.maybe_time(anchor),
+                    definition=definition,
                 )
             return found
 
