@@ -7,7 +7,6 @@ and deletes its keys afterwards, so runs on one server do not meet.
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import threading
 import time
@@ -21,6 +20,7 @@ import anyio
 import pytest
 import redis
 
+from tests._proxy import TcpProxy
 from tests._services import redis_url
 from xtasks import AuditRecord, RunRecord, RunStatus, StoreError
 from xtasks._errors import ConfigError
@@ -338,79 +338,23 @@ async def test_killed_connections_give_store_errors_then_work_again(prefix: str)
             await store.wait_for_changes(top, 30)
 
 
-class _Proxy:
-    """A TCP relay to Redis that a test can cut and restore: an outage, for this test alone."""
-
-    def __init__(self, upstream: tuple[str, int]) -> None:
-        self.upstream = upstream
-        self.port = 0
-        self._server: socket.socket | None = None
-        self._open: list[socket.socket] = []
-        self._lock = threading.Lock()
-
-    def start(self) -> None:
-        server = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
-        server.settimeout(0.1)
-        self.port = server.getsockname()[1]
-        self._server = server
-        threading.Thread(target=self._accept, args=(server,), daemon=True).start()
-
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.close()
-        with self._lock:
-            cut, self._open = self._open, []
-        for sock in cut:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-
-    def _accept(self, server: socket.socket) -> None:
-        while self._server is server:
-            try:
-                client, _ = server.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            upstream = socket.create_connection(self.upstream, timeout=5)
-            client.settimeout(None)
-            upstream.settimeout(None)
-            with self._lock:
-                self._open += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(source: socket.socket, target: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := source.recv(65536):
-                target.sendall(data)
-        for sock in (source, target):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-
 async def test_an_outage_gives_store_errors_and_the_store_recovers_without_reopening(
     prefix: str,
 ) -> None:
     parts = urlsplit(redis_url())
-    proxy = _Proxy((parts.hostname or "127.0.0.1", parts.port or 6379))
-    proxy.start()
-    try:
+    with TcpProxy((parts.hostname or "127.0.0.1", parts.port or 6379)) as proxy:
         url = f"redis://127.0.0.1:{proxy.port}{parts.path}"
         store = RedisStore(url, prefix=prefix, connect_timeout=0.5, socket_timeout=1)
         await store.open()
         try:
             await store.save_run(run("before"))
-            proxy.stop()
+            proxy.cut()
             for call in (store.list_runs, lambda: store.save_run(run("during"))):
                 started = time.monotonic()
                 with pytest.raises(StoreError, match=f"Redis store {url}: .* failed.*reachable"):
                     await call()
                 assert time.monotonic() - started < 10  # bounded: timeouts, few retries
-            proxy.start()  # the same port again: the server is back
+            proxy.restore()  # the server is back
             deadline = time.monotonic() + 10
             while True:
                 try:
@@ -428,8 +372,6 @@ async def test_an_outage_gives_store_errors_and_the_store_recovers_without_reope
                     await store.wait_for_changes(top, 60)
         finally:
             await store.close()
-    finally:
-        proxy.stop()
 
 
 async def test_every_driver_error_is_a_store_error_naming_the_store(prefix: str) -> None:
