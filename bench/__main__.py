@@ -4,7 +4,9 @@ Sections: 1. tiny async jobs (memory store and SQLite with history; runs/s and p
 growth), 2. tiny sync jobs, 3. start lateness of a 0.2 s periodic task, 4. idle cost of
 100,000 hourly tasks (phase by phase), 5. 1,000 schedules every second (lateness and CPU
 against ``loop.call_at``), 6. 100,000 interval schedules (registration time, bytes per
-schedule, idle CPU against ``loop.call_at``). Every measurement but section 4 runs in a
+schedule, idle CPU against ``loop.call_at``), 7. start-up with 50 plugins, 8. a fleet of
+replica processes on one SQLite file, PostgreSQL and Redis (those reachable: runs/s,
+duplicates; ``bench.fleet``). Every measurement but section 4 runs in a
 fresh process (``bench.child``); repeats are interleaved across peers, and tables show
 medians and ratios to the raw limit measured in the same run. APScheduler 4 (a pre-release
 whose import name clashes with 3.x) runs in a venv of its own, made once on first use in
@@ -712,7 +714,67 @@ def _markdown(
     note = (
         f"{machine}; medians of {args.repeat} fresh processes per peer, interleaved; `{command}`."
     )
-    return "\n".join([note, "", *rows])
+    return "\n".join([note, "", *rows] if len(rows) > 2 else [note])
+
+
+def _fleet(tasks: int, seconds: float) -> dict[str, Any]:
+    """Section 8: one and three replica processes on each shared store that answers."""
+    import socket
+
+    from . import fleet
+
+    print(f"\n8. a fleet on one store: {tasks:,} tasks every 1 s, and submissions ({seconds:g} s)")
+    servers = {"postgres": ("127.0.0.1", 5432), "redis": ("127.0.0.1", 6379)}
+    report: dict[str, Any] = {}
+    for kind in ("sqlite", "postgres", "redis"):
+        if kind in servers:
+            try:
+                socket.create_connection(servers[kind], timeout=2).close()
+            except OSError as exc:
+                print(f"  {kind}: not measured, no server at {servers[kind]} ({exc})")
+                continue
+        for workload in ("fires", "submissions"):
+            for replicas in (1, 3):
+                try:
+                    with fleet.fresh_store(kind) as url:
+                        figures = fleet.measure(
+                            url, replicas=replicas, workload=workload, seconds=seconds, tasks=tasks
+                        )
+                except Exception as exc:  # noqa: BLE001 - one failing backend spares the rest
+                    print(f"  {kind} {workload} x{replicas}: failed: {type(exc).__name__}: {exc}")
+                    continue
+                report[f"{kind}/{workload}/{replicas}"] = figures
+                print(
+                    f"  {kind:8} {workload:11} {replicas} replica(s): "
+                    f"{figures['rate']:>9,.0f} runs/s, {figures['duplicates']:.0f} duplicates, "
+                    f"{figures['missed']:.0f} missed, "
+                    f"{figures['cpu_per_run_us']:,.0f} µs replica CPU per run",
+                    flush=True,
+                )
+    return report
+
+
+def _fleet_markdown(report: dict[str, Any], args: argparse.Namespace) -> str:
+    rows = [
+        "| fleet (history kept) | store | 1 replica | 3 replicas | duplicates |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for workload, title in (
+        ("fires", f"fires of {args.fleet_tasks:,} tasks every 1 s, runs/s"),
+        ("submissions", "submissions, runs/s in total"),
+    ):
+        for kind, label in (
+            ("sqlite", "SQLite file"),
+            ("postgres", "PostgreSQL"),
+            ("redis", "Redis"),
+        ):
+            one, three = report.get(f"{kind}/{workload}/1"), report.get(f"{kind}/{workload}/3")
+            if one is None and three is None:
+                continue
+            cells = [f"{f['rate']:,.0f}" if f else "failed" for f in (one, three)]
+            duplicates = sum(f["duplicates"] for f in (one, three) if f)
+            rows.append(f"| {title} | {label} | {cells[0]} | {cells[1]} | {duplicates:.0f} |")
+    return "\n".join(rows)
 
 
 def _versions() -> dict[str, str | None]:
@@ -762,12 +824,15 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help="section 6 schedules (100000; quick 10000)",
     )
+    parser.add_argument(
+        "--fleet-tasks", type=int, default=1000, help="section 8 tasks every second (1000)"
+    )
     parser.add_argument("--quick", action="store_true", help="a run under two minutes")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown summary")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="write JSON")
     parser.add_argument(
         "--only",
-        default="1,2,3,4,5,6,7",
+        default="1,2,3,4,5,6,7,8",
         help="comma-separated sections to run (default: all)",
     )
     parser.add_argument("--skip-precision", action="store_true", help="skip section 3")
@@ -784,6 +849,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     args.schedule_seconds = args.schedule_seconds or (2.0 if quick else 10.0)
     args.interval_schedules = args.interval_schedules or (10_000 if quick else 100_000)
     args.precision_seconds = 1.0 if quick else 3.0
+    args.fleet_seconds = 3.0 if quick else 10.0
     args.idle_seconds = 1.0 if quick else 2.0
     args.add_budget = 3.0 if quick else 15.0
     args.memory_budget = 2.0 if quick else 10.0
@@ -834,10 +900,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         sections["register"] = _register(args.interval_schedules, 1.0, args.repeat)
     if "7" in args.sections:
         sections["startup"] = _startup(50, args.repeat)
+    fleet_report: dict[str, Any] | None = None
+    if "8" in args.sections:
+        fleet_report = _fleet(args.fleet_tasks, args.fleet_seconds)
     elapsed = time.perf_counter() - started
     command = ["python", "-m", "bench", *(sys.argv[1:] if argv is None else argv)]
     if args.markdown:
         print("\n" + _markdown(sections, args, machine, " ".join(command)))
+        if fleet_report:
+            print("\n" + _fleet_markdown(fleet_report, args))
     if args.json is not None:
         report = {
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -861,6 +932,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for name, peers in sections.items()
             },
             "idle": idle_report,
+            "fleet": fleet_report,
         }
         args.json.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
         print(f"\nJSON written to {args.json}")

@@ -170,7 +170,9 @@ def fresh_store(kind: str, server: str | None = None) -> Iterator[str]:
 
         server = server or "redis://127.0.0.1:6379/0"
         try:
-            yield f"{server}?prefix={name}"
+            # History kept whole, as on the SQL stores (Redis keeps 1,000 runs per task
+            # by default, and every submission is one task's run).
+            yield f"{server}?prefix={name}&max_runs_per_task=100000000"
         finally:
             client = redis.Redis.from_url(server)
             keys = list(client.scan_iter(match=f"{{{name}}}:*", count=1000))

@@ -85,12 +85,12 @@ class TcpProxy:
             try:
                 while True:
                     for key, _ in selector.select(timeout=1):
-                        sock = key.fileobj
-                        assert isinstance(sock, socket.socket)
-                        data = sock.recv(65536)
+                        ready = key.fileobj
+                        assert isinstance(ready, socket.socket)
+                        data = ready.recv(65536)
                         if not data:
                             return
-                        peers[sock].sendall(data)
+                        peers[ready].sendall(data)
                     with self._lock:
                         if client not in self._open:
                             return

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import anyio
 import pytest
 
-from xtasks import Every, RunStatus, Scheduler, ShortIntervalWarning, Task, TaskState
+from xtasks import Every, RunStatus, Scheduler, Task, TaskState
 from xtasks.events import TaskStateChanged
 from xtasks.stores import open_store
 from xtasks.stores.memory import MemoryStore
@@ -24,10 +24,7 @@ if TYPE_CHECKING:
 
     from xtasks.abc import Store
 
-pytestmark = [
-    pytest.mark.anyio,
-    pytest.mark.filterwarnings("ignore", category=ShortIntervalWarning),
-]
+pytestmark = pytest.mark.anyio
 
 #: One poll interval (1 s) and then some: how long a change may take to arrive.
 ARRIVES = 5.0

@@ -123,11 +123,16 @@ async def test_fires_the_store_could_not_claim_are_recorded_missed_once_it_can()
         store.fail_writes()
         await clock.advance(180)  # three fires while the store fails
         await wait_until(lambda: scheduler.stats().fires_unclaimed == 3, "unclaimed")
+        # No record was written meanwhile: failing claims alone say the store is down.
+        assert scheduler.stats().store_backlog == 0
+        stats = scheduler.stats()
+        assert (stats.store_writable, stats.store_error) == (False, "injected store failure")
         store.heal()
         await wait_until(lambda: scheduler.stats().fires_unclaimed == 0, "recorded")
         await wait_until(lambda: scheduler.stats().store_backlog == 0, "written")
         await clock.advance(60)  # and the schedule goes on
         await scheduler._runtime.flush()  # type: ignore[union-attr]
+        assert (scheduler.stats().store_writable, scheduler.stats().store_error) == (True, None)
     await store.open()
     runs = await store.inner.list_runs(task="tick", limit=10)
     by_status = sorted((r.status.value, r.reason or "") for r in runs)

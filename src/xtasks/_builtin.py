@@ -9,9 +9,11 @@ from .hookspecs import hookimpl
 from .stores._factories import (
     MEMORY_EXAMPLE,
     POSTGRES_EXAMPLE,
+    REDIS_EXAMPLE,
     SQLITE_EXAMPLE,
     memory_store,
     postgres_store,
+    redis_store,
     sqlite_store,
 )
 
@@ -29,12 +31,15 @@ def xtasks_add_alerters(register: RegisterAlerter) -> None:
 
 @hookimpl
 def xtasks_add_stores(register: RegisterStore) -> None:
-    """``memory://`` and ``sqlite:///path.db``, which need nothing installed, and
-    ``postgresql://`` (``postgres://``), whose driver is imported when such a URL is opened."""
+    """``memory://`` and ``sqlite:///path.db``, which need nothing installed;
+    ``postgresql://`` (``postgres://``), ``redis://`` and ``rediss://``, whose drivers (the
+    ``postgres`` and ``redis`` extras) are imported when such a URL is opened."""
     register("memory", memory_store, example=MEMORY_EXAMPLE)
     register("sqlite", sqlite_store, example=SQLITE_EXAMPLE)
     register("postgresql", postgres_store, example=POSTGRES_EXAMPLE)
     register("postgres", postgres_store, example="postgres://user:pw@host/db")
+    register("redis", redis_store, example=REDIS_EXAMPLE)
+    register("rediss", redis_store, example="rediss://host:6380/0")
 
 
 def _logging_alerter(logger: str = "xtasks.alerts") -> LoggingAlerter:

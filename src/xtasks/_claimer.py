@@ -60,6 +60,9 @@ class Claimer:
         self._claim_scope = anyio.CancelScope()
         #: Records waiting to be written beyond which no new fire is claimed.
         self.max_backlog = MAX_BACKLOG
+        #: Why claims fail, while they do, and the recorder's ``writes_ok`` then (for
+        #: health: a write that succeeds later ends the outage too); ``None`` once they work.
+        self.claim_error: tuple[str, int] | None = None
 
     def add(self, claim: ClaimFire) -> None:
         """A fire came due: claim it soon."""
@@ -145,6 +148,7 @@ class Claimer:
                 "once it can",
                 exc,
             )
+        self.claim_error = (str(exc), self._recorder.writes_ok)
         self._claims_down_until = anyio.current_time() + self._claim_backoff
         self._claim_backoff = min(self._claim_backoff * 2, _MAX_CLAIM_RETRY)
 
@@ -183,6 +187,7 @@ class Claimer:
         if self._claims_down_until != -math.inf:
             _log.warning("the store claims fires again")
             self._claims_down_until = -math.inf
+            self.claim_error = None
             self._claim_backoff = _FIRST_CLAIM_RETRY
 
 

@@ -58,13 +58,14 @@ class SchedulerStats:
     alerts_failed: int = 0
     #: Alerts dropped since the scheduler started because a delivery queue was full.
     alerts_dropped: int = 0
-    #: Whether the store takes writes: false from a failed write until one succeeds.
+    #: Whether the store takes writes (records, claims, lease renewals): false from a
+    #: failed one until it works again.
     store_writable: bool = True
     #: Run records and task states kept in memory until the store takes them.
     store_backlog: int = 0
     #: Writes that failed since the scheduler started (each is tried again).
     store_write_failures: int = 0
-    #: The last write error while writes fail; ``None`` when they work.
+    #: The last write, claim or lease error while they fail; ``None`` when they work.
     store_error: str | None = None
     #: Due fires the store could not claim, waiting to be recorded ``missed``.
     fires_unclaimed: int = 0
@@ -176,6 +177,12 @@ def stats_of(engine: Engine | None, planner: Planner) -> SchedulerStats:
         return SchedulerStats(queued=0, running=0, timer_lag=0.0)
     runtime = engine.runtime
     store = runtime.recorder.health
+    # Writes of records, claims and lease renewals: the first failing one says why (a
+    # claim or lease error before the latest successful write is over).
+    store_error = store.last_error if not store.writable else None
+    for error in (runtime.claimer.claim_error, runtime.lease_error):
+        if store_error is None and error is not None and error[1] == runtime.recorder.writes_ok:
+            store_error = error[0]
     running = runtime.executing
     # Dispatched to the workers but not picked up yet: waiting for a worker.
     dispatched = max(planner.running - running, 0)
@@ -185,10 +192,10 @@ def stats_of(engine: Engine | None, planner: Planner) -> SchedulerStats:
         timer_lag=runtime.timer_lag,
         alerts_failed=runtime.alerts.failed,
         alerts_dropped=runtime.alerts.dropped,
-        store_writable=store.writable,
+        store_writable=store_error is None,
         store_backlog=store.backlog,
         store_write_failures=store.write_failures,
-        store_error=store.last_error,
+        store_error=store_error,
         fires_unclaimed=runtime.claimer.unclaimed,
         loop_lag=engine.loop.lag,
         loop_lag_max=engine.loop.max_lag,

@@ -87,6 +87,8 @@ class Recorder:
         self._inflight = 0  # items of the batch being written
         #: Runs with a live record handed to the store: the runs to heartbeat.
         self.leased: set[str] = set()
+        #: Writes that succeeded: a claim or lease error older than the latest is over.
+        self.writes_ok = 0
         #: Called with a task and its change's number once its state change is stored.
         self.state_stored: Callable[[str, int], object] = lambda task, change: None
 
@@ -256,6 +258,7 @@ class Recorder:
             )
 
     def _succeeded(self) -> None:
+        self.writes_ok += 1
         if self._failing_since is None:
             return
         seconds = anyio.current_time() - self._failing_since

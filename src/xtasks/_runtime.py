@@ -77,6 +77,9 @@ class Runtime:
         #: Seconds between the due time of the latest timer deadline that brought fires
         #: and the moment the timer loop handled it (0.0 until one did).
         self.timer_lag = 0.0
+        #: Why lease renewal or reaping fails, while it does, and the recorder's
+        #: ``writes_ok`` then (as ``Claimer.claim_error``); else ``None``.
+        self.lease_error: tuple[str, int] | None = None
         self.claimer = Claimer(
             store,
             replica,
@@ -291,10 +294,12 @@ class Runtime:
                     if not failing:  # once per outage, not every heartbeat
                         _log.warning("could not renew leases or reap lost runs: %s", exc)
                     failing = True
+                    self.lease_error = (str(exc), self.recorder.writes_ok)
                 else:
                     if failing:
                         _log.warning("leases are renewed again")
                     failing = False
+                    self.lease_error = None
                 await anyio.sleep(interval)
 
     async def _worker(self) -> None:

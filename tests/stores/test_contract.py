@@ -85,8 +85,26 @@ def _postgres_factory(url: str, schema: str) -> StoreFactory:
     return make_store
 
 
+def _redis_factory(prefix: str) -> StoreFactory:
+    """Replicas on one Redis key prefix: a new RedisStore object at each call."""
+    from tests._services import redis_url
+    from xtasks.stores.redis import RedisStore
+
+    url = redis_url()
+
+    async def make_store(*, lease_ttl: float) -> Store:
+        return RedisStore(url, prefix=prefix, lease_ttl=lease_ttl)
+
+    return make_store
+
+
 @pytest.fixture(
-    params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.external_service)]
+    params=[
+        "memory",
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.external_service),
+        pytest.param("redis", marks=pytest.mark.external_service),
+    ]
 )
 def backend(request: pytest.FixtureRequest) -> str:
     """The backend under test. Service-backed ones carry ``external_service``."""
@@ -102,6 +120,11 @@ def make_store(backend: str, tmp_path: Path) -> Iterator[StoreFactory]:
 
         with isolated_schema() as (url, schema):  # a schema of its own, dropped after
             yield _postgres_factory(url, schema)
+    elif backend == "redis":
+        from tests.stores.test_redis import redis_prefix
+
+        with redis_prefix() as prefix:
+            yield _redis_factory(prefix)
     else:
         yield _sqlite_factory(tmp_path / "xtasks.db")
 

@@ -647,3 +647,30 @@ async def test_three_replicas_run_each_fire_once_and_share_a_pause(pg: tuple[str
     assert len(fires) == len(set(fires)), "a fire ran on more than one replica"
     assert 6 <= len(ran) <= len(runs)  # every execution has its record: none went unseen
     assert {run.replica for run in runs} <= {"a", "b", "c"}
+
+
+async def test_a_schema_of_an_older_version_is_migrated_keeping_its_rows(
+    pg: tuple[str, str],
+) -> None:
+    """A database made by an earlier xtasks (schema v1, before task definitions) opens:
+    the later migrations run, once, and what it held is kept."""
+    from xtasks.stores._pg_schema import MIGRATIONS as STEPS
+
+    url, schema = pg
+    quoted = f'"{schema}"'
+    _sql(url, f"CREATE SCHEMA {quoted}")
+    for statement in STEPS[0]:
+        _sql(url, statement.replace("{s}", quoted))
+    _sql(url, f"CREATE TABLE {quoted}.schema_version (version integer NOT NULL)")
+    _sql(url, f"INSERT INTO {quoted}.schema_version VALUES (1)")
+    _sql(url, f"INSERT INTO {quoted}.tasks (name, state, change) VALUES ('t', 'paused', 7)")
+    store = await _opened(pg)
+    try:
+        assert _sql(url, f"SELECT version FROM {quoted}.schema_version") == [(len(STEPS),)]
+        assert await store.load_task("t") == TaskRecord(state=TaskState.PAUSED)
+        assert await store.task_state_changes(0) == (7, {"t": TaskState.PAUSED})
+        await store.save_task("t", TaskRecord(definition="app:f, Every(seconds=5)"))
+        stored = await store.load_task("t")
+        assert stored is not None and stored.definition == "app:f, Every(seconds=5)"
+    finally:
+        await store.close()

@@ -1,9 +1,10 @@
-"""The SQLite and PostgreSQL stores agree with the memory store, step by step, in random
-histories."""
+"""The SQLite, PostgreSQL and Redis stores agree with the memory store, step by step, in
+random histories."""
 
 from __future__ import annotations
 
 import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -70,3 +71,35 @@ PostgresMachine.TestCase.settings = _PG_SETTINGS
 PostgresTrioMachine.TestCase.settings = _PG_SETTINGS
 TestPostgresStore = pytest.mark.external_service(PostgresMachine.TestCase)
 TestPostgresStoreOnTrio = pytest.mark.external_service(PostgresTrioMachine.TestCase)
+
+
+class RedisMachine(StoreMachine):
+    """A key prefix of its own per example, its keys deleted at teardown. Leases are on
+    Redis ``TIME``, which the machine cannot move: the contract's real-time checks cover them."""
+
+    def make_store(self) -> Store:
+        from tests._services import redis_url
+        from tests.stores.test_redis import redis_prefix
+        from xtasks.stores.redis import RedisStore
+
+        url = redis_url()
+        self._keys = ExitStack()  # deletes the prefix's keys at teardown
+        prefix = self._keys.enter_context(redis_prefix())
+        return RedisStore(url, prefix=prefix, lease_ttl=self.lease_ttl)
+
+    def teardown(self) -> None:
+        try:
+            super().teardown()
+        finally:
+            self._keys.close()
+
+
+class TrioRedisMachine(RedisMachine):
+    anyio_backend = "trio"
+
+
+_REDIS_SETTINGS = settings(max_examples=30, stateful_step_count=20, deadline=None)
+RedisMachine.TestCase.settings = _REDIS_SETTINGS
+TrioRedisMachine.TestCase.settings = _REDIS_SETTINGS
+TestRedisStore = pytest.mark.external_service(RedisMachine.TestCase)
+TestRedisStoreTrio = pytest.mark.external_service(TrioRedisMachine.TestCase)

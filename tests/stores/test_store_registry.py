@@ -25,7 +25,10 @@ if TYPE_CHECKING:
 
 SECRET = "hunter2secret"
 #: The built-in schemes, as messages list them: one example URL each.
-BUILT_IN = "memory://, sqlite:///path.db, postgresql://user:pw@host/db, postgres://user:pw@host/db"
+BUILT_IN = (
+    "memory://, sqlite:///path.db, postgresql://user:pw@host/db, postgres://user:pw@host/db, "
+    "redis://host:6379/0, rediss://host:6380/0"
+)
 
 
 class FakeBackend:
@@ -80,7 +83,14 @@ async def _ping() -> str:
 
 def test_the_built_in_stores_register_through_the_hook(tmp_path: Path) -> None:
     loaded = load_plugins(False)  # no plugins at all: the core's own is still there
-    assert loaded.stores.schemes == ("memory", "sqlite", "postgresql", "postgres")
+    assert loaded.stores.schemes == (
+        "memory",
+        "sqlite",
+        "postgresql",
+        "postgres",
+        "redis",
+        "rediss",
+    )
     assert loaded.stores.origin("sqlite") == "xtasks._builtin"
     assert builtin_stores().supported() == BUILT_IN
     scheduler = Scheduler(f"sqlite:///{tmp_path}/x.db?lease_ttl=4", plugins=False)

@@ -1,5 +1,5 @@
-"""The built-in backends' URL factories: ``memory://``, ``sqlite:///path.db`` and
-``postgresql://`` (or ``postgres://``).
+"""The built-in backends' URL factories: ``memory://``, ``sqlite:///path.db``,
+``postgresql://`` (or ``postgres://``) and ``redis://host:6379/0`` (``rediss://`` for TLS).
 
 Each parses its own URL and options, beside nothing else: the registry only picks the
 factory by scheme. Drivers are imported when a URL asks for them, not before.
@@ -24,10 +24,13 @@ __all__ = [
     "POSTGRES_EXAMPLE",
     "POSTGRES_LIBPQ_OPTIONS",
     "POSTGRES_OPTIONS",
+    "REDIS_EXAMPLE",
+    "REDIS_OPTIONS",
     "SQLITE_EXAMPLE",
     "SQLITE_OPTIONS",
     "memory_store",
     "postgres_store",
+    "redis_store",
     "sqlite_store",
 ]
 
@@ -73,6 +76,16 @@ POSTGRES_OPTIONS: dict[str, Callable[[str], Any]] = {
 _POSTGRES_OWN = frozenset(
     {*RETENTION_OPTIONS, "schema", "pool_size", "lease_ttl", "connect_timeout"}
 )
+REDIS_EXAMPLE = "redis://host:6379/0"
+#: Query parameters ``redis://host/0?...`` accepts, with their types.
+REDIS_OPTIONS: dict[str, Callable[[str], Any]] = {
+    **RETENTION_OPTIONS,
+    "prefix": str,
+    "pool_size": int,
+    "lease_ttl": float,
+    "connect_timeout": float,
+    "socket_timeout": float,
+}
 
 
 def memory_store(url: str) -> Store:
@@ -117,3 +130,14 @@ def postgres_store(url: str) -> Store:
         ) from None
     conninfo = f"{base}?{urlencode(libpq)}" if libpq else base
     return PostgresStore(conninfo, **options)
+
+
+def redis_store(url: str) -> Store:
+    """``redis://[[user]:password@]host[:port][/db]`` (``rediss://`` for TLS), with options
+    ``?prefix=xtasks&pool_size=4&lease_ttl=10&connect_timeout=5&socket_timeout=10``
+    ``&max_runs_per_task=1000&max_age=86400``; redis-py is imported here, not before."""
+    base, _, query = url.partition("?")
+    options = query_options(url, query, REDIS_OPTIONS)
+    from .redis import RedisStore
+
+    return RedisStore(base, **options)

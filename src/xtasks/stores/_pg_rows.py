@@ -66,6 +66,7 @@ def task_row(task: str, record: TaskRecord) -> dict[str, Any]:
         "consecutive_failures": record.consecutive_failures,
         "alerting": record.alerting,
         "anchor": _sql.ts(record.anchor),
+        "definition": None if record.definition is None else escape(record.definition),
     }
 
 
@@ -76,14 +77,15 @@ def task_rows(records: Mapping[str, TaskRecord]) -> str:
 
 def decode_task(row: Sequence[Any]) -> tuple[str, TaskRecord]:
     """The task and its record, from a row of name, state, last_fire,
-    consecutive_failures, alerting, anchor."""
-    name, state, last_fire, failures, alerting, anchor = row
+    consecutive_failures, alerting, anchor, definition."""
+    name, state, last_fire, failures, alerting, anchor, definition = row
     return unescape(name), TaskRecord(
         state=TaskState(state),
         last_fire=_sql.dt(last_fire),
         consecutive_failures=failures,
         alerting=alerting,
         anchor=_sql.dt(anchor),
+        definition=None if definition is None else unescape(definition),
     )
 
 

@@ -86,6 +86,9 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "CREATE INDEX audit_by_task ON {s}.audit (task, at DESC, seq DESC)",
         "CREATE INDEX audit_by_time ON {s}.audit (at DESC, seq DESC)",
     ),
+    (  # v2: how the task was last defined, for replicas to spot a name defined two ways
+        "ALTER TABLE {s}.tasks ADD COLUMN definition text",
+    ),
 ]
 
 #: Store time, Unix seconds of the server's clock when the statement started (every lease
@@ -138,9 +141,10 @@ WITH fires AS (
 SELECT task, fire_time FROM won
 """
 
-_TASK_COLUMNS = "name, state, last_fire, consecutive_failures, alerting, anchor"
+_TASK_COLUMNS = "name, state, last_fire, consecutive_failures, alerting, anchor, definition"
 # save_task: state only for a new row; last_fire never goes back (GREATEST skips NULL);
-# the first anchor stays. In name order, for the same reason as claims.
+# the first anchor stays; a definition given replaces the stored one. In name order, for
+# the same reason as claims.
 _SAVE_TASKS = f"""
 INSERT INTO {{s}}.tasks AS t ({_TASK_COLUMNS})
 SELECT {_TASK_COLUMNS}
@@ -149,7 +153,8 @@ ON CONFLICT (name) DO UPDATE SET
     last_fire = GREATEST(t.last_fire, excluded.last_fire),
     consecutive_failures = excluded.consecutive_failures,
     alerting = excluded.alerting,
-    anchor = COALESCE(t.anchor, excluded.anchor)
+    anchor = COALESCE(t.anchor, excluded.anchor),
+    definition = COALESCE(excluded.definition, t.definition)
 """
 
 # change_task_state, inside one transaction holding the store's change lock: the next
@@ -157,13 +162,14 @@ ON CONFLICT (name) DO UPDATE SET
 _CHANGE_TASK = f"""
 INSERT INTO {{s}}.tasks AS t ({_TASK_COLUMNS}, change)
 VALUES (%(name)s, %(state)s, %(last_fire)s, %(consecutive_failures)s, %(alerting)s,
-    %(anchor)s, (SELECT COALESCE(max(change), 0) + 1 FROM {{s}}.tasks))
+    %(anchor)s, %(definition)s, (SELECT COALESCE(max(change), 0) + 1 FROM {{s}}.tasks))
 ON CONFLICT (name) DO UPDATE SET
     state = excluded.state,
     last_fire = GREATEST(t.last_fire, excluded.last_fire),
     consecutive_failures = excluded.consecutive_failures,
     alerting = excluded.alerting,
     anchor = COALESCE(t.anchor, excluded.anchor),
+    definition = COALESCE(excluded.definition, t.definition),
     change = excluded.change
 RETURNING change
 """
