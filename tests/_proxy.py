@@ -79,10 +79,10 @@ class TcpProxy:
         """Copy bytes both ways until either side closes (or :meth:`cut` closes both)."""
         peers = {client: server, server: client}
         with selectors.DefaultSelector() as selector:
-            for sock in peers:
-                sock.setblocking(True)
-                selector.register(sock, selectors.EVENT_READ)
             try:
+                for sock in peers:  # cut() may have closed them already
+                    sock.setblocking(True)
+                    selector.register(sock, selectors.EVENT_READ)
                 while True:
                     for key, _ in selector.select(timeout=1):
                         ready = key.fileobj
