@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "hints-manager-token-0123456789abcdef"
 WRITE = {"Authorization": f"Bearer {TOKEN}"}
 PASSWORD = "hunter2"
-URL = f"postgresql://u:{PASSWORD}@db/x"
+URL = f"mysql://u:{PASSWORD}@db/x"  # a scheme a plugin of the test registers
 
 
 def plain() -> None:
@@ -231,10 +231,10 @@ def _everything_shown(exc: BaseException) -> str:
 @pytest.mark.parametrize(
     ("url", "secret", "shown"),
     [
-        (URL, PASSWORD, "postgresql://u:***@db/x"),
-        (f"postgresql://db/x?sslmode=require&password={PASSWORD}", PASSWORD, "password=***"),
-        (f"rediss://:{PASSWORD}@cache:6380/0", PASSWORD, "rediss://:***@cache:6380/0"),
-        ("postgresql://u:hunt@r2@db/x", "hunt@r2", "postgresql://u:***@db/x"),  # unencoded @
+        (f"oracle://u:{PASSWORD}@db/x", PASSWORD, "oracle://u:***@db/x"),
+        (f"oracle://db/x?sslmode=require&password={PASSWORD}", PASSWORD, "password=***"),
+        (f"amqps://:{PASSWORD}@queue:5671/0", PASSWORD, "amqps://:***@queue:5671/0"),
+        ("oracle://u:hunt@r2@db/x", "hunt@r2", "oracle://u:***@db/x"),  # unencoded @
     ],
 )
 def test_an_unknown_store_url_never_shows_its_password(
@@ -249,14 +249,14 @@ def test_an_unknown_store_url_never_shows_its_password(
 
 
 class _Refusing:
-    """A ``postgresql://`` factory that echoes the URL it refuses, as careless code does."""
+    """A ``mysql://`` factory that echoes the URL it refuses, as careless code does."""
 
     @xtasks.hookimpl
     def xtasks_add_stores(self, register: Any) -> None:
         def refuse(url: str) -> MemoryStore:
             raise ValueError(f"cannot parse {url}: no such option")
 
-        register("postgresql", refuse, example="postgresql://host/db")
+        register("mysql", refuse, example="mysql://host/db")
 
 
 def test_a_store_factory_that_echoes_the_url_is_redacted(caplog: pytest.LogCaptureFixture) -> None:
@@ -284,7 +284,7 @@ class _Unreachable(DelegatingStore[MemoryStore]):
 class _FakePostgres:
     @xtasks.hookimpl
     def xtasks_add_stores(self, register: Any) -> None:
-        register("postgresql", _Unreachable, example="postgresql://host/db")
+        register("mysql", _Unreachable, example="mysql://host/db")
 
 
 @pytest.mark.anyio
@@ -305,8 +305,8 @@ async def test_a_store_that_cannot_connect_never_shows_its_password(
     assert PASSWORD not in caplog.text
 
 
-def _install_unreachable_postgres(site: Path) -> None:
-    """A throwaway plugin distribution registering ``postgresql://`` (found like pip's)."""
+def _install_unreachable_mysql(site: Path) -> None:
+    """A throwaway plugin distribution registering ``mysql://`` (found like pip's)."""
     (site / "hint_pg").mkdir()
     (site / "hint_pg" / "__init__.py").write_text(
         textwrap.dedent(
@@ -320,7 +320,7 @@ def _install_unreachable_postgres(site: Path) -> None:
 
             @xtasks.hookimpl
             def xtasks_add_stores(register):
-                register("postgresql", lambda url: Unreachable(), example="postgresql://h/db")
+                register("mysql", lambda url: Unreachable(), example="mysql://h/db")
             """
         )
     )
@@ -338,7 +338,7 @@ def test_the_cli_never_shows_a_store_password(
     env = {k: v for k, v in os.environ.items() if not k.startswith("XTASKS_")}
     env["XTASKS_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     if installed:
-        _install_unreachable_postgres(tmp_path)
+        _install_unreachable_mysql(tmp_path)
         env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env.get("PYTHONPATH", "")])
         env["XTASKS_PLUGINS"] = "hint_pg"
     result = subprocess.run(
@@ -352,4 +352,4 @@ def test_the_cli_never_shows_a_store_password(
     )
     assert PASSWORD not in result.stdout + result.stderr
     if not installed:
-        assert "postgresql://u:***@db/x" in result.stdout + result.stderr
+        assert "mysql://u:***@db/x" in result.stdout + result.stderr
