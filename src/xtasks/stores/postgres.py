@@ -54,8 +54,8 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .._errors import ConfigError, StoreError
 from .._runs import TaskRecord, TaskState
-from ..abc import Store
 from . import _sql
+from ._atomic_claims import AtomicClaims
 from ._pg_listen import ChangeListener
 from ._pg_rows import (
     decode_run,
@@ -91,7 +91,7 @@ _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,62}")
 
 
 @final
-class PostgresStore(Store):
+class PostgresStore(AtomicClaims):
     """Claims, runs, task state and the audit trail in a PostgreSQL database.
 
     :param conninfo: the server, as libpq takes it (``postgresql://user:pw@host/db``);
@@ -255,21 +255,6 @@ class PostgresStore(Store):
             await anyio.to_thread.run_sync(shut)
 
     # -- claims and runs ---------------------------------------------------------------
-
-    async def claim_fire(self, task: str, fire_time: datetime, replica: str) -> bool:
-        [won] = await self._claim([(task, fire_time)], replica)
-        return won
-
-    async def claim_fires(
-        self, fires: Sequence[tuple[str, datetime]], replica: str
-    ) -> list[bool | StoreError]:
-        if not fires:
-            self._check_open()
-            return []
-        try:
-            return list(await self._claim(fires, replica))
-        except StoreError as exc:  # one statement: none of them was claimed
-            return [exc] * len(fires)
 
     async def _claim(self, fires: Sequence[tuple[str, datetime]], replica: str) -> list[bool]:
         """Claim ``fires`` in one statement; the outcome of each, in order."""

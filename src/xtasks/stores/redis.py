@@ -50,9 +50,9 @@ from redis.retry import Retry
 
 from .._errors import ConfigError, StoreError
 from .._runs import AuditRecord, RunRecord, RunStatus, TaskRecord, TaskState
-from ..abc import Store
 from . import _redis_rows as rows
 from . import _redis_scripts as scripts
+from ._atomic_claims import AtomicClaims
 from ._redis_listen import Listener, dispose
 from ._registry import check_retention, redact_url, scrub
 
@@ -71,7 +71,7 @@ _REAP_BATCH = 10_000
 
 
 @final
-class RedisStore(Store):
+class RedisStore(AtomicClaims):
     """Claims, runs, task state and the audit trail in Redis.
 
     :param url: ``redis://[[user]:password@]host[:port][/db]``, or ``rediss://`` for TLS,
@@ -206,22 +206,7 @@ class RedisStore(Store):
 
     # -- claims and runs ---------------------------------------------------------------
 
-    async def claim_fire(self, task: str, fire_time: datetime, replica: str) -> bool:
-        [won] = await self._claim([(task, fire_time)])
-        return won
-
-    async def claim_fires(
-        self, fires: Sequence[tuple[str, datetime]], replica: str
-    ) -> list[bool | StoreError]:
-        if not fires:
-            self._check_open()
-            return []
-        try:
-            return list(await self._claim(fires))
-        except StoreError as exc:  # one script: none of them was claimed
-            return [exc] * len(fires)
-
-    async def _claim(self, fires: Sequence[tuple[str, datetime]]) -> list[bool]:
+    async def _claim(self, fires: Sequence[tuple[str, datetime]], replica: str) -> list[bool]:
         args: list[Any] = [self._p, uuid.uuid4().hex, self.claim_horizon]
         for task, fire_time in fires:
             args += [task, rows.key(fire_time)]

@@ -57,8 +57,8 @@ import anyio.to_thread
 
 from .._errors import ConfigError, StoreError
 from .._runs import RunStatus, TaskRecord, TaskState
-from ..abc import Store
 from . import _sql
+from ._atomic_claims import AtomicClaims
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
@@ -77,7 +77,7 @@ _CHUNK = 500
 
 
 @final
-class SQLiteStore(Store):
+class SQLiteStore(AtomicClaims):
     """Claims, runs, task state and the audit trail in one SQLite file.
 
     :param path: the database file; its directory must exist. ``open_store`` builds this
@@ -224,21 +224,6 @@ class SQLiteStore(Store):
             raise self._error(f"close failed: {exc}") from exc
 
     # -- claims and runs ---------------------------------------------------------------
-
-    async def claim_fire(self, task: str, fire_time: datetime, replica: str) -> bool:
-        [won] = await self._claim([(task, fire_time)], replica)
-        return won
-
-    async def claim_fires(
-        self, fires: Sequence[tuple[str, datetime]], replica: str
-    ) -> list[bool | StoreError]:
-        if not fires:
-            self._check_open()
-            return []
-        try:
-            return list(await self._claim(fires, replica))
-        except StoreError as exc:  # one transaction: none of them was claimed
-            return [exc] * len(fires)
 
     async def _claim(self, fires: Sequence[tuple[str, datetime]], replica: str) -> list[bool]:
         """Claim ``fires`` in one transaction; the outcome of each, in order."""
