@@ -162,3 +162,29 @@ async def test_a_replica_defining_a_task_differently_is_reported(
     warnings = [r.getMessage() for r in caplog.records if "defined differently" in r.getMessage()]
     assert len(warnings) == 1, warnings
     assert "Every(seconds=45)" in warnings[0] and "Every(seconds=30)" in warnings[0]
+
+
+async def test_a_running_replica_finds_a_definition_another_stored_after_it_started(
+    shared: Callable[[], Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """a runs with one definition; b starts with another (and reports it). a finds it
+    at its next look at the stored definitions; once the store holds a's own again (b
+    left, a third replica with a's definition started), a no longer reports it."""
+    import xtasks._stored
+
+    monkeypatch.setattr(xtasks._stored, "DEFINITIONS_EVERY", 0.05)
+    a = replica(shared(), "a", Task("job", tick, trigger=Every(seconds=45)))
+    b = replica(shared(), "b", Task("job", tick, trigger=Every(seconds=30)))
+    c = replica(shared(), "c", Task("job", tick, trigger=Every(seconds=45)))
+    async with a:
+        async with b:
+            assert b.stats().mismatched_tasks == ("job",)
+            await wait_until(lambda: a.stats().mismatched_tasks == ("job",))
+        async with c:  # it finds b's, the last stored, and stores a's again
+            await wait_until(lambda: a.stats().mismatched_tasks == ())
+
+
+async def wait_until(predicate: Callable[[], bool]) -> None:
+    with anyio.fail_after(ARRIVES):
+        while not predicate():  # noqa: ASYNC110 - stats() has no event to wait on
+            await anyio.sleep(0.02)

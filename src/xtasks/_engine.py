@@ -20,7 +20,7 @@ from ._errors import XtasksError
 from ._loop_monitor import LoopMonitor
 from ._runtime import Runtime
 from ._service import ServiceGroup
-from ._stored import load_records
+from ._stored import load_records, watch_definitions
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Collection, Sequence
@@ -139,6 +139,9 @@ class Engine:
             runtime.start(services)
             loop = LoopMonitor()
             loop.start(services)  # ends at close
+            services.start_soon(
+                watch_definitions, store, planner, mismatched, name="xtasks definitions"
+            )
             return cls(runtime, tg, services, stack.pop_all(), loop, mismatched)
 
     async def stop_runs(self, grace: float, bus: EventBus) -> None:

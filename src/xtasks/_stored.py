@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, final
 
 import anyio
 
-from ._errors import TaskNotFoundError
+from ._errors import StoreError, TaskNotFoundError
 from ._runs import TaskInfo, TaskState
 
 if TYPE_CHECKING:
@@ -29,7 +29,15 @@ if TYPE_CHECKING:
     from ._task import Task
     from .abc import Store
 
-__all__ = ["AddedTasks", "OpenOnce", "load_records", "set_stored_state", "task_info"]
+__all__ = [
+    "DEFINITIONS_EVERY",
+    "AddedTasks",
+    "OpenOnce",
+    "load_records",
+    "set_stored_state",
+    "task_info",
+    "watch_definitions",
+]
 
 _log = logging.getLogger("xtasks")
 
@@ -83,21 +91,51 @@ async def load_records(
             saves[name] = dataclasses.replace(planner.task_record(name), definition=ours[name])
         elif stored.definition != ours[name]:
             if stored.definition is not None:
-                _log.warning(
-                    "task %r is defined differently by another replica sharing this store: "
-                    "there %s; here %s. Deploy one definition to every replica (or give the "
-                    "tasks different names); until then each replica fires its own",
-                    name,
-                    stored.definition,
-                    ours[name],
-                )
-                if mismatched is not None:
-                    mismatched[name] = stored.definition
+                _mismatch(name, stored.definition, ours[name], mismatched)
             saves[name] = dataclasses.replace(stored, definition=ours[name])
     if saves:
         await store.save_tasks(saves)
         records.update(await store.load_tasks(list(saves)))
     return records
+
+
+#: Seconds between two reads of the stored definitions by a running scheduler.
+DEFINITIONS_EVERY = 60.0
+
+
+async def watch_definitions(store: Store, planner: Planner, mismatched: dict[str, str]) -> None:
+    """Now and then, compare each task's stored definition with ours: a replica that
+    started after this one with another definition stored its own, and is found here.
+
+    A task whose stored definition is ours again (every replica redeployed) is no longer
+    reported. A store failure is left to the next round (health reports it already).
+    """
+    while True:
+        await anyio.sleep(DEFINITIONS_EVERY)
+        tasks = dict(planner.tasks)
+        try:
+            records = await store.load_tasks(list(tasks))
+        except StoreError:
+            continue
+        for name, record in records.items():
+            ours = tasks[name].definition
+            if record.definition in (None, ours):
+                mismatched.pop(name, None)
+            elif mismatched.get(name) != record.definition:
+                _mismatch(name, record.definition, ours, mismatched)
+
+
+def _mismatch(name: str, theirs: str, ours: str, mismatched: dict[str, str] | None) -> None:
+    _log.warning(
+        "task %r is defined differently by another replica sharing this store: there %s; "
+        "here %s. Deploy one definition to every replica (or give the tasks different "
+        "names); until then each replica fires its own",
+        name,
+        theirs,
+        ours,
+    )
+    if mismatched is not None:
+        mismatched[name] = theirs
 
 
 def _task(planner: Planner, name: str) -> Task:
