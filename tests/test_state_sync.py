@@ -8,12 +8,14 @@ replica's ``TaskStateChanged`` events, with a timeout, never on sleeps.
 from __future__ import annotations
 
 import contextlib
+import itertools
 from typing import TYPE_CHECKING
 
 import anyio
 import pytest
 
-from xtasks import Every, RunStatus, Scheduler, Task, TaskState
+from xtasks import Every, RunStatus, Scheduler, StoreError, Task, TaskState
+from xtasks.abc import TaskRecord
 from xtasks.events import TaskStateChanged
 from xtasks.stores import open_store
 from xtasks.stores.memory import MemoryStore
@@ -188,3 +190,33 @@ async def wait_until(predicate: Callable[[], bool]) -> None:
     with anyio.fail_after(ARRIVES):
         while not predicate():  # noqa: ASYNC110 - stats() has no event to wait on
             await anyio.sleep(0.02)
+
+
+async def test_a_failing_poll_is_tried_again_a_second_later_not_at_once() -> None:
+    """While the store cannot say what changed, the sync waits a poll interval before
+    asking again, even though a change it has not seen exists (a notification would
+    end its wait at once)."""
+    from xtasks._state_sync import POLL_INTERVAL
+    from xtasks.testing._delegating import DelegatingStore
+
+    class Unreadable(DelegatingStore[MemoryStore]):
+        def __init__(self) -> None:
+            super().__init__(MemoryStore())
+            self.polls: list[float] = []
+            self.polled = anyio.Event()
+
+        async def task_state_changes(self, after: int) -> tuple[int, dict[str, TaskState]]:
+            self.polls.append(anyio.current_time())
+            if len(self.polls) >= 3:
+                self.polled.set()
+            raise StoreError("the database is down")
+
+    store = Unreadable()
+    scheduler = replica(store, "a", Task("job", tick))
+    await store.inner.open()
+    await store.inner.change_task_state("job", TaskRecord(state=TaskState.PAUSED))
+    async with scheduler:
+        with anyio.fail_after(ARRIVES):
+            await store.polled.wait()
+    gaps = [b - a for a, b in itertools.pairwise(store.polls)]
+    assert min(gaps) >= POLL_INTERVAL * 0.9, gaps

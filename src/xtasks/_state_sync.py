@@ -75,6 +75,10 @@ class StateSync:
                     if not failing:  # once per outage, not every poll
                         _log.warning("could not read task state changes: %s", exc)
                     failing = True
+                    # Not wait_for_changes: a change heard of would end it at once, and
+                    # the failing poll would be tried again and again without a pause.
+                    await anyio.sleep(POLL_INTERVAL)
+                    continue
                 else:
                     if failing:
                         _log.warning("task state changes are read again")
