@@ -34,17 +34,17 @@ def _reachable(url: str, default_port: int) -> str | None:
 
 def postgres_url() -> str:
     """The PostgreSQL server's URL, or a skip saying why there is none."""
-    url = os.environ.get("XTASKS_TEST_POSTGRES_URL", _POSTGRES)
-    problem = _reachable(url, 5432)
-    if problem is not None:
-        pytest.skip(f"PostgreSQL: {problem}; set XTASKS_TEST_POSTGRES_URL")
-    return url
+    return _server("PostgreSQL", "XTASKS_TEST_POSTGRES_URL", _POSTGRES, 5432)
 
 
 def redis_url() -> str:
     """The Redis server's URL, or a skip saying why there is none."""
-    url = os.environ.get("XTASKS_TEST_REDIS_URL", _REDIS)
-    problem = _reachable(url, 6379)
+    return _server("Redis", "XTASKS_TEST_REDIS_URL", _REDIS, 6379)
+
+
+def _server(name: str, variable: str, default: str, default_port: int) -> str:
+    url = os.environ.get(variable, default)
+    problem = _reachable(url, default_port)
     if problem is not None:
-        pytest.skip(f"Redis: {problem}; set XTASKS_TEST_REDIS_URL")
+        pytest.skip(f"{name}: {problem}; set {variable}")
     return url

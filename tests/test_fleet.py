@@ -11,7 +11,6 @@ from __future__ import annotations
 import queue
 import signal
 import time
-import uuid
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -23,7 +22,7 @@ import pytest
 from xtasks import RunStatus
 
 from ._proxy import TcpProxy
-from ._services import postgres_url, redis_url
+from ._services import redis_url
 from .replicas.harness import Replica, nth, runs_in
 
 if TYPE_CHECKING:
@@ -48,28 +47,18 @@ def server_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
 
 
 def _fresh_store(kind: str, tmp_path: Path) -> Iterator[str]:
-    name = f"xt_fleet_{uuid.uuid4().hex[:12]}"
     if kind == "sqlite":
         yield f"sqlite:///{tmp_path / 'fleet.db'}"
     elif kind == "postgres":
-        import psycopg
+        from .stores._postgres import isolated_schema
 
-        server = postgres_url()
-        yield f"{server}?schema={name}"
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+        with isolated_schema() as (server, schema):
+            yield f"{server}?schema={schema}"
     else:
-        import redis
+        from .stores._redis import redis_prefix
 
-        server = redis_url()
-        yield f"{server}?prefix={name}"
-        client = redis.Redis.from_url(server)
-        try:
-            keys = list(client.scan_iter(match=f"{{{name}}}:*", count=1000))
-            if keys:
-                client.delete(*keys)
-        finally:
-            client.close()
+        with redis_prefix() as prefix:
+            yield f"{redis_url()}?prefix={prefix}"
 
 
 def executions(

@@ -121,7 +121,7 @@ def make_store(backend: str, tmp_path: Path) -> Iterator[StoreFactory]:
         with isolated_schema() as (url, schema):  # a schema of its own, dropped after
             yield _postgres_factory(url, schema)
     elif backend == "redis":
-        from tests.stores.test_redis import redis_prefix
+        from tests.stores._redis import redis_prefix
 
         with redis_prefix() as prefix:
             yield _redis_factory(prefix)

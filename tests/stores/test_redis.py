@@ -22,6 +22,7 @@ import redis
 
 from tests._proxy import TcpProxy
 from tests._services import redis_url
+from tests.stores._redis import redis_prefix
 from xtasks import AuditRecord, RunRecord, RunStatus, StoreError
 from xtasks._errors import ConfigError
 from xtasks._runs import RunCause, TaskRecord, TaskState
@@ -34,19 +35,6 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.anyio, pytest.mark.external_service]
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
-
-
-@contextmanager
-def redis_prefix() -> Iterator[str]:
-    """A fresh key prefix; its keys are deleted on the way out (SCAN + DEL)."""
-    prefix = "xt-test-" + uuid.uuid4().hex[:12]
-    try:
-        yield prefix
-    finally:
-        with redis.Redis.from_url(redis_url(), socket_timeout=10) as client:
-            keys = list(client.scan_iter(match="{" + prefix + "}:*", count=1000))
-            for start in range(0, len(keys), 500):
-                client.delete(*keys[start : start + 500])
 
 
 @pytest.fixture

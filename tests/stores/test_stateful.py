@@ -66,9 +66,10 @@ class PostgresTrioMachine(PostgresMachine):
     anyio_backend = "trio"
 
 
-_PG_SETTINGS = settings(max_examples=30, stateful_step_count=20, deadline=None)
-PostgresMachine.TestCase.settings = _PG_SETTINGS
-PostgresTrioMachine.TestCase.settings = _PG_SETTINGS
+#: Machines on a server: fewer, shorter examples (each step is a round trip), no deadline.
+_SERVER_SETTINGS = settings(max_examples=30, stateful_step_count=20, deadline=None)
+PostgresMachine.TestCase.settings = _SERVER_SETTINGS
+PostgresTrioMachine.TestCase.settings = _SERVER_SETTINGS
 TestPostgresStore = pytest.mark.external_service(PostgresMachine.TestCase)
 TestPostgresStoreOnTrio = pytest.mark.external_service(PostgresTrioMachine.TestCase)
 
@@ -79,7 +80,7 @@ class RedisMachine(StoreMachine):
 
     def make_store(self) -> Store:
         from tests._services import redis_url
-        from tests.stores.test_redis import redis_prefix
+        from tests.stores._redis import redis_prefix
         from xtasks.stores.redis import RedisStore
 
         url = redis_url()
@@ -98,8 +99,7 @@ class TrioRedisMachine(RedisMachine):
     anyio_backend = "trio"
 
 
-_REDIS_SETTINGS = settings(max_examples=30, stateful_step_count=20, deadline=None)
-RedisMachine.TestCase.settings = _REDIS_SETTINGS
-TrioRedisMachine.TestCase.settings = _REDIS_SETTINGS
+RedisMachine.TestCase.settings = _SERVER_SETTINGS
+TrioRedisMachine.TestCase.settings = _SERVER_SETTINGS
 TestRedisStore = pytest.mark.external_service(RedisMachine.TestCase)
 TestRedisStoreTrio = pytest.mark.external_service(TrioRedisMachine.TestCase)
