@@ -55,7 +55,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from .._errors import ConfigError, StoreError
 from .._runs import TaskRecord, TaskState
 from . import _sql
-from ._atomic_claims import AtomicClaims
+from ._batch_first import BatchFirstStore
 from ._pg_listen import ChangeListener
 from ._pg_rows import (
     decode_run,
@@ -91,7 +91,7 @@ _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,62}")
 
 
 @final
-class PostgresStore(AtomicClaims):
+class PostgresStore(BatchFirstStore):
     """Claims, runs, task state and the audit trail in a PostgreSQL database.
 
     :param conninfo: the server, as libpq takes it (``postgresql://user:pw@host/db``);
@@ -275,9 +275,6 @@ class PostgresStore(AtomicClaims):
             won.discard(key)
         return outcomes
 
-    async def save_run(self, record: RunRecord) -> bool:
-        return not await self.save_runs([record])
-
     async def save_runs(self, records: Collection[RunRecord]) -> list[str]:
         records = list(records)
         if not records:
@@ -350,9 +347,6 @@ class PostgresStore(AtomicClaims):
 
     # -- task state --------------------------------------------------------------------
 
-    async def load_task(self, task: str) -> TaskRecord | None:
-        return (await self.load_tasks([task])).get(task)
-
     async def load_tasks(self, tasks: Collection[str]) -> dict[str, TaskRecord]:
         params = {"names": [escape(task) for task in tasks]}
 
@@ -360,9 +354,6 @@ class PostgresStore(AtomicClaims):
             return dict(decode_task(row) for row in conn.execute(self._sql.load_tasks, params))
 
         return await self._call("load tasks", load)
-
-    async def save_task(self, task: str, record: TaskRecord) -> None:
-        await self.save_tasks({task: record})
 
     async def save_tasks(self, records: Mapping[str, TaskRecord]) -> None:
         if not records:

@@ -52,7 +52,7 @@ from .._errors import ConfigError, StoreError
 from .._runs import AuditRecord, RunRecord, RunStatus, TaskRecord, TaskState
 from . import _redis_rows as rows
 from . import _redis_scripts as scripts
-from ._atomic_claims import AtomicClaims
+from ._batch_first import BatchFirstStore
 from ._redis_listen import Listener, dispose
 from ._registry import check_retention, redact_url, scrub
 
@@ -71,7 +71,7 @@ _REAP_BATCH = 10_000
 
 
 @final
-class RedisStore(AtomicClaims):
+class RedisStore(BatchFirstStore):
     """Claims, runs, task state and the audit trail in Redis.
 
     :param url: ``redis://[[user]:password@]host[:port][/db]``, or ``rediss://`` for TLS,
@@ -213,9 +213,6 @@ class RedisStore(AtomicClaims):
         won = await self._script("claim", "CLAIM", args)
         return [bool(w) for w in won]
 
-    async def save_run(self, record: RunRecord) -> bool:
-        return not await self.save_runs([record])
-
     async def save_runs(self, records: Collection[RunRecord]) -> list[str]:
         records = list(records)
         if not records:
@@ -276,9 +273,6 @@ class RedisStore(AtomicClaims):
 
     # -- task state --------------------------------------------------------------------
 
-    async def load_task(self, task: str) -> TaskRecord | None:
-        return (await self.load_tasks([task])).get(task)
-
     async def load_tasks(self, tasks: Collection[str]) -> dict[str, TaskRecord]:
         names = list(dict.fromkeys(tasks))
         if not names:
@@ -306,9 +300,6 @@ class RedisStore(AtomicClaims):
             return found
 
         return await self._call("load tasks", load)
-
-    async def save_task(self, task: str, record: TaskRecord) -> None:
-        await self.save_tasks({task: record})
 
     async def save_tasks(self, records: Mapping[str, TaskRecord]) -> None:
         if not records:

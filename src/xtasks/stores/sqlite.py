@@ -58,7 +58,7 @@ import anyio.to_thread
 from .._errors import ConfigError, StoreError
 from .._runs import RunStatus, TaskRecord, TaskState
 from . import _sql
-from ._atomic_claims import AtomicClaims
+from ._batch_first import BatchFirstStore
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
@@ -77,7 +77,7 @@ _CHUNK = 500
 
 
 @final
-class SQLiteStore(AtomicClaims):
+class SQLiteStore(BatchFirstStore):
     """Claims, runs, task state and the audit trail in one SQLite file.
 
     :param path: the database file; its directory must exist. ``open_store`` builds this
@@ -243,9 +243,6 @@ class SQLiteStore(AtomicClaims):
 
         return await self._call("claim", claim, writes=len(batch))
 
-    async def save_run(self, record: RunRecord) -> bool:
-        return not await self.save_runs([record])
-
     async def save_runs(self, records: Collection[RunRecord]) -> list[str]:
         records = list(records)
         if not records:
@@ -355,9 +352,6 @@ class SQLiteStore(AtomicClaims):
 
     # -- task state --------------------------------------------------------------------
 
-    async def load_task(self, task: str) -> TaskRecord | None:
-        return (await self.load_tasks([task])).get(task)
-
     async def load_tasks(self, tasks: Collection[str]) -> dict[str, TaskRecord]:
         names = list(tasks)
 
@@ -383,9 +377,6 @@ class SQLiteStore(AtomicClaims):
             return found
 
         return await self._call("load tasks", load)
-
-    async def save_task(self, task: str, record: TaskRecord) -> None:
-        await self.save_tasks({task: record})
 
     async def save_tasks(self, records: Mapping[str, TaskRecord]) -> None:
         params = [_task_params(task, record) for task, record in records.items()]
