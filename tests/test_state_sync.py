@@ -170,14 +170,18 @@ async def test_a_running_replica_finds_a_definition_another_stored_after_it_star
     shared: Callable[[], Store], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """a runs with one definition; b starts with another (and reports it). a finds it
-    at its next look at the stored definitions; once the store holds a's own again (b
-    left, a third replica with a's definition started), a no longer reports it."""
+    at a later look at the stored definitions, which reads a slice of the tasks at a
+    time (one here: two looks go by before it reaches the task); once the store holds
+    a's own again (b left, a third replica with a's definition started), a no longer
+    reports it."""
     import xtasks._stored
 
     monkeypatch.setattr(xtasks._stored, "DEFINITIONS_EVERY", 0.05)
-    a = replica(shared(), "a", Task("job", tick, trigger=Every(seconds=45)))
-    b = replica(shared(), "b", Task("job", tick, trigger=Every(seconds=30)))
-    c = replica(shared(), "c", Task("job", tick, trigger=Every(seconds=45)))
+    monkeypatch.setattr(xtasks._stored, "DEFINITIONS_PER_LOOK", 1)
+    before = [Task(name, tick, trigger=Every(hours=1)) for name in ("first", "second")]
+    a = replica(shared(), "a", *before, Task("job", tick, trigger=Every(seconds=45)))
+    b = replica(shared(), "b", *before, Task("job", tick, trigger=Every(seconds=30)))
+    c = replica(shared(), "c", *before, Task("job", tick, trigger=Every(seconds=45)))
     async with a:
         async with b:
             assert b.stats().mismatched_tasks == ("job",)

@@ -11,6 +11,7 @@ next start applies. The store is opened by the first call that needs it and kept
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 from typing import TYPE_CHECKING, Any, final
 
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFINITIONS_EVERY",
+    "DEFINITIONS_PER_LOOK",
     "AddedTasks",
     "OpenOnce",
     "load_records",
@@ -101,18 +103,28 @@ async def load_records(
 
 #: Seconds between two reads of the stored definitions by a running scheduler.
 DEFINITIONS_EVERY = 60.0
+#: Tasks whose stored definitions one look reads, the next ones at the next look: the
+#: cost of a look does not grow with the number of tasks (100,000 tasks: 100 minutes
+#: for all of them; a few hundred: all of them every minute).
+DEFINITIONS_PER_LOOK = 1000
 
 
 async def watch_definitions(store: Store, planner: Planner, mismatched: dict[str, str]) -> None:
-    """Now and then, compare each task's stored definition with ours: a replica that
-    started after this one with another definition stored its own, and is found here.
+    """Now and then, compare stored definitions with ours, a slice of the tasks at a time:
+    a replica that started after this one with another definition stored its own, and is
+    found here.
 
     A task whose stored definition is ours again (every replica redeployed) is no longer
     reported. A store failure is left to the next round (health reports it already).
     """
+    start = 0
     while True:
         await anyio.sleep(DEFINITIONS_EVERY)
-        tasks = dict(planner.tasks)
+        if start >= len(planner.tasks):
+            start = 0
+        window = itertools.islice(planner.tasks.items(), start, start + DEFINITIONS_PER_LOOK)
+        tasks = dict(window)
+        start += len(tasks)
         try:
             records = await store.load_tasks(list(tasks))
         except StoreError:
