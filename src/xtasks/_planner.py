@@ -190,9 +190,9 @@ class Planner:
         self._load(entry, record)
         self._rearm(entry, now)
 
-    def task_record(self, name: str) -> TaskRecord:
-        """The state the store should hold for ``name``."""
-        return self._entry(name).task_record()
+    def task_record(self, name: str, definition: str | None = None) -> TaskRecord:
+        """The state the store should hold for ``name`` (with ``definition``, if given)."""
+        return self._entry(name).task_record(definition)
 
     def state_of(self, name: str) -> TaskState:
         return self._entry(name).state

@@ -163,13 +163,14 @@ class TaskEntry:
             self.replays = deque()
         self.replays.append(run)
 
-    def task_record(self) -> TaskRecord:
+    def task_record(self, definition: str | None = None) -> TaskRecord:
         return TaskRecord(
             state=self.state,
             last_fire=self.last_fire,
             consecutive_failures=self.failures,
             alerting=self.alerting,
             anchor=self.anchor,
+            definition=definition,
         )
 
 

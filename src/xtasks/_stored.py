@@ -90,7 +90,7 @@ async def load_records(
     for name in names:
         stored = records.get(name)
         if stored is None or stored.anchor is None:
-            saves[name] = dataclasses.replace(planner.task_record(name), definition=ours[name])
+            saves[name] = planner.task_record(name, ours[name])
         elif stored.definition != ours[name]:
             if stored.definition is not None:
                 _mismatch(name, stored.definition, ours[name], mismatched)

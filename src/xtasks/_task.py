@@ -10,13 +10,14 @@ import dataclasses
 import importlib
 import inspect
 import math
+import operator
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import timedelta
 from enum import Enum, StrEnum
-from functools import partial
+from functools import lru_cache, partial
 from types import FunctionType, MappingProxyType
 from typing import TYPE_CHECKING, Any, NoReturn, Self, TypeGuard
 
@@ -176,11 +177,7 @@ class Task:
     def definition(self) -> str:
         """What this task runs and when, in words: replicas compare it to find a name
         defined two ways. Arguments, description and tags are left out."""
-        options = "".join(
-            f", {name}={value.value if isinstance(value, Enum) else repr(value)}"
-            for name in _DEFINING
-            if (value := getattr(self, name)) != _DEFAULTS[name]
-        )
+        options = _options_text(_defining_values(self))
         when = "on demand" if self.trigger is None else repr(self.trigger)
         return f"{self.target}, {when}{options}"
 
@@ -334,6 +331,17 @@ _DEFINING = tuple(
     name for name in _OPTIONS if name not in ("args", "kwargs", "trigger", "description", "tags")
 )
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(Task)}
+_defining_values = operator.attrgetter(*_DEFINING)
+
+
+@lru_cache(maxsize=1024)  # tasks share a few sets of options: 100,000 of them, one text
+def _options_text(values: tuple[Any, ...]) -> str:
+    """The options of a definition that are not their defaults, in words."""
+    return "".join(
+        f", {name}={value.value if isinstance(value, Enum) else repr(value)}"
+        for name, value in zip(_DEFINING, values, strict=True)
+        if value != _DEFAULTS[name]
+    )
 
 
 def _refuse_call(

@@ -97,6 +97,7 @@ def _split(period: timedelta) -> list[tuple[str, int | float]]:
     return [(unit, amount) for unit, amount in parts if amount]
 
 
+@lru_cache(maxsize=256)  # a program uses few periods; every task's definition shows one
 def _args(period: timedelta) -> str:
     return ", ".join(f"{unit}={amount!r}" for unit, amount in _split(period))
 
