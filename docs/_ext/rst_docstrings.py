@@ -43,6 +43,8 @@ def _markdown(text: str) -> str:
 class RstDocstrings(griffe.Extension):
     """Rewrite each object's docstring once, as it is loaded."""
 
-    def on_instance(self, *, node: ast.AST | griffe.ObjectNode, obj: griffe.Object, **kwargs: Any) -> None:
+    def on_instance(
+        self, *, node: ast.AST | griffe.ObjectNode, obj: griffe.Object, **kwargs: Any
+    ) -> None:
         if obj.docstring is not None:
             obj.docstring.value = _markdown(obj.docstring.value)

@@ -1,0 +1,304 @@
+"""The documentation builds without a warning, and every code example in it runs.
+
+Examples follow one convention (README.md and docs/**/*.md):
+
+- a fenced ```python block is a complete program, run as ``python <file>`` in a fresh
+  temporary directory, which must exit 0 within 60 s;
+- a block whose first line is ``# (continued)`` is appended to the previous python block
+  of the same page, and the whole is run instead;
+- ``<!-- docs-test: compile-only -->`` on the line before a block (one that needs the
+  reader's database, a cluster or a server that runs forever): it is compiled, and its
+  ``import`` lines are executed, so a renamed name still fails;
+- ``<!-- docs-test: file NAME -->`` before a block (any language): not run, but written to
+  ``NAME`` in the temporary directory of the page's following blocks.
+
+The programs run in parallel in subprocesses (each in its own directory), started together
+the first time one of these tests asks for its result, so the whole takes about as long as
+the slowest example, not their sum.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import textwrap
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+TIMEOUT = 60.0
+WORKERS = 6
+
+_FENCE = re.compile(r"^(?P<indent> *)(?P<fence>`{3,}|~{3,})\s*(?P<lang>[\w+-]*)")
+_MARKER = re.compile(
+    r"^\s*<!--\s*docs-test:\s*(?P<what>compile-only|file\s+(?P<name>\S+))\s*-->\s*$"
+)
+_CONTINUED = "# (continued)"
+
+
+@dataclass
+class Block:
+    """One fenced block: where it starts (1-based line of the fence), its language and text."""
+
+    line: int
+    lang: str
+    text: str
+    marker: str = ""  # "", "compile-only" or "file"
+    file_name: str = ""
+
+
+@dataclass
+class Example:
+    """One program to check: a python block with the blocks it continues, and its page's files."""
+
+    page: Path
+    lines: list[int]
+    source: str
+    compile_only: bool
+    files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        """``README.md:123``, or ``docs/x.md:10+24`` for a block continued by another."""
+        return f"{self.page.relative_to(ROOT)}:{'+'.join(map(str, self.lines))}"
+
+
+def parse_blocks(text: str) -> list[Block]:
+    """Every fenced block of a Markdown page, with the docs-test marker just before it."""
+    blocks: list[Block] = []
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        opening = _FENCE.match(lines[i])
+        if opening is None:
+            i += 1
+            continue
+        fence, indent = opening["fence"], len(opening["indent"])
+        body: list[str] = []
+        j = i + 1
+        while j < len(lines) and not lines[j].strip().startswith(fence):
+            raw = lines[j]
+            body.append(raw[indent:] if raw[:indent].strip() == "" else raw.lstrip())
+            j += 1
+        if j == len(lines):
+            raise AssertionError(f"line {i + 1}: a ``` block that never closes")
+        block = Block(line=i + 1, lang=opening["lang"].lower(), text="\n".join(body) + "\n")
+        k = i - 1
+        while k >= 0 and not lines[k].strip():
+            k -= 1
+        marker = _MARKER.match(lines[k]) if k >= 0 else None
+        if marker is not None:
+            block.marker = "compile-only" if marker["what"] == "compile-only" else "file"
+            block.file_name = marker["name"] or ""
+        blocks.append(block)
+        i = j + 1
+    return blocks
+
+
+def page_examples(page: Path, text: str | None = None) -> list[Example]:
+    """The programs of one page: each python block, joined to what it continues."""
+    examples: list[Example] = []
+    files: dict[str, str] = {}
+    for block in parse_blocks(page.read_text(encoding="utf-8") if text is None else text):
+        if block.marker == "file":
+            files[block.file_name] = block.text
+            continue
+        if block.lang not in ("python", "py"):
+            continue
+        if block.text.lstrip().startswith(_CONTINUED):
+            if not examples:
+                raise AssertionError(
+                    f"{page.relative_to(ROOT)}:{block.line}: '{_CONTINUED}' with no python block "
+                    "before it on the page"
+                )
+            previous = examples.pop()
+            examples.append(
+                Example(
+                    page,
+                    [*previous.lines, block.line],
+                    previous.source + block.text,
+                    previous.compile_only or block.marker == "compile-only",
+                    dict(files),
+                )
+            )
+            continue
+        examples.append(
+            Example(page, [block.line], block.text, block.marker == "compile-only", dict(files))
+        )
+    return examples
+
+
+EXAMPLES = [example for page in PAGES for example in page_examples(page)]
+
+
+def _env() -> dict[str, str]:
+    """The test's environment without the reader-facing XTASKS_* settings (plugins, config)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XTASKS_") or "_TEST_" in k}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env["NO_MKDOCS_2_WARNING"] = "1"
+    return env
+
+
+def _imports_only(source: str) -> str:
+    """The ``import`` and ``from ... import`` statements of a program, in order."""
+    tree = ast.parse(source)
+    nodes = [n for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom)]
+    nodes.sort(key=lambda n: (n.lineno, n.col_offset))
+    return "\n".join(ast.unparse(n) for n in nodes if not getattr(n, "level", 0)) + "\n"
+
+
+def check_example(example: Example) -> str:
+    """Run (or compile and import) one example; return what went wrong, or "" if nothing."""
+    with tempfile.TemporaryDirectory(prefix="xtasks-docs-") as tmp:
+        workdir = Path(tmp)
+        for name, text in example.files.items():
+            target = workdir / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+        try:
+            compile(example.source, example.id, "exec")
+        except SyntaxError as exc:
+            return f"does not compile: {exc}"
+        program = _imports_only(example.source) if example.compile_only else example.source
+        script = workdir / "_example.py"
+        script.write_text(program, encoding="utf-8")
+        try:
+            done = subprocess.run(
+                [sys.executable, str(script)],
+                cwd=workdir,
+                env=_env(),
+                capture_output=True,
+                text=True,
+                timeout=TIMEOUT,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            return (
+                f"did not end within {TIMEOUT:.0f} s; its output:\n{exc.stdout!r}\n{exc.stderr!r}"
+            )
+        if done.returncode != 0:
+            what = "its imports failed" if example.compile_only else "it failed"
+            return (
+                f"{what} (exit {done.returncode}):\n{done.stderr[-4000:]}\n"
+                f"--- the program ---\n{textwrap.indent(program, '    ')}"
+            )
+        return ""
+
+
+def build_site() -> str:
+    """``mkdocs build --strict`` into a temporary directory; what went wrong, or ""."""
+    with tempfile.TemporaryDirectory(prefix="xtasks-site-") as tmp:
+        done = subprocess.run(
+            [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", tmp],
+            cwd=ROOT,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    output = done.stdout + done.stderr
+    warnings = [line for line in output.splitlines() if re.match(r"\s*(WARNING|ERROR)\b", line)]
+    if done.returncode != 0 or warnings:
+        return f"mkdocs build --strict: exit {done.returncode}\n" + (
+            "\n".join(warnings) or output[-4000:]
+        )
+    return ""
+
+
+@pytest.fixture(scope="session")
+def doc_checks(request: pytest.FixtureRequest) -> dict[str, Future[str]]:
+    """Start every selected check at once (site build and examples), one future per test id."""
+    selected = {
+        item.callspec.id
+        for item in request.session.items
+        if isinstance(item, pytest.Function) and _is_doc_check(item)
+    }
+    pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="docs-check")
+    request.addfinalizer(lambda: pool.shutdown(wait=True, cancel_futures=True))
+    futures: dict[str, Future[str]] = {}
+    if "site" in selected:
+        futures["site"] = pool.submit(build_site)
+    for example in EXAMPLES:
+        if example.id in selected:
+            futures[example.id] = pool.submit(check_example, example)
+    return futures
+
+
+def _is_doc_check(item: pytest.Function) -> bool:
+    return (
+        item.module is not None and item.module.__name__ == __name__ and hasattr(item, "callspec")
+    )
+
+
+def _result(doc_checks: dict[str, Future[str]], key: str) -> str:
+    # Every check was started together: waiting here covers the ones queued before it.
+    return doc_checks[key].result(timeout=TIMEOUT * (len(doc_checks) // WORKERS + 2))
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("what", ["site"], ids=["site"])
+def test_site_builds_without_warnings(doc_checks: dict[str, Future[str]], what: str) -> None:
+    problem = _result(doc_checks, what)
+    assert not problem, problem
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("example", EXAMPLES, ids=[e.id for e in EXAMPLES])
+def test_code_example_runs(doc_checks: dict[str, Future[str]], example: Example) -> None:
+    problem = _result(doc_checks, example.id)
+    assert not problem, f"{example.id}: {problem}"
+
+
+def test_the_parser_follows_the_convention() -> None:
+    """Markers, continuations and files are read as the convention says."""
+    page = textwrap.dedent(
+        """\
+        <!-- docs-test: file config.yaml -->
+
+        ```yaml
+        tasks: {}
+        ```
+
+        ```python
+        x = 1
+        ```
+
+        ```python
+        # (continued)
+        assert x == 1
+        ```
+
+        <!-- docs-test: compile-only -->
+        ```python
+        import xtasks
+        ```
+
+        ```bash
+        echo not run
+        ```
+        """
+    )
+    blocks = parse_blocks(page)
+    assert [(b.line, b.lang, b.marker, b.file_name) for b in blocks] == [
+        (3, "yaml", "file", "config.yaml"),
+        (7, "python", "", ""),
+        (11, "python", "", ""),
+        (17, "python", "compile-only", ""),
+        (21, "bash", "", ""),
+    ]
+    examples = page_examples(ROOT / "docs" / "_parser_case.md", page)
+    assert [(e.id, e.compile_only) for e in examples] == [
+        ("docs/_parser_case.md:7+11", False),
+        ("docs/_parser_case.md:17", True),
+    ]
+    assert examples[0].files == {"config.yaml": "tasks: {}\n"}
+    assert _imports_only("import a\nfrom b import c\nx = 1\n") == "import a\nfrom b import c\n"
