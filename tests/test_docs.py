@@ -258,6 +258,24 @@ def test_code_example_runs(doc_checks: dict[str, Future[str]], example: Example)
     assert not problem, f"{example.id}: {problem}"
 
 
+_LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)[^)]*\)")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
+def test_links_stay_in_the_repository(page: Path) -> None:
+    """A relative link names a file of the repository: a clone has everything it points to."""
+    broken = []
+    for target in _LINK.findall(page.read_text(encoding="utf-8")):
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target) or target.startswith("#"):
+            continue  # https://..., mailto:, or an anchor of the page itself
+        path = (page.parent / target.split("#", 1)[0]).resolve()
+        if not path.is_relative_to(ROOT) or not path.exists():
+            broken.append(target)
+    assert not broken, (
+        f"{page.relative_to(ROOT)} links outside the repository or to nothing: {broken}"
+    )
+
+
 def test_the_parser_follows_the_convention() -> None:
     """Markers, continuations and files are read as the convention says."""
     page = textwrap.dedent(
