@@ -276,6 +276,18 @@ def test_links_stay_in_the_repository(page: Path) -> None:
     )
 
 
+def test_the_reference_lists_every_public_name_of_xtasks() -> None:
+    """docs/reference/xtasks.md lists the names one by one, grouped: a new one must join."""
+    import xtasks
+
+    page = (ROOT / "docs" / "reference" / "xtasks.md").read_text(encoding="utf-8")
+    listed = re.findall(r"^::: xtasks\.(\w+)\s*$", page, flags=re.MULTILINE)
+    assert sorted(listed) == sorted(xtasks.__all__), (
+        f"missing: {sorted(set(xtasks.__all__) - set(listed))}; "
+        f"not public: {sorted(set(listed) - set(xtasks.__all__))}"
+    )
+
+
 def test_the_parser_follows_the_convention() -> None:
     """Markers, continuations and files are read as the convention says."""
     page = textwrap.dedent(
