@@ -12,6 +12,9 @@ Examples follow one convention (README.md and docs/**/*.md):
 - ``<!-- docs-test: file NAME -->`` before a block (any language): not run, but written to
   ``NAME`` in the temporary directory of the page's following blocks.
 
+Examples see only the plugin xtasks ships (``XTASKS_PLUGINS=alerts``), whatever else the
+environment has installed.
+
 The programs run in parallel in subprocesses (each in its own directory), started together
 the first time one of these tests asks for its result, so the whole takes about as long as
 the slowest example, not their sum.
@@ -140,8 +143,11 @@ EXAMPLES = [example for page in PAGES for example in page_examples(page)]
 
 
 def _env() -> dict[str, str]:
-    """The test's environment without the reader-facing XTASKS_* settings (plugins, config)."""
+    """The test's environment without its XTASKS_* settings (plugins, config, tokens), and
+    with only the plugin xtasks ships (the email and webhook alerters): a plugin installed
+    in the developer's environment (the example one, say) must not join the examples."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("XTASKS_") or "_TEST_" in k}
+    env["XTASKS_PLUGINS"] = "alerts"
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env["NO_MKDOCS_2_WARNING"] = "1"
     return env
