@@ -23,12 +23,17 @@ the slowest example, not their sum.
 from __future__ import annotations
 
 import ast
+import contextlib
+import itertools
+import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,7 +153,6 @@ def _env() -> dict[str, str]:
     in the developer's environment (the example one, say) must not join the examples."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("XTASKS_") or "_TEST_" in k}
     env["XTASKS_PLUGINS"] = "alerts"
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
     env["NO_MKDOCS_2_WARNING"] = "1"
     return env
 
@@ -161,10 +165,169 @@ def _imports_only(source: str) -> str:
     return "\n".join(ast.unparse(n) for n in nodes if not getattr(n, "level", 0)) + "\n"
 
 
-def check_example(example: Example) -> str:
+# The examples' programs start from a warm process: importing xtasks, anyio, FastAPI and
+# uvicorn costs about a second of CPU each time, paid once here instead of once per example.
+# A "zygote" process imports them, then forks one child per program; each child runs its
+# program as ``python <file>`` would (``__main__``, its directory first on sys.path, its
+# own stdio, non-daemon threads joined and atexit run at the end) and exits with its code.
+_ZYGOTE = r"""
+import atexit, importlib, json, os, runpy, sys, threading, traceback
+for name in ("xtasks", "xtasks.testing", "xtasks.events", "anyio", "anyio._backends._asyncio",
+             "trio", "sqlite3", "fastapi", "uvicorn", "httpx", "xtasks_fastapi", "xtasks_alerts",
+             "pydantic", "yaml", "croniter"):
+    try:
+        importlib.import_module(name)
+    except Exception:
+        pass
+replies = os.dup(1)
+os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+
+def reply(message):
+    os.write(replies, (json.dumps(message) + "\n").encode())
+
+def wait(job, pid):
+    _, status = os.waitpid(pid, 0)
+    reply({"job": job, "code": os.waitstatus_to_exitcode(status)})
+
+for line in sys.stdin:
+    request = json.loads(line)
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.setpgid(0, 0)
+            os.chdir(request["cwd"])
+            os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+            os.dup2(os.open(request["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 1)
+            os.dup2(os.open(request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
+            os.close(replies)
+            sys.stdin = open(0, closefd=False)
+            sys.stdout = open(1, "w", closefd=False, buffering=1)
+            sys.stderr = open(2, "w", closefd=False, buffering=1)
+            sys.argv = [request["script"]]
+            sys.path[0] = request["cwd"]
+            try:
+                runpy.run_path(request["script"], run_name="__main__")
+                code = 0
+            except SystemExit as exc:
+                if exc.code is None or isinstance(exc.code, int):
+                    code = exc.code or 0
+                else:
+                    print(exc.code, file=sys.stderr)
+            except BaseException as exc:  # shown from the program's own frames
+                tb = exc.__traceback__
+                while tb is not None and tb.tb_frame.f_code.co_filename != request["script"]:
+                    tb = tb.tb_next
+                traceback.print_exception(type(exc), exc, tb or exc.__traceback__)
+            threading._shutdown()
+            atexit._run_exitfuncs()
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except Exception:
+                    pass
+            os._exit(code)
+    reply({"job": request["job"], "pid": pid})
+    threading.Thread(target=wait, args=(request["job"], pid), daemon=True).start()
+"""
+
+
+class Zygote:
+    """Runs programs in children forked from one warm process (see ``_ZYGOTE``)."""
+
+    def __init__(self) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", _ZYGOTE],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=_env(),
+            text=True,
+        )
+        self._lock = threading.Lock()
+        self._jobs = itertools.count()
+        self._pids: dict[int, int] = {}
+        self._codes: dict[int, int] = {}
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, name="docs-zygote", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            message = json.loads(line)
+            with self._changed:
+                if "pid" in message:
+                    self._pids[message["job"]] = message["pid"]
+                else:
+                    self._codes[message["job"]] = message["code"]
+                self._changed.notify_all()
+        with self._changed:  # the zygote is gone: wake every waiter
+            self._changed.notify_all()
+
+    def run(self, script: Path, cwd: Path, out: Path, err: Path, timeout: float) -> int | None:
+        """The program's exit code, or ``None`` if it was killed after ``timeout`` seconds."""
+        job = next(self._jobs)
+        request = {"job": job, "script": str(script), "cwd": str(cwd)}
+        request |= {"stdout": str(out), "stderr": str(err)}
+        with self._lock:
+            assert self._process.stdin is not None
+            self._process.stdin.write(json.dumps(request) + "\n")
+            self._process.stdin.flush()
+        with self._changed:
+            if self._changed.wait_for(
+                lambda: job in self._codes or self._process.poll() is not None, timeout
+            ):
+                if job in self._codes:
+                    return self._codes.pop(job)
+                raise AssertionError(f"the examples' runner died (exit {self._process.poll()})")
+            pid = self._pids.get(job)
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+        with self._changed:
+            self._changed.wait_for(lambda: job in self._codes, 10)
+            self._codes.pop(job, None)
+        return None
+
+    def close(self) -> None:
+        assert self._process.stdin is not None
+        self._process.stdin.close()
+        try:
+            self._process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._reader.join(timeout=10)
+        assert self._process.stdout is not None
+        self._process.stdout.close()
+
+
+def _run_plain(script: Path, cwd: Path, out: Path, err: Path, timeout: float) -> int | None:
+    """``python <script>`` in a fresh interpreter (where fork is not available)."""
+    with out.open("w") as stdout, err.open("w") as stderr:
+        try:
+            return subprocess.run(
+                [sys.executable, str(script)],
+                cwd=cwd,
+                env=_env(),
+                stdin=subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=stderr,
+                timeout=timeout,
+                check=False,
+            ).returncode
+        except subprocess.TimeoutExpired:
+            return None
+
+
+def check_example(example: Example, zygote: Zygote | None = None) -> str:
     """Run (or compile and import) one example; return what went wrong, or "" if nothing."""
     with tempfile.TemporaryDirectory(prefix="xtasks-docs-") as tmp:
-        workdir = Path(tmp)
+        workdir = Path(tmp) / "work"
+        workdir.mkdir()
         for name, text in example.files.items():
             target = workdir / name
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -176,24 +339,18 @@ def check_example(example: Example) -> str:
         program = _imports_only(example.source) if example.compile_only else example.source
         script = workdir / "_example.py"
         script.write_text(program, encoding="utf-8")
-        try:
-            done = subprocess.run(
-                [sys.executable, str(script)],
-                cwd=workdir,
-                env=_env(),
-                capture_output=True,
-                text=True,
-                timeout=TIMEOUT,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            return (
-                f"did not end within {TIMEOUT:.0f} s; its output:\n{exc.stdout!r}\n{exc.stderr!r}"
-            )
-        if done.returncode != 0:
+        out, err = Path(tmp) / "stdout.txt", Path(tmp) / "stderr.txt"
+        run = zygote.run if zygote is not None else _run_plain
+        code = run(script, workdir, out, err, TIMEOUT)
+        output = (
+            f"--- stdout ---\n{out.read_text()[-2000:]}\n--- stderr ---\n{err.read_text()[-4000:]}"
+        )
+        if code is None:
+            return f"did not end within {TIMEOUT:.0f} s\n{output}"
+        if code != 0:
             what = "its imports failed" if example.compile_only else "it failed"
             return (
-                f"{what} (exit {done.returncode}):\n{done.stderr[-4000:]}\n"
+                f"{what} (exit {code}):\n{output}\n"
                 f"--- the program ---\n{textwrap.indent(program, '    ')}"
             )
         return ""
@@ -229,13 +386,20 @@ def doc_checks(request: pytest.FixtureRequest) -> dict[str, Future[str]]:
         if isinstance(item, pytest.Function) and _is_doc_check(item)
     }
     pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="docs-check")
-    request.addfinalizer(lambda: pool.shutdown(wait=True, cancel_futures=True))
     futures: dict[str, Future[str]] = {}
     if "site" in selected:
         futures["site"] = pool.submit(build_site)
-    for example in EXAMPLES:
-        if example.id in selected:
-            futures[example.id] = pool.submit(check_example, example)
+    examples = [example for example in EXAMPLES if example.id in selected]
+    zygote = Zygote() if examples and hasattr(os, "fork") else None
+
+    def close() -> None:
+        pool.shutdown(wait=True, cancel_futures=True)
+        if zygote is not None:
+            zygote.close()
+
+    request.addfinalizer(close)
+    for example in examples:
+        futures[example.id] = pool.submit(check_example, example, zygote)
     return futures
 
 
