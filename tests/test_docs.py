@@ -15,9 +15,10 @@ Examples follow one convention (README.md and docs/**/*.md):
 Examples see only the plugin xtasks ships (``XTASKS_PLUGINS=alerts``), whatever else the
 environment has installed.
 
-The programs run in parallel in subprocesses (each in its own directory), started together
-the first time one of these tests asks for its result, so the whole takes about as long as
-the slowest example, not their sum.
+The programs run in parallel (each in its own directory, in a process forked from one that
+imported xtasks, anyio and FastAPI once), all started the first time one of these tests
+asks for its result, so the whole takes about as long as the slowest example plus the CPU
+the examples need, not the sum of their run times.
 """
 
 from __future__ import annotations
