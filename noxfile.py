@@ -1,4 +1,4 @@
-"""Developer sessions: ``nox -s tests`` (what CI runs), ``lint``, ``typecheck``, ``bench``."""
+"""Developer sessions: ``nox -s tests`` (what CI runs), ``lint``, ``typecheck``, ``docs``, ``bench``."""
 
 from __future__ import annotations
 
@@ -36,6 +36,20 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict over src, tests and this file."""
     _install(session, "typecheck")
     session.run("mypy")
+
+
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """The documentation site, into ``site/``; any warning fails the build.
+
+    ``nox -s docs -- serve`` previews it at http://127.0.0.1:8000 instead, rebuilt on save.
+    """
+    _install(session, "docs")
+    env = {"NO_MKDOCS_2_WARNING": "1"}
+    if session.posargs[:1] == ["serve"]:
+        session.run("mkdocs", "serve", "--strict", *session.posargs[1:], env=env)
+    else:
+        session.run("mkdocs", "build", "--strict", "--site-dir", "site", *session.posargs, env=env)
 
 
 @nox.session(python=PYTHON)

@@ -247,7 +247,9 @@ class Scheduler(Observable):
         only. Cancelling the caller leaves the run going (``RunHandle.cancel`` stops it).
 
         :raises ConfigError: the arguments do not fit the task's function.
-        :raises TaskNotFoundError, TaskStateError, SchedulerStateError: as for trigger.
+        :raises TaskNotFoundError: as for :meth:`trigger`.
+        :raises TaskStateError: as for :meth:`trigger`.
+        :raises SchedulerStateError: as for :meth:`trigger`.
         """
         self._require_running("run")
         await self._loaded(name, "run")

@@ -113,7 +113,8 @@ class EmailAlerter(Alerter):
         system's (a company CA, a test CA).
     :param manager_url: the manager's base URL (``https://app.example.com/manager``); the
         mail then links to the task's page ``{manager_url}/view/{task}``.
-    :raises ValueError, TypeError: on any invalid option, naming it.
+    :raises ValueError: on any invalid option, naming it.
+    :raises TypeError: on any invalid option, naming it.
     :raises ImportError: when aiosmtplib is missing, with the command that installs it.
     """
 
