@@ -351,9 +351,10 @@ class AttemptRecord:
 class RunRecord:
     """One run as history shows it: a snapshot taken at each change of status.
 
-    The latest attempt is described by the record's own fields (``error``,
-    ``finished_at``); those before it, each of which failed (only a failure is retried),
-    by :attr:`earlier_attempts`.
+    The latest attempt is described by the record's own fields (``error``, and
+    ``finished_at`` once final; ``started_at`` is the first attempt's start); those
+    before it, each of which failed (only a failure is retried), by
+    :attr:`earlier_attempts`, each with its own times and error.
     """
 
     id: str
@@ -368,9 +369,10 @@ class RunRecord:
     reason: str | None = None  #: why skipped, missed, cancelled or lost
     result: Any = None
     replica: str = ""
-    #: The attempts that failed before the latest one (or, while a retry waits, up to the
-    #: one it follows), oldest first: at most the last :data:`MAX_EARLIER_ATTEMPTS`. The
-    #: one empty tuple for a run that never retried.
+    #: The attempts that failed before the latest one, oldest first: at most the last
+    #: :data:`MAX_EARLIER_ATTEMPTS`. While a retry waits (``queued``), the failed attempt
+    #: it follows is here already, and still in ``error``. The one empty tuple for a run
+    #: that never retried.
     earlier_attempts: tuple[AttemptRecord, ...] = ()
 
     #: The bound above, as the class carries it for code that sees only the public API.
