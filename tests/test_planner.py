@@ -25,6 +25,8 @@ from hypothesis import strategies as st
 
 from tests.planner_sim import (
     OVERLAPPING_KINDS,
+    QUEUED,
+    RUNNING,
     T0,
     Kind,
     Observer,
@@ -47,7 +49,16 @@ from xtasks._errors import (
 )
 from xtasks._events import Alert, AlertKind
 from xtasks._planner import CATCH_UP_CAP, Planner
-from xtasks._runs import RunCause, RunRecord, RunStatus, TaskRecord, TaskState
+from xtasks._runs import (
+    MAX_EARLIER_ATTEMPTS,
+    AttemptRecord,
+    ErrorInfo,
+    RunCause,
+    RunRecord,
+    RunStatus,
+    TaskRecord,
+    TaskState,
+)
 from xtasks._task import CatchUp, Mode, Overlap, Task
 
 if TYPE_CHECKING:
@@ -880,6 +891,70 @@ def test_a_succeeded_record_carries_no_error_from_an_earlier_attempt() -> None:
     last = sim.views[run.id].last
     assert (last.status, last.attempts) == (RunStatus.SUCCEEDED, 2)
     assert last.error is None, f"succeeded, yet reports {last.error}"
+
+
+def test_a_run_that_failed_twice_then_succeeded_keeps_both_failures_with_their_times() -> None:
+    """History shows why a run needed three attempts: each earlier one, with its error and
+    when it started and ended (attempts of 3 s; retries after 5 s, then 10 s)."""
+    kinds: Iterator[Kind] = iter(["fail", "fail", "ok"])
+    sim = Sim(outcome=lambda run, now: Outcome(3, next(kinds)))
+    sim.add(make_task("a", max_retries=2, retry_delay=5, retry_backoff=2))
+    run = sim.request("a")
+    sim.run_to_quiet()
+    records = [record for _, record in sim.views[run.id].records]
+    last = records[-1]
+    assert (last.status, last.attempts, last.error) == (RunStatus.SUCCEEDED, 3, None)
+    assert last.started_at == T0  # of the first attempt
+    assert last.finished_at == T0 + secs(24)
+    assert last.earlier_attempts == (
+        AttemptRecord(1, T0, T0 + secs(3), ErrorInfo("Boom", "attempt 1")),
+        AttemptRecord(2, T0 + secs(8), T0 + secs(11), ErrorInfo("Boom", "attempt 2")),
+    )
+    # Each snapshot holds the attempts that failed so far: none until the first failed.
+    assert [len(r.earlier_attempts) for r in records] == [0, 0, 1, 1, 2, 2, 2]
+    succeeded = RunStatus.SUCCEEDED
+    assert [r.status for r in records] == [QUEUED, RUNNING] * 3 + [succeeded]
+    sim.close()
+
+
+def test_a_run_that_failed_for_good_keeps_the_attempts_before_its_last() -> None:
+    sim = Sim(outcome=lambda run, now: Outcome(1, "fail"))
+    sim.add(make_task("a", max_retries=1, retry_delay=2))
+    run = sim.request("a")
+    sim.run_to_quiet()
+    last = sim.views[run.id].last
+    assert (last.status, last.attempts) == (RunStatus.FAILED, 2)
+    assert last.error == ErrorInfo("Boom", "attempt 2")  # the last attempt: the record's own
+    assert last.earlier_attempts == (
+        AttemptRecord(1, T0, T0 + secs(1), ErrorInfo("Boom", "attempt 1")),
+    )
+    sim.close()
+
+
+def test_earlier_attempts_keep_only_the_last_ones_and_attempts_counts_them_all() -> None:
+    retries = MAX_EARLIER_ATTEMPTS + 5
+    sim = Sim(outcome=lambda run, now: Outcome(1, "fail"))
+    sim.add(make_task("a", max_retries=retries, retry_delay=1))
+    run = sim.request("a")
+    sim.run_to_quiet()
+    last = sim.views[run.id].last
+    assert (last.status, last.attempts) == (RunStatus.FAILED, retries + 1)
+    numbers = [attempt.number for attempt in last.earlier_attempts]
+    assert numbers == list(range(retries + 1 - MAX_EARLIER_ATTEMPTS, retries + 1))
+    assert [a.error.message for a in last.earlier_attempts] == [f"attempt {n}" for n in numbers]
+    sim.close()
+
+
+def test_runs_that_never_retry_share_the_one_empty_tuple() -> None:
+    """The hot path allocates nothing for earlier attempts: every snapshot holds ``()``."""
+    empty = ()
+    sim = Sim(outcome=lambda run, now: Outcome(1))
+    sim.add(make_task("a"))
+    runs = [sim.request("a") for _ in range(3)]
+    sim.run_to_quiet()
+    for run in runs:
+        assert all(id(r.earlier_attempts) == id(empty) for _, r in sim.views[run.id].records)
+    sim.close()
 
 
 # --- 4. alerts -----------------------------------------------------------------------------

@@ -21,6 +21,7 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 
 XTASKS_ALL = [
     "At",
+    "AttemptRecord",
     "AuditRecord",
     "AuditWriteError",
     "CatchUp",
@@ -72,6 +73,7 @@ TESTING_ALL = [
     "check_claim_exclusivity",
     "check_claim_fires",
     "check_close_idempotent",
+    "check_earlier_attempts",
     "check_errors_are_store_errors",
     "check_fencing",
     "check_last_fire_monotonic",

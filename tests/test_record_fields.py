@@ -17,7 +17,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from xtasks import ErrorInfo, RunCause, RunRecord, RunStatus, Scheduler
+from xtasks import AttemptRecord, ErrorInfo, RunCause, RunRecord, RunStatus, Scheduler
 from xtasks.events import RunChanged
 from xtasks.stores import _sql
 from xtasks.stores.sqlite import SQLiteStore
@@ -48,6 +48,17 @@ FULL = RunRecord(
     reason="attempt 3 of 3 failed",
     result=["rows", 3, False, "é", {"n": 1.5}],  # JSON: comes back equal
     replica="host-a:4242",
+    earlier_attempts=(
+        AttemptRecord(
+            1,
+            T0 + timedelta(seconds=1),
+            (T0 + timedelta(seconds=1.5)).astimezone(timezone(timedelta(hours=-5))),
+            ErrorInfo("OSError", "no route to host", "Traceback ...\nOSError: no route\n"),
+        ),
+        AttemptRecord(
+            2, T0 + timedelta(seconds=1.75), T0 + timedelta(seconds=1.8), ErrorInfo("E", "")
+        ),
+    ),
 )
 
 FIELDS = {field.name for field in fields(RunRecord)}
@@ -117,6 +128,7 @@ def test_run_out_carries_every_field() -> None:
     assert FULL.error is not None
     expected: dict[str, Any] = {name: getattr(FULL, name) for name in FIELDS}
     expected["error"] = asdict(FULL.error)  # traceback included
+    expected["earlier_attempts"] = [asdict(attempt) for attempt in FULL.earlier_attempts]
     expected["result"] = FULL.result  # JSON can carry it: the value itself
     expected["result_kind"] = "json"
     assert RunOut.from_core(FULL).model_dump() == expected
@@ -164,5 +176,15 @@ def test_a_run_event_carries_every_other_field() -> None:
             assert datetime.fromisoformat(value) == original, name
         elif isinstance(original, ErrorInfo):
             assert value == {"type": original.type, "message": original.message}, name
+        elif name == "earlier_attempts":
+            assert value == [
+                {
+                    "number": attempt.number,
+                    "started_at": attempt.started_at.isoformat(),
+                    "finished_at": attempt.finished_at.isoformat(),
+                    "error": {"type": attempt.error.type, "message": attempt.error.message},
+                }
+                for attempt in original
+            ], name
         else:
             assert value == original, name

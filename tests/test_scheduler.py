@@ -159,8 +159,18 @@ async def test_retries_wait_their_delay_then_succeed() -> None:
         await clock.advance(10)  # first retry due after 10 s
         await clock.advance(20)  # second after 10 * 2 s
         rec = await handle.wait()
+        stored = await scheduler.get_run(handle.id)
     assert rec.status is RunStatus.SUCCEEDED and rec.attempts == 3
     assert attempts == [T0, T0 + timedelta(seconds=10), T0 + timedelta(seconds=30)]
+    # Both failures stay in history, each with its error and times (an attempt that
+    # raises at once ends when it started, on the fake clock).
+    earlier = [(a.number, a.started_at, a.finished_at, str(a.error)) for a in rec.earlier_attempts]
+    assert earlier == [
+        (1, T0, T0, "ConnectionError: not yet"),
+        (2, T0 + timedelta(seconds=10), T0 + timedelta(seconds=10), "ConnectionError: not yet"),
+    ]
+    assert all("raise ConnectionError" in a.error.traceback for a in rec.earlier_attempts)
+    assert stored == rec
 
 
 async def test_a_timeout_is_a_failure_and_is_retried() -> None:

@@ -27,6 +27,7 @@ from ._errors import TaskStateError as TaskStateError
 from ._errors import UnknownDependencyError as UnknownDependencyError
 from ._errors import XtasksError as XtasksError
 from ._errors import XtasksWarning as XtasksWarning
+from ._runs import AttemptRecord as AttemptRecord
 from ._runs import AuditRecord as AuditRecord
 from ._runs import ErrorInfo as ErrorInfo
 from ._runs import RunCause as RunCause
@@ -49,6 +50,7 @@ from .hookspecs import hookimpl as hookimpl
 
 __all__ = [
     "At",
+    "AttemptRecord",
     "AuditRecord",
     "AuditWriteError",
     "CatchUp",

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, final
 from ._decisions import CancelAttempt, Decision, RecordRun, SaveTask, SendAlert, StartAttempt
 from ._events import Alert, AlertKind
 from ._run_state import Run
-from ._runs import RunCause, RunStatus, TaskState
+from ._runs import MAX_EARLIER_ATTEMPTS, AttemptRecord, RunCause, RunStatus, TaskState
 from ._task import Overlap
 
 if TYPE_CHECKING:
@@ -279,6 +279,7 @@ class Lifecycle:
         run.token += 1
         run.status = RunStatus.RUNNING
         run.attempts += 1
+        run.attempt_started_at = now
         if run.started_at is None:
             run.started_at = now
         self.record(run)
@@ -310,6 +311,8 @@ class Lifecycle:
             run.status = RunStatus.QUEUED
             run.token += 1
             run.due = now + timedelta(seconds=delay)
+            attempt = AttemptRecord(run.attempts, run.attempt_started_at or now, now, error)
+            run.earlier_attempts = (*run.earlier_attempts, attempt)[-MAX_EARLIER_ATTEMPTS:]
             self.record(run)
             self.schedule_start(run, now)
             return

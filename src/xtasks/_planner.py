@@ -19,7 +19,6 @@ import heapq
 import itertools
 import logging
 import random
-import secrets
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, final
 
@@ -51,10 +50,11 @@ __all__ = ["CATCH_UP_CAP", "Planner"]
 _log = logging.getLogger("xtasks")
 
 
-def _default_ids() -> Callable[[], str]:
-    prefix = secrets.token_hex(6)
+def _sequential_ids() -> Callable[[], str]:
+    """Ids ``run-000001``, ``run-000002``...: pure, for a planner driven alone (tests,
+    simulations). The scheduler gives its planner time-ordered ids (:mod:`._run_ids`)."""
     counter = itertools.count(1)
-    return lambda: f"{prefix}{next(counter):08x}"
+    return lambda: f"run-{next(counter):06d}"
 
 
 @final
@@ -66,7 +66,9 @@ class Planner:
     :param process_slots: ``process`` runs executing at once.
     :param replica: written into every record, so history shows who ran what.
     :param rng: source of jitter; seed it for reproducible tests.
-    :param new_id: makes run ids; unique across replicas by default.
+    :param new_id: makes run ids; sequential by default, which is unique in this
+        planner only (the scheduler gives unique, time-ordered ones: its clock read
+        stays out of here).
     """
 
     def __init__(
@@ -102,7 +104,7 @@ class Planner:
             ),
             replica=replica,
             rng=rng or random.Random(),
-            new_id=new_id or _default_ids(),
+            new_id=new_id or _sequential_ids(),
         )
 
     # --- registry ---------------------------------------------------------------------

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Mapping
     from datetime import datetime
 
-    from ._runs import ErrorInfo
+    from ._runs import AttemptRecord, ErrorInfo
     from ._task import Task
     from ._triggers import Trigger
 
@@ -48,10 +48,12 @@ class Run:
 
     __slots__ = (
         "args",
+        "attempt_started_at",
         "attempts",
         "cause",
         "dependents",
         "due",
+        "earlier_attempts",
         "entry",
         "error",
         "finished_at",
@@ -79,6 +81,9 @@ class Run:
         self.started_at: datetime | None = None
         self.finished_at: datetime | None = None
         self.attempts = 0
+        self.attempt_started_at: datetime | None = None  #: start of the latest attempt
+        # Most runs never retry: they all share the one empty tuple.
+        self.earlier_attempts: tuple[AttemptRecord, ...] = ()
         self.error: ErrorInfo | None = None
         self.reason: str | None = None
         self.result: Any = None

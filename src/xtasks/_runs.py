@@ -25,10 +25,12 @@ if TYPE_CHECKING:
     from ._task import Task
 
 __all__ = [
+    "MAX_EARLIER_ATTEMPTS",
     "MAX_MESSAGE_CHARS",
     "MAX_TRACEBACK_CHARS",
     "MAX_TYPE_CHARS",
     "SHORT_ERROR_CHARS",
+    "AttemptRecord",
     "AuditRecord",
     "ErrorInfo",
     "RunCause",
@@ -328,9 +330,32 @@ _BOUNDS = (
 )
 
 
+#: Earlier attempts a run record keeps (:attr:`RunRecord.earlier_attempts`): the last
+#: ones. A run allowed more retries still counts every attempt in ``attempts``; 20 errors
+#: of at most 64 KiB message and 64 KiB traceback each bound what one record holds.
+MAX_EARLIER_ATTEMPTS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """One failed attempt of a run, before the one its record describes: so that history
+    shows why a run that succeeded at its third attempt needed three."""
+
+    number: int  #: 1 for the first attempt
+    started_at: datetime
+    finished_at: datetime  #: when it raised or timed out
+    error: ErrorInfo  #: bounded as every ``ErrorInfo`` is
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunRecord:
-    """One run as history shows it: a snapshot taken at each change of status."""
+    """One run as history shows it: a snapshot taken at each change of status.
+
+    The latest attempt is described by the record's own fields (``error``, and
+    ``finished_at`` once final; ``started_at`` is the first attempt's start); those
+    before it, each of which failed (only a failure is retried), by
+    :attr:`earlier_attempts`, each with its own times and error.
+    """
 
     id: str
     task: str
@@ -344,6 +369,14 @@ class RunRecord:
     reason: str | None = None  #: why skipped, missed, cancelled or lost
     result: Any = None
     replica: str = ""
+    #: The attempts that failed before the latest one, oldest first: at most the last
+    #: :data:`MAX_EARLIER_ATTEMPTS`. While a retry waits (``queued``), the failed attempt
+    #: it follows is here already, and still in ``error``. The one empty tuple for a run
+    #: that never retried.
+    earlier_attempts: tuple[AttemptRecord, ...] = ()
+
+    #: The bound above, as the class carries it for code that sees only the public API.
+    MAX_EARLIER_ATTEMPTS: ClassVar[int] = MAX_EARLIER_ATTEMPTS
 
     def evolve(self, **changes: Any) -> RunRecord:
         """Return a copy with ``changes`` applied."""

@@ -28,6 +28,7 @@ from ._errors import SchedulerStateError, TaskNotFoundError, XtasksError
 from ._events import TaskStateChanged
 from ._executors import Executors
 from ._planner import Planner
+from ._run_ids import time_ordered_ids
 from ._run_log import attach as attach_run_log
 from ._runs import AuditRecord, RunRecord, TaskInfo, TaskState
 from ._setup import check_options, duplicate_task, load_setup, raise_all
@@ -112,6 +113,7 @@ class Scheduler(Observable):
             thread_slots=thread_slots,
             process_slots=slots,
             replica=self.replica_id,
+            new_id=time_ordered_ids(),  # the planner reads no clock: ids come made
         )
         self._executors = Executors(thread_slots=thread_slots, process_slots=slots)
         self._engine: Engine | None = None  # while running

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from fastapi import HTTPException, Request, status
 
-from xtasks import ErrorInfo, RunRecord, TaskState
+from xtasks import AttemptRecord, ErrorInfo, RunRecord, TaskState
 from xtasks.events import RunChanged, TaskStateChanged
 
 if TYPE_CHECKING:
@@ -73,6 +73,11 @@ def _event_value(value: object) -> object:
         if "message" in data:
             data["message"] = value.short_message(EVENT_MESSAGE_CHARS)
         return data
+    if isinstance(value, tuple):  # earlier_attempts: each as its error is, above
+        return [
+            {f.name: _event_value(getattr(item, f.name)) for f in fields(AttemptRecord)}
+            for item in value
+        ]
     return value
 
 

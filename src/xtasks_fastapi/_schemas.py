@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_RESULT_JSON",
+    "AttemptOut",
     "AuditOut",
     "AuditPage",
     "ErrorDetail",
@@ -114,6 +115,17 @@ class RunError(BaseModel):
     model_config = ConfigDict(from_attributes=True)  # built from the core's ErrorInfo
 
 
+class AttemptOut(BaseModel):
+    """A failed attempt before a run's latest (the latest is the run's own fields)."""
+
+    number: int = Field(description="1 for the first attempt")
+    started_at: datetime
+    finished_at: datetime = Field(description="when it raised or timed out")
+    error: RunError
+
+    model_config = ConfigDict(from_attributes=True)  # built from the core's AttemptRecord
+
+
 class RunOut(BaseModel):
     """One run record."""
 
@@ -140,6 +152,11 @@ class RunOut(BaseModel):
         "shortened; null: no result",
     )
     replica: str = ""
+    earlier_attempts: list[AttemptOut] = Field(
+        default_factory=list,
+        description="the attempts that failed before the latest one, oldest first (at most "
+        f"the last {RunRecord.MAX_EARLIER_ATTEMPTS}; `attempts` counts them all)",
+    )
 
     @classmethod
     def from_core(cls, record: RunRecord) -> RunOut:
@@ -148,6 +165,9 @@ class RunOut(BaseModel):
         if values["error"] is not None:
             values["error"] = RunError.model_validate(values["error"])  # its attributes
         values["result"], values["result_kind"] = _result_out(values["result"])
+        values["earlier_attempts"] = [
+            AttemptOut.model_validate(attempt) for attempt in record.earlier_attempts
+        ]
         return cls.model_validate(values)
 
 

@@ -22,6 +22,7 @@ from xtasks.testing import (
     check_claim_exclusivity,
     check_claim_fires,
     check_close_idempotent,
+    check_earlier_attempts,
     check_errors_are_store_errors,
     check_fencing,
     check_last_fire_monotonic,
@@ -266,6 +267,23 @@ class _FinalKeepsItsLease(_Delegate):
         return refused
 
 
+class _ForgetsEarlierAttempts(_Delegate):
+    """Keeps only the record's own fields, as a store without the column would."""
+
+    async def save_runs(self, records: Collection[RunRecord]) -> list[str]:
+        return await self.inner.save_runs([r.evolve(earlier_attempts=()) for r in records])
+
+
+class _AttemptsAsAList(_Delegate):
+    """Reads the attempts back as a list (a JSON decoder's, kept as it came)."""
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        record = await self.inner.get_run(run_id)
+        if record is None:
+            return None
+        return record.evolve(earlier_attempts=list(record.earlier_attempts))
+
+
 class _OldestFirst(_Delegate):
     async def list_runs(
         self,
@@ -346,6 +364,8 @@ class _DriverErrorAfterClose(_Delegate):
             (_ReapsRunningOnly, check_reap_live_runs, "not only running ones"),
             (_ReapsRunningOnly, check_lease_expiry_and_reaping, "were never reaped"),
             (_FinalKeepsItsLease, check_reap_live_runs, "reaped though already final"),
+            (_ForgetsEarlierAttempts, check_earlier_attempts, "earlier_attempts: expected ("),
+            (_AttemptsAsAList, check_earlier_attempts, "is not a tuple of AttemptRecord"),
             (_OldestFirst, check_list_runs_order_and_paging, "list_runs(task="),
             (_AuditTiesOldestFirst, check_audit_trail, "list_audit(task="),
             (_AuditDropsNoneDetail, check_audit_trail, "detail: expected None, got ''"),

@@ -674,3 +674,46 @@ async def test_a_schema_of_an_older_version_is_migrated_keeping_its_rows(
         assert stored is not None and stored.definition == "app:f, Every(seconds=5)"
     finally:
         await store.close()
+
+
+async def test_runs_written_before_earlier_attempts_read_back_with_none(
+    pg: tuple[str, str],
+) -> None:
+    """A schema at v2 (before runs kept their earlier attempts) opens: its runs read back
+    with none, and take a write with some."""
+    from xtasks import AttemptRecord
+    from xtasks.stores._pg_schema import MIGRATIONS as STEPS
+
+    url, schema = pg
+    quoted = f'"{schema}"'
+    _sql(url, f"CREATE SCHEMA {quoted}")
+    for statements in STEPS[:2]:
+        for statement in statements:
+            _sql(url, statement.replace("{s}", quoted))
+    _sql(url, f"CREATE TABLE {quoted}.schema_version (version integer NOT NULL)")
+    _sql(url, f"INSERT INTO {quoted}.schema_version VALUES (2)")
+    _sql(
+        url,
+        f"INSERT INTO {quoted}.runs (id, task, status, cause, scheduled_at, attempts,"
+        " error_type, error_message, error_traceback)"
+        " VALUES ('old', 't', 'failed', 'schedule', %s, 2, 'E', 'second', '')",
+        T0.isoformat(timespec="microseconds"),
+    )
+    old = RunRecord(
+        id="old",
+        task="t",
+        status=RunStatus.FAILED,
+        cause=RunCause.SCHEDULE,
+        scheduled_at=T0,
+        attempts=2,
+        error=ErrorInfo("E", "second"),
+    )
+    attempt = AttemptRecord(1, T0, T0 + timedelta(seconds=1), ErrorInfo("E", "first\x00"))
+    store = await _opened(pg)
+    try:
+        assert _sql(url, f"SELECT version FROM {quoted}.schema_version") == [(len(STEPS),)]
+        assert await store.get_run("old") == old
+        await store.save_run(old.evolve(earlier_attempts=(attempt,)))
+        assert await store.get_run("old") == old.evolve(earlier_attempts=(attempt,))
+    finally:
+        await store.close()

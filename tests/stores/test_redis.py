@@ -7,6 +7,7 @@ and deletes its keys afterwards, so runs on one server do not meet.
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -474,3 +475,23 @@ async def test_task_names_with_colons_and_other_characters_stay_apart(prefix: st
         await store.save_runs(
             [r.evolve(status=RunStatus.CANCELLED) for r in await store.list_runs()]
         )
+
+
+async def test_a_run_written_before_earlier_attempts_reads_back_with_none(prefix: str) -> None:
+    """A run's JSON array written by an xtasks before ``earlier_attempts`` existed is one
+    column shorter: it reads as no earlier attempts, and takes a write with some."""
+    from xtasks import AttemptRecord, ErrorInfo
+
+    old = run("old", status=RunStatus.FAILED, attempts=2, error=ErrorInfo("E", "second"))
+    attempt = AttemptRecord(1, T0, T0 + timedelta(seconds=1), ErrorInfo("E", "first"))
+    async with opened(prefix) as store:
+        await store.save_run(old.evolve(earlier_attempts=(attempt,)))
+        with _admin() as admin:
+            key = "{" + prefix + "}:r:old"
+            row = json.loads(admin.hget(key, "d"))
+            assert row[-1] is not None  # the attempts, as the last column
+            admin.hset(key, "d", json.dumps(row[:-1]))  # as an older xtasks wrote it
+        assert await store.get_run("old") == old
+        assert (await store.list_runs())[0].earlier_attempts == ()
+        await store.save_run(old.evolve(earlier_attempts=(attempt,)))
+        assert await store.get_run("old") == old.evolve(earlier_attempts=(attempt,))

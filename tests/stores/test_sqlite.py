@@ -80,7 +80,7 @@ async def test_wal_mode_and_schema_version(db: Path) -> None:
         pass
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 6
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 7
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"claims", "runs", "tasks", "audit"} <= tables
     conn.close()
@@ -116,7 +116,7 @@ async def test_concurrent_openers_migrate_once(db: Path) -> None:
         for store in stores:
             await store.close()
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 6
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 7
     conn.close()
 
 
@@ -138,7 +138,7 @@ async def test_a_v1_database_migrates_keeping_its_data(db: Path) -> None:
         await store.add_audit(record)
         assert await store.list_audit(task="t") == [record]
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 6
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 7
     conn.close()
 
 
@@ -193,7 +193,7 @@ async def test_a_v2_database_renames_trigger_to_cause_keeping_every_run(db: Path
         assert await store.get_run("c") == updated
         assert [r.id for r in await store.list_runs(task="t")] == ["m", "new", "s"]
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 6
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 7
     columns = [row[1] for row in conn.execute("PRAGMA table_info(runs)")]
     conn.close()
     assert "cause" in columns
@@ -661,7 +661,7 @@ async def test_a_v3_database_gives_its_live_runs_a_lease(db: Path) -> None:
     conn = sqlite3.connect(db)
     rows = conn.execute("SELECT id, lease_owner, lease_expires FROM runs")
     leases = {row[0]: row[1:] for row in rows}
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 6
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 7
     conn.close()
     assert leases["s"] == (None, None)
     assert leases["r"] == (None, None)  # reaped
@@ -673,6 +673,54 @@ async def test_a_v3_database_gives_its_live_runs_a_lease(db: Path) -> None:
     clock.now = after + 11
     async with opened(db, clock=clock) as store:
         assert sorted(r.id for r in await store.reap_lost()) == ["q", "w"]
+
+
+async def test_a_v6_database_reads_its_runs_with_no_earlier_attempts(db: Path) -> None:
+    """Rows written before runs kept their earlier attempts read back with none (the empty
+    tuple), and take a write that has some."""
+    from xtasks import AttemptRecord
+    from xtasks.stores import _sql
+
+    conn = sqlite3.connect(db, isolation_level=None)
+    for statements in _sql.MIGRATIONS[:6]:
+        for statement in statements:
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 6")
+    conn.execute(
+        "INSERT INTO runs (id, task, status, cause, scheduled_at, attempts, error_type,"
+        " error_message, error_traceback)"
+        " VALUES ('old', 't', 'failed', 'schedule', ?, 2, 'E', 'second', '')",
+        (_sql.ts(T0),),
+    )
+    conn.close()
+    old = run("old", status=RunStatus.FAILED, attempts=2, error=ErrorInfo("E", "second"))
+    attempt = AttemptRecord(1, T0, T0 + timedelta(seconds=1), ErrorInfo("E", "first"))
+    async with opened(db) as store:
+        assert await store.get_run("old") == old
+        assert (await store.list_runs())[0].earlier_attempts == ()
+        await store.save_run(old.evolve(earlier_attempts=(attempt,)))
+        assert await store.get_run("old") == old.evolve(earlier_attempts=(attempt,))
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 7
+    stored = conn.execute("SELECT earlier_attempts FROM runs").fetchone()[0]
+    conn.close()
+    assert json.loads(stored) == [
+        {
+            "number": 1,
+            "started_at": "2026-03-01T12:00:00.123456+00:00",
+            "finished_at": "2026-03-01T12:00:01.123456+00:00",
+            "error": {"type": "E", "message": "first", "traceback": ""},
+        }
+    ]
+
+
+async def test_a_run_without_earlier_attempts_stores_null(db: Path) -> None:
+    """The usual run never retried: no JSON is written for it."""
+    async with opened(db) as store:
+        await store.save_run(run("plain", attempts=1))
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT earlier_attempts FROM runs").fetchone() == (None,)
+    conn.close()
 
 
 # -- history --------------------------------------------------------------------------

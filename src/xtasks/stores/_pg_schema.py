@@ -89,6 +89,10 @@ MIGRATIONS: list[tuple[str, ...]] = [
     (  # v2: how the task was last defined, for replicas to spot a name defined two ways
         "ALTER TABLE {s}.tasks ADD COLUMN definition text",
     ),
+    (  # v3: the failed attempts before a run's latest, as JSON text (NULL: none); rows
+        # written before read back with none
+        "ALTER TABLE {s}.runs ADD COLUMN earlier_attempts text",
+    ),
 ]
 
 #: Store time, Unix seconds of the server's clock when the statement started (every lease

@@ -2,9 +2,10 @@
 
 A run is its :func:`~xtasks.stores._sql.encode_run` columns as one JSON array (so results
 round-trip as on SQLite: bounded JSON text, ``repr()`` for what JSON cannot encode), beside
-the fields the scripts read apart (status, task, sort key, age, lease owner). Times the
-scripts compare or sort are 20 digits, ``YYYYMMDDhhmmssffffff`` in UTC: fixed width, so byte
-order is time order. An audit record is a sorted-set member: ``at`` (20 digits), its
+the fields the scripts read apart (status, task, sort key, age, lease owner); an array
+written before a column was added (``earlier_attempts``) is shorter, and reads as NULL
+there. Times the scripts compare or sort are 20 digits, ``YYYYMMDDhhmmssffffff`` in UTC:
+fixed width, so byte order is time order. An audit record is a sorted-set member: ``at`` (20 digits), its
 insertion number (16) and its other fields as JSON, the task first.
 """
 
@@ -70,6 +71,8 @@ def encode_run(record: RunRecord) -> list[str]:
 
 def decode_run(data: str, status: str, reason: str | None) -> RunRecord:
     row = json.loads(data)
+    if len(row) < len(_COLUMNS):  # written before the last columns existed: NULL in each
+        row += [None] * (len(_COLUMNS) - len(row))
     row[_STATUS] = status
     if reason is not None:  # given by reap_lost, after the record was written
         row[_REASON] = reason

@@ -10,7 +10,8 @@ in a shell, and read back as equal, aware UTC datetimes (a naive one is refused 
 encode is stored as its ``repr()`` string; at most :data:`MAX_RESULT_CHARS` characters
 (see :func:`dump_result`). The ``runs`` columns are named after the fields
 of :class:`~xtasks.RunRecord` (an ``ErrorInfo`` as ``error_type``, ``error_message``,
-``error_traceback``), and :data:`RUN_COLUMNS`, :data:`SAVE_RUN`, :func:`encode_run` and
+``error_traceback``; ``earlier_attempts`` as JSON text, NULL when there are none, see
+:func:`encode_attempts`), and :data:`RUN_COLUMNS`, :data:`SAVE_RUN`, :func:`encode_run` and
 :func:`decode_run` are derived from them.
 """
 
@@ -23,7 +24,15 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Union, get_args, get_origin, get_type_hints
 
-from .._runs import AuditRecord, ErrorInfo, RunRecord, RunStatus, describe_failure
+from .._runs import (
+    MAX_EARLIER_ATTEMPTS,
+    AttemptRecord,
+    AuditRecord,
+    ErrorInfo,
+    RunRecord,
+    RunStatus,
+    describe_failure,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -48,10 +57,12 @@ __all__ = [
     "RUN_COLUMNS",
     "SAVE_RUN",
     "SAVE_TASK",
+    "decode_attempts",
     "decode_audit",
     "decode_run",
     "dt",
     "dump_result",
+    "encode_attempts",
     "encode_audit",
     "encode_run",
     "ts",
@@ -146,6 +157,10 @@ MIGRATIONS: list[tuple[str, ...]] = [
     ),
     (  # v6: how the task was last defined, for replicas to spot a name defined two ways
         "ALTER TABLE tasks ADD COLUMN definition TEXT",
+    ),
+    (  # v7: the failed attempts before a run's latest, as JSON text (NULL: none); rows
+        # written before read back with none
+        "ALTER TABLE runs ADD COLUMN earlier_attempts TEXT",
     ),
 ]
 
@@ -304,6 +319,47 @@ def _fitted(frame: Callable[[str], str], text: str) -> str:
         keep = max(keep * MAX_RESULT_CHARS // len(encoded) - 100, 0)
 
 
+def encode_attempts(attempts: Sequence[AttemptRecord]) -> str:
+    """Earlier attempts as stored: a JSON array, oldest first, of ``{"number",
+    "started_at", "finished_at", "error": {"type", "message", "traceback"}}`` (times as
+    :func:`ts` writes them), the last :data:`~xtasks.RunRecord.MAX_EARLIER_ATTEMPTS` of
+    them. Text as is (JSON escapes NUL and control characters; an ``ErrorInfo`` holds no
+    lone surrogate), so it is about as long as the errors themselves."""
+    return json.dumps(
+        [
+            {
+                "number": attempt.number,
+                "started_at": _utc_text(attempt.started_at),
+                "finished_at": _utc_text(attempt.finished_at),
+                "error": {
+                    "type": attempt.error.type,
+                    "message": attempt.error.message,
+                    "traceback": attempt.error.traceback,
+                },
+            }
+            for attempt in attempts[-MAX_EARLIER_ATTEMPTS:]
+        ],
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+
+
+def decode_attempts(text: str | None) -> tuple[AttemptRecord, ...]:
+    """The attempts :func:`encode_attempts` stored; NULL (none, or a row written before
+    the column existed) is the empty tuple."""
+    if not text:
+        return ()
+    return tuple(
+        AttemptRecord(
+            number=item["number"],
+            started_at=datetime.fromisoformat(item["started_at"]),
+            finished_at=datetime.fromisoformat(item["finished_at"]),
+            error=ErrorInfo(**item["error"]),
+        )
+        for item in json.loads(text)
+    )
+
+
 # -- runs: columns and codecs derived from RunRecord's fields ---------------------------
 #
 # A field added to RunRecord needs no edit here when its type is in the codec table: it
@@ -328,7 +384,8 @@ class _Codec:
 #: NULL and NULL always ``None``, so no codec sees them. Not in the table: a ``StrEnum``
 #: (stored by value, read back by its class) and :class:`ErrorInfo` (one column per field
 #: of its own, ``error_type``, ``error_message``, ``error_traceback``; ``None`` when the
-#: first is NULL).
+#: first is NULL) and the earlier attempts (:func:`encode_attempts`, NULL when none: the
+#: usual case costs no JSON).
 _CODECS: dict[object, _Codec] = {
     str: _Codec(),
     int: _Codec(),
@@ -381,6 +438,13 @@ class _RunCodecSource:
             self.kwargs.append(
                 f"{name}=None if {cell} is None else decode_{name}({', '.join(cells)})"
             )
+            return
+        if kind == tuple[AttemptRecord, ...]:
+            self.columns.append(name)
+            self.reads.append(f"f_{name} = record.{name}")
+            self.params.append(f"encode_attempts(f_{name}) if f_{name} else None")
+            self.kwargs.append(f"{name}=() if {cell} is None else decode_attempts({cell})")
+            self.namespace.update(encode_attempts=encode_attempts, decode_attempts=decode_attempts)
             return
         codec = _codec(name, kind)
         nullable = kind is not hint or kind is Any

@@ -44,7 +44,7 @@ from ._leases import (
     check_lease_renewal,
     check_reap_live_runs,
 )
-from ._records import check_round_trip
+from ._records import check_earlier_attempts, check_round_trip
 from ._support import StoreFactory
 from ._tasks import (
     check_task_batches_and_anchor,
@@ -62,6 +62,7 @@ __all__ = [
     "check_claim_exclusivity",
     "check_claim_fires",
     "check_close_idempotent",
+    "check_earlier_attempts",
     "check_errors_are_store_errors",
     "check_fencing",
     "check_last_fire_monotonic",
@@ -81,6 +82,7 @@ __all__ = [
 #: Every check, in the order :func:`check_store` runs them.
 STORE_CHECKS: Final[tuple[Callable[[StoreFactory], Awaitable[None]], ...]] = (
     check_round_trip,
+    check_earlier_attempts,
     check_claim_exclusivity,
     check_claim_fires,
     check_last_fire_monotonic,

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from ..._runs import (
+    MAX_EARLIER_ATTEMPTS,
+    MAX_MESSAGE_CHARS,
+    MAX_TRACEBACK_CHARS,
+    AttemptRecord,
     ErrorInfo,
     RunCause,
     RunRecord,
@@ -116,3 +120,88 @@ async def check_round_trip(make_store: StoreFactory) -> None:
         )
         missing = await a.get_run(f"{prefix}-missing")
         _require(missing is None, f"get_run of an unknown id returned {missing!r}, not None")
+
+
+def _attempt(number: int, message: str, traceback: str = "") -> AttemptRecord:
+    return AttemptRecord(
+        number=number,
+        started_at=_at(number * 10),
+        finished_at=_at(number * 10 + 1.000001),
+        error=ErrorInfo(type=f"Error{number}", message=message, traceback=traceback),
+    )
+
+
+@_check
+async def check_earlier_attempts(make_store: StoreFactory) -> None:
+    """The failed attempts before a run's latest (``RunRecord.earlier_attempts``) survive
+    a write and a read, and a run that never retried reads back with none.
+
+    Verifies that, through a second store object, ``get_run`` and ``list_runs`` return:
+
+    - a run with earlier attempts equal, oldest first: a tuple of
+      :class:`~xtasks.AttemptRecord`, times aware UTC to the microsecond, errors with
+      multi-line, non-ASCII, NUL and private-use text, and an error at its full bounds
+      (:data:`~xtasks.ErrorInfo.MAX_MESSAGE_CHARS` and ``MAX_TRACEBACK_CHARS``);
+    - a run with :data:`~xtasks.RunRecord.MAX_EARLIER_ATTEMPTS` of them, all of them;
+    - a run without any as the empty tuple ``()``, not ``None`` nor a list;
+    - a record saved again with more attempts (the next retry), then with none,
+      replaced each time.
+    """
+    prefix = _prefix()
+    task = f"{prefix}-task"
+    retried = RunRecord(
+        id=f"{prefix}-retried",
+        task=task,
+        status=RunStatus.SUCCEEDED,
+        cause=RunCause.SCHEDULE,
+        scheduled_at=_T0,
+        started_at=_at(10),
+        finished_at=_at(40),
+        attempts=3,
+        result="third time lucky",
+        replica="replica-a",
+        earlier_attempts=(
+            _attempt(
+                1,
+                "bad 'input' \"x\"\nline two: ünïcode ✓ \x00 after a NUL, \ue000 a private-use one",
+                'Traceback (most recent call last):\n  File "t.py", line 1\nValueError\n',
+            ),
+            _attempt(2, "x" * MAX_MESSAGE_CHARS, "y" * MAX_TRACEBACK_CHARS),
+        ),
+    )
+    many = retried.evolve(
+        id=f"{prefix}-many",
+        attempts=MAX_EARLIER_ATTEMPTS + 5,
+        earlier_attempts=tuple(
+            _attempt(n, f"attempt {n} failed")
+            for n in range(6, MAX_EARLIER_ATTEMPTS + 6)  # the last ones of 25
+        ),
+    )
+    never = _run(f"{prefix}-never", task, RunStatus.SUCCEEDED, attempts=1, finished_at=_at(1))
+    live = retried.evolve(
+        id=f"{prefix}-live",
+        status=RunStatus.QUEUED,
+        finished_at=None,
+        result=None,
+        attempts=1,
+        earlier_attempts=retried.earlier_attempts[:1],
+    )
+    async with _replicas(make_store, 2) as (a, b):
+        refused = await a.save_runs([retried, many, never, live])
+        _require(refused == [], f"save_runs of new runs refused {refused!r}")
+        for record in (retried, many, never, live):
+            _require_record(
+                "get_run through another store object", record, await b.get_run(record.id)
+            )
+        listed = {record.id: record for record in await b.list_runs(task=task, limit=10)}
+        for record in (retried, many, never, live):
+            _require_record("list_runs through another store object", record, listed.get(record.id))
+
+        # The run's next attempt failed too: saved again, queued with one more.
+        again = live.evolve(attempts=2, earlier_attempts=retried.earlier_attempts)
+        saved = await b.save_run(again)
+        _require(saved is True, f"save_run of {again.id!r} with more attempts returned {saved!r}")
+        _require_record("after a save with one more attempt", again, await a.get_run(live.id))
+        cleared = again.evolve(status=RunStatus.CANCELLED, finished_at=_at(50), earlier_attempts=())
+        await a.save_run(cleared)  # final: nothing live left behind
+        _require_record("after a save with none", cleared, await b.get_run(live.id))

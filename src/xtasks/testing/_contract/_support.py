@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol
 import anyio
 
 from ..._runs import (
+    AttemptRecord,
     RunCause,
     RunRecord,
     RunStatus,
@@ -112,6 +113,16 @@ def _require_record(what: str, expected: RunRecord, actual: RunRecord | None) ->
         for name in _DATETIME_FIELDS
         if _not_utc(getattr(actual, name))
     ]
+    attempts = actual.earlier_attempts
+    if type(attempts) is not tuple or not all(type(a) is AttemptRecord for a in attempts):
+        problems.append(f"earlier_attempts: {attempts!r} is not a tuple of AttemptRecord")
+    else:
+        problems += [
+            f"earlier_attempts[{i}].{name}: {getattr(attempt, name)!r} is not an aware UTC datetime"
+            for i, attempt in enumerate(attempts)
+            for name in ("started_at", "finished_at")
+            if _not_utc(getattr(attempt, name))
+        ]
     _require(not problems, f"{what}: run {expected.id!r} differs: " + "; ".join(problems))
 
 
