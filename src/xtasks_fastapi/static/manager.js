@@ -363,7 +363,9 @@
       class: "strip-chart",
     });
     svg.append(svgEl("line", { x1: 0, x2: width, y1: height + 0.5, y2: height + 0.5, class: "axis" }));
-    runs.forEach((run, i) => {
+    const first = max - runs.length; // the newest run sits at the right edge
+    runs.forEach((run, n) => {
+      const i = first + n;
       const secs = runSeconds(run);
       const h = secs === null ? 6 : Math.max(4, (secs / longest) * (height - 4));
       const link = svgEl("a", { href: runPageUrl(run.id), class: "bar-link" });
