@@ -379,7 +379,8 @@ token only lets you look.</p>"""
 {_status_badge(summary.last_run_status)}</span> \
 <span class="last-when">{_when(last_when) if last is not None else ""}</span></div></td>
 <td class="day" data-label="Last 24 h"><div class="day-chart" data-task="{_e(name)}"></div></td>
-<td class="failures num{" bad-text" if failures else ""}">{failures}</td>
+<td class="failures num{" bad-text" if failures else ""}" \
+data-label="Consecutive failures">{failures}</td>
 <td class="act" data-label="">{_buttons(name, summary.state, can_write)}</td>
 </tr>"""
 

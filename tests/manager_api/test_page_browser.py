@@ -97,9 +97,7 @@ def known_history(now: datetime) -> list[RunRecord]:
                 finished_at=started + timedelta(seconds=2 + (i * 37 % 23)),
                 attempts=2 if retried else 1,
                 earlier_attempts=(
-                    AttemptRecord(
-                        number=1, started_at=started, finished_at=started, error=timeout
-                    ),
+                    AttemptRecord(number=1, started_at=started, finished_at=started, error=timeout),
                 )
                 if retried
                 else (),
@@ -123,8 +121,9 @@ def known_history(now: datetime) -> list[RunRecord]:
                 started_at=started,
                 finished_at=started + timedelta(seconds=8 if retried else 3),
                 attempts=2 if retried else 1,
-                error=None if i % 2 else ErrorInfo("ConnectionError", message, _trace(
-                    "ConnectionError", message)),
+                error=None
+                if i % 2
+                else ErrorInfo("ConnectionError", message, _trace("ConnectionError", message)),
                 earlier_attempts=(
                     AttemptRecord(
                         number=1,
@@ -198,9 +197,7 @@ def manager_server(tmp_path: Path) -> Iterator[tuple[str, dict[str, list[str]]]]
             description="Builds the nightly sales report from the warehouse",
         )
     )
-    scheduler.add(
-        Task("sync-invoices", sync_invoices, trigger=Every(hours=2), max_retries=0)
-    )
+    scheduler.add(Task("sync-invoices", sync_invoices, trigger=Every(hours=2), max_retries=0))
     scheduler.add(Task("cleanup", quick, trigger=Every(hours=1), priority="low"))
     scheduler.add(Task("send-digest", quick, depends_on="nightly-report"))
     app = FastAPI(lifespan=scheduler.lifespan)
@@ -272,7 +269,7 @@ _CLIPPED = """(button) => {
 def check_buttons_reachable(page: Any, scope: str) -> int:
     """Every shown action button under ``scope``: visible, unclipped, clickable."""
     buttons = page.locator(f"{scope} button[data-action]:not([hidden])")
-    count = buttons.count()
+    count: int = buttons.count()
     assert count > 0, f"no action buttons under {scope}"
     for i in range(count):
         button = buttons.nth(i)

@@ -486,12 +486,18 @@
     const step = hours > 12 ? 3 : 1;
     const tick = new Date(now);
     tick.setMinutes(0, 0, 0);
+    let lastLabel = labelWidth + 22; // right of "now"
+    const every = Math.max(1, Math.ceil(36 / (plot / hours))); // label every n-th hour if tight
+    let n = 0;
     for (tick.setHours(tick.getHours() + 1); tick <= end; tick.setHours(tick.getHours() + step)) {
       const tx = x(tick);
       svg.append(svgEl("line", { x1: tx, x2: tx, y1: top - 4, y2: height, class: "grid" }));
-      const label = svgEl("text", { x: tx, y: 11, class: "tick", "text-anchor": "middle" });
-      label.textContent = shortTime(tick);
-      svg.append(label);
+      if (n++ % every === 0 && tx - 16 > lastLabel) {
+        const label = svgEl("text", { x: tx, y: 11, class: "tick", "text-anchor": "middle" });
+        label.textContent = shortTime(tick);
+        svg.append(label);
+        lastLabel = tx + 16;
+      }
     }
     const nowLabel = svgEl("text", { x: labelWidth, y: 11, class: "tick now" });
     nowLabel.textContent = "now";
