@@ -77,18 +77,16 @@ def _trace(kind: str, message: str) -> str:
 def known_history(now: datetime) -> list[RunRecord]:
     """Final runs, all scheduled within the last 24 hours, with ids as the scheduler makes
     them (time-ordered: the report's newest first, then the sync's newest first)."""
-    at = now
-    new_id = time_ordered_ids(lambda: int(at.timestamp() * 1e9))
     records: list[RunRecord] = []
     for i in range(REPORT_RUNS):
-        scheduled = at = now - timedelta(minutes=5 + 10 * i)
+        scheduled = now - timedelta(minutes=5 + 10 * i)
         started = scheduled + timedelta(milliseconds=40 + 10 * (i % 5))
         failed = i % 7 == 3
         retried = i == 1
         timeout = ErrorInfo("TimeoutError", "the warehouse query took too long")
         records.append(
             RunRecord(
-                id=new_id(),
+                id="",
                 task="nightly-report",
                 status=RunStatus.FAILED if failed else RunStatus.SUCCEEDED,
                 cause=RunCause.SCHEDULE,
@@ -107,13 +105,13 @@ def known_history(now: datetime) -> list[RunRecord]:
             )
         )
     for i in range(SYNC_RUNS):
-        scheduled = at = now - timedelta(hours=2 * i, minutes=20)
+        scheduled = now - timedelta(hours=2 * i, minutes=20)
         started = scheduled + timedelta(seconds=1.5)
         message = "the billing API answered 503: Service Unavailable"
         retried = i == 1
         records.append(
             RunRecord(
-                id=new_id(),
+                id="",
                 task="sync-invoices",
                 status=RunStatus.SUCCEEDED if i % 2 else RunStatus.FAILED,
                 cause=RunCause.SCHEDULE,
@@ -139,7 +137,14 @@ def known_history(now: datetime) -> list[RunRecord]:
                 replica="web-2",
             )
         )
-    return records
+    # ids as the scheduler makes them, in the order it would: oldest first
+    clock = [now]
+    new_id = time_ordered_ids(lambda: int(clock[0].timestamp() * 1e9))
+    ids: dict[int, str] = {}
+    for index in sorted(range(len(records)), key=lambda k: records[k].scheduled_at):
+        clock[0] = records[index].scheduled_at
+        ids[index] = new_id()
+    return [r.evolve(id=ids[k]) for k, r in enumerate(records)]
 
 
 class StreamCut:
@@ -291,6 +296,7 @@ def save_screenshot(page: Any, name: str, *, full_page: bool = True, to_docs: bo
     shots = REPO / "build" / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)
     path = shots / name
+    page.mouse.move(0, 0)  # no button hovered
     page.screenshot(path=str(path), full_page=full_page)
     assert path.stat().st_size > 10_000
     if to_docs and os.environ.get("XTASKS_UPDATE_SCREENSHOTS") == "1":
