@@ -41,7 +41,15 @@ from xtasks._decisions import (
     StartAttempt,
 )
 from xtasks._planner import Planner
-from xtasks._runs import ErrorInfo, RunCause, RunRecord, RunStatus, TaskRecord
+from xtasks._runs import (
+    MAX_EARLIER_ATTEMPTS,
+    AttemptRecord,
+    ErrorInfo,
+    RunCause,
+    RunRecord,
+    RunStatus,
+    TaskRecord,
+)
 from xtasks._task import Mode, Overlap, Task
 
 if TYPE_CHECKING:
@@ -531,6 +539,7 @@ class Sim:
             return
         same = ("id", "task", "cause", "scheduled_at")
         assert all(getattr(prev, f) == getattr(new, f) for f in same), where
+        self._check_earlier_attempts(prev, new, where)
         if new.status is RUNNING:
             assert before is QUEUED and not was_held, f"started a run not ready: {where}"
             assert new.attempts == prev.attempts + 1, f"attempts not counted: {where}"
@@ -538,6 +547,23 @@ class Sim:
         else:
             assert new.attempts == prev.attempts, where
             assert new.started_at == prev.started_at, where
+
+    def _check_earlier_attempts(self, prev: RunRecord, new: RunRecord, where: str) -> None:
+        """Earlier attempts: the failed ones, numbered in order, up to the last one (or
+        the one before it), each kept unchanged; one more only when a retry is queued."""
+        earlier = new.earlier_attempts
+        numbers = [attempt.number for attempt in earlier]
+        assert len(earlier) <= MAX_EARLIER_ATTEMPTS, where
+        if numbers:
+            assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), where
+            assert numbers[-1] in (new.attempts, new.attempts - 1), where
+            assert all(a.started_at <= a.finished_at <= self.now for a in earlier), where
+        if earlier is not prev.earlier_attempts:  # only a failed attempt adds one
+            assert prev.status is RUNNING and new.status is QUEUED, where
+            assert earlier[-1] == AttemptRecord(
+                new.attempts, earlier[-1].started_at, self.now, new.error or earlier[-1].error
+            ), where
+            assert earlier[:-1] == prev.earlier_attempts[-(MAX_EARLIER_ATTEMPTS - 1) :], where
 
     def _check_pick(self, run: Run | None, ready: list[Run]) -> None:
         if run is None:

@@ -550,6 +550,40 @@ async def test_results_are_json_values_and_stay_so_in_sqlite_history(tmp_path: P
         assert [(r["result"], r["result_kind"]) for r in history] == [("rapport.csv", "json")]
 
 
+async def test_a_run_shows_the_attempts_that_failed_before_its_last(tmp_path: Path) -> None:
+    """A run that failed once, then succeeded, shows that first error and its times, as
+    stored (SQLite) and in the task's history; a run never retried shows none."""
+    calls = 0
+
+    async def flaky() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ConnectionError("first try: connection refused")
+        return "done"
+
+    scheduler = Scheduler(f"sqlite:///{tmp_path / 'x.db'}", plugins=False)
+    scheduler.add(Task("flaky", flaky, max_retries=2, retry_delay=0))
+    app = build_app(scheduler)
+    transport = httpx.ASGITransport(app=app)
+    async with scheduler, httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        run = await run_and_wait(c, scheduler, "flaky")
+        again = await run_and_wait(c, scheduler, "flaky")
+        history = (await c.get("/manager/tasks/flaky", headers=READ)).json()["history"]
+    assert (run["status"], run["attempts"], run["error"]) == ("succeeded", 2, None)
+    [first] = run["earlier_attempts"]
+    assert set(first) == {"number", "started_at", "finished_at", "error"}
+    assert first["number"] == 1
+    assert first["error"]["type"] == "ConnectionError"
+    assert first["error"]["message"] == "first try: connection refused"
+    assert "raise ConnectionError" in first["error"]["traceback"]
+    started, finished = (datetime.fromisoformat(first[k]) for k in ("started_at", "finished_at"))
+    assert datetime.fromisoformat(run["started_at"]) == started <= finished
+    assert finished <= datetime.fromisoformat(run["finished_at"])
+    assert again["earlier_attempts"] == []
+    assert [r["earlier_attempts"] for r in history] == [[], run["earlier_attempts"]]
+
+
 async def test_a_result_json_cannot_carry_is_its_repr_and_says_so() -> None:
     when = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
     scheduler = Scheduler(plugins=False)  # the memory store keeps the object itself
@@ -703,6 +737,7 @@ async def test_events_stream_run_transitions_and_task_states() -> None:
         "id", "task", "status", "cause", "scheduled_at", "started_at", "finished_at",
         "attempts", "error", "reason", "replica", "earlier_attempts",
     }  # fmt: skip
+    assert final["earlier_attempts"] == []
     assert ("task", {"name": "ok", "state": "paused"}) in events
 
 

@@ -323,7 +323,8 @@ def encode_attempts(attempts: Sequence[AttemptRecord]) -> str:
     """Earlier attempts as stored: a JSON array, oldest first, of ``{"number",
     "started_at", "finished_at", "error": {"type", "message", "traceback"}}`` (times as
     :func:`ts` writes them), the last :data:`~xtasks.RunRecord.MAX_EARLIER_ATTEMPTS` of
-    them. ASCII only: NUL and lone surrogates are escaped, so every store can hold it."""
+    them. Text as is (JSON escapes NUL and control characters; an ``ErrorInfo`` holds no
+    lone surrogate), so it is about as long as the errors themselves."""
     return json.dumps(
         [
             {
@@ -338,6 +339,7 @@ def encode_attempts(attempts: Sequence[AttemptRecord]) -> str:
             }
             for attempt in attempts[-MAX_EARLIER_ATTEMPTS:]
         ],
+        ensure_ascii=False,
         separators=(",", ":"),
     )
 

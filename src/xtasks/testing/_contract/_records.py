@@ -140,7 +140,7 @@ async def check_earlier_attempts(make_store: StoreFactory) -> None:
 
     - a run with earlier attempts equal, oldest first: a tuple of
       :class:`~xtasks.AttemptRecord`, times aware UTC to the microsecond, errors with
-      multi-line, non-ASCII and NUL text, and an error at its full bounds
+      multi-line, non-ASCII, NUL and private-use text, and an error at its full bounds
       (:data:`~xtasks.ErrorInfo.MAX_MESSAGE_CHARS` and ``MAX_TRACEBACK_CHARS``);
     - a run with :data:`~xtasks.RunRecord.MAX_EARLIER_ATTEMPTS` of them, all of them;
     - a run without any as the empty tuple ``()``, not ``None`` nor a list;
@@ -163,7 +163,7 @@ async def check_earlier_attempts(make_store: StoreFactory) -> None:
         earlier_attempts=(
             _attempt(
                 1,
-                "bad 'input' \"x\"\nline two: ünïcode ✓ \x00 after a NUL",
+                "bad 'input' \"x\"\nline two: ünïcode ✓ \x00 after a NUL, \ue000 a private-use one",
                 'Traceback (most recent call last):\n  File "t.py", line 1\nValueError\n',
             ),
             _attempt(2, "x" * MAX_MESSAGE_CHARS, "y" * MAX_TRACEBACK_CHARS),
