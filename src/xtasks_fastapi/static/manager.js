@@ -803,6 +803,7 @@
 
   localizeTimes(document);
   loadOverview();
+  if (view === "tasks") setInterval(overviewSoon, 60000); // the coming fires move with the clock
   loadStrip();
   drawRunTimeline();
   if (runList) {
