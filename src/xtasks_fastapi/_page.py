@@ -1,8 +1,11 @@
-"""The manager page for people: ``GET {prefix}/``, a task's page, static assets, sign-in.
+"""The manager page for people: ``GET {prefix}/`` (the tasks), ``/view/{name}`` (a task),
+``/run/{id}`` (a run), ``/history`` (runs, filtered), static assets, sign-in.
 
 Server-rendered HTML (:mod:`._page_html`): every value is escaped, the page loads only
 its own stylesheet and script (``static/``), and a Content-Security-Policy forbids inline
-script. ``manager.js`` calls the JSON API and follows ``{prefix}/events``.
+script. ``manager.js`` calls the JSON API (``/overview``, ``/tasks``, ``/runs``), draws the
+charts as inline SVG, shows times in the browser's zone and follows ``{prefix}/events``,
+reconnecting (and reading again what it missed) when the stream drops.
 
 The page and asset routes are ordinary routes of the manager router, so the ``auth``
 dependency guards them like the JSON routes. A browser that has no credentials yet gets

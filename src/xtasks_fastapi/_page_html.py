@@ -1,7 +1,7 @@
 """The manager page's HTML: one document per page, every value escaped on the way in.
 
-:class:`Page` renders the task list, a task's page with its history, messages and the
-sign-in form, with the security headers each needs (a Content-Security-Policy that
+:class:`Page` renders the task list, a task's page with its history, a run's page, the
+runs view, messages and the sign-in form (the charts are drawn by ``manager.js``), with the security headers each needs (a Content-Security-Policy that
 forbids inline script; the sign-in page's few inline rules are allowed by their hash).
 :mod:`._page` serves them.
 """
