@@ -1,8 +1,11 @@
-"""The manager page for people: ``GET {prefix}/``, a task's page, static assets, sign-in.
+"""The manager page for people: ``GET {prefix}/`` (the tasks), ``/view/{name}`` (a task),
+``/run/{id}`` (a run), ``/history`` (runs, filtered), static assets, sign-in.
 
 Server-rendered HTML (:mod:`._page_html`): every value is escaped, the page loads only
 its own stylesheet and script (``static/``), and a Content-Security-Policy forbids inline
-script. ``manager.js`` calls the JSON API and follows ``{prefix}/events``.
+script. ``manager.js`` calls the JSON API (``/overview``, ``/tasks``, ``/runs``), draws the
+charts as inline SVG, shows times in the browser's zone and follows ``{prefix}/events``,
+reconnecting (and reading again what it missed) when the stream drops.
 
 The page and asset routes are ordinary routes of the manager router, so the ``auth``
 dependency guards them like the JSON routes. A browser that has no credentials yet gets
@@ -26,7 +29,7 @@ from xtasks import SchedulerStateError, StoreError, TaskNotFoundError
 
 from ._auth import SESSION_COOKIE, SESSION_SECONDS, sessions_of
 from ._page_html import PAGE_SIZE, STATIC_FILES, Page, read_static
-from ._schemas import TaskDetail, TaskSummary
+from ._schemas import RunOut, TaskDetail, TaskSummary
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -142,6 +145,21 @@ def add_page_routes(
         )
         return page.task_page(detail, more=len(history) > limit, principal=principal)
 
+    async def run_view(run_id: str, principal: Any = Depends(auth)) -> Response:  # noqa: B008
+        try:
+            record = await scheduler.get_run(run_id)
+        except (SchedulerStateError, StoreError) as exc:
+            return unavailable(exc, principal)
+        if record is None:
+            return page.message(
+                "No such run", f"no run with id {run_id!r}", status.HTTP_404_NOT_FOUND, principal
+            )
+        return page.run_page(RunOut.from_core(record), principal)
+
+    async def runs_view(principal: Any = Depends(auth)) -> Response:  # noqa: B008
+        # The filter runs in the page script, over GET {prefix}/runs.
+        return page.runs_view(sorted(scheduler.tasks), principal)
+
     async def static_file(filename: str) -> Response:
         media_type = STATIC_FILES.get(filename)
         if media_type is None:
@@ -166,6 +184,8 @@ def add_page_routes(
     }
     router.add_api_route("/", task_list, response_class=HTMLResponse, **common)
     router.add_api_route("/view/{name}", task_view, response_class=HTMLResponse, **common)
+    router.add_api_route("/run/{run_id}", run_view, response_class=HTMLResponse, **common)
+    router.add_api_route("/history", runs_view, response_class=HTMLResponse, **common)
     router.add_api_route("/static/{filename}", static_file, **common)
 
     # Sign-in and sign-out sit outside the auth dependency (see the module docstring).

@@ -1,7 +1,7 @@
 """The manager page's HTML: one document per page, every value escaped on the way in.
 
-:class:`Page` renders the task list, a task's page with its history, messages and the
-sign-in form, with the security headers each needs (a Content-Security-Policy that
+:class:`Page` renders the task list, a task's page with its history, a run's page, the
+runs view, messages and the sign-in form (the charts are drawn by ``manager.js``), with the security headers each needs (a Content-Security-Policy that
 forbids inline script; the sign-in page's few inline rules are allowed by their hash).
 :mod:`._page` serves them.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+import json
 import urllib.parse
 from datetime import UTC, datetime
 from importlib import resources
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 
     from xtasks import TaskInfo
 
-    from ._schemas import RunOut, TaskDetail, TaskSummary
+    from ._schemas import AttemptOut, RunOut, TaskDetail, TaskSummary
 
 __all__ = ["CONTENT_SECURITY_POLICY", "PAGE_SIZE", "STATIC_FILES", "Page", "read_static"]
 
@@ -47,6 +48,9 @@ STATIC_FILES = {
 
 #: Runs per page of a task's history.
 PAGE_SIZE = 25
+
+#: Runs the strip on a task's page draws (the page script reads them from the API).
+STRIP_RUNS = 100
 
 #: Lines of a traceback shown on the task page (its end, where the error is).
 TRACEBACK_LINES = 40
@@ -109,21 +113,44 @@ def _e(value: object) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
+def _utc_text(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def _when(value: datetime | None) -> str:
+    """A time in UTC; the page script shows it in the browser's zone, UTC on hover."""
     if value is None:
         return '<span class="none">—</span>'
     utc = value.astimezone(UTC)
-    return f'<time datetime="{_e(utc.isoformat())}">{_e(utc.strftime("%Y-%m-%d %H:%M:%S"))}</time>'
+    return (
+        f'<time datetime="{_e(utc.isoformat())}" title="{_e(_utc_text(utc))} UTC">'
+        f"{_e(_utc_text(utc))}</time>"
+    )
+
+
+def _seconds(seconds: float) -> str:
+    if abs(seconds) < 60:
+        return f"{seconds:.2f} s" if abs(seconds) < 10 else f"{seconds:.1f} s"
+    minutes, secs = divmod(round(abs(seconds)), 60)
+    sign = "-" if seconds < 0 else ""
+    if minutes < 60:
+        return f"{sign}{minutes} min {secs} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{sign}{hours} h {minutes} min"
 
 
 def _duration(start: datetime | None, end: datetime | None) -> str:
     if start is None or end is None:
         return ""
-    seconds = max((end - start).total_seconds(), 0.0)
-    if seconds < 60:
-        return f"{seconds:.2f} s" if seconds < 10 else f"{seconds:.1f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    return f"{minutes} min {secs} s"
+    return _seconds(max((end - start).total_seconds(), 0.0))
+
+
+def _lateness(run: RunOut) -> str:
+    """How long after its scheduled time the run started (empty when not started)."""
+    if run.started_at is None:
+        return ""
+    late = (run.started_at - run.scheduled_at).total_seconds()
+    return f"{_seconds(late)} late" if late >= 0 else f"{_seconds(-late)} early"
 
 
 def _badge(value: object, css: str) -> str:
@@ -152,6 +179,36 @@ def _buttons(name: str, state: TaskState, can_write: bool) -> str:
             f'data-method="{method}" data-task="{_e(name)}"{hidden}>{label}</button>'
         )
     return f'<span class="actions">{"".join(out)}</span>'
+
+
+def _error_html(error: Any, *, open_trace: bool = False) -> str:
+    """An error's type and message, and its traceback's end folded away."""
+    trace = ""
+    if error.traceback:
+        tail = ErrorInfo(**error.model_dump()).traceback_tail(TRACEBACK_LINES)
+        opened = " open" if open_trace else ""
+        trace = f"<details{opened}><summary>traceback</summary><pre>{_e(tail)}</pre></details>"
+    return (
+        f'<div class="error-text"><span class="etype">{_e(error.type)}</span>: '
+        f'<span class="emsg">{_e(error.message)}</span></div>{trace}'
+    )
+
+
+def _earlier_html(attempts: list[AttemptOut]) -> str:
+    """The attempts before the last, oldest first, each with its error."""
+    if not attempts:
+        return ""
+    items = "".join(
+        f'<li data-attempt="{a.number}"><span class="anum">attempt {a.number}</span> '
+        f'<span class="etype">{_e(a.error.type)}</span>: <span class="emsg">'
+        f"{_e(a.error.message)}</span></li>"
+        for a in attempts
+    )
+    return f'<ol class="attempts-list">{items}</ol>'
+
+
+def _run_link(page: Page, run_id: str) -> str:
+    return page.url("/run/" + urllib.parse.quote(run_id, safe=""))
 
 
 def _asset_version(name: str) -> str:
@@ -189,6 +246,7 @@ class Page:
         *,
         principal: Any = None,
         task: str | None = None,
+        view: str = "",
         status_code: int = 200,
     ) -> HTMLResponse:
         can_write = bool(getattr(principal, "can_write", False))
@@ -201,6 +259,7 @@ class Page:
             else ""
         )
         task_attr = f' data-task="{_e(task)}"' if task is not None else ""
+        view_attr = f' data-view="{_e(view)}"' if view else ""
         text = f"""<!doctype html>
 <html lang="en">
 <head>
@@ -213,12 +272,15 @@ class Page:
 <script src="{self.asset("manager.js")}" defer></script>
 </head>
 <body data-prefix="{_e(self.prefix)}" data-can-write="{str(can_write).lower()}"\
- data-csrf-header="{_e(CSRF_HEADER)}"{task_attr}>
+ data-csrf-header="{_e(CSRF_HEADER)}"{task_attr}{view_attr}>
 <header class="bar">
 <a class="brand" href="{self.url("/")}"><img src="{self.asset("icon.svg")}" alt="" \
 width="22" height="22"> xtasks manager</a>
+<nav class="nav"><a href="{self.url("/")}">Tasks</a><a href="{self.url("/history")}">Runs</a>\
+</nav>
 <span class="spacer"></span>
-<span id="live" class="live" title="live updates from {self.url("/events")}">offline</span>
+<span id="live" class="live" role="status" title="live updates from \
+{self.url("/events")}">offline</span>
 <span class="who">{_e(who or "")}{access}</span>
 {sign_out}
 </header>
@@ -290,77 +352,96 @@ token only lets you look.</p>"""
         last = info.last_run
         last_when = None if last is None else last.finished_at or last.started_at
         last_when = last_when or (None if last is None else last.scheduled_at)
-        depends = (
-            f'<div class="sub">after {_e(", ".join(summary.depends_on))}</div>'
-            if summary.depends_on
+        origin = (
+            f'<span class="origin">{_e(summary.plugin)}</span>'
+            if summary.plugin
+            else '<span class="origin none">app</span>'
+        )
+        subs = [origin]
+        if summary.depends_on:
+            subs.append(f"after {_e(', '.join(summary.depends_on))}")
+        description = info.task.description.strip()
+        desc = (
+            f'<div class="desc" title="{_e(description)}">{_e(description)}</div>'
+            if description
             else ""
         )
-        description = info.task.description.strip()
-        if description:
-            depends = (
-                f'<div class="desc" title="{_e(description)}">{_e(description)}</div>' + depends
-            )
         failures = summary.consecutive_failures
         return f"""<tr data-task="{_e(name)}" data-state="{_e(summary.state)}">
-<td class="name"><a href="{self.url("/view/" + urllib.parse.quote(name, safe=""))}">\
-{_e(name)}</a>{depends}</td>
-<td class="origin">{_e(summary.plugin) if summary.plugin else '<span class="none">app</span>'}</td>
-<td class="trigger">{_e(summary.trigger)}</td>
-<td class="state">{_state_badge(summary.state)}</td>
-<td class="next">{_when(summary.next_fire)}</td>
-<td class="last"><span class="last-status">{_status_badge(summary.last_run_status)}</span> \
-<span class="last-when">{_when(last_when) if last is not None else ""}</span></td>
-<td class="failures num{" bad-text" if failures else ""}">{failures}</td>
-<td>{_e(summary.priority)}</td>
-<td class="act">{_buttons(name, summary.state, can_write)}</td>
+<td class="name" data-label="Task"><div><a href="\
+{self.url("/view/" + urllib.parse.quote(name, safe=""))}">{_e(name)}</a>{desc}\
+<div class="sub">{" · ".join(subs)}</div></div></td>
+<td class="trigger" data-label="Trigger"><div>{_e(summary.trigger)}\
+<div class="sub">priority {_e(summary.priority)}</div></div></td>
+<td class="state" data-label="State">{_state_badge(summary.state)}</td>
+<td class="next" data-label="Next fire">{_when(summary.next_fire)}</td>
+<td class="last" data-label="Last run"><div><span class="last-status">\
+{_status_badge(summary.last_run_status)}</span> \
+<span class="last-when">{_when(last_when) if last is not None else ""}</span></div></td>
+<td class="day" data-label="Last 24 h"><div class="day-chart" data-task="{_e(name)}"></div></td>
+<td class="failures num{" bad-text" if failures else ""}" \
+data-label="Consecutive failures">{failures}</td>
+<td class="act" data-label="">{_buttons(name, summary.state, can_write)}</td>
 </tr>"""
 
     def task_list(self, rows: Iterable[tuple[TaskSummary, TaskInfo]], principal: Any) -> Response:
         can_write = bool(getattr(principal, "can_write", False))
         body_rows = "\n".join(self.task_row(s, info, can_write) for s, info in rows)
         if not body_rows:
-            body_rows = '<tr><td colspan="9" class="none">No tasks are registered.</td></tr>'
-        body = f"""<div class="heading"><h1>Tasks</h1><span class="hint">times in UTC</span></div>
+            body_rows = '<tr><td colspan="8" class="none">No tasks are registered.</td></tr>'
+        body = f"""<div class="heading"><h1>Tasks</h1>\
+<span class="hint tz-hint">times in UTC</span></div>
+<section class="card timeline-card">
+<div class="heading"><h2>Coming fires</h2><span class="hint" id="timeline-hint">\
+the next hours, by task</span></div>
+<div id="timeline" class="timeline" aria-label="coming fires by task"></div>
+</section>
 <div class="table-wrap">
 <table class="tasks" id="tasks">
-<thead><tr><th>Task</th><th>Origin</th><th>Trigger</th><th>State</th><th>Next fire</th>\
-<th>Last run</th><th class="num" title="consecutive failures">Failures</th><th>Priority</th>\
+<thead><tr><th>Task</th><th>Trigger</th><th>State</th><th>Next fire</th>\
+<th>Last run</th><th title="runs per hour over the last 24 hours; failures in red">\
+Last 24 h</th><th class="num" title="consecutive failures">Failures</th>\
 <th>{"Actions" if can_write else ""}</th></tr></thead>
 <tbody>
 {body_rows}
 </tbody>
 </table>
 </div>"""
-        return self.document("Tasks", body, principal=principal)
+        return self.document("Tasks", body, principal=principal, view="tasks")
 
     # --- a task's page ------------------------------------------------------------------
 
     def run_row(self, run: RunOut) -> str:
-        error = ""
+        outcome = _earlier_html(run.earlier_attempts)
         if run.error is not None:
-            trace = (
-                f"<details><summary>traceback</summary><pre>"
-                f"{_e(ErrorInfo(**run.error.model_dump()).traceback_tail(TRACEBACK_LINES))}</pre></details>"
-                if run.error.traceback
-                else ""
-            )
-            error = (
-                f'<div class="error-text"><span class="etype">{_e(run.error.type)}</span>: '
-                f'<span class="emsg">{_e(run.error.message)}</span></div>{trace}'
-            )
+            outcome += _error_html(run.error)
         elif run.reason:
-            error = f'<div class="sub">{_e(run.reason)}</div>'
+            outcome += f'<div class="sub">{_e(run.reason)}</div>'
+        late = _lateness(run)
         return f"""<tr data-run="{_e(run.id)}">
-<td class="mono" title="{_e(run.id)}">{_e(run.id[:10])}</td>
-<td class="status">{_status_badge(run.status)}</td>
-<td class="cause">{_e(run.cause)}</td>
-<td class="scheduled">{_when(run.scheduled_at)}</td>
-<td class="started">{_when(run.started_at)}</td>
-<td class="finished">{_when(run.finished_at)}</td>
-<td class="duration num">{_e(_duration(run.started_at, run.finished_at))}</td>
-<td class="attempts num">{run.attempts}</td>
-<td class="outcome">{error}</td>
+<td class="run-id" data-label="Run"><div><a class="mono" href="{_run_link(self, run.id)}">\
+{_e(run.id)}</a><div class="sub cause">{_e(run.cause)}</div></div></td>
+<td class="status" data-label="Status">{_status_badge(run.status)}</td>
+<td class="scheduled" data-label="Scheduled">{_when(run.scheduled_at)}</td>
+<td class="started" data-label="Started"><div>{_when(run.started_at)}\
+<div class="sub late">{_e(late)}</div></div></td>
+<td class="duration num" data-label="Duration">\
+{_e(_duration(run.started_at, run.finished_at))}</td>
+<td class="attempts num" data-label="Attempts">{run.attempts}</td>
+<td class="outcome" data-label="Outcome">{outcome}</td>
 </tr>"""
+
+    def runs_table(self, rows: str, *, table_id: str, attrs: str = "") -> str:
+        return f"""<div class="table-wrap">
+<table class="runs" id="{table_id}"{attrs}>
+<thead><tr><th>Run</th><th>Status</th><th>Scheduled</th><th>Started</th>\
+<th class="num">Duration</th><th class="num">Attempts</th>\
+<th>Error / reason</th></tr></thead>
+<tbody>
+{rows}
+</tbody>
+</table>
+</div>"""
 
     def task_page(self, detail: TaskDetail, *, more: bool, principal: Any) -> Response:
         can_write = bool(getattr(principal, "can_write", False))
@@ -403,10 +484,14 @@ token only lets you look.</p>"""
                 "Older →</a>"
             )
         shown = (
-            f"runs {offset + 1}–{offset + len(detail.history)}, newest first · times in UTC"
+            f"runs {offset + 1}–{offset + len(detail.history)}, newest first"
             if detail.history
             else ""
         )
+        table = self.runs_table(
+            rows, table_id="runs", attrs=f' data-offset="{offset}" data-limit="{limit}"'
+        )
+        all_runs = self.url("/history?task=" + urllib.parse.quote(name, safe=""))
         body = f"""<p class="crumbs"><a href="{self.url("/")}">Tasks</a> /</p>
 <div class="heading task-head">
 <h1>{_e(name)}</h1>
@@ -414,20 +499,104 @@ token only lets you look.</p>"""
 <span class="spacer"></span>
 {_buttons(name, detail.state, can_write)}
 </div>
+<section class="card">
+<div class="heading"><h2>Last {STRIP_RUNS} runs</h2><span class="hint">oldest to newest; \
+height is duration, colour is status; click a bar to open the run</span></div>
+<div id="strip" class="strip" data-task="{_e(name)}" data-runs="{STRIP_RUNS}"></div>
+</section>
 <section class="card"><h2>Settings</h2><dl class="settings">{dl}</dl></section>
 <section class="card">
-<div class="heading"><h2>History</h2><span class="hint">{_e(shown)}</span></div>
-<div class="table-wrap">
-<table class="runs" id="runs" data-offset="{offset}" data-limit="{limit}">
-<thead><tr><th>Run</th><th>Status</th><th>Cause</th><th>Scheduled</th><th>Started</th>\
-<th>Finished</th><th class="num">Duration</th><th class="num">Attempts</th>\
-<th>Error / reason</th></tr></thead>
-<tbody>
-{rows}
-</tbody>
-</table>
-</div>
+<div class="heading"><h2>History</h2><span class="hint">{_e(shown)}</span>\
+<span class="spacer"></span><a href="{all_runs}">filter runs…</a></div>
+{table}
 {empty}
 <nav class="pager">{"".join(pager)}</nav>
 </section>"""
-        return self.document(name, body, principal=principal, task=name)
+        return self.document(name, body, principal=principal, task=name, view="task")
+
+    # --- one run ------------------------------------------------------------------------
+
+    def run_page(self, run: RunOut, principal: Any) -> Response:
+        task_url = self.url("/view/" + urllib.parse.quote(run.task, safe=""))
+        finished = run.finished_at
+        took = _duration(run.started_at, finished)
+        late = _lateness(run)
+        timings: list[tuple[str, str]] = [
+            ("Scheduled", _when(run.scheduled_at)),
+            ("Started", _when(run.started_at) + (f" · {_e(_lateness(run))}" if late else "")),
+            ("Finished", _when(finished) + (f" · took {_e(took)}" if took else "")),
+        ]
+        facts: list[tuple[str, str]] = [
+            ("Task", f'<a href="{task_url}">{_e(run.task)}</a>'),
+            ("Status", _status_badge(run.status)),
+            ("Cause", _e(run.cause)),
+            ("Replica", _e(run.replica) or '<span class="none">—</span>'),
+            ("Attempts", _e(run.attempts)),
+            *timings,
+        ]
+        if run.reason:
+            facts.append(("Reason", _e(run.reason)))
+        if run.result_kind is not None:
+            shown = (
+                run.result
+                if run.result_kind != "json"
+                else json.dumps(run.result, ensure_ascii=False)
+            )
+            facts.append(("Result", f"<code>{_e(shown)}</code>"))
+        dl = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts)
+        attempts = [
+            f"""<li class="attempt" data-attempt="{attempt.number}">
+<div class="attempt-head"><strong>Attempt {attempt.number}</strong> {_badge("failed", "bad")} \
+{_when(attempt.started_at)} · took {_e(_duration(attempt.started_at, attempt.finished_at))}</div>
+{_error_html(attempt.error)}</li>"""
+            for attempt in run.earlier_attempts
+        ]
+        if run.attempts:
+            last_error = _error_html(run.error, open_trace=True) if run.error else ""
+            ended = f" · finished {_when(finished)}" if finished else ""
+            attempts.append(
+                f"""<li class="attempt last" data-attempt="{run.attempts}">
+<div class="attempt-head"><strong>Attempt {run.attempts}</strong> \
+{_status_badge(run.status)}{ended}</div>
+{last_error}</li>"""
+            )
+        attempt_list = (
+            f'<ol class="attempt-list">{"".join(attempts)}</ol>'
+            if attempts
+            else '<p class="none">It never started.</p>'
+        )
+        body = f"""<p class="crumbs"><a href="{self.url("/")}">Tasks</a> / \
+<a href="{task_url}">{_e(run.task)}</a> /</p>
+<div class="heading"><h1 class="run-title">Run <span class="mono">{_e(run.id)}</span></h1>\
+{_status_badge(run.status)}</div>
+<section class="card"><h2>Timeline</h2>
+<div id="run-timeline" class="run-timeline" data-run="{_e(run.id)}" \
+data-status="{_e(run.status)}" data-scheduled="{_e(run.scheduled_at.isoformat())}"\
+ data-started="{_e(run.started_at.isoformat() if run.started_at else "")}"\
+ data-finished="{_e(finished.isoformat() if finished else "")}"></div>
+<dl class="settings">{dl}</dl></section>
+<section class="card"><h2>Attempts</h2>{attempt_list}</section>"""
+        return self.document(f"Run {run.id}", body, principal=principal, view="run")
+
+    # --- the runs view ------------------------------------------------------------------
+
+    def runs_view(self, tasks: list[str], principal: Any) -> Response:
+        options = "".join(f'<option value="{_e(t)}">{_e(t)}</option>' for t in tasks)
+        statuses = "".join(
+            f'<label class="check"><input type="checkbox" name="status" value="{_e(s)}"> '
+            f"{_e(s)}</label>"
+            for s in RunStatus
+        )
+        body = f"""<div class="heading"><h1>Runs</h1><span class="hint">newest first</span></div>
+<form id="run-filter" class="card filter" method="get" action="{self.url("/history")}">
+<label>Task <select name="task"><option value="">every task</option>{options}</select></label>
+<label>From <input type="datetime-local" name="since"></label>
+<label>To <input type="datetime-local" name="until"></label>
+<fieldset class="statuses"><legend>Status</legend>{statuses}</fieldset>
+<button type="submit" class="btn btn-run">Show</button>
+</form>
+<p class="hint" id="runs-found" role="status"></p>
+{self.runs_table("", table_id="run-list")}
+<nav class="pager"><button type="button" class="btn btn-plain" id="more-runs" hidden>\
+More</button></nav>"""
+        return self.document("Runs", body, principal=principal, view="runs")

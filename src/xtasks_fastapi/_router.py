@@ -26,12 +26,14 @@ from ._live import (
     event_stream,
     limit_body,
 )
+from ._overview import MAX_HORIZON_HOURS, overview
 from ._page import add_page_routes
 from ._schemas import (
     AuditOut,
     AuditPage,
     ErrorDetail,
     HealthOut,
+    Overview,
     RunAccepted,
     RunOut,
     RunPage,
@@ -292,6 +294,24 @@ def manager_router(
                 f"no run with id {run_id!r}; list runs at {prefix}/runs",
             )
         return RunOut.from_core(record)
+
+    @router.get(
+        "/overview",
+        response_model=Overview,
+        responses={**_AUTH, **_UNAVAILABLE},
+        summary="Every task at a glance: its last 24 hours hour by hour, its coming fires",
+        description="What the page's charts draw: per task, the runs scheduled in each of "
+        "the last 24 hours and how many failed, and the fires its trigger plans within "
+        "`hours` from now.",
+    )
+    async def get_overview(
+        hours: Annotated[
+            float,
+            Query(gt=0, le=MAX_HORIZON_HOURS, description="how far ahead to list the fires"),
+        ] = 6,
+    ) -> Overview:
+        with _http_errors():
+            return await overview(scheduler, hours)
 
     @router.get(
         "/audit",

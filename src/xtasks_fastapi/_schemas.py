@@ -27,12 +27,15 @@ __all__ = [
     "AuditPage",
     "ErrorDetail",
     "HealthOut",
+    "HourCount",
+    "Overview",
     "ResultKind",
     "RunAccepted",
     "RunError",
     "RunOut",
     "RunPage",
     "TaskDetail",
+    "TaskOverview",
     "TaskStateOut",
     "TaskSummary",
 ]
@@ -377,3 +380,37 @@ class AuditPage(BaseModel):
     records: list[AuditOut]
     limit: int
     offset: int
+
+
+class HourCount(BaseModel):
+    """The runs of one task scheduled within one hour."""
+
+    start: datetime = Field(description="the hour's start (UTC)")
+    runs: int = Field(description="runs scheduled in the hour, whatever their status")
+    failed: int = Field(description="of those, the failed and the lost")
+
+
+class TaskOverview(BaseModel):
+    """A task at a glance: its last 24 hours hour by hour, and its coming fires."""
+
+    name: str
+    state: TaskState
+    runs_24h: int = Field(description="runs scheduled in the last 24 hours")
+    failed_24h: int = Field(description="of those, the failed and the lost")
+    complete: bool = Field(
+        description="false when the task had more runs in 24 hours than the overview "
+        "reads: the counts are then of the newest ones only"
+    )
+    hours: list[HourCount] = Field(description="the last 24 hours, oldest first")
+    next_fires: list[datetime] = Field(
+        description="the fires its trigger plans within the horizon, soonest first (none "
+        "while paused or cancelled, or before the scheduler runs); jitter not included"
+    )
+
+
+class Overview(BaseModel):
+    """Every task at a glance, for the manager page's charts."""
+
+    now: datetime = Field(description="the scheduler's clock when this was read")
+    horizon_hours: float = Field(description="how far ahead `next_fires` looks")
+    tasks: list[TaskOverview]
