@@ -71,15 +71,29 @@ def time_ordered_ids(clock_ns: Callable[[], int] = time.time_ns) -> Callable[[],
     last_block = -1
     head = ""
 
+    tail = ""  # the random part and the counter's block: rebuilt every 1,024 ids
+
     def new_id() -> str:
-        nonlocal last_ms, last_block, head
+        nonlocal last_ms, last_block, head, tail
         ms = clock_ns() // 1_000_000
         n = next(_counter)
         block = n >> 10
-        if ms > last_ms or block != last_block:
-            last_ms = max(ms, last_ms)
+        fresh = block != last_block
+        if fresh:
             last_block = block
-            head = _base32(last_ms, 10) + _node + _base32(block, 6)
+            tail = _node + _base32(block, 6)
+        if ms > last_ms or fresh:
+            last_ms = ms = max(ms, last_ms)
+            # 50 bits as five 10-bit pairs: a millisecond's head costs five lookups
+            pairs = _PAIRS
+            head = (
+                pairs[(ms >> 40) & 1023]
+                + pairs[(ms >> 30) & 1023]
+                + pairs[(ms >> 20) & 1023]
+                + pairs[(ms >> 10) & 1023]
+                + pairs[ms & 1023]
+                + tail
+            )
         return head + _PAIRS[n & 1023]
 
     return new_id

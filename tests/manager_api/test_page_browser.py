@@ -438,8 +438,12 @@ def test_live_run_reaches_the_strip_and_the_indicator_follows_the_stream(
         page.evaluate("window.notReloaded = true")
 
         # a run requested on the page appears as the strip's newest bar, without reload
+        seeded_newest = bars.last.get_attribute("data-run")
+        assert seeded_newest is not None
         page.locator(".task-head").get_by_role("button", name="Run").click()
         newest = bars.last
+        # wait for the new bar itself: the seeded newest bar is a success too
+        expect(newest).not_to_have_attribute("data-run", seeded_newest)
         expect(newest).to_have_attribute("data-status", "succeeded")
         run_id = newest.get_attribute("data-run")
         assert run_id is not None and run_id not in ids["nightly-report"]
