@@ -418,7 +418,7 @@ class Sim:
         starting.pop(0)
         for ready in before:  # joined the ready queue during this pump, if not before
             self._ready_since.setdefault(ready.id, self._pumps + 1)
-        assert start.attempt == run.attempts and start.task is run.entry.task
+        assert start.number == run.attempts and start.task is run.entry.task
         assert (start.args, start.kwargs) == (run.args, run.kwargs)
         self._check_pick(run, before)
         for observer in self.observers:

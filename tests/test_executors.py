@@ -42,7 +42,7 @@ def _executors(thread_slots: int = 2) -> Iterator[Executors]:
     try:
         yield executors
     finally:
-        executors.close()
+        executors.close_now()
 
 
 def _slots_beside_a_stuck_call(anyio_backend: str) -> int:

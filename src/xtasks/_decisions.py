@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
     from datetime import datetime
 
     from ._events import Alert
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from ._task import Task
 
 __all__ = [
+    "Attempt",
     "CancelAttempt",
     "ClaimFire",
     "Decision",
@@ -66,8 +67,10 @@ class RecordRun:
 class StartAttempt:
     """Execute one attempt of run ``run_id``: ``task.func(*args, **kwargs)``.
 
-    Always follows the :class:`RecordRun` that stores the run ``running``, so the store
-    holds the run (and its lease) as soon as its body starts. The outcome goes back with
+    Also what an executor receives (public as :class:`xtasks.Attempt`): the decision is
+    handed over as is, so a run costs no extra object. Always follows the
+    :class:`RecordRun` that stores the run ``running`` (or, for an executor that
+    ``reports_start``, ``queued`` until :meth:`started`). The outcome goes back with
     ``Planner.attempt_succeeded``, ``attempt_failed`` or ``attempt_cancelled``.
     """
 
@@ -75,7 +78,22 @@ class StartAttempt:
     task: Task
     args: tuple[Any, ...]
     kwargs: Mapping[str, Any]
-    attempt: int  #: 1 for the first attempt, 2 for the first retry, ...
+    number: int  #: 1 for the first attempt, 2 for the first retry, ...
+    #: Set by the runtime for an executor that ``reports_start``: records the run running.
+    on_started: Callable[[str, str | None], None] | None = None
+
+    def started(self, where: str | None = None) -> None:
+        """The work began (``where``: a worker's name, say). Only executors that
+        ``reports_start`` need call it; the run is then recorded ``running``. Called
+        again, or for an executor that does not report, it does nothing."""
+        report = self.on_started
+        if report is not None:
+            self.on_started = None
+            report(self.run_id, where)
+
+
+#: The public name of an attempt, as executors see it.
+Attempt = StartAttempt
 
 
 @dataclass(slots=True)

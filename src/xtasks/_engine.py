@@ -159,7 +159,7 @@ class Engine:
         as itself. A failure of the scheduler's own tasks comes out as one
         :class:`XtasksError` (the group is its cause)."""
         self.services.cancel()  # every run is recorded by now: what is left is idle
-        self.runtime.executors.close()  # idle threads end; abandoned calls end theirs
+        self.runtime.executors.close_now()  # idle threads end; abandoned calls end theirs
         self.tg.cancel_scope.cancel()
         try:
             await self._stack.__aexit__(None, None, None)

@@ -1,4 +1,6 @@
-"""Run one call the way its task's mode says: on the loop, in a thread, or in a process.
+"""The executors: where an attempt's body runs. The built-ins run it on the loop
+(``async``), in a thread (``sync``) or in a worker process (``process``); plugins add
+others behind :class:`xtasks.abc.Executor`.
 
 The only bridge from async to blocking code in the core.
 """
@@ -20,80 +22,224 @@ import anyio
 import anyio.to_process
 import anyio.to_thread
 
+from ._errors import ConfigError
 from ._runs import WORKER_TRACEBACK
-from ._task import Mode
+from .abc import Executor
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
 
+    from ._decisions import StartAttempt as Attempt
     from ._task import Task
 
-__all__ = ["Executors"]
+__all__ = ["AsyncExecutor", "Executors", "ProcessExecutor", "ThreadExecutor"]
+
+#: Where an executor came from, for error messages.
+BUILTIN = "xtasks (built-in)"
+
+
+def _bound(attempt: Attempt) -> Callable[[], Any]:
+    """The attempt's call with no arguments (no partial when there are none)."""
+    func, args, kwargs = attempt.task.func, attempt.args, attempt.kwargs
+    if kwargs:
+        return functools.partial(func, *args, **kwargs)
+    return functools.partial(func, *args) if args else func
 
 
 @final
-class Executors:
-    """Holds the pools for blocking work, sized like the planner's slots.
+class AsyncExecutor(Executor):
+    """``async``: awaits the coroutine function on the scheduler's loop."""
 
-    The planner already never starts more ``sync`` or ``process`` runs than there are
-    slots, so the limiters never make a run wait; they only size anyio's pools. On
-    asyncio, sync calls go to a :class:`_ThreadPool` instead (open from the first sync
-    call to :meth:`close`); on trio, to ``anyio.to_thread``.
+    name = "async"
+    slots = None
+    interrupts = True
+
+    async def run(self, attempt: Attempt) -> Any:
+        return await attempt.task.func(*attempt.args, **attempt.kwargs)
+
+
+@final
+class ThreadExecutor(Executor):
+    """``sync``: calls the function in a thread. On asyncio, a :class:`_ThreadPool` (open
+    from the first call to :meth:`close`); on trio, ``anyio.to_thread``.
+
+    A call abandoned by cancellation (timeout, cancel, shutdown) keeps running in its
+    thread until it returns: Python cannot interrupt a thread.
     """
 
-    __slots__ = ("_threads", "process_limiter", "thread_limiter")
+    name = "sync"
+    interrupts = False
 
-    def __init__(self, *, thread_slots: int, process_slots: int) -> None:
-        self.thread_limiter = anyio.CapacityLimiter(thread_slots)
-        self.process_limiter = anyio.CapacityLimiter(process_slots)
+    def __init__(self, slots: int = 40) -> None:
+        self.slots = slots
+        self.limiter = anyio.CapacityLimiter(slots)
         self._threads: _ThreadPool | None = None
 
-    def close(self) -> None:
-        """End the idle threads (as the scheduler stops); a call still going in a thread,
-        abandoned by cancellation, ends its thread when it returns."""
+    async def close(self) -> None:
+        self.close_now()
+
+    def close_now(self) -> None:
+        """End the idle threads; a call still going ends its thread when it returns."""
         if self._threads is not None:
             self._threads.close()
             self._threads = None
 
-    def _open_threads(self, loop: asyncio.AbstractEventLoop) -> _ThreadPool:
-        """The pool for sync calls on ``loop`` (a pool left open on another one closed)."""
-        self.close()
-        self._threads = _ThreadPool(loop, self.thread_limiter.total_tokens)
-        return self._threads
+    async def run(self, attempt: Attempt) -> Any:
+        call = _bound(attempt)
+        loop = asyncio._get_running_loop()  # None on trio
+        if loop is None:
+            return await anyio.to_thread.run_sync(
+                call, abandon_on_cancel=True, limiter=self.limiter
+            )
+        threads = self._threads
+        if threads is None or threads.loop is not loop:
+            self.close_now()  # a pool left open on another loop
+            threads = self._threads = _ThreadPool(loop, self.limiter.total_tokens)
+        return await threads.run(call)
 
-    async def call(self, task: Task, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
-        """Call ``task.func(*args, **kwargs)`` and return its result.
 
-        A ``sync`` call abandoned by cancellation (timeout, cancel, shutdown) keeps running
-        in its thread until it returns: Python cannot interrupt a thread.
-        """
-        func = task.func
-        mode = task.mode
-        if mode is Mode.ASYNC:
-            return await func(*args, **kwargs)
-        call: Callable[[], Any] = (
-            functools.partial(func, *args, **kwargs)
-            if kwargs
-            else (functools.partial(func, *args) if args else func)
-        )
-        if mode is Mode.SYNC:
-            loop = asyncio._get_running_loop()  # None on trio
-            if loop is None:
-                return await anyio.to_thread.run_sync(
-                    call, abandon_on_cancel=True, limiter=self.thread_limiter
-                )
-            threads = self._threads
-            if threads is None or threads.loop is not loop:
-                threads = self._open_threads(loop)
-            return await threads.run(call)
+@final
+class ProcessExecutor(Executor):
+    """``process``: calls the function in a worker process (anyio's pool); the task's
+    traceback comes back in a note of its exception."""
+
+    name = "process"
+    interrupts = True
+
+    def __init__(self, slots: int = 4) -> None:
+        self.slots = slots
+        self.limiter = anyio.CapacityLimiter(slots)
+
+    async def run(self, attempt: Attempt) -> Any:
         try:
             return await anyio.to_process.run_sync(
-                functools.partial(_in_worker_process, call),
+                functools.partial(_in_worker_process, _bound(attempt)),
                 cancellable=True,
-                limiter=self.process_limiter,
+                limiter=self.limiter,
             )
         except _RaisedInWorker as raised:
             raise raised.original() from None
+
+
+@final
+class Executors:
+    """A scheduler's executors by name: the built-ins and those registered.
+
+    The planner never starts more runs on an executor than its ``slots``, so the
+    built-ins' limiters never make a run wait; they only size the pools.
+    """
+
+    __slots__ = ("by_name", "origins")
+
+    def __init__(self, *, thread_slots: int, process_slots: int) -> None:
+        self.by_name: dict[str, Executor] = {}
+        self.origins: dict[str, str] = {}
+        for builtin in (
+            AsyncExecutor(),
+            ThreadExecutor(thread_slots),
+            ProcessExecutor(process_slots),
+        ):
+            self.add(builtin, BUILTIN)
+
+    def add(self, executor: Executor, origin: str) -> None:
+        """Register ``executor`` (from ``origin``, for messages).
+
+        :raises ConfigError: it is not an executor, or its name is taken.
+        """
+        if not isinstance(executor, Executor):
+            msg = f"{origin} gave {executor!r} as an executor; it must be an xtasks.abc.Executor"
+            raise ConfigError(msg, field="executors")
+        name = getattr(executor, "name", None)
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{origin}: executor {executor!r} has no name", field="executors")
+        if name in self.by_name:
+            raise ConfigError(
+                f"two executors are named {name!r}: one from {self.origins[name]}, "
+                f"one from {origin}",
+                field="executors",
+            )
+        self.by_name[name] = executor
+        self.origins[name] = origin
+
+    def check(self, task: Task) -> None:
+        """Refuse ``task`` if its executor is unknown, or needs an importable target
+        that the task does not have.
+
+        :raises ConfigError: naming the task and the installed executors.
+        """
+        executor = self.by_name.get(task.runs_on)
+        if executor is None:
+            names = ", ".join(sorted(self.by_name))
+            raise ConfigError(
+                f"task {task.name!r} asks for executor {task.runs_on!r}, which is not "
+                f"installed (installed: {names})",
+                field="executor",
+            )
+        if executor.needs_target and not _importable(task):
+            raise ConfigError(
+                f"task {task.name!r} runs on executor {task.runs_on!r}, which imports its "
+                f"function by name; give it as a 'module:function' string (got "
+                f"{task.target!r}, which does not import as that function)",
+                field="executor",
+            )
+
+    async def call(self, task: Task, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
+        """Run ``task.func(*args, **kwargs)`` on the task's executor, outside any run (a
+        direct call: tests, tools). The runtime calls ``executor.run`` itself."""
+        from ._decisions import StartAttempt
+
+        attempt = StartAttempt("", task, args, kwargs, 1)
+        return await self.by_name[task.runs_on].run(attempt)
+
+    def used(self, tasks: Iterable[Task]) -> list[Executor]:
+        """The executors the tasks run on, in registration order."""
+        names = {task.runs_on for task in tasks}
+        return [ex for name, ex in self.by_name.items() if name in names]
+
+    async def open(self, tasks: Iterable[Task]) -> list[Executor]:
+        """Open every executor the tasks use; return those opened (to close later)."""
+        opened: list[Executor] = []
+        try:
+            for executor in self.used(tasks):
+                await executor.open()
+                opened.append(executor)
+        except BaseException:
+            await self.close(opened)
+            raise
+        return opened
+
+    async def close(self, executors: Iterable[Executor] = ()) -> None:
+        """Close the executors given, and always the built-in thread pool."""
+        for executor in executors:
+            try:
+                await executor.close()
+            except Exception:  # one failing close must not skip the others
+                import logging
+
+                logging.getLogger("xtasks").exception("closing executor %r failed", executor.name)
+        self.close_now()
+
+    def close_now(self) -> None:
+        """End the built-in pool's idle threads (as the scheduler stops)."""
+        threads = self.by_name.get("sync")
+        if isinstance(threads, ThreadExecutor):
+            threads.close_now()
+
+
+def _importable(task: Task) -> bool:
+    """Whether ``task.target`` imports as ``task.func`` (what a remote worker does)."""
+    module, _, attr = task.target.partition(":")
+    if not module or not attr:
+        return False
+    try:
+        import importlib
+
+        found: Any = importlib.import_module(module)
+        for part in attr.split("."):
+            found = getattr(found, part)
+    except Exception:  # noqa: BLE001 - not importable, whatever the reason
+        return False
+    return found is task.func
 
 
 #: A call for a thread: the caller's context, the call, the future for its outcome.

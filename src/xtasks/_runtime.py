@@ -71,6 +71,7 @@ class Runtime:
         self.store = store
         self.clock = clock
         self.executors = executors
+        self._by_name = executors.by_name
         self.replica = replica
         self.alerts = alerts
         self.recorder = Recorder(store, publish)
@@ -338,11 +339,12 @@ class Runtime:
         self._executing[run_id] = start
         self._scopes[run_id] = scope
         try:
+            executor = self._by_name[task.runs_on]
             if task.timeout is None:
-                result = await self.executors.call(task, start.args, start.kwargs)
+                result = await executor.run(start)
             else:
                 with anyio.move_on_after(task.timeout) as limit:
-                    result = await self.executors.call(task, start.args, start.kwargs)
+                    result = await executor.run(start)
                 if limit.cancelled_caught:
                     error = RunTimeoutError(task.name, task.timeout)
         except Exception as exc:  # noqa: BLE001 - a task's failure is data, not a crash
@@ -390,6 +392,6 @@ class Runtime:
 
 def _describe(starts: Iterable[StartAttempt]) -> str:
     """A few attempts in words, for a log line."""
-    shown = [f"{s.task.name!r} ({s.task.mode.value}, run {s.run_id})" for s in starts]
+    shown = [f"{s.task.name!r} ({s.task.runs_on}, run {s.run_id})" for s in starts]
     more = f" and {len(shown) - 10} more" if len(shown) > 10 else ""
     return ", ".join(shown[:10]) + more

@@ -28,6 +28,7 @@ __all__ = ["CatchUp", "Mode", "Overlap", "Priority", "Task"]
 
 NAME_PATTERN = r"[A-Za-z0-9_.:-]{1,200}"
 _NAME_RE = re.compile(NAME_PATTERN)
+_EXECUTOR_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,99}")
 _UNSET: Any = None  # the declared default of fields that __init__ computes (mode, kwargs)
 _MISSING: Any = object()  # name or func not given: a TypeError, once the options are checked
 _NO_KWARGS: Mapping[str, Any] = MappingProxyType({})  # immutable: every task may share it
@@ -131,6 +132,9 @@ class Task:
     :param priority: ``high``/``normal``/``low`` (or ``haute``/``normale``/``basse``).
     :param depends_on: a task name or names that must succeed before each run.
     :param mode: ``async``/``sync``/``process``; inferred from ``func`` when ``None``.
+    :param executor: the name of the executor that runs each attempt (a built-in --
+        ``async``, ``sync``, ``process`` -- or one a plugin registers); ``None``: the
+        mode's built-in.
     :param max_retries: extra attempts after a failed one.
     :param retry_delay: seconds (or a timedelta) before the first retry.
     :param retry_backoff: multiplier applied to the delay for each further retry (1 = fixed).
@@ -151,6 +155,9 @@ class Task:
     func: Callable[..., Any] = field(repr=False)
     target: str = field(init=False, compare=False)
     """``"module:qualname"`` of ``func`` for display (the string given, when one was)."""
+    runs_on: str = field(init=False, compare=False, repr=False)
+    """The name of the executor that runs it: ``executor``, else the mode's built-in
+    (computed once: the ready queue and the runtime read it for every run)."""
     _: KW_ONLY
     args: tuple[Any, ...] = ()
     kwargs: Mapping[str, Any] = _UNSET
@@ -158,6 +165,7 @@ class Task:
     priority: Priority = Priority.NORMAL
     depends_on: tuple[str, ...] = ()
     mode: Mode = _UNSET
+    executor: str | None = None
     max_retries: int = 0
     retry_delay: float = 0.0
     retry_backoff: float = 1.0
@@ -194,6 +202,7 @@ class Task:
             priority: Priority | str = "normal",
             depends_on: str | Iterable[str] = (),
             mode: Mode | str | None = None,
+            executor: str | None = None,
             max_retries: int = 0,
             retry_delay: float | timedelta = 0.0,
             retry_backoff: float = 1.0,
@@ -223,6 +232,7 @@ class Task:
             priority: Any = Priority.NORMAL,
             depends_on: Any = (),
             mode: Any = None,
+            executor: Any = None,
             max_retries: Any = 0,
             retry_delay: Any = 0.0,
             retry_backoff: Any = 1.0,
@@ -252,6 +262,11 @@ class Task:
             if args or kwargs or not _takes_no_arguments(func):
                 _check_bind(func, target, name, *args, **kwargs)
             mode = _mode(func, target, mode, name)
+            if executor is not None and (
+                not isinstance(executor, str) or not _EXECUTOR_RE.fullmatch(executor)
+            ):
+                msg = "must be an executor's name: a letter or _, then letters, digits, _ or -"
+                _bad(name, "executor", msg, executor)
             _trigger(trigger, name)
             if priority.__class__ is not Priority:
                 priority = Priority.parse(priority, task=name, field="priority")
@@ -285,6 +300,8 @@ class Task:
             _put(self, "priority", priority)
             _put(self, "depends_on", depends_on)
             _put(self, "mode", mode)
+            _put(self, "executor", executor)
+            _put(self, "runs_on", executor if executor is not None else mode._value_)
             _put(self, "max_retries", max_retries)
             _put(self, "retry_delay", retry_delay)
             _put(self, "retry_backoff", retry_backoff)

@@ -8,6 +8,11 @@
   restarts (state, last fire, failure streak, grid anchor).
 - :class:`Alerter`: delivers alerts to people (email, chat, pager); subclass it and pass
   it to ``Scheduler(alerters=[...])`` or contribute it from a plugin.
+- :class:`Executor`: runs one attempt of a task's body somewhere -- on the loop, in a
+  thread, in a process (the built-ins ``async``, ``sync``, ``process``) or on a remote
+  worker fleet. A plugin subclasses it, proves it with ``xtasks.testing.check_executor``
+  and registers it with ``Scheduler(executors=[...])`` or the ``xtasks_add_executors``
+  hook; ``Task(executor="name")`` selects it. It receives an :class:`xtasks.Attempt`.
 - :class:`Trigger`: when a task fires. ``Every``, ``Cron`` and ``At`` are triggers; a
   subclass that answers ``next_fire(after)`` purely schedules tasks its own way.
 - :class:`Clock`: tells the time and sleeps until a deadline; ``Scheduler(clock=...)``
@@ -20,7 +25,7 @@ Users who only schedule tasks never need this module.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -33,10 +38,11 @@ if TYPE_CHECKING:
     from collections.abc import Collection, Mapping, Sequence
     from datetime import datetime
 
+    from ._decisions import StartAttempt as Attempt
     from ._events import Alert
     from ._runs import AuditRecord, RunRecord, RunStatus, TaskState
 
-__all__ = ["Alerter", "Clock", "Store", "TaskRecord", "Trigger"]
+__all__ = ["Alerter", "Clock", "Executor", "Store", "TaskRecord", "Trigger"]
 
 
 class Store(ABC):
@@ -280,4 +286,42 @@ class Alerter(ABC):
         """Deliver one alert.
 
         :raises Exception: any failure; the runtime logs and counts it.
+        """
+
+
+class Executor(ABC):
+    """Runs attempts of task bodies: where a task's work happens.
+
+    The runtime calls :meth:`run` once per attempt, inside the attempt's cancel scope:
+    a timeout, a cancel from the manager and shutdown all cancel that ``await``. The
+    scheduler never starts more attempts on one executor than its :attr:`slots`.
+    """
+
+    #: What ``Task(executor=...)`` selects; unique among a scheduler's executors.
+    name: str
+    #: Attempts it runs at once (its pool's size); ``None``: only ``max_concurrency``.
+    slots: int | None = None
+    #: Whether cancelling :meth:`run` stops the work itself (``False`` for threads: the
+    #: call goes on until it returns, only its result is dropped).
+    interrupts: bool = True
+    #: The task must name its function as an importable ``"module:function"`` string
+    #: (a remote worker imports it) rather than being given a callable.
+    needs_target: bool = False
+    #: The run stays ``queued`` until the executor calls ``attempt.started(where)``
+    #: (a remote worker picked it up); else it is ``running`` from dispatch.
+    reports_start: bool = False
+
+    async def open(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
+        """Connect or start pools. Called as the scheduler starts, before any run."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
+        """Release what :meth:`open` took. Called as the scheduler stops, perhaps while
+        an abandoned attempt still runs; idempotent."""
+
+    @abstractmethod
+    async def run(self, attempt: Attempt) -> Any:
+        """Run one attempt: return its result or raise its error (with its traceback).
+
+        Must honour cancellation: when the ``await`` is cancelled, stop the work (or, if
+        it cannot, :attr:`interrupts` is ``False``) and let the cancellation propagate.
         """
