@@ -21,6 +21,7 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 
 XTASKS_ALL = [
     "At",
+    "Attempt",
     "AttemptRecord",
     "AuditRecord",
     "AuditWriteError",
@@ -59,12 +60,14 @@ XTASKS_ALL = [
     "hookimpl",
 ]
 
-ABC_ALL = ["Alerter", "Clock", "Store", "TaskRecord", "Trigger"]
+ABC_ALL = ["Alerter", "Clock", "Executor", "Store", "TaskRecord", "Trigger"]
 
 EVENTS_ALL = ["Alert", "AlertKind", "Event", "RunChanged", "TaskStateChanged"]
 
 TESTING_ALL = [
+    "EXECUTOR_CHECKS",
     "STORE_CHECKS",
+    "ExecutorFactory",
     "FakeClock",
     "FaultyStore",
     "StoreFactory",
@@ -74,6 +77,13 @@ TESTING_ALL = [
     "check_claim_fires",
     "check_close_idempotent",
     "check_earlier_attempts",
+    "check_executor",
+    "check_executor_cancel",
+    "check_executor_concurrency",
+    "check_executor_error",
+    "check_executor_result",
+    "check_executor_shutdown",
+    "check_executor_timeout",
     "check_errors_are_store_errors",
     "check_fencing",
     "check_last_fire_monotonic",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from . import abc as abc
 from . import events as events
+from ._decisions import Attempt as Attempt
 from ._errors import AuditWriteError as AuditWriteError
 from ._errors import ConfigError as ConfigError
 from ._errors import ConfigFileError as ConfigFileError
@@ -50,6 +51,7 @@ from .hookspecs import hookimpl as hookimpl
 
 __all__ = [
     "At",
+    "Attempt",
     "AttemptRecord",
     "AuditRecord",
     "AuditWriteError",

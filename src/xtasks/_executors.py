@@ -196,11 +196,12 @@ class Executors:
         names = {task.runs_on for task in tasks}
         return [ex for name, ex in self.by_name.items() if name in names]
 
-    async def open(self, tasks: Iterable[Task]) -> list[Executor]:
-        """Open every executor the tasks use; return those opened (to close later)."""
+    async def open(self, executors: Iterable[Executor]) -> list[Executor]:
+        """Open ``executors`` in turn; return those opened (to close later). One failing:
+        those opened are closed and its error goes on."""
         opened: list[Executor] = []
         try:
-            for executor in self.used(tasks):
+            for executor in executors:
                 await executor.open()
                 opened.append(executor)
         except BaseException:

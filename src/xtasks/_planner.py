@@ -152,6 +152,11 @@ class Planner:
         self._life.cancel_pending(entry, now, "removed")
         return entry.task
 
+    def set_slots(self, executor: str, slots: int | None) -> None:
+        """Executor ``executor`` runs at most ``slots`` attempts at once (``None``: only
+        ``max_concurrency`` bounds them). The built-ins' come from the constructor."""
+        self._life.ready.set_slots(executor, slots)
+
     def validate(self) -> None:
         """Check that every dependency names a registered task.
 

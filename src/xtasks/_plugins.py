@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
     from importlib.metadata import EntryPoint
 
-    from .abc import Alerter
+    from .abc import Alerter, Executor
     from .stores import StoreFactory
 
 __all__ = ["LoadedPlugins", "PluginOrigin", "load_plugins"]
@@ -74,6 +74,8 @@ class LoadedPlugins:
     )
     #: Store factories by URL scheme, the built-ins' first.
     stores: StoreRegistry = field(default_factory=StoreRegistry)
+    #: Executors the plugins registered, with who registered each (for messages).
+    executors: list[tuple[Executor, str]] = field(default_factory=list)
     problems: list[XtasksError] = field(default_factory=list)
     degraded: list[PluginOrigin] = field(default_factory=list)
 
@@ -236,6 +238,7 @@ def _collect(loaded: LoadedPlugins, origin: PluginOrigin, plugin: object) -> Non
     tasks: list[Task] = []
     kinds: dict[str, Callable[..., Alerter]] = {}
     stores: dict[str, tuple[StoreFactory, str | None]] = {}
+    executors: list[Executor] = []
     problems: list[XtasksError] = []
 
     def where(hook: str | None = None) -> dict[str, Any]:
@@ -275,6 +278,16 @@ def _collect(loaded: LoadedPlugins, origin: PluginOrigin, plugin: object) -> Non
             )
         stores[key] = (store_factory, example)
 
+    def register_executor(executor: object, /) -> None:
+        from .abc import Executor
+
+        if not isinstance(executor, Executor):
+            raise PluginError(
+                f"register() takes an xtasks.abc.Executor, got {type(executor).__name__}",
+                **where("xtasks_add_executors"),
+            )
+        executors.append(executor)
+
     seed = getattr(plugin, "PLUGIN_TASKS", None)
     if seed is not None:
         if not isinstance(seed, list | tuple):
@@ -299,6 +312,7 @@ def _collect(loaded: LoadedPlugins, origin: PluginOrigin, plugin: object) -> Non
         ("xtasks_add_tasks", register_task),
         ("xtasks_add_alerters", register_alerter),
         ("xtasks_add_stores", register_store),
+        ("xtasks_add_executors", register_executor),
     ):
         caller = getattr(loaded.manager.hook, hook)
         for impl in caller.get_hookimpls():
@@ -367,6 +381,7 @@ def _collect(loaded: LoadedPlugins, origin: PluginOrigin, plugin: object) -> Non
     label = origin.describe() + (f" ({origin.entry_point})" if origin.entry_point else "")
     for scheme, (store_factory, example) in stores.items():
         loaded.stores.register(scheme, store_factory, example=example, origin=label)
+    loaded.executors.extend((executor, label) for executor in executors)
 
 
 def _fail(

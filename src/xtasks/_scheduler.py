@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import socket
 from contextlib import asynccontextmanager
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, final
 
 import anyio
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
     from ._runs import RunStatus
     from ._runtime import Runtime
     from ._triggers import Trigger
-    from .abc import Alerter, Store
+    from .abc import Alerter, Executor, Store
 
 __all__ = ["RunHandle", "Scheduler", "SchedulerStats"]
 
@@ -75,7 +76,9 @@ class Scheduler(Observable):
         when false, leave the broken parts out and list them in :attr:`problems`.
     :param alerters: alerters besides the logging one every scheduler has and those
         configured under ``alerts:``.
-    :param max_concurrency: runs executing at once, all modes together.
+    :param executors: executors besides the built-ins (``async``, ``sync``, ``process``)
+        and those plugins register; ``Task(executor=name)`` selects one by its name.
+    :param max_concurrency: runs executing at once, all executors together.
     :param thread_slots: ``sync`` runs executing at once (the thread pool's size).
     :param process_slots: ``process`` runs executing at once (default: CPU count).
     :param shutdown_grace: seconds that leaving the scheduler waits for running runs
@@ -92,6 +95,7 @@ class Scheduler(Observable):
         config: str | os.PathLike[str] | None = None,
         strict_plugins: bool = True,
         alerters: Iterable[Alerter] = (),
+        executors: Iterable[Executor] = (),
         max_concurrency: int = 100,
         thread_slots: int = 40,
         process_slots: int | None = None,
@@ -116,6 +120,7 @@ class Scheduler(Observable):
             new_id=time_ordered_ids(),  # the planner reads no clock: ids come made
         )
         self._executors = Executors(thread_slots=thread_slots, process_slots=slots)
+        self._opened_executors: list[Executor] = []
         self._engine: Engine | None = None  # while running
         self._runtime: Runtime | None = None  # the engine's, while running
         self._adhoc = AdhocTasks()
@@ -131,6 +136,10 @@ class Scheduler(Observable):
         self.plugins: list[PluginOrigin] = setup.plugins.plugins
         self.config: Config = setup.config
         hooks = setup.plugins.manager.hook
+        for executor in executors:
+            self._add_executor(executor, "Scheduler(executors=...)")
+        for executor, origin in setup.plugins.executors:  # before the plugins' tasks
+            self._add_executor(executor, origin)
         self._bus = EventBus(hooks, cancel=self._cancel_run)
         #: Where each task came from, by name (tasks added by the application: absent).
         self.task_origins: dict[str, PluginOrigin] = setup.register_tasks(self.add)
@@ -142,6 +151,15 @@ class Scheduler(Observable):
         stores = setup.plugins.stores
         self.store: Store = open_store(store, stores) if isinstance(store, str) else store
         hooks.xtasks_configure.call_historic(kwargs={"scheduler": self})
+
+    def _add_executor(self, executor: Executor, origin: str) -> None:
+        self._executors.add(executor, origin)
+        self._planner.set_slots(executor.name, executor.slots)
+
+    @property
+    def executors(self) -> Mapping[str, Executor]:
+        """The executors tasks may select, by name: the built-ins and those registered."""
+        return MappingProxyType(self._executors.by_name)
 
     # --- registry ---------------------------------------------------------------------
 
@@ -159,6 +177,7 @@ class Scheduler(Observable):
         if task.name in self.tasks:  # say who has the name and how to resolve the clash
             raise duplicate_task(task.name, self.task_origins)
         task = self.config.apply(task)
+        self._executors.check(task)
         planner, engine = self._planner, self._engine
         if engine is None:  # armed once, at start, from its stored state
             self._command(planner.add_task, task, self.clock.now(), arm=False)
@@ -396,25 +415,35 @@ class Scheduler(Observable):
             raise SchedulerStateError("the scheduler is already running")
         attach_run_log(self)  # failed attempts, failures, recoveries, skips, misses
         self._planner.validate()
+        for task in self.tasks.values():
+            self._executors.check(task)
         unknown: list[XtasksError] = [
             *self.config.unknown_tasks(self.tasks),
             *self.config.unknown_alert_channels(self.tasks),
         ]
         if unknown:
             raise_all(unknown)
-        self._engine = engine = await Engine.start(
-            self._planner,
-            self.store,
-            self.clock,
-            self._executors,
-            bus=self._bus,
-            channels=self._channels,
-            channels_for=self.config.alert_channels_for,
-            replica=self.replica_id,
-            open_store=self._opened_store,  # not again if a call before start opened it
-            close_store=self._close_store,
-            mismatched=self._mismatched,
-        )
+        # Every registered executor, not just those used now: a task added while running
+        # may select any of them.
+        self._opened_executors = await self._executors.open(self._executors.by_name.values())
+        try:
+            engine = await Engine.start(
+                self._planner,
+                self.store,
+                self.clock,
+                self._executors,
+                bus=self._bus,
+                channels=self._channels,
+                channels_for=self.config.alert_channels_for,
+                replica=self.replica_id,
+                open_store=self._opened_store,  # not again if a call before start opened it
+                close_store=self._close_store,
+                mismatched=self._mismatched,
+            )
+        except BaseException:
+            await self._executors.close(self._opened_executors)
+            raise
+        self._engine = engine
         self._runtime = engine.runtime
         return self
 
@@ -430,7 +459,11 @@ class Scheduler(Observable):
             await engine.stop_runs(self.shutdown_grace, self._bus)
         finally:
             self._engine = self._runtime = None
-            await engine.close()  # the block's own exception goes on as itself
+            try:
+                await engine.close()  # the block's own exception goes on as itself
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self._executors.close(self._opened_executors)
 
     async def aclose(self) -> None:
         """Close the store a call before start opened (leaving ``async with`` does too):

@@ -22,15 +22,17 @@ if TYPE_CHECKING:
     from ._runs import RunRecord
     from ._scheduler import Scheduler
     from ._task import Task
-    from .abc import Alerter, Store
+    from .abc import Alerter, Executor, Store
 
 __all__ = [
     "RegisterAlerter",
+    "RegisterExecutor",
     "RegisterStore",
     "RegisterTask",
     "hookimpl",
     "hookspec",
     "xtasks_add_alerters",
+    "xtasks_add_executors",
     "xtasks_add_stores",
     "xtasks_add_tasks",
     "xtasks_configure",
@@ -72,6 +74,14 @@ class RegisterStore(Protocol):
         :class:`xtasks.ConfigError` for a URL it refuses, showing the URL only through
         :func:`xtasks.stores.redact_url`. ``example`` (``"postgresql://host/db"``) is
         how the scheme is listed when a URL names an unknown one."""
+
+
+class RegisterExecutor(Protocol):
+    """The callback :func:`xtasks_add_executors` receives."""
+
+    def __call__(self, executor: Executor, /) -> None:
+        """Make ``executor`` (an :class:`xtasks.abc.Executor`) selectable by its ``name``
+        with ``Task(executor=...)``."""
 
 
 # --- configuration ----------------------------------------------------------------------
@@ -146,6 +156,25 @@ def xtasks_add_stores(register: RegisterStore) -> None:
     (connects) when it starts.
 
     .. versionadded:: 0.2
+    """
+
+
+@hookspec
+def xtasks_add_executors(register: RegisterExecutor) -> None:
+    """Contribute executors, by calling ``register(executor)`` per executor.
+
+    Called once per scheduler, when it loads its plugins. A task selects one with
+    ``Task(executor=name)`` (or ``executor:`` in the seed and YAML formats); the
+    scheduler opens the executors its tasks use as it starts and closes them as it
+    stops. Two executors with one name (a plugin's and a built-in's, or two plugins')
+    is an error naming both.
+
+    :param register: call it with an :class:`xtasks.abc.Executor`.
+    :return: nothing; the return value is ignored.
+
+    Must not block.
+
+    .. versionadded:: 0.3
     """
 
 

@@ -1,5 +1,6 @@
 """Tools for testing code that uses xtasks: a fake clock that users advance by hand, a
-store that fails on demand (:class:`FaultyStore`), and the store contract suite.
+store that fails on demand (:class:`FaultyStore`), and the contract suites for stores
+(``check_store``) and executors (``check_executor``).
 
 ``FakeClock`` drives the scheduler's timers (fires, retry delays, jitter). Attempt
 timeouts and the shutdown grace stay in the event loop's own time, so a test that uses
@@ -37,13 +38,26 @@ from ._contract import (
     check_task_state_changes,
     check_task_state_round_trip,
 )
+from ._executor_checks import (
+    EXECUTOR_CHECKS,
+    ExecutorFactory,
+    check_executor,
+    check_executor_cancel,
+    check_executor_concurrency,
+    check_executor_error,
+    check_executor_result,
+    check_executor_shutdown,
+    check_executor_timeout,
+)
 from ._faults import FaultyStore
 
 if TYPE_CHECKING:
     from ._stateful import StoreMachine
 
 __all__ = [
+    "EXECUTOR_CHECKS",
     "STORE_CHECKS",
+    "ExecutorFactory",
     "FakeClock",
     "FaultyStore",
     "StoreFactory",
@@ -54,6 +68,13 @@ __all__ = [
     "check_close_idempotent",
     "check_earlier_attempts",
     "check_errors_are_store_errors",
+    "check_executor",
+    "check_executor_cancel",
+    "check_executor_concurrency",
+    "check_executor_error",
+    "check_executor_result",
+    "check_executor_shutdown",
+    "check_executor_timeout",
     "check_fencing",
     "check_last_fire_monotonic",
     "check_lease_expiry_and_reaping",

@@ -1,0 +1,34 @@
+"""Every built-in executor passes the executor contract (``xtasks.testing``), on asyncio
+and trio: result, error with its traceback, timeout, cancel, its slots at once, and
+close while an attempt runs."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+from xtasks._executors import AsyncExecutor, ProcessExecutor, ThreadExecutor
+from xtasks.testing import EXECUTOR_CHECKS
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from xtasks.abc import Executor
+
+pytestmark = pytest.mark.anyio
+
+BUILTINS: dict[str, tuple[Callable[[], Executor], bool]] = {
+    "async": (AsyncExecutor, True),
+    "sync": (lambda: ThreadExecutor(3), False),
+    "process": (lambda: ProcessExecutor(2), False),
+}
+
+
+@pytest.mark.parametrize("executor", list(BUILTINS))
+@pytest.mark.parametrize("check", EXECUTOR_CHECKS, ids=lambda check: check.__name__)
+async def test_a_builtin_executor_passes_the_contract(
+    executor: str, check: Callable[..., Awaitable[None]]
+) -> None:
+    factory, asynchronous = BUILTINS[executor]
+    await check(factory, asynchronous=asynchronous)
