@@ -222,6 +222,35 @@ def test_hook_xtasks_add_stores(dists: Distributions) -> None:
         Scheduler("fake://orders", plugins=False)  # not installed: not known
 
 
+def test_hook_xtasks_add_executors() -> None:
+    from xtasks.abc import Executor
+
+    class Echo(Executor):
+        name = "echo"
+
+        async def run(self, attempt: xtasks.Attempt) -> object:
+            return attempt.args
+
+    echo = Echo()
+
+    class Adds:
+        @xtasks.hookimpl
+        def xtasks_add_executors(self, register):
+            register(echo)
+
+    class AddsToo:
+        @xtasks.hookimpl
+        def xtasks_add_executors(self, register):
+            register(Echo())
+
+    scheduler = Scheduler(plugins=[Adds()])
+    assert scheduler.executors["echo"] is echo
+    scheduler.add(Task("echoed", _noop, executor="echo"))
+    with pytest.raises(xtasks.ConfigError, match="two executors are named 'echo'") as info:
+        Scheduler(plugins=[Adds(), AddsToo()])
+    assert "Adds@" in str(info.value) and "AddsToo@" in str(info.value)  # both origins
+
+
 def test_a_store_scheme_registered_twice_names_both_distributions(dists: Distributions) -> None:
     dists.install("store-a", "store_a", STORE_PLUGIN)
     dists.install("store-b", "store_b", STORE_PLUGIN)
@@ -540,6 +569,7 @@ def test_every_hook_is_documented_and_tested() -> None:
     hooks = [n for n in dir(xtasks.hookspecs) if n.startswith("xtasks_")]
     assert sorted(hooks) == [
         "xtasks_add_alerters",
+        "xtasks_add_executors",
         "xtasks_add_stores",
         "xtasks_add_tasks",
         "xtasks_configure",

@@ -10,6 +10,7 @@ hands over on ``drain``.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import itertools
 from datetime import timedelta
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
     from ._ready import ReadyQueue
     from ._run_state import TaskEntry
-    from ._runs import ErrorInfo
+    from ._runs import ErrorInfo, RunRecord
 
 __all__ = ["Lifecycle"]
 
@@ -73,6 +74,10 @@ class Lifecycle:
         self.decisions: list[Decision] = []  #: taken since the planner's last drain
         #: Set by the planner's shutdown: nothing starts or retries any more.
         self.closing = False
+        #: Executors whose runs stay recorded ``queued`` until the executor reports the
+        #: start (``Executor.reports_start``); the ids of those runs not started yet.
+        self.reports_start: set[str] = set()
+        self._awaiting_start: set[str] = set()
         # Runs waiting for their due time (retry delay, jitter): (due, arrival, run, token).
         # Pure bookkeeping, so every drain moves the due ones to the ready queue.
         self._waking: list[tuple[datetime, int, Run, int]] = []
@@ -282,10 +287,39 @@ class Lifecycle:
         run.attempt_started_at = now
         if run.started_at is None:
             run.started_at = now
-        self.record(run)
+        if self.reports_start and run.entry.task.runs_on in self.reports_start:
+            # It holds its slot, but history says queued until the executor reports.
+            self._awaiting_start.add(run.id)
+            self.decisions.append(RecordRun(self.snapshot(run)))
+        else:
+            self.record(run)
         self.decisions.append(
             StartAttempt(run.id, run.entry.task, run.args, run.kwargs, run.attempts)
         )
+
+    def snapshot(self, run: Run) -> RunRecord:
+        """``run`` as history shows it: ``queued`` while its executor has not reported
+        the start of its attempt."""
+        record = run.record(self.replica)
+        if self._awaiting_start and run.id in self._awaiting_start:
+            started_at = None if run.attempts == 1 else record.started_at
+            record = dataclasses.replace(record, status=RunStatus.QUEUED, started_at=started_at)
+        return record
+
+    def started(self, run_id: str, now: datetime) -> None:
+        """The executor reports that the attempt of ``run_id`` began: it is recorded
+        ``running`` from ``now``. Once per attempt; a run that ended meanwhile, or whose
+        executor does not report starts, is left alone."""
+        if run_id not in self._awaiting_start:
+            return
+        self._awaiting_start.discard(run_id)
+        run = self.runs.get(run_id)
+        if run is None or run.status is not RunStatus.RUNNING:
+            return
+        run.attempt_started_at = now
+        if run.attempts == 1:
+            run.started_at = now
+        self.record(run)
 
     def succeeded(self, run_id: str, now: datetime, result: Any) -> None:
         """The running attempt of ``run_id`` returned ``result``."""
@@ -330,6 +364,8 @@ class Lifecycle:
         run = self.runs[run_id]
         assert run.status is RunStatus.RUNNING, run
         self.ready.release(run)
+        if self._awaiting_start:
+            self._awaiting_start.discard(run_id)
         return run
 
     def cancel_pending(

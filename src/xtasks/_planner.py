@@ -152,10 +152,17 @@ class Planner:
         self._life.cancel_pending(entry, now, "removed")
         return entry.task
 
-    def set_slots(self, executor: str, slots: int | None) -> None:
+    def set_slots(self, executor: str, slots: int | None, *, reports_start: bool = False) -> None:
         """Executor ``executor`` runs at most ``slots`` attempts at once (``None``: only
-        ``max_concurrency`` bounds them). The built-ins' come from the constructor."""
+        ``max_concurrency`` bounds them). The built-ins' come from the constructor.
+
+        ``reports_start``: its runs are recorded ``queued`` at dispatch and ``running``
+        only at :meth:`attempt_started`."""
         self._life.ready.set_slots(executor, slots)
+        if reports_start:
+            self._life.reports_start.add(executor)
+        else:
+            self._life.reports_start.discard(executor)
 
     def validate(self) -> None:
         """Check that every dependency names a registered task.
@@ -217,7 +224,7 @@ class Planner:
     def live_record(self, run_id: str) -> RunRecord | None:
         """A snapshot of the live run ``run_id``, or ``None`` once it is final."""
         run = self._life.runs.get(run_id)
-        return None if run is None else run.record(self.replica)
+        return None if run is None else self._life.snapshot(run)
 
     def get_run(self, run_id: str) -> Run | None:
         """The live run with this id (for tests of the planner itself)."""
@@ -342,6 +349,12 @@ class Planner:
         return self._life.request(entry, record.cause, now, record.scheduled_at)
 
     # --- attempts ---------------------------------------------------------------------
+
+    def attempt_started(self, run_id: str, now: datetime, where: str | None = None) -> None:
+        """The executor of ``run_id`` (one that ``reports_start``) began its attempt, on
+        ``where`` (a worker's name, for logs; not recorded yet): it is recorded running."""
+        del where  # the record has no field for it yet
+        self._life.started(run_id, now)
 
     def attempt_succeeded(self, run_id: str, now: datetime, result: Any) -> None:
         """The running attempt of ``run_id`` returned ``result``."""

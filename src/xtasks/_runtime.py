@@ -340,6 +340,8 @@ class Runtime:
         self._scopes[run_id] = scope
         try:
             executor = self._by_name[task.runs_on]
+            if executor.reports_start:
+                start.on_started = self._started
             if task.timeout is None:
                 result = await executor.run(start)
             else:
@@ -361,6 +363,11 @@ class Runtime:
                     raise  # the scheduler is torn down: nothing is recorded any more
             error = exc
         self._ended(run_id, cancelled=scope.cancel_called, error=error, result=result)
+
+    def _started(self, run_id: str, where: str | None) -> None:
+        """``Attempt.started`` of an executor that reports starts (on the loop)."""
+        if run_id in self._scopes:  # still executing
+            self.command(self.planner.attempt_started, run_id, self.clock.now(), where)
 
     def _ended(
         self,

@@ -154,7 +154,7 @@ class Scheduler(Observable):
 
     def _add_executor(self, executor: Executor, origin: str) -> None:
         self._executors.add(executor, origin)
-        self._planner.set_slots(executor.name, executor.slots)
+        self._planner.set_slots(executor.name, executor.slots, reports_start=executor.reports_start)
 
     @property
     def executors(self) -> Mapping[str, Executor]:

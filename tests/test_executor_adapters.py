@@ -1,0 +1,162 @@
+"""Executors beside the built-ins: registered with ``Scheduler(executors=[...])`` and
+selected with ``Task(executor=...)``; an unknown or clashing name is refused, naming
+what is installed; a remote executor's tasks need importable targets; and an executor
+that reports starts keeps its runs ``queued`` until it says the work began."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+
+from xtasks import Attempt, ConfigError, RunStatus, Scheduler, Task
+from xtasks.abc import Executor
+
+#: Long enough for any loaded machine; only reached when a test is broken.
+_WAIT = 10.0
+
+
+def double(x: int) -> int:
+    """Module level: importable as ``tests.test_executor_adapters:double``."""
+    return 2 * x
+
+
+class Inline(Executor):
+    """Runs sync functions right on the loop, counting attempts and the most at once."""
+
+    name = "inline"
+    slots = 2
+
+    def __init__(self) -> None:
+        self.attempts: list[Attempt] = []
+        self.opened = self.closed = 0
+        self.gate: anyio.Event | None = None
+        self.now = self.most = 0
+
+    async def open(self) -> None:
+        self.opened += 1
+
+    async def close(self) -> None:
+        self.closed += 1
+
+    async def run(self, attempt: Attempt) -> Any:
+        self.attempts.append(attempt)
+        self.now += 1
+        self.most = max(self.most, self.now)
+        try:
+            if self.gate is not None:
+                await self.gate.wait()
+            return attempt.task.func(*attempt.args, **attempt.kwargs)
+        finally:
+            self.now -= 1
+
+
+class Remote(Inline):
+    """Like a remote worker fleet: needs targets, reports the start when ``begin`` is set."""
+
+    name = "remote"
+    slots = None
+    needs_target = True
+    reports_start = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = anyio.Event()
+        self.begin = anyio.Event()
+        self.reported = anyio.Event()
+
+    async def run(self, attempt: Attempt) -> Any:
+        self.entered.set()
+        await self.begin.wait()
+        attempt.started("worker-1")
+        attempt.started("worker-1")  # a second report changes nothing
+        self.reported.set()
+        return await super().run(attempt)
+
+
+@pytest.mark.anyio
+async def test_a_task_runs_on_the_executor_it_names_within_its_slots() -> None:
+    inline = Inline()
+    inline.gate = anyio.Event()
+    scheduler = Scheduler(plugins=False, executors=[inline], shutdown_grace=1)
+    assert scheduler.executors["inline"] is inline
+    assert {"async", "sync", "process", "inline"} <= set(scheduler.executors)
+    scheduler.add(Task("twice", double, args=(21,), executor="inline", overlap="allow"))
+    async with scheduler:
+        assert inline.opened == 1
+        handles = [await scheduler.trigger("twice") for _ in range(3)]
+        with anyio.fail_after(_WAIT):
+            while len(inline.attempts) < 2:
+                await anyio.sleep(0.01)  # polling a count, bounded
+        assert inline.now == 2  # the third waits for a slot
+        inline.gate.set()
+        with anyio.fail_after(_WAIT):
+            records = [await handle.wait() for handle in handles]
+    assert [r.status for r in records] == [RunStatus.SUCCEEDED] * 3
+    assert [r.result for r in records] == [42] * 3
+    assert inline.most == 2
+    assert [a.number for a in inline.attempts] == [1, 1, 1]
+    assert inline.closed == 1
+
+
+def test_an_unknown_executor_is_refused_naming_the_installed_ones() -> None:
+    scheduler = Scheduler(plugins=False, executors=[Inline()])
+    with pytest.raises(ConfigError, match=r"task 'x' asks for executor 'celery'") as info:
+        scheduler.add(Task("x", double, args=(1,), executor="celery"))
+    assert "installed: async, inline, process, sync" in str(info.value)
+
+
+def test_two_executors_with_one_name_are_refused_naming_both_origins() -> None:
+    class Clash(Inline):
+        name = "sync"
+
+    with pytest.raises(ConfigError, match=r"two executors are named 'sync'") as info:
+        Scheduler(plugins=False, executors=[Clash()])
+    assert "xtasks (built-in)" in str(info.value)
+    assert "Scheduler(executors=...)" in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["", "1st", "with space", 3])
+def test_an_executor_name_must_be_an_identifier(name: object) -> None:
+    with pytest.raises(ConfigError, match="executor"):
+        Task("x", double, args=(1,), executor=name)  # type: ignore[arg-type]
+
+
+def test_a_remote_executor_needs_an_importable_target() -> None:
+    scheduler = Scheduler(plugins=False, executors=[Remote()])
+
+    def local(x: int) -> int:
+        return x
+
+    with pytest.raises(ConfigError, match=r"'module:function' string"):
+        scheduler.add(Task("local", local, args=(1,), executor="remote"))
+    scheduler.add(Task("named", f"{__name__}:double", args=(1,), executor="remote"))
+
+
+@pytest.mark.anyio
+async def test_a_run_stays_queued_until_its_executor_reports_the_start() -> None:
+    remote = Remote()
+    scheduler = Scheduler(plugins=False, executors=[remote], shutdown_grace=1)
+    scheduler.add(Task("far", f"{__name__}:double", args=(4,), executor="remote"))
+    async with scheduler:
+        handle = await scheduler.trigger("far")
+        with anyio.fail_after(_WAIT):
+            await remote.entered.wait()
+        before = await scheduler.get_run(handle.id)
+        assert before is not None
+        assert before.status is RunStatus.QUEUED and before.started_at is None
+        remote.gate = anyio.Event()
+        remote.begin.set()
+        with anyio.fail_after(_WAIT):
+            await remote.reported.wait()
+        during = await scheduler.get_run(handle.id)
+        assert during is not None
+        assert during.status is RunStatus.RUNNING and during.started_at is not None
+        remote.gate.set()
+        with anyio.fail_after(_WAIT):
+            record = await handle.wait()
+    assert record.status is RunStatus.SUCCEEDED and record.result == 8
+    stored = await scheduler.get_run(handle.id)
+    assert stored is not None and stored.status is RunStatus.SUCCEEDED
+    assert stored.started_at == during.started_at
