@@ -33,6 +33,7 @@ class Inline(Executor):
         self.opened = self.closed = 0
         self.gate: anyio.Event | None = None
         self.now = self.most = 0
+        self.full = anyio.Event()  # set once ``slots`` attempts run at once
 
     async def open(self) -> None:
         self.opened += 1
@@ -44,6 +45,8 @@ class Inline(Executor):
         self.attempts.append(attempt)
         self.now += 1
         self.most = max(self.most, self.now)
+        if self.now == self.slots:
+            self.full.set()
         try:
             if self.gate is not None:
                 await self.gate.wait()
@@ -87,8 +90,7 @@ async def test_a_task_runs_on_the_executor_it_names_within_its_slots() -> None:
         assert inline.opened == 1
         handles = [await scheduler.trigger("twice") for _ in range(3)]
         with anyio.fail_after(_WAIT):
-            while len(inline.attempts) < 2:
-                await anyio.sleep(0.01)  # polling a count, bounded
+            await inline.full.wait()
         assert inline.now == 2  # the third waits for a slot
         inline.gate.set()
         with anyio.fail_after(_WAIT):
