@@ -5,12 +5,14 @@ that reports starts keeps its runs ``queued`` until it says the work began."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 
 from xtasks import Attempt, ConfigError, RunStatus, Scheduler, Task
+from xtasks._seed import task_from_seed
 from xtasks.abc import Executor
 
 #: Long enough for any loaded machine; only reached when a test is broken.
@@ -20,6 +22,11 @@ _WAIT = 10.0
 def double(x: int) -> int:
     """Module level: importable as ``tests.test_executor_adapters:double``."""
     return 2 * x
+
+
+def ping() -> str:
+    """Module level, no arguments: what the seed format can name."""
+    return "pong"
 
 
 class Inline(Executor):
@@ -162,3 +169,16 @@ async def test_a_run_stays_queued_until_its_executor_reports_the_start() -> None
     stored = await scheduler.get_run(handle.id)
     assert stored is not None and stored.status is RunStatus.SUCCEEDED
     assert stored.started_at == during.started_at
+
+
+def test_the_seed_and_yaml_formats_select_an_executor(tmp_path: Path) -> None:
+    seeded = task_from_seed(
+        {"name": "s", "function": f"{__name__}:ping", "executor": "remote"}, origin="test"
+    )
+    assert seeded.executor == "remote" and seeded.runs_on == "remote"
+    config = tmp_path / "xtasks.yaml"
+    config.write_text("tasks:\n  y:\n    executor: remote\n  z:\n    executor: nowhere\n")
+    scheduler = Scheduler(plugins=False, config=config, executors=[Remote()])
+    assert scheduler.add(Task("y", f"{__name__}:double", args=(1,))).runs_on == "remote"
+    with pytest.raises(ConfigError, match=r"task 'z' asks for executor 'nowhere'"):
+        scheduler.add(Task("z", double, args=(1,)))

@@ -70,6 +70,7 @@ class TaskOverride(BaseModel):
     recover: bool | None = None
     description: str | None = None
     tags: list[str] | None = None
+    executor: str | None = None
 
 
 class AlertChannel(BaseModel):
@@ -97,7 +98,7 @@ _NULLABLE = frozenset({"interval_seconds", "cron", "timeout_seconds"})
 # An expanded ${VAR} is text; in these fields it is read again as a YAML scalar ("3" -> 3).
 _TYPED = frozenset(TaskOverride.model_fields) - {
     *("cron", "timezone", "priority", "depends_on", "overlap", "catch_up"),
-    *("alert_channels", "description", "tags"),
+    *("alert_channels", "description", "tags", "executor"),
 }
 _TASK_FIELD = {
     "retry_delay_seconds": "retry_delay",

@@ -28,6 +28,7 @@ _SEED_KEYS = (
     "retry_delay_seconds",
     "alert_on_failure",
     "timeout_seconds",
+    "executor",
 )
 _SEED_FIELD = {
     "function": "func",
