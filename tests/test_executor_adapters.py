@@ -5,8 +5,7 @@ that reports starts keeps its runs ``queued`` until it says the work began."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
@@ -14,6 +13,9 @@ import pytest
 from xtasks import Attempt, ConfigError, RunStatus, Scheduler, Task
 from xtasks._seed import task_from_seed
 from xtasks.abc import Executor
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 #: Long enough for any loaded machine; only reached when a test is broken.
 _WAIT = 10.0
