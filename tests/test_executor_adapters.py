@@ -35,7 +35,7 @@ class Inline(Executor):
     """Runs sync functions right on the loop, counting attempts and the most at once."""
 
     name = "inline"
-    slots = 2
+    slots: int | None = 2
 
     def __init__(self) -> None:
         self.attempts: list[Attempt] = []
