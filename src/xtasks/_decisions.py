@@ -85,7 +85,8 @@ class StartAttempt:
     def started(self, where: str | None = None) -> None:
         """The work began (``where``: a worker's name, say). Only executors that
         ``reports_start`` need call it; the run is then recorded ``running``. Called
-        again, or for an executor that does not report, it does nothing."""
+        again, or for an executor that does not report, it does nothing. Call it on the
+        scheduler's event loop (from another thread: ``anyio.from_thread.run_sync``)."""
         report = self.on_started
         if report is not None:
             self.on_started = None

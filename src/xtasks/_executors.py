@@ -191,11 +191,6 @@ class Executors:
         attempt = StartAttempt("", task, args, kwargs, 1)
         return await self.by_name[task.runs_on].run(attempt)
 
-    def used(self, tasks: Iterable[Task]) -> list[Executor]:
-        """The executors the tasks run on, in registration order."""
-        names = {task.runs_on for task in tasks}
-        return [ex for name, ex in self.by_name.items() if name in names]
-
     async def open(self, executors: Iterable[Executor]) -> list[Executor]:
         """Open ``executors`` in turn; return those opened (to close later). One failing:
         those opened are closed and its error goes on."""
