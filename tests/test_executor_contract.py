@@ -32,3 +32,15 @@ async def test_a_builtin_executor_passes_the_contract(
 ) -> None:
     factory, asynchronous = BUILTINS[executor]
     await check(factory, asynchronous=asynchronous)
+
+
+def test_every_public_executor_check_is_in_executor_checks() -> None:
+    import xtasks.testing
+
+    public = {
+        getattr(xtasks.testing, name)
+        for name in xtasks.testing.__all__
+        if name.startswith("check_executor_")
+    }
+    assert public == set(EXECUTOR_CHECKS)
+    assert all(check.__doc__ for check in EXECUTOR_CHECKS)
