@@ -28,7 +28,8 @@ from fastapi.routing import APIRoute
 from xtasks import SchedulerStateError, StoreError, TaskNotFoundError
 
 from ._auth import SESSION_COOKIE, SESSION_SECONDS, sessions_of
-from ._page_html import PAGE_SIZE, STATIC_FILES, Page, read_static
+from ._page_assets import STATIC_FILES, read_static
+from ._page_html import PAGE_SIZE, Page
 from ._schemas import RunOut, TaskDetail, TaskSummary
 
 if TYPE_CHECKING:

@@ -14,7 +14,6 @@ import html
 import json
 import urllib.parse
 from datetime import UTC, datetime
-from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from fastapi.responses import HTMLResponse, Response
@@ -22,6 +21,7 @@ from fastapi.responses import HTMLResponse, Response
 from xtasks import ErrorInfo, RunStatus, TaskState
 
 from ._auth import CSRF_HEADER
+from ._page_assets import asset_version
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     from ._schemas import AttemptOut, RunOut, TaskDetail, TaskSummary
 
-__all__ = ["CONTENT_SECURITY_POLICY", "PAGE_SIZE", "STATIC_FILES", "Page", "read_static"]
+__all__ = ["CONTENT_SECURITY_POLICY", "PAGE_SIZE", "Page"]
 
 #: The policy of every page: nothing inline, nothing from elsewhere, never in a frame.
 CONTENT_SECURITY_POLICY = (
@@ -38,13 +38,6 @@ CONTENT_SECURITY_POLICY = (
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
     "frame-ancestors 'none'"
 )
-
-#: The files under ``{prefix}/static/`` and their content types; nothing else is served.
-STATIC_FILES = {
-    "manager.css": "text/css; charset=utf-8",
-    "manager.js": "text/javascript; charset=utf-8",
-    "icon.svg": "image/svg+xml",
-}
 
 #: Runs per page of a task's history.
 PAGE_SIZE = 25
@@ -211,21 +204,6 @@ def _run_link(page: Page, run_id: str) -> str:
     return page.url("/run/" + urllib.parse.quote(run_id, safe=""))
 
 
-def _asset_version(name: str) -> str:
-    return hashlib.sha256(read_static(name)).hexdigest()[:12]
-
-
-_static_cache: dict[str, bytes] = {}
-
-
-def read_static(name: str) -> bytes:
-    data = _static_cache.get(name)
-    if data is None:
-        data = (resources.files("xtasks_fastapi") / "static" / name).read_bytes()
-        _static_cache[name] = data
-    return data
-
-
 class Page:
     """Renders the pages of one manager router."""
 
@@ -237,7 +215,7 @@ class Page:
         return _e(self.prefix + path)
 
     def asset(self, name: str) -> str:
-        return self.url(f"/static/{name}?v={_asset_version(name)}")
+        return self.url(f"/static/{name}?v={asset_version(name)}")
 
     def document(
         self,

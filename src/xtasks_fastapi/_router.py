@@ -401,7 +401,8 @@ def manager_router(
         text = await metrics.render(scheduler)
         return Response(text, media_type=PROMETHEUS_CONTENT_TYPE)
 
-    # The page for people, its assets and sign-in: _page.py (routes), _page_html.py (HTML).
+    # The page for people, its assets and sign-in: _page.py (routes), _page_html.py (HTML),
+    # _page_assets.py (its static files).
     add_page_routes(router, scheduler, auth=auth, prefix=prefix, origin_of=origin_of)
 
     return router
