@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import pytest
 
-from xtasks import Attempt, ConfigError, RunStatus, Scheduler, Task
+from xtasks import Attempt, ConfigError, ErrorInfo, RunStatus, Scheduler, Task
 from xtasks._seed import task_from_seed
-from xtasks.abc import Executor
+from xtasks.abc import Executor, with_worker_traceback
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -140,9 +140,88 @@ def test_a_remote_executor_needs_an_importable_target() -> None:
     def local(x: int) -> int:
         return x
 
-    with pytest.raises(ConfigError, match=r"'module:function' string"):
+    with pytest.raises(ConfigError, match=r"give func as that name, a string"):
         scheduler.add(Task("local", local, args=(1,), executor="remote"))
     scheduler.add(Task("named", f"{__name__}:double", args=(1,), executor="remote"))
+
+
+def test_a_remote_executor_takes_names_this_process_cannot_import() -> None:
+    """A Celery task's name, or a module only the workers have: not imported here, the
+    workers find it; a local executor refuses such a task, saying it was not imported."""
+    scheduler = Scheduler(plugins=False, executors=[Remote(), Inline()])
+    dotted = scheduler.add(Task("dotted", "myapp.tasks.rapport", args=(1,), executor="remote"))
+    assert dotted.target == "myapp.tasks.rapport" and dotted.runs_on == "remote"
+    elsewhere = Task("elsewhere", "not_installed_here.jobs:nightly", executor="remote")
+    assert scheduler.add(elsewhere).target == "not_installed_here.jobs:nightly"
+    with pytest.raises(ConfigError, match=r"not imported in this process.*No module named"):
+        elsewhere.func()
+    with pytest.raises(ConfigError, match=r"calls its function in this process") as info:
+        scheduler.add(Task("local", "not_installed_here.jobs:nightly", executor="inline"))
+    assert "give it as 'package.module:function'" in str(info.value)
+    # The built-ins still import at once: a typo is caught where it is made.
+    with pytest.raises(ConfigError, match=r"cannot import module 'not_installed_here.jobs'"):
+        Task("now", "not_installed_here.jobs:nightly", executor="sync")
+    with pytest.raises(ConfigError, match=r"add the ':'"):
+        Task("now", "myapp.tasks.rapport")
+
+
+def test_an_executor_may_refuse_a_task_as_it_is_added() -> None:
+    class Picky(Inline):
+        name = "picky"
+
+        def check(self, task: Task) -> None:
+            if task.args:
+                raise ConfigError(f"task {task.name!r}: picky takes no arguments", task=task.name)
+
+    scheduler = Scheduler(plugins=False, executors=[Picky()])
+    scheduler.add(Task("bare", ping, executor="picky"))
+    with pytest.raises(ConfigError, match=r"task 'args': picky takes no arguments"):
+        scheduler.add(Task("args", double, args=(1,), executor="picky"))
+
+
+@pytest.mark.anyio
+async def test_an_executors_background_loop_runs_while_the_scheduler_does() -> None:
+    """``serve`` starts before any run and ends after the last; one that raises is logged
+    and started again, and the scheduler goes on."""
+
+    class Serving(Inline):
+        name = "serving"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.serving = anyio.Event()
+            self.starts = 0
+            self.ended = False
+
+        async def serve(self) -> None:
+            self.starts += 1
+            if self.starts == 1:
+                raise RuntimeError("lost the connection")
+            self.serving.set()
+            try:
+                await anyio.sleep_forever()
+            finally:
+                self.ended = True
+
+    serving = Serving()
+    scheduler = Scheduler(plugins=False, executors=[serving], shutdown_grace=1)
+    scheduler.add(Task("twice", double, args=(2,), executor="serving"))
+    async with scheduler:
+        with anyio.fail_after(_WAIT):
+            await serving.serving.wait()
+        assert not serving.ended
+        record = await (await scheduler.trigger("twice")).wait()
+        assert record.status is RunStatus.SUCCEEDED and record.result == 4
+    assert serving.starts == 2 and serving.ended and serving.closed == 1
+
+
+def test_an_error_from_a_worker_shows_the_workers_traceback() -> None:
+    text = 'Traceback (most recent call last):\n  File "/srv/app/jobs.py", line 3, in run\n'
+    error = with_worker_traceback(ValueError("boom"), text + "ValueError: boom\n")
+    info = ErrorInfo.from_exception(error)
+    assert info.type == "ValueError" and info.message == "boom"
+    assert 'File "/srv/app/jobs.py", line 3, in run' in info.traceback
+    assert "test_executor_adapters" not in info.traceback  # no frame of this process
 
 
 @pytest.mark.anyio

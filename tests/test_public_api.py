@@ -60,7 +60,15 @@ XTASKS_ALL = [
     "hookimpl",
 ]
 
-ABC_ALL = ["Alerter", "Clock", "Executor", "Store", "TaskRecord", "Trigger"]
+ABC_ALL = [
+    "Alerter",
+    "Clock",
+    "Executor",
+    "Store",
+    "TaskRecord",
+    "Trigger",
+    "with_worker_traceback",
+]
 
 EVENTS_ALL = ["Alert", "AlertKind", "Event", "RunChanged", "TaskStateChanged"]
 

@@ -136,6 +136,7 @@ class Engine:
                 publish=bus.publish,
                 replica=replica,
             )
+            executors.start_serving(services)
             runtime.start(services)
             loop = LoopMonitor()
             loop.start(services)  # ends at close

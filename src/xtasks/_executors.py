@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio  # noqa: TID251 - the asyncio backend's own thread pool, see _ThreadPool
 import contextvars
 import functools
+import logging
 import pickle
 import threading
 import traceback
@@ -23,16 +24,19 @@ import anyio.to_process
 import anyio.to_thread
 
 from ._errors import ConfigError
-from ._runs import WORKER_TRACEBACK
-from .abc import Executor
+from ._task import RemoteFunction
+from .abc import Executor, with_worker_traceback
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
     from ._decisions import StartAttempt as Attempt
+    from ._service import Spawner
     from ._task import Task
 
 __all__ = ["AsyncExecutor", "Executors", "ProcessExecutor", "ThreadExecutor"]
+
+_log = logging.getLogger("xtasks")
 
 #: Where an executor came from, for error messages.
 BUILTIN = "xtasks (built-in)"
@@ -175,13 +179,23 @@ class Executors:
                 f"installed (installed: {names})",
                 field="executor",
             )
-        if executor.needs_target and not _importable(task):
+        remote = isinstance(task.func, RemoteFunction)
+        if executor.needs_target and not (remote or _importable(task)):
             raise ConfigError(
-                f"task {task.name!r} runs on executor {task.runs_on!r}, which imports its "
-                f"function by name; give it as a 'module:function' string (got "
+                f"task {task.name!r} runs on executor {task.runs_on!r}, whose workers find "
+                f"its function by name; give func as that name, a string (got "
                 f"{task.target!r}, which does not import as that function)",
                 field="executor",
             )
+        if remote and not executor.needs_target:
+            assert isinstance(task.func, RemoteFunction)
+            raise ConfigError(
+                f"task {task.name!r} runs on executor {task.runs_on!r}, which calls its "
+                f"function in this process, but func {task.target!r} was not imported "
+                f"({task.func.reason}); give it as 'package.module:function'",
+                field="func",
+            )
+        executor.check(task)
 
     async def call(self, task: Task, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
         """Run ``task.func(*args, **kwargs)`` on the task's executor, outside any run (a
@@ -209,17 +223,37 @@ class Executors:
         for executor in executors:
             try:
                 await executor.close()
-            except Exception:  # one failing close must not skip the others
-                import logging
-
-                logging.getLogger("xtasks").exception("closing executor %r failed", executor.name)
+            except Exception:  # noqa: BLE001 - one failing close must not skip the others
+                _log.exception("closing executor %r failed", executor.name)
         self.close_now()
+
+    def start_serving(self, tg: Spawner) -> None:
+        """Start the background loop of each executor that has one (:meth:`Executor.serve`)
+        in ``tg``, the scheduler's own tasks: they end after the last run."""
+        for executor in self.by_name.values():
+            if type(executor).serve is not Executor.serve:
+                tg.start_soon(_serve, executor, name=f"xtasks executor {executor.name}")
 
     def close_now(self) -> None:
         """End the built-in pool's idle threads (as the scheduler stops)."""
         threads = self.by_name.get("sync")
         if isinstance(threads, ThreadExecutor):
             threads.close_now()
+
+
+async def _serve(executor: Executor) -> None:
+    """Run ``executor.serve()``; should it raise, log it and start it again a second later
+    (its runs wait on it: it must not stay down, nor stop the scheduler)."""
+    while True:
+        try:
+            await executor.serve()
+        except Exception:  # noqa: BLE001 - any failure: logged, then started again
+            _log.exception(
+                "executor %r: its background loop failed; starting it again in 1 s", executor.name
+            )
+        else:
+            return
+        await anyio.sleep(1)
 
 
 def _importable(task: Task) -> bool:
@@ -365,9 +399,10 @@ class _RaisedInWorker(Exception):
     from a worker process inside an ``Exception``: raised as such there, it would end the
     worker (and fail the next task that uses it) instead of failing this run."""
 
-    def __init__(self, pickled: bytes | None, type_name: str, message: str, note: str) -> None:
-        super().__init__(pickled, type_name, message, note)
-        self.pickled, self.type_name, self.message, self.note = pickled, type_name, message, note
+    def __init__(self, pickled: bytes | None, type_name: str, message: str, frames: str) -> None:
+        super().__init__(pickled, type_name, message, frames)
+        self.pickled, self.type_name, self.message = pickled, type_name, message
+        self.frames = frames
 
     def original(self) -> BaseException:
         """The exception the task raised, rebuilt here (a ``RuntimeError`` naming it when
@@ -380,8 +415,7 @@ class _RaisedInWorker(Exception):
         exc = found if isinstance(found, BaseException) else None
         if exc is None:
             exc = RuntimeError(f"{self.type_name}: {self.message}")
-        exc.add_note(self.note)
-        return exc
+        return with_worker_traceback(exc, self.frames)
 
 
 def _in_worker_process(call: Callable[[], Any]) -> Any:
@@ -390,13 +424,13 @@ def _in_worker_process(call: Callable[[], Any]) -> Any:
     try:
         return call()
     except BaseException as exc:
-        frames = traceback.format_tb(exc.__traceback__.tb_next if exc.__traceback__ else None)
-        note = f"{WORKER_TRACEBACK}\n{''.join(frames).rstrip()}"
+        tb = exc.__traceback__.tb_next if exc.__traceback__ else None
+        frames = "".join(traceback.format_tb(tb))
         if not isinstance(exc, Exception):
             try:
                 pickled: bytes | None = pickle.dumps(exc)
             except Exception:  # noqa: BLE001 - then its type and message will do
                 pickled = None
-            raise _RaisedInWorker(pickled, type(exc).__qualname__, str(exc), note) from None
-        exc.add_note(note)
+            raise _RaisedInWorker(pickled, type(exc).__qualname__, str(exc), frames) from None
+        with_worker_traceback(exc, frames)
         raise

@@ -19,7 +19,7 @@ from datetime import timedelta
 from enum import Enum, StrEnum
 from functools import lru_cache, partial
 from types import FunctionType, MappingProxyType
-from typing import TYPE_CHECKING, Any, NoReturn, Self, TypeGuard
+from typing import TYPE_CHECKING, Any, NoReturn, Self, TypeGuard, final
 
 from ._errors import ConfigError, _did_you_mean
 from ._triggers import At, Cron, Every, Trigger, warn_short_interval
@@ -90,6 +90,11 @@ class Mode(_Choice):
     """Run in the thread pool so it never blocks the event loop."""
     PROCESS = "process"
     """Run in a process pool, for CPU-bound work; needs a module-level function."""
+
+
+#: The built-in executors' names: ``Task(executor=...)`` naming another may name its
+#: function by a string this process does not import (see :class:`RemoteFunction`).
+_MODE_NAMES = frozenset(mode.value for mode in Mode)
 
 
 class Overlap(_Choice):
@@ -254,12 +259,14 @@ class Task:
             if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
                 msg = f"task name must be 1 to 200 characters matching {NAME_PATTERN}; "
                 _fail(name if isinstance(name, str) else None, "name", f"{msg}got {name!r}")
-            func, target = _resolve(func, name)
+            func, target = _resolve(func, name, executor)
             if args.__class__ is not tuple:
                 args = _args(args, name)
             if kwargs is not _NO_KWARGS:
                 kwargs = _kwargs(kwargs, name)
-            if args or kwargs or not _takes_no_arguments(func):
+            if func.__class__ is not RemoteFunction and (
+                args or kwargs or not _takes_no_arguments(func)
+            ):
                 _check_bind(func, target, name, *args, **kwargs)
             mode = _mode(func, target, mode, name)
             if executor is not None and (
@@ -388,8 +395,40 @@ def _bad(task: str, key: str, rule: str, value: object) -> NoReturn:
     _fail(task, key, f"{key} {rule}; got {value!r} ({type(value).__name__})")
 
 
-def _resolve(func: object, task: str) -> tuple[Callable[..., Any], str]:
-    """Import a ``"module:attr"`` string; return the callable and its display name."""
+@final
+class RemoteFunction:
+    """Stands for a function named by a string that this process did not import: the
+    workers of a remote executor (``Task(executor="celery")``) find it by that name.
+
+    Called here, it says so: only a remote executor runs such a task.
+    """
+
+    __slots__ = ("name", "reason")
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name  #: the string the task gave
+        self.reason = reason  #: why it was not imported here
+
+    def __call__(self, *args: Any, **kwargs: Any) -> NoReturn:
+        msg = f"{self.name!r} is not imported in this process ({self.reason}): only a "
+        raise ConfigError(msg + "remote executor (one that imports by name) can run it")
+
+    def __repr__(self) -> str:
+        return f"<remote function {self.name!r}>"
+
+
+def _resolve(func: object, task: str, executor: str | None) -> tuple[Callable[..., Any], str]:
+    """Import a ``"module:attr"`` string; return the callable and its display name.
+
+    With an executor other than the built-ins, a string that is not ``module:attr`` (a
+    Celery task's name) or does not import here stands for a :class:`RemoteFunction`:
+    the executor checks that it can run it (``Executors.check``).
+    """
+    remote = executor is not None and executor not in _MODE_NAMES
+    if isinstance(func, str) and remote and ":" not in func:
+        return RemoteFunction(func, "a name without ':' is not imported"), func
+    if func.__class__ is RemoteFunction:
+        return func, func.name
     if not isinstance(func, str):
         if not callable(func):
             _bad(task, "func", "must be a callable or a 'package.module:function' string", func)
@@ -405,6 +444,8 @@ def _resolve(func: object, task: str) -> tuple[Callable[..., Any], str]:
         obj: Any = importlib.import_module(module_name)
     except Exception as exc:
         why = f"{type(exc).__name__}: {exc}"
+        if remote:
+            return RemoteFunction(func, f"cannot import module {module_name!r}: {why}"), func
         msg = f"cannot import module {module_name!r} for func {func!r} ({why}); check the path"
         raise ConfigError(
             msg + " and that its package is installed", task=task, field="func"
@@ -480,6 +521,8 @@ def _is_async(func: object) -> bool:
 
 
 def _mode(func: Callable[..., Any], target: str, mode: object, task: str) -> Mode:
+    if func.__class__ is RemoteFunction:  # the remote workers call it as they do
+        return Mode.SYNC if mode is None else Mode.parse(mode, task=task)
     is_async = _is_async(func)
     if mode is None:
         return Mode.ASYNC if is_async else Mode.SYNC

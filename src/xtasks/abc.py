@@ -12,7 +12,8 @@
   thread, in a process (the built-ins ``async``, ``sync``, ``process``) or on a remote
   worker fleet. A plugin subclasses it, proves it with ``xtasks.testing.check_executor``
   and registers it with ``Scheduler(executors=[...])`` or the ``xtasks_add_executors``
-  hook; ``Task(executor="name")`` selects it. It receives an :class:`xtasks.Attempt`.
+  hook; ``Task(executor="name")`` selects it. It receives an :class:`xtasks.Attempt`;
+  :func:`with_worker_traceback` attaches the traceback of an error raised elsewhere.
 - :class:`Trigger`: when a task fires. ``Every``, ``Cron`` and ``At`` are triggers; a
   subclass that answers ``next_fire(after)`` purely schedules tasks its own way.
 - :class:`Clock`: tells the time and sleeps until a deadline; ``Scheduler(clock=...)``
@@ -25,13 +26,13 @@ Users who only schedule tasks never need this module.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
 from ._clock import Clock
 from ._errors import StoreError
-from ._runs import TaskRecord
+from ._runs import WORKER_TRACEBACK, TaskRecord
 from ._triggers import Trigger
 
 if TYPE_CHECKING:
@@ -41,8 +42,19 @@ if TYPE_CHECKING:
     from ._decisions import StartAttempt as Attempt
     from ._events import Alert
     from ._runs import AuditRecord, RunRecord, RunStatus, TaskState
+    from ._task import Task
 
-__all__ = ["Alerter", "Clock", "Executor", "Store", "TaskRecord", "Trigger"]
+__all__ = [
+    "Alerter",
+    "Clock",
+    "Executor",
+    "Store",
+    "TaskRecord",
+    "Trigger",
+    "with_worker_traceback",
+]
+
+_E = TypeVar("_E", bound=BaseException)
 
 
 class Store(ABC):
@@ -314,14 +326,46 @@ class Executor(ABC):
     async def open(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
         """Connect or start pools. Called as the scheduler starts, before any run."""
 
+    async def serve(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
+        """Background work for as long as the scheduler runs: one connection that hears
+        every attempt's outcome, say, rather than one per attempt.
+
+        Started in the scheduler's task group after :meth:`open`, before any run;
+        cancelled once every run has ended (after the shutdown grace), before
+        :meth:`close`. It should outlive the faults it can meet (a lost connection: retry
+        with a backoff); should it raise, the error is logged and it is started again a
+        second later.
+        """
+
     async def close(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
         """Release what :meth:`open` took. Called as the scheduler stops, perhaps while
         an abandoned attempt still runs; idempotent."""
 
+    def check(self, task: Task) -> None:  # noqa: B027 - optional hook, accepts every task
+        """Refuse a task this executor cannot run, as it is added (its arguments cannot
+        travel to a worker, say): raise :class:`xtasks.ConfigError` saying why and what
+        to change. By default every task is accepted."""
+
     @abstractmethod
     async def run(self, attempt: Attempt) -> Any:
-        """Run one attempt: return its result or raise its error (with its traceback).
+        """Run one attempt: return its result or raise its error (with its traceback:
+        from a remote worker, see :func:`with_worker_traceback`).
 
         Must honour cancellation: when the ``await`` is cancelled, stop the work (or, if
         it cannot, :attr:`interrupts` is ``False``) and let the cancellation propagate.
         """
+
+
+def with_worker_traceback(error: _E, traceback: str) -> _E:
+    """Return ``error`` carrying ``traceback``, the formatted traceback from where the
+    attempt really ran (a worker process, a remote worker): history shows it in place
+    of the frames of the executor that raised ``error`` here.
+
+    ``traceback`` is the text as Python formats it; its ``Traceback (most recent call
+    last):`` heading may be left in.
+    """
+    frames = traceback.rstrip()
+    heading = "Traceback (most recent call last):"
+    frames = frames.removeprefix(heading).lstrip("\n")
+    error.add_note(f"{WORKER_TRACEBACK}\n{frames}")
+    return error
