@@ -131,7 +131,10 @@ async def _opened(
     executor = factory()
     await executor.open()
     try:
-        await check(executor)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(executor.serve)  # as the scheduler does: from open to the last run
+            await check(executor)
+            tg.cancel_scope.cancel()
     finally:
         with anyio.CancelScope(shield=True), anyio.move_on_after(_PROMPT):
             await executor.close()
@@ -250,14 +253,16 @@ async def check_executor_concurrency(
 async def check_executor_shutdown(
     factory: Callable[[], Executor], *, asynchronous: bool = False
 ) -> None:
-    """Closing the executor while an attempt runs returns promptly, and so does the
-    attempt once cancelled (the runtime cancels what is left at shutdown)."""
+    """Closing the executor while an attempt runs (and its ``serve`` loop)
+    returns promptly, and so does the attempt once cancelled (the runtime cancels what
+    is left at shutdown)."""
     executor = factory()
     await executor.open()
     with tempfile.TemporaryDirectory() as folder:
         marker = str(Path(folder) / "a.marker")
         with anyio.fail_after(_PROMPT):
             async with anyio.create_task_group() as tg:
+                tg.start_soon(executor.serve)
                 tg.start_soon(
                     executor.run, _attempt(executor, "block", asynchronous, marker, _BLOCK)
                 )
