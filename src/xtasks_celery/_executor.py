@@ -35,6 +35,8 @@ _log = logging.getLogger("xtasks.celery")
 _CELERY_FRAMES = ("/celery/app/trace.py",)
 #: Seconds a worker has to answer one liveness ping.
 _PING_TIMEOUT = 2.0
+#: The name of the watcher's Redis connections (``CLIENT LIST``).
+WATCHER_NAME = "xtasks-celery-watcher"
 #: How the result backend's URL must start: the watcher reads Redis.
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
@@ -139,7 +141,8 @@ class CeleryExecutor(Executor):
         backend = self.app.backend
         self._key_for = backend.get_key_for_task
         self._sender = _send_only_copy(self.app)
-        self._client = redis.asyncio.Redis.from_url(backend_url)
+        # Named, so that an operator sees it in CLIENT LIST.
+        self._client = redis.asyncio.Redis.from_url(backend_url, client_name=WATCHER_NAME)
         self._watcher = ResultWatcher(
             self._client, backend.decode_result, sweep_interval=self._sweep_interval
         )

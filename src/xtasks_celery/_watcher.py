@@ -29,6 +29,8 @@ _log = logging.getLogger("xtasks.celery")
 
 #: Keys read per ``MGET``: a sweep over many attempts does not hold Redis for long.
 _MGET_CHUNK = 500
+#: The first wait before reconnecting, doubled after each failed attempt.
+_MIN_BACKOFF = 0.2
 #: The longest wait between two attempts to reconnect.
 _MAX_BACKOFF = 10.0
 
@@ -120,7 +122,7 @@ class ResultWatcher:
 
     async def serve(self) -> None:
         """Hold the connection: read messages, reconnect with a backoff when it fails."""
-        backoff = 0.2
+        backoff = _MIN_BACKOFF
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._sweep_loop)
             while True:
@@ -128,6 +130,8 @@ class ResultWatcher:
                 try:
                     await self._listen(pubsub)
                 except Exception as exc:  # noqa: BLE001 - the connection failed: try again
+                    if self._ready.is_set():  # it was up: a new fault, not a long outage
+                        backoff = _MIN_BACKOFF
                     _log.warning(
                         "Celery result watcher: %s: %s; reconnecting in %.1f s",
                         type(exc).__name__,

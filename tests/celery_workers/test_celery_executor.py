@@ -271,6 +271,39 @@ async def _serve_replica(replica: Scheduler, *, task_status: Any) -> None:
         await anyio.sleep_forever()
 
 
+async def test_an_outcome_published_while_the_connection_is_cut_is_not_lost(
+    celery_worker: Worker, results_redis: redis.Redis
+) -> None:
+    """The watcher's connection killed mid-run (as a Redis restart or a network cut
+    would): it reconnects and reads the outcome back from its key. No sweep here: the
+    reconnection alone must find it."""
+    from xtasks_celery._executor import WATCHER_NAME
+
+    key = _key("cut")
+    executor = _executor(sweep_interval=float("inf"))
+    scheduler = Scheduler("memory://", plugins=False, executors=[executor])
+    scheduler.add(Task("cut", "tests.celery_workers._app.hold", args=(key, 20), executor="celery"))
+    async with scheduler:
+        handle = await scheduler.trigger("cut")
+        await _until(results_redis, f"{key}:running")
+        named = [c for c in results_redis.client_list() if c.get("name") == WATCHER_NAME]
+        assert any(int(c.get("sub", 0)) for c in named), "no subscribed watcher connection"
+        for client in named:
+            results_redis.client_kill_filter(_id=client["id"])
+        results_redis.set(f"{_prefix()}{key}:release", 1)  # it finishes while we are away
+        with anyio.fail_after(WAIT):
+            record = await handle.wait()
+    assert record.status is RunStatus.SUCCEEDED and isinstance(record.result, int)
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_on_trio_the_executor_says_it_needs_asyncio() -> None:
+    scheduler = Scheduler("memory://", plugins=False, executors=[_executor()])
+    with pytest.raises(ConfigError, match=r"needs the asyncio event loop"):
+        async with scheduler:
+            pass
+
+
 def test_arguments_celery_cannot_send_are_refused_as_the_task_is_added() -> None:
     scheduler = Scheduler("memory://", plugins=False, executors=[_executor()])
     with pytest.raises(ConfigError, match=r"task 'odd': its args/kwargs cannot be sent"):
