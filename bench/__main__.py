@@ -6,7 +6,9 @@ growth), 2. tiny sync jobs, 3. start lateness of a 0.2 s periodic task, 4. idle 
 against ``loop.call_at``), 6. 100,000 interval schedules (registration time, bytes per
 schedule, idle CPU against ``loop.call_at``), 7. start-up with 50 plugins, 8. a fleet of
 replica processes on one SQLite file, PostgreSQL and Redis (those reachable: runs/s,
-duplicates; ``bench.fleet``). Every measurement but section 4 runs in a
+duplicates; ``bench.fleet``), 9. the Celery executor against ``send_task`` +
+``AsyncResult.get`` on one worker (``bench.celery_bench``). Every measurement but
+sections 4 and 9 runs in a
 fresh process (``bench.child``); repeats are interleaved across peers, and tables show
 medians and ratios to the raw limit measured in the same run. APScheduler 4 (a pre-release
 whose import name clashes with 3.x) runs in a venv of its own, made once on first use in
@@ -756,6 +758,23 @@ def _fleet(tasks: int, seconds: float) -> dict[str, Any]:
     return report
 
 
+def _celery(n: int, batch: int, repeat: int) -> dict[str, Any] | None:
+    """Section 9: the Celery executor against ``send_task`` + ``AsyncResult.get``."""
+    import socket
+
+    from . import celery_bench
+
+    print(f"\n9. on a Celery worker: {n} runs one at a time, a batch of {batch:,}")
+    try:
+        socket.create_connection(("127.0.0.1", 6379), timeout=2).close()
+        figures = celery_bench.measure(n, batch, repeat)
+    except Exception as exc:  # noqa: BLE001 - no Redis or no Celery: say so, go on
+        print(f"  not measured: {type(exc).__name__}: {exc}")
+        return None
+    celery_bench.report(figures)
+    return figures
+
+
 def _apscheduler3_fleet() -> dict[str, Any] | None:
     """The peer: APScheduler 3 in three processes on one job store in PostgreSQL."""
     from . import apscheduler_fleet
@@ -885,7 +904,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     args.add_budget = 3.0 if quick else 15.0
     args.memory_budget = 2.0 if quick else 10.0
     # Section 8 starts a dozen fleets of processes: over a minute even when quick.
-    only = args.only or ("1,2,3,4,5,6,7" if quick else "1,2,3,4,5,6,7,8")
+    args.celery_runs = 100 if quick else 500
+    args.celery_batch = 500 if quick else 2000
+    only = args.only or ("1,2,3,4,5,6,7" if quick else "1,2,3,4,5,6,7,8,9")
     args.sections = {part.strip() for part in only.split(",")}
     if args.skip_precision:
         args.sections.discard("3")
@@ -936,6 +957,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     fleet_report: dict[str, Any] | None = None
     if "8" in args.sections:
         fleet_report = _fleet(args.fleet_tasks, args.fleet_seconds)
+    celery_report: dict[str, Any] | None = None
+    if "9" in args.sections:
+        celery_report = _celery(args.celery_runs, args.celery_batch, args.repeat)
     elapsed = time.perf_counter() - started
     command = ["python", "-m", "bench", *(sys.argv[1:] if argv is None else argv)]
     if args.markdown:
@@ -966,6 +990,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             },
             "idle": idle_report,
             "fleet": fleet_report,
+            "celery": celery_report,
         }
         args.json.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
         print(f"\nJSON written to {args.json}")
