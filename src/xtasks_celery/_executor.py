@@ -301,7 +301,10 @@ class CeleryExecutor(Executor):
         sender = self._sender
         if sender is None:
             return set()
-        ping = functools.partial(sender.control.ping, destination=workers, timeout=_PING_TIMEOUT)
+        # limit: back as soon as every worker asked has answered, not after the timeout.
+        ping = functools.partial(
+            sender.control.ping, destination=workers, timeout=_PING_TIMEOUT, limit=len(workers)
+        )
         try:
             replies = await anyio.to_thread.run_sync(ping, limiter=self._send_limiter)
         except Exception as exc:  # noqa: BLE001 - the broker is down: nobody is judged
