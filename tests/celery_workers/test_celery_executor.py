@@ -217,6 +217,23 @@ async def test_a_worker_killed_mid_run_fails_the_run(
     assert doomed.hostname in record.error.message
 
 
+async def test_a_long_run_on_a_worker_that_answers_is_not_counted_lost(
+    celery_worker: Worker, results_redis: redis.Redis
+) -> None:
+    key = _key("long")
+    scheduler = Scheduler("memory://", plugins=False, executors=[_executor(lost_after=1)])
+    scheduler.add(Task("long", "tests.celery_workers._app.hold", args=(key, 20), executor="celery"))
+    async with scheduler:
+        handle = await scheduler.trigger("long")
+        await _until(results_redis, f"{key}:running")
+        await anyio.sleep(3)  # three times lost_after, the worker answering its pings
+        assert handle.record is None  # not finished: not failed as lost
+        results_redis.set(f"{_prefix()}{key}:release", 1)
+        with anyio.fail_after(WAIT):
+            record = await handle.wait()
+    assert record.status is RunStatus.SUCCEEDED
+
+
 async def test_three_replicas_on_one_sqlite_file_send_each_fire_once(
     celery_worker: Worker, results_redis: redis.Redis, tmp_path: Path
 ) -> None:
