@@ -106,7 +106,7 @@ class CeleryExecutor(Executor):
         self._client: Redis | None = None
         self._watcher: ResultWatcher | None = None
         self._key_for: Callable[[str], bytes] | None = None
-        #: Attempts a worker started: task id -> (watch, worker, when it last answered).
+        #: Attempts a worker started: task id -> (its watch, the worker running it).
         self._running: dict[str, tuple[Watch, str]] = {}
         self._seen: dict[str, float] = {}  # worker -> when it last answered (monotonic)
         self._send_limiter: anyio.CapacityLimiter | None = None
