@@ -534,10 +534,13 @@ class Sim:
         assert (new.finished_at is not None) == new.status.is_final, where
         if new.status.is_final:
             assert new.finished_at == self.now, where
+        # The simulated executors are the built-ins, which never report a worker.
+        assert new.worker is None, where
         if prev is None:
             assert new.attempts == 0 and new.started_at is None, where
+            assert new.executor == self.tasks[new.task].runs_on, where
             return
-        same = ("id", "task", "cause", "scheduled_at")
+        same = ("id", "task", "cause", "scheduled_at", "executor")
         assert all(getattr(prev, f) == getattr(new, f) for f in same), where
         self._check_earlier_attempts(prev, new, where)
         if new.status is RUNNING:

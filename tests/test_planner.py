@@ -38,7 +38,7 @@ from tests.planner_sim import (
     sync_noop,
 )
 from xtasks import At, Cron, Every
-from xtasks._decisions import ClaimFire, StartAttempt
+from xtasks._decisions import ClaimFire, RecordRun, StartAttempt
 from xtasks._errors import (
     DependencyCycleError,
     DuplicateTaskError,
@@ -954,6 +954,139 @@ def test_runs_that_never_retry_share_the_one_empty_tuple() -> None:
     sim.run_to_quiet()
     for run in runs:
         assert all(id(r.earlier_attempts) == id(empty) for _, r in sim.views[run.id].records)
+    sim.close()
+
+
+# --- 3b. where a run runs: its executor and the worker it reports ---------------------------
+
+
+@pytest.mark.parametrize("mode", list(Mode))
+def test_every_record_of_a_run_names_the_executor_of_its_task(mode: Mode) -> None:
+    """History says which built-in ran each run, from the moment it is requested; they do
+    not report a worker."""
+    kinds: Iterator[Kind] = iter(["fail", "ok"])
+    sim = Sim(outcome=lambda run, now: Outcome(1, next(kinds)))
+    sim.add(make_task("a", mode, max_retries=1))
+    run = sim.request("a")
+    sim.run_to_quiet()
+    records = [record for _, record in sim.views[run.id].records]
+    assert [r.status for r in records] == [QUEUED, RUNNING, QUEUED, RUNNING, RunStatus.SUCCEEDED]
+    assert {(r.executor, r.worker) for r in records} == {(mode.value, None)}
+    sim.close()
+
+
+def test_a_skipped_run_and_a_pulled_dependency_name_their_own_executors() -> None:
+    sim = Sim(outcome=lambda run, now: Outcome(5))
+    sim.add(make_task("up", Mode.PROCESS), make_task("down", Mode.SYNC, depends_on=["up"]))
+    first = sim.request("down")
+    second = sim.request("down")  # overlap="skip": recorded skipped at once
+    sim.run_to_quiet()
+    [pulled] = sim.runs_of("up")
+    assert {r.executor for _, r in sim.views[pulled.id].records} == {"process"}
+    assert {r.executor for _, r in sim.views[first.id].records} == {"sync"}
+    assert sim.views[second.id].last.status is RunStatus.SKIPPED
+    assert sim.views[second.id].last.executor == "sync"
+    sim.close()
+
+
+class _Remote:
+    """A planner whose task ``far`` runs on ``remote``, an executor that reports starts
+    (as Celery's does, with the worker's name); the test plays the runtime."""
+
+    def __init__(self, **policies: Any) -> None:
+        self.now = T0
+        self.planner = Planner(replica="p", new_id=iter(f"r{i}" for i in range(99)).__next__)
+        self.planner.set_slots("remote", None, reports_start=True)
+        self.planner.add_task(Task("far", sync_noop, executor="remote", **policies), T0)
+        self.records: list[RunRecord] = []
+        self.starts: list[StartAttempt] = []
+
+    def pump(self) -> list[RunRecord]:
+        """The records the planner's decisions since the last pump wrote."""
+        new = []
+        for decision in self.planner.drain(self.now):
+            if isinstance(decision, RecordRun):
+                new.append(decision.record)
+            elif isinstance(decision, StartAttempt):
+                self.starts.append(decision)
+        self.records += new
+        return new
+
+    def later(self, seconds: float) -> None:
+        self.now += secs(seconds)
+        self.planner.advance(self.now)
+
+
+def test_the_worker_an_executor_reports_is_recorded_until_a_retry_clears_it() -> None:
+    remote = _Remote(max_retries=1, retry_delay=2)
+    run = remote.planner.request("far", T0)
+    [requested, dispatched] = remote.pump()
+    assert (requested.executor, requested.worker) == ("remote", None)
+    assert (dispatched.status, dispatched.worker) == (QUEUED, None)  # not started yet
+
+    remote.later(1)
+    remote.planner.attempt_started(run.id, remote.now, "celery@host1")
+    [started] = remote.pump()
+    assert (started.status, started.executor, started.worker) == (
+        RUNNING,
+        "remote",
+        "celery@host1",
+    )
+    remote.planner.attempt_started(run.id, remote.now, "celery@other")  # once per attempt
+    assert remote.pump() == []
+
+    remote.later(1)
+    remote.planner.attempt_failed(run.id, remote.now, ErrorInfo("Boom", "attempt 1"))
+    [retry] = remote.pump()
+    assert (retry.status, retry.worker) == (QUEUED, None)  # the next attempt: not known yet
+
+    remote.later(2)
+    [dispatched_again] = remote.pump()
+    assert (dispatched_again.status, dispatched_again.attempts) == (QUEUED, 2)
+    assert dispatched_again.worker is None
+    remote.planner.attempt_started(run.id, remote.now, "celery@host2")
+    [restarted] = remote.pump()
+    assert (restarted.status, restarted.attempts, restarted.worker) == (RUNNING, 2, "celery@host2")
+
+    remote.later(1)
+    remote.planner.attempt_succeeded(run.id, remote.now, 8)
+    [done] = remote.pump()
+    assert (done.status, done.executor, done.worker) == (
+        RunStatus.SUCCEEDED,
+        "remote",
+        "celery@host2",
+    )
+
+
+@pytest.mark.parametrize(
+    ("where", "recorded"),
+    [
+        ("w" * 300, "w" * RunRecord.MAX_WORKER_CHARS),
+        ("wörker@hôte ✓", "wörker@hôte ✓"),
+        ("", None),
+        (None, None),
+        (42, None),  # not text: an executor's bug, never the record's
+    ],
+)
+def test_the_reported_worker_is_text_of_bounded_length(where: object, recorded: object) -> None:
+    remote = _Remote()
+    run = remote.planner.request("far", T0)
+    remote.pump()
+    remote.planner.attempt_started(run.id, T0, where)  # type: ignore[arg-type]
+    [started] = remote.pump()
+    assert (started.status, started.worker) == (RUNNING, recorded)
+
+
+def test_a_built_in_run_ignores_a_reported_worker() -> None:
+    """Only an executor that reports starts names a worker; for the others, a stray
+    report changes nothing."""
+    sim = Sim(outcome=lambda run, now: Outcome(5))
+    sim.add(make_task("a"))
+    run = sim.request("a")
+    sim.planner.attempt_started(run.id, sim.now, "somewhere")
+    assert sim.planner.drain(sim.now) == []
+    sim.run_to_quiet()
+    assert {r.worker for _, r in sim.views[run.id].records} == {None}
     sim.close()
 
 

@@ -101,6 +101,7 @@ TESTING_ALL = [
     "check_list_runs_task_change",
     "check_reap_live_runs",
     "check_round_trip",
+    "check_run_executor_and_worker",
     "check_store",
     "check_task_batches_and_anchor",
     "check_task_state_changes",

@@ -59,6 +59,8 @@ FULL = RunRecord(
             2, T0 + timedelta(seconds=1.75), T0 + timedelta(seconds=1.8), ErrorInfo("E", "")
         ),
     ),
+    executor="celery",
+    worker="celery@hôte-1",
 )
 
 FIELDS = {field.name for field in fields(RunRecord)}

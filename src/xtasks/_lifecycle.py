@@ -306,10 +306,11 @@ class Lifecycle:
             record = dataclasses.replace(record, status=RunStatus.QUEUED, started_at=started_at)
         return record
 
-    def started(self, run_id: str, now: datetime) -> None:
-        """The executor reports that the attempt of ``run_id`` began: it is recorded
-        ``running`` from ``now``. Once per attempt; a run that ended meanwhile, or whose
-        executor does not report starts, is left alone."""
+    def started(self, run_id: str, now: datetime, worker: str | None = None) -> None:
+        """The executor reports that the attempt of ``run_id`` began, on ``worker`` (as
+        the executor names it; bounded by the planner): it is recorded ``running`` from
+        ``now``. Once per attempt; a run that ended meanwhile, or whose executor does not
+        report starts, is left alone."""
         if run_id not in self._awaiting_start:
             return
         self._awaiting_start.discard(run_id)
@@ -317,6 +318,7 @@ class Lifecycle:
         if run is None or run.status is not RunStatus.RUNNING:
             return
         run.attempt_started_at = now
+        run.worker = worker
         if run.attempts == 1:
             run.started_at = now
         self.record(run)
@@ -347,6 +349,7 @@ class Lifecycle:
             run.due = now + timedelta(seconds=delay)
             attempt = AttemptRecord(run.attempts, run.attempt_started_at or now, now, error)
             run.earlier_attempts = (*run.earlier_attempts, attempt)[-MAX_EARLIER_ATTEMPTS:]
+            run.worker = None  # until the next attempt's executor says where it runs
             self.record(run)
             self.schedule_start(run, now)
             return

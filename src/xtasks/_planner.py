@@ -35,7 +35,7 @@ from ._graph import DependencyGraph
 from ._lifecycle import Lifecycle
 from ._ready import ReadyQueue
 from ._run_state import Run, TaskEntry
-from ._runs import RunCause, RunStatus, TaskState
+from ._runs import MAX_WORKER_CHARS, RunCause, RunStatus, TaskState
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -352,9 +352,11 @@ class Planner:
 
     def attempt_started(self, run_id: str, now: datetime, where: str | None = None) -> None:
         """The executor of ``run_id`` (one that ``reports_start``) began its attempt, on
-        ``where`` (a worker's name, for logs; not recorded yet): it is recorded running."""
-        del where  # the record has no field for it yet
-        self._life.started(run_id, now)
+        ``where`` (a worker's name, say): it is recorded running, ``where`` as the run's
+        ``worker``. Text only, its first :data:`~xtasks.RunRecord.MAX_WORKER_CHARS`
+        characters: anything else, or ``""``, records no worker."""
+        worker = where[:MAX_WORKER_CHARS] if isinstance(where, str) and where else None
+        self._life.started(run_id, now, worker)
 
     def attempt_succeeded(self, run_id: str, now: datetime, result: Any) -> None:
         """The running attempt of ``run_id`` returned ``result``."""

@@ -56,6 +56,7 @@ class Run:
         "earlier_attempts",
         "entry",
         "error",
+        "executor",
         "finished_at",
         "id",
         "in_ready",
@@ -67,6 +68,7 @@ class Run:
         "status",
         "token",
         "waiting_on",
+        "worker",
     )
 
     def __init__(
@@ -87,6 +89,9 @@ class Run:
         self.error: ErrorInfo | None = None
         self.reason: str | None = None
         self.result: Any = None
+        # The task's own string: no object per run.
+        self.executor: str = entry.task.runs_on
+        self.worker: str | None = None  #: where the latest attempt runs, once reported
         self.args: tuple[Any, ...] = entry.task.args
         self.kwargs: Mapping[str, Any] = entry.task.kwargs
         # Most runs have no dependencies: no set or list until one comes.

@@ -29,6 +29,7 @@ __all__ = [
     "MAX_MESSAGE_CHARS",
     "MAX_TRACEBACK_CHARS",
     "MAX_TYPE_CHARS",
+    "MAX_WORKER_CHARS",
     "SHORT_ERROR_CHARS",
     "AttemptRecord",
     "AuditRecord",
@@ -335,6 +336,10 @@ _BOUNDS = (
 #: of at most 64 KiB message and 64 KiB traceback each bound what one record holds.
 MAX_EARLIER_ATTEMPTS = 20
 
+#: The longest :attr:`RunRecord.worker` kept: an executor's name for where an attempt
+#: runs (a Celery worker's ``celery@host1``) is short; a longer one is cut to this.
+MAX_WORKER_CHARS = 200
+
 
 @dataclass(frozen=True, slots=True)
 class AttemptRecord:
@@ -374,9 +379,20 @@ class RunRecord:
     #: it follows is here already, and still in ``error``. The one empty tuple for a run
     #: that never retried.
     earlier_attempts: tuple[AttemptRecord, ...] = ()
+    #: The name of the executor the run's latest attempt goes (or went) to: the task's
+    #: executor (``"async"``, ``"sync"``, ``"process"``, or one a plugin registered, such
+    #: as ``"celery"``), set from the moment the run is requested. ``""`` in a record
+    #: written by an xtasks that did not keep it.
+    executor: str = ""
+    #: Where the latest attempt runs or ran, as its executor reported it when the attempt
+    #: began (a Celery worker's name, ``"celery@host1"``; at most
+    #: :data:`MAX_WORKER_CHARS` characters). ``None`` for an executor that does not say
+    #: (the built-ins), and while a retry waits until its executor reports the new start.
+    worker: str | None = None
 
-    #: The bound above, as the class carries it for code that sees only the public API.
+    #: The bounds above, as the class carries them for code that sees only the public API.
     MAX_EARLIER_ATTEMPTS: ClassVar[int] = MAX_EARLIER_ATTEMPTS
+    MAX_WORKER_CHARS: ClassVar[int] = MAX_WORKER_CHARS
 
     def evolve(self, **changes: Any) -> RunRecord:
         """Return a copy with ``changes`` applied."""

@@ -200,6 +200,24 @@ def _earlier_html(attempts: list[AttemptOut]) -> str:
     return f'<ol class="attempts-list">{items}</ol>'
 
 
+def _executor_sub(run: RunOut) -> str:
+    """The executor under a run's status, in a history row; its worker on hover."""
+    if not run.executor:
+        return ""
+    title = f' title="worker {_e(run.worker)}"' if run.worker else ""
+    return f'<div class="sub executor"{title}>{_e(run.executor)}</div>'
+
+
+def _where_html(run: RunOut) -> str:
+    """Where a run ran, on its page: ``celery · worker celery@host1``."""
+    if not run.executor:
+        return '<span class="none">—</span>'
+    executor = f'<span class="executor">{_e(run.executor)}</span>'
+    if not run.worker:
+        return executor
+    return f'{executor} · worker <span class="worker mono">{_e(run.worker)}</span>'
+
+
 def _run_link(page: Page, run_id: str) -> str:
     return page.url("/run/" + urllib.parse.quote(run_id, safe=""))
 
@@ -399,7 +417,8 @@ Last 24 h</th><th class="num" title="consecutive failures">Failures</th>\
         return f"""<tr data-run="{_e(run.id)}">
 <td class="run-id" data-label="Run"><div><a class="mono" href="{_run_link(self, run.id)}">\
 {_e(run.id)}</a><div class="sub cause">{_e(run.cause)}</div></div></td>
-<td class="status" data-label="Status">{_status_badge(run.status)}</td>
+<td class="status" data-label="Status"><div>{_status_badge(run.status)}\
+{_executor_sub(run)}</div></td>
 <td class="scheduled" data-label="Scheduled">{_when(run.scheduled_at)}</td>
 <td class="started" data-label="Started"><div>{_when(run.started_at)}\
 <div class="sub late">{_e(late)}</div></div></td>
@@ -509,6 +528,7 @@ height is duration, colour is status; click a bar to open the run</span></div>
             ("Status", _status_badge(run.status)),
             ("Cause", _e(run.cause)),
             ("Replica", _e(run.replica) or '<span class="none">—</span>'),
+            ("Executor", _where_html(run)),
             ("Attempts", _e(run.attempts)),
             *timings,
         ]

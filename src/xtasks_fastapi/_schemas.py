@@ -160,6 +160,18 @@ class RunOut(BaseModel):
         description="the attempts that failed before the latest one, oldest first (at most "
         f"the last {RunRecord.MAX_EARLIER_ATTEMPTS}; `attempts` counts them all)",
     )
+    executor: str = Field(
+        "",
+        description="the executor the latest attempt went to (`async`, `sync`, `process`, "
+        "or one a plugin adds, such as `celery`); empty for a run recorded before "
+        "xtasks kept it",
+    )
+    worker: str | None = Field(
+        None,
+        description="where the latest attempt runs or ran, as its executor reported it "
+        f"(a Celery worker's name, say; at most {RunRecord.MAX_WORKER_CHARS} characters); "
+        "null when the executor does not say, or until a retry's attempt has started",
+    )
 
     @classmethod
     def from_core(cls, record: RunRecord) -> RunOut:

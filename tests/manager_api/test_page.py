@@ -19,7 +19,8 @@ import httpx
 import pytest
 from fastapi import FastAPI, Header, HTTPException
 
-from xtasks import ConfigError, Every, Scheduler, Task
+from xtasks import Attempt, ConfigError, Every, Scheduler, Task
+from xtasks.abc import Executor
 from xtasks_fastapi import Principal, bearer_token, manager_router
 from xtasks_fastapi._page import MAX_LOGIN_BYTES
 
@@ -320,6 +321,43 @@ async def test_hostile_values_show_as_text() -> None:
         assert html_escaped(HOSTILE) in missing.text
 
 
+class _Farm(Executor):
+    """Runs on the loop, and reports the start on a worker named as a hostile one could be."""
+
+    name = "farm"
+    reports_start = True
+
+    async def run(self, attempt: Attempt) -> Any:
+        attempt.started(f"farm@host-1 {HOSTILE}")
+        return await attempt.task.func(*attempt.args, **attempt.kwargs)
+
+
+async def test_a_run_shows_its_executor_and_the_worker_it_ran_on() -> None:
+    scheduler = Scheduler(plugins=False, executors=[_Farm()])
+    scheduler.add(Task("far", ok, executor="farm"))
+    scheduler.add(Task("near", ok))
+    async with serving(scheduler) as (client, _):
+        ids = {}
+        for name in ("far", "near"):
+            run = await client.post(f"/manager/tasks/{name}/run", headers=WRITE)
+            ids[name] = run.json()["run_id"]
+            await wait_final(scheduler, ids[name])
+        worker = f"farm@host-1 {html_escaped(HOSTILE)}"
+        far = (await client.get(f"/manager/run/{ids['far']}", headers=WRITE | HTML)).text
+        assert (
+            '<dt>Executor</dt><dd><span class="executor">farm</span> · worker '
+            f'<span class="worker mono">{worker}</span></dd>'
+        ) in far
+        near = (await client.get(f"/manager/run/{ids['near']}", headers=WRITE | HTML)).text
+        assert '<dt>Executor</dt><dd><span class="executor">async</span></dd>' in near
+        # the history: the executor under the status, the worker on hover
+        history = (await client.get("/manager/view/far", headers=WRITE | HTML)).text
+        assert f'<div class="sub executor" title="worker {worker}">farm</div>' in history
+        assert "<img src=x" not in far + history
+        history = (await client.get("/manager/view/near", headers=WRITE | HTML)).text
+        assert '<div class="sub executor">async</div>' in history
+
+
 def quoted_hostile() -> str:
     return urllib.parse.quote(HOSTILE, safe="")
 
@@ -517,7 +555,8 @@ def test_browser_signs_in_runs_tasks_live_and_pauses(tmp_path: Path) -> None:
             expect(page.locator("#live")).to_have_text("live", timeout=10_000)
             page.get_by_role("button", name="Run").click()
             first = page.locator("#runs tbody tr").first
-            expect(first.locator(".status")).to_have_text("failed", timeout=10_000)
+            expect(first.locator(".status .badge")).to_have_text("failed", timeout=10_000)
+            expect(first.locator(".status .executor")).to_have_text("async")
             expect(first.locator(".emsg")).to_have_text(
                 "the billing API answered 503: Service Unavailable", timeout=10_000
             )

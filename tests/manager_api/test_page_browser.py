@@ -102,6 +102,7 @@ def known_history(now: datetime) -> list[RunRecord]:
                 error=timeout if failed else None,
                 result=None if failed else "12 rows",
                 replica="web-1",
+                executor="async",
             )
         )
     for i in range(SYNC_RUNS):
@@ -135,6 +136,7 @@ def known_history(now: datetime) -> list[RunRecord]:
                 if retried
                 else (),
                 replica="web-2",
+                executor="async",
             )
         )
     # ids as the scheduler makes them, in the order it would: oldest first
@@ -398,6 +400,7 @@ def test_page_fits_with_every_action_reachable_and_charts_of_the_history(
             "the billing API answered 503: Service Unavailable"
         )
         expect(page.locator(".settings")).to_contain_text("web-2")  # replica
+        expect(page.locator(".settings .executor")).to_have_text("async")
         expect(page.locator(".settings")).to_contain_text("1.50 s late")
         expect(page.locator("#run-timeline svg rect.run-seg")).to_have_count(1)
         no_sideways_scroll(page)
@@ -410,7 +413,10 @@ def test_page_fits_with_every_action_reachable_and_charts_of_the_history(
         form.get_by_role("button", name="Show").click()
         rows = page.locator("#run-list tbody tr")
         expect(rows).to_have_count(SYNC_RUNS // 2)
-        expect(page.locator("#run-list .status")).to_have_text(["failed"] * (SYNC_RUNS // 2))
+        expect(page.locator("#run-list .status .badge")).to_have_text(["failed"] * (SYNC_RUNS // 2))
+        expect(page.locator("#run-list .status .executor")).to_have_text(
+            ["async"] * (SYNC_RUNS // 2)
+        )
         # the last 5 hours: the sync ran 20 min, 2 h 20 and 4 h 20 ago; two of those failed
         since = page.evaluate(
             "() => { const d = new Date(Date.now() - 5 * 3600e3); d.setSeconds(0, 0);"
@@ -447,7 +453,9 @@ def test_live_run_reaches_the_strip_and_the_indicator_follows_the_stream(
         expect(newest).to_have_attribute("data-status", "succeeded")
         run_id = newest.get_attribute("data-run")
         assert run_id is not None and run_id not in ids["nightly-report"]
-        expect(page.locator(f'#runs tr[data-run="{run_id}"] .status')).to_have_text("succeeded")
+        status = page.locator(f'#runs tr[data-run="{run_id}"] .status')
+        expect(status.locator(".badge")).to_have_text("succeeded")
+        expect(status.locator(".executor")).to_have_text("async")  # drawn by the script
         assert page.evaluate("window.notReloaded") is True
 
         # the stream is cut: the indicator turns red and says so

@@ -14,8 +14,10 @@ import pytest
 from fastapi import Depends, FastAPI, Header, HTTPException
 from fastapi.routing import APIRoute
 
-from xtasks import Every, RunStatus, Scheduler, StoreError, Task
+from xtasks import Attempt, Every, RunStatus, Scheduler, StoreError, Task
+from xtasks.abc import Executor
 from xtasks.stores.memory import MemoryStore
+from xtasks.stores.sqlite import SQLiteStore
 from xtasks.testing import FaultyStore
 from xtasks.testing._delegating import DelegatingStore
 from xtasks_fastapi import Principal, _live, bearer_token, manager_router
@@ -584,6 +586,71 @@ async def test_a_run_shows_the_attempts_that_failed_before_its_last(tmp_path: Pa
     assert [r["earlier_attempts"] for r in history] == [[], run["earlier_attempts"]]
 
 
+class _Farm(Executor):
+    """Runs on the loop; each attempt reports its start on worker ``farm@host-<number>``."""
+
+    name = "farm"
+    reports_start = True
+
+    async def run(self, attempt: Attempt) -> Any:
+        attempt.started(f"farm@host-{attempt.number}")
+        return await attempt.task.func(*attempt.args, **attempt.kwargs)
+
+
+async def test_a_run_names_its_executor_and_the_worker_of_its_latest_attempt(
+    tmp_path: Path,
+) -> None:
+    """A run on an executor that reports where it runs shows that executor and worker, as
+    stored (SQLite), in the task's history and on the event stream: the worker of its
+    latest attempt, none while a retry waits. A built-in run shows its executor alone."""
+    calls = 0
+
+    async def flaky() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ConnectionError("first try: connection refused")
+        return "done"
+
+    scheduler = Scheduler(f"sqlite:///{tmp_path / 'x.db'}", plugins=False, executors=[_Farm()])
+    scheduler.add(Task("far", flaky, executor="farm", max_retries=1, retry_delay=0))
+    scheduler.add(Task("near", ok))
+    ids: dict[str, str] = {}
+    got: dict[str, Any] = {}
+
+    async def during(client: httpx.AsyncClient, scheduler: Scheduler) -> None:
+        for name in ("far", "near"):
+            got[name] = await run_and_wait(client, scheduler, name)  # GET /runs/{id}
+            ids[name] = got[name]["id"]
+        got["history"] = (await client.get("/manager/tasks/far", headers=READ)).json()["history"]
+
+    response, text = await stream_events(during, scheduler=scheduler)
+    assert response.status_code == 200
+    events = [data for name, data in parse_sse(text) if name == "run"]
+    far = [(e["status"], e["executor"], e["worker"]) for e in events if e["id"] == ids["far"]]
+    assert far == [
+        ("queued", "farm", None),  # requested
+        ("queued", "farm", None),  # sent to the executor, not begun yet
+        ("running", "farm", "farm@host-1"),
+        ("queued", "farm", None),  # the retry waits: no worker yet
+        ("queued", "farm", None),
+        ("running", "farm", "farm@host-2"),
+        ("succeeded", "farm", "farm@host-2"),
+    ]
+    near = [(e["executor"], e["worker"]) for e in events if e["id"] == ids["near"]]
+    assert near == [("async", None)] * 3
+    for run in (got["far"], *got["history"]):
+        assert (run["executor"], run["worker"], run["attempts"]) == ("farm", "farm@host-2", 2)
+    assert (got["near"]["executor"], got["near"]["worker"]) == ("async", None)
+    store = SQLiteStore(tmp_path / "x.db")  # the file, read again after the stop
+    await store.open()
+    try:
+        stored = await store.get_run(ids["far"])
+    finally:
+        await store.close()
+    assert stored is not None and (stored.executor, stored.worker) == ("farm", "farm@host-2")
+
+
 async def test_a_result_json_cannot_carry_is_its_repr_and_says_so() -> None:
     when = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
     scheduler = Scheduler(plugins=False)  # the memory store keeps the object itself
@@ -684,15 +751,16 @@ def parse_sse(text: str) -> list[tuple[str, dict[str, Any]]]:
 
 
 async def stream_events(
-    during: Any, *, headers: dict[str, str] = READ
+    during: Any, *, headers: dict[str, str] = READ, scheduler: Scheduler | None = None
 ) -> tuple[httpx.Response, str]:
     """Stream ``/manager/events`` while ``await during(client, scheduler)`` runs, then
-    stop the scheduler (which ends the stream) and return the response and its text.
+    stop the scheduler (:func:`build_scheduler`'s by default; stopping it ends the stream)
+    and return the response and its text.
 
     httpx's ASGI transport hands the response over only when the app has finished, so
     the body is read after the scheduler stopped; the events were sent while it ran.
     """
-    scheduler = build_scheduler()
+    scheduler = scheduler or build_scheduler()
     app = BodyStarted(build_app(scheduler))
     got: dict[str, Any] = {}
 
@@ -734,9 +802,10 @@ async def test_events_stream_run_transitions_and_task_states() -> None:
     assert final["started_at"] is not None and final["finished_at"] is not None
     assert set(final) == {
         "id", "task", "status", "cause", "scheduled_at", "started_at", "finished_at",
-        "attempts", "error", "reason", "replica", "earlier_attempts",
+        "attempts", "error", "reason", "replica", "earlier_attempts", "executor", "worker",
     }  # fmt: skip
     assert final["earlier_attempts"] == []
+    assert [(r["executor"], r["worker"]) for r in runs] == [("async", None)] * 3
     assert ("task", {"name": "ok", "state": "paused"}) in events
 
 

@@ -31,6 +31,7 @@ from xtasks.testing import (
     check_list_runs_order_and_paging,
     check_reap_live_runs,
     check_round_trip,
+    check_run_executor_and_worker,
     check_store,
     check_task_state_changes,
 )
@@ -286,6 +287,23 @@ class _AttemptsAsAList(_Delegate):
         return record.evolve(earlier_attempts=list(record.earlier_attempts))
 
 
+class _ForgetsTheWorker(_Delegate):
+    """Keeps every field but the worker, as a store without its column would."""
+
+    async def save_runs(self, records: Collection[RunRecord]) -> list[str]:
+        return await self.inner.save_runs([r.evolve(worker=None) for r in records])
+
+
+class _NoExecutorReadsAsNull(_Delegate):
+    """Reads an empty executor back as NULL, as a nullable column without a default would."""
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        record = await self.inner.get_run(run_id)
+        if record is None or record.executor:
+            return record
+        return record.evolve(executor=None)
+
+
 class _OldestFirst(_Delegate):
     async def list_runs(
         self,
@@ -368,6 +386,12 @@ class _DriverErrorAfterClose(_Delegate):
             (_FinalKeepsItsLease, check_reap_live_runs, "reaped though already final"),
             (_ForgetsEarlierAttempts, check_earlier_attempts, "earlier_attempts: expected ("),
             (_AttemptsAsAList, check_earlier_attempts, "is not a tuple of AttemptRecord"),
+            (_ForgetsTheWorker, check_run_executor_and_worker, "worker: expected 'celery@"),
+            (
+                _NoExecutorReadsAsNull,
+                check_run_executor_and_worker,
+                "executor: expected '', got None",
+            ),
             (_OldestFirst, check_list_runs_order_and_paging, "list_runs(task="),
             (_AuditTiesOldestFirst, check_audit_trail, "list_audit(task="),
             (_AuditDropsNoneDetail, check_audit_trail, "detail: expected None, got ''"),

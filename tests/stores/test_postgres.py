@@ -717,3 +717,47 @@ async def test_runs_written_before_earlier_attempts_read_back_with_none(
         assert await store.get_run("old") == old.evolve(earlier_attempts=(attempt,))
     finally:
         await store.close()
+
+
+async def test_runs_written_before_executor_and_worker_read_back_without_them(
+    pg: tuple[str, str],
+) -> None:
+    """A schema at v3 (before runs kept where they ran) opens: its runs read back with
+    executor ``""`` and no worker, and take a write with both."""
+    url, schema = pg
+    quoted = f'"{schema}"'
+    _sql(url, f"CREATE SCHEMA {quoted}")
+    for statements in MIGRATIONS[:3]:
+        for statement in statements:
+            _sql(url, statement.replace("{s}", quoted))
+    _sql(url, f"CREATE TABLE {quoted}.schema_version (version integer NOT NULL)")
+    _sql(url, f"INSERT INTO {quoted}.schema_version VALUES (3)")
+    _sql(
+        url,
+        f"INSERT INTO {quoted}.runs (id, task, status, cause, scheduled_at, finished_at,"
+        " attempts, replica) VALUES ('old', 't', 'succeeded', 'manual', %s, %s, 1, 'host:1')",
+        T0.isoformat(timespec="microseconds"),
+        (T0 + timedelta(seconds=1)).isoformat(timespec="microseconds"),
+    )
+    old = RunRecord(
+        id="old",
+        task="t",
+        status=RunStatus.SUCCEEDED,
+        cause=RunCause.MANUAL,
+        scheduled_at=T0,
+        finished_at=T0 + timedelta(seconds=1),
+        attempts=1,
+        replica="host:1",
+    )
+    ran = old.evolve(executor="celery", worker="celery@hôte\x001")  # NUL: escaped
+    store = await _opened(pg)
+    try:
+        assert _sql(url, f"SELECT version FROM {quoted}.schema_version") == [(len(MIGRATIONS),)]
+        back = await store.get_run("old")
+        assert back == old
+        assert back is not None and (back.executor, back.worker) == ("", None)
+        assert await store.list_runs() == [old]
+        await store.save_run(ran)
+        assert await store.get_run("old") == ran
+    finally:
+        await store.close()

@@ -27,11 +27,14 @@ from tests.stores._redis import redis_prefix
 from xtasks import AuditRecord, RunRecord, RunStatus, StoreError
 from xtasks._errors import ConfigError
 from xtasks._runs import RunCause, TaskRecord, TaskState
-from xtasks.stores import open_store
+from xtasks.stores import _sql, open_store
 from xtasks.stores.redis import RedisStore
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
+
+#: The columns of a run's JSON array, in order.
+_COLUMNS = _sql.RUN_COLUMNS.split(", ")
 
 pytestmark = [pytest.mark.anyio, pytest.mark.external_service]
 
@@ -489,9 +492,34 @@ async def test_a_run_written_before_earlier_attempts_reads_back_with_none(prefix
         with _admin() as admin:
             key = "{" + prefix + "}:r:old"
             row = json.loads(admin.hget(key, "d"))
-            assert row[-1] is not None  # the attempts, as the last column
-            admin.hset(key, "d", json.dumps(row[:-1]))  # as an older xtasks wrote it
+            attempts = _COLUMNS.index("earlier_attempts")
+            assert row[attempts] is not None
+            admin.hset(key, "d", json.dumps(row[:attempts]))  # as an older xtasks wrote it
         assert await store.get_run("old") == old
         assert (await store.list_runs())[0].earlier_attempts == ()
         await store.save_run(old.evolve(earlier_attempts=(attempt,)))
         assert await store.get_run("old") == old.evolve(earlier_attempts=(attempt,))
+
+
+async def test_a_run_written_before_executor_and_worker_reads_back_without_them(
+    prefix: str,
+) -> None:
+    """A run's JSON array written by an xtasks before runs kept where they ran is two
+    columns shorter: it reads as executor ``""`` (not ``None``) and no worker, and takes
+    a write with both."""
+    old = run("old", attempts=1, finished_at=T0 + timedelta(seconds=1), replica="host:1")
+    ran = old.evolve(executor="celery", worker="celery@host1")
+    async with opened(prefix) as store:
+        await store.save_run(ran)
+        with _admin() as admin:
+            key = "{" + prefix + "}:r:old"
+            row = json.loads(admin.hget(key, "d"))
+            executor = _COLUMNS.index("executor")
+            assert row[executor:] == ["celery", "celery@host1"]  # the last columns
+            admin.hset(key, "d", json.dumps(row[:executor]))  # as an older xtasks wrote it
+        back = await store.get_run("old")
+        assert back == old
+        assert back is not None and (back.executor, back.worker) == ("", None)
+        assert await store.list_runs() == [old]
+        await store.save_run(ran)
+        assert await store.get_run("old") == ran

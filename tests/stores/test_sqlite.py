@@ -18,7 +18,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from xtasks import AuditRecord, RunRecord, RunStatus, StoreError
 from xtasks._errors import ConfigError
 from xtasks._runs import ErrorInfo, RunCause, TaskRecord, TaskState
-from xtasks.stores import open_store
+from xtasks.stores import _sql, open_store
 from xtasks.stores.sqlite import SQLiteStore
 
 if TYPE_CHECKING:
@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.anyio
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+#: The schema version a database is migrated to.
+LATEST = len(_sql.MIGRATIONS)
 
 
 def run(run_id: str, *, task: str = "t", status: RunStatus = RunStatus.SUCCEEDED, **kw: Any):
@@ -80,7 +82,7 @@ async def test_wal_mode_and_schema_version(db: Path) -> None:
         pass
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 7
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == LATEST
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"claims", "runs", "tasks", "audit"} <= tables
     conn.close()
@@ -116,7 +118,7 @@ async def test_concurrent_openers_migrate_once(db: Path) -> None:
         for store in stores:
             await store.close()
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 7
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == LATEST
     conn.close()
 
 
@@ -138,7 +140,7 @@ async def test_a_v1_database_migrates_keeping_its_data(db: Path) -> None:
         await store.add_audit(record)
         assert await store.list_audit(task="t") == [record]
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 7
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == LATEST
     conn.close()
 
 
@@ -193,7 +195,7 @@ async def test_a_v2_database_renames_trigger_to_cause_keeping_every_run(db: Path
         assert await store.get_run("c") == updated
         assert [r.id for r in await store.list_runs(task="t")] == ["m", "new", "s"]
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 7
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == LATEST
     columns = [row[1] for row in conn.execute("PRAGMA table_info(runs)")]
     conn.close()
     assert "cause" in columns
@@ -661,7 +663,7 @@ async def test_a_v3_database_gives_its_live_runs_a_lease(db: Path) -> None:
     conn = sqlite3.connect(db)
     rows = conn.execute("SELECT id, lease_owner, lease_expires FROM runs")
     leases = {row[0]: row[1:] for row in rows}
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 7
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == LATEST
     conn.close()
     assert leases["s"] == (None, None)
     assert leases["r"] == (None, None)  # reaped
@@ -701,7 +703,7 @@ async def test_a_v6_database_reads_its_runs_with_no_earlier_attempts(db: Path) -
         await store.save_run(old.evolve(earlier_attempts=(attempt,)))
         assert await store.get_run("old") == old.evolve(earlier_attempts=(attempt,))
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 7
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == LATEST
     stored = conn.execute("SELECT earlier_attempts FROM runs").fetchone()[0]
     conn.close()
     assert json.loads(stored) == [
@@ -712,6 +714,44 @@ async def test_a_v6_database_reads_its_runs_with_no_earlier_attempts(db: Path) -
             "error": {"type": "E", "message": "first", "traceback": ""},
         }
     ]
+
+
+async def test_a_v7_database_reads_its_runs_with_no_executor_and_no_worker(db: Path) -> None:
+    """Rows written before runs kept where they ran read back with executor ``""`` and no
+    worker, and take a write that has both."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    for statements in _sql.MIGRATIONS[:7]:
+        for statement in statements:
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 7")
+    conn.execute(
+        "INSERT INTO runs (id, task, status, cause, scheduled_at, finished_at, attempts,"
+        " replica) VALUES ('old', 't', 'succeeded', 'manual', ?, ?, 1, 'host:1')",
+        (_sql.ts(T0), _sql.ts(T0 + timedelta(seconds=1))),
+    )
+    conn.close()
+    old = run(
+        "old",
+        cause=RunCause.MANUAL,
+        finished_at=T0 + timedelta(seconds=1),
+        attempts=1,
+        replica="host:1",
+    )
+    async with opened(db) as store:
+        back = await store.get_run("old")
+        assert back == old
+        assert back is not None and (back.executor, back.worker) == ("", None)
+        assert await store.list_runs() == [old]
+        ran = old.evolve(executor="celery", worker="celery@host1")
+        await store.save_run(ran)
+        assert await store.get_run("old") == ran
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == LATEST
+    assert conn.execute("SELECT executor, worker FROM runs").fetchone() == (
+        "celery",
+        "celery@host1",
+    )
+    conn.close()
 
 
 async def test_a_run_without_earlier_attempts_stores_null(db: Path) -> None:

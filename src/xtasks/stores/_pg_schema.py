@@ -93,6 +93,11 @@ MIGRATIONS: list[tuple[str, ...]] = [
         # written before read back with none
         "ALTER TABLE {s}.runs ADD COLUMN earlier_attempts text",
     ),
+    (  # v4: the executor a run's latest attempt went to, and the worker it reported;
+        # rows written before read back with executor '' and no worker
+        "ALTER TABLE {s}.runs ADD COLUMN executor text NOT NULL DEFAULT ''",
+        "ALTER TABLE {s}.runs ADD COLUMN worker text",
+    ),
 ]
 
 #: Store time, Unix seconds of the server's clock when the statement started (every lease

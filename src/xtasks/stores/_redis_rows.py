@@ -3,8 +3,9 @@
 A run is its :func:`~xtasks.stores._sql.encode_run` columns as one JSON array (so results
 round-trip as on SQLite: bounded JSON text, ``repr()`` for what JSON cannot encode), beside
 the fields the scripts read apart (status, task, sort key, age, lease owner); an array
-written before a column was added (``earlier_attempts``) is shorter, and reads as NULL
-there. Times the scripts compare or sort are 20 digits, ``YYYYMMDDhhmmssffffff`` in UTC:
+written before a column was added (``earlier_attempts``, ``executor``, ``worker``) is
+shorter, and reads there as its field's default when that is text (``executor``: ``""``),
+else as NULL. Times the scripts compare or sort are 20 digits, ``YYYYMMDDhhmmssffffff`` in UTC:
 fixed width, so byte order is time order. An audit record is a sorted-set member: ``at`` (20 digits), its
 insertion number (16) and its other fields as JSON, the task first.
 """
@@ -12,6 +13,7 @@ insertion number (16) and its other fields as JSON, the task first.
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +36,9 @@ __all__ = [
 
 _COLUMNS = _sql.RUN_COLUMNS.split(", ")
 _STATUS, _REASON = _COLUMNS.index("status"), _COLUMNS.index("reason")
+_TEXT_DEFAULTS = {f.name: f.default for f in fields(RunRecord) if isinstance(f.default, str)}
+#: What each column of an array too short to hold it reads as (see the module's docstring).
+_PADDING = [_TEXT_DEFAULTS.get(column) for column in _COLUMNS]
 
 
 def key(value: datetime) -> str:
@@ -71,8 +76,8 @@ def encode_run(record: RunRecord) -> list[str]:
 
 def decode_run(data: str, status: str, reason: str | None) -> RunRecord:
     row = json.loads(data)
-    if len(row) < len(_COLUMNS):  # written before the last columns existed: NULL in each
-        row += [None] * (len(_COLUMNS) - len(row))
+    if len(row) < len(_COLUMNS):  # written before the last columns existed
+        row += _PADDING[len(row) :]
     row[_STATUS] = status
     if reason is not None:  # given by reap_lost, after the record was written
         row[_REASON] = reason

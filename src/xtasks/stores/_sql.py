@@ -162,6 +162,11 @@ MIGRATIONS: list[tuple[str, ...]] = [
         # written before read back with none
         "ALTER TABLE runs ADD COLUMN earlier_attempts TEXT",
     ),
+    (  # v8: the executor a run's latest attempt went to, and the worker it reported;
+        # rows written before read back with executor "" and no worker
+        "ALTER TABLE runs ADD COLUMN executor TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE runs ADD COLUMN worker TEXT",
+    ),
 ]
 
 # The WHERE keeps the SELECT form of INSERT unambiguous before ON CONFLICT (SQLite rule).

@@ -282,9 +282,16 @@
     }
     const started = el("div");
     started.append(timeNode(run.started_at), el("div", "sub late", lateness(run)));
+    const status = el("div");
+    status.append(statusBadge(run.status));
+    if (run.executor) {
+      const where = el("div", "sub executor", run.executor);
+      if (run.worker) where.title = "worker " + run.worker;
+      status.append(where);
+    }
     row.append(
       cell("run-id", "Run", idBox),
-      cell("status", "Status", statusBadge(run.status)),
+      cell("status", "Status", status),
       cell("scheduled", "Scheduled", timeNode(run.scheduled_at)),
       cell("started", "Started", started),
       cell("duration num", "Duration", duration(run.started_at, run.finished_at)),

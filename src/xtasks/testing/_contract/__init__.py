@@ -44,7 +44,7 @@ from ._leases import (
     check_lease_renewal,
     check_reap_live_runs,
 )
-from ._records import check_earlier_attempts, check_round_trip
+from ._records import check_earlier_attempts, check_round_trip, check_run_executor_and_worker
 from ._support import StoreFactory
 from ._tasks import (
     check_task_batches_and_anchor,
@@ -72,6 +72,7 @@ __all__ = [
     "check_list_runs_task_change",
     "check_reap_live_runs",
     "check_round_trip",
+    "check_run_executor_and_worker",
     "check_store",
     "check_task_batches_and_anchor",
     "check_task_state_changes",
@@ -83,6 +84,7 @@ __all__ = [
 STORE_CHECKS: Final[tuple[Callable[[StoreFactory], Awaitable[None]], ...]] = (
     check_round_trip,
     check_earlier_attempts,
+    check_run_executor_and_worker,
     check_claim_exclusivity,
     check_claim_fires,
     check_last_fire_monotonic,

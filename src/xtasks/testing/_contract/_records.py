@@ -205,3 +205,62 @@ async def check_earlier_attempts(make_store: StoreFactory) -> None:
         cleared = again.evolve(status=RunStatus.CANCELLED, finished_at=_at(50), earlier_attempts=())
         await a.save_run(cleared)  # final: nothing live left behind
         _require_record("after a save with none", cleared, await b.get_run(live.id))
+
+
+@_check
+async def check_run_executor_and_worker(make_store: StoreFactory) -> None:
+    """Where a run ran (``RunRecord.executor`` and ``RunRecord.worker``) survives a write
+    and a read.
+
+    Verifies that, through a second store object, ``get_run`` and ``list_runs`` return:
+
+    - a run's executor and the worker its executor reported, equal: a worker of
+      :data:`~xtasks.RunRecord.MAX_WORKER_CHARS` non-ASCII characters, a NUL among them;
+    - a run without a worker as ``None``, kept apart from a worker ``""``; a run with
+      executor ``""`` (written by an xtasks that did not keep it) as ``""``, not ``None``;
+    - a record saved again with no worker (its retry waits), then with another worker
+      (the retry began elsewhere), replaced each time.
+    """
+    prefix = _prefix()
+    task = f"{prefix}-task"
+    remote = _run(
+        f"{prefix}-remote",
+        task,
+        RunStatus.SUCCEEDED,
+        started_at=_at(1),
+        finished_at=_at(2),
+        attempts=1,
+        executor="celery",
+        worker="celery@host1",
+    )
+    long_name = ("wörker-ü✓\x00" * RunRecord.MAX_WORKER_CHARS)[: RunRecord.MAX_WORKER_CHARS]
+    records = [
+        remote,
+        remote.evolve(id=f"{prefix}-long", worker=long_name),
+        remote.evolve(id=f"{prefix}-blank", worker=""),
+        _run(f"{prefix}-builtin", task, RunStatus.FAILED, finished_at=_at(1), executor="sync"),
+        _run(f"{prefix}-old", task, RunStatus.MISSED, finished_at=_at(1)),  # executor ""
+    ]
+    live = remote.evolve(
+        id=f"{prefix}-live", status=RunStatus.RUNNING, finished_at=None, worker="celery@host1"
+    )
+    async with _replicas(make_store, 2) as (a, b):
+        refused = await a.save_runs([*records, live])
+        _require(refused == [], f"save_runs of new runs refused {refused!r}")
+        for record in (*records, live):
+            _require_record(
+                "get_run through another store object", record, await b.get_run(record.id)
+            )
+        listed = {record.id: record for record in await b.list_runs(task=task, limit=10)}
+        for record in (*records, live):
+            _require_record("list_runs through another store object", record, listed.get(record.id))
+
+        # Its attempt failed: the retry waits, no worker yet; then it begins on another.
+        waiting = live.evolve(status=RunStatus.QUEUED, worker=None)
+        saved = await b.save_run(waiting)
+        _require(saved is True, f"save_run of {waiting.id!r} without a worker returned {saved!r}")
+        _require_record("after a save without a worker", waiting, await a.get_run(live.id))
+        moved = waiting.evolve(status=RunStatus.RUNNING, attempts=2, worker="celery@host2")
+        await a.save_run(moved)
+        _require_record("after a save with another worker", moved, await b.get_run(live.id))
+        await a.save_run(moved.evolve(status=RunStatus.SUCCEEDED, finished_at=_at(3)))
