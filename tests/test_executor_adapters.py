@@ -252,6 +252,45 @@ async def test_a_run_stays_queued_until_its_executor_reports_the_start() -> None
     assert stored.started_at == during.started_at
 
 
+class Reporting(Inline):
+    """Reports each start at once, on a worker named after the attempt."""
+
+    name = "reporting"
+    reports_start = True
+
+    async def run(self, attempt: Attempt) -> Any:
+        attempt.started(f"worker-{attempt.number}")
+        return await super().run(attempt)
+
+
+_FAILS_LEFT: list[int] = []
+
+
+def fails_once() -> str:
+    if _FAILS_LEFT:
+        _FAILS_LEFT.pop()
+        raise RuntimeError("first attempt fails")
+    return "ok"
+
+
+@pytest.mark.anyio
+async def test_a_retry_sent_to_a_reporting_executor_is_logged_failed_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The retry's attempt, sent and not started yet, is ``queued`` with the error before
+    it: the run log must not count it as a second failure."""
+    _FAILS_LEFT[:] = [1]
+    scheduler = Scheduler(plugins=False, executors=[Reporting()], shutdown_grace=1)
+    scheduler.add(Task("twice", fails_once, executor="reporting", max_retries=1))
+    with caplog.at_level("WARNING", logger="xtasks.runs"):
+        async with scheduler:
+            record = await scheduler.run("twice")
+    assert record.status is RunStatus.SUCCEEDED and record.attempts == 2
+    assert record.worker == "worker-2" and record.executor == "reporting"
+    failed = [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
+    assert len(failed) == 1 and "attempt 1/2 failed" in failed[0], failed
+
+
 def test_the_seed_and_yaml_formats_select_an_executor(tmp_path: Path) -> None:
     seeded = task_from_seed(
         {"name": "s", "function": f"{__name__}:ping", "executor": "remote"}, origin="test"

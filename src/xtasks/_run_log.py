@@ -74,7 +74,7 @@ class RunLog:
         record = event.record
         status = record.status
         if status is RunStatus.QUEUED:
-            if record.error is not None and record.attempts:
+            if record.error is not None and _retry_waits(record):
                 self._attempt_failed(record)
         elif status is RunStatus.FAILED:
             self._failed(record)
@@ -165,6 +165,14 @@ class RunLog:
             return None
         delay = task.retry_delay * task.retry_backoff ** (record.attempts - 1)
         return self._scheduler.clock.now() + timedelta(seconds=delay)
+
+
+def _retry_waits(record: RunRecord) -> bool:
+    """A ``queued`` record with an error is a retry waiting after its latest attempt
+    failed, or -- for an executor that reports starts -- the next attempt sent and not
+    started yet, which must not be logged as a failure again."""
+    earlier = record.earlier_attempts
+    return bool(earlier) and earlier[-1].number == record.attempts
 
 
 def _of(attempt: int, task: Task | None) -> str:

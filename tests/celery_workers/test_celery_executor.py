@@ -86,6 +86,7 @@ async def test_a_periodic_task_runs_on_the_worker_and_lands_in_history(
             await finished.wait()
         (record, *_) = await scheduler.history("sum", statuses=[RunStatus.SUCCEEDED])
     assert record.result == 5 and record.attempts == 1
+    assert record.executor == "celery" and record.worker == celery_worker.hostname
     assert record.started_at is not None and record.finished_at is not None
     # Queued until the worker picked it up, then running, then done.
     assert statuses[record.id] == [RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.SUCCEEDED]
@@ -174,8 +175,14 @@ def test_a_cancel_from_the_manager_revokes_the_task(
     with live_server(api) as base, httpx.Client(base_url=base, timeout=WAIT) as http:
         run_id = http.post("/manager/tasks/held/run", headers=headers).json()["run_id"]
         anyio.run(_until, results_redis, f"{key}:running")
-        running = http.get(f"/manager/runs/{run_id}", headers=headers).json()
+        deadline = time.monotonic() + WAIT
+        while (running := http.get(f"/manager/runs/{run_id}", headers=headers).json())[
+            "status"
+        ] == "queued" and time.monotonic() < deadline:
+            time.sleep(0.02)  # STARTED reaches xtasks through Redis: polled over HTTP
         assert running["status"] == "running"
+        assert running["executor"] == "celery"
+        assert running["worker"] == celery_worker.hostname  # shown by the manager
         assert http.delete("/manager/tasks/held", headers=headers).status_code == 200
         deadline = time.monotonic() + WAIT
         while (run := http.get(f"/manager/runs/{run_id}", headers=headers).json())[
