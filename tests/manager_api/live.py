@@ -24,11 +24,14 @@ START_TIMEOUT = 20.0
 
 
 @contextmanager
-def live_server(app: ASGIApp, *, lifespan: Literal["auto", "on", "off"] = "on") -> Iterator[str]:
+def live_server(
+    app: ASGIApp, *, lifespan: Literal["auto", "on", "off"] = "on", graceful: float = 5
+) -> Iterator[str]:
     """Serve ``app`` on 127.0.0.1 (a free port) and yield its base URL, ``http://127.0.0.1:N``.
 
     The app's lifespan runs (``FastAPI(lifespan=scheduler.lifespan)`` starts and stops the
-    scheduler); leaving the block shuts the server down gracefully and joins its thread.
+    scheduler); leaving the block shuts the server down gracefully (waiting up to
+    ``graceful`` seconds for open requests) and joins its thread.
     """
     config = uvicorn.Config(
         app,
@@ -36,7 +39,7 @@ def live_server(app: ASGIApp, *, lifespan: Literal["auto", "on", "off"] = "on") 
         port=0,
         lifespan=lifespan,
         log_level="warning",
-        timeout_graceful_shutdown=5,
+        timeout_graceful_shutdown=graceful,
     )
     server = uvicorn.Server(config)
     errors: list[BaseException] = []
@@ -63,7 +66,7 @@ def live_server(app: ASGIApp, *, lifespan: Literal["auto", "on", "off"] = "on") 
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        thread.join(START_TIMEOUT)
+        thread.join(START_TIMEOUT + graceful)
         if thread.is_alive():
             raise RuntimeError("uvicorn did not stop")
         if errors:
