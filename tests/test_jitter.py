@@ -11,6 +11,7 @@ import random
 import statistics
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from xtasks import ErrorInfo, Every, Task
 from xtasks._decisions import ClaimFire, StartAttempt
@@ -58,7 +59,7 @@ def _drive(planner: Planner, until: datetime, *, failures: int = 0) -> list[Star
     return started
 
 
-def _planner(seed: int, **options: object) -> Planner:
+def _planner(seed: int, **options: Any) -> Planner:
     planner = Planner(rng=random.Random(seed))
     task = Task("spread", noop, trigger=Every(seconds=PERIOD, start=T0), jitter=JITTER, **options)
     planner.add_task(task, T0)
