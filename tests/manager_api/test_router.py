@@ -24,6 +24,7 @@ from xtasks_fastapi import Principal, _live, bearer_token, manager_router
 from xtasks_fastapi._schemas import MAX_RESULT_JSON
 
 from ._runs import wait_final
+from .live import live_server
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, MutableMapping
@@ -57,10 +58,10 @@ def build_scheduler() -> Scheduler:
     return scheduler
 
 
-def build_app(scheduler: Scheduler, auth: Any = "bearer") -> FastAPI:
+def build_app(scheduler: Scheduler, auth: Any = "bearer", *, lifespan: Any = None) -> FastAPI:
     if auth == "bearer":
         auth = bearer_token(TOKEN, read_tokens=[READ_TOKEN])
-    app = FastAPI()
+    app = FastAPI(lifespan=lifespan)
     router = manager_router(scheduler, auth=auth)
     app.include_router(router)
     app.state.manager_router = router
@@ -69,13 +70,26 @@ def build_app(scheduler: Scheduler, auth: Any = "bearer") -> FastAPI:
 
 @asynccontextmanager
 async def serving(
-    auth: Any = "bearer",
+    auth: Any = "bearer", *, live: bool = False
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Scheduler, FastAPI]]:
+    """A client on the manager: in process (ASGI), or ``live`` over a real socket to
+    uvicorn on 127.0.0.1 -- real headers, real status lines -- with the scheduler then
+    running in the server's own loop (drive it through the client only)."""
     scheduler = build_scheduler()
+    if live:
+        app = build_app(scheduler, auth, lifespan=scheduler.lifespan)
+        with live_server(app) as base:
+            async with httpx.AsyncClient(base_url=base, timeout=30) as c:
+                yield c, scheduler, app
+        return
     app = build_app(scheduler, auth)
     transport = httpx.ASGITransport(app=app)
     async with scheduler, httpx.AsyncClient(transport=transport, base_url="http://test") as c:
         yield c, scheduler, app
+
+
+#: Auth is checked over a real socket to uvicorn too, not only in process.
+LIVE_OR_NOT = pytest.mark.parametrize("live", [False, True], ids=["asgi", "uvicorn"])
 
 
 async def run_and_wait(
@@ -430,8 +444,9 @@ def manager_routes(app: FastAPI) -> list[tuple[str, str]]:
     return requests
 
 
-async def test_every_route_requires_credentials() -> None:
-    async with serving() as (client, _, app):
+@LIVE_OR_NOT
+async def test_every_route_requires_credentials(live: bool) -> None:
+    async with serving(live=live) as (client, _, app):
         for method, path in manager_routes(app):
             for headers in (
                 {},
@@ -445,8 +460,9 @@ async def test_every_route_requires_credentials() -> None:
                 assert response.json()["detail"]
 
 
-async def test_read_token_reads_but_cannot_act() -> None:
-    async with serving() as (client, _, app):
+@LIVE_OR_NOT
+async def test_read_token_reads_but_cannot_act(live: bool) -> None:
+    async with serving(live=live) as (client, _, app):
         for method, path in manager_routes(app):
             if (method, path) in STREAMING:
                 continue
@@ -459,13 +475,14 @@ async def test_read_token_reads_but_cannot_act() -> None:
         assert (await client.get("/manager/tasks/ok", headers=READ)).json()["state"] == "active"
 
 
-async def test_custom_auth_dependency_returning_a_principal() -> None:
+@LIVE_OR_NOT
+async def test_custom_auth_dependency_returning_a_principal(live: bool) -> None:
     async def who(x_user: str | None = Header(None)) -> Principal:
         if x_user is None:
             raise HTTPException(401, "who are you?", headers={"WWW-Authenticate": "Bearer"})
         return Principal(x_user, can_write=x_user == "admin")
 
-    async with serving(auth=Depends(who).dependency) as (client, _, _):
+    async with serving(auth=Depends(who).dependency, live=live) as (client, _, _):
         assert (await client.get("/manager/tasks")).status_code == 401
         viewer = {"X-User": "viewer"}
         assert (await client.get("/manager/tasks", headers=viewer)).status_code == 200
@@ -474,11 +491,12 @@ async def test_custom_auth_dependency_returning_a_principal() -> None:
         assert (await client.post("/manager/tasks/ok/pause", headers=admin)).status_code == 200
 
 
+@LIVE_OR_NOT
 async def test_auth_none_warns_and_then_needs_no_credentials(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, live: bool
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="xtasks"):
-        async with serving(auth=None) as (client, _scheduler, _):
+        async with serving(auth=None, live=live) as (client, _scheduler, _):
             assert "manager API has no authentication" in caplog.text
             assert (await client.get("/manager/tasks")).status_code == 200
             response = await client.post("/manager/tasks/boom/run")
