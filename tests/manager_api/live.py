@@ -25,7 +25,7 @@ START_TIMEOUT = 20.0
 
 @contextmanager
 def live_server(
-    app: ASGIApp, *, lifespan: Literal["auto", "on", "off"] = "on", graceful: float = 5
+    app: ASGIApp, *, lifespan: Literal["auto", "on", "off"] = "on", graceful: int = 5
 ) -> Iterator[str]:
     """Serve ``app`` on 127.0.0.1 (a free port) and yield its base URL, ``http://127.0.0.1:N``.
 

@@ -36,7 +36,7 @@ HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 TIMEOUT = httpx.Timeout(10.0)
 #: uvicorn's graceful timeout in the shutdown tests: long, so that a stream holding the
 #: shutdown shows however loaded the machine is.
-GRACEFUL = 60.0
+GRACEFUL = 60
 FINAL = {"succeeded", "failed", "cancelled", "skipped", "missed", "lost"}
 
 
