@@ -18,7 +18,7 @@ import anyio.to_thread
 import pytest
 
 from xtasks import Every, RunStatus, Scheduler, StoreError, Task
-from xtasks.events import RunChanged
+from xtasks.events import RunChanged, TaskStateChanged
 from xtasks.stores.memory import MemoryStore
 from xtasks.stores.sqlite import SQLiteStore
 from xtasks.testing import FakeClock, FaultyStore
@@ -197,6 +197,130 @@ def _hold_the_write_lock(path: Path, seconds: float) -> subprocess.Popen[str]:
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "locked"
     return proc
+
+
+def _lock_until_told(path: Path) -> subprocess.Popen[str]:
+    """Another OS process takes SQLite's write lock and keeps it until a line on its
+    stdin (:func:`_release`): the test decides when the fault ends, not a clock."""
+    code = textwrap.dedent(
+        f"""
+        import sqlite3, sys
+        conn = sqlite3.connect({str(path)!r}, isolation_level=None)
+        conn.execute("BEGIN EXCLUSIVE")
+        print("locked", flush=True)
+        sys.stdin.readline()
+        conn.execute("ROLLBACK")
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def _release(proc: subprocess.Popen[str]) -> None:
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write("\n")
+    proc.stdin.close()
+    proc.wait(timeout=PATIENCE)
+    proc.stdout.close()
+
+
+class _Lines(logging.Handler):
+    """Collects the messages of one logger."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    def said(self, text: str) -> bool:
+        return any(text in message for message in self.messages)
+
+
+async def test_leases_that_cannot_be_renewed_are_said_once_then_renewed_again(
+    tmp_path: Path,
+) -> None:
+    """The lease heartbeat meets another process's write lock: one warning, health
+    says why, and once the lock is gone one line says leases are renewed again; the run
+    it kept alive meanwhile finishes and is stored."""
+    db = tmp_path / "x.db"
+    gate = anyio.Event()
+
+    async def held() -> str:
+        await gate.wait()
+        return "done"
+
+    lines = _Lines()
+    logging.getLogger("xtasks").addHandler(lines)
+    scheduler = Scheduler(f"sqlite:///{db}?busy_timeout=0.05&lease_ttl=1.5", plugins=False)
+    scheduler.add(Task("held", held))
+    try:
+        async with scheduler:
+            handle = await scheduler.trigger("held")
+            await wait_until(lambda: scheduler.stats().running == 1, "running")
+            locker = await anyio.to_thread.run_sync(_lock_until_told, db)
+            try:
+                await wait_until(lambda: lines.said("could not renew leases"), "warning")
+            finally:
+                await anyio.to_thread.run_sync(_release, locker)
+            await wait_until(lambda: lines.said("leases are renewed again"), "recovery")
+            gate.set()
+            with anyio.fail_after(PATIENCE):
+                record = await handle.wait()
+    finally:
+        logging.getLogger("xtasks").removeHandler(lines)
+    assert record.status is RunStatus.SUCCEEDED
+    assert sum("could not renew leases" in m for m in lines.messages) == 1
+    assert (await anyio.to_thread.run_sync(_stored_statuses, db))[handle.id] == "succeeded"
+
+
+async def test_a_pause_while_the_file_is_locked_is_stored_then_announced(
+    tmp_path: Path,
+) -> None:
+    """``pause`` returns once the state is stored; while another process holds the lock
+    it waits, nothing is announced, and no other replica could have seen it either."""
+    db = tmp_path / "x.db"
+    scheduler = Scheduler(f"sqlite:///{db}?busy_timeout=0.05", plugins=False)
+    scheduler.add(Task("job", noop, trigger=Every(hours=1)))
+    announced: list[str] = []
+    scheduler.subscribe(lambda event: announced.append(event.state.value), TaskStateChanged)
+    paused = anyio.Event()
+
+    async def pause() -> None:
+        await scheduler.pause("job")
+        paused.set()
+
+    async with scheduler:
+        await scheduler.run("job")  # the file exists, in WAL mode
+        locker = await anyio.to_thread.run_sync(_lock_until_told, db)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(pause)
+                await wait_until(lambda: not scheduler.stats().store_writable, "lock seen")
+                assert not paused.is_set() and announced == []
+                await anyio.to_thread.run_sync(_release, locker)
+                locker = None
+                with anyio.fail_after(PATIENCE):
+                    await paused.wait()
+        finally:
+            if locker is not None:
+                await anyio.to_thread.run_sync(_release, locker)
+        assert announced == ["paused"]
+    assert await anyio.to_thread.run_sync(_stored_state, db, "job") == "paused"
+
+
+def _stored_state(path: Path, task: str) -> str | None:
+    conn = sqlite3.connect(path)
+    try:
+        found = conn.execute("SELECT state FROM tasks WHERE name = ?", (task,)).fetchone()
+        return None if found is None else str(found[0])
+    finally:
+        conn.close()
 
 
 def _stored_statuses(path: Path) -> dict[str, str]:
