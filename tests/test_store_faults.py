@@ -297,12 +297,13 @@ async def test_a_pause_while_the_file_is_locked_is_stored_then_announced(
 
     async with scheduler:
         await scheduler.run("job")  # the file exists, in WAL mode
-        locker = await anyio.to_thread.run_sync(_lock_until_told, db)
+        locker: subprocess.Popen[str] | None = await anyio.to_thread.run_sync(_lock_until_told, db)
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(pause)
                 await wait_until(lambda: not scheduler.stats().store_writable, "lock seen")
                 assert not paused.is_set() and announced == []
+                assert locker is not None
                 await anyio.to_thread.run_sync(_release, locker)
                 locker = None
                 with anyio.fail_after(PATIENCE):
