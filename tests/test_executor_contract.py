@@ -4,6 +4,8 @@ close while an attempt runs."""
 
 from __future__ import annotations
 
+import gc
+import warnings
 from typing import TYPE_CHECKING
 
 import pytest
@@ -32,6 +34,18 @@ async def test_a_builtin_executor_passes_the_contract(
 ) -> None:
     factory, asynchronous = BUILTINS[executor]
     await check(factory, asynchronous=asynchronous)
+    if executor == "process":
+        _collect_killed_workers_pipes()
+
+
+def _collect_killed_workers_pipes() -> None:
+    """anyio (4.16) kills a worker process whose call is cancelled and leaves the pipes
+    of some to the garbage collector, which warns (ResourceWarning) whenever it gets to
+    them -- in whichever test runs then. Collected here, quietly: the leak is anyio's,
+    bounded by the cancelled calls, and says nothing about the test that meets it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
 
 
 def test_every_public_executor_check_is_in_executor_checks() -> None:
