@@ -1765,8 +1765,15 @@ def assert_decided_by_the_table(sim: Sim, task: Task, at: datetime, due: int) ->
         assert ran[0].last.scheduled_at == latest, "the latest due fire is the one that runs"
 
 
+RESTART: dict[str, Any] = {
+    "task_and_period": catch_up_tasks(),
+    "periods_down": st.floats(0, 30),
+    "data": st.data(),
+}
+
+
 @MEDIUM
-@given(task_and_period=catch_up_tasks(), periods_down=st.floats(0, 30), data=st.data())
+@given(**RESTART)
 def test_a_restart_after_any_downtime_runs_and_records_what_the_table_says(
     task_and_period: tuple[Task, float], periods_down: float, data: st.DataObject
 ) -> None:
@@ -1802,12 +1809,15 @@ def run_until_done(sim: Sim, upto: datetime, period: float) -> None:
         sim.run_for(period)
 
 
+LATE_TIMER: dict[str, Any] = {
+    "task_and_period": catch_up_tasks(),
+    "fires_before": st.integers(0, 3),
+    "periods_late": st.floats(0, 30),
+}
+
+
 @MEDIUM
-@given(
-    task_and_period=catch_up_tasks(),
-    fires_before=st.integers(0, 3),
-    periods_late=st.floats(0, 30),
-)
+@given(**LATE_TIMER)
 def test_a_timer_that_wakes_late_runs_and_records_what_the_table_says(
     task_and_period: tuple[Task, float], fires_before: int, periods_late: float
 ) -> None:
@@ -1874,7 +1884,7 @@ def test_an_every_second_task_restarted_after_a_short_downtime(
 
 
 @MEDIUM
-@given(st.data())
+@given(data=st.data())
 def test_cycles_are_refused_with_their_path_and_order_does_not_matter(
     data: st.DataObject,
 ) -> None:
@@ -2395,6 +2405,21 @@ FLOORS: list[tuple[Callable[..., None], dict[str, Any], tuple[str, ...]]] = [
         test_events_due_at_one_instant_keep_every_invariant_in_any_order,
         SAME_INSTANT,
         ("same-instant events reordered",),
+    ),
+    (
+        test_a_restart_after_any_downtime_runs_and_records_what_the_table_says,
+        RESTART,
+        ("late fires",),
+    ),
+    (
+        test_a_timer_that_wakes_late_runs_and_records_what_the_table_says,
+        LATE_TIMER,
+        ("late fires",),
+    ),
+    (
+        test_cycles_are_refused_with_their_path_and_order_does_not_matter,
+        {"data": st.data()},
+        ("cycle", "unknown dependency"),
     ),
 ]
 
