@@ -5,6 +5,12 @@ every step of a simulated history (not only at the end); Hypothesis draws the ta
 requests and controls, and each attempt's duration and outcome. The simulator itself
 checks what holds for any history: legal record paths, one final status per run, the
 planner's live runs matching the records, slot limits, and that only ready runs start.
+
+No property may hold because nothing happened: each reports its interesting case
+(contention, retries, overlap, dependencies, late fires, lost claims, same-instant events
+reordered) as a Hypothesis event (``--hypothesis-show-statistics``), the strategies make it
+happen in most examples, and :func:`test_each_property_reaches_its_interesting_case_in_most_examples`
+fails when it gets rare. A failure prints its scenario (``note``) and every draw.
 """
 
 from __future__ import annotations
