@@ -9,8 +9,8 @@ planner's live runs matching the records, slot limits, and that only ready runs 
 No property may hold because nothing happened: each reports its interesting case
 (contention, retries, overlap, dependencies, late fires, lost claims, same-instant events
 reordered) as a Hypothesis event (``--hypothesis-show-statistics``), the strategies make it
-happen in most examples, and :func:`test_each_property_reaches_its_interesting_case_in_most_examples`
-fails when it gets rare. A failure prints its scenario (``note``) and every draw.
+happen in most examples, and a floor per property (``test_each_property_reaches_...``) fails
+when it gets rare. A failure prints its scenario (``note``) and every draw.
 """
 
 from __future__ import annotations
