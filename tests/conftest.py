@@ -3,6 +3,20 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+#: CI: a failure prints the blob that replays it (``@reproduce_failure``), no example
+#: database to carry between runs, no per-example deadline on a shared runner. The number of
+#: examples is each test's own, so the suite takes as long as it does locally.
+settings.register_profile(
+    "ci",
+    print_blob=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+    settings.load_profile("ci")  # ``--hypothesis-profile`` still overrides it
 
 
 @pytest.fixture(params=["asyncio", "trio"])

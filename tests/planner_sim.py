@@ -1,13 +1,15 @@
 """A virtual-time driver for the sans-I/O :class:`~xtasks._planner.Planner`.
 
 No event loop, no clock: :class:`Sim` keeps ``now`` and plays the runtime's part. It
-advances the planner's timers, wins every claim (a single replica), starts what is ready,
-ends attempts after the duration an ``outcome`` function chose (success, failure or
+advances the planner's timers, claims fires (winning them all, as a single replica does,
+or losing some to an imaginary other replica when ``claim_won`` says so), starts what is
+ready, ends attempts after the duration an ``outcome`` function chose (success, failure or
 cancellation), cancels attempts when asked, and keeps everything the planner decided,
 stamped with the virtual time it was decided at.
 
-Events are handled in time order; at one instant: attempts that end, then scheduled
-actions (manual requests, pause, ...), then the planner's timers, then starts.
+Events are handled in time order. At one instant, by default: attempts that end, then
+scheduled actions (manual requests, pause, ...), then the planner's timers, then starts;
+``tie_break`` shuffles the first three (a real event loop promises no order between them).
 
 The checks that hold for any input are always on, at every step:
 
@@ -159,7 +161,10 @@ class Observer:
         """The planner asked to send an alert."""
 
     def on_claim(self, sim: Sim, claim: ClaimFire) -> None:
-        """The planner asked to claim a fire (the simulator then always wins it)."""
+        """The planner asked to claim a fire (the simulator then wins or loses it)."""
+
+    def on_claim_lost(self, sim: Sim, claim: ClaimFire) -> None:
+        """Another replica won ``claim``: the planner is never told (as in the runtime)."""
 
     def on_pick(self, sim: Sim, run: Run | None, ready: list[Run]) -> None:
         """The planner started ``run`` (``None``: it starts nothing more for now);
@@ -177,6 +182,10 @@ class Sim:
 
     :param outcome: called once per attempt start; chooses its duration and ending.
     :param wake_lag: seconds the timer wakes after each planner wake-up (default 0).
+    :param claim_won: whether this replica wins a claim (default: always); a claim lost
+        goes to an imaginary other replica, and the planner hears nothing of it.
+    :param tie_break: given ``n`` events due at one instant, the order to handle them in
+        (a permutation of ``range(n)``; default: ends, actions, timers).
     """
 
     def __init__(
@@ -190,6 +199,8 @@ class Sim:
         outcome: Callable[[Run, datetime], Outcome] = instant_success,
         observers: Iterable[Observer] = (),
         wake_lag: Callable[[datetime], float] | None = None,
+        claim_won: Callable[[ClaimFire], bool] | None = None,
+        tie_break: Callable[[int], list[int]] | None = None,
         max_steps: int = 200_000,
     ) -> None:
         counter = itertools.count(1)
@@ -212,6 +223,13 @@ class Sim:
         self.observers = list(observers)
         self.wake_lag = wake_lag
         self._lags: dict[datetime, float] = {}
+        self.claim_won = claim_won
+        self.tie_break = tie_break
+        self.lost_claims: list[tuple[datetime, ClaimFire]] = []
+        #: instants with more than one event, and how many of them were not handled in
+        #: the default order
+        self.crowded_instants = 0
+        self.reordered_instants = 0
         self.max_steps = max_steps
         self.tasks: dict[str, Task] = {}  # every task seen: registered and submitted
         self.views: dict[str, RunView] = {}
@@ -392,13 +410,31 @@ class Sim:
         self._steps += 1
         assert self._steps <= self.max_steps, "too many simulation steps"
         self.now = when
-        for attempt in sorted(self.executing.values(), key=lambda a: (a.ends, a.order)):
-            if attempt.ends == when and attempt.run.id in self.executing:
-                self._end_attempt(attempt.run, attempt.outcome.kind, "cancelled by the test")
+        ending = sorted(
+            (a for a in self.executing.values() if a.ends == when), key=lambda a: a.order
+        )
+        events: list[_Attempt | Callable[[], object] | None] = [*ending]
         while self._actions and self._actions[0][0] <= when:
-            _, _, action = self._actions.pop(0)
-            action()
-            self.pump()
+            events.append(self._actions.pop(0)[2])
+        events.append(None)  # the planner's timers
+        if len(events) > 1:
+            self.crowded_instants += 1
+            if self.tie_break is not None:
+                order = self.tie_break(len(events))
+                assert sorted(order) == list(range(len(events))), order
+                if order != sorted(order):
+                    self.reordered_instants += 1
+                events = [events[i] for i in order]
+        for event in events:
+            if isinstance(event, _Attempt):
+                if self.executing.get(event.run.id) is event:  # not cancelled meanwhile
+                    self._end_attempt(event.run, event.outcome.kind, "cancelled by the test")
+            elif event is None:
+                self.planner.advance(when)
+                self.pump()
+            else:
+                event()
+                self.pump()
         self.settle()
 
     def settle(self) -> None:
@@ -429,7 +465,7 @@ class Sim:
         self.executing[run.id] = _Attempt(run, ends, outcome, next(self._seq))
 
     def pump(self) -> None:
-        """Handle decisions until the planner has none left (claims are always won)."""
+        """Handle decisions until the planner has none left (a claim is won or lost at once)."""
         planner = self.planner
         while True:
             decisions = planner.drain(self.now)
@@ -458,7 +494,12 @@ class Sim:
             self.claims.append((now, decision))
             for observer in self.observers:
                 observer.on_claim(self, decision)
-            self.planner.fire_claimed(decision, now)
+            if self.claim_won is None or self.claim_won(decision):
+                self.planner.fire_claimed(decision, now)
+            else:  # another replica runs or records it; the runtime just logs at debug
+                self.lost_claims.append((now, decision))
+                for observer in self.observers:
+                    observer.on_claim_lost(self, decision)
         elif isinstance(decision, SendAlert):
             self.alerts.append((now, decision.alert))
             for observer in self.observers:
