@@ -86,13 +86,20 @@ GROUPS: dict[str, Group] = {
     ),
     "triggers": Group(
         modules=("xtasks/_triggers.py",),
-        tests=("tests/test_triggers.py", "tests/test_triggers_edges.py"),
+        tests=(
+            "tests/test_triggers.py",
+            "tests/test_triggers_edges.py",
+            # the short-interval warning of an Every built for a seed or YAML entry
+            "tests/test_hints.py::test_short_interval_warns_at_the_users_own_line",
+            "tests/test_hints.py::test_short_interval_from_a_seed_entry_names_the_task_at_its_line",
+            "tests/test_hints.py::test_short_interval_from_yaml_names_the_task_at_the_files_line",
+        ),
         budget=150,
     ),
     "sqlite": Group(
         modules=("xtasks/stores/sqlite.py", "xtasks/stores/_sql.py"),
         tests=("tests/stores/test_sqlite.py", "tests/stores/test_contract.py"),
-        budget=240,
+        budget=210,
         keyword="sqlite",
     ),
 }
@@ -160,7 +167,7 @@ SWAP_CMP: dict[type[ast.cmpop], type[ast.cmpop]] = {
     ast.In: ast.NotIn,
     ast.NotIn: ast.In,
 }
-SYMBOL = {
+SYMBOL: dict[type[ast.AST], str] = {
     ast.Add: "+",
     ast.Sub: "-",
     ast.Mult: "*",
@@ -231,11 +238,11 @@ def _ops(node: ast.AST) -> Iterator[tuple[str, str]]:
         new = SWAP_BIN[type(node.op)]
         yield "augop", f"`{SYMBOL[type(node.op)]}=` -> `{SYMBOL[new]}=`"
     elif isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in SWAP_CMP:
-        new = SWAP_CMP[type(node.ops[0])]
-        yield "cmp", f"`{SYMBOL[type(node.ops[0])]}` -> `{SYMBOL[new]}`"
+        flip = SWAP_CMP[type(node.ops[0])]
+        yield "cmp", f"`{SYMBOL[type(node.ops[0])]}` -> `{SYMBOL[flip]}`"
     elif isinstance(node, ast.BoolOp):
-        old, new = ("and", "or") if isinstance(node.op, ast.And) else ("or", "and")
-        yield "boolop", f"`{old}` -> `{new}`"
+        was, now = ("and", "or") if isinstance(node.op, ast.And) else ("or", "and")
+        yield "boolop", f"`{was}` -> `{now}`"
     elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
         yield "not", f"`not {_short(node.operand)}` -> `{_short(node.operand)}`"
     elif isinstance(node, ast.Constant) and isinstance(node.value, bool):
@@ -343,7 +350,7 @@ def _pytest_args(group: Group) -> list[str]:
 
 
 def _test_files(group: Group) -> list[str]:
-    return [t for t in group.tests if (ROOT / t).exists()]
+    return [t for t in group.tests if (ROOT / t.split("::")[0]).exists()]
 
 
 def coverage_map(group: Group, work: Path) -> dict[tuple[str, int], set[str]]:
@@ -472,10 +479,14 @@ class Tally:
     errors: int = 0
 
 
-def run_group(name: str, group: Group, *, every: bool, budget: float | None, seed: int) -> Tally:
+def run_group(
+    name: str, group: Group, *, every: bool, budget: float | None, seed: int, count: int | None
+) -> Tally:
     """Mutate one group's modules, one mutant at a time; print survivors as file:line: change."""
     print(f"\n== {name}: {', '.join(group.modules)}", flush=True)
-    print(f"   tests: {' '.join(_test_files(group))}{' -k ' + group.keyword if group.keyword else ''}")
+    print(
+        f"   tests: {' '.join(_test_files(group))}{' -k ' + group.keyword if group.keyword else ''}"
+    )
     work = Path(tempfile.mkdtemp(prefix=f"mutants-{name}-"))
     try:
         shadow = work / "src"
@@ -499,7 +510,9 @@ def run_group(name: str, group: Group, *, every: bool, budget: float | None, see
         started = time.monotonic()
         originals = {m: (SRC / m).read_text() for m in group.modules}
         for mutant in order:
-            if not every and time.monotonic() - started > limit:
+            if count is not None and tally.tested >= count:
+                break
+            if not every and count is None and time.monotonic() - started > limit:
                 break
             tally.tested += 1
             if tally.tested % 25 == 0:
@@ -558,6 +571,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("groups", nargs="*", help=f"of {', '.join(GROUPS)} (default: all)")
     parser.add_argument("--all", action="store_true", help="every mutant, no time budget")
     parser.add_argument("--budget", type=float, help="seconds of mutant runs per group")
+    parser.add_argument(
+        "--limit",
+        type=int,
+        help="test the first N mutants of the sample, whatever the time (to compare two runs)",
+    )
     parser.add_argument("--seed", type=int, default=17, help="of the sample (default 17)")
     parser.add_argument("--list", action="store_true", help="print the mutants and stop")
     opts = parser.parse_args(argv)
@@ -576,7 +594,9 @@ def main(argv: list[str] | None = None) -> int:
             __import__(lib)
     assert not any(m == "xtasks" or m.startswith("xtasks.") for m in sys.modules), "xtasks warm"
     tallies = {
-        n: run_group(n, GROUPS[n], every=opts.all, budget=opts.budget, seed=opts.seed)
+        n: run_group(
+            n, GROUPS[n], every=opts.all, budget=opts.budget, seed=opts.seed, count=opts.limit
+        )
         for n in names
     }
     print("\n| group | generated | tested | killed | survived | timeouts | equivalent |")
