@@ -480,7 +480,14 @@ class Tally:
 
 
 def run_group(
-    name: str, group: Group, *, every: bool, budget: float | None, seed: int, count: int | None
+    name: str,
+    group: Group,
+    *,
+    every: bool,
+    budget: float | None,
+    seed: int,
+    count: int | None,
+    match: list[str],
 ) -> Tally:
     """Mutate one group's modules, one mutant at a time; print survivors as file:line: change."""
     print(f"\n== {name}: {', '.join(group.modules)}", flush=True)
@@ -501,7 +508,7 @@ def run_group(
             sys.exit(f"the unmutated tests fail in a forked run:\n{(work / 'log').read_text()}")
         mutants = [m for module in group.modules for m in mutants_of(module)]
         tally = Tally(generated=len(mutants))
-        order = list(mutants)
+        order = [m for m in mutants if not match or any(x in m.key for x in match)]
         if not every:
             random.Random(seed).shuffle(order)
         limit = budget if budget is not None else group.budget
@@ -576,6 +583,12 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         help="test the first N mutants of the sample, whatever the time (to compare two runs)",
     )
+    parser.add_argument(
+        "--match",
+        action="append",
+        default=[],
+        help="only mutants whose 'file:line: change' contains this (repeatable)",
+    )
     parser.add_argument("--seed", type=int, default=17, help="of the sample (default 17)")
     parser.add_argument("--list", action="store_true", help="print the mutants and stop")
     opts = parser.parse_args(argv)
@@ -595,7 +608,13 @@ def main(argv: list[str] | None = None) -> int:
     assert not any(m == "xtasks" or m.startswith("xtasks.") for m in sys.modules), "xtasks warm"
     tallies = {
         n: run_group(
-            n, GROUPS[n], every=opts.all, budget=opts.budget, seed=opts.seed, count=opts.limit
+            n,
+            GROUPS[n],
+            every=opts.all,
+            budget=opts.budget,
+            seed=opts.seed,
+            count=opts.limit,
+            match=opts.match,
         )
         for n in names
     }
