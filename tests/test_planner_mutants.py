@@ -6,12 +6,15 @@ Through a real :class:`~xtasks.Scheduler` on a memory store: what a user sees.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import anyio
 import pytest
 
-from xtasks import RunStatus, Scheduler, Task, TaskState
+from xtasks import Every, RunStatus, Scheduler, Task, TaskState
 from xtasks.events import TaskStateChanged
 from xtasks.stores.memory import MemoryStore
+from xtasks.testing import FakeClock
 
 pytestmark = pytest.mark.anyio
 
@@ -132,3 +135,31 @@ async def test_cancelling_a_task_is_published_and_stored() -> None:
     again.add(Task("job", job))
     async with again:
         assert again.states()["job"] is TaskState.CANCELLED
+
+
+async def test_a_retry_is_due_on_time_while_other_tasks_have_timers() -> None:
+    """The scheduler wakes for whichever comes first, a retry or a periodic fire: a retry
+    due in 5 s runs at 5 s although the next periodic fire is a minute away."""
+    clock = FakeClock()
+    attempts: list[datetime] = []
+
+    async def flaky() -> None:
+        attempts.append(clock.now())
+        if len(attempts) == 1:
+            raise RuntimeError("first attempt fails")
+
+    async def tick() -> None:
+        pass
+
+    scheduler = Scheduler(MemoryStore(), plugins=False, clock=clock)
+    scheduler.add(Task("tick", tick, trigger=Every(minutes=1)))
+    scheduler.add(Task("flaky", flaky, max_retries=1, retry_delay=5))
+    async with scheduler:
+        start = clock.now()
+        handle = await scheduler.trigger("flaky")
+        for _ in range(10):
+            await clock.advance(1)
+        with anyio.fail_after(3):
+            record = await handle.wait()
+    assert record.status is RunStatus.SUCCEEDED
+    assert attempts == [start, start + timedelta(seconds=5)]
