@@ -20,8 +20,8 @@ mutant tested by just the tests that execute its line. So, per group:
 Hypothesis runs derandomized, without its example database, and the planner's properties at
 a tenth of their example counts (``PLANNER_EXAMPLES_SCALE``), so one run is repeatable.
 By default mutants are sampled (fixed seed) until the group's budget is spent; ``--all``
-tests every one. Survivors listed in ``tests/EQUIVALENT_MUTANTS.md`` (a line starting with
-``- `file:line: change` ``) are counted as equivalent, not as survivors.
+tests every one. Survivors listed in ``tests/EQUIVALENT_MUTANTS.md`` are counted as
+equivalent, not as survivors.
 """
 
 from __future__ import annotations
@@ -328,12 +328,13 @@ def _replace(tree: ast.AST, old: ast.AST, new: ast.AST) -> None:
 
 
 def equivalents() -> set[str]:
-    """The survivors tests/EQUIVALENT_MUTANTS.md explains: ``- `src/...:N: change` — why``."""
+    """The survivors tests/EQUIVALENT_MUTANTS.md explains, one a line:
+    ``- `` src/...:N: change `` — why`` (a code span in double backticks)."""
     if not EQUIVALENTS.exists():
         return set()
     found = set()
     for line in EQUIVALENTS.read_text().splitlines():
-        match = re.match(r"- `(src/[^`:]+:\d+): (.+?)` — ", line)
+        match = re.match(r"- `` (src/[^:]+:\d+): (.+?) `` — ", line)
         if match:
             found.add(f"{match[1]}: {match[2]}")
     return found
