@@ -45,3 +45,14 @@ def test_at_repr_and_description_name_the_instant() -> None:
     when = datetime(2026, 1, 1, 12, tzinfo=UTC)
     assert repr(At(when)) == f"At({when!r})"
     assert At(when).describe() == "at 2026-01-01T12:00:00+00:00"
+
+
+def test_triggers_are_immutable_and_hashable() -> None:
+    """Tasks hold triggers and compare them (a reload that changes nothing keeps the task):
+    a trigger cannot change under them, and can key a dict."""
+    when = datetime(2026, 1, 1, 12, tzinfo=UTC)
+    triggers = [At(when), Every(minutes=5), Cron("0 * * * *", tz=PARIS)]
+    assert len({*triggers, At(when), Every(minutes=5)}) == 3
+    for trigger, field in zip(triggers, ["when", "period", "expression"], strict=True):
+        with pytest.raises(AttributeError):
+            setattr(trigger, field, getattr(trigger, field))
