@@ -40,17 +40,16 @@ async def test_stopping_while_the_store_fails_counts_runs_and_task_states_apart(
         else:
             paused.append(None)
 
-    async with anyio.create_task_group() as tg:
-        async with scheduler:
-            store.fail_writes()
-            handle = await scheduler.trigger("job")
-            tg.start_soon(pause)
-            with anyio.fail_after(PATIENCE):
-                while not (  # noqa: ASYNC110 - stats() has no event to wait on
-                    scheduler.states()["other"] is TaskState.PAUSED
-                    and scheduler.stats().store_write_failures >= 1
-                ):
-                    await anyio.sleep(0.01)
+    async with anyio.create_task_group() as tg, scheduler:
+        store.fail_writes()
+        handle = await scheduler.trigger("job")
+        tg.start_soon(pause)
+        with anyio.fail_after(PATIENCE):
+            while not (  # noqa: ASYNC110 - stats() has no event to wait on
+                scheduler.states()["other"] is TaskState.PAUSED
+                and scheduler.stats().store_write_failures >= 1
+            ):
+                await anyio.sleep(0.01)
     assert len(paused) == 1
     with pytest.raises(StoreError):
         await handle.wait()
