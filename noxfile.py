@@ -1,4 +1,5 @@
-"""Developer sessions: ``nox -s tests`` (what CI runs), ``lint``, ``typecheck``, ``docs``, ``bench``."""
+"""Developer sessions: ``nox -s tests`` (what CI runs), ``lint``, ``typecheck``, ``docs``, ``bench``,
+``mutants``."""
 
 from __future__ import annotations
 
@@ -62,3 +63,16 @@ def bench(session: nox.Session) -> None:
     """
     _install(session, "bench")
     session.run("python", "-m", "bench", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def mutants(session: nox.Session) -> None:
+    """Mutation testing of the planner, runtime/recorder, triggers and SQLite store.
+
+    Each group's mutants run against its own test files; survivors print as
+    ``file:line: change``. ``nox -s mutants -- planner`` picks groups; ``-- --all`` tests every
+    mutant instead of a seeded sample within each group's time budget (~20 min in all).
+    Not part of ``tests``: its result is a number we track (tests/EQUIVALENT_MUTANTS.md).
+    """
+    _install(session, "mutants")
+    session.run("python", "tools/mutants.py", *session.posargs)
