@@ -18,17 +18,17 @@ from __future__ import annotations
 import itertools
 import os
 import re
-import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
+from tests._work import calls_during
 from tests.planner_sim import (
     OVERLAPPING_KINDS,
     QUEUED,
@@ -1603,29 +1603,9 @@ def test_catch_up_all_runs_each_missed_fire_one_after_another(
     assert replays.started["a"] == [T0 + secs(period * k) for k in range(1, len(ran) + 1)]
 
 
-T = TypeVar("T")
-
 #: Python calls a catch-up may make, however long the downtime: constant cost. Replaying
 #: fire by fire would make millions (a year of half-second fires: 63 million).
 CONSTANT_CALLS = 50_000
-
-
-def calls_during(action: Callable[[], T]) -> tuple[T, int]:
-    """``action()``'s result and how many Python calls it made: a measure of work that a
-    loaded machine cannot change, unlike a wall-clock bound."""
-    count = 0
-
-    def profile(frame: object, event: str, arg: object) -> None:
-        nonlocal count
-        if event == "call":
-            count += 1
-
-    sys.setprofile(profile)
-    try:
-        result = action()
-    finally:
-        sys.setprofile(None)
-    return result, count
 
 
 def claims_after_downtime(
