@@ -28,8 +28,8 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff: lint and import order."""
     session.install("--group=lint", ".")
-    session.run("ruff", "check", "src", "tests", "bench", "examples", "noxfile.py")
-    session.run("ruff", "format", "--check", "src", "tests", "bench", "examples", "noxfile.py")
+    session.run("ruff", "check", "src", "tests", "bench", "examples", "tools", "noxfile.py")
+    session.run("ruff", "format", "--check", "src", "tests", "bench", "examples", "tools", "noxfile.py")
 
 
 @nox.session(python=PYTHON)
