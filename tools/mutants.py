@@ -39,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -415,58 +416,88 @@ def _env() -> dict[str, str]:
     }
 
 
-def run_forked(shadow: Path, args: list[str], timeout: float, log: Path) -> str:
-    """Run pytest in a child forked from this process, on the shadow ``src``:
-    ``killed``, ``survived`` or ``timeout``."""
+def spawn(shadow: Path, args: list[str], log: Path) -> int:
+    """Start pytest in a child forked from this process, on the shadow ``src``; its pid."""
     pid = os.fork()
-    if pid == 0:  # the child
-        code = 3
-        try:
-            os.setsid()
-            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-            os.dup2(fd, 1)
-            os.dup2(fd, 2)
-            sys.dont_write_bytecode = True
-            sys.path.insert(0, str(shadow))
-            os.chdir(ROOT)
-            import hypothesis
-            import pytest
+    if pid:
+        return pid
+    code = 3  # the child
+    try:
+        os.setsid()
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        sys.dont_write_bytecode = True
+        sys.path.insert(0, str(shadow))
+        os.chdir(ROOT)
+        import hypothesis
+        import pytest
 
-            phases = [hypothesis.Phase.explicit, hypothesis.Phase.generate]  # no shrinking
-            hypothesis.settings.register_profile(
-                "mutants",
-                derandomize=True,
-                database=None,
-                deadline=None,
-                print_blob=False,
-                phases=phases,
-                report_multiple_bugs=False,
-            )
-            hypothesis.settings.load_profile("mutants")
-            code = int(pytest.main(args))
-        except BaseException:
-            import traceback
+        phases = [hypothesis.Phase.explicit, hypothesis.Phase.generate]  # no shrinking
+        hypothesis.settings.register_profile(
+            "mutants",
+            derandomize=True,
+            database=None,
+            deadline=None,
+            print_blob=False,
+            phases=phases,
+            report_multiple_bugs=False,
+        )
+        hypothesis.settings.load_profile("mutants")
+        code = int(pytest.main(args))
+    except BaseException:
+        import traceback
 
-            traceback.print_exc()
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def outcome_of(status: int) -> str:
+    """``killed``, ``survived`` or ``error`` from a finished child's wait status."""
+    code = os.waitstatus_to_exitcode(status)
+    if code == 0:
+        return "survived"
+    if code == 5:  # no test collected: a broken selection, not a kill
+        return "error"
+    return "killed"
+
+
+def run_forked(shadow: Path, args: list[str], timeout: float, log: Path) -> str:
+    """Run pytest once in a forked child and wait for it (the unmutated check)."""
+    pid = spawn(shadow, args, log)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
-            code = os.waitstatus_to_exitcode(status)
-            if code == 0:
-                return "survived"
-            if code == 5:  # no test collected: a broken selection, not a kill
-                return "error"
-            return "killed"
+            return outcome_of(status)
         time.sleep(0.02)
+    _kill(pid)
+    return "timeout"
+
+
+def _kill(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
-    return "timeout"
+
+
+FAILED = re.compile(r"^FAILED ([^\s\[]+)", re.MULTILINE)  # the node id, without parameters
+
+
+@dataclasses.dataclass
+class Slot:
+    """One shadow copy of ``src/`` and the mutant being tested in it, if any."""
+
+    shadow: Path
+    log: Path
+    mutant: Mutant | None = None
+    ids: list[str] | None = None
+    pid: int = 0
+    deadline: float = 0.0
+    whole_group: bool = False  # the second stage: a survivor must pass every test
 
 
 @dataclasses.dataclass
@@ -489,21 +520,27 @@ def run_group(
     seed: int,
     count: int | None,
     match: list[str],
+    jobs: int,
 ) -> Tally:
-    """Mutate one group's modules, one mutant at a time; print survivors as file:line: change."""
+    """Mutate one group's modules, ``jobs`` mutants at a time; print survivors as
+    file:line: change."""
     print(f"\n== {name}: {', '.join(group.modules)}", flush=True)
     print(
         f"   tests: {' '.join(_test_files(group))}{' -k ' + group.keyword if group.keyword else ''}"
     )
     work = Path(tempfile.mkdtemp(prefix=f"mutants-{name}-"))
+    slots = []
     try:
-        shadow = work / "src"
-        shutil.copytree(SRC, shadow, ignore=shutil.ignore_patterns("__pycache__"))
+        for i in range(jobs):
+            shadow = work / f"src{i}"
+            shutil.copytree(SRC, shadow, ignore=shutil.ignore_patterns("__pycache__"))
+            slots.append(Slot(shadow, work / f"log{i}"))
         covered = coverage_map(group, work)
         clean = time.monotonic()
-        check = run_forked(shadow, _pytest_args(group) + _test_files(group), 600, work / "log")
+        everything = _pytest_args(group) + _test_files(group)
+        check = run_forked(slots[0].shadow, everything, 600, work / "log")
         clean = time.monotonic() - clean
-        timeout = max(15.0, 3 * clean)
+        timeout = max(15.0, 3 * clean) * (1 + (jobs - 1) / 2)  # the jobs share the cores
         print(f"  unmutated forked run: {clean:.1f} s; a mutant's timeout: {timeout:.0f} s")
         if check != "survived":
             sys.exit(f"the unmutated tests fail in a forked run:\n{(work / 'log').read_text()}")
@@ -512,41 +549,16 @@ def run_group(
         order = [m for m in mutants if not match or any(x in m.key for x in match)]
         if not every:
             random.Random(seed).shuffle(order)
+        if count is not None:
+            order = order[:count]
         limit = budget if budget is not None else group.budget
         known = equivalents()
         survivors: list[tuple[Mutant, str]] = []
-        started = time.monotonic()
+        kills: Counter[str] = Counter()  # tests that killed mutants: tried first next time
         originals = {m: (SRC / m).read_text() for m in group.modules}
-        for mutant in order:
-            if count is not None and tally.tested >= count:
-                break
-            if not every and count is None and time.monotonic() - started > limit:
-                break
-            tally.tested += 1
-            if tally.tested % 25 == 0:
-                spent = time.monotonic() - started
-                print(f"  ... {tally.tested} of {len(order)} in {spent:.0f} s", flush=True)
-            contexts = covered.get((mutant.module, mutant.line))
-            if not contexts:
-                outcome, why = "survived", "no test runs this line"
-            else:
-                ids = node_ids(contexts, group)
-                selection = ids if ids is not None else _test_files(group)
-                target = shadow / mutant.module
-                target.write_text(apply(mutant, originals[mutant.module]))
-                try:
-                    outcome = run_forked(
-                        shadow, _pytest_args(group) + selection, timeout, work / "last.log"
-                    )
-                    if outcome == "survived" and ids is not None:
-                        # coverage's per-test contexts are approximate (fixtures, async
-                        # frames): a survivor must pass every test of the group
-                        outcome = run_forked(
-                            shadow, _pytest_args(group) + _test_files(group), timeout, work / "l"
-                        )
-                finally:
-                    target.write_text(originals[mutant.module])
-                why = "the group's tests pass"
+        started = time.monotonic()
+
+        def record(mutant: Mutant, outcome: str, why: str) -> None:
             if outcome == "survived" and mutant.key in known:
                 tally.equivalent += 1
             elif outcome == "survived":
@@ -559,6 +571,63 @@ def run_group(
             else:
                 tally.errors += 1
                 survivors.append((mutant, "pytest collected nothing (error)"))
+
+        def finish(slot: Slot, outcome: str) -> None:
+            assert slot.mutant is not None
+            module = slot.mutant.module
+            (slot.shadow / module).write_text(originals[module])
+            record(slot.mutant, outcome, "the group's tests pass")
+            slot.mutant = None
+
+        pending = iter(order)
+        while True:
+            for slot in slots:  # start a mutant in every free slot
+                if slot.mutant is not None:
+                    continue
+                if not every and count is None and time.monotonic() - started > limit:
+                    break
+                mutant = next(pending, None)
+                if mutant is None:
+                    break
+                tally.tested += 1
+                if tally.tested % 25 == 0:
+                    spent = time.monotonic() - started
+                    print(f"  ... {tally.tested} of {len(order)} in {spent:.0f} s", flush=True)
+                contexts = covered.get((mutant.module, mutant.line))
+                if not contexts:
+                    record(mutant, "survived", "no test runs this line")
+                    continue
+                ids = node_ids(contexts, group)
+                if ids is not None:
+                    ids.sort(key=lambda n: -kills[n])  # stable: the group's order otherwise
+                (slot.shadow / mutant.module).write_text(apply(mutant, originals[mutant.module]))
+                slot.mutant, slot.ids, slot.whole_group = mutant, ids, ids is None
+                selection = ids if ids is not None else _test_files(group)
+                slot.pid = spawn(slot.shadow, _pytest_args(group) + selection, slot.log)
+                slot.deadline = time.monotonic() + timeout
+            busy = [s for s in slots if s.mutant is not None]
+            if not busy:
+                break
+            time.sleep(0.02)
+            for slot in busy:
+                done, status = os.waitpid(slot.pid, os.WNOHANG)
+                if not done:
+                    if time.monotonic() > slot.deadline:
+                        _kill(slot.pid)
+                        finish(slot, "timeout")
+                    continue
+                outcome = outcome_of(status)
+                if outcome == "killed":
+                    with contextlib.suppress(OSError):
+                        kills.update(FAILED.findall(slot.log.read_text(errors="replace")))
+                if outcome == "survived" and not slot.whole_group:
+                    # coverage's per-test contexts are approximate (fixtures, async frames):
+                    # a survivor must pass every test of the group
+                    slot.whole_group = True
+                    slot.pid = spawn(slot.shadow, everything, slot.log)
+                    slot.deadline = time.monotonic() + timeout
+                    continue
+                finish(slot, outcome)
         for mutant, why in sorted(survivors, key=lambda s: (s[0].module, s[0].line)):
             print(f"{mutant.key}   [{why}]")
         sampled = "every mutant" if tally.tested == tally.generated else "a seeded sample"
@@ -571,6 +640,9 @@ def run_group(
         )
         return tally
     finally:
+        for slot in slots:
+            if slot.mutant is not None:
+                _kill(slot.pid)
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -591,6 +663,12 @@ def main(argv: list[str] | None = None) -> int:
         help="only mutants whose 'file:line: change' contains this (repeatable)",
     )
     parser.add_argument("--seed", type=int, default=17, help="of the sample (default 17)")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="mutants tested at once (default: one per core)",
+    )
     parser.add_argument("--list", action="store_true", help="print the mutants and stop")
     opts = parser.parse_args(argv)
     names = opts.groups or list(GROUPS)
@@ -616,6 +694,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=opts.seed,
             count=opts.limit,
             match=opts.match,
+            jobs=max(1, opts.jobs),
         )
         for n in names
     }
