@@ -274,16 +274,25 @@ def test_every_five_minutes_keeps_a_real_five_minute_beat_across_dst(day, hours)
 def _oracle(
     minutes: set[int], hours: set[int], tz: ZoneInfo, lo: datetime, hi: datetime
 ) -> list[datetime]:
-    """Brute force of the documented DST rules for 'M H * * *', minute by minute."""
+    """Brute force of the documented DST rules for 'M H * * *', minute by minute of the
+    wall clock (second by second where the zone's offsets are not whole minutes)."""
     every_hour = hours == set(range(24))
+    samples = (lo + timedelta(hours=h) for h in range(int((hi - lo) / timedelta(hours=1)) + 1))
+    odd = any((t.astimezone(tz).utcoffset() or timedelta(0)).seconds % 60 for t in samples)
+    step = timedelta(seconds=1 if odd else 60)
     out = set()
     t = lo
     while t <= hi:  # real wall times; a repeated one only counts twice if every hour
         local = t.astimezone(tz)
-        if local.minute in minutes and local.hour in hours and (every_hour or not local.fold):
+        if (
+            local.second == 0
+            and local.minute in minutes
+            and local.hour in hours
+            and (every_hour or not local.fold)
+        ):
             out.add(t)
-        t += timedelta(minutes=1)
-    wall = lo.astimezone(tz).replace(tzinfo=None) - timedelta(hours=3)
+        t += step
+    wall = lo.astimezone(tz).replace(tzinfo=None, second=0) - timedelta(hours=3)
     while not every_hour and wall <= hi.astimezone(tz).replace(tzinfo=None):
         aware = wall.replace(tzinfo=tz)
         skipped = aware.astimezone(UTC).astimezone(tz).replace(tzinfo=None) != wall
@@ -300,6 +309,16 @@ DST_DAYS = [
     (NEW_YORK, date(2026, 11, 1)),
     (LORD_HOWE, date(2026, 4, 5)),
     (LORD_HOWE, date(2026, 10, 4)),
+    # centuries ahead (the zones' rules, not their tables): offset changes are searched
+    # around the right day whatever its number
+    (NEW_YORK, date(2400, 3, 12)),
+    (PARIS, date(2400, 10, 29)),
+    (LORD_HOWE, date(2400, 4, 1)),
+    # offsets that are not whole minutes, changing at odd seconds: a 44.5-minute gap,
+    # a summer time starting at 01:40:28 UTC, a 27-minute-49-second repeat
+    (ZoneInfo("Africa/Monrovia"), date(1972, 1, 7)),
+    (ZoneInfo("Europe/Amsterdam"), date(1937, 5, 22)),
+    (ZoneInfo("America/Detroit"), date(1905, 1, 1)),
 ]
 ORACLE_CASES = [
     ("*/5 * * * *", frozenset(range(0, 60, 5)), frozenset(range(24))),
@@ -307,6 +326,7 @@ ORACLE_CASES = [
     ("*/15 1,2 * * *", frozenset({0, 15, 30, 45}), frozenset({1, 2})),
     ("10,40 1-3 * * *", frozenset({10, 40}), frozenset({1, 2, 3})),
     ("45 1 * * *", frozenset({45}), frozenset({1})),
+    ("20 0 * * *", frozenset({20}), frozenset({0})),
 ]
 
 
@@ -339,6 +359,41 @@ def test_cron_from_any_instant_near_a_dst_change_agrees_with_the_oracle(case, ds
     after = _window(day)[0] + timedelta(microseconds=offset)
     expected = next(t for t in _oracle_window(case, dst_day) if t > after)
     assert Cron(expression, tz=tz).next_fire(after) == expected
+
+
+def _offset_change(tz: ZoneInfo, day: date) -> tuple[datetime, timedelta]:
+    """The instant ``tz`` changes its UTC offset within ``day``'s window, to the second,
+    and by how much (found minute by minute, then second by second)."""
+    lo, hi = _window(day)
+    t, offset = lo, lo.astimezone(tz).utcoffset()
+    while t < hi:
+        t += timedelta(minutes=1)
+        now = t.astimezone(tz).utcoffset()
+        if now != offset:
+            assert now is not None and offset is not None
+            t -= timedelta(minutes=1)
+            while t.astimezone(tz).utcoffset() == offset:
+                t += timedelta(seconds=1)
+            return t, abs(now - offset)
+    raise AssertionError(f"no offset change in {tz} near {day}")
+
+
+US, SECOND = timedelta(microseconds=1), timedelta(seconds=1)
+
+
+@pytest.mark.parametrize("dst_day", range(len(DST_DAYS)))
+@pytest.mark.parametrize("case", range(len(ORACLE_CASES)))
+def test_cron_from_the_instants_around_an_offset_change_agrees_with_the_oracle(case, dst_day):
+    """From just before, at and just after the change, and one change's size either side
+    of it (where the repeated or skipped wall times begin and end), to the microsecond."""
+    (tz, day), expression = DST_DAYS[dst_day], ORACLE_CASES[case][0]
+    change, size = _offset_change(tz, day)
+    cron = Cron(expression, tz=tz)
+    for edge in (change - size, change, change + size):
+        for step in (-SECOND, -US, timedelta(0), US, SECOND):
+            after = edge + step
+            expected = next(t for t in _oracle_window(case, dst_day) if t > after)
+            assert cron.next_fire(after) == expected, (expression, tz, after)
 
 
 EXPRESSIONS = [

@@ -3,12 +3,21 @@ not "next", comparisons with other types, ``At``'s first fire and ``repr``."""
 
 from __future__ import annotations
 
+import sys
+import textwrap
+import warnings
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+import anyio
 import pytest
 
-from xtasks import At, Cron, Every
+from xtasks import At, Cron, Every, Scheduler, ShortIntervalWarning, Task
+from xtasks.abc import Trigger
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 PARIS = ZoneInfo("Europe/Paris")
 
@@ -56,3 +65,78 @@ def test_triggers_are_immutable_and_hashable() -> None:
     for trigger, field in zip(triggers, ["when", "period", "expression"], strict=True):
         with pytest.raises(AttributeError):
             setattr(trigger, field, getattr(trigger, field))
+
+
+def test_a_trigger_of_ones_own_first_fires_at_its_next_fire() -> None:
+    """A plugin's trigger that defines only ``next_fire`` first fires where it says."""
+
+    class Weekly(Trigger):
+        def next_fire(self, after: datetime) -> datetime | None:
+            return after + timedelta(days=7)
+
+    registered = datetime(2026, 3, 1, 9, tzinfo=UTC)
+    assert Weekly().first_fire(registered) == registered + timedelta(days=7)
+
+
+def test_an_anchored_short_every_given_to_a_task_does_not_warn_again() -> None:
+    """The user's ``Every(seconds=1)`` warned at its line; its anchored copy (the grid fixed
+    by hand) is the same interval: a task made with it neither warns again nor fails."""
+    with pytest.warns(ShortIntervalWarning):
+        every = Every(seconds=1)
+    anchored = every.anchored(datetime(2026, 3, 1, tzinfo=UTC))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        task = Task("tick", _tick, trigger=anchored)
+    assert task.trigger == anchored
+
+
+def _tick() -> None:
+    pass
+
+
+def test_a_short_seed_interval_whose_entry_is_not_in_the_source_warns_at_the_users_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the entry of a seed cannot be found in its module's source (built by code, not
+    written as a dict literal), the warning points at the user's own line that loaded it,
+    not inside xtasks."""
+    source = """\
+        def tick():
+            pass
+
+
+        PLUGIN_TASKS = [dict(name=n, function=tick, interval_seconds=s) for n, s in [("fast", 2)]]
+    """
+    (tmp_path / "built_seed_plugin.py").write_text(textwrap.dedent(source))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import built_seed_plugin  # type: ignore[import-not-found]
+
+    line = sys._getframe().f_lineno + 2  # the Scheduler(...) line below
+    with pytest.warns(ShortIntervalWarning) as record:
+        Scheduler(plugins=[built_seed_plugin])
+    assert len(record) == 1
+    assert "task 'fast': Every(seconds=2)" in str(record[0].message)
+    assert "PLUGIN_TASKS[0]" in str(record[0].message)
+    assert (record[0].filename, record[0].lineno) == (__file__, line)
+
+
+@pytest.mark.anyio
+async def test_an_every_built_by_a_running_task_warns_at_the_tasks_own_line() -> None:
+    """User code run by xtasks (a task's body) is still the user's: its short ``Every``
+    warns at its own line, as anywhere else."""
+    built: list[tuple[Every, int]] = []
+
+    async def plan_next() -> None:
+        built.append((Every(seconds=1), sys._getframe().f_lineno))
+
+    scheduler = Scheduler(plugins=False)
+    scheduler.add(Task("plan", plan_next))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        async with scheduler:
+            handle = await scheduler.trigger("plan")
+            with anyio.fail_after(10):
+                await handle.wait()
+    [(_, line)] = built
+    shorts = [w for w in caught if issubclass(w.category, ShortIntervalWarning)]
+    assert [(w.filename, w.lineno) for w in shorts] == [(__file__, line)]
