@@ -58,6 +58,8 @@ READ_TOKENS_ENV = "XTASKS_MANAGER_READ_TOKENS"
 #: ``demo``: its store, and the distribution whose tasks it shows.
 DEMO_STORE = "sqlite:///xtasks-demo.db"
 DEMO_PLUGIN = "xtasks-example-plugin"
+#: xtasks' add-on distributions that register plugins (``kind: email``, ``kind: webhook``).
+_ADD_ON_PLUGINS = frozenset({"xtasks-alerts"})
 
 
 class _UsageError(XtasksError):
@@ -338,9 +340,10 @@ def _demo(args: argparse.Namespace) -> int:
     _web_stack("demo")
     args.store = args.store or DEMO_STORE
     # What the help says: the example plugin's tasks, not those of every installed plugin
-    # (nor XTASKS_PLUGINS's), with the add-ons xtasks itself ships (alerter kinds, no tasks).
-    own = "xtasks" in {ep.dist.name for ep in entry_points(group="xtasks") if ep.dist}
-    return _serve(args, _build(args, plugins=[DEMO_PLUGIN, *(["xtasks"] if own else [])]))
+    # (nor XTASKS_PLUGINS's), with xtasks' own add-ons when installed (alerter kinds, no tasks).
+    installed = {ep.dist.name for ep in entry_points(group="xtasks") if ep.dist}
+    add_ons = sorted(installed & _ADD_ON_PLUGINS)
+    return _serve(args, _build(args, plugins=[DEMO_PLUGIN, *add_ons]))
 
 
 def _parser() -> argparse.ArgumentParser:
