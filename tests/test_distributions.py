@@ -320,6 +320,17 @@ def test_the_add_ons_share_one_build_hook() -> None:
     assert len(set(hooks.values())) == 1, "distributions/*/hatch_build.py differ: copy one over"
 
 
+def test_every_add_on_package_has_its_distribution() -> None:
+    """src/xtasks_x ships in distributions/xtasks-x, the core's wheel takes src/xtasks only."""
+    packages = {p.name for p in (ROOT / "src").glob("xtasks_*") if (p / "__init__.py").exists()}
+    projects = {
+        p.name.replace("-", "_")
+        for p in (ROOT / "distributions").iterdir()
+        if (p / "pyproject.toml").exists()
+    }
+    assert packages == projects == {n.replace("-", "_") for n in ADD_ONS}
+
+
 def test_the_readme_install_lines_name_the_distributions() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     for line in (
