@@ -17,6 +17,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -73,7 +74,7 @@ class Venv:
         }
         return {**env, "PYTHONNOUSERSITE": "1", **more}
 
-    def run(self, code: str) -> dict[str, object]:
+    def run(self, code: str) -> dict[str, Any]:
         """Run ``code`` in this environment; the JSON it prints last."""
         done = subprocess.run(
             [str(self.python), "-c", textwrap.dedent(code)],
@@ -85,7 +86,7 @@ class Venv:
             check=False,
         )
         assert done.returncode == 0, done.stdout + done.stderr
-        result: dict[str, object] = json.loads(done.stdout.splitlines()[-1])
+        result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
         return result
 
     def xtasks(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -105,7 +106,7 @@ class Venv:
             for n in self.run(
                 "import importlib.metadata as m, json\n"
                 "print(json.dumps({'names': [d.metadata['Name'] for d in m.distributions()]}))"
-            )["names"]  # type: ignore[attr-defined]
+            )["names"]
             if str(n).startswith("xtasks")
         )
 
@@ -128,7 +129,7 @@ PROBE = """
             if importlib.util.find_spec(p)
         ),
     }))
-""" % (ADD_ON_LIBRARIES,)
+""".replace("%r", repr(ADD_ON_LIBRARIES))
 
 ALERTS_YAML = """
 alerts:
@@ -159,9 +160,7 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return found
 
 
-def _venv(
-    tmp_path_factory: pytest.TempPathFactory, wheels: dict[str, Path], *names: str
-) -> Venv:
+def _venv(tmp_path_factory: pytest.TempPathFactory, wheels: dict[str, Path], *names: str) -> Venv:
     path = tmp_path_factory.mktemp("venv-" + "-".join(n.removeprefix("xtasks-") for n in names))
     return Venv(path, [str(wheels[n]) for n in names])
 
@@ -254,7 +253,7 @@ def test_xtasks_alerts_registers_email_and_webhook_through_its_entry_point(alert
         print(json.dumps({"alerters": [type(a).__name__ for a in scheduler.alerters]}))
         """
     )
-    assert {"EmailAlerter", "WebhookAlerter"} <= set(built["alerters"])  # type: ignore[arg-type]
+    assert {"EmailAlerter", "WebhookAlerter"} <= set(built["alerters"])
     checked = alerts.xtasks("check", "--config", "app.yaml")
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
