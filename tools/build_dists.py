@@ -251,6 +251,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{artifact}: {len(files)} files")
     for problem in problems:
         print(problem, file=sys.stderr)
+    if not problems:
+        print(
+            f"{len(artifacts)} artifacts, all checked: each wheel built from its sdist equals "
+            "the tree's; files, entry points, requirements and twine check as expected"
+        )
     return 1 if problems else 0
 
 
