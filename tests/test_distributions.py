@@ -74,10 +74,10 @@ class Venv:
         }
         return {**env, "PYTHONNOUSERSITE": "1", **more}
 
-    def run(self, code: str) -> dict[str, Any]:
-        """Run ``code`` in this environment; the JSON it prints last."""
+    def run(self, code: str, *args: str) -> dict[str, Any]:
+        """Run ``code`` (with ``args`` in ``sys.argv``) here; the JSON it prints last."""
         done = subprocess.run(
-            [str(self.python), "-c", textwrap.dedent(code)],
+            [str(self.python), "-c", textwrap.dedent(code), *args],
             capture_output=True,
             text=True,
             cwd=self.cwd,
@@ -100,25 +100,21 @@ class Venv:
             check=False,
         )
 
-    def distributions(self) -> list[str]:
-        return sorted(
-            str(n)
-            for n in self.run(
-                "import importlib.metadata as m, json\n"
-                "print(json.dumps({'names': [d.metadata['Name'] for d in m.distributions()]}))"
-            )["names"]
-            if str(n).startswith("xtasks")
-        )
 
-
-# What a program sees of the add-ons, as JSON: the libraries imported, the entry points.
+# What a program sees of xtasks' distributions, as JSON: those installed, the add-on libraries
+# imported once a Scheduler is built (from the YAML file in argv, if any), the entry points,
+# the alerters built.
 PROBE = """
     import importlib.metadata, importlib.util, json, sys
     import xtasks, xtasks.cli
     from xtasks import Scheduler
 
-    scheduler = Scheduler()  # plugins load from the installed entry points
+    scheduler = Scheduler(config=sys.argv[1] if sys.argv[1:] else None)  # plugins load
     print(json.dumps({
+        "installed": sorted(
+            d.metadata["Name"] for d in importlib.metadata.distributions()
+            if d.metadata["Name"].startswith("xtasks")
+        ),
         "imported": sorted(m for m in %r if m in sys.modules),
         "entry_points": sorted(
             f"{ep.dist.name}: {ep.name} = {ep.value}"
@@ -128,6 +124,7 @@ PROBE = """
             p for p in ("xtasks_fastapi", "xtasks_alerts", "xtasks_celery")
             if importlib.util.find_spec(p)
         ),
+        "alerters": sorted(type(a).__name__ for a in scheduler.alerters),
     }))
 """.replace("%r", repr(ADD_ON_LIBRARIES))
 
@@ -195,9 +192,12 @@ def web(tmp_path_factory: pytest.TempPathFactory, wheels: dict[str, Path]) -> Ve
 def test_the_core_alone_imports_no_add_on_library_and_registers_no_alert_kind(
     core: Venv,
 ) -> None:
-    assert core.distributions() == ["xtasks"]
     seen = core.run(PROBE)
-    assert seen == {"imported": [], "entry_points": [], "add_ons": []}
+    assert seen["installed"] == ["xtasks"]
+    assert seen["imported"] == []
+    assert seen["entry_points"] == []
+    assert seen["add_ons"] == []
+    assert "EmailAlerter" not in seen["alerters"]
 
 
 @pytest.mark.slow
@@ -239,32 +239,29 @@ def test_the_core_alone_names_xtasks_fastapi_when_the_web_part_is_missing(
 
 @pytest.mark.slow
 def test_xtasks_alerts_registers_email_and_webhook_through_its_entry_point(alerts: Venv) -> None:
-    assert alerts.distributions() == ["xtasks", "xtasks-alerts"]
-    seen = alerts.run(PROBE)
+    (alerts.cwd / "app.yaml").write_text(ALERTS_YAML)
+    seen = alerts.run(PROBE, "app.yaml")
+    assert seen["installed"] == ["xtasks", "xtasks-alerts"]
     assert seen["entry_points"] == ["xtasks-alerts: alerts = xtasks_alerts._plugin"]
     assert seen["add_ons"] == ["xtasks_alerts"]
-    assert seen["imported"] == []  # the plugin loads; aiosmtplib and httpx wait for a use
-    (alerts.cwd / "app.yaml").write_text(ALERTS_YAML)
-    built = alerts.run(
-        """
-        import json
-        from xtasks import Scheduler
-        scheduler = Scheduler(config="app.yaml")
-        print(json.dumps({"alerters": [type(a).__name__ for a in scheduler.alerters]}))
-        """
-    )
-    assert {"EmailAlerter", "WebhookAlerter"} <= set(built["alerters"])
+    assert {"EmailAlerter", "WebhookAlerter"} <= set(seen["alerters"])
+    assert not {"fastapi", "starlette", "uvicorn", "celery"} & set(seen["imported"])
     checked = alerts.xtasks("check", "--config", "app.yaml")
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 @pytest.mark.slow
+def test_xtasks_fastapi_registers_no_plugin_and_brings_no_alerts(web: Venv) -> None:
+    seen = web.run(PROBE)
+    assert seen["installed"] == ["xtasks", "xtasks-example-plugin", "xtasks-fastapi"]
+    assert seen["entry_points"] == ["xtasks-example-plugin: example = xtasks_example.tasks"]
+    assert seen["add_ons"] == ["xtasks_fastapi"]
+    assert seen["imported"] == []  # the core still imports no web code by itself
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["serve", "demo"])
 def test_xtasks_fastapi_gives_serve_and_demo_their_web_part(web: Venv, command: str) -> None:
-    assert web.distributions() == ["xtasks", "xtasks-example-plugin", "xtasks-fastapi"]
-    assert web.run(PROBE)["entry_points"] == [
-        "xtasks-example-plugin: example = xtasks_example.tasks"
-    ]
     proc = subprocess.Popen(
         [str(web.path / "bin" / "xtasks"), command, "--port", "0"],
         stdout=subprocess.PIPE,
@@ -294,20 +291,29 @@ def test_xtasks_celery_brings_the_executor_and_celery(
     tmp_path_factory: pytest.TempPathFactory, wheels: dict[str, Path]
 ) -> None:
     venv = _venv(tmp_path_factory, wheels, "xtasks", "xtasks-celery")
-    assert venv.distributions() == ["xtasks", "xtasks-celery"]
     seen = venv.run(
         """
-        import json, sys
+        import importlib.metadata, json, sys
         from celery import Celery
-        from xtasks import Scheduler
+        from xtasks import Scheduler, Task
         from xtasks_celery import CeleryExecutor
 
         app = Celery("probe", broker="redis://127.0.0.1:6379/13", backend="redis://127.0.0.1:6379/13")
         scheduler = Scheduler(executors=[CeleryExecutor(app)])
-        print(json.dumps({"web": sorted(m for m in ("fastapi", "httpx") if m in sys.modules)}))
+        scheduler.add(Task("rapport", "myapp.tasks.rapport", executor="celery"))  # known to it
+        print(json.dumps({
+            "installed": sorted(
+                d.metadata["Name"] for d in importlib.metadata.distributions()
+                if d.metadata["Name"].startswith("xtasks")
+            ),
+            "task": scheduler.tasks["rapport"].executor,
+            "web": sorted(m for m in ("fastapi", "httpx") if m in sys.modules),
+        }))
         """
     )
-    assert seen == {"web": []}
+    assert seen["installed"] == ["xtasks", "xtasks-celery"]
+    assert seen["task"] == "celery"
+    assert seen["web"] == []
 
 
 # --- the repository's side --------------------------------------------------------------
