@@ -281,6 +281,25 @@ def test_add_ons_import_only_public_xtasks_api(package: Path) -> None:
     assert private == [], "add-ons must use public xtasks API only:\n" + "\n".join(private)
 
 
+@pytest.mark.parametrize("package", ADD_ONS, ids=lambda p: p.name)
+def test_add_ons_do_not_import_each_other(package: Path) -> None:
+    """Each add-on is a distribution that needs only the core: none imports another."""
+    others = {p.name for p in ADD_ONS} - {package.name}
+    found = []
+    for module in sorted(package.rglob("*.py")):
+        tree = ast.parse(module.read_text(encoding="utf-8"), filename=str(module))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            hits = [n for n in names if n.split(".")[0] in others]
+            found += [f"{module.name}:{node.lineno}: {n}" for n in hits]
+    assert found == [], "an add-on imports another:\n" + "\n".join(found)
+
+
 def test_the_private_import_check_catches_every_spelling(tmp_path: Path) -> None:
     sample = tmp_path / "probe.py"
     sample.write_text(
