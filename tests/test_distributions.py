@@ -33,6 +33,10 @@ TIMEOUT = 300.0  # an install that downloads its dependencies the first time
 SERVE_TIMEOUT = 30.0
 TOKEN = "distributions-test-token-0123456789"
 
+# The first test to run builds every distribution and an environment (uv's cache helps):
+# more than the 60 s a test gets by default on a busy machine.
+pytestmark = pytest.mark.timeout(TIMEOUT * 2)
+
 #: What the core must never import by itself: the add-ons' libraries.
 ADD_ON_LIBRARIES = ("fastapi", "starlette", "uvicorn", "aiosmtplib", "httpx", "celery", "kombu")
 
