@@ -340,6 +340,22 @@ def test_every_add_on_package_has_its_distribution() -> None:
     assert packages == projects == {n.replace("-", "_") for n in ADD_ONS}
 
 
+def test_from_a_clone_the_missing_web_part_is_named_by_its_directory() -> None:
+    """Run from this repository, ``xtasks serve`` without xtasks-fastapi names the add-on's
+    directory to install (the fresh environments above check the index name)."""
+    code = (
+        "import sys\n"
+        "sys.modules['xtasks_fastapi'] = None  # as if xtasks-fastapi were not installed\n"
+        "from xtasks.cli import main\n"
+        "sys.exit(main(['serve']))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 2, done.stderr
+    assert f"pip install {ROOT / 'distributions' / 'xtasks-fastapi'}" in done.stderr
+
+
 def test_the_readme_install_lines_name_the_distributions() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     for line in (
