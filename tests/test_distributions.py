@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -354,6 +355,30 @@ def test_from_a_clone_the_missing_web_part_is_named_by_its_directory() -> None:
     )
     assert done.returncode == 2, done.stderr
     assert f"pip install {ROOT / 'distributions' / 'xtasks-fastapi'}" in done.stderr
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/getting-started.md"])
+def test_the_demo_command_installs_every_xtasks_distribution_from_this_clone(page: str) -> None:
+    """The first of the two commands (``pip install ... && xtasks demo``) names a directory
+    for every xtasks distribution it needs, so pip never looks one up on an index (where a
+    project of the same name may be someone else's)."""
+    text = (ROOT / page).read_text(encoding="utf-8")
+    [command] = [
+        line for line in text.splitlines() if "pip install" in line and "xtasks demo" in line
+    ]
+    given = command.split("pip install", 1)[1].split("&&", 1)[0].split()
+    provided: dict[str, Path] = {}
+    needed: set[str] = set()
+    for arg in given:
+        path, _, extras = arg.strip("\"'").partition("[")
+        project = tomllib.loads((ROOT / path / "pyproject.toml").read_text())["project"]
+        provided[project["name"]] = ROOT / path
+        wanted = list(project.get("dependencies", []))
+        for extra in extras.rstrip("]").split(",") if extras else []:
+            wanted += project["optional-dependencies"][extra]
+        needed |= {re.split(r"[\s<>=!~\[;]", r, maxsplit=1)[0] for r in wanted}
+    assert {"xtasks", "xtasks-fastapi"} <= provided.keys()
+    assert {n for n in needed if n.startswith("xtasks")} <= provided.keys(), command
 
 
 def test_the_readme_install_lines_name_the_distributions() -> None:
