@@ -120,13 +120,40 @@ def _uv_build(project: Path | str, out: Path, *options: str) -> None:
 
 
 def package_files(dist: Distribution) -> set[str]:
-    """The files its wheel must hold besides ``.dist-info``: the package as it is in src/."""
+    """The files its wheel must hold besides ``.dist-info``: the package as it is in src/,
+    without what git ignores there (a stray ``*.db``) nor what looks like a test."""
     base = SRC / dist.package
+    ignored = _git_ignored(base)
     return {
         f"{dist.package}/{path.relative_to(base).as_posix()}"
         for path in base.rglob("*")
-        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
+        if path.is_file()
+        and "__pycache__" not in path.parts
+        and path.suffix != ".pyc"
+        and path not in ignored
+        and not _looks_like_a_test(path.relative_to(base))
     }
+
+
+def _git_ignored(base: Path) -> set[Path]:
+    """The files under ``base`` that git ignores (none outside a git checkout)."""
+    command = ["git", "ls-files", "--others", "--ignored", "--exclude-standard", "-z", "--"]
+    try:
+        done = subprocess.run(
+            [*command, str(base)], cwd=ROOT, capture_output=True, check=True, timeout=60
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return set()
+    return {(ROOT / name).resolve() for name in done.stdout.decode().split("\0") if name}
+
+
+def _looks_like_a_test(relative: Path) -> bool:
+    name = relative.name
+    return bool(
+        {"tests", "test"} & set(relative.parts[:-1])
+        or name == "conftest.py"
+        or (name.startswith("test_") and name.endswith(".py"))
+    )
 
 
 def _wheel_members(path: Path) -> dict[str, bytes]:
@@ -147,7 +174,10 @@ def check_wheel(dist: Distribution, wheel: Path) -> list[str]:
     shipped = {n for n in members if not n.startswith(f"{info}/")}
     expected = package_files(dist)
     problems += [f"missing {n}" for n in sorted(expected - shipped)]
-    problems += [f"ships {n}, not a file of src/{dist.package}" for n in sorted(shipped - expected)]
+    problems += [
+        f"ships {n}, which is not the package's (tests and files git ignores stay out)"
+        for n in sorted(shipped - expected)
+    ]
     if f"{dist.package}/py.typed" not in shipped:
         problems.append(f"no {dist.package}/py.typed")
     entry_points = configparser.ConfigParser(delimiters=("=",))
