@@ -1,20 +1,32 @@
-"""Developer sessions: ``nox -s tests`` (what CI runs), ``lint``, ``typecheck``, ``docs``, ``bench``,
-``mutants``."""
+"""Developer sessions: ``nox -s tests`` (what CI runs), ``lint``, ``typecheck``, ``docs``, ``build``,
+``bench``, ``mutants``."""
 
 from __future__ import annotations
 
 import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
-nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.sessions = ["tests", "lint", "typecheck", "build"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYTHON = "3.11"
+#: The add-ons' distributions (their packages live in src/ beside the core's).
+ADD_ONS = (
+    "distributions/xtasks-fastapi",
+    "distributions/xtasks-alerts",
+    "distributions/xtasks-celery",
+)
+LINTED = ("src", "tests", "bench", "examples", "tools", "distributions", "noxfile.py")
 
 
 def _install(session: nox.Session, *groups: str) -> None:
-    """Install the project with every extra, plus the named dependency groups."""
-    session.install("-e", ".[all]", *(f"--group={g}" for g in groups))
+    """Install the core and the add-ons, editable, with every extra and the named groups.
+
+    The add-ons are named as directories, so the extras that pull them (``.[all]``) resolve
+    to this clone with pip too, not only with uv (which reads ``[tool.uv.sources]``).
+    """
+    editable = [arg for add_on in ADD_ONS for arg in ("-e", add_on)]
+    session.install("-e", ".[all]", *editable, *(f"--group={g}" for g in groups))
 
 
 @nox.session(python=PYTHON)
@@ -28,8 +40,8 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff: lint and import order."""
     session.install("--group=lint", ".")
-    session.run("ruff", "check", "src", "tests", "bench", "examples", "tools", "noxfile.py")
-    session.run("ruff", "format", "--check", "src", "tests", "bench", "examples", "tools", "noxfile.py")
+    session.run("ruff", "check", *LINTED)
+    session.run("ruff", "format", "--check", *LINTED)
 
 
 @nox.session(python=PYTHON)
@@ -51,6 +63,18 @@ def docs(session: nox.Session) -> None:
         session.run("mkdocs", "serve", "--strict", *session.posargs[1:], env=env)
     else:
         session.run("mkdocs", "build", "--strict", "--site-dir", "site", *session.posargs, env=env)
+
+
+@nox.session(python=PYTHON)
+def build(session: nox.Session) -> None:
+    """Every sdist and wheel (the core and each add-on) into ``dist/``, each one checked.
+
+    The wheel is built from the sdist and must equal the one built from the tree; each holds
+    only its package and metadata; ``twine check`` passes. ``tests/test_distributions.py``
+    runs the same script, then installs the wheels into fresh virtual environments.
+    """
+    session.install("--group=build")
+    session.run("python", "tools/build_dists.py", *session.posargs)
 
 
 @nox.session(python=PYTHON)

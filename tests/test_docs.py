@@ -12,7 +12,7 @@ Examples follow one convention (README.md and docs/**/*.md):
 - ``<!-- docs-test: file NAME -->`` before a block (any language): not run, but written to
   ``NAME`` in the temporary directory of the page's following blocks.
 
-Examples see only the plugin xtasks ships (``XTASKS_PLUGINS=alerts``), whatever else the
+Examples see only the alerts add-on's plugin (``XTASKS_PLUGINS=alerts``), whatever else the
 environment has installed.
 
 The programs run in parallel (each in its own directory, in a process forked from one that
@@ -151,7 +151,7 @@ EXAMPLES = [example for page in PAGES for example in page_examples(page)]
 
 def _env() -> dict[str, str]:
     """The test's environment without its XTASKS_* settings (plugins, config, tokens), and
-    with only the plugin xtasks ships (the email and webhook alerters): a plugin installed
+    with only the alerts add-on's plugin (the email and webhook alerters): a plugin installed
     in the developer's environment (the example one, say) must not join the examples."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("XTASKS_") or "_TEST_" in k}
     env["XTASKS_PLUGINS"] = "alerts"

@@ -234,6 +234,9 @@ def _private_imports(path: Path) -> list[str]:
             modules = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             modules = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.Attribute) and not isinstance(node.ctx, ast.Del):
+            dotted = _dotted(node)  # xtasks._planner.Planner, xtasks.stores._sql: reached
+            modules = [dotted] if dotted.startswith("xtasks.") else []  # without an import
         elif (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Attribute | ast.Name)
@@ -249,9 +252,21 @@ def _private_imports(path: Path) -> list[str]:
     return found
 
 
+def _dotted(node: ast.expr) -> str:
+    """``a.b.c`` for an attribute chain on a name; "" for anything else."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        base = _dotted(node.value)
+        return f"{base}.{node.attr}" if base else ""
+    return ""
+
+
 def _is_private(module: str) -> bool:
     parts = module.split(".")
-    return parts[0] == "xtasks" and any(part.startswith("_") for part in parts[1:])
+    return parts[0] == "xtasks" and any(
+        part.startswith("_") and not part.startswith("__") for part in parts[1:]
+    )
 
 
 def test_the_add_ons_are_found() -> None:
@@ -266,6 +281,25 @@ def test_add_ons_import_only_public_xtasks_api(package: Path) -> None:
     assert private == [], "add-ons must use public xtasks API only:\n" + "\n".join(private)
 
 
+@pytest.mark.parametrize("package", ADD_ONS, ids=lambda p: p.name)
+def test_add_ons_do_not_import_each_other(package: Path) -> None:
+    """Each add-on is a distribution that needs only the core: none imports another."""
+    others = {p.name for p in ADD_ONS} - {package.name}
+    found = []
+    for module in sorted(package.rglob("*.py")):
+        tree = ast.parse(module.read_text(encoding="utf-8"), filename=str(module))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            hits = [n for n in names if n.split(".")[0] in others]
+            found += [f"{module.name}:{node.lineno}: {n}" for n in hits]
+    assert found == [], "an add-on imports another:\n" + "\n".join(found)
+
+
 def test_the_private_import_check_catches_every_spelling(tmp_path: Path) -> None:
     sample = tmp_path / "probe.py"
     sample.write_text(
@@ -276,7 +310,10 @@ def test_the_private_import_check_catches_every_spelling(tmp_path: Path) -> None
         "if TYPE_CHECKING:\n"
         "    from xtasks._scheduler import Scheduler\n"
         "importlib.import_module('xtasks._planner')\n"
+        "planner = xtasks._lifecycle.Lifecycle\n"
         "from xtasks import Scheduler\n"
+        "version = xtasks.__version__\n"
+        "scheduler = xtasks.Scheduler()\n"
         "from xtasks.events import RunChanged\n"
         "from xtasks.stores.sqlite import SQLiteStore\n"
         "from ._local import y\n",
@@ -286,6 +323,8 @@ def test_the_private_import_check_catches_every_spelling(tmp_path: Path) -> None
     assert hits == [
         "xtasks._errors",
         "xtasks._events",
+        "xtasks._lifecycle",  # once as xtasks._lifecycle, once as xtasks._lifecycle.Lifecycle
+        "xtasks._lifecycle.Lifecycle",
         "xtasks._planner",
         "xtasks._runs",
         "xtasks._scheduler",

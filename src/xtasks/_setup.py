@@ -119,7 +119,7 @@ class Setup:
                     self.config.alert_error(
                         index,
                         f"unknown alert kind {channel.kind!r} (known: {known}); install the "
-                        "package that provides it, e.g. `pip install xtasks[alerts]` for "
+                        "distribution that provides it, e.g. `pip install xtasks-alerts` for "
                         "email and webhook",
                     )
                 )

@@ -2,7 +2,7 @@
 
 Thin: it only calls the public API. Signals are handled here and nowhere else in the
 library: ``run``, ``serve`` and ``demo`` stop gracefully on SIGINT or SIGTERM. ``serve``
-and ``demo`` import the web stack (``xtasks[fastapi]``) only when they run.
+and ``demo`` import the web stack (the ``xtasks-fastapi`` distribution) only when they run.
 """
 
 from __future__ import annotations
@@ -58,6 +58,8 @@ READ_TOKENS_ENV = "XTASKS_MANAGER_READ_TOKENS"
 #: ``demo``: its store, and the distribution whose tasks it shows.
 DEMO_STORE = "sqlite:///xtasks-demo.db"
 DEMO_PLUGIN = "xtasks-example-plugin"
+#: xtasks' add-on distributions that register plugins (``kind: email``, ``kind: webhook``).
+_ADD_ON_PLUGINS = frozenset({"xtasks-alerts"})
 
 
 class _UsageError(XtasksError):
@@ -249,14 +251,23 @@ def _tokens(host: str) -> tuple[str, bool, list[str]]:
 
 
 def _web_stack(command: str) -> Any:
-    """The ``xtasks_fastapi`` package, or a usage error saying how to install it."""
+    """The ``xtasks_fastapi`` package, or a usage error naming the distribution to install."""
     try:
         import xtasks_fastapi  # here: the core never imports the web stack
     except ImportError as exc:
         raise _UsageError(
-            f'`xtasks {command}` needs FastAPI and uvicorn ({exc}): pip install "xtasks[fastapi]"'
+            f"`xtasks {command}` needs the web part of xtasks, the xtasks-fastapi distribution "
+            f"(FastAPI and uvicorn come with it): {_add_on_install_hint('xtasks-fastapi')} ({exc})"
         ) from None
     return xtasks_fastapi
+
+
+def _add_on_install_hint(name: str) -> str:
+    """``pip install NAME``, or the add-on's directory when this core runs from a clone."""
+    source = Path(__file__).resolve().parents[2] / "distributions" / name
+    if (source / "pyproject.toml").is_file():
+        return f"pip install {source}"
+    return f"pip install {name}"
 
 
 def _serve(args: argparse.Namespace, scheduler: Scheduler) -> int:
@@ -329,9 +340,10 @@ def _demo(args: argparse.Namespace) -> int:
     _web_stack("demo")
     args.store = args.store or DEMO_STORE
     # What the help says: the example plugin's tasks, not those of every installed plugin
-    # (nor XTASKS_PLUGINS's), with the add-ons xtasks itself ships (alerter kinds, no tasks).
-    own = "xtasks" in {ep.dist.name for ep in entry_points(group="xtasks") if ep.dist}
-    return _serve(args, _build(args, plugins=[DEMO_PLUGIN, *(["xtasks"] if own else [])]))
+    # (nor XTASKS_PLUGINS's), with xtasks' own add-ons when installed (alerter kinds, no tasks).
+    installed = {ep.dist.name for ep in entry_points(group="xtasks") if ep.dist}
+    add_ons = sorted(installed & _ADD_ON_PLUGINS)
+    return _serve(args, _build(args, plugins=[DEMO_PLUGIN, *add_ons]))
 
 
 def _parser() -> argparse.ArgumentParser:

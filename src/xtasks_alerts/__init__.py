@@ -1,7 +1,7 @@
 """Alerts that reach people: :class:`EmailAlerter` (SMTP) and :class:`WebhookAlerter`
 (signed HTTP POSTs).
 
-Installed with ``pip install "xtasks[alerts]"``, the package also registers the alerter
+Installed with ``pip install xtasks-alerts``, the package also registers the alerter
 kinds ``email`` and ``webhook`` through the ``xtasks`` entry point, so a configuration
 file can use them::
 

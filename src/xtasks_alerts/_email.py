@@ -46,7 +46,7 @@ _log = logging.getLogger("xtasks.alerts")
 #: this many ``smtp_timeout``\ s, whatever the server does.
 SEND_BUDGET = 4
 
-_INSTALL_HINT = 'pip install "xtasks[alerts]"'
+_INSTALL_HINT = "pip install xtasks-alerts  (the distribution that brings it)"
 _ADDR = re.compile(r"[^@\s<>()\[\],;:\"\\]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 

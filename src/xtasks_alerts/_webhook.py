@@ -44,7 +44,8 @@ def _import_httpx() -> Any:
         import httpx
     except ImportError as exc:
         raise ImportError(
-            'WebhookAlerter needs httpx: install the alerts extra, pip install "xtasks[alerts]"'
+            "WebhookAlerter needs httpx, which is not installed: pip install xtasks-alerts  "
+            "(the distribution that brings it)"
         ) from exc
     return httpx
 

@@ -1,6 +1,6 @@
 """Run xtasks's tasks on an existing Celery cluster: :class:`CeleryExecutor`.
 
-Installed with ``pip install "xtasks[celery]"``::
+Installed with ``pip install xtasks-celery``::
 
     from xtasks import Cron, Scheduler, Task
     from xtasks_celery import CeleryExecutor

@@ -1,6 +1,7 @@
 """xtasks_fastapi: the ``/manager`` HTTP API for an xtasks scheduler.
 
-Two lines mount it in a FastAPI application::
+Installed with ``pip install xtasks-fastapi`` (FastAPI and uvicorn come with it). Two lines
+mount it in a FastAPI application::
 
     app = FastAPI(lifespan=scheduler.lifespan)
     app.include_router(manager_router(scheduler, auth=bearer_token(os.environ["TOKEN"])))

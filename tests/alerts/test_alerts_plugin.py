@@ -165,4 +165,4 @@ def test_the_plugin_imports_and_registers_without_aiosmtplib_or_httpx() -> None:
     )
     lines = out.stdout.splitlines()
     assert lines[0] == "['email', 'webhook']"
-    assert 'pip install "xtasks[alerts]"' in lines[1]
+    assert "pip install xtasks-alerts" in lines[1]

@@ -270,7 +270,7 @@ def test_timeout_attribute_covers_every_attempt_and_pause() -> None:
 
 def test_without_httpx_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "httpx", None)  # what a missing package looks like
-    with pytest.raises(ImportError, match=re.escape('pip install "xtasks[alerts]"')):
+    with pytest.raises(ImportError, match=re.escape("pip install xtasks-alerts")):
         WebhookAlerter("https://hooks.example.com/h")
 
 
