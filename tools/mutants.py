@@ -82,6 +82,7 @@ GROUPS: dict[str, Group] = {
             "tests/test_scheduler.py",
             "tests/test_store_faults.py",
             "tests/test_store_faults_property.py",
+            "tests/test_lease_reaped.py",
         ),
         budget=240,
     ),
