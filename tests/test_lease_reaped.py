@@ -41,9 +41,9 @@ async def test_runs_of_a_replica_stalled_past_its_lease_are_lost_and_stopped_the
     stall_stored = anyio.Event()
 
     def on_a_event(event: Event) -> None:
-        if isinstance(event, RunChanged) and event.record.task == "stall":
-            if event.record.status is RunStatus.RUNNING:
-                stall_stored.set()
+        record = event.record if isinstance(event, RunChanged) else None
+        if record is not None and record.task == "stall" and record.status is RunStatus.RUNNING:
+            stall_stored.set()
 
     async def stall() -> None:
         await stall_stored.wait()  # stored running, and so leased
