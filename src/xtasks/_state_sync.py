@@ -51,6 +51,9 @@ class StateSync:
         self.seen: int | None = None
         self._unstored: Counter[str] = Counter()  # our changes not stored yet, by task
         self._ours: dict[str, int] = {}  # the number of our latest stored change, by task
+        self._lock = anyio.Lock()  # one poll at a time: the loop's, or a reader's catch-up
+        self._polls = 0  # polls begun so far
+        self._read = 0  # the latest poll that read the changes, by the order polls began
 
     def stop(self) -> None:
         self._scope.cancel()
@@ -66,12 +69,40 @@ class StateSync:
             del self._unstored[task]
         self._ours[task] = max(self._ours.get(task, 0), change)
 
+    async def catch_up(self) -> None:
+        """Apply every change stored before this call, then return: a read made right
+        after another replica's change (a page, an API call) answers the fleet's state,
+        not this replica's view of it one poll ago.
+
+        A poll that began after this call was made, and ended, did it already: callers
+        arriving together share one poll.
+
+        :raises StoreError: the changes could not be read (this replica's view stands).
+        """
+        asked = self._polls
+        async with self._lock:
+            if self._read <= asked:
+                await self._poll()
+
+    async def _poll(self) -> None:
+        """Read the changes since the last one seen and apply them (under ``_lock``:
+        changes are applied in the order they were read)."""
+        self._polls += 1
+        begun = self._polls
+        latest, changed = await self._store.task_state_changes(self.seen or 0)
+        self._read = begun
+        self.seen = latest
+        for name, state in changed.items():
+            if name not in self._unstored and self._ours.get(name, 0) <= latest:
+                self._apply(name, state)
+
     async def run(self) -> None:
         failing = False
         with self._scope:
             while True:
                 try:
-                    latest, changed = await self._store.task_state_changes(self.seen or 0)
+                    async with self._lock:
+                        await self._poll()
                 except StoreError as exc:
                     if not failing:  # once per outage, not every poll
                         _log.warning("could not read task state changes: %s", exc)
@@ -84,8 +115,4 @@ class StateSync:
                     if failing:
                         _log.warning("task state changes are read again")
                     failing = False
-                    self.seen = latest
-                    for name, state in changed.items():
-                        if name not in self._unstored and self._ours.get(name, 0) <= latest:
-                            self._apply(name, state)
                 await self._store.wait_for_changes(self.seen or 0, POLL_INTERVAL)
