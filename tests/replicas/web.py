@@ -1,13 +1,14 @@
 """The README's deployment for the fleet-state tests: ``uvicorn tests.replicas.web:app
 --workers 3``, every worker building the same scheduler on one store, with the manager.
 
-Configured from the environment: ``XTASKS_TEST_STORE`` (a store URL) and
-``XTASKS_TEST_TOKEN`` (the manager's bearer token). Each worker prints one line per
+Configured from the environment: ``XTASKS_TEST_STORE`` (a store URL),
+``XTASKS_TEST_TOKEN`` (the manager's bearer token) and ``XTASKS_TEST_TICK`` (seconds
+between two fires of ``tick``). Each worker prints one line per
 event the tests wait for, on the stdout it shares with the other workers (each line is
 written whole):
 
 - ``READY <pid>`` once its scheduler runs;
-- ``FIRE tick <fire time> <pid> <start time>`` when a run of ``tick`` is stored running
+- ``FIRE tick <fire time> <cause> <pid> <start time>`` when a run of ``tick`` is stored running
   (times as ISO 8601 and as seconds since the epoch);
 - ``STATE <task> <state> <pid> <wall time>`` when a task's state changes there (by an
   action it received, or another worker's);
@@ -38,8 +39,8 @@ if TYPE_CHECKING:
 
 warnings.simplefilter("ignore", ShortIntervalWarning)
 
-#: Seconds between two fires of ``tick``: the issue's own schedule.
-TICK = 0.5
+#: Seconds between two fires of ``tick`` (the issue's own schedule is 0.5 s).
+TICK = float(os.environ.get("XTASKS_TEST_TICK", "0.5"))
 PID = os.getpid()
 
 
@@ -63,7 +64,8 @@ def _report(event: object) -> None:
         record = event.record
         if record.task == "tick" and record.status is RunStatus.RUNNING:
             assert record.started_at is not None
-            say("FIRE", "tick", record.scheduled_at.isoformat(), PID, record.started_at.timestamp())
+            fire, cause = record.scheduled_at.isoformat(), record.cause.value
+            say("FIRE", "tick", fire, cause, PID, record.started_at.timestamp())
         elif record.task == "hang" and record.status is RunStatus.RUNNING:
             say("STARTED", "hang", record.id, PID)
         elif record.task == "hang" and record.status.is_final:
