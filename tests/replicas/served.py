@@ -48,7 +48,7 @@ class Served:
     """A ``uvicorn --workers`` server of :mod:`tests.replicas.web` and the lines its
     workers printed. Returns once every worker's scheduler runs."""
 
-    def __init__(self, store: str, *, workers: int = 3, timeout: float = 60) -> None:
+    def __init__(self, store: str, *, workers: int = 3, timeout: float = 150) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.lines: queue.Queue[str] = queue.Queue()
@@ -80,8 +80,12 @@ class Served:
             reader.start()
         self.pids: list[str] = []
         try:
+            # A worker imports FastAPI and xtasks afresh (spawned, not forked): seconds of
+            # CPU each, most of a minute on a loaded machine.
+            deadline = time.monotonic() + timeout
             while len(self.pids) < workers:
-                line = self.wait_for(lambda line: line.startswith("READY "), timeout)
+                left = deadline - time.monotonic()
+                line = self.wait_for(lambda line: line.startswith("READY "), left)
                 self.pids.append(line.split()[1])
         except BaseException:
             self.stop()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-pytestmark = pytest.mark.slow
+#: Starting three web workers takes a loaded machine up to a few minutes.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 #: Seconds within which a change made through one worker takes effect in every worker.
 PROPAGATES = 1.5
@@ -37,18 +38,12 @@ PROPAGATES = 1.5
 READS = 12
 
 
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param("postgres", marks=pytest.mark.external_service),
-        pytest.param("redis", marks=pytest.mark.external_service),
-    ]
-)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+@contextmanager
+def fresh_store(kind: str, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty store: a file, a schema or a key prefix, removed afterwards."""
-    if request.param == "sqlite":
+    if kind == "sqlite":
         yield f"sqlite:///{tmp_path / 'fleet.db'}"
-    elif request.param == "postgres":
+    elif kind == "postgres":
         from tests.stores._postgres import isolated_schema
 
         with isolated_schema() as (server, schema):
@@ -58,6 +53,28 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
         with redis_prefix() as prefix:
             yield f"{redis_url()}?prefix={prefix}"
+
+
+@pytest.fixture(
+    scope="module",
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.external_service),
+        pytest.param("redis", marks=pytest.mark.external_service),
+    ],
+)
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    """Three workers on one store, shared by this module's tests (they steer different
+    tasks): starting three web workers costs seconds of CPU each."""
+    with fresh_store(request.param, tmp_path_factory.mktemp("fleet")) as url:
+        server = Served(url)
+        try:
+            yield server
+        finally:
+            code, err = server.stop()
+        assert code == 0, err
 
 
 @dataclass(frozen=True)
@@ -115,31 +132,26 @@ def read_by_every_answer(served: Served, task: str, state: str) -> Counter[str]:
 
 
 def test_a_pause_stops_the_task_on_every_worker_and_every_answer_reads_it(
-    store_url: str,
+    served: Served,
 ) -> None:
-    served = Served(store_url)
-    try:
-        served.wait_for(nth(4, "FIRE tick "))
-        paused = served.fresh("POST", "/manager/tasks/tick/pause")
-        answered = time.time()
-        assert (paused.status_code, paused.json()["state"]) == (200, "paused"), paused.text
-        read_by_every_answer(served, "tick", "paused")
-        arrived = when_each(served, "tick paused")
-        time.sleep(4 * TICK)  # not a wait for anything: four fires fall due while paused
-        resuming = time.time()
-        resumed = served.fresh("POST", "/manager/tasks/tick/resume")
-        resumed_at = time.time()
-        assert resumed.json()["state"] == "active", resumed.text
-        read_by_every_answer(served, "tick", "active")
-        with served.client() as client:  # a manual run runs once, where it was asked
-            run_id = client.post("/manager/tasks/tick/run").json()["run_id"]
-            asked = worker(client)
-        served.wait_for(lambda line: line.startswith("FIRE tick ") and " manual " in line)
-        served.wait_for(nth(3, "FIRE tick "))  # the schedule goes on
-        record = served.fresh("GET", f"/manager/runs/{run_id}").json()
-    finally:
-        code, err = served.stop()
-    assert code == 0, err
+    served.wait_for(nth(4, "FIRE tick "))
+    paused = served.fresh("POST", "/manager/tasks/tick/pause")
+    answered = time.time()
+    assert (paused.status_code, paused.json()["state"]) == (200, "paused"), paused.text
+    read_by_every_answer(served, "tick", "paused")
+    arrived = when_each(served, "tick paused")
+    time.sleep(4 * TICK)  # not a wait for anything: four fires fall due while paused
+    resuming = time.time()
+    resumed = served.fresh("POST", "/manager/tasks/tick/resume")
+    resumed_at = time.time()
+    assert resumed.json()["state"] == "active", resumed.text
+    read_by_every_answer(served, "tick", "active")
+    with served.client() as client:  # a manual run runs once, where it was asked
+        run_id = client.post("/manager/tasks/tick/run").json()["run_id"]
+        asked = worker(client)
+    served.wait_for(lambda line: line.startswith("FIRE tick ") and " manual " in line)
+    served.wait_for(nth(3, "FIRE tick "))  # the schedule goes on
+    record = served.fresh("GET", f"/manager/runs/{run_id}").json()
 
     late = {pid: at - answered for pid, at in arrived.items() if at - answered > PROPAGATES}
     assert not late, f"the pause reached these workers late (seconds): {late}"
@@ -159,29 +171,24 @@ def test_a_pause_stops_the_task_on_every_worker_and_every_answer_reads_it(
     assert (record["status"], record["replica"].rpartition(":")[2]) == ("succeeded", asked)
 
 
-def test_a_cancel_on_one_worker_stops_the_run_going_on_another(store_url: str) -> None:
-    served = Served(store_url)
-    try:
-        runner, canceller = served.clients_on_two_workers()
-        with closing(runner), closing(canceller):
-            accepted = runner.post("/manager/tasks/hang/run")
-            assert accepted.status_code == 202, accepted.text
-            run_id = accepted.json()["run_id"]
-            started = served.wait_for(lambda line: line.startswith(f"STARTED hang {run_id} "))
-            where = started.split()[3]
-            assert where == worker(runner), "a manual run ran elsewhere than asked"
-            assert worker(canceller) != where
-            cancelled = canceller.delete("/manager/tasks/hang")
-            answered = time.time()
-            assert cancelled.json()["state"] == "cancelled", cancelled.text
-            ended = served.wait_for(lambda line: line.startswith(f"ENDED hang {run_id} "))
-            record = canceller.get(f"/manager/runs/{run_id}").json()
-        read_by_every_answer(served, "hang", "cancelled")
-        refused = served.fresh("POST", "/manager/tasks/hang/run")
-        arrived = when_each(served, "hang cancelled")
-    finally:
-        code, err = served.stop()
-    assert code == 0, err
+def test_a_cancel_on_one_worker_stops_the_run_going_on_another(served: Served) -> None:
+    runner, canceller = served.clients_on_two_workers()
+    with closing(runner), closing(canceller):
+        accepted = runner.post("/manager/tasks/hang/run")
+        assert accepted.status_code == 202, accepted.text
+        run_id = accepted.json()["run_id"]
+        started = served.wait_for(lambda line: line.startswith(f"STARTED hang {run_id} "))
+        where = started.split()[3]
+        assert where == worker(runner), "a manual run ran elsewhere than asked"
+        assert worker(canceller) != where
+        cancelled = canceller.delete("/manager/tasks/hang")
+        answered = time.time()
+        assert cancelled.json()["state"] == "cancelled", cancelled.text
+        ended = served.wait_for(lambda line: line.startswith(f"ENDED hang {run_id} "))
+        record = canceller.get(f"/manager/runs/{run_id}").json()
+    read_by_every_answer(served, "hang", "cancelled")
+    refused = served.fresh("POST", "/manager/tasks/hang/run")
+    arrived = when_each(served, "hang cancelled")
     _, _, _, status, pid, at = ended.split()
     assert (status, pid) == ("cancelled", where), ended
     assert float(at) - answered <= PROPAGATES, f"the run stopped {float(at) - answered:.2f} s late"
