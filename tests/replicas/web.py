@@ -4,8 +4,8 @@
 Configured from the environment: ``XTASKS_TEST_STORE`` (a store URL),
 ``XTASKS_TEST_TOKEN`` (the manager's bearer token) and ``XTASKS_TEST_TICK`` (seconds
 between two fires of ``tick``). Each worker prints one line per
-event the tests wait for, on the stdout it shares with the other workers (each line is
-written whole):
+event the tests wait for, on the stdout it shares with the other workers (each line in
+one write, never mixed with another worker's):
 
 - ``READY <pid>`` once its scheduler runs;
 - ``FIRE tick <fire time> <cause> <pid> <start time>`` when a run of ``tick`` is stored running
@@ -45,7 +45,9 @@ PID = os.getpid()
 
 
 def say(*words: object) -> None:
-    print(*words, flush=True)
+    """One line in one ``write``: the workers share the pipe, and a write of under 4 KiB
+    to a pipe is never interleaved with another's (``print`` may write in pieces)."""
+    os.write(1, (" ".join(map(str, words)) + "\n").encode())
 
 
 async def tick() -> None:
