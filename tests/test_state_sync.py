@@ -278,3 +278,26 @@ async def test_a_failing_poll_is_tried_again_a_second_later_not_at_once() -> Non
             await store.polled.wait()
     gaps = [b - a for a, b in itertools.pairwise(store.polls)]
     assert min(gaps) >= POLL_INTERVAL * 0.9, gaps
+
+
+async def test_reads_and_actions_go_on_from_this_replica_s_view_while_changes_cannot_be_read() -> (
+    None
+):
+    """The store cannot say what changed elsewhere: describe, pause and a person's run
+    still answer, from what this replica knows, rather than fail."""
+    from xtasks.testing._delegating import DelegatingStore
+
+    class Unreadable(DelegatingStore[MemoryStore]):
+        def __init__(self) -> None:
+            super().__init__(MemoryStore())
+
+        async def task_state_changes(self, after: int) -> tuple[int, dict[str, TaskState]]:
+            raise StoreError("the database is down")
+
+    scheduler = replica(Unreadable(), "a", Task("job", tick))
+    async with scheduler:
+        assert (
+            await (await scheduler.trigger("job", by="tester")).wait()
+        ).status is RunStatus.SUCCEEDED
+        await scheduler.pause("job")
+        assert (await scheduler.describe("job")).state is TaskState.PAUSED

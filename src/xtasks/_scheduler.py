@@ -25,7 +25,7 @@ from ._audit import Audited
 from ._bus import EventBus, Observable, RunHandle
 from ._clock import SystemClock
 from ._engine import Engine, SchedulerStats, stats_of
-from ._errors import SchedulerStateError, TaskNotFoundError, XtasksError
+from ._errors import SchedulerStateError, StoreError, TaskNotFoundError, XtasksError
 from ._events import TaskStateChanged
 from ._executors import Executors
 from ._planner import Planner
@@ -513,8 +513,14 @@ class Scheduler(Observable):
         what is read or done next goes by the fleet's state, not by this replica's
         view of it, which the state sync refreshes only about once a second."""
         runtime = self._runtime
-        if runtime is not None:
+        if runtime is None:
+            return
+        try:
             await runtime.state_sync.catch_up()
+        except StoreError:
+            # The store cannot say: this replica's view will do, as before (the sync's
+            # loop logs the outage once; what comes next reports it if it fails too).
+            pass
 
     def _cancel_run(self, run_id: str) -> bool:
         """Cancel one run, not its task (``RunHandle.cancel``); False when it is not live."""
