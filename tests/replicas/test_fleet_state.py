@@ -196,3 +196,20 @@ def test_a_cancel_on_one_worker_stops_the_run_going_on_another(served: Served) -
     assert refused.status_code == 409, refused.text
     late = {pid: at - answered for pid, at in arrived.items() if at - answered > PROPAGATES}
     assert not late, f"the cancel reached these workers late (seconds): {late}"
+
+
+def test_submissions_run_once_on_the_worker_that_received_them(served: Served) -> None:
+    answered_by: Counter[str] = Counter()
+    runs = set()
+    while sum(answered_by.values()) < READS or len(answered_by) < 2:
+        response = served.fresh("POST", "/signup", params={"email": "a@example.com"})
+        assert response.status_code == 202, response.text
+        pid, run = response.headers["X-Worker"], response.json()
+        assert (run["status"], run["replica"].rpartition(":")[2]) == ("succeeded", pid), run
+        answered_by[pid] += 1
+        runs.add(run["run_id"])
+        assert sum(answered_by.values()) < 200, "fresh connections reached one worker"
+    assert len(runs) == sum(answered_by.values())
+    for run_id in runs:  # one record each, stored once, as its worker answered
+        record = served.fresh("GET", f"/manager/runs/{run_id}").json()
+        assert (record["status"], record["attempts"]) == ("succeeded", 1), record

@@ -14,7 +14,8 @@ one write, never mixed with another worker's):
   action it received, or another worker's);
 - ``STARTED hang <run id> <pid>`` and ``ENDED hang <run id> <status> <pid> <wall time>``.
 
-Every answer carries ``X-Worker: <pid>``, so a test knows which worker answered.
+Every answer carries ``X-Worker: <pid>``, so a test knows which worker answered;
+``POST /signup?email=...`` submits a run and answers once it ended, with its record.
 """
 
 from __future__ import annotations
@@ -23,14 +24,14 @@ import os
 import time
 import warnings
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import anyio
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 
 from xtasks import Every, RunStatus, Scheduler, ShortIntervalWarning, Task
 from xtasks.events import RunChanged, TaskStateChanged
-from xtasks_fastapi import bearer_token, manager_router
+from xtasks_fastapi import Submit, bearer_token, manager_router, tracked_submit
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -52,6 +53,11 @@ def say(*words: object) -> None:
 
 async def tick() -> None:
     pass
+
+
+async def welcome(email: str) -> str:
+    """What a request hands the scheduler (``POST /signup``): runs on that worker."""
+    return email
 
 
 async def hang() -> None:
@@ -101,6 +107,15 @@ async def worker_header(
     response = await call_next(request)
     response.headers["X-Worker"] = str(PID)
     return response
+
+
+Background = Annotated[Submit, Depends(tracked_submit(scheduler))]
+
+
+@app.post("/signup", status_code=202)
+async def signup(email: str, submit: Background) -> dict[str, str | None]:
+    record = await (await submit(welcome, email)).wait()
+    return {"run_id": record.id, "status": record.status.value, "replica": record.replica}
 
 
 @app.get("/ready")
