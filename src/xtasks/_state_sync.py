@@ -6,7 +6,10 @@ them fleet-wide; this loop asks the store what changed since the last number it 
 change (``Store.wait_for_changes``: PostgreSQL ``LISTEN``, Redis pub/sub), and hands each
 change to the planner, which applies it without writing it back. The first poll asks
 from 0, so a change made between loading the tasks at start and this loop is not missed.
-Polling is the guarantee; notifications only shorten the wait.
+Polling is the guarantee; notifications only shorten the wait. A read or an action by a
+person (``describe``, pause, resume, cancel, an audited trigger) does not wait for the
+next poll: it polls at once (:meth:`StateSync.catch_up`), so every replica answers the
+fleet's state as soon as the replica that changed it has answered.
 
 A poll may answer with a state older than this replica's own: a change made here and
 not yet stored, or stored after the poll read. The sync leaves such a task alone (its
