@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import anyio
 import pytest
 
-from xtasks import Every, RunStatus, Scheduler, StoreError, Task, TaskState
+from xtasks import Every, RunStatus, Scheduler, StoreError, Task, TaskState, TaskStateError
 from xtasks.abc import TaskRecord
 from xtasks.events import TaskStateChanged
 from xtasks.stores import open_store
@@ -115,6 +115,60 @@ async def test_a_cancel_on_one_replica_stops_the_run_going_on_another(
             record = await handle.wait()
         assert (record.status, record.replica) == (RunStatus.CANCELLED, "b")
         assert (await a.get_run(record.id)) == record
+
+
+async def test_a_read_or_an_action_right_after_a_change_elsewhere_goes_by_that_change(
+    shared: Callable[[], Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """b answers from the fleet's state at once, not one poll later: its describe right
+    after a's pause says paused, a person's run is refused, and its resume resumes
+    (not a no-op on a task it still thought active). The sync's own poll is put off
+    for the whole test, so only these reads can bring a's changes to b."""
+    import xtasks._state_sync
+
+    monkeypatch.setattr(xtasks._state_sync, "POLL_INTERVAL", 3600.0)
+    job = Task("job", tick, trigger=Every(seconds=3600))
+    a, b = replica(shared(), "a", job), replica(shared(), "b", job)
+    async with a, b:
+        await a.pause("job")
+        info = await b.describe("job")
+        assert (info.state, info.next_fire) == (TaskState.PAUSED, None)
+        with pytest.raises(TaskStateError, match="paused"):
+            await b.trigger("job", by="tester")
+        await b.resume("job")
+        assert b.states() == {"job": TaskState.ACTIVE}
+        assert (await a.describe("job")).state is TaskState.ACTIVE
+        await a.cancel("job")
+        assert (await b.describe("job")).state is TaskState.CANCELLED
+
+
+async def test_reads_arriving_together_share_one_read_of_the_changes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A page listing a hundred tasks, or many clients at once, does not cost a read
+    of the changes each: a reader waits for the next read that begins after it asked."""
+    import xtasks._state_sync
+    from xtasks.testing._delegating import DelegatingStore
+
+    class Counting(DelegatingStore[MemoryStore]):
+        def __init__(self) -> None:
+            super().__init__(MemoryStore())
+            self.polls = 0
+
+        async def task_state_changes(self, after: int) -> tuple[int, dict[str, TaskState]]:
+            self.polls += 1
+            return await self.inner.task_state_changes(after)
+
+    monkeypatch.setattr(xtasks._state_sync, "POLL_INTERVAL", 3600.0)
+    store = Counting()
+    scheduler = replica(store, "a", *(Task(f"job{i}", tick) for i in range(20)))
+    async with scheduler:
+        await scheduler.describe("job0")  # the sync's first poll is behind us
+        before = store.polls
+        async with anyio.create_task_group() as tg:
+            for name in scheduler.tasks:
+                tg.start_soon(scheduler.describe, name)
+        assert store.polls - before <= 2
 
 
 async def test_a_replica_saving_its_progress_does_not_undo_a_pause_made_elsewhere(
@@ -224,3 +278,26 @@ async def test_a_failing_poll_is_tried_again_a_second_later_not_at_once() -> Non
             await store.polled.wait()
     gaps = [b - a for a, b in itertools.pairwise(store.polls)]
     assert min(gaps) >= POLL_INTERVAL * 0.9, gaps
+
+
+async def test_reads_and_actions_go_on_from_this_replica_s_view_while_changes_cannot_be_read() -> (
+    None
+):
+    """The store cannot say what changed elsewhere: describe, pause and a person's run
+    still answer, from what this replica knows, rather than fail."""
+    from xtasks.testing._delegating import DelegatingStore
+
+    class Unreadable(DelegatingStore[MemoryStore]):
+        def __init__(self) -> None:
+            super().__init__(MemoryStore())
+
+        async def task_state_changes(self, after: int) -> tuple[int, dict[str, TaskState]]:
+            raise StoreError("the database is down")
+
+    scheduler = replica(Unreadable(), "a", Task("job", tick))
+    async with scheduler:
+        assert (
+            await (await scheduler.trigger("job", by="tester")).wait()
+        ).status is RunStatus.SUCCEEDED
+        await scheduler.pause("job")
+        assert (await scheduler.describe("job")).state is TaskState.PAUSED

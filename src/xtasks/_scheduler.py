@@ -25,7 +25,7 @@ from ._audit import Audited
 from ._bus import EventBus, Observable, RunHandle
 from ._clock import SystemClock
 from ._engine import Engine, SchedulerStats, stats_of
-from ._errors import SchedulerStateError, TaskNotFoundError, XtasksError
+from ._errors import SchedulerStateError, StoreError, TaskNotFoundError, XtasksError
 from ._events import TaskStateChanged
 from ._executors import Executors
 from ._planner import Planner
@@ -244,7 +244,8 @@ class Scheduler(Observable):
         """Run ``name`` now, after fresh runs of its dependencies; honours ``overlap``.
 
         :param by: who asks (e.g. ``"manager-token@127.0.0.1"``): the action goes to
-            the audit trail, refused or not, with the run id (see :meth:`audit`).
+            the audit trail, refused or not, with the run id (see :meth:`audit`), and
+            is refused if the task was paused or cancelled on any replica before.
         :raises TaskNotFoundError: no such task.
         :raises TaskStateError: the task is paused or cancelled.
         :raises SchedulerStateError: the scheduler is not running.
@@ -253,9 +254,11 @@ class Scheduler(Observable):
         """
         self._require_running("trigger")
         await self._loaded(name, "trigger")
-        now = self.clock.now()
         if by is None:  # the hot path
+            now = self.clock.now()
             return self._bus.track(self._command(self._planner.request, name, now).id)
+        await self._caught_up()  # a person's action: refused if paused anywhere since
+        now = self.clock.now()
         async with Audited(self.store, by, "run", name, now) as audit:
             handle = self._bus.track(self._command(self._planner.request, name, now).id)
             audit.detail = handle.id
@@ -311,6 +314,8 @@ class Scheduler(Observable):
         """Stop firing ``name`` (persisted); runs already going finish.
 
         Before start, pause, resume and cancel write the stored state, applied at start.
+        Running, each applies the changes other replicas made before it, then its own,
+        which every replica sharing the store applies within about a second.
 
         :param by: who asks, for the audit trail (see :meth:`trigger`).
         :raises TaskNotFoundError: no such task.
@@ -338,6 +343,7 @@ class Scheduler(Observable):
         """
         if self._runtime is not None:
             await self._loaded(name, action)
+            await self._caught_up()  # a resume right after a pause elsewhere resumes
         store = await self._opened_store()
         now = self.clock.now()
         async with Audited(store, by, action, name, now):
@@ -381,11 +387,14 @@ class Scheduler(Observable):
         """Return the task, its state, next fire, last run and consecutive failures.
 
         Before start, state and failures come from the store and ``next_fire`` is
-        ``None``: nothing fires until the scheduler runs.
+        ``None``: nothing fires until the scheduler runs. Running, the state is the
+        fleet's: a pause another replica sharing the store made before this call is
+        applied here first (one small read of the store).
         """
         running = self._runtime is not None
         if running:
             await self._loaded(name, "describe")
+            await self._caught_up()
         store = await self._opened_store()
         return await task_info(store, self._planner, name, running=running)
 
@@ -498,6 +507,20 @@ class Scheduler(Observable):
         if runtime is None:
             return fn(*args, **kwargs)
         return runtime.command(fn, *args, **kwargs)
+
+    async def _caught_up(self) -> None:
+        """Apply the state changes other replicas stored before now (one small read):
+        what is read or done next goes by the fleet's state, not by this replica's
+        view of it, which the state sync refreshes only about once a second."""
+        runtime = self._runtime
+        if runtime is None:
+            return
+        try:
+            await runtime.state_sync.catch_up()
+        except StoreError:
+            # The store cannot say: this replica's view will do, as before (the sync's
+            # loop logs the outage once; what comes next reports it if it fails too).
+            pass
 
     def _cancel_run(self, run_id: str) -> bool:
         """Cancel one run, not its task (``RunHandle.cancel``); False when it is not live."""
