@@ -327,6 +327,8 @@ ORACLE_CASES = [
     ("10,40 1-3 * * *", frozenset({10, 40}), frozenset({1, 2, 3})),
     ("45 1 * * *", frozenset({45}), frozenset({1})),
     ("20 0 * * *", frozenset({20}), frozenset({0})),
+    ("0 * * * *", frozenset({0}), frozenset(range(24))),  # hourly: one fire per pass
+    ("0,30 * * * *", frozenset({0, 30}), frozenset(range(24))),
 ]
 
 

@@ -7,7 +7,7 @@ import sys
 import textwrap
 import warnings
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import anyio
@@ -15,9 +15,6 @@ import pytest
 
 from xtasks import At, Cron, Every, Scheduler, ShortIntervalWarning, Task
 from xtasks.abc import Trigger
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 PARIS = ZoneInfo("Europe/Paris")
 
@@ -140,3 +137,34 @@ async def test_an_every_built_by_a_running_task_warns_at_the_tasks_own_line() ->
     [(_, line)] = built
     shorts = [w for w in caught if issubclass(w.category, ShortIntervalWarning)]
     assert [(w.filename, w.lineno) for w in shorts] == [(__file__, line)]
+
+
+def test_a_cron_in_a_zone_read_from_a_file_has_words_and_identity() -> None:
+    """A zone built from a TZif file has no IANA key: the cron's words show the zone as
+    Python does, and two crons are equal only in that very zone."""
+    with open(tzdata_path("Europe/Paris"), "rb") as f:
+        keyless = ZoneInfo.from_file(f, key=None)
+    cron = Cron("0 9 * * *", tz=keyless)
+    assert cron.describe() == f"cron '0 9 * * *' ({keyless})"
+    assert repr(cron) == f"Cron('0 9 * * *', tz={str(keyless)!r})"
+    assert cron == Cron("0 9 * * *", tz=keyless)
+    assert cron != Cron("0 9 * * *", tz=PARIS)
+
+
+def test_crons_in_two_copies_of_one_named_zone_are_equal() -> None:
+    """Equality goes by the zone's name: an uncached copy of Europe/Paris is the same zone."""
+    copy = ZoneInfo.no_cache("Europe/Paris")
+    assert copy is not PARIS
+    assert Cron("0 9 * * *", tz=copy) == Cron("0 9 * * *", tz=PARIS)
+    assert hash(Cron("0 9 * * *", tz=copy)) == hash(Cron("0 9 * * *", tz=PARIS))
+
+
+def tzdata_path(key: str) -> Path:
+    """The TZif file of ``key`` on this machine: the system's, else the tzdata package's."""
+    import importlib.resources
+    import zoneinfo
+
+    for root in zoneinfo.TZPATH:
+        if (candidate := Path(root, key)).is_file():
+            return candidate
+    return Path(str(importlib.resources.files("tzdata").joinpath("zoneinfo", *key.split("/"))))

@@ -223,10 +223,8 @@ def _short(every: Every, task: str | None = None) -> str:
     )
 
 
-def _is_ours(frame: FrameType | None) -> bool:
+def _is_ours(frame: FrameType) -> bool:
     """Whether code of this package (not a user's, nor a plugin's) runs in ``frame``."""
-    if frame is None:
-        return False
     module = frame.f_globals.get("__name__", "")
     return isinstance(module, str) and (module == "xtasks" or module.startswith("xtasks."))
 
