@@ -544,3 +544,19 @@ def test_trigger_is_an_extension_point():
     never = Never()
     assert never.anchored(utc(2026, 1, 1)) is never
     assert "Never" in never.describe()
+
+
+@pytest.mark.parametrize(
+    ("tz", "before_gap"),
+    [
+        (PARIS, datetime(2026, 3, 29, 0, 59, 59, tzinfo=UTC)),  # 02:00-03:00 never happens
+        (LORD_HOWE, datetime(2026, 10, 3, 15, 29, 59, tzinfo=UTC)),  # 02:00-02:30 neither
+    ],
+)
+def test_a_per_second_cron_steps_over_a_skipped_hour_at_once(tz, before_gap):
+    """A cron firing every second does not walk the wall times a clock change skips one
+    by one (3,600 of them for an hour): it jumps to the far side, at a bounded cost."""
+    cron = Cron("* * * * * *", tz=tz)
+    fire, calls = calls_during(lambda: cron.next_fire(before_gap))
+    assert fire == before_gap + timedelta(seconds=1)  # the first second after the change
+    assert calls < 500, calls
