@@ -315,7 +315,7 @@ class SQLiteStore(BatchFirstStore):
         # SELECT then UPDATE inside one IMMEDIATE transaction: no other writer can come in
         # between, so each row is reaped once; and it needs no UPDATE ... RETURNING (3.35+).
         def reap(conn: sqlite3.Connection) -> list[RunRecord]:
-            reaped = []
+            reaped: list[RunRecord] = []
             with _immediate(conn):
                 rows = conn.execute(_sql.REAP_SCAN, {"now": self._clock()}).fetchall()
                 if not rows:
