@@ -360,6 +360,8 @@ class MemoryStore(Store):
             self._runs = dict(self._runs)  # keeps the insertion order: list_runs' tie-break
         if _sparse(self._leases):
             self._leases = dict(self._leases)
+        if _sparse(self._run_changed):
+            self._run_changed = dict(self._run_changed)  # keeps the order: by number
         history = self._trimmed
         if history is not None and _sparse(history.ids):
             history.ids = dict(history.ids)
