@@ -12,7 +12,8 @@ actions are recorded when they happen). Live runs (queued, waiting, running)
 are never dropped and do not count. The count bound is applied on every write at an
 amortised O(1): each task keeps a deque of its finished records in finish order, and an
 entry whose record was replaced or removed since (checked by identity) is skipped when
-it comes up. ``max_age`` is applied after :attr:`~MemoryStore.prune_every` writes or
+it comes up. Each run write moves the run to the end of an ordered dict of change
+numbers, which ``run_changes`` reads from its end. ``max_age`` is applied after :attr:`~MemoryStore.prune_every` writes or
 :attr:`~MemoryStore.prune_interval` seconds, from a heap of finished records by age, so
 it never scans the history.
 """

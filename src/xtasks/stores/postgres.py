@@ -24,6 +24,13 @@ so a replica polling from ``n`` misses none. A listener thread per store
 (:mod:`._pg_listen`) turns the notifications into an early return of
 :meth:`~PostgresStore.wait_for_changes`.
 
+**Change feed and totals.** ``save_runs`` stays one statement: it first bumps the one
+row of ``run_feed`` (a row lock held to commit, so change numbers follow commit order
+across the fleet; every statement writing runs, the reaper's and retention's included,
+takes it first, so they never deadlock), numbers the batch's rows from it, and adds the
+runs it made final for the first time to ``run_totals``. Run writes of the fleet are
+therefore serialised on that row, each for one statement.
+
 **Schema** (:mod:`._pg_schema`): every table in the PostgreSQL schema ``schema``,
 created and migrated at :meth:`~PostgresStore.open` in one transaction under an advisory
 lock, so replicas starting together migrate once.

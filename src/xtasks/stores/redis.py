@@ -30,6 +30,10 @@ default: Redis keeps everything in memory) final runs per task, the first to fin
 first; ``max_age`` drops final runs (by ``finished_at``, else ``scheduled_at``) and audit
 records (by ``at``) older than it, a bounded batch per write. Live runs are never dropped.
 
+**Run changes and totals** live in the scripts that write runs: ``INCR`` of ``rchg``
+and a ``ZADD`` to ``rfeed`` per run written, ``HINCRBY`` of ``tot`` for a run's first
+final write; ``run_changes`` reads ``rfeed`` by score.
+
 **Changes of task state** are numbered by ``INCR`` in the script that makes them, published
 on the channel ``{<prefix>}:changes``; a listener thread per store object keeps the highest
 number heard (reconnecting with backoff), which :meth:`RedisStore.wait_for_changes` waits on.

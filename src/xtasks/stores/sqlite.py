@@ -39,6 +39,12 @@ a transaction of its own; runs still queued, waiting or running are never delete
 does not apply to the audit trail (it is not per task history). Claims
 older than a day are pruned too, leaving a per-task floor at or below which a fire counts
 as taken (as :class:`~xtasks.stores.memory.MemoryStore` does).
+
+**Change feed and totals.** Each run write numbers its row's ``change`` from the
+``counters`` table in the same ``BEGIN IMMEDIATE`` transaction (so numbers follow commit
+order across the processes of the host), and a run's first final write adds it to
+``run_totals`` there too: one more small ``UPDATE`` per batch, and one upsert per task and
+status that the batch finished. Retention records the highest number it deleted.
 """
 
 from __future__ import annotations
