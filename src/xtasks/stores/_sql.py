@@ -41,11 +41,11 @@ if TYPE_CHECKING:
 __all__ = [
     "ADD_AUDIT",
     "ADD_TOTALS",
+    "ADVANCE_CHANGE",
     "AUDIT_COLUMNS",
     "CHANGE_TASK_STATE",
     "CLAIM",
     "CLAIMED_LAST_FIRE",
-    "LATEST_CHANGE",
     "LIVE",
     "MAX_RESULT_CHARS",
     "MIGRATIONS",
@@ -63,7 +63,6 @@ __all__ = [
     "RUN_COLUMNS",
     "SAVE_RUN",
     "SAVE_TASK",
-    "SET_LATEST_CHANGE",
     "SET_PRUNED_CHANGE",
     "TOTALS_COLUMNS",
     "decode_attempts",
@@ -232,8 +231,10 @@ ON CONFLICT (task, status) DO UPDATE SET
     {", ".join(f"{c} = {c} + excluded.{c}" for c in TOTALS_COLUMNS)}
 """
 
-LATEST_CHANGE = "SELECT value FROM counters WHERE name = 'run_change'"
-SET_LATEST_CHANGE = "UPDATE counters SET value = ? WHERE name = 'run_change'"
+#: Takes the next ``?`` change numbers: returns the last of them.
+ADVANCE_CHANGE = """
+UPDATE counters SET value = value + ? WHERE name = 'run_change' RETURNING value
+"""
 #: Retention deleted a row whose latest change had this number (never lowers it).
 SET_PRUNED_CHANGE = """
 UPDATE counters SET value = MAX(value, ?) WHERE name = 'run_change_pruned'

@@ -268,8 +268,7 @@ class SQLiteStore(BatchFirstStore):
                     marks = ", ".join("?" * len(chunk))
                     sql = f"SELECT id, status FROM runs WHERE id IN ({marks})"
                     stored.update(conn.execute(sql, chunk).fetchall())
-                number = conn.execute(_sql.LATEST_CHANGE).fetchone()[0]
-                rows = []
+                encoded = []
                 totals = TotalsBatch()
                 refused = []
                 for record in records:
@@ -277,13 +276,16 @@ class SQLiteStore(BatchFirstStore):
                     if before == "lost":  # fenced: the upsert skips it, no number
                         refused.append(record.id)
                         continue
-                    number += 1
-                    rows.append((*_sql.encode_run(record, expires), number))
+                    encoded.append(_sql.encode_run(record, expires))
                     if record.status.is_final and (before is None or before in _LIVE_TEXT):
                         totals.add(record)
                     stored[record.id] = str(record.status)
-                conn.executemany(_sql.SAVE_RUN, rows)
-                conn.execute(_sql.SET_LATEST_CHANGE, (number,))
+                if encoded:  # numbered in one statement: the counter moves by the batch
+                    end = conn.execute(_sql.ADVANCE_CHANGE, (len(encoded),)).fetchall()[0][0]
+                    base = end - len(encoded)
+                    conn.executemany(
+                        _sql.SAVE_RUN, [(*row, base + i) for i, row in enumerate(encoded, 1)]
+                    )
                 if totals:
                     conn.executemany(_sql.ADD_TOTALS, totals.rows())
             return refused
@@ -326,7 +328,8 @@ class SQLiteStore(BatchFirstStore):
                 rows = conn.execute(_sql.REAP_SCAN, {"now": self._clock()}).fetchall()
                 if not rows:
                     return reaped
-                number = conn.execute(_sql.LATEST_CHANGE).fetchone()[0]
+                end = conn.execute(_sql.ADVANCE_CHANGE, (len(rows),)).fetchall()[0][0]
+                number = end - len(rows)
                 updates = []
                 totals = TotalsBatch()
                 for row in rows:
@@ -337,7 +340,6 @@ class SQLiteStore(BatchFirstStore):
                     reaped.append(record)
                     totals.add(record)
                 conn.executemany(_sql.REAP, updates)
-                conn.execute(_sql.SET_LATEST_CHANGE, (number,))
                 conn.executemany(_sql.ADD_TOTALS, totals.rows())
             return reaped
 
