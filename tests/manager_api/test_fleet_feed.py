@@ -11,7 +11,12 @@ there, once.
 from __future__ import annotations
 
 import json
+import os
+import queue
 import re
+import subprocess
+import sys
+import threading
 from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -253,3 +258,70 @@ def test_metrics_on_either_replica_count_the_whole_fleet_as_a_histogram(
     assert samples(texts[0], "xtasks_runs_total") == samples(texts[1], "xtasks_runs_total")
     assert 'xtasks_replica_info{replica="a"} 1' in texts[0]
     assert 'xtasks_replica_info{replica="b"} 1' in texts[1]
+
+
+# --- two processes -----------------------------------------------------------------------
+
+
+@contextmanager
+def _uvicorn(store: str, name: str) -> Iterator[httpx.Client]:
+    """``python -m uvicorn`` serving a replica on a free port: a client to it."""
+    from tests.replicas.harness import ROOT
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "tests.manager_api.fleet_app:app"]
+        + ["--host", "127.0.0.1", "--port", "0", "--timeout-graceful-shutdown", "5"]
+        + ["--no-access-log"],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={
+            **os.environ,
+            "XTASKS_TEST_STORE": store,
+            "XTASKS_TEST_REPLICA": name,
+            "XTASKS_TEST_TOKEN": TOKEN,
+        },
+    )
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        for line in proc.stderr or ():
+            lines.put(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        while True:
+            line = lines.get(timeout=30)  # uvicorn says where it listens, or why it failed
+            found = re.search(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", line)
+            if found:
+                break
+        with httpx.Client(base_url=found.group(1), headers=HEADERS, timeout=TIMEOUT) as client:
+            yield client
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        reader.join(timeout=30)
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
+def test_two_worker_processes_on_one_sqlite_file_share_events_and_metrics(
+    tmp_path: Path,
+) -> None:
+    store = f"sqlite:///{tmp_path / 'fleet.db'}"
+    with _uvicorn(store, "p1") as one, _uvicorn(store, "p2") as two:
+        with one.stream("GET", "/manager/events") as stream:
+            lines = stream.iter_lines()
+            assert next(lines) == ": connected"
+            ids = {run(one): "p1", run(two): "p2", run(two): "p2"}
+            seen = until_final(messages(lines), set(ids))
+        finals = {data["id"]: data for _, data in seen if data["status"] in FINAL}
+        assert {run_id: data["replica"] for run_id, data in finals.items()} == ids
+        texts = [client.get("/manager/metrics").text for client in (one, two)]
+    for text in texts:
+        assert samples(text, "xtasks_runs_total") == {(("task", "ok"), ("status", "succeeded")): 3}
+        assert (
+            samples(text, "xtasks_run_duration_seconds_bucket")[(("task", "ok"), ("le", "+Inf"))]
+            == 3
+        )
