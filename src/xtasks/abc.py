@@ -4,6 +4,10 @@
   subclasses it, wraps its driver's exceptions in :class:`xtasks.StoreError`
   (``raise StoreError(...) from exc``) so no driver error leaks through, and proves itself
   with ``xtasks.testing.check_store``. Every method that does I/O is ``async``.
+- :class:`RunChanges`: what :meth:`Store.run_changes` answers, the runs changed after a
+  number, so a reader follows every replica's runs from the store.
+- :class:`RunTotals`: what :meth:`Store.run_totals` answers, the fleet's finished runs
+  counted by task and final status, with their durations in histogram buckets.
 - :class:`TaskRecord`: the per-task state a :class:`Store` keeps between runs and across
   restarts (state, last fire, failure streak, grid anchor).
 - :class:`Alerter`: delivers alerts to people (email, chat, pager); subclass it and pass
@@ -32,6 +36,7 @@ import anyio
 
 from ._clock import Clock
 from ._errors import StoreError
+from ._feed import RunChanges, RunTotals
 from ._runs import WORKER_TRACEBACK, TaskRecord
 from ._triggers import Trigger
 
@@ -48,6 +53,8 @@ __all__ = [
     "Alerter",
     "Clock",
     "Executor",
+    "RunChanges",
+    "RunTotals",
     "Store",
     "TaskRecord",
     "Trigger",
@@ -139,6 +146,42 @@ class Store(ABC):
         :return: the ids of the records refused (fenced), see :meth:`save_run`.
         """
         return [r.id for r in records if not await self.save_run(r)]
+
+    @abstractmethod
+    async def run_changes(self, after: int, limit: int = 1000) -> RunChanges:
+        """The runs changed after change number ``after``: how ``/events`` follows the
+        runs of every replica, and resumes where a client left off.
+
+        Every write of a run record that the store accepts (:meth:`save_run`,
+        :meth:`save_runs`, :meth:`reap_lost`; any status) gives the run a new change
+        number: store-wide (every store object on the backend shares them), strictly
+        increasing, and given in commit order, so once a reader has seen number ``n``
+        every later write is numbered above ``n`` (gaps are allowed). A refused
+        (fenced) write takes none.
+
+        :return: up to ``limit`` runs whose latest change is numbered above ``after``,
+            each once with its current record, by number (oldest change first); the
+            highest number given so far; and the highest number of a run that retention
+            deleted (:attr:`RunChanges.pruned`). Reading ``limit=0`` costs next to
+            nothing (an index on the number): readers poll it.
+        :raises StoreError: on backend failure.
+        """
+
+    @abstractmethod
+    async def run_totals(self) -> list[RunTotals]:
+        """The fleet's finished runs, by task and final status, since the store was made.
+
+        A run is counted once, in the same transaction as the first write that makes it
+        final (a final write repeated, or a refused one, adds nothing; a run
+        :meth:`reap_lost` marks ``lost`` is counted as ``lost``), whichever store object
+        made it; with its duration (start to finish, :meth:`RunTotals.seconds_of`) in
+        the bucket :meth:`RunTotals.bucket_of` gives, when it has one. Retention
+        leaves the totals alone: they only grow, so every replica reports the same
+        monotonic counters.
+
+        :return: one :class:`RunTotals` per ``(task, status)`` seen, in no set order.
+        :raises StoreError: on backend failure.
+        """
 
     @abstractmethod
     async def renew_leases(self, replica: str, run_ids: Collection[str]) -> set[str]:

@@ -14,11 +14,16 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from fastapi import HTTPException, Request, status
 
-from xtasks import AttemptRecord, ErrorInfo, RunRecord, TaskState
+from xtasks import AttemptRecord, ErrorInfo, RunRecord, StoreError, TaskState
+from xtasks.abc import RunTotals
 from xtasks.events import RunChanged, TaskStateChanged
+
+from ._feed import POLL_INTERVAL, RunFeed, run_feed
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+
+    from anyio.streams.memory import MemoryObjectReceiveStream
 
     from xtasks import Scheduler
     from xtasks.events import Event
@@ -99,6 +104,17 @@ def format_event(event: Event) -> str | None:
     return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
+def format_run(number: int, record: RunRecord) -> str:
+    """The ``event: run`` of a run change, its number as the event's ``id``."""
+    data = json.dumps(run_event_data(record), separators=(",", ":"))
+    return f"id: {number}\nevent: run\ndata: {data}\n\n"
+
+
+def format_reload(number: int) -> str:
+    """The ``event: reload`` telling a client its view may miss changes: read it again."""
+    return f"id: {number}\nevent: reload\ndata: {json.dumps({'after': number})}\n\n"
+
+
 class _StreamCloser:
     """Lets :func:`end_event_streams` end one open stream from another task."""
 
@@ -136,8 +152,15 @@ def end_event_streams(scheduler: Scheduler) -> int:
     return len(closers)
 
 
-async def event_stream(scheduler: Scheduler) -> AsyncIterator[str]:
+async def event_stream(scheduler: Scheduler, after: int | None = None) -> AsyncIterator[str]:
     """Run and task events as server-sent events, until the scheduler stops.
+
+    Runs come from the store's change feed, so the runs of every replica sharing the
+    store show, each ``event: run`` with its change number as ``id``. ``after`` (the
+    ``Last-Event-ID`` a reconnecting ``EventSource`` sends) resumes after that change;
+    when the store no longer has what came after it, an ``event: reload`` says so
+    (and the stream goes on from the latest change). Task state changes are this
+    replica's (``event: task``).
 
     A comment opens the stream (once subscribed) and one is sent every
     :data:`KEEPALIVE_SECONDS` while idle; a client that went away is noticed by the server
@@ -147,26 +170,78 @@ async def event_stream(scheduler: Scheduler) -> AsyncIterator[str]:
     closer = _StreamCloser()
     streams = _open_streams.setdefault(scheduler, set())
     streams.add(closer)
+    feed = run_feed(scheduler)
     try:
-        async with scheduler.events() as events:
+        async with scheduler.events(types=TaskStateChanged) as events:
             yield ": connected\n\n"
+            cursor = after
+            idle_since = anyio.current_time()
             while not closer.closed:
-                text: str | None = None
-                with anyio.move_on_after(KEEPALIVE_SECONDS) as scope:
-                    closer.scope = scope
-                    try:
-                        event = await events.receive()
-                    except anyio.EndOfStream:  # the scheduler stopped
+                bell = feed.bell
+                text = ""
+                try:
+                    if cursor is None:
+                        cursor = await feed.start()
+                    batch = await feed.after(cursor)
+                except StoreError:  # the feed logs it; the next round tries again
+                    batch = None
+                if batch is not None and batch.reload_at is not None:
+                    cursor = batch.reload_at
+                    text = format_reload(cursor)
+                elif batch is not None and batch.changes:
+                    text = "".join(format_run(n, record) for n, record in batch.changes)
+                    cursor = batch.changes[-1][0]
+                if not text:
+                    wait = idle_since + KEEPALIVE_SECONDS - anyio.current_time()
+                    got: object = None
+                    with anyio.move_on_after(max(wait, 0)) as scope:
+                        closer.scope = scope
+                        got = await _next(events, feed, bell if batch is not None else None)
+                    closer.scope = None
+                    if closer.closed or got is _END:
                         return
-                    text = format_event(event)
-                    if text is None:
-                        continue
-                closer.scope = None
-                if closer.closed:
-                    return
-                yield text if text is not None else ": keepalive\n\n"
+                    if isinstance(got, TaskStateChanged):
+                        text = format_event(got) or ""
+                    elif scope.cancelled_caught:
+                        text = ": keepalive\n\n"
+                if text:
+                    idle_since = anyio.current_time()
+                    yield text
     finally:
         streams.discard(closer)
+
+
+_END = object()
+
+
+async def _next(
+    events: MemoryObjectReceiveStream[TaskStateChanged],
+    feed: RunFeed,
+    bell: anyio.Event | None,
+) -> object:
+    """Wait for whichever comes first: a task event (returned), the end of the
+    scheduler's events (:data:`_END`), or newer run changes (``None``). Without a
+    ``bell`` (the store failed), changes are looked for again after a poll's time."""
+    got: list[object] = [None]
+    async with anyio.create_task_group() as tg:
+
+        async def task_event() -> None:
+            try:
+                got[0] = await events.receive()
+            except anyio.EndOfStream:
+                got[0] = _END
+            tg.cancel_scope.cancel()
+
+        async def run_changes() -> None:
+            if bell is None:
+                await anyio.sleep(POLL_INTERVAL)
+            else:
+                await feed.wait(bell)
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(task_event)
+        tg.start_soon(run_changes)
+    return got[0]
 
 
 # --- metrics -----------------------------------------------------------------------------
@@ -177,22 +252,8 @@ def _label(value: str) -> str:
 
 
 class RunMetrics:
-    """Counts the final runs a scheduler publishes (a ``scheduler.subscribe`` callback)."""
-
-    def __init__(self) -> None:
-        self.runs: defaultdict[tuple[str, str], int] = defaultdict(int)
-        self.duration_sum: defaultdict[str, float] = defaultdict(float)
-        self.duration_count: defaultdict[str, int] = defaultdict(int)
-
-    def __call__(self, event: Event) -> None:
-        if not isinstance(event, RunChanged) or not event.record.status.is_final:
-            return
-        record = event.record
-        self.runs[record.task, str(record.status)] += 1
-        if record.started_at is not None and record.finished_at is not None:
-            seconds = (record.finished_at - record.started_at).total_seconds()
-            self.duration_sum[record.task] += max(seconds, 0.0)
-            self.duration_count[record.task] += 1
+    """The Prometheus text of ``/metrics``: the fleet's run totals, read from the store
+    at each scrape (one read, whatever the number of tasks), and this replica's gauges."""
 
     async def render(self, scheduler: Scheduler) -> str:
         """The Prometheus text exposition (format 0.0.4)."""
@@ -200,25 +261,25 @@ class RunMetrics:
         if scheduler.running:  # from memory: no store read per task
             for state in scheduler.states().values():
                 states[str(state)] = states.get(str(state), 0) + 1
+        try:
+            totals = await scheduler.store.run_totals()
+        except StoreError:
+            totals = None
         lines = [
-            "# HELP xtasks_up Whether the scheduler is running.",
+            "# HELP xtasks_up Whether the scheduler of the replica that answered is running.",
             "# TYPE xtasks_up gauge",
             f"xtasks_up {1 if scheduler.running else 0}",
-            "# HELP xtasks_runs_total Finished runs by task and final status.",
-            "# TYPE xtasks_runs_total counter",
+            "# HELP xtasks_replica_info The replica that answered this scrape.",
+            "# TYPE xtasks_replica_info gauge",
+            f'xtasks_replica_info{{replica="{_label(scheduler.replica_id)}"}} 1',
+            (
+                "# HELP xtasks_fleet_totals_readable 1 when the fleet-wide run totals below were"
+                " read from the store, 0 when the read failed (they are left out of this scrape)."
+            ),
+            "# TYPE xtasks_fleet_totals_readable gauge",
+            f"xtasks_fleet_totals_readable {0 if totals is None else 1}",
         ]
-        lines += [
-            f'xtasks_runs_total{{task="{_label(task)}",status="{_label(st)}"}} {count}'
-            for (task, st), count in sorted(self.runs.items())
-        ]
-        lines += [
-            "# HELP xtasks_run_duration_seconds Time from start to finish of final runs.",
-            "# TYPE xtasks_run_duration_seconds summary",
-        ]
-        for task in sorted(self.duration_count):
-            label = f'{{task="{_label(task)}"}}'
-            lines.append(f"xtasks_run_duration_seconds_sum{label} {self.duration_sum[task]!r}")
-            lines.append(f"xtasks_run_duration_seconds_count{label} {self.duration_count[task]}")
+        lines += _fleet_lines(totals or [])
         lines += [
             "# HELP xtasks_tasks Registered tasks by state.",
             "# TYPE xtasks_tasks gauge",
@@ -226,10 +287,10 @@ class RunMetrics:
         lines += [f'xtasks_tasks{{state="{_label(s)}"}} {n}' for s, n in sorted(states.items())]
         stats = scheduler.stats()
         lines += [
-            "# HELP xtasks_queued_runs Runs ready to start, waiting for a worker or a slot.",
+            "# HELP xtasks_queued_runs Runs ready to start in the replica that answered, waiting for a slot.",
             "# TYPE xtasks_queued_runs gauge",
             f"xtasks_queued_runs {stats.queued}",
-            "# HELP xtasks_running_runs Attempts executing now in this process.",
+            "# HELP xtasks_running_runs Attempts executing now in the replica that answered.",
             "# TYPE xtasks_running_runs gauge",
             f"xtasks_running_runs {stats.running}",
             "# HELP xtasks_timer_lag_seconds How late the timer handled its latest due fire.",
@@ -261,6 +322,44 @@ class RunMetrics:
             f"xtasks_fires_unclaimed {stats.fires_unclaimed}",
         ]
         return "\n".join(lines) + "\n"
+
+
+def _fleet_lines(totals: list[RunTotals]) -> list[str]:
+    """``xtasks_runs_total`` and the ``xtasks_run_duration_seconds`` histogram."""
+    lines = [
+        (
+            "# HELP xtasks_runs_total Finished runs by task and final status, of every replica"
+            " sharing the store (read from it: any replica answers with the fleet's count;"
+            " do not sum it over replicas)."
+        ),
+        "# TYPE xtasks_runs_total counter",
+    ]
+    by_task: dict[str, list[RunTotals]] = defaultdict(list)
+    for item in sorted(totals, key=lambda t: (t.task, str(t.status))):
+        by_task[item.task].append(item)
+        task, st = _label(item.task), _label(str(item.status))
+        lines.append(f'xtasks_runs_total{{task="{task}",status="{st}"}} {item.runs}')
+    lines += [
+        (
+            "# HELP xtasks_run_duration_seconds Time from start to finish of finished runs, by"
+            " task, of every replica sharing the store (read from it; do not sum over replicas)."
+        ),
+        "# TYPE xtasks_run_duration_seconds histogram",
+    ]
+    bounds = [*(repr(float(b)) for b in RunTotals.BOUNDS), "+Inf"]
+    for task, items in by_task.items():
+        label = _label(task)
+        counts = [sum(column) for column in zip(*(t.buckets for t in items), strict=True)]
+        cumulative = 0
+        for bound, count in zip(bounds, counts, strict=True):
+            cumulative += count
+            lines.append(
+                f'xtasks_run_duration_seconds_bucket{{task="{label}",le="{bound}"}} {cumulative}'
+            )
+        seconds = sum(t.seconds for t in items)
+        lines.append(f'xtasks_run_duration_seconds_sum{{task="{label}"}} {seconds!r}')
+        lines.append(f'xtasks_run_duration_seconds_count{{task="{label}"}} {cumulative}')
+    return lines
 
 
 # --- request body limit ------------------------------------------------------------------

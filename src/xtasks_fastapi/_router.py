@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from xtasks import (
@@ -151,7 +151,6 @@ def manager_router(
     writer = [Depends(limit_body)]
     router = APIRouter(prefix=prefix, tags=["xtasks"], dependencies=[Depends(auth)])
     metrics = RunMetrics()
-    scheduler.subscribe(metrics)
 
     def origin_of(name: str) -> str | None:
         origin = scheduler.task_origins.get(name)
@@ -374,16 +373,38 @@ def manager_router(
             },
             **_AUTH,
         },
-        summary="Server-sent events of run transitions and task state changes",
+        summary="Server-sent events of run changes (every replica's) and task state changes",
         description=(
-            "`event: run` carries a run's id, task, status, trigger, times, attempts, "
-            "error and reason; `event: task` its name and state. A `: keepalive` comment "
-            "comes every 15 s; the stream ends when the scheduler stops."
+            "`event: run` carries a run's id, task, status, cause, times, attempts, error "
+            "and reason, with the store's change number as the event's `id`: the runs of "
+            "every replica sharing the store show, each once per change seen (a run that "
+            "changes faster than the stream polls shows its latest state). A reconnecting "
+            "client sends `Last-Event-ID` (browsers' EventSource does it by itself; or "
+            "`?after=<id>`) and the stream resumes after that change; when the store no "
+            "longer keeps what came after it, `event: reload` tells the client to read its "
+            "view again. `event: task` carries a task's name and state. A `: keepalive` "
+            "comment comes every 15 s; the stream ends when the scheduler stops."
         ),
     )
-    async def events() -> StreamingResponse:
+    async def events(
+        after: int | None = Query(
+            None, ge=0, description="resume after this change number (as Last-Event-ID)"
+        ),
+        last_event_id: str | None = Header(None, include_in_schema=False),
+    ) -> StreamingResponse:
+        if after is None and last_event_id:
+            try:
+                after = int(last_event_id)
+            except ValueError:
+                after = -1
+            if after < 0:
+                raise HTTPException(
+                    status.HTTP_400_BAD_REQUEST,
+                    f"Last-Event-ID {last_event_id[:40]!r} is not a change number this "
+                    "stream sent; connect again without it",
+                )
         return StreamingResponse(
-            event_stream(scheduler),
+            event_stream(scheduler, after),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )

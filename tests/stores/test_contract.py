@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from xtasks import RunStatus, StoreError
+from xtasks.abc import RunChanges
 from xtasks.stores.memory import MemoryStore
 from xtasks.testing import (
     STORE_CHECKS,
@@ -31,7 +32,9 @@ from xtasks.testing import (
     check_list_runs_order_and_paging,
     check_reap_live_runs,
     check_round_trip,
+    check_run_changes,
     check_run_executor_and_worker,
+    check_run_totals,
     check_store,
     check_task_state_changes,
 )
@@ -346,6 +349,36 @@ class _BatchWinsAll(_Delegate):
         return [True] * len(fires)
 
 
+class _FeedCoalescesNothing(_Delegate):
+    """Reads the feed newest first, as a store ordering by the wrong end would."""
+
+    async def run_changes(self, after: int, limit: int = 1000) -> RunChanges:
+        answer = await self.inner.run_changes(after, 10**9)
+        newest = answer.changes[::-1][: max(limit, 0)]
+        return RunChanges(answer.latest, answer.pruned, tuple(sorted(newest)))
+
+
+class _FeedMissesBatches(_Delegate):
+    """Numbers only the first record of each batch, as a store numbering per statement."""
+
+    async def save_runs(self, records: Collection[RunRecord]) -> list[str]:
+        records = list(records)
+        refused = await self.inner.save_runs(records[:1])
+        for record in records[1:]:
+            self.inner._runs[record.id] = record
+        return refused
+
+
+class _CountsEveryFinalWrite(_Delegate):
+    """Counts a run again each time its final record is written (a retry counts twice)."""
+
+    async def save_run(self, record: RunRecord) -> bool:
+        saved = await self.inner.save_run(record)
+        if saved and record.status.is_final:
+            self.inner._runs.pop(record.id, None)  # forgets it was final already
+        return saved
+
+
 class _CloseTwiceFails(_Delegate):
     async def close(self) -> None:
         if getattr(self.inner, "closed", False):
@@ -395,6 +428,9 @@ class _DriverErrorAfterClose(_Delegate):
             (_OldestFirst, check_list_runs_order_and_paging, "list_runs(task="),
             (_AuditTiesOldestFirst, check_audit_trail, "list_audit(task="),
             (_AuditDropsNoneDetail, check_audit_trail, "detail: expected None, got ''"),
+            (_FeedCoalescesNothing, check_run_changes, "expected the oldest"),
+            (_FeedMissesBatches, check_run_changes, "expected ["),
+            (_CountsEveryFinalWrite, check_run_totals, "expected runs=2"),
             (_CloseTwiceFails, check_close_idempotent, "close() must be idempotent"),
             (_DriverErrorAfterClose, check_errors_are_store_errors, "get_run() raised builtins."),
         ]

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
+from .._feed import DURATION_BUCKETS
 from . import _sql
 
 if TYPE_CHECKING:
@@ -98,6 +99,25 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "ALTER TABLE {s}.runs ADD COLUMN executor text NOT NULL DEFAULT ''",
         "ALTER TABLE {s}.runs ADD COLUMN worker text",
     ),
+    (  # v5: the fleet's change feed and run totals. run_feed's one row holds the latest
+        # change number given to a run write and the highest of a run retention deleted;
+        # every statement writing runs locks it first, so numbers are given in commit
+        # order. Rows written before have change 0. run_totals counts each run at its
+        # first final write.
+        "ALTER TABLE {s}.runs ADD COLUMN change bigint NOT NULL DEFAULT 0",
+        "CREATE INDEX runs_by_change ON {s}.runs (change) WHERE change > 0",
+        "CREATE TABLE {s}.run_feed (latest bigint NOT NULL, pruned bigint NOT NULL)",
+        "INSERT INTO {s}.run_feed VALUES (0, 0)",
+        f"""CREATE TABLE {{s}}.run_totals (
+            task text COLLATE "C" NOT NULL,
+            status text COLLATE "C" NOT NULL,
+            runs bigint NOT NULL,
+            timed bigint NOT NULL,
+            seconds float8 NOT NULL,
+            {", ".join(f"b{i} bigint NOT NULL" for i in range(len(DURATION_BUCKETS) + 1))},
+            PRIMARY KEY (task, status)
+        )""",
+    ),
 ]
 
 #: Store time, Unix seconds of the server's clock when the statement started (every lease
@@ -112,18 +132,53 @@ RUN_ROW_KEYS = (*_RUN_NAMES, "lease_owner")
 # types each value as the table's column does). Rows are inserted in batch order (the
 # seq order of new runs). A live row's lease runs to server time + the TTL; a final one
 # has none. A lost row is fenced: the WHERE skips it, so RETURNING leaves its id out.
+_BUCKET_SUMS = ", ".join(
+    f"count(*) FILTER (WHERE f.bucket = {i})" for i in range(len(DURATION_BUCKETS) + 1)
+)
+_TOTALS_UPDATE = ",\n    ".join(f"{c} = t.{c} + excluded.{c}" for c in _sql.TOTALS_COLUMNS)
+_TOTALS_INSERT = f"""
+INSERT INTO {{s}}.run_totals AS t (task, status, {", ".join(_sql.TOTALS_COLUMNS)})
+"""
+
+# The batch's change numbers come from run_feed, locked first (the counter CTE is read
+# before any row is written), so numbers are given in commit order fleet-wide. prev is
+# the rows as they were before the statement (its snapshot): a final record counts in
+# run_totals when the row was missing or live, and the upsert took it (a lost row is
+# fenced: the WHERE skips it, so RETURNING leaves its id out).
 _SAVE_RUNS = """
-INSERT INTO {s}.runs ({columns}, lease_owner, lease_expires)
-SELECT {columns}, lease_owner,
-    CASE WHEN lease_owner IS NULL THEN NULL ELSE {now} + %(ttl)s END
-FROM json_populate_recordset(NULL::{s}.runs, %(rows)s::json) WITH ORDINALITY AS r
-ORDER BY ordinality
-ON CONFLICT (id) DO UPDATE SET
-    {updates},
-    lease_owner = excluded.lease_owner,
-    lease_expires = excluded.lease_expires
-WHERE runs.status <> 'lost'
-RETURNING id
+WITH counter AS (
+    UPDATE {s}.run_feed SET latest = latest + %(n)s RETURNING latest - %(n)s AS base
+), prev AS (
+    SELECT id, status FROM {s}.runs WHERE id = ANY(%(ids)s::text[])
+), saved AS (
+    INSERT INTO {s}.runs ({columns}, lease_owner, lease_expires, change)
+    SELECT {columns}, lease_owner,
+        CASE WHEN lease_owner IS NULL THEN NULL ELSE {now} + %(ttl)s END,
+        counter.base + r.ordinality
+    FROM json_populate_recordset(NULL::{s}.runs, %(rows)s::json) WITH ORDINALITY AS r,
+        counter
+    ORDER BY ordinality
+    ON CONFLICT (id) DO UPDATE SET
+        {updates},
+        lease_owner = excluded.lease_owner,
+        lease_expires = excluded.lease_expires,
+        change = excluded.change
+    WHERE runs.status <> 'lost'
+    RETURNING id
+), counted AS (
+    {totals_insert}
+    SELECT f.task, f.status, count(*), count(f.seconds), COALESCE(sum(f.seconds), 0),
+        {bucket_sums}
+    FROM json_to_recordset(%(finals)s::json)
+        AS f(id text, task text, status text, seconds float8, bucket int)
+    JOIN saved ON saved.id = f.id
+    LEFT JOIN prev ON prev.id = f.id
+    WHERE prev.status IS NULL OR prev.status IN ({live})
+    GROUP BY f.task, f.status ORDER BY f.task, f.status
+    ON CONFLICT (task, status) DO UPDATE SET
+        {totals_update}
+)
+SELECT id FROM saved
 """
 
 # Claims are inserted in (task, fire_time) order whatever the batch's order, so that
@@ -198,17 +253,41 @@ RETURNING id
 
 # Each expired row is locked by one reaper; another skips it, and once the first commits
 # the row no longer matches (lease_owner is NULL): each lost run is returned once.
+# In a transaction that locked run_feed first (LOCK_FEED); its latest number is %(base)s.
 _REAP = f"""
 WITH expired AS (
     SELECT seq FROM {{s}}.runs
     WHERE lease_owner IS NOT NULL AND lease_expires < {_NOW}
     FOR UPDATE SKIP LOCKED
+), numbered AS (
+    SELECT seq, row_number() OVER (ORDER BY seq) AS n FROM expired
 )
 UPDATE {{s}}.runs AS r SET status = 'lost',
     reason = 'lost: its replica ' || r.lease_owner || ' went silent past its lease',
-    lease_owner = NULL, lease_expires = NULL
-FROM expired WHERE r.seq = expired.seq
-RETURNING {", ".join(f"r.{c}" for c in _RUN_NAMES)}
+    lease_owner = NULL, lease_expires = NULL, change = %(base)s + numbered.n
+FROM numbered WHERE r.seq = numbered.seq
+RETURNING {", ".join(f"r.{c}" for c in _RUN_NAMES)}, r.change
+"""
+
+_LOCK_FEED = "SELECT latest FROM {s}.run_feed FOR UPDATE"
+_SET_LATEST = "UPDATE {s}.run_feed SET latest = GREATEST(latest, %(latest)s)"
+_SET_PRUNED = "UPDATE {s}.run_feed SET pruned = GREATEST(pruned, %(pruned)s)"
+_ADD_TOTALS = f"""
+{_TOTALS_INSERT}
+SELECT * FROM json_populate_recordset(NULL::{{s}}.run_totals, %(totals)s::json)
+ORDER BY task, status
+ON CONFLICT (task, status) DO UPDATE SET
+    {_TOTALS_UPDATE}
+"""
+_READ_TOTALS = f"SELECT task, status, {', '.join(_sql.TOTALS_COLUMNS)} FROM {{s}}.run_totals"
+# The counters and the rows in one statement: one snapshot.
+_RUN_CHANGES = f"""
+SELECT f.latest, f.pruned, {", ".join(f"r.{c}" for c in _RUN_NAMES)}, r.change
+FROM {{s}}.run_feed f LEFT JOIN LATERAL (
+    SELECT {_sql.RUN_COLUMNS}, change FROM {{s}}.runs
+    WHERE change > %(after)s AND change > 0 ORDER BY change LIMIT %(limit)s
+) r ON true
+ORDER BY r.change
 """
 
 _GET_RUN = f"SELECT {_sql.RUN_COLUMNS} FROM {{s}}.runs WHERE id = %(id)s"
@@ -227,11 +306,13 @@ DELETE FROM {{s}}.runs WHERE seq IN (
             PARTITION BY task ORDER BY scheduled_at DESC, seq DESC) AS n
         FROM {{s}}.runs WHERE status NOT IN ({_sql.LIVE})) AS ranked
     WHERE n > %(keep)s)
+RETURNING change
 """
 
 _PRUNE_AGE = f"""
 DELETE FROM {{s}}.runs
 WHERE status NOT IN ({_sql.LIVE}) AND COALESCE(finished_at, scheduled_at) < %(cutoff)s
+RETURNING change
 """
 
 _PRUNE_AUDIT_AGE = "DELETE FROM {s}.audit WHERE at < %(cutoff)s"
@@ -267,6 +348,12 @@ class Statements:
     prune_age: str
     prune_audit_age: str
     prune_claims: str
+    lock_feed: str
+    set_latest: str
+    set_pruned: str
+    add_totals: str
+    read_totals: str
+    run_changes: str
     runs: str  #: the runs table, qualified
     audit: str  #: the audit table, qualified
 
@@ -274,7 +361,16 @@ class Statements:
     def for_schema(cls, schema: str) -> Statements:
         s = sql.Identifier(schema).as_string(None)
         updates = ",\n    ".join(f"{c} = excluded.{c}" for c in _RUN_NAMES if c != "id")
-        save_runs = _SAVE_RUNS.format(s=s, columns=_sql.RUN_COLUMNS, updates=updates, now=_NOW)
+        save_runs = _SAVE_RUNS.format(
+            s=s,
+            columns=_sql.RUN_COLUMNS,
+            updates=updates,
+            now=_NOW,
+            totals_insert=_TOTALS_INSERT.replace("{s}", s),
+            bucket_sums=_BUCKET_SUMS,
+            live=_sql.LIVE,
+            totals_update=_TOTALS_UPDATE,
+        )
         texts = {
             "claim": _CLAIM,
             "save_tasks": _SAVE_TASKS,
@@ -290,6 +386,12 @@ class Statements:
             "prune_age": _PRUNE_AGE,
             "prune_audit_age": _PRUNE_AUDIT_AGE,
             "prune_claims": _PRUNE_CLAIMS,
+            "lock_feed": _LOCK_FEED,
+            "set_latest": _SET_LATEST,
+            "set_pruned": _SET_PRUNED,
+            "add_totals": _ADD_TOTALS,
+            "read_totals": _READ_TOTALS,
+            "run_changes": _RUN_CHANGES,
         }
         return cls(
             save_runs=save_runs,

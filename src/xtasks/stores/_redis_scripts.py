@@ -19,6 +19,11 @@ a cluster keeps every key in one slot and a script may touch any of them. Tags:
 - ``c:<task>:<fire>``: a claim (``SET NX``, expiring after the claim horizon);
   ``cl:<task>``: ZSET fire -> claim time, from which expired claims raise the floor;
 - ``chg`` (counter) and ``chgs`` (ZSET task -> its latest change number): state changes;
+- ``rchg`` (counter) and ``rfeed`` (ZSET run id -> the number of its latest change): the
+  run change feed; ``rpruned``: the highest number of a run retention dropped;
+- ``tot``: the fleet's run totals, a hash of fields ``<what>|<status>|<task>`` where
+  ``what`` is ``r`` (runs), ``m`` (timed runs), ``s`` (their seconds) or ``b<i>`` (timed
+  runs in bucket ``i``);
 - ``au``, ``au:t:<task>``: the audit trail, members ``<at, 20 digits><seq, 16><JSON>``;
   ``au:age``: ZSET of the same members by ``at`` in Unix seconds, for ``max_age``;
 - ``rp:<token>``, ``ax:<id>``: short-lived marks that make a retried call (a reply lost on
@@ -38,6 +43,7 @@ __all__ = [
     "LIST_RUNS",
     "REAP",
     "RENEW",
+    "RUN_CHANGES",
     "SAVE_RUNS",
     "SAVE_TASKS",
 ]
@@ -79,10 +85,33 @@ local function unindex(id, task, status, k)
   for _, key in ipairs(index_keys(task, status)) do redis.call('ZREM', key, k .. id) end
 end
 
+-- The run's latest change gets the next number of the feed.
+local function changed(id)
+  redis.call('ZADD', P .. 'rfeed', redis.call('INCR', P .. 'rchg'), id)
+end
+
+-- Add a run that became final to the totals; seconds and bucket are '' when untimed.
+local function count(task, status, seconds, bucket)
+  local tail = '|' .. status .. '|' .. task
+  redis.call('HINCRBY', P .. 'tot', 'r' .. tail, 1)
+  if seconds ~= '' then
+    redis.call('HINCRBY', P .. 'tot', 'm' .. tail, 1)
+    redis.call('HINCRBYFLOAT', P .. 'tot', 's' .. tail, seconds)
+    redis.call('HINCRBY', P .. 'tot', 'b' .. bucket .. tail, 1)
+  end
+end
+
 local function drop_run(id)
   local rk = P .. 'r:' .. id
   local f = redis.call('HMGET', rk, 's', 't', 'k')
   if not f[1] then return end
+  local number = redis.call('ZSCORE', P .. 'rfeed', id)
+  if number then
+    redis.call('ZREM', P .. 'rfeed', id)
+    if tonumber(number) > tonumber(redis.call('GET', P .. 'rpruned') or '0') then
+      redis.call('SET', P .. 'rpruned', number)
+    end
+  end
   unindex(id, f[2], f[1], f[3])
   redis.call('ZREM', P .. 'lease', id)
   redis.call('ZREM', P .. 'age', id)
@@ -125,7 +154,8 @@ end
 """
 
 #: ARGV: P, lease_ttl, keep, max_age, then per record: id, task, status, sort key,
-#: JSON, replica, age. Returns the ids refused because their run is lost (fenced).
+#: JSON, replica, age, seconds and bucket ('' if untimed). Returns the ids refused
+#: because their run is lost (fenced).
 SAVE_RUNS = (
     _PRELUDE
     + _RUNS
@@ -134,7 +164,7 @@ local t = now()
 local ttl, keep, max_age = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local refused = {}
 local written = 0
-for i = 5, #ARGV, 7 do
+for i = 5, #ARGV, 9 do
   local id, task, status, sk = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local rk = P .. 'r:' .. id
   local old = redis.call('HMGET', rk, 's', 't', 'k')
@@ -163,6 +193,10 @@ for i = 5, #ARGV, 7 do
     else
       redis.call('HDEL', rk, 'o')
       redis.call('ZREM', P .. 'lease', id)
+      if not old[1] or LIVE[old[1]] then count(task, status, ARGV[i + 7], ARGV[i + 8]) end
+    end
+    changed(id)
+    if not LIVE[status] then
       finished(id, task, ARGV[i + 6])
       trim(task, keep)
     end
@@ -217,6 +251,8 @@ for _, id in ipairs(due) do
     index(id, f[2], 'lost', f[3])
     redis.call('HSET', rk, 's', 'lost', 'n', reason)
     redis.call('HDEL', rk, 'o')
+    changed(id)
+    count(f[2], 'lost', '', '')
     finished(id, f[2], f[6])
     trim(f[2], keep)
     out[#out + 1] = id
@@ -271,6 +307,27 @@ for i = offset + 1, math.min(#merged, n) do
     out[#out + 1] = f[2]
     out[#out + 1] = f[3]
   end
+end
+return out
+"""
+)
+
+#: ARGV: P, after, limit. Returns the latest change number, the highest one pruned, then
+#: number, JSON, status, reason (or nil) for each run changed after ``after``, oldest first.
+RUN_CHANGES = (
+    _PRELUDE
+    + """
+local out = {redis.call('GET', P .. 'rchg') or '0', redis.call('GET', P .. 'rpruned') or '0'}
+local limit = tonumber(ARGV[3])
+if limit <= 0 then return out end
+local found = redis.call('ZRANGEBYSCORE', P .. 'rfeed', '(' .. ARGV[2], '+inf', 'WITHSCORES',
+                         'LIMIT', 0, limit)
+for i = 1, #found, 2 do
+  local f = redis.call('HMGET', P .. 'r:' .. found[i], 'd', 's', 'n')
+  out[#out + 1] = found[i + 1]
+  out[#out + 1] = f[1]
+  out[#out + 1] = f[2]
+  out[#out + 1] = f[3] or false
 end
 return out
 """

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Union, get_args, get_origin, get_type_hints
 
+from .._feed import DURATION_BUCKETS
 from .._runs import (
     MAX_EARLIER_ATTEMPTS,
     AttemptRecord,
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ADD_AUDIT",
+    "ADD_TOTALS",
+    "ADVANCE_CHANGE",
     "AUDIT_COLUMNS",
     "CHANGE_TASK_STATE",
     "CLAIM",
@@ -51,12 +54,17 @@ __all__ = [
     "PRUNE_CLAIMS",
     "PRUNE_CLAIM_FLOORS",
     "PRUNE_COUNT",
+    "READ_CHANGE_COUNTERS",
+    "READ_TOTALS",
     "REAP",
     "REAP_SCAN",
     "RENEW",
+    "RUN_CHANGES",
     "RUN_COLUMNS",
     "SAVE_RUN",
     "SAVE_TASK",
+    "SET_PRUNED_CHANGE",
+    "TOTALS_COLUMNS",
     "decode_attempts",
     "decode_audit",
     "decode_run",
@@ -167,6 +175,27 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "ALTER TABLE runs ADD COLUMN executor TEXT NOT NULL DEFAULT ''",
         "ALTER TABLE runs ADD COLUMN worker TEXT",
     ),
+    (  # v9: the fleet's change feed and run totals. Each accepted write of a run numbers
+        # its row's change from the run_change counter (rows written before have 0: they
+        # changed before any reader's number); run_change_pruned is the highest change of
+        # a row retention deleted. run_totals counts each run at its first final write.
+        "ALTER TABLE runs ADD COLUMN change INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX runs_by_change ON runs (change) WHERE change > 0",
+        """CREATE TABLE counters (
+            name TEXT PRIMARY KEY,
+            value INTEGER NOT NULL
+        ) WITHOUT ROWID""",
+        "INSERT INTO counters VALUES ('run_change', 0), ('run_change_pruned', 0)",
+        f"""CREATE TABLE run_totals (
+            task TEXT NOT NULL,
+            status TEXT NOT NULL,
+            runs INTEGER NOT NULL,
+            timed INTEGER NOT NULL,
+            seconds REAL NOT NULL,
+            {", ".join(f"b{i} INTEGER NOT NULL" for i in range(len(DURATION_BUCKETS) + 1))},
+            PRIMARY KEY (task, status)
+        ) WITHOUT ROWID""",
+    ),
 ]
 
 # The WHERE keeps the SELECT form of INSERT unambiguous before ON CONFLICT (SQLite rule).
@@ -187,9 +216,35 @@ RENEW = "UPDATE runs SET lease_expires = :expires WHERE id = :id AND lease_owner
 
 REAP = """
 UPDATE runs SET status = 'lost', reason = :reason,
-    lease_owner = NULL, lease_expires = NULL, epoch = epoch + 1
+    lease_owner = NULL, lease_expires = NULL, epoch = epoch + 1, change = :change
 WHERE id = :id
 """
+
+#: The columns of run_totals after task and status, in :meth:`TotalsBatch.rows` order.
+TOTALS_COLUMNS = ("runs", "timed", "seconds", *(f"b{i}" for i in range(len(DURATION_BUCKETS) + 1)))
+
+#: Adds a row of :meth:`~xtasks._feed.TotalsBatch.rows` to the totals.
+ADD_TOTALS = f"""
+INSERT INTO run_totals (task, status, {", ".join(TOTALS_COLUMNS)})
+VALUES ({", ".join("?" * (len(TOTALS_COLUMNS) + 2))})
+ON CONFLICT (task, status) DO UPDATE SET
+    {", ".join(f"{c} = {c} + excluded.{c}" for c in TOTALS_COLUMNS)}
+"""
+
+#: Takes the next ``?`` change numbers: returns the last of them.
+ADVANCE_CHANGE = """
+UPDATE counters SET value = value + ? WHERE name = 'run_change' RETURNING value
+"""
+#: Retention deleted a row whose latest change had this number (never lowers it).
+SET_PRUNED_CHANGE = """
+UPDATE counters SET value = MAX(value, ?) WHERE name = 'run_change_pruned'
+"""
+READ_CHANGE_COUNTERS = """
+SELECT (SELECT value FROM counters WHERE name = 'run_change'),
+    (SELECT value FROM counters WHERE name = 'run_change_pruned')
+"""
+
+READ_TOTALS = f"SELECT task, status, {', '.join(TOTALS_COLUMNS)} FROM run_totals"
 
 SAVE_TASK = """
 INSERT INTO tasks (name, state, last_fire, consecutive_failures, alerting, anchor, definition)
@@ -219,10 +274,12 @@ DELETE FROM runs WHERE status NOT IN ({LIVE}) AND seq IN (
             PARTITION BY task ORDER BY scheduled_at DESC, seq DESC) AS n
         FROM runs)
     WHERE n > :keep)
+RETURNING change
 """
 
 PRUNE_AGE = f"""
 DELETE FROM runs WHERE status NOT IN ({LIVE}) AND COALESCE(finished_at, scheduled_at) < :cutoff
+RETURNING change
 """
 
 PRUNE_AUDIT_AGE = "DELETE FROM audit WHERE at < :cutoff"
@@ -511,12 +568,13 @@ RUN_COLUMNS = ", ".join(_RUN_COLUMN_NAMES)
 # reaper scans through runs_by_lease. A lost row is fenced: never updated.
 _UPDATES = ",\n    ".join(f"{c} = excluded.{c}" for c in _RUN_COLUMN_NAMES if c != "id")
 SAVE_RUN = f"""
-INSERT INTO runs ({RUN_COLUMNS}, lease_owner, lease_expires)
-VALUES ({", ".join("?" * (len(_RUN_COLUMN_NAMES) + 2))})
+INSERT INTO runs ({RUN_COLUMNS}, lease_owner, lease_expires, change)
+VALUES ({", ".join("?" * (len(_RUN_COLUMN_NAMES) + 3))})
 ON CONFLICT (id) DO UPDATE SET
     {_UPDATES},
     lease_owner = excluded.lease_owner,
-    lease_expires = excluded.lease_expires
+    lease_expires = excluded.lease_expires,
+    change = excluded.change
 WHERE runs.status != 'lost'
 """
 
@@ -524,6 +582,11 @@ WHERE runs.status != 'lost'
 # the partial index applies). No status test: only live rows hold a lease (v4 gave one to
 # those written before), and a test on status would lead the planner to runs_by_status,
 # which scans every live run instead of the expired ones.
+#: The runs changed after a number, oldest change first, through runs_by_change.
+RUN_CHANGES = f"""
+SELECT {RUN_COLUMNS}, change FROM runs WHERE change > ? AND change > 0 ORDER BY change LIMIT ?
+"""
+
 REAP_SCAN = f"""
 SELECT {RUN_COLUMNS}, lease_owner FROM runs
 WHERE lease_owner IS NOT NULL AND lease_expires < :now

@@ -12,7 +12,8 @@ actions are recorded when they happen). Live runs (queued, waiting, running)
 are never dropped and do not count. The count bound is applied on every write at an
 amortised O(1): each task keeps a deque of its finished records in finish order, and an
 entry whose record was replaced or removed since (checked by identity) is skipped when
-it comes up. ``max_age`` is applied after :attr:`~MemoryStore.prune_every` writes or
+it comes up. Each run write moves the run to the end of an ordered dict of change
+numbers, which ``run_changes`` reads from its end. ``max_age`` is applied after :attr:`~MemoryStore.prune_every` writes or
 :attr:`~MemoryStore.prune_interval` seconds, from a heap of finished records by age, so
 it never scans the history.
 """
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any, final
 import anyio
 
 from .._errors import StoreError
+from .._feed import DURATION_BUCKETS, RunChanges, RunTotals, duration_bucket, run_seconds
 from .._runs import RunStatus, TaskRecord, TaskState
 from ..abc import Store
 from ._registry import check_retention
@@ -127,6 +129,13 @@ class MemoryStore(Store):
         self._changed: dict[str, int] = {}  # task -> the number of its latest state change
         self._change_made: anyio.Event | None = None  # set at the next change, if awaited
         self._audit: deque[AuditRecord] = deque(maxlen=max_audit)  # in insertion order
+        self._run_change = 0  # the latest run change's number
+        #: Run id -> the number of its latest change, in number order (a change moves
+        #: the id to the end), so run_changes reads from the end, O(what it returns).
+        self._run_changed: dict[str, int] = {}
+        self._pruned = 0  # the highest number of a run retention dropped
+        #: (task, status) -> [runs, timed, seconds, per-bucket counts...]
+        self._totals: dict[tuple[str, RunStatus], list[Any]] = {}
 
     def __repr__(self) -> str:
         return (
@@ -208,6 +217,8 @@ class MemoryStore(Store):
                     status=RunStatus.LOST,
                     reason=f"lost: its replica {owner} went silent past its lease",
                 )
+                self._number(run_id)
+                self._count(record)
                 self._put(record, current)
                 reaped.append(record)
         return reaped
@@ -218,6 +229,7 @@ class MemoryStore(Store):
         old = self._runs.get(run_id)
         if old is not None and old.status is RunStatus.LOST:
             return False  # fenced
+        self._number(run_id)
         if record.status in _LIVE:  # held by the replica that wrote it, until final
             self._leases[run_id] = (record.replica, self._clock() + self.lease_ttl)
             if old is not None and old.status in _LIVE and old.task == record.task:
@@ -225,9 +237,36 @@ class MemoryStore(Store):
                 return True
         else:  # final: nothing left to do, nothing to reap
             self._leases.pop(run_id, None)
+            if old is None or old.status in _LIVE:  # its first final write: count it
+                self._count(record)
         if old is not record:  # the same object again (a retried write) changes nothing
             self._put(record, old)
         return True
+
+    def _number(self, run_id: str) -> None:
+        """Give the run's latest change the next number."""
+        self._run_change += 1
+        changed = self._run_changed
+        changed.pop(run_id, None)
+        changed[run_id] = self._run_change
+
+    def _count(self, record: RunRecord) -> None:
+        """Add the final ``record`` to the fleet's totals."""
+        key = (record.task, record.status)
+        totals = self._totals.get(key)
+        if totals is None:
+            totals = self._totals[key] = [0, 0, 0.0, *([0] * (len(DURATION_BUCKETS) + 1))]
+        totals[0] += 1
+        seconds = run_seconds(record)
+        if seconds is not None:
+            totals[1] += 1
+            totals[2] += seconds
+            totals[3 + duration_bucket(seconds)] += 1
+
+    def _forget(self, run_id: str) -> None:
+        """Retention dropped the run: its latest change can no longer be read."""
+        number = self._run_changed.pop(run_id, 0)
+        self._pruned = max(self._pruned, number)
 
     def _put(self, record: RunRecord, old: RunRecord | None) -> None:
         """Store ``record`` in place of ``old`` (its id's current record, if any), then
@@ -265,6 +304,7 @@ class MemoryStore(Store):
                     del runs[oldest.id]  # _drop, inlined: the task keeps this record
                     del history.ids[oldest.id]
                     history.done -= 1
+                    self._forget(oldest.id)
             self._trimmed = history
             head = finished[0]
             if runs.get(head.id) is not head or len(finished) > 2 * history.done + _SLACK:
@@ -275,6 +315,7 @@ class MemoryStore(Store):
         del self._runs[record.id]
         del history.ids[record.id]
         history.done -= 1
+        self._forget(record.id)
         if not history.ids:
             del self._history[record.task]
 
@@ -320,6 +361,8 @@ class MemoryStore(Store):
             self._runs = dict(self._runs)  # keeps the insertion order: list_runs' tie-break
         if _sparse(self._leases):
             self._leases = dict(self._leases)
+        if _sparse(self._run_changed):
+            self._run_changed = dict(self._run_changed)  # keeps the order: by number
         history = self._trimmed
         if history is not None and _sparse(history.ids):
             history.ids = dict(history.ids)
@@ -357,6 +400,25 @@ class MemoryStore(Store):
     async def get_run(self, run_id: str) -> RunRecord | None:
         self._check_open()
         return self._runs.get(run_id)
+
+    async def run_changes(self, after: int, limit: int = 1000) -> RunChanges:
+        self._check_open()
+        found: list[tuple[int, RunRecord]] = []
+        runs = self._runs
+        if limit > 0:
+            for run_id, number in reversed(self._run_changed.items()):
+                if number <= after:
+                    break
+                found.append((number, runs[run_id]))
+            found.reverse()
+        return RunChanges(self._run_change, self._pruned, tuple(found[: max(limit, 0)]))
+
+    async def run_totals(self) -> list[RunTotals]:
+        self._check_open()
+        return [
+            RunTotals(task, status, t[0], t[1], t[2], tuple(t[3:]))
+            for (task, status), t in self._totals.items()
+        ]
 
     async def list_runs(
         self,

@@ -24,6 +24,13 @@ so a replica polling from ``n`` misses none. A listener thread per store
 (:mod:`._pg_listen`) turns the notifications into an early return of
 :meth:`~PostgresStore.wait_for_changes`.
 
+**Change feed and totals.** ``save_runs`` stays one statement: it first bumps the one
+row of ``run_feed`` (a row lock held to commit, so change numbers follow commit order
+across the fleet; every statement writing runs, the reaper's and retention's included,
+takes it first, so they never deadlock), numbers the batch's rows from it, and adds the
+runs it made final for the first time to ``run_totals``. Run writes of the fleet are
+therefore serialised on that row, each for one statement.
+
 **Schema** (:mod:`._pg_schema`): every table in the PostgreSQL schema ``schema``,
 created and migrated at :meth:`~PostgresStore.open` in one transaction under an advisory
 lock, so replicas starting together migrate once.
@@ -39,6 +46,7 @@ below a per-task floor), run after writes by one replica at a time (a
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -53,7 +61,8 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .._errors import ConfigError, StoreError
-from .._runs import TaskRecord, TaskState
+from .._feed import RunChanges, RunTotals, TotalsBatch, duration_bucket, run_seconds
+from .._runs import RunStatus, TaskRecord, TaskState
 from . import _sql
 from ._batch_first import BatchFirstStore
 from ._pg_listen import ChangeListener
@@ -74,7 +83,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Mapping, Sequence
     from datetime import datetime
 
-    from .._runs import AuditRecord, RunRecord, RunStatus
+    from .._runs import AuditRecord, RunRecord
 
 __all__ = ["PostgresStore"]
 
@@ -280,7 +289,14 @@ class PostgresStore(BatchFirstStore):
         if not records:
             self._check_open()
             return []
-        params = {"rows": run_rows(records), "ttl": self.lease_ttl}
+        ids = list(dict.fromkeys(escape(record.id) for record in records))
+        params = {
+            "rows": run_rows(records),  # one row per id, as ids
+            "n": len(ids),
+            "ids": ids,
+            "ttl": self.lease_ttl,
+            "finals": _finals(records),
+        }
 
         def save(conn: _Conn) -> set[str]:
             return {row[0] for row in conn.execute(self._sql.save_runs, params)}
@@ -303,10 +319,51 @@ class PostgresStore(BatchFirstStore):
 
     async def reap_lost(self) -> list[RunRecord]:
         def reap(conn: _Conn) -> list[RunRecord]:
-            rows = conn.execute(self._sql.reap).fetchall()
-            return [decode_run(row) for row in rows]
+            with conn.transaction():
+                row = conn.execute(self._sql.lock_feed).fetchone()  # first, as saves do
+                base = int(row[0]) if row is not None else 0
+                rows = conn.execute(self._sql.reap, {"base": base}).fetchall()
+                if not rows:
+                    return []
+                latest = max(int(row[-1]) for row in rows)
+                conn.execute(self._sql.set_latest, {"latest": latest})
+                records = [decode_run(row[:-1]) for row in rows]
+                totals = TotalsBatch()
+                for record in records:
+                    totals.add(record)
+                conn.execute(self._sql.add_totals, {"totals": _totals_json(totals)})
+            return records
 
         return await self._call("reap lost runs", reap)
+
+    async def run_changes(self, after: int, limit: int = 1000) -> RunChanges:
+        params = {"after": after, "limit": max(limit, 0)}
+
+        def select(conn: _Conn) -> RunChanges:
+            rows = conn.execute(self._sql.run_changes, params).fetchall()
+            latest, pruned = (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)
+            found = tuple(
+                (int(row[-1]), decode_run(row[2:-1])) for row in rows if row[-1] is not None
+            )
+            return RunChanges(latest, pruned, found)
+
+        return await self._call("read run changes", select)
+
+    async def run_totals(self) -> list[RunTotals]:
+        def select(conn: _Conn) -> list[RunTotals]:
+            return [
+                RunTotals(
+                    unescape(row[0]),
+                    RunStatus(row[1]),
+                    int(row[2]),
+                    int(row[3]),
+                    float(row[4]),
+                    tuple(int(n) for n in row[5:]),
+                )
+                for row in conn.execute(self._sql.read_totals)
+            ]
+
+        return await self._call("read run totals", select)
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         def get(conn: _Conn) -> RunRecord | None:
@@ -446,13 +503,18 @@ class PostgresStore(BatchFirstStore):
             ).fetchone()
             if row is not None and row[0]:  # else another replica prunes right now
                 now = float(row[1])
+                conn.execute(self._sql.lock_feed)  # first, as writers of runs do
+                changes: list[int] = []  # the latest change of each run deleted
                 if self.max_runs_per_task is not None:
                     keep = {"keep": self.max_runs_per_task}
-                    deleted += conn.execute(self._sql.prune_count, keep).rowcount
+                    changes += (r[0] for r in conn.execute(self._sql.prune_count, keep))
                 if self.max_age is not None:
                     cutoff = {"cutoff": _sql.ts_epoch(now - self.max_age)}
-                    deleted += conn.execute(self._sql.prune_age, cutoff).rowcount
+                    changes += (r[0] for r in conn.execute(self._sql.prune_age, cutoff))
                     conn.execute(self._sql.prune_audit_age, cutoff)
+                deleted = len(changes)
+                if changes:
+                    conn.execute(self._sql.set_pruned, {"pruned": max(changes)})
                 cutoff = {"cutoff": _sql.ts_epoch(now - _CLAIM_HORIZON)}
                 conn.execute(self._sql.prune_claims, cutoff)
         with self._count_lock:
@@ -519,6 +581,40 @@ class PostgresStore(BatchFirstStore):
             return result
 
         return await anyio.to_thread.run_sync(run, limiter=self._limiter)
+
+
+def _finals(records: Collection[RunRecord]) -> str:
+    """The records of a batch final for the first time within it (an earlier live one,
+    or none), as the JSON rows ``save_runs`` adds to the totals when the stored row was
+    not final either."""
+    final: set[str] = set()
+    rows = []
+    for record in records:
+        if not record.status.is_final:
+            final.discard(record.id)
+            continue
+        if record.id in final:
+            continue
+        final.add(record.id)
+        seconds = run_seconds(record)
+        rows.append(
+            {
+                "id": escape(record.id),
+                "task": escape(record.task),
+                "status": str(record.status),
+                "seconds": seconds,
+                "bucket": None if seconds is None else duration_bucket(seconds),
+            }
+        )
+    return json.dumps(rows)
+
+
+def _totals_json(totals: TotalsBatch) -> str:
+    """``totals`` as the JSON rows of ``run_totals``."""
+    keys = ("task", "status", *_sql.TOTALS_COLUMNS)
+    return json.dumps(
+        [dict(zip(keys, (escape(row[0]), *row[1:]), strict=True)) for row in totals.rows()]
+    )
 
 
 def _configure(conn: _Conn) -> None:

@@ -30,6 +30,10 @@ default: Redis keeps everything in memory) final runs per task, the first to fin
 first; ``max_age`` drops final runs (by ``finished_at``, else ``scheduled_at``) and audit
 records (by ``at``) older than it, a bounded batch per write. Live runs are never dropped.
 
+**Run changes and totals** live in the scripts that write runs: ``INCR`` of ``rchg``
+and a ``ZADD`` to ``rfeed`` per run written, ``HINCRBY`` of ``tot`` for a run's first
+final write; ``run_changes`` reads ``rfeed`` by score.
+
 **Changes of task state** are numbered by ``INCR`` in the script that makes them, published
 on the channel ``{<prefix>}:changes``; a listener thread per store object keeps the highest
 number heard (reconnecting with backoff), which :meth:`RedisStore.wait_for_changes` waits on.
@@ -49,6 +53,7 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
 from .._errors import ConfigError, StoreError
+from .._feed import RunChanges, RunTotals, duration_bucket, run_seconds
 from .._runs import AuditRecord, RunRecord, RunStatus, TaskRecord, TaskState
 from . import _redis_rows as rows
 from . import _redis_scripts as scripts
@@ -221,7 +226,7 @@ class RedisStore(BatchFirstStore):
         head = [self._p, self.lease_ttl, self.max_runs_per_task or 0, self.max_age or 0]
 
         def save(client: redis.Redis) -> list[str]:
-            args = head + [field for record in records for field in rows.encode_run(record)]
+            args = head + [field for record in records for field in _fields(record)]
             script = self._scripts["SAVE_RUNS"]
             return list(script(keys=[self._p + "seq"], args=args, client=client))
 
@@ -240,6 +245,36 @@ class RedisStore(BatchFirstStore):
         out = await self._script("reap lost runs", "REAP", args)
         return [
             rows.decode_run(out[i + 1], RunStatus.LOST, out[i + 2]) for i in range(0, len(out), 3)
+        ]
+
+    async def run_changes(self, after: int, limit: int = 1000) -> RunChanges:
+        out = await self._script("read run changes", "RUN_CHANGES", [self._p, after, limit])
+        found = tuple(
+            (int(out[i]), rows.decode_run(out[i + 1], out[i + 2], out[i + 3]))
+            for i in range(2, len(out), 4)
+            if out[i + 1] is not None  # (dropped between the two reads: cannot happen)
+        )
+        return RunChanges(int(out[0]), int(out[1]), found)
+
+    async def run_totals(self) -> list[RunTotals]:
+        def read(client: redis.Redis) -> dict[str, str]:
+            return cast("dict[str, str]", client.hgetall(self._p + "tot"))
+
+        sums: dict[tuple[str, str], dict[str, str]] = {}
+        for field, value in (await self._call("read run totals", read)).items():
+            what, status, task = field.split("|", 2)
+            sums.setdefault((task, status), {})[what] = value
+        buckets = range(len(RunTotals.BOUNDS) + 1)
+        return [
+            RunTotals(
+                task,
+                RunStatus(status),
+                int(got.get("r", 0)),
+                int(got.get("m", 0)),
+                float(got.get("s", 0.0)),
+                tuple(int(got.get(f"b{i}", 0)) for i in buckets),
+            )
+            for (task, status), got in sums.items()
         ]
 
     async def get_run(self, run_id: str) -> RunRecord | None:
@@ -401,6 +436,15 @@ class RedisStore(BatchFirstStore):
                 raise self._error(f"{what} failed", exc) from self._cause(exc)
 
         return await anyio.to_thread.run_sync(run, limiter=self._limiter)
+
+
+def _fields(record: RunRecord) -> list[Any]:
+    """The fields of ``record`` as ``SAVE_RUNS`` takes them: those stored, then its
+    duration and bucket for the totals ('' when it has none)."""
+    seconds = run_seconds(record)
+    if seconds is None:
+        return [*rows.encode_run(record), "", ""]
+    return [*rows.encode_run(record), repr(seconds), duration_bucket(seconds)]
 
 
 def _check_url(url: str) -> None:

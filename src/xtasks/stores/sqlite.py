@@ -39,6 +39,12 @@ a transaction of its own; runs still queued, waiting or running are never delete
 does not apply to the audit trail (it is not per task history). Claims
 older than a day are pruned too, leaving a per-task floor at or below which a fire counts
 as taken (as :class:`~xtasks.stores.memory.MemoryStore` does).
+
+**Change feed and totals.** Each run write numbers its row's ``change`` from the
+``counters`` table in the same ``BEGIN IMMEDIATE`` transaction (so numbers follow commit
+order across the processes of the host), and a run's first final write adds it to
+``run_totals`` there too: one more small ``UPDATE`` per batch, and one upsert per task and
+status that the batch finished. Retention records the highest number it deleted.
 """
 
 from __future__ import annotations
@@ -56,6 +62,7 @@ import anyio
 import anyio.to_thread
 
 from .._errors import ConfigError, StoreError
+from .._feed import RunChanges, RunTotals, TotalsBatch
 from .._runs import RunStatus, TaskRecord, TaskState
 from . import _sql
 from ._batch_first import BatchFirstStore
@@ -74,6 +81,8 @@ _T = TypeVar("_T")
 _CLAIM_HORIZON = 86400.0
 #: Ids per ``IN (...)`` list, well under SQLite's bound on variables.
 _CHUNK = 500
+#: The live statuses as stored.
+_LIVE_TEXT = frozenset(str(s) for s in RunStatus if not s.is_final)
 
 
 @final
@@ -252,16 +261,34 @@ class SQLiteStore(BatchFirstStore):
         def save(conn: sqlite3.Connection) -> list[str]:
             with _immediate(conn):
                 expires = self._clock() + self.lease_ttl
-                rows = [_sql.encode_run(record, expires) for record in records]
                 ids = list(dict.fromkeys(record.id for record in records))
-                fenced: set[str] = set()
+                stored: dict[str, str] = {}  # id -> status, of the rows there already
                 for start in range(0, len(ids), _CHUNK):
                     chunk = ids[start : start + _CHUNK]
                     marks = ", ".join("?" * len(chunk))
-                    sql = f"SELECT id FROM runs WHERE status = 'lost' AND id IN ({marks})"
-                    fenced.update(row[0] for row in conn.execute(sql, chunk))
-                conn.executemany(_sql.SAVE_RUN, rows)
-            return [record.id for record in records if record.id in fenced]
+                    sql = f"SELECT id, status FROM runs WHERE id IN ({marks})"
+                    stored.update(conn.execute(sql, chunk).fetchall())
+                encoded = []
+                totals = TotalsBatch()
+                refused = []
+                for record in records:
+                    before = stored.get(record.id)
+                    if before == "lost":  # fenced: the upsert skips it, no number
+                        refused.append(record.id)
+                        continue
+                    encoded.append(_sql.encode_run(record, expires))
+                    if record.status.is_final and (before is None or before in _LIVE_TEXT):
+                        totals.add(record)
+                    stored[record.id] = str(record.status)
+                if encoded:  # numbered in one statement: the counter moves by the batch
+                    end = conn.execute(_sql.ADVANCE_CHANGE, (len(encoded),)).fetchall()[0][0]
+                    base = end - len(encoded)
+                    conn.executemany(
+                        _sql.SAVE_RUN, [(*row, base + i) for i, row in enumerate(encoded, 1)]
+                    )
+                if totals:
+                    conn.executemany(_sql.ADD_TOTALS, totals.rows())
+            return refused
 
         return await self._call("save runs", save, writes=len(records))
 
@@ -296,17 +323,24 @@ class SQLiteStore(BatchFirstStore):
         # SELECT then UPDATE inside one IMMEDIATE transaction: no other writer can come in
         # between, so each row is reaped once; and it needs no UPDATE ... RETURNING (3.35+).
         def reap(conn: sqlite3.Connection) -> list[RunRecord]:
-            reaped = []
+            reaped: list[RunRecord] = []
             with _immediate(conn):
                 rows = conn.execute(_sql.REAP_SCAN, {"now": self._clock()}).fetchall()
+                if not rows:
+                    return reaped
+                end = conn.execute(_sql.ADVANCE_CHANGE, (len(rows),)).fetchall()[0][0]
+                number = end - len(rows)
                 updates = []
+                totals = TotalsBatch()
                 for row in rows:
                     reason = f"lost: its replica {row[-1]} went silent past its lease"
-                    updates.append({"id": row[0], "reason": reason})
-                    reaped.append(
-                        _sql.decode_run(row[:-1]).evolve(status=RunStatus.LOST, reason=reason)
-                    )
+                    number += 1
+                    updates.append({"id": row[0], "reason": reason, "change": number})
+                    record = _sql.decode_run(row[:-1]).evolve(status=RunStatus.LOST, reason=reason)
+                    reaped.append(record)
+                    totals.add(record)
                 conn.executemany(_sql.REAP, updates)
+                conn.executemany(_sql.ADD_TOTALS, totals.rows())
             return reaped
 
         return await self._call("reap lost runs", reap)
@@ -318,6 +352,31 @@ class SQLiteStore(BatchFirstStore):
             return None if row is None else _sql.decode_run(row)
 
         return await self._call("get run", get)
+
+    async def run_changes(self, after: int, limit: int = 1000) -> RunChanges:
+        def select(conn: sqlite3.Connection) -> RunChanges:
+            # One read transaction: the counters and the rows from one snapshot.
+            conn.execute("BEGIN")
+            try:
+                latest, pruned = conn.execute(_sql.READ_CHANGE_COUNTERS).fetchone()
+                found = []
+                if limit > 0:
+                    rows = conn.execute(_sql.RUN_CHANGES, (after, limit))
+                    found = [(row[-1], _sql.decode_run(row[:-1])) for row in rows]
+            finally:
+                conn.execute("COMMIT")
+            return RunChanges(latest, pruned, tuple(found))
+
+        return await self._call("read run changes", select)
+
+    async def run_totals(self) -> list[RunTotals]:
+        def select(conn: sqlite3.Connection) -> list[RunTotals]:
+            return [
+                RunTotals(row[0], RunStatus(row[1]), row[2], row[3], row[4], tuple(row[5:]))
+                for row in conn.execute(_sql.READ_TOTALS)
+            ]
+
+        return await self._call("read run totals", select)
 
     async def list_runs(
         self,
@@ -447,13 +506,17 @@ class SQLiteStore(BatchFirstStore):
         now = time.time()
         deleted = 0
         with _immediate(conn):
+            changes: list[int] = []  # the latest change of each run deleted
             if self.max_runs_per_task is not None:
                 keep = {"keep": self.max_runs_per_task}
-                deleted += conn.execute(_sql.PRUNE_COUNT, keep).rowcount
+                changes += (row[0] for row in conn.execute(_sql.PRUNE_COUNT, keep).fetchall())
             if self.max_age is not None:
                 cutoff = {"cutoff": _sql.ts_epoch(now - self.max_age)}
-                deleted += conn.execute(_sql.PRUNE_AGE, cutoff).rowcount
+                changes += (row[0] for row in conn.execute(_sql.PRUNE_AGE, cutoff).fetchall())
                 conn.execute(_sql.PRUNE_AUDIT_AGE, cutoff)
+            deleted = len(changes)
+            if changes:
+                conn.execute(_sql.SET_PRUNED_CHANGE, (max(changes),))
             cutoff = {"cutoff": _sql.ts_epoch(now - _CLAIM_HORIZON)}
             conn.execute(_sql.PRUNE_CLAIM_FLOORS, cutoff)
             conn.execute(_sql.PRUNE_CLAIMS, cutoff)

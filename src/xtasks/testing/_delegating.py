@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from collections.abc import Collection
     from datetime import datetime
 
+    from .._feed import RunChanges, RunTotals
     from .._runs import AuditRecord, RunRecord, RunStatus, TaskRecord, TaskState
 
 __all__ = ["DelegatingStore"]
@@ -43,6 +44,12 @@ class DelegatingStore(Store, Generic[S]):
 
     async def save_runs(self, records: Collection[RunRecord]) -> list[str]:
         return await self.inner.save_runs(records)
+
+    async def run_changes(self, after: int, limit: int = 1000) -> RunChanges:
+        return await self.inner.run_changes(after, limit)
+
+    async def run_totals(self) -> list[RunTotals]:
+        return await self.inner.run_totals()
 
     async def renew_leases(self, replica: str, run_ids: Collection[str]) -> set[str]:
         return await self.inner.renew_leases(replica, run_ids)

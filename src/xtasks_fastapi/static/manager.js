@@ -730,13 +730,20 @@
   let opened = false;
   let retryMs = 1000;
   let retryTimer = null;
+  // The store's number of the latest run change seen. The browser resends it by itself
+  // (Last-Event-ID) when it reconnects a dropped stream; a new EventSource made here
+  // after an error answer passes it as ?after=, so the stream resumes after it too.
+  let lastChange = "";
 
   function connect() {
     retryTimer = null;
-    source = new EventSource(prefix + "/events");
+    const resume = lastChange ? "?after=" + encodeURIComponent(lastChange) : "";
+    source = new EventSource(prefix + "/events" + resume);
     source.addEventListener("open", () => {
       liveState("live", "on");
       retryMs = 1000;
+      // Runs resume after lastChange; task states (and runs, when none was seen yet)
+      // are read again.
       if (opened) catchUp();
       opened = true;
     });
@@ -752,7 +759,14 @@
       }
     });
     source.addEventListener("run", (event) => {
+      if (event.lastEventId) lastChange = event.lastEventId;
       try { onRun(JSON.parse(event.data)); } catch (e) { /* a malformed event is ignored */ }
+    });
+    // The store no longer keeps every change since the last one seen (retention pruned
+    // runs meanwhile): read what the page shows again.
+    source.addEventListener("reload", (event) => {
+      if (event.lastEventId) lastChange = event.lastEventId;
+      catchUp();
     });
     source.addEventListener("task", (event) => {
       try {

@@ -27,7 +27,7 @@ earlier check do not break a later one. Lease checks sleep in real time a little
 per backend.
 
 One module per topic: ``_records``, ``_claims``, ``_tasks``, ``_leases``, ``_history``,
-``_errors`` and ``_audit``; ``_support`` holds what they share.
+``_errors``, ``_audit`` and ``_feed``; ``_support`` holds what they share.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Final
 from ._audit import check_audit_trail
 from ._claims import check_claim_exclusivity, check_claim_fires, check_last_fire_monotonic
 from ._errors import check_close_idempotent, check_errors_are_store_errors
+from ._feed import check_run_changes, check_run_totals
 from ._history import check_list_runs_order_and_paging, check_list_runs_task_change
 from ._leases import (
     check_fencing,
@@ -72,7 +73,9 @@ __all__ = [
     "check_list_runs_task_change",
     "check_reap_live_runs",
     "check_round_trip",
+    "check_run_changes",
     "check_run_executor_and_worker",
+    "check_run_totals",
     "check_store",
     "check_task_batches_and_anchor",
     "check_task_state_changes",
@@ -98,6 +101,8 @@ STORE_CHECKS: Final[tuple[Callable[[StoreFactory], Awaitable[None]], ...]] = (
     check_list_runs_order_and_paging,
     check_list_runs_task_change,
     check_audit_trail,
+    check_run_changes,
+    check_run_totals,
     check_close_idempotent,
     check_errors_are_store_errors,
 )
