@@ -83,6 +83,8 @@ GROUPS: dict[str, Group] = {
             "tests/test_store_faults.py",
             "tests/test_store_faults_property.py",
             "tests/test_lease_reaped.py",
+            "tests/test_task_base_exceptions.py",  # what a body raises, cancels, or exits with
+            "tests/test_executor_adapters.py",  # executors that report their starts
         ),
         budget=240,
     ),
