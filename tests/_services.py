@@ -11,11 +11,17 @@ from __future__ import annotations
 
 import os
 import socket
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import pytest
 
-__all__ = ["postgres_url", "redis_url"]
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+__all__ = ["fresh_store", "postgres_url", "redis_url"]
 
 _POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 _REDIS = "redis://127.0.0.1:6379/0"
@@ -48,3 +54,21 @@ def _server(name: str, variable: str, default: str, default_port: int) -> str:
     if problem is not None:
         pytest.skip(f"{name}: {problem}; set {variable}")
     return url
+
+
+@contextmanager
+def fresh_store(kind: str, tmp_path: Path) -> Iterator[str]:
+    """The URL of a fresh, empty store of ``kind`` (``sqlite``, ``postgres``, ``redis``):
+    a file in ``tmp_path``, a schema or a key prefix of its own, removed afterwards."""
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fleet.db'}"
+    elif kind == "postgres":
+        from tests.stores._postgres import isolated_schema
+
+        with isolated_schema() as (server, schema):
+            yield f"{server}?schema={schema}"
+    else:
+        from tests.stores._redis import redis_prefix
+
+        with redis_prefix() as prefix:
+            yield f"{redis_url()}?prefix={prefix}"

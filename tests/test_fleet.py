@@ -22,7 +22,7 @@ import pytest
 from xtasks import RunStatus
 
 from ._proxy import TcpProxy
-from ._services import redis_url
+from ._services import fresh_store
 from .replicas.harness import Replica, nth, runs_in
 
 if TYPE_CHECKING:
@@ -37,28 +37,15 @@ TICK = 0.25  # seconds between two fires of the fleet's `tick`
 @pytest.fixture(params=["sqlite", "postgres", "redis"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty shared store, removed afterwards: a file, a schema or a key prefix."""
-    yield from _fresh_store(request.param, tmp_path)
+    with fresh_store(request.param, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture(params=["postgres", "redis"])
 def server_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """As :func:`store_url`, on the backends reached over a network connection."""
-    yield from _fresh_store(request.param, tmp_path)
-
-
-def _fresh_store(kind: str, tmp_path: Path) -> Iterator[str]:
-    if kind == "sqlite":
-        yield f"sqlite:///{tmp_path / 'fleet.db'}"
-    elif kind == "postgres":
-        from .stores._postgres import isolated_schema
-
-        with isolated_schema() as (server, schema):
-            yield f"{server}?schema={schema}"
-    else:
-        from .stores._redis import redis_prefix
-
-        with redis_prefix() as prefix:
-            yield f"{redis_url()}?prefix={prefix}"
+    with fresh_store(request.param, tmp_path) as url:
+        yield url
 
 
 def executions(

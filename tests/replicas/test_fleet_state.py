@@ -13,21 +13,20 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from contextlib import closing, contextmanager
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 import pytest
 
-from tests._services import redis_url
+from tests._services import fresh_store
 
 from .harness import nth
 from .served import TICK, Served, worker
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
 #: Starting three web workers takes a loaded machine up to a few minutes.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -36,23 +35,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 PROPAGATES = 1.5
 #: Fresh connections that must all read the new state right after the change's answer.
 READS = 12
-
-
-@contextmanager
-def fresh_store(kind: str, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty store: a file, a schema or a key prefix, removed afterwards."""
-    if kind == "sqlite":
-        yield f"sqlite:///{tmp_path / 'fleet.db'}"
-    elif kind == "postgres":
-        from tests.stores._postgres import isolated_schema
-
-        with isolated_schema() as (server, schema):
-            yield f"{server}?schema={schema}"
-    else:
-        from tests.stores._redis import redis_prefix
-
-        with redis_prefix() as prefix:
-            yield f"{redis_url()}?prefix={prefix}"
 
 
 @pytest.fixture(
