@@ -27,7 +27,19 @@ BUILTINS: dict[str, tuple[Callable[[], Executor], bool]] = {
 }
 
 
-@pytest.mark.parametrize("executor", list(BUILTINS))
+#: anyio (4.16) kills a worker process whose call is cancelled and leaves its pipes to the
+#: garbage collector, which may get to them inside the test, on trio's run loop: that
+#: warning (an unclosed pipe of a killed worker) is anyio's, not the contract's.
+ANYIO_KILLED_WORKER_PIPES = pytest.mark.filterwarnings(
+    "ignore:Exception ignored in. <_io.FileIO:pytest.PytestUnraisableExceptionWarning"
+)
+EXECUTORS = [
+    pytest.param(name, marks=ANYIO_KILLED_WORKER_PIPES) if name == "process" else name
+    for name in BUILTINS
+]
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
 @pytest.mark.parametrize("check", EXECUTOR_CHECKS, ids=lambda check: check.__name__)
 async def test_a_builtin_executor_passes_the_contract(
     executor: str, check: Callable[..., Awaitable[None]]
