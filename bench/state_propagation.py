@@ -37,27 +37,6 @@ if TYPE_CHECKING:
 __all__ = ["measure"]
 
 
-def _arrivals(served: Served, change: str, since: int) -> dict[str, float]:
-    """When each worker printed ``STATE <change> <pid> <time>`` after line ``since``."""
-    arrived: dict[str, float] = {}
-
-    def note(line: str) -> bool:
-        if line.startswith(f"STATE {change} "):
-            pid, at = line.split()[-2:]
-            arrived.setdefault(pid, float(at))
-        return len(arrived) == len(served.pids)
-
-    for line in served.seen[since:]:
-        note(line)
-    if len(arrived) < len(served.pids):
-        try:
-            served.wait_for(note, timeout=30)
-        except AssertionError:
-            states = [line for line in served.drain() if line.startswith("STATE ")]
-            raise RuntimeError(f"{change} reached only {sorted(arrived)}: {states}") from None
-    return arrived
-
-
 def _last_fire_after(served: Served, since: int, answered: float) -> float:
     """Seconds from ``answered`` to the last ``tick`` start after it (0.0: none)."""
     starts = [
@@ -74,7 +53,7 @@ def _pause_and_resume(served: Served, samples: dict[str, list[float]]) -> None:
     response = served.fresh("POST", "/manager/tasks/tick/pause")
     answered = time.time()
     response.raise_for_status()
-    arrived = _arrivals(served, "tick paused", mark)
+    arrived = served.arrivals("tick paused", mark)
     samples["pause: last worker applied it"].append(max(arrived.values()) - answered)
     # Fires claimed before the pause arrived start at most one poll later; wait out the
     # sync's worst case (0.8 s poll, plus the poll itself) and one tick before counting.
@@ -84,7 +63,7 @@ def _pause_and_resume(served: Served, samples: dict[str, list[float]]) -> None:
     response = served.fresh("POST", "/manager/tasks/tick/resume")
     answered = time.time()
     response.raise_for_status()
-    arrived = _arrivals(served, "tick active", mark)
+    arrived = served.arrivals("tick active", mark)
     samples["resume: last worker applied it"].append(max(arrived.values()) - answered)
 
 

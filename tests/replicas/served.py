@@ -126,6 +126,27 @@ class Served:
             except queue.Empty:
                 return self.seen
 
+    def arrivals(self, change: str, since: int = 0) -> dict[str, float]:
+        """When each worker printed ``STATE <change> <pid> <time>`` after line ``since`` of
+        ``seen``, by pid: the change's arrival there. Waits for the workers that did not yet."""
+        arrived: dict[str, float] = {}
+
+        def note(line: str) -> bool:
+            if line.startswith(f"STATE {change} "):
+                pid, at = line.split()[-2:]
+                arrived.setdefault(pid, float(at))
+            return len(arrived) == len(self.pids)
+
+        for line in self.seen[since:]:
+            note(line)
+        if len(arrived) < len(self.pids):
+            try:
+                self.wait_for(note, timeout=30)
+            except AssertionError as exc:
+                states = [line for line in self.drain() if line.startswith("STATE ")]
+                raise AssertionError(f"{change} reached only {sorted(arrived)}: {states}") from exc
+        return arrived
+
     def client(self) -> httpx.Client:
         """A client with the manager's token; its connection stays with one worker."""
         return httpx.Client(

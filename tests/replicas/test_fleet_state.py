@@ -78,24 +78,6 @@ def fires(served: Served) -> list[Fire]:
     return [Fire.parse(line) for line in served.drain() if line.startswith("FIRE tick ")]
 
 
-def when_each(served: Served, change: str) -> dict[str, float]:
-    """When each worker printed ``STATE <change> <pid> <time>``, by pid: a change's
-    arrival there. Waits for the workers that did not yet."""
-    arrived: dict[str, float] = {}
-
-    def note(line: str) -> bool:
-        if line.startswith(f"STATE {change} "):
-            pid, at = line.split()[-2:]
-            arrived.setdefault(pid, float(at))
-        return len(arrived) == len(served.pids)
-
-    for line in served.seen:
-        note(line)
-    if len(arrived) < len(served.pids):
-        served.wait_for(note, timeout=30)
-    return arrived
-
-
 def read_by_every_answer(served: Served, task: str, state: str) -> Counter[str]:
     """Fresh connections, at least ``READS`` and until two workers answered, each
     reading ``task``'s state: every one must say ``state``. Returns answers by worker."""
@@ -121,7 +103,7 @@ def test_a_pause_stops_the_task_on_every_worker_and_every_answer_reads_it(
     answered = time.time()
     assert (paused.status_code, paused.json()["state"]) == (200, "paused"), paused.text
     read_by_every_answer(served, "tick", "paused")
-    arrived = when_each(served, "tick paused")
+    arrived = served.arrivals("tick paused")
     time.sleep(4 * TICK)  # not a wait for anything: four fires fall due while paused
     resuming = time.time()
     resumed = served.fresh("POST", "/manager/tasks/tick/resume")
@@ -170,7 +152,7 @@ def test_a_cancel_on_one_worker_stops_the_run_going_on_another(served: Served) -
         record = canceller.get(f"/manager/runs/{run_id}").json()
     read_by_every_answer(served, "hang", "cancelled")
     refused = served.fresh("POST", "/manager/tasks/hang/run")
-    arrived = when_each(served, "hang cancelled")
+    arrived = served.arrivals("hang cancelled")
     _, _, _, status, pid, at = ended.split()
     assert (status, pid) == ("cancelled", where), ended
     assert float(at) - answered <= PROPAGATES, f"the run stopped {float(at) - answered:.2f} s late"
