@@ -25,12 +25,56 @@ if TYPE_CHECKING:
 
     from xtasks import RunRecord
 
-__all__ = ["ROOT", "Replica", "every_run", "nth", "runs_in"]
+__all__ = ["ROOT", "PrintedLines", "Replica", "every_run", "nth", "runs_in"]
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
-class Replica:
+class PrintedLines:
+    """A child process's stdout, queued line by line as it comes, and its stderr, drained
+    as it comes too: a child that logs more than a pipe holds (one warning per reaped run,
+    say) would otherwise block on its next write."""
+
+    proc: subprocess.Popen[str]
+    lines: queue.Queue[str]
+    seen: list[str]
+    errors: list[str]
+
+    def _start_reading(self) -> tuple[threading.Thread, threading.Thread]:
+        self.errors = []
+        readers = (
+            threading.Thread(target=self._read, daemon=True),
+            threading.Thread(target=self._read_errors, daemon=True),
+        )
+        for reader in readers:
+            reader.start()
+        return readers
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line.strip())
+
+    def _read_errors(self) -> None:
+        assert self.proc.stderr is not None
+        self.errors.extend(self.proc.stderr)
+
+    def _next_match(self, match: Callable[[str], bool], timeout: float) -> str | None:
+        """The next line ``match`` accepts (those before it are kept in ``seen``), or
+        ``None`` once ``timeout`` seconds have passed."""
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                line = self.lines.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            self.seen.append(line)
+            if match(line):
+                return line
+        return None
+
+
+class Replica(PrintedLines):
     """One replica process and the lines it printed."""
 
     def __init__(
@@ -58,38 +102,15 @@ class Replica:
                 **(env or {}),
             },
         )
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-        # stderr is drained as it comes too: a replica that logs more than a pipe holds
-        # (one warning per reaped run, say) would otherwise block on its next write.
-        self.errors: list[str] = []
-        self.err_reader = threading.Thread(target=self._read_errors, daemon=True)
-        self.err_reader.start()
+        self.reader, self.err_reader = self._start_reading()
         self.wait_for(lambda line: line == f"READY {name}")
 
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line.strip())
-
-    def _read_errors(self) -> None:
-        assert self.proc.stderr is not None
-        self.errors.extend(self.proc.stderr)
-
     def wait_for(self, match: Callable[[str], bool], timeout: float = 30) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                _, err = self.stop()
-                raise AssertionError(f"{self.name} never printed the line; stderr:\n{err}")
-            try:
-                line = self.lines.get(timeout=remaining)
-            except queue.Empty:
-                continue
-            self.seen.append(line)
-            if match(line):
-                return line
+        line = self._next_match(match, timeout)
+        if line is None:
+            _, err = self.stop()
+            raise AssertionError(f"{self.name} never printed the line; stderr:\n{err}")
+        return line
 
     def command(self, action: str, task: str) -> None:
         """Have the replica ``pause``, ``resume`` or ``cancel`` ``task``; wait till it did."""

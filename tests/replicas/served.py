@@ -14,13 +14,12 @@ import queue
 import socket
 import subprocess
 import sys
-import threading
 import time
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from .harness import ROOT
+from .harness import ROOT, PrintedLines
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -44,7 +43,7 @@ def worker(client: httpx.Client) -> str:
     return client.get("/ready").headers["X-Worker"]
 
 
-class Served:
+class Served(PrintedLines):
     """A ``uvicorn --workers`` server of :mod:`tests.replicas.web` and the lines its
     workers printed. Returns once every worker's scheduler runs."""
 
@@ -71,13 +70,7 @@ class Served:
                 "XTASKS_TEST_TICK": str(TICK),
             },
         )
-        self.errors: list[str] = []
-        self._readers = [
-            threading.Thread(target=self._read, daemon=True),
-            threading.Thread(target=self._read_errors, daemon=True),
-        ]
-        for reader in self._readers:
-            reader.start()
+        self._readers = self._start_reading()
         self.pids: list[str] = []
         try:
             # A worker imports FastAPI and xtasks afresh (spawned, not forked): seconds of
@@ -91,32 +84,14 @@ class Served:
             self.stop()
             raise
 
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line.strip())
-
-    def _read_errors(self) -> None:
-        assert self.proc.stderr is not None
-        self.errors.extend(self.proc.stderr)
-
     def wait_for(self, match: Callable[[str], bool], timeout: float = 30) -> str:
         """The next line ``match`` accepts (those before it are kept in ``seen``)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(
-                    f"no worker printed the line within {timeout} s; stderr:\n"
-                    + "".join(self.errors)
-                )
-            try:
-                line = self.lines.get(timeout=remaining)
-            except queue.Empty:
-                continue
-            self.seen.append(line)
-            if match(line):
-                return line
+        line = self._next_match(match, timeout)
+        if line is None:
+            raise AssertionError(
+                f"no worker printed the line within {timeout} s; stderr:\n" + "".join(self.errors)
+            )
+        return line
 
     def drain(self) -> list[str]:
         """Every line printed so far, now in ``seen``."""
