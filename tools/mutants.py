@@ -567,6 +567,7 @@ def run_group(
             elif outcome == "survived":
                 tally.survived += 1
                 survivors.append((mutant, why))
+                print(f"  survived: {mutant.key}   [{why}]", flush=True)  # long runs: as found
             elif outcome == "killed":
                 tally.killed += 1
             elif outcome == "timeout":
