@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 import anyio
 import pytest
 
-from xtasks import Every, RunStatus, Scheduler, Task, TaskState
+from xtasks import ConfigError, Every, RunStatus, Scheduler, Task, TaskState
 from xtasks.events import TaskStateChanged
 from xtasks.stores.memory import MemoryStore
 from xtasks.testing import FakeClock
@@ -106,6 +106,35 @@ async def test_remove_returns_the_task_it_removed() -> None:
     async with scheduler:
         assert scheduler.remove("job") is task
         assert "job" not in scheduler.tasks
+
+
+def test_a_task_others_depend_on_cannot_be_removed_until_they_are() -> None:
+    """Removing a task that others depend on is refused, naming them and what to do; the
+    task stays. Once its dependents are removed, it can be, and it can be added again."""
+
+    async def job() -> None:
+        pass
+
+    scheduler = Scheduler(MemoryStore(), plugins=False)
+    scheduler.add(Task("extract", job))
+    scheduler.add(Task("load", job, depends_on=["extract"]))
+    scheduler.add(Task("report", job, depends_on=["extract"]))
+    with pytest.raises(ConfigError) as refused:
+        scheduler.remove("extract")
+    assert str(refused.value) == (
+        "task 'extract': cannot remove it: load, report depend on it; "
+        "remove those tasks first"
+    )
+    assert set(scheduler.tasks) == {"extract", "load", "report"}
+    scheduler.remove("load")
+    with pytest.raises(ConfigError, match="report depend on it"):
+        scheduler.remove("extract")
+    scheduler.remove("report")
+    removed = scheduler.remove("extract")  # nothing depends on it any more
+    assert removed.name == "extract" and not scheduler.tasks
+    scheduler.add(Task("extract", job))
+    scheduler.add(Task("load", job, depends_on=["extract"]))
+    assert scheduler.check() == []
 
 
 async def test_cancelling_a_task_is_published_and_stored() -> None:
