@@ -584,23 +584,31 @@ def run_group(
             slot.mutant = None
 
         pending = iter(order)
-        while True:
-            for slot in slots:  # start a mutant in every free slot
-                if slot.mutant is not None:
-                    continue
-                if not every and count is None and time.monotonic() - started > limit:
-                    break
+
+        def next_to_run() -> tuple[Mutant, set[str]] | None:
+            """The next mutant some test executes (those no test runs survive here)."""
+            while not (not every and count is None and time.monotonic() - started > limit):
                 mutant = next(pending, None)
                 if mutant is None:
-                    break
+                    return None
                 tally.tested += 1
                 if tally.tested % 25 == 0:
                     spent = time.monotonic() - started
                     print(f"  ... {tally.tested} of {len(order)} in {spent:.0f} s", flush=True)
                 contexts = covered.get((mutant.module, mutant.line))
-                if not contexts:
-                    record(mutant, "survived", "no test runs this line")
+                if contexts:
+                    return mutant, contexts
+                record(mutant, "survived", "no test runs this line")
+            return None
+
+        while True:
+            for slot in slots:  # start a mutant in every free slot
+                if slot.mutant is not None:
                     continue
+                chosen = next_to_run()
+                if chosen is None:
+                    break
+                mutant, contexts = chosen
                 ids = node_ids(contexts, group)
                 if ids is not None:
                     ids.sort(key=lambda n: -kills[n])  # stable: the group's order otherwise
