@@ -200,11 +200,21 @@ def _earlier_html(attempts: list[AttemptOut]) -> str:
     return f'<ol class="attempts-list">{items}</ol>'
 
 
+def _where_title(run: RunOut) -> str:
+    """Where a run ran, on hover: ``replica web-1:4242 · worker celery@host1``."""
+    parts = [f"replica {run.replica}"] if run.replica else []
+    if run.worker:
+        parts.append(f"worker {run.worker}")
+    return " · ".join(parts)
+
+
 def _executor_sub(run: RunOut) -> str:
-    """The executor under a run's status, in a history row; its worker on hover."""
+    """The executor under a run's status, in a history row; the replica and the worker
+    that ran it on hover."""
     if not run.executor:
         return ""
-    title = f' title="worker {_e(run.worker)}"' if run.worker else ""
+    where = _where_title(run)
+    title = f' title="{_e(where)}"' if where else ""
     return f'<div class="sub executor"{title}>{_e(run.executor)}</div>'
 
 
@@ -414,7 +424,8 @@ Last 24 h</th><th class="num" title="consecutive failures">Failures</th>\
         elif run.reason:
             outcome += f'<div class="sub">{_e(run.reason)}</div>'
         late = _lateness(run)
-        return f"""<tr data-run="{_e(run.id)}">
+        replica = f' data-replica="{_e(run.replica)}"' if run.replica else ""
+        return f"""<tr data-run="{_e(run.id)}"{replica}>
 <td class="run-id" data-label="Run"><div><a class="mono" href="{_run_link(self, run.id)}">\
 {_e(run.id)}</a><div class="sub cause">{_e(run.cause)}</div></div></td>
 <td class="status" data-label="Status"><div>{_status_badge(run.status)}\

@@ -258,6 +258,14 @@
     return nodes;
   }
 
+  // Where a run ran, on hover: the replica (process) that ran it, the executor's worker.
+  function whereTitle(run) {
+    const parts = [];
+    if (run.replica) parts.push("replica " + run.replica);
+    if (run.worker) parts.push("worker " + run.worker);
+    return parts.join(" · ");
+  }
+
   function cell(cls, label, ...children) {
     const td = el("td", cls);
     td.dataset.label = label;
@@ -268,6 +276,7 @@
   function runRow(run) {
     const row = el("tr");
     row.dataset.run = run.id;
+    if (run.replica) row.dataset.replica = run.replica;
     const link = el("a", "mono", run.id);
     link.href = runPageUrl(run.id);
     const idBox = el("div");
@@ -286,7 +295,8 @@
     status.append(statusBadge(run.status));
     if (run.executor) {
       const where = el("div", "sub executor", run.executor);
-      if (run.worker) where.title = "worker " + run.worker;
+      const hover = whereTitle(run);
+      if (hover) where.title = hover;
       status.append(where);
     }
     row.append(
@@ -349,6 +359,7 @@
     const late = lateness(run);
     if (late) lines.push("started " + late);
     if (run.attempts > 1) lines.push(run.attempts + " attempts");
+    if (run.replica) lines.push("on replica " + run.replica);
     if (run.error) lines.push(run.error.type + ": " + run.error.message);
     else if (run.reason) lines.push(run.reason);
     return lines.join("\n");
@@ -386,6 +397,7 @@
         fill: STATUS_FILL[STATUS_CLASS[run.status] || "dim"], class: "bar",
         "data-run": run.id, "data-status": run.status,
       });
+      if (run.replica) bar.setAttribute("data-replica", run.replica);
       link.append(bar);
       svgTitle(link, runTooltip(run));
       svg.append(link);

@@ -1,0 +1,205 @@
+"""Issue 19: the manager page in a real headless Chromium, served by ``uvicorn --workers 3``
+on one store, shows live the runs every worker executes, not only those of the worker its
+event stream is on.
+
+The page is a task's (``/manager/view/tick``): its strip of the last runs, each bar
+naming the replica that ran it (``data-replica``, and "on replica ..." on hover), and its
+table of runs. The browser's stream is one connection, served by one worker; ``tick``
+fires every half second on whichever worker claims it first. Nothing is waited on by
+sleeping: Playwright waits for the page to show what the store holds, with generous
+timeouts for a loaded machine, and no bound on time is asserted.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tests._services import fresh_store
+from tests.manager_api.test_page_browser import LAPTOP, browser_page
+
+from .harness import nth
+from .served import TOKEN, Served
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+#: Starting three web workers takes a loaded machine up to a few minutes.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
+
+#: Milliseconds Playwright waits for the page to show something.
+WAIT_MS = 60_000
+FINAL = {"succeeded", "failed", "cancelled", "skipped", "missed", "lost"}
+
+#: The strip's runs that ran on each worker, by the pid ending their ``replica``.
+_BY_WORKER = """() => {
+  const seen = {};
+  for (const bar of document.querySelectorAll("#strip rect.bar[data-replica]")) {
+    const pid = bar.dataset.replica.split(":").pop();
+    (seen[pid] = seen[pid] || []).push(bar.dataset.run);
+  }
+  return seen;
+}"""
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.external_service),
+        pytest.param("redis", marks=pytest.mark.external_service),
+    ],
+)
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    with fresh_store(request.param, tmp_path_factory.mktemp("page")) as url:
+        server = Served(url)
+        try:
+            yield server
+        finally:
+            code, err = server.stop()
+        assert code == 0, err
+
+
+def path_of(url: str) -> str:
+    return urllib.parse.urlsplit(url).path
+
+
+def tick_runs(served: Served) -> dict[str, dict[str, Any]]:
+    """Every stored run of ``tick``, by id, read over the HTTP API (any worker answers)."""
+    answer = served.fresh("GET", "/manager/runs", params={"task": "tick", "limit": 500})
+    assert answer.status_code == 200, answer.text
+    runs = answer.json()["runs"]
+    assert len(runs) < 500, "more runs than one read holds"
+    return {run["id"]: run for run in runs}
+
+
+def explain(
+    page: Any,
+    served: Served,
+    initial: set[str],
+    streams: list[str],
+    expected: dict[str, dict[str, Any]] | None = None,
+) -> str:
+    """What the page shows against what the store holds, for a failure's message."""
+    shown = page.evaluate(
+        "() => Array.from(document.querySelectorAll('#strip rect.bar'), "
+        "b => [b.dataset.run, b.dataset.status, b.dataset.replica || ''])"
+    )
+    on_page = {run: (status, replica) for run, status, replica in shown}
+    stored = tick_runs(served)
+    fired = Counter(line.split()[4] for line in served.drain() if line.startswith("FIRE tick "))
+    missing = {
+        i: (run["status"], run["replica"], on_page.get(i))
+        for i, run in stored.items()
+        if i not in initial and on_page.get(i, ("",))[0] != run["status"]
+    }
+    return (
+        f"streams on {streams}; live: {page.locator('#live').text_content()!r}; "
+        f"fires by worker: {dict(fired)}; {len(initial)} runs at first, {len(shown)} now; "
+        f"new by worker on the page: {Counter(r[2] for r in shown if r[0] not in initial)}; "
+        f"stored runs not shown as stored: {missing}"
+        + (f"; expected {len(expected)}" if expected is not None else "")
+    )
+
+
+def test_one_stream_shows_the_runs_of_all_three_workers_live(served: Served) -> None:
+    expect = pytest.importorskip("playwright.sync_api").expect
+    served.wait_for(nth(2, "FIRE tick "))  # the strip has runs to start from
+    with browser_page(LAPTOP) as (page, errors):
+        page.set_default_timeout(WAIT_MS)
+        # sign in as the form does (the session cookie is the browser's), and open no
+        # page but the task's: its stream is the only one the browser opens
+        signed = page.request.post(
+            f"{served.base}/manager/session", form={"token": TOKEN}, max_redirects=0
+        )
+        assert signed.status == 303, signed.text()
+        streams: list[str] = []  # the worker answering each /events request
+        strip_loads: list[str] = []
+        page.on(
+            "response",
+            lambda r: (
+                streams.append(r.headers.get("x-worker", "?"))
+                if path_of(r.url) == "/manager/events"
+                else None
+            ),
+        )
+        page.on(
+            "request",
+            lambda r: (
+                strip_loads.append(r.url)
+                if path_of(r.url) == "/manager/tasks/tick" and "limit=100" in r.url
+                else None
+            ),
+        )
+        page.goto(f"{served.base}/manager/view/tick")
+        live = page.locator("#live")
+        expect(live).to_have_text("live", timeout=WAIT_MS)
+        bars = page.locator("#strip rect.bar")
+        expect(bars.first).to_be_attached(timeout=WAIT_MS)
+        initial = set(bars.evaluate_all("bars => bars.map(b => b.dataset.run)"))
+        assert len(initial) < 100, "the strip is full: runs before the page opened left it"
+        page.evaluate("window.notReloaded = true")
+
+        # every worker's runs reach the strip, without a reload, each naming its replica
+        try:
+            page.wait_for_function(
+                """([pids, initial]) => {
+                  const bars = document.querySelectorAll("#strip rect.bar[data-replica]");
+                  const fresh = new Set();
+                  for (const bar of bars)
+                    if (!initial.includes(bar.dataset.run)) fresh.add(bar.dataset.replica.split(":").pop());
+                  return pids.every((pid) => fresh.has(pid));
+                }""",
+                arg=[served.pids, sorted(initial)],
+            )
+        except Exception as exc:
+            raise AssertionError(explain(page, served, initial, streams)) from exc
+        stored = tick_runs(served)
+        new = {i: run for i, run in stored.items() if i not in initial}
+
+        # every run stored since the page opened shows, as the store has it: those the
+        # browser heard of from its one stream, whichever worker ran them
+        try:
+            page.wait_for_function(
+                """(runs) => runs.every(([id, status]) => {
+              const bar = document.querySelector('#strip rect.bar[data-run="' + id + '"]');
+              return bar && (status === null || bar.dataset.status === status);
+            })""",
+                arg=[
+                    [i, run["status"] if run["status"] in FINAL else None] for i, run in new.items()
+                ],
+            )
+        except Exception as exc:
+            raise AssertionError(explain(page, served, initial, streams, new)) from exc
+        shown = page.evaluate(_BY_WORKER)
+        expect(live).to_have_text("live")
+        expect(live).to_have_class("live on")
+        assert page.evaluate("window.notReloaded") is True
+        assert len(streams) == 1, f"the page opened {len(streams)} streams, on {streams}"
+        assert len(strip_loads) == 1, f"the strip was read again: {strip_loads}"
+        on_stream = streams[0]
+        assert on_stream in served.pids
+        others = [pid for pid in served.pids if pid != on_stream]
+        for pid in others:  # ran on another worker, heard of through this one's stream
+            heard = [
+                i
+                for i in shown.get(pid, [])
+                if i in new and stored[i]["replica"].rpartition(":")[2] == pid
+            ]
+            assert heard, f"no run of worker {pid} reached the stream on {on_stream}: {shown}"
+
+        # where each run ran, on hover: in the strip and in the table of runs
+        newest = max(new)
+        replica = stored[newest]["replica"]
+        bar = page.locator(f'#strip rect.bar[data-run="{newest}"]')
+        expect(bar).to_have_attribute("data-replica", replica)
+        tooltip = page.locator(f'#strip a:has(rect[data-run="{newest}"]) > title')
+        expect(tooltip).to_contain_text(f"on replica {replica}")
+        row = page.locator(f'#runs tr[data-run="{newest}"]')
+        expect(row).to_have_attribute("data-replica", replica)
+        expect(row.locator(".status .executor")).to_have_attribute("title", f"replica {replica}")
+        assert not errors, errors
