@@ -745,7 +745,10 @@
   // The store's number of the latest run change seen. The browser resends it by itself
   // (Last-Event-ID) when it reconnects a dropped stream; a new EventSource made here
   // after an error answer passes it as ?after=, so the stream resumes after it too.
-  let lastChange = "";
+  // It starts as the latest before the server read what the page shows
+  // (<body data-changes-after>): a run changed between those reads and the stream's
+  // start (a stream slow to connect) still comes.
+  let lastChange = body.dataset.changesAfter || "";
 
   function connect() {
     retryTimer = null;
