@@ -34,14 +34,16 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 WAIT_MS = 60_000
 FINAL = {"succeeded", "failed", "cancelled", "skipped", "missed", "lost"}
 
-#: The strip's runs that ran on each worker, by the pid ending their ``replica``.
-_BY_WORKER = """() => {
-  const seen = {};
-  for (const bar of document.querySelectorAll("#strip rect.bar[data-replica]")) {
-    const pid = bar.dataset.replica.split(":").pop();
-    (seen[pid] = seen[pid] || []).push(bar.dataset.run);
-  }
-  return seen;
+#: Keeps, in ``window.drawn``, every run the strip has drawn and its latest status and
+#: replica: the strip holds the last 100 runs, so a run drawn may have left it since.
+_RECORD_DRAWN = """() => {
+  window.drawn = {};
+  const note = () => {
+    for (const bar of document.querySelectorAll("#strip rect.bar"))
+      window.drawn[bar.dataset.run] = [bar.dataset.status, bar.dataset.replica || ""];
+  };
+  note();
+  new MutationObserver(note).observe(document.getElementById("strip"), { childList: true, subtree: true });
 }"""
 
 
@@ -85,11 +87,7 @@ def explain(
     expected: dict[str, dict[str, Any]] | None = None,
 ) -> str:
     """What the page shows against what the store holds, for a failure's message."""
-    shown = page.evaluate(
-        "() => Array.from(document.querySelectorAll('#strip rect.bar'), "
-        "b => [b.dataset.run, b.dataset.status, b.dataset.replica || ''])"
-    )
-    on_page = {run: (status, replica) for run, status, replica in shown}
+    on_page: dict[str, list[str]] = page.evaluate("() => window.drawn")
     stored = tick_runs(served)
     fired = Counter(line.split()[4] for line in served.drain() if line.startswith("FIRE tick "))
     missing = {
@@ -99,10 +97,15 @@ def explain(
     }
     return (
         f"streams on {streams}; live: {page.locator('#live').text_content()!r}; "
-        f"fires by worker: {dict(fired)}; {len(initial)} runs at first, {len(shown)} now; "
-        f"new by worker on the page: {Counter(r[2] for r in shown if r[0] not in initial)}; "
+        f"fires by worker: {dict(fired)}; {len(initial)} runs at first, {len(on_page)} drawn; "
+        f"new by worker: {Counter(r[1] for i, r in on_page.items() if i not in initial)}; "
         f"stored runs not shown as stored: {missing}"
-        + (f"; expected {len(expected)}" if expected is not None else "")
+        + (
+            f"; of the {len(expected)} expected, not shown (id: stored, then shown): "
+            f"{ {i: (r['status'], r['replica'], on_page.get(i)) for i, r in expected.items() if i in missing} }"
+            if expected is not None
+            else ""
+        )
     )
 
 
@@ -142,16 +145,16 @@ def test_one_stream_shows_the_runs_of_all_three_workers_live(served: Served) -> 
         expect(bars.first).to_be_attached(timeout=WAIT_MS)
         initial = set(bars.evaluate_all("bars => bars.map(b => b.dataset.run)"))
         assert len(initial) < 100, "the strip is full: runs before the page opened left it"
+        page.evaluate(_RECORD_DRAWN)
         page.evaluate("window.notReloaded = true")
 
         # every worker's runs reach the strip, without a reload, each naming its replica
         try:
             page.wait_for_function(
                 """([pids, initial]) => {
-                  const bars = document.querySelectorAll("#strip rect.bar[data-replica]");
                   const fresh = new Set();
-                  for (const bar of bars)
-                    if (!initial.includes(bar.dataset.run)) fresh.add(bar.dataset.replica.split(":").pop());
+                  for (const [run, [, replica]] of Object.entries(window.drawn))
+                    if (!initial.includes(run) && replica) fresh.add(replica.split(":").pop());
                   return pids.every((pid) => fresh.has(pid));
                 }""",
                 arg=[served.pids, sorted(initial)],
@@ -165,17 +168,15 @@ def test_one_stream_shows_the_runs_of_all_three_workers_live(served: Served) -> 
         # browser heard of from its one stream, whichever worker ran them
         try:
             page.wait_for_function(
-                """(runs) => runs.every(([id, status]) => {
-              const bar = document.querySelector('#strip rect.bar[data-run="' + id + '"]');
-              return bar && (status === null || bar.dataset.status === status);
-            })""",
+                """(runs) => runs.every(([id, status]) =>
+                  id in window.drawn && (status === null || window.drawn[id][0] === status))""",
                 arg=[
                     [i, run["status"] if run["status"] in FINAL else None] for i, run in new.items()
                 ],
             )
         except Exception as exc:
             raise AssertionError(explain(page, served, initial, streams, new)) from exc
-        shown = page.evaluate(_BY_WORKER)
+        drawn: dict[str, list[str]] = page.evaluate("() => window.drawn")
         expect(live).to_have_text("live")
         expect(live).to_have_class("live on")
         assert page.evaluate("window.notReloaded") is True
@@ -187,10 +188,10 @@ def test_one_stream_shows_the_runs_of_all_three_workers_live(served: Served) -> 
         for pid in others:  # ran on another worker, heard of through this one's stream
             heard = [
                 i
-                for i in shown.get(pid, [])
-                if i in new and stored[i]["replica"].rpartition(":")[2] == pid
+                for i, (_, replica) in drawn.items()
+                if i in new and replica == stored[i]["replica"] and replica.endswith(f":{pid}")
             ]
-            assert heard, f"no run of worker {pid} reached the stream on {on_stream}: {shown}"
+            assert heard, f"no run of worker {pid} reached the stream on {on_stream}: {drawn}"
 
         # where each run ran, on hover: in the strip and in the table of runs
         newest = max(new)
@@ -202,4 +203,25 @@ def test_one_stream_shows_the_runs_of_all_three_workers_live(served: Served) -> 
         row = page.locator(f'#runs tr[data-run="{newest}"]')
         expect(row).to_have_attribute("data-replica", replica)
         expect(row.locator(".status .executor")).to_have_attribute("title", f"replica {replica}")
+
+        # the Runs view, filtered on the task: every worker's runs come in at the top
+        page.goto(f"{served.base}/manager/history?task=tick")
+        expect(live).to_have_text("live", timeout=WAIT_MS)
+        rows = page.locator("#run-list tbody tr[data-run]")
+        expect(page.locator("#runs-found")).to_contain_text("runs shown", timeout=WAIT_MS)
+        listed = set(rows.evaluate_all("rows => rows.map(r => r.dataset.run)"))
+        page.wait_for_function(
+            """([pids, listed]) => {
+              const fresh = new Set();
+              for (const row of document.querySelectorAll("#run-list tbody tr[data-replica]"))
+                if (!listed.includes(row.dataset.run)) fresh.add(row.dataset.replica.split(":").pop());
+              return pids.every((pid) => fresh.has(pid));
+            }""",
+            arg=[served.pids, sorted(listed)],
+        )
+        first = rows.first
+        replica = first.get_attribute("data-replica")
+        assert replica is not None and replica.rpartition(":")[2] in served.pids
+        expect(first.locator(".status .executor")).to_have_attribute("title", f"replica {replica}")
+        expect(live).to_have_class("live on")
         assert not errors, errors
