@@ -276,6 +276,7 @@
   function runRow(run) {
     const row = el("tr");
     row.dataset.run = run.id;
+    row.dataset.status = run.status;
     if (run.replica) row.dataset.replica = run.replica;
     const link = el("a", "mono", run.id);
     link.href = runPageUrl(run.id);
@@ -344,6 +345,13 @@
 
   const strip = document.getElementById("strip");
   let stripRuns = []; // oldest first
+
+  // Whether a run read from the API is newer than the same run heard from the stream.
+  // The stream starts before the page reads (data-changes-after), so every change after
+  // a read comes by the stream too: a read can only be newer by having ended since.
+  function fresher(read, streamed) {
+    return FINAL.has(read.status) && !FINAL.has(streamed.status);
+  }
 
   function runSeconds(run) {
     if (!run.started_at) return null;
@@ -414,7 +422,19 @@
     if (!strip) return Promise.resolve();
     const max = Number(strip.dataset.runs || 100);
     return getJson(taskUrl(strip.dataset.task) + "?limit=" + max)
-      .then((task) => { stripRuns = task.history.slice().reverse(); drawStrip(); })
+      .then((task) => {
+        // The stream may have brought runs while this was read: keep them (see fresher).
+        const streamed = new Map(stripRuns.map((run) => [run.id, run]));
+        const read = task.history.slice().reverse().map((run) => {
+          const seen = streamed.get(run.id);
+          streamed.delete(run.id);
+          return seen && !fresher(run, seen) ? seen : run;
+        });
+        stripRuns = read.concat(Array.from(streamed.values()));
+        stripRuns.sort((a, b) => new Date(a.scheduled_at) - new Date(b.scheduled_at));
+        stripRuns = stripRuns.slice(-max);
+        drawStrip();
+      })
       .catch((e) => { strip.replaceChildren(el("p", "error-text", "Could not load the runs: " + e.message)); });
   }
 
@@ -662,7 +682,11 @@
           const when = new Date(run.scheduled_at);
           if (filter.since && when < filter.since) { filter.done = true; break; }
           if (!matches(run)) continue;
-          tbody.append(runRow(run));
+          // the stream may have shown it already, from this page's start
+          const existing = Array.from(tbody.rows).find((r) => r.dataset.run === run.id);
+          if (existing && existing.dataset.status && !fresher(run, existing.dataset)) continue;
+          if (existing) existing.replaceWith(runRow(run));
+          else tbody.append(runRow(run));
           shown += 1;
         }
       }
