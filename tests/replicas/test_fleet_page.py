@@ -12,8 +12,10 @@ timeouts for a loaded machine, and no bound on time is asserted.
 
 from __future__ import annotations
 
+import time
 import urllib.parse
 from collections import Counter
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -121,23 +123,16 @@ def test_one_stream_shows_the_runs_of_all_three_workers_live(served: Served) -> 
         )
         assert signed.status == 303, signed.text()
         streams: list[str] = []  # the worker answering each /events request
-        strip_loads: list[str] = []
-        page.on(
-            "response",
-            lambda r: (
-                streams.append(r.headers.get("x-worker", "?"))
-                if path_of(r.url) == "/manager/events"
-                else None
-            ),
-        )
-        page.on(
-            "request",
-            lambda r: (
-                strip_loads.append(r.url)
-                if path_of(r.url) == "/manager/tasks/tick" and "limit=100" in r.url
-                else None
-            ),
-        )
+        strip_loads: list[float] = []  # when each answer of the strip's runs came
+
+        def answered(response: Any) -> None:
+            path = path_of(response.url)
+            if path == "/manager/events":
+                streams.append(response.headers.get("x-worker", "?"))
+            elif path == "/manager/tasks/tick" and "limit=100" in response.url:
+                strip_loads.append(time.time())
+
+        page.on("response", answered)
         page.goto(f"{served.base}/manager/view/tick")
         live = page.locator("#live")
         expect(live).to_have_text("live", timeout=WAIT_MS)
@@ -185,11 +180,15 @@ def test_one_stream_shows_the_runs_of_all_three_workers_live(served: Served) -> 
         on_stream = streams[0]
         assert on_stream in served.pids
         others = [pid for pid in served.pids if pid != on_stream]
-        for pid in others:  # ran on another worker, heard of through this one's stream
+        for pid in others:  # ended on another worker after the strip was read: streamed
             heard = [
                 i
-                for i, (_, replica) in drawn.items()
-                if i in new and replica == stored[i]["replica"] and replica.endswith(f":{pid}")
+                for i, (status, replica) in drawn.items()
+                if i in new
+                and (status, replica) == (stored[i]["status"], stored[i]["replica"])
+                and replica.endswith(f":{pid}")
+                and stored[i]["finished_at"] is not None
+                and datetime.fromisoformat(stored[i]["finished_at"]).timestamp() > strip_loads[0]
             ]
             assert heard, f"no run of worker {pid} reached the stream on {on_stream}: {drawn}"
 
