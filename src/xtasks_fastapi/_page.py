@@ -113,8 +113,19 @@ def add_page_routes(
             text = str(exc)
         return page.message("Unavailable", text, status.HTTP_503_SERVICE_UNAVAILABLE, principal)
 
+    async def changes_mark() -> int | None:
+        """The number of the store's latest run change, read before what a page shows:
+        the page's stream starts after it, so a run changed between the page's reads and
+        its stream's start still reaches it. ``None`` when the store cannot say (the
+        stream then starts from its own latest)."""
+        try:
+            return (await scheduler.store.run_changes(0, 0)).latest
+        except StoreError:
+            return None
+
     async def task_list(principal: Any = Depends(auth)) -> Response:  # noqa: B008
         rows: list[tuple[TaskSummary, TaskInfo]] = []
+        after = await changes_mark()
         try:
             for name in sorted(scheduler.tasks):
                 try:
@@ -124,7 +135,7 @@ def add_page_routes(
                 rows.append((TaskSummary.from_core(info, origin_of(name)), info))
         except (SchedulerStateError, StoreError) as exc:
             return unavailable(exc, principal)
-        return page.task_list(rows, principal)
+        return page.task_list(rows, principal, after=after)
 
     async def task_view(
         name: str,
@@ -134,6 +145,7 @@ def add_page_routes(
     ) -> Response:
         limit = min(max(limit, 1), 500)
         offset = max(offset, 0)
+        after = await changes_mark()
         try:
             info = await scheduler.describe(name)
             history = await scheduler.history(name, limit + 1, offset=offset)
@@ -144,9 +156,10 @@ def add_page_routes(
         detail = TaskDetail.from_history(
             info, origin_of(name), history[:limit], limit=limit, offset=offset
         )
-        return page.task_page(detail, more=len(history) > limit, principal=principal)
+        return page.task_page(detail, more=len(history) > limit, principal=principal, after=after)
 
     async def run_view(run_id: str, principal: Any = Depends(auth)) -> Response:  # noqa: B008
+        after = await changes_mark()
         try:
             record = await scheduler.get_run(run_id)
         except (SchedulerStateError, StoreError) as exc:
@@ -155,11 +168,12 @@ def add_page_routes(
             return page.message(
                 "No such run", f"no run with id {run_id!r}", status.HTTP_404_NOT_FOUND, principal
             )
-        return page.run_page(RunOut.from_core(record), principal)
+        return page.run_page(RunOut.from_core(record), principal, after=after)
 
     async def runs_view(principal: Any = Depends(auth)) -> Response:  # noqa: B008
         # The filter runs in the page script, over GET {prefix}/runs.
-        return page.runs_view(sorted(scheduler.tasks), principal)
+        after = await changes_mark()
+        return page.runs_view(sorted(scheduler.tasks), principal, after=after)
 
     async def static_file(filename: str) -> Response:
         media_type = STATIC_FILES.get(filename)

@@ -200,11 +200,21 @@ def _earlier_html(attempts: list[AttemptOut]) -> str:
     return f'<ol class="attempts-list">{items}</ol>'
 
 
+def _where_title(run: RunOut) -> str:
+    """Where a run ran, on hover: ``replica web-1:4242 · worker celery@host1``."""
+    parts = [f"replica {run.replica}"] if run.replica else []
+    if run.worker:
+        parts.append(f"worker {run.worker}")
+    return " · ".join(parts)
+
+
 def _executor_sub(run: RunOut) -> str:
-    """The executor under a run's status, in a history row; its worker on hover."""
+    """The executor under a run's status, in a history row; the replica and the worker
+    that ran it on hover."""
     if not run.executor:
         return ""
-    title = f' title="worker {_e(run.worker)}"' if run.worker else ""
+    where = _where_title(run)
+    title = f' title="{_e(where)}"' if where else ""
     return f'<div class="sub executor"{title}>{_e(run.executor)}</div>'
 
 
@@ -244,7 +254,10 @@ class Page:
         task: str | None = None,
         view: str = "",
         status_code: int = 200,
+        after: int | None = None,
     ) -> HTMLResponse:
+        """A whole page. ``after``: the store's latest run change before the page read
+        what it shows; its stream starts after it (``data-changes-after``)."""
         can_write = bool(getattr(principal, "can_write", False))
         who = getattr(principal, "name", None)
         access = "" if can_write else ' <span class="badge dim">read-only</span>'
@@ -256,6 +269,7 @@ class Page:
         )
         task_attr = f' data-task="{_e(task)}"' if task is not None else ""
         view_attr = f' data-view="{_e(view)}"' if view else ""
+        after_attr = f' data-changes-after="{after}"' if after is not None else ""
         text = f"""<!doctype html>
 <html lang="en">
 <head>
@@ -268,7 +282,7 @@ class Page:
 <script src="{self.asset("manager.js")}" defer></script>
 </head>
 <body data-prefix="{_e(self.prefix)}" data-can-write="{str(can_write).lower()}"\
- data-csrf-header="{_e(CSRF_HEADER)}"{task_attr}{view_attr}>
+ data-csrf-header="{_e(CSRF_HEADER)}"{task_attr}{view_attr}{after_attr}>
 <header class="bar">
 <a class="brand" href="{self.url("/")}"><img src="{self.asset("icon.svg")}" alt="" \
 width="22" height="22"> xtasks manager</a>
@@ -380,7 +394,13 @@ data-label="Consecutive failures">{failures}</td>
 <td class="act" data-label="">{_buttons(name, summary.state, can_write)}</td>
 </tr>"""
 
-    def task_list(self, rows: Iterable[tuple[TaskSummary, TaskInfo]], principal: Any) -> Response:
+    def task_list(
+        self,
+        rows: Iterable[tuple[TaskSummary, TaskInfo]],
+        principal: Any,
+        *,
+        after: int | None = None,
+    ) -> Response:
         can_write = bool(getattr(principal, "can_write", False))
         body_rows = "\n".join(self.task_row(s, info, can_write) for s, info in rows)
         if not body_rows:
@@ -403,7 +423,7 @@ Last 24 h</th><th class="num" title="consecutive failures">Failures</th>\
 </tbody>
 </table>
 </div>"""
-        return self.document("Tasks", body, principal=principal, view="tasks")
+        return self.document("Tasks", body, principal=principal, view="tasks", after=after)
 
     # --- a task's page ------------------------------------------------------------------
 
@@ -414,7 +434,8 @@ Last 24 h</th><th class="num" title="consecutive failures">Failures</th>\
         elif run.reason:
             outcome += f'<div class="sub">{_e(run.reason)}</div>'
         late = _lateness(run)
-        return f"""<tr data-run="{_e(run.id)}">
+        replica = f' data-replica="{_e(run.replica)}"' if run.replica else ""
+        return f"""<tr data-run="{_e(run.id)}"{replica}>
 <td class="run-id" data-label="Run"><div><a class="mono" href="{_run_link(self, run.id)}">\
 {_e(run.id)}</a><div class="sub cause">{_e(run.cause)}</div></div></td>
 <td class="status" data-label="Status"><div>{_status_badge(run.status)}\
@@ -440,7 +461,9 @@ Last 24 h</th><th class="num" title="consecutive failures">Failures</th>\
 </table>
 </div>"""
 
-    def task_page(self, detail: TaskDetail, *, more: bool, principal: Any) -> Response:
+    def task_page(
+        self, detail: TaskDetail, *, more: bool, principal: Any, after: int | None = None
+    ) -> Response:
         can_write = bool(getattr(principal, "can_write", False))
         name = detail.name
         settings: list[tuple[str, str]] = [
@@ -509,11 +532,11 @@ height is duration, colour is status; click a bar to open the run</span></div>
 {empty}
 <nav class="pager">{"".join(pager)}</nav>
 </section>"""
-        return self.document(name, body, principal=principal, task=name, view="task")
+        return self.document(name, body, principal=principal, task=name, view="task", after=after)
 
     # --- one run ------------------------------------------------------------------------
 
-    def run_page(self, run: RunOut, principal: Any) -> Response:
+    def run_page(self, run: RunOut, principal: Any, *, after: int | None = None) -> Response:
         task_url = self.url("/view/" + urllib.parse.quote(run.task, safe=""))
         finished = run.finished_at
         took = _duration(run.started_at, finished)
@@ -574,11 +597,11 @@ data-status="{_e(run.status)}" data-scheduled="{_e(run.scheduled_at.isoformat())
  data-finished="{_e(finished.isoformat() if finished else "")}"></div>
 <dl class="settings">{dl}</dl></section>
 <section class="card"><h2>Attempts</h2>{attempt_list}</section>"""
-        return self.document(f"Run {run.id}", body, principal=principal, view="run")
+        return self.document(f"Run {run.id}", body, principal=principal, view="run", after=after)
 
     # --- the runs view ------------------------------------------------------------------
 
-    def runs_view(self, tasks: list[str], principal: Any) -> Response:
+    def runs_view(self, tasks: list[str], principal: Any, *, after: int | None = None) -> Response:
         options = "".join(f'<option value="{_e(t)}">{_e(t)}</option>' for t in tasks)
         statuses = "".join(
             f'<label class="check"><input type="checkbox" name="status" value="{_e(s)}"> '
@@ -597,4 +620,4 @@ data-status="{_e(run.status)}" data-scheduled="{_e(run.scheduled_at.isoformat())
 {self.runs_table("", table_id="run-list")}
 <nav class="pager"><button type="button" class="btn btn-plain" id="more-runs" hidden>\
 More</button></nav>"""
-        return self.document("Runs", body, principal=principal, view="runs")
+        return self.document("Runs", body, principal=principal, view="runs", after=after)

@@ -350,12 +350,16 @@ async def test_a_run_shows_its_executor_and_the_worker_it_ran_on() -> None:
         ) in far
         near = (await client.get(f"/manager/run/{ids['near']}", headers=WRITE | HTML)).text
         assert '<dt>Executor</dt><dd><span class="executor">async</span></dd>' in near
-        # the history: the executor under the status, the worker on hover
+        # the history: the executor under the status, the replica and the worker on hover
+        replica = html_escaped(scheduler.replica_id)
         history = (await client.get("/manager/view/far", headers=WRITE | HTML)).text
-        assert f'<div class="sub executor" title="worker {worker}">farm</div>' in history
+        assert (
+            f'<div class="sub executor" title="replica {replica} · worker {worker}">farm</div>'
+        ) in history
+        assert f'<tr data-run="{ids["far"]}" data-replica="{replica}">' in history
         assert "<img src=x" not in far + history
         history = (await client.get("/manager/view/near", headers=WRITE | HTML)).text
-        assert '<div class="sub executor">async</div>' in history
+        assert f'<div class="sub executor" title="replica {replica}">async</div>' in history
 
 
 def quoted_hostile() -> str:

@@ -36,6 +36,7 @@ from xtasks._run_ids import time_ordered_ids
 from xtasks.stores import open_store
 from xtasks_fastapi import bearer_token, end_event_streams, manager_router
 
+from ._runs import wait_final
 from .live import live_server
 from .test_page import CHROMIUM, CHROMIUM_ARGS, REPO
 from .test_router import TOKEN
@@ -43,7 +44,7 @@ from .test_router import TOKEN
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from starlette.types import ASGIApp, Receive, Scope, Send
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 pytestmark = pytest.mark.slow
 
@@ -151,15 +152,87 @@ def known_history(now: datetime) -> list[RunRecord]:
 
 class StreamCut:
     """An ASGI wrapper that can cut the manager's event stream, as a proxy or a network
-    would: ``cut()`` ends the open streams and answers new ones 503 until ``restore()``."""
+    would: ``/test/cut`` ends the open streams and answers new ones 503 until
+    ``/test/restore``. It can also hold new streams back, as a slow proxy or a loaded
+    server would: after ``/test/hold`` a new stream waits until ``/test/release``; or,
+    after ``/test/hold-answer/{path}``, the answer to the next request of ``path`` (read
+    at once, sent after ``/test/release``), or after ``/test/hold-request/{path}`` that
+    request itself. ``/test/held`` answers once a stream or a request waits or that
+    answer was read; ``/test/final/{run id}`` once that run ended."""
 
     def __init__(self, app: ASGIApp, scheduler: Scheduler) -> None:
         self.app = app
         self.scheduler = scheduler
         self.down = threading.Event()
+        self.holding = False
+        self.holding_answer: str | None = None
+        self.holding_request: str | None = None
+        self.arrived: anyio.Event | None = None
+        self.released: anyio.Event | None = None
+
+    async def _test_route(self, path: str) -> PlainTextResponse | None:
+        """The answer to a ``/test/...`` request that holds streams back, if it is one."""
+        if path == "/test/hold":
+            self.holding, self.arrived, self.released = True, anyio.Event(), anyio.Event()
+            return PlainTextResponse("holding")
+        if path.startswith("/test/hold-answer/"):
+            self.holding_answer = path.removeprefix("/test/hold-answer")
+            self.arrived, self.released = anyio.Event(), anyio.Event()
+            return PlainTextResponse("holding")
+        if path.startswith("/test/hold-request/"):
+            self.holding_request = path.removeprefix("/test/hold-request")
+            self.arrived, self.released = anyio.Event(), anyio.Event()
+            return PlainTextResponse("holding")
+        if path == "/test/held" and self.arrived is not None:
+            with anyio.fail_after(30):
+                await self.arrived.wait()
+            return PlainTextResponse("held")
+        if path.startswith("/test/final/"):
+            record = await wait_final(self.scheduler, path.removeprefix("/test/final/"))
+            return PlainTextResponse(record.status.value)
+        if path == "/test/release" and self.released is not None:
+            self.holding, self.holding_answer = False, None
+            self.released.set()
+            return PlainTextResponse("released")
+        return None
+
+    async def _answer_late(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer the request as the app does, but only once released."""
+        assert self.arrived is not None and self.released is not None
+        self.holding_answer = None
+        answer: list[Message] = []
+
+        async def keep(message: Message) -> None:
+            answer.append(message)
+
+        await self.app(scope, receive, keep)
+        self.arrived.set()
+        with anyio.fail_after(30):
+            await self.released.wait()
+        for message in answer:
+            await send(message)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
+        if scope["type"] == "http" and path.startswith("/test/"):
+            answer = await self._test_route(path)
+            if answer is not None:
+                await answer(scope, receive, send)
+                return
+        if scope["type"] == "http" and path.endswith("/events") and self.holding:
+            assert self.arrived is not None and self.released is not None
+            self.arrived.set()
+            with anyio.fail_after(30):
+                await self.released.wait()
+        if scope["type"] == "http" and path == self.holding_request:
+            assert self.arrived is not None and self.released is not None
+            self.holding_request = None
+            self.arrived.set()
+            with anyio.fail_after(30):
+                await self.released.wait()
+        if scope["type"] == "http" and path == self.holding_answer:
+            await self._answer_late(scope, receive, send)
+            return
         if scope["type"] == "http" and path == "/test/cut":
             self.down.set()
             ended = end_event_streams(self.scheduler)  # on the server's loop, as it must be
@@ -480,4 +553,98 @@ def test_live_run_reaches_the_strip_and_the_indicator_follows_the_stream(
         )
         expect(page.locator(f'#runs tr[data-run="{missed}"]')).to_have_count(1)
         assert page.evaluate("window.notReloaded") is True
+        assert not errors, errors
+
+
+def test_a_run_that_ends_while_the_stream_connects_shows_once_it_is_up(tmp_path: Path) -> None:
+    """The page reads its runs, then opens its stream: a run that ends in between (the
+    stream held up by a slow proxy or a loaded server) shows once the stream is up,
+    without a reload, as on a page whose stream came first."""
+    expect = pytest.importorskip("playwright.sync_api").expect
+    with manager_server(tmp_path) as (base, _), browser_page(LAPTOP) as (page, errors):
+        # signed in without opening a page: the page below opens the server's first stream
+        signed = page.request.post(
+            f"{base}/manager/session", form={"token": TOKEN}, max_redirects=0
+        )
+        assert signed.status == 303, signed.text()
+        with httpx.Client(base_url=base, timeout=60) as client:
+            assert client.post("/test/hold").status_code == 200
+            page.goto(f"{base}/manager/view/nightly-report")
+            bars = page.locator("#strip rect.bar")
+            expect(bars).to_have_count(100)  # the runs, read
+            expect(page.locator("#runs tbody tr")).to_have_count(25)
+            assert client.get("/test/held").text == "held"  # the stream, not yet open
+            page.evaluate("window.notReloaded = true")
+            accepted = client.post(
+                "/manager/tasks/nightly-report/run", headers={"Authorization": f"Bearer {TOKEN}"}
+            )
+            assert accepted.status_code == 202, accepted.text
+            run_id = accepted.json()["run_id"]
+            assert client.get(f"/test/final/{run_id}").text == "succeeded"
+            expect(page.locator("#live")).not_to_have_text("live")
+            assert client.post("/test/release").status_code == 200
+        expect(page.locator("#live")).to_have_text("live")
+        expect(page.locator(f'#strip rect[data-run="{run_id}"]')).to_have_attribute(
+            "data-status", "succeeded"
+        )
+        expect(page.locator(f'#runs tr[data-run="{run_id}"] .status .badge')).to_have_text(
+            "succeeded"
+        )
+        assert page.evaluate("window.notReloaded") is True
+        assert not errors, errors
+
+
+def test_a_run_heard_while_the_strip_is_read_stays_on_it(tmp_path: Path) -> None:
+    """The stream can bring a run before the strip's runs, read earlier, arrive (a slow
+    answer): the strip keeps the run, as it will be once read again."""
+    expect = pytest.importorskip("playwright.sync_api").expect
+    with manager_server(tmp_path) as (base, ids), browser_page(LAPTOP) as (page, errors):
+        sign_in(page, base)
+        with httpx.Client(base_url=base, timeout=60) as client:
+            hold = client.post("/test/hold-answer/manager/tasks/nightly-report")
+            assert hold.status_code == 200
+            page.goto(f"{base}/manager/view/nightly-report")
+            assert client.get("/test/held").text == "held"  # the strip's runs, read
+            expect(page.locator("#live")).to_have_text("live")
+            page.evaluate("window.notReloaded = true")
+            accepted = client.post(
+                "/manager/tasks/nightly-report/run", headers={"Authorization": f"Bearer {TOKEN}"}
+            )
+            assert accepted.status_code == 202, accepted.text
+            run_id = accepted.json()["run_id"]
+            heard = page.locator(f'#strip rect[data-run="{run_id}"]')
+            expect(heard).to_have_attribute("data-status", "succeeded")  # by the stream
+            assert client.post("/test/release").status_code == 200
+        bars = page.locator("#strip rect.bar")
+        expect(bars).to_have_count(100)  # the runs read, at last
+        assert bars.last.get_attribute("data-run") == run_id
+        assert bars.nth(98).get_attribute("data-run") == ids["nightly-report"][0]
+        expect(heard).to_have_attribute("data-status", "succeeded")
+        assert page.evaluate("window.notReloaded") is True
+        assert not errors, errors
+
+
+def test_a_run_heard_while_the_runs_view_reads_shows_once(tmp_path: Path) -> None:
+    """On the Runs view, the stream can bring a run before the list is read (a slow
+    request): the run is listed once, as it ended."""
+    expect = pytest.importorskip("playwright.sync_api").expect
+    with manager_server(tmp_path) as (base, _), browser_page(LAPTOP) as (page, errors):
+        sign_in(page, base)
+        with httpx.Client(base_url=base, timeout=60) as client:
+            assert client.post("/test/hold-request/manager/runs").status_code == 200
+            page.goto(f"{base}/manager/history")
+            assert client.get("/test/held").text == "held"  # the list's first runs, asked
+            expect(page.locator("#live")).to_have_text("live")
+            accepted = client.post(
+                "/manager/tasks/nightly-report/run", headers={"Authorization": f"Bearer {TOKEN}"}
+            )
+            assert accepted.status_code == 202, accepted.text
+            run_id = accepted.json()["run_id"]
+            row = page.locator(f'#run-list tr[data-run="{run_id}"]')
+            expect(row.locator(".status .badge")).to_have_text("succeeded")  # by the stream
+            assert client.post("/test/release").status_code == 200
+        found = page.locator("#runs-found")
+        expect(found).to_have_text(f"{REPORT_RUNS + SYNC_RUNS + 1} runs shown")  # all of them
+        expect(row).to_have_count(1)
+        expect(page.locator("#run-list tbody tr").first).to_have_attribute("data-run", run_id)
         assert not errors, errors

@@ -258,6 +258,14 @@
     return nodes;
   }
 
+  // Where a run ran, on hover: the replica (process) that ran it, the executor's worker.
+  function whereTitle(run) {
+    const parts = [];
+    if (run.replica) parts.push("replica " + run.replica);
+    if (run.worker) parts.push("worker " + run.worker);
+    return parts.join(" · ");
+  }
+
   function cell(cls, label, ...children) {
     const td = el("td", cls);
     td.dataset.label = label;
@@ -268,6 +276,8 @@
   function runRow(run) {
     const row = el("tr");
     row.dataset.run = run.id;
+    row.dataset.status = run.status;
+    if (run.replica) row.dataset.replica = run.replica;
     const link = el("a", "mono", run.id);
     link.href = runPageUrl(run.id);
     const idBox = el("div");
@@ -286,7 +296,8 @@
     status.append(statusBadge(run.status));
     if (run.executor) {
       const where = el("div", "sub executor", run.executor);
-      if (run.worker) where.title = "worker " + run.worker;
+      const hover = whereTitle(run);
+      if (hover) where.title = hover;
       status.append(where);
     }
     row.append(
@@ -335,6 +346,13 @@
   const strip = document.getElementById("strip");
   let stripRuns = []; // oldest first
 
+  // Whether a run read from the API is newer than the same run heard from the stream.
+  // The stream starts before the page reads (data-changes-after), so every change after
+  // a read comes by the stream too: a read can only be newer by having ended since.
+  function fresher(read, streamed) {
+    return FINAL.has(read.status) && !FINAL.has(streamed.status);
+  }
+
   function runSeconds(run) {
     if (!run.started_at) return null;
     const end = run.finished_at ? new Date(run.finished_at) : new Date();
@@ -349,6 +367,7 @@
     const late = lateness(run);
     if (late) lines.push("started " + late);
     if (run.attempts > 1) lines.push(run.attempts + " attempts");
+    if (run.replica) lines.push("on replica " + run.replica);
     if (run.error) lines.push(run.error.type + ": " + run.error.message);
     else if (run.reason) lines.push(run.reason);
     return lines.join("\n");
@@ -386,6 +405,7 @@
         fill: STATUS_FILL[STATUS_CLASS[run.status] || "dim"], class: "bar",
         "data-run": run.id, "data-status": run.status,
       });
+      if (run.replica) bar.setAttribute("data-replica", run.replica);
       link.append(bar);
       svgTitle(link, runTooltip(run));
       svg.append(link);
@@ -402,7 +422,19 @@
     if (!strip) return Promise.resolve();
     const max = Number(strip.dataset.runs || 100);
     return getJson(taskUrl(strip.dataset.task) + "?limit=" + max)
-      .then((task) => { stripRuns = task.history.slice().reverse(); drawStrip(); })
+      .then((task) => {
+        // The stream may have brought runs while this was read: keep them (see fresher).
+        const streamed = new Map(stripRuns.map((run) => [run.id, run]));
+        const read = task.history.slice().reverse().map((run) => {
+          const seen = streamed.get(run.id);
+          streamed.delete(run.id);
+          return seen && !fresher(run, seen) ? seen : run;
+        });
+        stripRuns = read.concat(Array.from(streamed.values()));
+        stripRuns.sort((a, b) => new Date(a.scheduled_at) - new Date(b.scheduled_at));
+        stripRuns = stripRuns.slice(-max);
+        drawStrip();
+      })
       .catch((e) => { strip.replaceChildren(el("p", "error-text", "Could not load the runs: " + e.message)); });
   }
 
@@ -650,7 +682,11 @@
           const when = new Date(run.scheduled_at);
           if (filter.since && when < filter.since) { filter.done = true; break; }
           if (!matches(run)) continue;
-          tbody.append(runRow(run));
+          // the stream may have shown it already, from this page's start
+          const existing = Array.from(tbody.rows).find((r) => r.dataset.run === run.id);
+          if (existing && existing.dataset.status && !fresher(run, existing.dataset)) continue;
+          if (existing) existing.replaceWith(runRow(run));
+          else tbody.append(runRow(run));
           shown += 1;
         }
       }
@@ -733,7 +769,10 @@
   // The store's number of the latest run change seen. The browser resends it by itself
   // (Last-Event-ID) when it reconnects a dropped stream; a new EventSource made here
   // after an error answer passes it as ?after=, so the stream resumes after it too.
-  let lastChange = "";
+  // It starts as the latest before the server read what the page shows
+  // (<body data-changes-after>): a run changed between those reads and the stream's
+  // start (a stream slow to connect) still comes.
+  let lastChange = body.dataset.changesAfter || "";
 
   function connect() {
     retryTimer = null;
