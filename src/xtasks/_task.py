@@ -283,46 +283,45 @@ class Task:
                 catch_up = CatchUp.parse(catch_up, task=name, field="catch_up")
             if depends_on.__class__ is not tuple or depends_on:
                 depends_on = _depends_on(depends_on, name)
-            _int(max_retries, name, "max_retries", 0)
-            _int(alert_after, name, "alert_after", 1)
-            retry_delay = _finite(retry_delay, name, "retry_delay")
-            misfire_grace = _finite(misfire_grace, name, "misfire_grace")
-            jitter = _finite(jitter, name, "jitter")
-            retry_backoff = _finite(retry_backoff, name, "retry_backoff")
-            if timeout is not None:
-                timeout = _finite(timeout, name, "timeout")
-            _bool(alert_on_failure, name, "alert_on_failure")
-            _bool(recover, name, "recover")
-            _bool(enabled, name, "enabled")
-            if not isinstance(description, str):
-                _bad(name, "description", "must be a string", description)
+            plain = (max_retries, alert_after, retry_delay, misfire_grace, jitter, retry_backoff)
+            plain += (timeout, alert_on_failure, recover, enabled, description)
+            if not all(map(operator.is_, plain, _PLAIN_DEFAULTS)):  # the defaults are valid
+                retry_delay, misfire_grace, jitter, retry_backoff, timeout = _plain(name, *plain)
             if tags is not _NO_TAGS:
                 tags = frozenset(_strings(tags, name, "tags")) or _NO_TAGS
-            _put(self, "name", name)
-            _put(self, "func", func)
-            _put(self, "target", target)
-            _put(self, "args", args)
-            _put(self, "kwargs", kwargs)
-            _put(self, "trigger", trigger)
-            _put(self, "priority", priority)
-            _put(self, "depends_on", depends_on)
-            _put(self, "mode", mode)
-            _put(self, "executor", executor)
-            _put(self, "runs_on", executor if executor is not None else mode._value_)
-            _put(self, "max_retries", max_retries)
-            _put(self, "retry_delay", retry_delay)
-            _put(self, "retry_backoff", retry_backoff)
-            _put(self, "timeout", timeout)
-            _put(self, "overlap", overlap)
-            _put(self, "catch_up", catch_up)
-            _put(self, "misfire_grace", misfire_grace)
-            _put(self, "jitter", jitter)
-            _put(self, "alert_on_failure", alert_on_failure)
-            _put(self, "alert_after", alert_after)
-            _put(self, "recover", recover)
-            _put(self, "enabled", enabled)
-            _put(self, "description", description)
-            _put(self, "tags", tags)
+            runs_on = executor if executor is not None else mode._value_
+            cls, fill = self.__class__, self
+            if cls is Task:  # see _Writable
+                _put(self, "__class__", _Writable)
+            else:
+                fill = _Unfrozen(self)  # a subclass: slower, the same fields
+            fill.name = name
+            fill.func = func
+            fill.target = target
+            fill.runs_on = runs_on
+            fill.args = args
+            fill.kwargs = kwargs
+            fill.trigger = trigger
+            fill.priority = priority
+            fill.depends_on = depends_on
+            fill.mode = mode
+            fill.executor = executor
+            fill.max_retries = max_retries
+            fill.retry_delay = retry_delay
+            fill.retry_backoff = retry_backoff
+            fill.timeout = timeout
+            fill.overlap = overlap
+            fill.catch_up = catch_up
+            fill.misfire_grace = misfire_grace
+            fill.jitter = jitter
+            fill.alert_on_failure = alert_on_failure
+            fill.alert_after = alert_after
+            fill.recover = recover
+            fill.enabled = enabled
+            fill.description = description
+            fill.tags = tags
+            if cls is Task:
+                _put(self, "__class__", Task)
 
     def __hash__(self) -> int:
         # Names are unique in a scheduler, and kwargs (a mapping) is not hashable.
@@ -346,6 +345,31 @@ class Task:
         return new
 
 
+@final
+class _Writable:
+    """A :class:`Task` while its ``__init__`` fills it: the same slots, without the frozen
+    ``__setattr__``. A plain assignment costs a tenth of an ``object.__setattr__`` call,
+    and a task sets 25 fields: the object is a ``_Writable`` for that long, then a Task
+    again (two ``__class__`` changes). Nothing else ever sees one."""
+
+    __slots__ = Task.__slots__  # made by dataclass(slots=True)
+
+
+@final
+class _Unfrozen:
+    """Sets the fields of a subclass of Task (whose layout may differ from ``_Writable``)
+    one ``object.__setattr__`` at a time."""
+
+    __slots__ = ("_task",)
+    _task: Task
+
+    def __init__(self, task: Task) -> None:
+        _put(self, "_task", task)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        _put(self._task, name, value)
+
+
 _OPTIONS = tuple(
     f.name for f in dataclasses.fields(Task) if f.init and f.name not in ("name", "func")
 )
@@ -366,6 +390,55 @@ def _options_text(values: tuple[Any, ...]) -> str:
         for name, value in zip(_DEFINING, values, strict=True)
         if value != _DEFAULTS[name]
     )
+
+
+#: The options :func:`_plain` checks, and the very objects ``Task.__init__`` defaults
+#: them to: a task that leaves them all as they are (most do) skips the checks.
+_PLAIN = (
+    "max_retries",
+    "alert_after",
+    "retry_delay",
+    "misfire_grace",
+    "jitter",
+    "retry_backoff",
+    "timeout",
+    "alert_on_failure",
+    "recover",
+    "enabled",
+    "description",
+)
+_PLAIN_DEFAULTS = tuple((Task.__init__.__kwdefaults__ or {})[key] for key in _PLAIN)
+
+
+def _plain(
+    task: str,
+    max_retries: object,
+    alert_after: object,
+    retry_delay: object,
+    misfire_grace: object,
+    jitter: object,
+    retry_backoff: object,
+    timeout: object,
+    alert_on_failure: object,
+    recover: object,
+    enabled: object,
+    description: object,
+) -> tuple[float, float, float, float, float | None]:
+    """Check the numbers, flags and description of a task, in the order of its fields;
+    return the numbers as floats (the counts and the rest are stored as given)."""
+    _int(max_retries, task, "max_retries", 0)
+    _int(alert_after, task, "alert_after", 1)
+    delay = _finite(retry_delay, task, "retry_delay")
+    grace = _finite(misfire_grace, task, "misfire_grace")
+    spread = _finite(jitter, task, "jitter")
+    backoff = _finite(retry_backoff, task, "retry_backoff")
+    limit = None if timeout is None else _finite(timeout, task, "timeout")
+    _bool(alert_on_failure, task, "alert_on_failure")
+    _bool(recover, task, "recover")
+    _bool(enabled, task, "enabled")
+    if not isinstance(description, str):
+        _bad(task, "description", "must be a string", description)
+    return delay, grace, spread, backoff, limit
 
 
 def _refuse_call(
