@@ -423,9 +423,7 @@ class Scheduler(Observable):
         if self._engine is not None:
             raise SchedulerStateError("the scheduler is already running")
         attach_run_log(self)  # failed attempts, failures, recoveries, skips, misses
-        self._planner.validate()
-        for task in self.tasks.values():
-            self._executors.check(task)
+        self._planner.validate()  # each task's executor was checked by add: they are all known
         unknown: list[XtasksError] = [
             *self.config.unknown_tasks(self.tasks),
             *self.config.unknown_alert_channels(self.tasks),

@@ -190,9 +190,10 @@ class Task:
     def definition(self) -> str:
         """What this task runs and when, in words: replicas compare it to find a name
         defined two ways. Arguments, description and tags are left out."""
-        options = _options_text(_defining_values(self))
-        when = "on demand" if self.trigger is None else repr(self.trigger)
-        return f"{self.target}, {when}{options}"
+        trigger = self.trigger
+        if trigger is None or trigger.__class__ in _SHARED_TEXT:
+            return _definition(self.target, trigger, _defining_values(self))
+        return _definition.__wrapped__(self.target, trigger, _defining_values(self))
 
     if TYPE_CHECKING:  # the accepted input types, wider than the stored canonical ones
 
@@ -382,14 +383,21 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(Task)}
 _defining_values = operator.attrgetter(*_DEFINING)
 
 
-@lru_cache(maxsize=1024)  # tasks share a few sets of options: 100,000 of them, one text
-def _options_text(values: tuple[Any, ...]) -> str:
-    """The options of a definition that are not their defaults, in words."""
-    return "".join(
+#: Triggers whose equal values have one text: tasks defined alike share one definition.
+_SHARED_TEXT = (Every, Cron)
+
+
+@lru_cache(maxsize=1024)  # 100,000 tasks of a few kinds: a few texts, computed (and kept) once
+def _definition(target: str, trigger: Trigger | None, values: tuple[Any, ...]) -> str:
+    """A task's definition: its function, its trigger, and its defining options that
+    are not their defaults, in words."""
+    when = "on demand" if trigger is None else repr(trigger)
+    options = "".join(
         f", {name}={value.value if isinstance(value, Enum) else repr(value)}"
         for name, value in zip(_DEFINING, values, strict=True)
         if value != _DEFAULTS[name]
     )
+    return f"{target}, {when}{options}"
 
 
 #: The options :func:`_plain` checks, and the very objects ``Task.__init__`` defaults
