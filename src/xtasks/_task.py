@@ -22,6 +22,7 @@ from types import FunctionType, MappingProxyType
 from typing import TYPE_CHECKING, Any, NoReturn, Self, TypeGuard, final
 
 from ._errors import ConfigError, _did_you_mean
+from ._frozen import writable_twin
 from ._triggers import At, Cron, Every, Trigger, warn_short_interval
 
 __all__ = ["CatchUp", "Mode", "Overlap", "Priority", "Task"]
@@ -346,14 +347,9 @@ class Task:
         return new
 
 
-@final
-class _Writable:
-    """A :class:`Task` while its ``__init__`` fills it: the same slots, without the frozen
-    ``__setattr__``. A plain assignment costs a tenth of an ``object.__setattr__`` call,
-    and a task sets 25 fields: the object is a ``_Writable`` for that long, then a Task
-    again (two ``__class__`` changes). Nothing else ever sees one."""
-
-    __slots__ = Task.__slots__  # made by dataclass(slots=True)
+#: A Task while its ``__init__`` fills it (see :mod:`._frozen`): 25 plain assignments
+#: instead of 25 ``object.__setattr__`` calls; nothing else ever sees one.
+_Writable = writable_twin(Task)
 
 
 @final
