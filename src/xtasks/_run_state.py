@@ -183,7 +183,7 @@ class TaskEntry:
         record.anchor = self.anchor
         record.definition = definition
         record.__class__ = TaskRecord
-        return cast("TaskRecord", record)
+        return record  # type: ignore[no-any-return]  # a TaskRecord now
 
 
 _snapshot: Final = _snapshot_function()

@@ -164,7 +164,7 @@ class Every(Trigger):
         anchored.start = _utc(registered_at, "registered_at")
         anchored._unwarned = False
         anchored.__class__ = Every
-        return cast("Every", anchored)
+        return anchored  # type: ignore[no-any-return]  # an Every now
 
     def describe(self) -> str:
         units = {"days": "d", "hours": "h", "minutes": "m", "seconds": "s"}
