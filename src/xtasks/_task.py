@@ -266,17 +266,19 @@ class Task:
                 args = _args(args, name)
             if kwargs is not _NO_KWARGS:
                 kwargs = _kwargs(kwargs, name)
+            shape = _plain_shape(func)
             if func.__class__ is not RemoteFunction and (
-                args or kwargs or not _takes_no_arguments(func)
+                args or kwargs or shape is None or not shape[0]
             ):
                 _check_bind(func, target, name, *args, **kwargs)
-            mode = _mode(func, target, mode, name)
+            mode = _mode(func, target, mode, name, None if shape is None else shape[1])
             if executor is not None and (
                 not isinstance(executor, str) or not _EXECUTOR_RE.fullmatch(executor)
             ):
                 msg = "must be an executor's name: a letter or _, then letters, digits, _ or -"
                 _bad(name, "executor", msg, executor)
-            _trigger(trigger, name)
+            if trigger is not None and (trigger.__class__ is not Every or trigger._unwarned):
+                _trigger(trigger, name)  # else an Every that warned already, if it had to
             if priority.__class__ is not Priority:
                 priority = Priority.parse(priority, task=name, field="priority")
             if overlap.__class__ is not Overlap:
@@ -559,15 +561,17 @@ def _is_plain(func: object) -> TypeGuard[FunctionType]:
     return func.__class__ is FunctionType and not func.__dict__
 
 
-def _takes_no_arguments(func: object) -> bool:
-    """True when ``func()`` binds, read off a plain function's code: the common case costs
-    a few attribute reads, not an ``inspect.Signature``. False means: ask ``inspect``."""
+def _plain_shape(func: object) -> tuple[bool, bool] | None:
+    """For a plain function, read off its code: whether ``func()`` binds, and whether it
+    is async. The common case costs a few attribute reads, not an ``inspect.Signature``.
+    None for any other callable: ask ``inspect``."""
     if not _is_plain(func):
-        return False
+        return None
     code, defaults = func.__code__, func.__defaults__ or ()
-    return code.co_argcount == len(defaults) and code.co_kwonlyargcount == len(
+    binds = code.co_argcount == len(defaults) and code.co_kwonlyargcount == len(
         func.__kwdefaults__ or ()
     )
+    return binds, bool(code.co_flags & inspect.CO_COROUTINE)
 
 
 def _check_bind(func: Callable[..., Any], target: str, task: str, /, *args: Any, **kw: Any) -> None:
@@ -597,10 +601,15 @@ def _is_async(func: object) -> bool:
     return inspect.iscoroutinefunction(inspect.getattr_static(func, "__call__", None))
 
 
-def _mode(func: Callable[..., Any], target: str, mode: object, task: str) -> Mode:
+def _mode(
+    func: Callable[..., Any], target: str, mode: object, task: str, is_async: bool | None
+) -> Mode:
+    """The mode given (checked against ``func``), or the one ``func`` calls for;
+    ``is_async``: known already (a plain function), or None."""
     if func.__class__ is RemoteFunction:  # the remote workers call it as they do
         return Mode.SYNC if mode is None else Mode.parse(mode, task=task)
-    is_async = _is_async(func)
+    if is_async is None:
+        is_async = _is_async(func)
     if mode is None:
         return Mode.ASYNC if is_async else Mode.SYNC
     parsed = Mode.parse(mode, task=task)
