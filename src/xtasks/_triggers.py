@@ -145,7 +145,8 @@ class Every(Trigger):
                 warnings.warn(_short(self), ShortIntervalWarning, stacklevel=2)
 
     def next_fire(self, after: datetime) -> datetime | None:
-        after = _utc(after, "after")
+        if after.__class__ is not datetime or after.tzinfo is not UTC:  # else UTC already
+            after = _utc(after, "after")
         try:
             if self.start is None:
                 return after + self.period
