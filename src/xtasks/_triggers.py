@@ -162,7 +162,9 @@ class Every(Trigger):
             return self
         anchored = _WritableEvery()  # no __init__: validated already, warned already
         anchored.period = self.period
-        anchored.start = _utc(registered_at, "registered_at")
+        if registered_at.__class__ is not datetime or registered_at.tzinfo is not UTC:
+            registered_at = _utc(registered_at, "registered_at")  # else UTC already (the clock's)
+        anchored.start = registered_at
         anchored._unwarned = False
         anchored.__class__ = Every
         return anchored  # type: ignore[no-any-return]  # an Every now
