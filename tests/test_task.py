@@ -473,6 +473,22 @@ def test_task_is_frozen_slotted_and_hashable_by_name() -> None:
     assert same == task
     assert len({task, same}) == 1
     assert make(max_retries=2) != task
+
+
+def test_a_subclass_of_task_is_built_checked_and_frozen_like_task() -> None:
+    """Task fills its fields through a twin class of the same layout; a subclass (which
+    may have another layout, here a __dict__) is filled one field at a time instead."""
+
+    class Labelled(Task):
+        pass
+
+    task = Labelled("sub", samples.async_job, max_retries=2, tags="x")
+    assert type(task) is Labelled
+    assert (task.max_retries, task.tags, task.runs_on) == (2, frozenset({"x"}), "async")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        task.max_retries = 3  # type: ignore[misc]
+    with pytest.raises(ConfigError, match="max_retries"):
+        Labelled("sub", samples.async_job, max_retries=-1)
     assert make(func=f"{__name__}:noop") == make(func=noop)  # target is display only
 
 

@@ -22,7 +22,7 @@ from ._errors import ConfigError, ConfigFileError, CronError, _did_you_mean
 from ._triggers import Cron, Every, warn_short_interval
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Collection, Iterable, Mapping, Sequence
 
     from ._task import Task
     from ._triggers import Trigger
@@ -75,7 +75,8 @@ class Config:
         """One error per ``alert_channels`` entry of ``tasks`` that names no channel."""
         names = self.alert_channel_names
         problems = []
-        for task in tasks:
+        settings = self._settings
+        for task in [task for task in tasks if task in settings]:  # configured: the few
             for wanted in self.alert_channels_for(task) or ():
                 if wanted not in names:
                     hint = _did_you_mean(wanted, names)
@@ -90,14 +91,13 @@ class Config:
                         problems.append(error)
         return problems
 
-    def unknown_tasks(self, known: Iterable[str]) -> list[ConfigFileError]:
+    def unknown_tasks(self, known: Collection[str]) -> list[ConfigFileError]:
         """One error per ``tasks:`` entry that names no known task, at that entry's line."""
-        names = set(known)
         problems = []
         for file in self.files:
             for name in file.tasks:
-                if name not in names:
-                    hint = _did_you_mean(name, sorted(names))
+                if name not in known:
+                    hint = _did_you_mean(name, sorted(known))
                     msg = f"no task named {name!r} is registered{hint}; fix the name, install "
                     msg += "the plugin that provides it, or remove this entry"
                     problems.append(file.error(f"tasks.{name}", msg))

@@ -125,7 +125,8 @@ class Planner:
         """
         if task.name in self._entries:
             raise DuplicateTaskError(task.name)
-        self._graph.add(task.name, task.depends_on)
+        if task.depends_on:  # else it leaves no trace in the graph
+            self._graph.add(task.name, task.depends_on)
         trigger = task.trigger.anchored(now) if task.trigger is not None else None
         entry = TaskEntry(task, trigger, registered=True)
         entry.anchor = now

@@ -10,6 +10,7 @@ from collections import deque
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any, Final, cast, final
 
+from ._frozen import writable_twin
 from ._runs import RunCause, RunRecord, RunStatus, TaskRecord, TaskState
 
 if TYPE_CHECKING:
@@ -174,14 +175,16 @@ class TaskEntry:
         self.replays.append(run)
 
     def task_record(self, definition: str | None = None) -> TaskRecord:
-        return TaskRecord(
-            state=self.state,
-            last_fire=self.last_fire,
-            consecutive_failures=self.failures,
-            alerting=self.alerting,
-            anchor=self.anchor,
-            definition=definition,
-        )
+        record = _WritableRecord()  # start-up makes one per task: see ._frozen
+        record.state = self.state
+        record.last_fire = self.last_fire
+        record.consecutive_failures = self.failures
+        record.alerting = self.alerting
+        record.anchor = self.anchor
+        record.definition = definition
+        record.__class__ = TaskRecord
+        return record  # type: ignore[no-any-return]  # a TaskRecord now
 
 
 _snapshot: Final = _snapshot_function()
+_WritableRecord = writable_twin(TaskRecord)

@@ -174,13 +174,13 @@ class Scheduler(Observable):
         :raises UnknownDependencyError: (only while running) a dependency is unknown;
             before start, tasks may be added in any order.
         """
-        if task.name in self.tasks:  # say who has the name and how to resolve the clash
+        planner, engine = self._planner, self._engine
+        if task.name in planner.tasks:  # say who has the name and how to resolve the clash
             raise duplicate_task(task.name, self.task_origins)
         task = self.config.apply(task)
         self._executors.check(task)
-        planner, engine = self._planner, self._engine
         if engine is None:  # armed once, at start, from its stored state
-            self._command(planner.add_task, task, self.clock.now(), arm=False)
+            planner.add_task(task, self.clock.now(), arm=False)
             return task
         self._command(planner.add_task, task, self.clock.now(), arm=False)  # armed once loaded
         try:
@@ -423,9 +423,7 @@ class Scheduler(Observable):
         if self._engine is not None:
             raise SchedulerStateError("the scheduler is already running")
         attach_run_log(self)  # failed attempts, failures, recoveries, skips, misses
-        self._planner.validate()
-        for task in self.tasks.values():
-            self._executors.check(task)
+        self._planner.validate()  # each task's executor was checked by add: they are all known
         unknown: list[XtasksError] = [
             *self.config.unknown_tasks(self.tasks),
             *self.config.unknown_alert_channels(self.tasks),

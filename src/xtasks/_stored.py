@@ -85,16 +85,16 @@ async def load_records(
     fire one name on two grids, or run two functions, without a word.
     """
     records = await store.load_tasks(names)
-    ours = {name: planner.tasks[name].definition for name in names}
-    saves = {}
+    tasks, saves = planner.tasks, {}
     for name in names:
+        ours = tasks[name].definition
         stored = records.get(name)
         if stored is None or stored.anchor is None:
-            saves[name] = planner.task_record(name, ours[name])
-        elif stored.definition != ours[name]:
+            saves[name] = planner.task_record(name, ours)
+        elif stored.definition != ours:
             if stored.definition is not None:
-                _mismatch(name, stored.definition, ours[name], mismatched)
-            saves[name] = dataclasses.replace(stored, definition=ours[name])
+                _mismatch(name, stored.definition, ours, mismatched)
+            saves[name] = dataclasses.replace(stored, definition=ours)
     if saves:
         await store.save_tasks(saves)
         records.update(await store.load_tasks(list(saves)))

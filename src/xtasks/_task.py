@@ -22,6 +22,7 @@ from types import FunctionType, MappingProxyType
 from typing import TYPE_CHECKING, Any, NoReturn, Self, TypeGuard, final
 
 from ._errors import ConfigError, _did_you_mean
+from ._frozen import writable_twin
 from ._triggers import At, Cron, Every, Trigger, warn_short_interval
 
 __all__ = ["CatchUp", "Mode", "Overlap", "Priority", "Task"]
@@ -190,9 +191,10 @@ class Task:
     def definition(self) -> str:
         """What this task runs and when, in words: replicas compare it to find a name
         defined two ways. Arguments, description and tags are left out."""
-        options = _options_text(_defining_values(self))
-        when = "on demand" if self.trigger is None else repr(self.trigger)
-        return f"{self.target}, {when}{options}"
+        trigger = self.trigger
+        if trigger is None or trigger.__class__ in _SHARED_TEXT:
+            return _definition(self.target, trigger, _defining_values(self))
+        return _definition.__wrapped__(self.target, trigger, _defining_values(self))
 
     if TYPE_CHECKING:  # the accepted input types, wider than the stored canonical ones
 
@@ -264,17 +266,19 @@ class Task:
                 args = _args(args, name)
             if kwargs is not _NO_KWARGS:
                 kwargs = _kwargs(kwargs, name)
+            shape = _plain_shape(func)
             if func.__class__ is not RemoteFunction and (
-                args or kwargs or not _takes_no_arguments(func)
+                args or kwargs or shape is None or not shape[0]
             ):
                 _check_bind(func, target, name, *args, **kwargs)
-            mode = _mode(func, target, mode, name)
+            mode = _mode(func, target, mode, name, None if shape is None else shape[1])
             if executor is not None and (
                 not isinstance(executor, str) or not _EXECUTOR_RE.fullmatch(executor)
             ):
                 msg = "must be an executor's name: a letter or _, then letters, digits, _ or -"
                 _bad(name, "executor", msg, executor)
-            _trigger(trigger, name)
+            if trigger is not None and (trigger.__class__ is not Every or trigger._unwarned):
+                _trigger(trigger, name)  # else an Every that warned already, if it had to
             if priority.__class__ is not Priority:
                 priority = Priority.parse(priority, task=name, field="priority")
             if overlap.__class__ is not Overlap:
@@ -283,46 +287,45 @@ class Task:
                 catch_up = CatchUp.parse(catch_up, task=name, field="catch_up")
             if depends_on.__class__ is not tuple or depends_on:
                 depends_on = _depends_on(depends_on, name)
-            _int(max_retries, name, "max_retries", 0)
-            _int(alert_after, name, "alert_after", 1)
-            retry_delay = _finite(retry_delay, name, "retry_delay")
-            misfire_grace = _finite(misfire_grace, name, "misfire_grace")
-            jitter = _finite(jitter, name, "jitter")
-            retry_backoff = _finite(retry_backoff, name, "retry_backoff")
-            if timeout is not None:
-                timeout = _finite(timeout, name, "timeout")
-            _bool(alert_on_failure, name, "alert_on_failure")
-            _bool(recover, name, "recover")
-            _bool(enabled, name, "enabled")
-            if not isinstance(description, str):
-                _bad(name, "description", "must be a string", description)
+            plain = (max_retries, alert_after, retry_delay, misfire_grace, jitter, retry_backoff)
+            plain += (timeout, alert_on_failure, recover, enabled, description)
+            if not all(map(operator.is_, plain, _PLAIN_DEFAULTS)):  # the defaults are valid
+                retry_delay, misfire_grace, jitter, retry_backoff, timeout = _plain(name, *plain)
             if tags is not _NO_TAGS:
                 tags = frozenset(_strings(tags, name, "tags")) or _NO_TAGS
-            _put(self, "name", name)
-            _put(self, "func", func)
-            _put(self, "target", target)
-            _put(self, "args", args)
-            _put(self, "kwargs", kwargs)
-            _put(self, "trigger", trigger)
-            _put(self, "priority", priority)
-            _put(self, "depends_on", depends_on)
-            _put(self, "mode", mode)
-            _put(self, "executor", executor)
-            _put(self, "runs_on", executor if executor is not None else mode._value_)
-            _put(self, "max_retries", max_retries)
-            _put(self, "retry_delay", retry_delay)
-            _put(self, "retry_backoff", retry_backoff)
-            _put(self, "timeout", timeout)
-            _put(self, "overlap", overlap)
-            _put(self, "catch_up", catch_up)
-            _put(self, "misfire_grace", misfire_grace)
-            _put(self, "jitter", jitter)
-            _put(self, "alert_on_failure", alert_on_failure)
-            _put(self, "alert_after", alert_after)
-            _put(self, "recover", recover)
-            _put(self, "enabled", enabled)
-            _put(self, "description", description)
-            _put(self, "tags", tags)
+            runs_on = executor if executor is not None else mode._value_
+            cls, fill = self.__class__, self
+            if cls is Task:  # see _Writable
+                _put(self, "__class__", _Writable)
+            else:
+                fill = _Unfrozen(self)  # a subclass: slower, the same fields
+            fill.name = name
+            fill.func = func
+            fill.target = target
+            fill.runs_on = runs_on
+            fill.args = args
+            fill.kwargs = kwargs
+            fill.trigger = trigger
+            fill.priority = priority
+            fill.depends_on = depends_on
+            fill.mode = mode
+            fill.executor = executor
+            fill.max_retries = max_retries
+            fill.retry_delay = retry_delay
+            fill.retry_backoff = retry_backoff
+            fill.timeout = timeout
+            fill.overlap = overlap
+            fill.catch_up = catch_up
+            fill.misfire_grace = misfire_grace
+            fill.jitter = jitter
+            fill.alert_on_failure = alert_on_failure
+            fill.alert_after = alert_after
+            fill.recover = recover
+            fill.enabled = enabled
+            fill.description = description
+            fill.tags = tags
+            if cls is Task:
+                _put(self, "__class__", Task)
 
     def __hash__(self) -> int:
         # Names are unique in a scheduler, and kwargs (a mapping) is not hashable.
@@ -346,6 +349,26 @@ class Task:
         return new
 
 
+#: A Task while its ``__init__`` fills it (see :mod:`._frozen`): 25 plain assignments
+#: instead of 25 ``object.__setattr__`` calls; nothing else ever sees one.
+_Writable = writable_twin(Task)
+
+
+@final
+class _Unfrozen:
+    """Sets the fields of a subclass of Task (whose layout may differ from ``_Writable``)
+    one ``object.__setattr__`` at a time."""
+
+    __slots__ = ("_task",)
+    _task: Task
+
+    def __init__(self, task: Task) -> None:
+        _put(self, "_task", task)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        _put(self._task, name, value)
+
+
 _OPTIONS = tuple(
     f.name for f in dataclasses.fields(Task) if f.init and f.name not in ("name", "func")
 )
@@ -358,14 +381,70 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(Task)}
 _defining_values = operator.attrgetter(*_DEFINING)
 
 
-@lru_cache(maxsize=1024)  # tasks share a few sets of options: 100,000 of them, one text
-def _options_text(values: tuple[Any, ...]) -> str:
-    """The options of a definition that are not their defaults, in words."""
-    return "".join(
+#: Triggers whose equal values have one text: tasks defined alike share one definition.
+_SHARED_TEXT = (Every, Cron)
+
+
+@lru_cache(maxsize=1024)  # 100,000 tasks of a few kinds: a few texts, computed (and kept) once
+def _definition(target: str, trigger: Trigger | None, values: tuple[Any, ...]) -> str:
+    """A task's definition: its function, its trigger, and its defining options that
+    are not their defaults, in words."""
+    when = "on demand" if trigger is None else repr(trigger)
+    options = "".join(
         f", {name}={value.value if isinstance(value, Enum) else repr(value)}"
         for name, value in zip(_DEFINING, values, strict=True)
         if value != _DEFAULTS[name]
     )
+    return f"{target}, {when}{options}"
+
+
+#: The options :func:`_plain` checks, and the very objects ``Task.__init__`` defaults
+#: them to: a task that leaves them all as they are (most do) skips the checks.
+_PLAIN = (
+    "max_retries",
+    "alert_after",
+    "retry_delay",
+    "misfire_grace",
+    "jitter",
+    "retry_backoff",
+    "timeout",
+    "alert_on_failure",
+    "recover",
+    "enabled",
+    "description",
+)
+_PLAIN_DEFAULTS = tuple((Task.__init__.__kwdefaults__ or {})[key] for key in _PLAIN)
+
+
+def _plain(
+    task: str,
+    max_retries: object,
+    alert_after: object,
+    retry_delay: object,
+    misfire_grace: object,
+    jitter: object,
+    retry_backoff: object,
+    timeout: object,
+    alert_on_failure: object,
+    recover: object,
+    enabled: object,
+    description: object,
+) -> tuple[float, float, float, float, float | None]:
+    """Check the numbers, flags and description of a task, in the order of its fields;
+    return the numbers as floats (the counts and the rest are stored as given)."""
+    _int(max_retries, task, "max_retries", 0)
+    _int(alert_after, task, "alert_after", 1)
+    delay = _finite(retry_delay, task, "retry_delay")
+    grace = _finite(misfire_grace, task, "misfire_grace")
+    spread = _finite(jitter, task, "jitter")
+    backoff = _finite(retry_backoff, task, "retry_backoff")
+    limit = None if timeout is None else _finite(timeout, task, "timeout")
+    _bool(alert_on_failure, task, "alert_on_failure")
+    _bool(recover, task, "recover")
+    _bool(enabled, task, "enabled")
+    if not isinstance(description, str):
+        _bad(task, "description", "must be a string", description)
+    return delay, grace, spread, backoff, limit
 
 
 def _refuse_call(
@@ -482,15 +561,17 @@ def _is_plain(func: object) -> TypeGuard[FunctionType]:
     return func.__class__ is FunctionType and not func.__dict__
 
 
-def _takes_no_arguments(func: object) -> bool:
-    """True when ``func()`` binds, read off a plain function's code: the common case costs
-    a few attribute reads, not an ``inspect.Signature``. False means: ask ``inspect``."""
+def _plain_shape(func: object) -> tuple[bool, bool] | None:
+    """For a plain function, read off its code: whether ``func()`` binds, and whether it
+    is async. The common case costs a few attribute reads, not an ``inspect.Signature``.
+    None for any other callable: ask ``inspect``."""
     if not _is_plain(func):
-        return False
+        return None
     code, defaults = func.__code__, func.__defaults__ or ()
-    return code.co_argcount == len(defaults) and code.co_kwonlyargcount == len(
+    binds = code.co_argcount == len(defaults) and code.co_kwonlyargcount == len(
         func.__kwdefaults__ or ()
     )
+    return binds, bool(code.co_flags & inspect.CO_COROUTINE)
 
 
 def _check_bind(func: Callable[..., Any], target: str, task: str, /, *args: Any, **kw: Any) -> None:
@@ -520,10 +601,15 @@ def _is_async(func: object) -> bool:
     return inspect.iscoroutinefunction(inspect.getattr_static(func, "__call__", None))
 
 
-def _mode(func: Callable[..., Any], target: str, mode: object, task: str) -> Mode:
+def _mode(
+    func: Callable[..., Any], target: str, mode: object, task: str, is_async: bool | None
+) -> Mode:
+    """The mode given (checked against ``func``), or the one ``func`` calls for;
+    ``is_async``: known already (a plain function), or None."""
     if func.__class__ is RemoteFunction:  # the remote workers call it as they do
         return Mode.SYNC if mode is None else Mode.parse(mode, task=task)
-    is_async = _is_async(func)
+    if is_async is None:
+        is_async = _is_async(func)
     if mode is None:
         return Mode.ASYNC if is_async else Mode.SYNC
     parsed = Mode.parse(mode, task=task)

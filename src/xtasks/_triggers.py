@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 from croniter import CroniterBadDateError, croniter
 
 from xtasks._errors import ConfigError, CronError, ShortIntervalWarning
+from xtasks._frozen import writable_twin
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -144,7 +145,8 @@ class Every(Trigger):
                 warnings.warn(_short(self), ShortIntervalWarning, stacklevel=2)
 
     def next_fire(self, after: datetime) -> datetime | None:
-        after = _utc(after, "after")
+        if after.__class__ is not datetime or after.tzinfo is not UTC:  # else UTC already
+            after = _utc(after, "after")
         try:
             if self.start is None:
                 return after + self.period
@@ -158,11 +160,14 @@ class Every(Trigger):
     def anchored(self, registered_at: datetime) -> Every:
         if self.start is not None:
             return self
-        anchored = object.__new__(Every)  # no __init__: validated already, warned already
-        object.__setattr__(anchored, "_unwarned", False)
-        object.__setattr__(anchored, "period", self.period)
-        object.__setattr__(anchored, "start", _utc(registered_at, "registered_at"))
-        return anchored
+        anchored = _WritableEvery()  # no __init__: validated already, warned already
+        anchored.period = self.period
+        if registered_at.__class__ is not datetime or registered_at.tzinfo is not UTC:
+            registered_at = _utc(registered_at, "registered_at")  # else UTC already (the clock's)
+        anchored.start = registered_at
+        anchored._unwarned = False
+        anchored.__class__ = Every
+        return anchored  # type: ignore[no-any-return]  # an Every now
 
     def describe(self) -> str:
         units = {"days": "d", "hours": "h", "minutes": "m", "seconds": "s"}
@@ -171,6 +176,10 @@ class Every(Trigger):
     def __repr__(self) -> str:
         start = "" if self.start is None else f", start={self.start!r}"
         return f"Every({_args(self.period)}{start})"
+
+
+#: Every task's trigger is anchored once registered: filled without object.__setattr__.
+_WritableEvery = writable_twin(Every)
 
 
 @lru_cache(maxsize=256, typed=True)  # typed: True is no 1, it is refused

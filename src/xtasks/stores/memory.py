@@ -38,7 +38,7 @@ from ..abc import Store
 from ._registry import check_retention
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection, Iterable, Sequence
+    from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
     from .._runs import AuditRecord, RunRecord
 
@@ -449,6 +449,20 @@ class MemoryStore(Store):
 
     async def save_task(self, task: str, record: TaskRecord) -> None:
         self._check_open()
+        self._save_task(task, record)
+
+    async def load_tasks(self, tasks: Collection[str]) -> dict[str, TaskRecord]:
+        # One pass, not an await per task: start-up reads every task (twice on a fresh store).
+        self._check_open()
+        stored = self._tasks
+        return {task: record for task in tasks if (record := stored.get(task)) is not None}
+
+    async def save_tasks(self, records: Mapping[str, TaskRecord]) -> None:
+        self._check_open()
+        for task, record in records.items():
+            self._save_task(task, record)
+
+    def _save_task(self, task: str, record: TaskRecord) -> None:
         old = self._tasks.get(task)
         if old is not None:
             last = old.last_fire
