@@ -122,8 +122,7 @@ def test_a_task_others_depend_on_cannot_be_removed_until_they_are() -> None:
     with pytest.raises(ConfigError) as refused:
         scheduler.remove("extract")
     assert str(refused.value) == (
-        "task 'extract': cannot remove it: load, report depend on it; "
-        "remove those tasks first"
+        "task 'extract': cannot remove it: load, report depend on it; remove those tasks first"
     )
     assert set(scheduler.tasks) == {"extract", "load", "report"}
     scheduler.remove("load")
