@@ -1229,6 +1229,30 @@ def test_the_worker_an_executor_reports_is_recorded_until_a_retry_clears_it() ->
     )
 
 
+def test_an_executors_slots_bound_its_attempts_at_once() -> None:
+    """``set_slots("remote", 2)``: of five runs on it, two are dispatched; each end lets
+    exactly one more go, whatever ``max_concurrency`` allows."""
+    remote = _Remote(overlap="allow")
+    remote.planner.set_slots("remote", 2, reports_start=True)
+    runs = [remote.planner.request("far", T0) for _ in range(5)]
+    remote.pump()
+    assert [s.run_id for s in remote.starts] == [runs[0].id, runs[1].id]
+    for i, run in enumerate(runs):
+        remote.later(1)
+        remote.planner.attempt_succeeded(run.id, remote.now, None)
+        remote.pump()
+        assert len(remote.starts) == min(3 + i, 5)
+    assert [s.run_id for s in remote.starts] == [run.id for run in runs]
+
+
+def test_an_executor_set_again_without_reporting_starts_records_running_at_dispatch() -> None:
+    remote = _Remote()
+    remote.planner.set_slots("remote", None, reports_start=False)
+    remote.planner.request("far", T0)
+    [_requested, dispatched] = remote.pump()
+    assert dispatched.status is RUNNING and dispatched.started_at == T0
+
+
 @pytest.mark.parametrize(
     ("where", "recorded"),
     [

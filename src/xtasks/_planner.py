@@ -153,7 +153,7 @@ class Planner:
         self._life.cancel_pending(entry, now, "removed")
         return entry.task
 
-    def set_slots(self, executor: str, slots: int | None, *, reports_start: bool = False) -> None:
+    def set_slots(self, executor: str, slots: int | None, *, reports_start: bool) -> None:
         """Executor ``executor`` runs at most ``slots`` attempts at once (``None``: only
         ``max_concurrency`` bounds them). The built-ins' come from the constructor.
 
