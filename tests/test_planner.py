@@ -977,6 +977,68 @@ def test_a_dependency_finished_before_the_request_does_not_count() -> None:
     sim.close()
 
 
+@pytest.mark.parametrize("action", ["pause", "cancel"])
+def test_a_paused_or_cancelled_dependency_skips_its_dependents_without_a_run(action: str) -> None:
+    sim = Sim(outcome=lambda run, now: Outcome(5), observers=all_checks())
+    sim.add(make_task("a"), make_task("b", depends_on="a"))
+    getattr(sim, action)("a")
+    b = sim.request("b")
+    sim.run_to_quiet()
+    state = "paused" if action == "pause" else "cancelled"
+    assert (sim.views[b.id].status, sim.views[b.id].last.reason) == (
+        RunStatus.SKIPPED,
+        f"upstream_{state}: a",
+    )
+    assert sim.runs_of("a") == []
+    sim.close()
+
+
+def test_a_live_run_reads_back_until_it_is_final() -> None:
+    sim = Sim(outcome=lambda run, now: Outcome(5), observers=all_checks())
+    sim.add(make_task("a"))
+    run = sim.request("a")
+    live = sim.planner.live_record(run.id)
+    assert live is not None and (live.id, live.status) == (run.id, RUNNING)
+    sim.run_to_quiet()
+    assert sim.planner.live_record(run.id) is None
+    sim.close()
+
+
+def test_a_lost_run_runs_again_only_where_its_task_says_recover() -> None:
+    """``recover=True``: a run lost with its replica is requested again, with its cause and
+    scheduled time; not for a task without it, a paused one, a submission (its arguments
+    are gone) or a planner shutting down."""
+    sim = Sim(outcome=lambda run, now: Outcome(5), observers=all_checks())
+    sim.add(make_task("kept", recover=True), make_task("dropped"), make_task("held", recover=True))
+    sim.pause("held")
+    sim.run_for(60)
+    lost = [
+        RunRecord(
+            id=f"lost-{name}",
+            task=name,
+            status=RunStatus.LOST,
+            cause=cause,
+            scheduled_at=T0,
+        )
+        for name, cause in [
+            ("kept", RunCause.SCHEDULE),
+            ("dropped", RunCause.SCHEDULE),
+            ("held", RunCause.SCHEDULE),
+            ("kept", RunCause.SUBMIT),
+        ]
+    ]
+    again = sim.planner.recover_lost(lost[0], sim.now)
+    sim.settle()
+    assert again is not None and (again.task.name, again.cause) == ("kept", RunCause.SCHEDULE)
+    assert again.scheduled_at == T0 and again.id != lost[0].id
+    assert [sim.planner.recover_lost(r, sim.now) for r in lost[1:]] == [None, None, None]
+    sim.run_to_quiet()
+    assert sim.views[again.id].status is RunStatus.SUCCEEDED
+    sim.shutdown()
+    assert sim.planner.recover_lost(lost[0], sim.now) is None
+    sim.close()
+
+
 # --- 3. retries ----------------------------------------------------------------------------
 
 
