@@ -1307,6 +1307,17 @@ def test_an_executors_slots_bound_its_attempts_at_once() -> None:
     assert [s.run_id for s in remote.starts] == [run.id for run in runs]
 
 
+def test_an_executor_never_set_is_bounded_by_max_concurrency_only() -> None:
+    """A task may name an executor the planner was told nothing about (the scheduler sets
+    every one, a planner driven alone may not): its runs start, ``max_concurrency`` at once."""
+    planner = Planner(max_concurrency=2, replica="p")
+    planner.add_task(Task("far", sync_noop, executor="unset", overlap="allow"), T0)
+    runs = [planner.request("far", T0) for _ in range(3)]
+    starts = [d for d in planner.drain(T0) if isinstance(d, StartAttempt)]
+    assert [s.run_id for s in starts] == [runs[0].id, runs[1].id]
+    assert repr(runs[0]) == f"<Run {runs[0].id} far running>"  # as failures print it
+
+
 def test_an_executor_set_again_without_reporting_starts_records_running_at_dispatch() -> None:
     remote = _Remote()
     remote.planner.set_slots("remote", None, reports_start=False)
