@@ -1773,6 +1773,27 @@ def test_catch_up_after_any_downtime_counts_every_fire_at_constant_cost(
     assert planner.next_fire_of("a") == latest + step
 
 
+def test_a_replay_cancelled_while_it_waits_is_not_started_and_the_others_run() -> None:
+    """``catch_up="all"`` holds replays behind the one running; cancelling a held one ends
+    it ``cancelled`` without a start, and the replays after it still run in order."""
+    task = make_task("a", trigger=Every(seconds=10, start=T0), catch_up="all", misfire_grace=1)
+    sim = Sim(T0 + secs(35), outcome=lambda run, now: Outcome(5), observers=all_checks())
+    sim.add(task)
+    sim.restore("a", TaskRecord(last_fire=T0, anchor=T0))  # down since T0: 3 late fires
+    caught = [v for v in sim.runs_of("a") if v.kind is RunCause.CATCH_UP]
+    assert len(caught) == 3 and caught[0].status is RUNNING
+    assert sim.planner.cancel_run(caught[1].id, sim.now)
+    sim.settle()
+    sim.run_for(30)
+    assert [v.status for v in caught] == [
+        RunStatus.SUCCEEDED,
+        RunStatus.CANCELLED,
+        RunStatus.SUCCEEDED,
+    ]
+    assert RUNNING not in caught[1].statuses()
+    sim.close()
+
+
 def every_short(period: float, start: datetime) -> Every:
     with pytest.warns(ShortIntervalWarning):
         return Every(seconds=period, start=start)
