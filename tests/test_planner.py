@@ -993,6 +993,19 @@ def test_a_paused_or_cancelled_dependency_skips_its_dependents_without_a_run(act
     sim.close()
 
 
+def test_a_run_whose_dependency_is_not_registered_is_skipped_naming_it() -> None:
+    """Before validation (a scheduler refuses to start with it), a requested run of a task
+    whose dependency is unknown is skipped, naming the dependency, not left waiting."""
+    sim = Sim(outcome=lambda run, now: Outcome(5), observers=all_checks())
+    sim.add(make_task("b", depends_on="nowhere"), validate=False)
+    b = sim.request("b")
+    assert (sim.views[b.id].status, sim.views[b.id].last.reason) == (
+        RunStatus.SKIPPED,
+        "unknown dependency: nowhere",
+    )
+    sim.close()
+
+
 def test_a_live_run_reads_back_until_it_is_final() -> None:
     sim = Sim(outcome=lambda run, now: Outcome(5), observers=all_checks())
     sim.add(make_task("a"))
