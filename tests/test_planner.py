@@ -44,7 +44,7 @@ from tests.planner_sim import (
     sync_noop,
 )
 from xtasks import At, Cron, Every
-from xtasks._decisions import ClaimFire, Decision, RecordRun, StartAttempt
+from xtasks._decisions import CancelAttempt, ClaimFire, Decision, RecordRun, StartAttempt
 from xtasks._errors import (
     DependencyCycleError,
     DuplicateTaskError,
@@ -1318,6 +1318,42 @@ def test_an_executors_slots_bound_its_attempts_at_once() -> None:
         remote.pump()
         assert len(remote.starts) == min(3 + i, 5)
     assert [s.run_id for s in remote.starts] == [run.id for run in runs]
+
+
+def test_cancelling_one_run_ends_a_waiting_one_at_once_and_asks_to_stop_a_running_one() -> None:
+    remote = _Remote(overlap="allow")
+    remote.planner.set_slots("remote", 1, reports_start=True)
+    running, waiting = (remote.planner.request("far", T0) for _ in range(2))
+    remote.pump()
+    assert [s.run_id for s in remote.starts] == [running.id]
+    assert remote.planner.cancel_run(waiting.id, T0, "by hand")
+    [ended] = remote.pump()
+    assert (ended.id, ended.status, ended.reason) == (waiting.id, RunStatus.CANCELLED, "by hand")
+    assert remote.planner.cancel_run(running.id, T0, "by hand")
+    asked = remote.planner.drain(T0)
+    assert asked == [CancelAttempt(running.id, "by hand")]  # it ends when its attempt does
+    remote.planner.attempt_cancelled(running.id, T0, "by hand")
+    [stopped] = remote.pump()
+    assert (stopped.id, stopped.status) == (running.id, RunStatus.CANCELLED)
+    assert not remote.planner.cancel_run(running.id, T0)  # final: nothing to cancel
+    assert not remote.planner.cancel_run("no-such-run", T0)
+
+
+def test_a_run_whose_executor_never_reported_its_start_ends_recorded_as_it_ended() -> None:
+    """Recorded ``queued`` while its executor has not said it began; once the attempt ends
+    (it may never say so), the final record says how it ended, and so do its retries."""
+    remote = _Remote(max_retries=1, retry_delay=1)
+    run = remote.planner.request("far", T0)
+    remote.pump()
+    remote.later(1)
+    remote.planner.attempt_failed(run.id, remote.now, ErrorInfo("Boom", "no start said"))
+    [retry] = remote.pump()
+    assert (retry.status, retry.attempts) == (QUEUED, 1)
+    remote.later(1)
+    remote.pump()
+    remote.planner.attempt_succeeded(run.id, remote.now, 3)
+    [done] = remote.pump()
+    assert (done.status, done.result, done.attempts) == (RunStatus.SUCCEEDED, 3, 2)
 
 
 def test_an_executor_never_set_is_bounded_by_max_concurrency_only() -> None:
