@@ -77,6 +77,9 @@ TICK = timedelta(microseconds=1)  # timedelta(seconds=float) rounds to the micro
 
 #: Multiply every example count, e.g. PLANNER_EXAMPLES_SCALE=20 for a long bug hunt.
 SCALE = float(os.environ.get("PLANNER_EXAMPLES_SCALE", "1"))
+#: pytest-timeout is a guard against hangs, not a limit on speed: a property's hundreds of
+#: examples took over 60 s on a 2-core machine running two test suites at once.
+pytestmark = pytest.mark.timeout(300 * max(SCALE, 1))
 HEAVY = settings(
     max_examples=int(300 * SCALE),
     deadline=None,
