@@ -24,7 +24,7 @@ import anyio.to_process
 import anyio.to_thread
 
 from ._errors import ConfigError
-from ._task import RemoteFunction
+from ._task_func import RemoteFunction
 from .abc import Executor, with_worker_traceback
 
 if TYPE_CHECKING:

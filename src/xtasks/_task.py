@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import inspect
 import math
 import operator
 import re
@@ -17,12 +16,21 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import timedelta
 from enum import Enum, StrEnum
-from functools import lru_cache, partial
-from types import FunctionType, MappingProxyType
-from typing import TYPE_CHECKING, Any, NoReturn, Self, TypeGuard, final
+from functools import lru_cache
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, NoReturn, Self, final
 
 from ._errors import ConfigError, _did_you_mean
 from ._frozen import writable_twin
+from ._task_func import (
+    RemoteFunction,
+    bad,
+    check_bind,
+    check_importable,
+    fail,
+    is_async_callable,
+    plain_shape,
+)
 from ._triggers import At, Cron, Every, Trigger, warn_short_interval
 
 __all__ = ["CatchUp", "Mode", "Overlap", "Priority", "Task"]
@@ -57,7 +65,7 @@ class _Choice(StrEnum):
             return found
         key = field or re.sub(r"(?<!^)([A-Z])", r"_\1", cls.__name__).lower()  # CatchUp: catch_up
         accepted = ", ".join(repr(name.lower()) for name in cls.__members__)
-        _fail(task, key, f"{key} must be one of {accepted} (any case); got {value!r}")
+        fail(task, key, f"{key} must be one of {accepted} (any case); got {value!r}")
 
 
 _RANKS = {"high": 0, "normal": 1, "low": 2}
@@ -260,23 +268,23 @@ class Task:
                 _refuse_call(name, func, extra, unknown)
             if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
                 msg = f"task name must be 1 to 200 characters matching {NAME_PATTERN}; "
-                _fail(name if isinstance(name, str) else None, "name", f"{msg}got {name!r}")
+                fail(name if isinstance(name, str) else None, "name", f"{msg}got {name!r}")
             func, target = _resolve(func, name, executor)
             if args.__class__ is not tuple:
                 args = _args(args, name)
             if kwargs is not _NO_KWARGS:
                 kwargs = _kwargs(kwargs, name)
-            shape = _plain_shape(func)
+            shape = plain_shape(func)
             if func.__class__ is not RemoteFunction and (
                 args or kwargs or shape is None or not shape[0]
             ):
-                _check_bind(func, target, name, *args, **kwargs)
+                check_bind(func, target, name, *args, **kwargs)
             mode = _mode(func, target, mode, name, None if shape is None else shape[1])
             if executor is not None and (
                 not isinstance(executor, str) or not _EXECUTOR_RE.fullmatch(executor)
             ):
                 msg = "must be an executor's name: a letter or _, then letters, digits, _ or -"
-                _bad(name, "executor", msg, executor)
+                bad(name, "executor", msg, executor)
             if trigger is not None and (trigger.__class__ is not Every or trigger._unwarned):
                 _trigger(trigger, name)  # else an Every that warned already, if it had to
             if priority.__class__ is not Priority:
@@ -443,7 +451,7 @@ def _plain(
     _bool(recover, task, "recover")
     _bool(enabled, task, "enabled")
     if not isinstance(description, str):
-        _bad(task, "description", "must be a string", description)
+        bad(task, "description", "must be a string", description)
     return delay, grace, spread, backoff, limit
 
 
@@ -456,44 +464,14 @@ def _refuse_call(
     if extra:
         msg = "Task() takes the name and func by position; pass the rest by keyword, "
         msg += f"e.g. trigger=...; got {2 + len(extra)} positional arguments"
-        _fail(task, "args", msg)
+        fail(task, "args", msg)
     for key in unknown:
         hint = _did_you_mean(key, list(_OPTIONS))
         known = "" if hint else "; known options: " + ", ".join(_OPTIONS)
-        _fail(task, key, f"Task() has no option {key!r}{hint or known}")
+        fail(task, key, f"Task() has no option {key!r}{hint or known}")
     missing = [repr(key) for key, value in (("name", name), ("func", func)) if value is _MISSING]
     count = f"{len(missing)} required positional argument{'s' if len(missing) > 1 else ''}"
     raise TypeError(f"Task.__init__() missing {count}: {' and '.join(missing)}")
-
-
-def _fail(task: str | None, key: str, message: str) -> NoReturn:
-    raise ConfigError(message, task=task, field=key)
-
-
-def _bad(task: str, key: str, rule: str, value: object) -> NoReturn:
-    _fail(task, key, f"{key} {rule}; got {value!r} ({type(value).__name__})")
-
-
-@final
-class RemoteFunction:
-    """Stands for a function named by a string that this process did not import: the
-    workers of a remote executor (``Task(executor="celery")``) find it by that name.
-
-    Called here, it says so: only a remote executor runs such a task.
-    """
-
-    __slots__ = ("name", "reason")
-
-    def __init__(self, name: str, reason: str) -> None:
-        self.name = name  #: the string the task gave
-        self.reason = reason  #: why it was not imported here
-
-    def __call__(self, *args: Any, **kwargs: Any) -> NoReturn:
-        msg = f"{self.name!r} is not imported in this process ({self.reason}): only a "
-        raise ConfigError(msg + "remote executor (one that imports by name) can run it")
-
-    def __repr__(self) -> str:
-        return f"<remote function {self.name!r}>"
 
 
 def _resolve(func: object, task: str, executor: str | None) -> tuple[Callable[..., Any], str]:
@@ -510,7 +488,7 @@ def _resolve(func: object, task: str, executor: str | None) -> tuple[Callable[..
         return func, func.name
     if not isinstance(func, str):
         if not callable(func):
-            _bad(task, "func", "must be a callable or a 'package.module:function' string", func)
+            bad(task, "func", "must be a callable or a 'package.module:function' string", func)
         module, qualname = getattr(func, "__module__", None), getattr(func, "__qualname__", None)
         ok = isinstance(module, str) and isinstance(qualname, str)
         # interned: the tasks of one function share their target
@@ -518,7 +496,7 @@ def _resolve(func: object, task: str, executor: str | None) -> tuple[Callable[..
     module_name, _, attr = func.partition(":")
     if not module_name or not attr:
         form = "'package.module:function' (or 'package.module:Class.method')"
-        _fail(task, "func", f"func string {func!r} must have the form {form}; add the ':'")
+        fail(task, "func", f"func string {func!r} must have the form {form}; add the ':'")
     try:
         obj: Any = importlib.import_module(module_name)
     except Exception as exc:
@@ -534,16 +512,16 @@ def _resolve(func: object, task: str, executor: str | None) -> tuple[Callable[..
             where = f" ({'.'.join(parts[:i])!r} has no {part!r})" if i else ""
             hint = _did_you_mean(part, [n for n in dir(obj) if not n.startswith("_")])
             msg = f"module {module_name!r} has no attribute {attr!r}{where}{hint}"
-            _fail(task, "func", msg + "; check the name after ':'")
+            fail(task, "func", msg + "; check the name after ':'")
         obj = getattr(obj, part)
     if not callable(obj):
-        _fail(task, "func", f"{func!r} is a {type(obj).__name__}, not a callable")
+        fail(task, "func", f"{func!r} is a {type(obj).__name__}, not a callable")
     return obj, func
 
 
 def _args(args: object, task: str) -> tuple[Any, ...]:
     if not isinstance(args, tuple | list):
-        _bad(task, "args", "must be a tuple or list (for one argument: args=(value,))", args)
+        bad(task, "args", "must be a tuple or list (for one argument: args=(value,))", args)
     return tuple(args)
 
 
@@ -551,54 +529,8 @@ def _kwargs(kwargs: object, task: str) -> Mapping[str, Any]:
     if kwargs is None:
         return _NO_KWARGS
     if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
-        _bad(task, "kwargs", "must be a mapping of argument names (str) to values", kwargs)
+        bad(task, "kwargs", "must be a mapping of argument names (str) to values", kwargs)
     return MappingProxyType(dict(kwargs))
-
-
-def _is_plain(func: object) -> TypeGuard[FunctionType]:
-    """A Python function whose code tells its signature and its kind: nothing in its
-    ``__dict__`` (``__wrapped__``, ``__signature__``, a coroutine mark) says otherwise."""
-    return func.__class__ is FunctionType and not func.__dict__
-
-
-def _plain_shape(func: object) -> tuple[bool, bool] | None:
-    """For a plain function, read off its code: whether ``func()`` binds, and whether it
-    is async. The common case costs a few attribute reads, not an ``inspect.Signature``.
-    None for any other callable: ask ``inspect``."""
-    if not _is_plain(func):
-        return None
-    code, defaults = func.__code__, func.__defaults__ or ()
-    binds = code.co_argcount == len(defaults) and code.co_kwonlyargcount == len(
-        func.__kwdefaults__ or ()
-    )
-    return binds, bool(code.co_flags & inspect.CO_COROUTINE)
-
-
-def _check_bind(func: Callable[..., Any], target: str, task: str, /, *args: Any, **kw: Any) -> None:
-    try:
-        signature = inspect.signature(func)
-    except (TypeError, ValueError):
-        return  # some builtins and C callables have no inspectable signature
-    try:
-        signature.bind(*args, **kw)
-    except TypeError as exc:
-        bare = [p.replace(annotation=p.empty) for p in signature.parameters.values()]
-        shown = signature.replace(parameters=bare, return_annotation=signature.empty)
-        msg = f"args={args!r} kwargs={kw!r} do not fit {target}{shown}: {exc}"
-        _fail(task, "kwargs" if "keyword" in str(exc) else "args", msg + "; fix the arguments")
-
-
-def _is_async(func: object) -> bool:
-    """True for coroutine functions, partials of them and instances with ``async __call__``."""
-    while isinstance(func, partial):
-        func = func.func
-    if _is_plain(func):
-        return bool(func.__code__.co_flags & inspect.CO_COROUTINE)
-    if inspect.iscoroutinefunction(func):  # knows inspect.markcoroutinefunction (3.12+)
-        return True
-    if inspect.isroutine(func) or inspect.isclass(func):
-        return False
-    return inspect.iscoroutinefunction(inspect.getattr_static(func, "__call__", None))
 
 
 def _mode(
@@ -609,49 +541,30 @@ def _mode(
     if func.__class__ is RemoteFunction:  # the remote workers call it as they do
         return Mode.SYNC if mode is None else Mode.parse(mode, task=task)
     if is_async is None:
-        is_async = _is_async(func)
+        is_async = is_async_callable(func)
     if mode is None:
         return Mode.ASYNC if is_async else Mode.SYNC
     parsed = Mode.parse(mode, task=task)
     if (parsed is Mode.ASYNC) != is_async:
         kind, fix = ("async", "'async'") if is_async else ("synchronous", "'sync' or 'process'")
         msg = f"mode {parsed.value!r} does not fit {target}, which is {kind}; use mode={fix}"
-        _fail(task, "mode", msg + " or leave mode unset to infer it")
+        fail(task, "mode", msg + " or leave mode unset to infer it")
     if parsed is Mode.PROCESS:
-        _check_importable(func, target, task)
+        check_importable(func, target, task)
     return parsed
-
-
-def _check_importable(func: Callable[..., Any], target: str, task: str) -> None:
-    """A process pool pickles functions by reference: module + qualname must find it again."""
-    module, qualname = getattr(func, "__module__", None), getattr(func, "__qualname__", None)
-    problem = ""
-    if not isinstance(module, str) or not isinstance(qualname, str):
-        problem = "has no module-level name (a partial, an instance or a bound builtin)"
-    elif "<locals>" in qualname or "<lambda>" in qualname:
-        problem = "is a lambda or is defined inside a function"
-    else:
-        obj: Any = sys.modules.get(module)  # a live function's module is already imported
-        for part in qualname.split("."):
-            obj = getattr(obj, part, None)
-        if obj is not func and obj != func:
-            problem = f"cannot be found again as {module}:{qualname}"
-    if problem:
-        msg = f"mode 'process' needs a function a worker process can import, but {target}"
-        _fail(task, "mode", f"{msg} {problem}; move it to module level or use mode='sync'")
 
 
 def _trigger(trigger: object, task: str) -> None:
     if trigger is None:
         return
     if trigger.__class__ not in _BUILTIN_TRIGGERS and not isinstance(trigger, Trigger):
-        _bad(task, "trigger", "must be Every(...), Cron(...), At(...) or None", trigger)
+        bad(task, "trigger", "must be Every(...), Cron(...), At(...) or None", trigger)
     warn_short_interval(trigger, task)  # when xtasks built it (YAML): the user's Every warned
 
 
 def _bool(value: object, task: str, key: str) -> None:
     if not isinstance(value, bool):
-        _bad(task, key, "must be True or False", value)
+        bad(task, key, "must be True or False", value)
 
 
 def _strings(value: object, task: str, key: str) -> list[str]:
@@ -659,11 +572,11 @@ def _strings(value: object, task: str, key: str) -> list[str]:
     if isinstance(value, str):
         return [value]
     if not isinstance(value, Iterable) or isinstance(value, bytes | Mapping):
-        _bad(task, key, "must be a string or a list of strings", value)
+        bad(task, key, "must be a string or a list of strings", value)
     items = list(value)
     for item in items:
         if not isinstance(item, str):
-            _bad(task, key, "must contain only strings", item)
+            bad(task, key, "must contain only strings", item)
     return items
 
 
@@ -671,15 +584,15 @@ def _depends_on(value: object, task: str) -> tuple[str, ...]:
     names = dict.fromkeys(_strings(value, task, "depends_on"))  # dedupe, keep order
     for dep in names:
         if not _NAME_RE.fullmatch(dep):
-            _bad(task, "depends_on", f"entries must be task names matching {NAME_PATTERN}", dep)
+            bad(task, "depends_on", f"entries must be task names matching {NAME_PATTERN}", dep)
         if dep == task:
-            _fail(task, "depends_on", f"{task!r} cannot depend on itself; remove it")
+            fail(task, "depends_on", f"{task!r} cannot depend on itself; remove it")
     return tuple(names)
 
 
 def _int(value: object, task: str, key: str, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        _bad(task, key, f"must be an integer >= {minimum}", value)
+        bad(task, key, f"must be an integer >= {minimum}", value)
 
 
 def _finite(value: object, task: str, key: str) -> float:
@@ -698,5 +611,5 @@ def _finite(value: object, task: str, key: str) -> float:
     ):
         unit = " of seconds (int, float or datetime.timedelta)" if seconds else ""
         rule = f"must be a finite number{unit} {'>' if strict else '>='} {low:g}"
-        _bad(task, key, rule + (" or None" if strict else ""), value)
+        bad(task, key, rule + (" or None" if strict else ""), value)
     return float(number)
