@@ -996,6 +996,31 @@ def test_a_paused_or_cancelled_dependency_skips_its_dependents_without_a_run(act
     sim.close()
 
 
+def test_a_submission_of_a_registered_task_counts_as_its_run_and_others_save_nothing() -> None:
+    """``submit`` of the registered Task object runs as that task (its failure streak
+    counts it); a submitted task that is not registered saves no task state."""
+    from xtasks._decisions import SaveTask
+
+    planner = Planner(replica="p")
+    registered = Task("job", sync_noop)
+    planner.add_task(registered, T0)
+    planner.drain(T0)
+    run = planner.submit(registered, (), {}, T0)
+    decisions = planner.drain(T0)
+    [start] = [d for d in decisions if isinstance(d, StartAttempt)]
+    assert start.run_id == run.id and start.task is registered
+    planner.attempt_failed(run.id, T0, ErrorInfo("Boom", "failed"))
+    planner.drain(T0)
+    assert planner.consecutive_failures_of("job") == 1
+
+    other = Task("once", sync_noop)
+    submitted = planner.submit(other, (1,), {"x": 2}, T0)
+    assert (submitted.args, dict(submitted.kwargs)) == ((1,), {"x": 2})
+    planner.drain(T0)
+    planner.attempt_failed(submitted.id, T0, ErrorInfo("Boom", "failed"))
+    assert not [d for d in planner.drain(T0) if isinstance(d, SaveTask) and d.task == "once"]
+
+
 def test_a_run_whose_dependency_is_not_registered_is_skipped_naming_it() -> None:
     """Before validation (a scheduler refuses to start with it), a requested run of a task
     whose dependency is unknown is skipped, naming the dependency, not left waiting."""
