@@ -1021,6 +1021,55 @@ def test_a_submission_of_a_registered_task_counts_as_its_run_and_others_save_not
     assert not [d for d in planner.drain(T0) if isinstance(d, SaveTask) and d.task == "once"]
 
 
+def test_after_shutdown_nothing_wakes_the_planner_and_no_run_is_accepted() -> None:
+    """Shutdown stops the fire timers and the runs waiting for a retry: the runtime has no
+    wake-up left to sleep for, the waiting run ends ``cancelled`` (shutdown), and new
+    requests are refused."""
+    from xtasks._errors import SchedulerStateError
+
+    planner = Planner(replica="p")
+    planner.add_task(make_task("tick", trigger=Every(seconds=10, start=T0)), T0)
+    planner.add_task(make_task("flaky", max_retries=3, retry_delay=60), T0)
+    retrying = planner.request("flaky", T0)
+    planner.drain(T0)
+    planner.attempt_failed(retrying.id, T0, ErrorInfo("Boom", "first attempt"))
+    planner.drain(T0)
+    assert planner.next_wakeup() is not None
+    assert planner.shutdown(T0) == []
+    ended = [d.record for d in planner.drain(T0) if isinstance(d, RecordRun)]
+    assert [(r.id, r.status, r.reason) for r in ended] == [
+        (retrying.id, RunStatus.CANCELLED, "shutdown")
+    ]
+    assert planner.next_wakeup() is None
+    with pytest.raises(SchedulerStateError, match="shutting down"):
+        planner.request("tick", T0)
+
+
+def test_a_local_resume_is_a_change_to_store_and_one_read_from_the_store_is_not() -> None:
+    from xtasks._decisions import SaveTask
+
+    planner = Planner(replica="p")
+    planner.add_task(make_task("job"), T0)
+    planner.drain(T0)
+    saves = []
+    for act in (
+        lambda: planner.pause("job", T0),
+        lambda: planner.resume("job", T0),
+        lambda: planner.apply_state("job", TaskState.PAUSED, T0),
+        lambda: planner.apply_state("job", TaskState.ACTIVE, T0),
+        lambda: planner.apply_state("job", TaskState.CANCELLED, T0),
+    ):
+        act()
+        saves += [d for d in planner.drain(T0) if isinstance(d, SaveTask)]
+    assert [(s.state_changed, s.from_store) for s in saves] == [
+        (True, False),
+        (True, False),
+        (True, True),
+        (True, True),
+        (True, True),
+    ]
+
+
 def test_a_run_whose_dependency_is_not_registered_is_skipped_naming_it() -> None:
     """Before validation (a scheduler refuses to start with it), a requested run of a task
     whose dependency is unknown is skipped, naming the dependency, not left waiting."""
