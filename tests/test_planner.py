@@ -1051,14 +1051,15 @@ def test_a_local_resume_is_a_change_to_store_and_one_read_from_the_store_is_not(
     planner = Planner(replica="p")
     planner.add_task(make_task("job"), T0)
     planner.drain(T0)
-    saves = []
-    for act in (
+    saves: list[SaveTask] = []
+    acts: list[Callable[[], None]] = [
         lambda: planner.pause("job", T0),
         lambda: planner.resume("job", T0),
         lambda: planner.apply_state("job", TaskState.PAUSED, T0),
         lambda: planner.apply_state("job", TaskState.ACTIVE, T0),
         lambda: planner.apply_state("job", TaskState.CANCELLED, T0),
-    ):
+    ]
+    for act in acts:
         act()
         saves += [d for d in planner.drain(T0) if isinstance(d, SaveTask)]
     assert [(s.state_changed, s.from_store) for s in saves] == [
