@@ -1071,6 +1071,22 @@ def test_a_local_resume_is_a_change_to_store_and_one_read_from_the_store_is_not(
     ]
 
 
+def test_a_one_shot_that_fired_does_not_fire_again_when_resumed() -> None:
+    """``At`` fires once; pausing it afterwards and resuming it does not fire it again
+    (a resume arms from now, not as a task that never fired)."""
+    sim = Sim(outcome=lambda run, now: Outcome(1), observers=all_checks())
+    sim.add(make_task("once", trigger=At(T0 + secs(10))))
+    sim.run_for(20)
+    assert len(sim.runs_of("once")) == 1
+    sim.pause("once")
+    sim.run_for(10)
+    sim.resume("once")
+    assert sim.planner.next_fire_of("once") is None
+    sim.run_for(60)
+    assert len(sim.runs_of("once")) == 1
+    sim.close()
+
+
 def test_a_run_whose_dependency_is_not_registered_is_skipped_naming_it() -> None:
     """Before validation (a scheduler refuses to start with it), a requested run of a task
     whose dependency is unknown is skipped, naming the dependency, not left waiting."""
