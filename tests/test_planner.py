@@ -1100,6 +1100,29 @@ def test_a_run_whose_dependency_is_not_registered_is_skipped_naming_it() -> None
     sim.close()
 
 
+def test_a_paused_root_skips_every_run_of_a_chain_pulled_for_a_request() -> None:
+    """d needs c, c needs b, b needs a, and a is paused: a request of d pulls runs of c and
+    b, and each ends skipped, naming the dependency that stopped it; none waits forever."""
+    sim = Sim(outcome=lambda run, now: Outcome(5), observers=all_checks())
+    sim.add(
+        make_task("a"),
+        make_task("b", depends_on="a"),
+        make_task("c", depends_on="b"),
+        make_task("d", depends_on="c"),
+    )
+    sim.pause("a")
+    sim.request("d")
+    sim.run_to_quiet()
+    ended = {name: [(v.status, v.last.reason) for v in sim.runs_of(name)] for name in "abcd"}
+    assert ended == {
+        "a": [],
+        "b": [(RunStatus.SKIPPED, "upstream_paused: a")],
+        "c": [(RunStatus.SKIPPED, "upstream_skipped: b")],
+        "d": [(RunStatus.SKIPPED, "upstream_skipped: c")],
+    }
+    sim.close()
+
+
 def test_a_live_run_reads_back_until_it_is_final() -> None:
     sim = Sim(outcome=lambda run, now: Outcome(5), observers=all_checks())
     sim.add(make_task("a"))
