@@ -71,7 +71,11 @@ GROUPS: dict[str, Group] = {
             "xtasks/_catch_up.py",
             "xtasks/_run_state.py",
         ),
-        tests=("tests/test_planner.py", "tests/test_planner_mutants.py"),
+        tests=(
+            "tests/test_planner.py",
+            "tests/test_planner_mutants.py",
+            "tests/test_jitter.py",
+        ),
         budget=360,
     ),
     "runtime": Group(
