@@ -1045,6 +1045,27 @@ def test_after_shutdown_nothing_wakes_the_planner_and_no_run_is_accepted() -> No
         planner.request("tick", T0)
 
 
+def test_at_shutdown_a_run_waiting_on_a_queued_dependency_is_cancelled_not_skipped() -> None:
+    """Shutdown cancels waiting runs before queued ones: a dependent waiting for a queued
+    dependency's run ends ``cancelled`` (shutdown), not ``skipped`` because of it."""
+    planner = Planner(max_concurrency=1, replica="p")
+    planner.add_task(make_task("blocker"), T0)
+    planner.add_task(make_task("a"), T0)
+    planner.add_task(make_task("c", depends_on="a"), T0)
+    planner.request("blocker", T0)
+    planner.drain(T0)  # blocker holds the one slot
+    c = planner.request("c", T0)  # pulls a run of a, queued for the slot
+    planner.drain(T0)
+    planner.shutdown(T0)
+    ended = {d.record.task: d.record for d in planner.drain(T0) if isinstance(d, RecordRun)}
+    assert (ended["c"].id, ended["c"].status, ended["c"].reason) == (
+        c.id,
+        RunStatus.CANCELLED,
+        "shutdown",
+    )
+    assert (ended["a"].status, ended["a"].reason) == (RunStatus.CANCELLED, "shutdown")
+
+
 def test_a_local_resume_is_a_change_to_store_and_one_read_from_the_store_is_not() -> None:
     from xtasks._decisions import SaveTask
 
