@@ -1442,6 +1442,37 @@ def test_the_worker_an_executor_reports_is_recorded_until_a_retry_clears_it() ->
     )
 
 
+def test_a_run_reads_queued_until_its_own_start_and_keeps_its_first_start_time() -> None:
+    """Each run of an executor that reports starts is ``queued`` until *its* start is
+    reported, whatever other runs wait for theirs; ``started_at`` is the first attempt's
+    start, kept while a retry waits for its own."""
+    remote = _Remote(overlap="allow", max_retries=1, retry_delay=1)
+    first, second = (remote.planner.request("far", T0) for _ in range(2))
+    remote.pump()
+    remote.later(1)
+    started_at = remote.now
+    remote.planner.attempt_started(first.id, remote.now, "w1")
+    [running] = remote.pump()
+    assert (running.id, running.status, running.started_at) == (first.id, RUNNING, started_at)
+    live_first = remote.planner.live_record(first.id)
+    assert live_first is not None and live_first.status is RUNNING
+    live = remote.planner.live_record(second.id)
+    assert live is not None and (live.status, live.started_at) == (QUEUED, None)
+    remote.later(1)
+    remote.planner.attempt_failed(first.id, remote.now, ErrorInfo("Boom", "attempt 1"))
+    remote.pump()
+    remote.later(1)
+    [again] = remote.pump()  # the retry, dispatched, its start not reported yet
+    assert (again.status, again.attempts, again.started_at) == (QUEUED, 2, started_at)
+    remote.later(1)
+    remote.planner.attempt_started(first.id, remote.now, "w2")
+    [restarted] = remote.pump()
+    assert (restarted.status, restarted.started_at) == (RUNNING, started_at)
+    remote.planner.attempt_started(second.id, remote.now, "w3")  # late: still its first
+    [second_running] = remote.pump()
+    assert (second_running.status, second_running.started_at) == (RUNNING, remote.now)
+
+
 def test_an_executors_slots_bound_its_attempts_at_once() -> None:
     """``set_slots("remote", 2)``: of five runs on it, two are dispatched; each end lets
     exactly one more go, whatever ``max_concurrency`` allows."""
