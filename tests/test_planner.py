@@ -1021,6 +1021,35 @@ def test_a_submission_of_a_registered_task_counts_as_its_run_and_others_save_not
     assert not [d for d in planner.drain(T0) if isinstance(d, SaveTask) and d.task == "once"]
 
 
+def test_a_claim_of_missed_fires_is_recorded_missed_naming_its_range_and_why() -> None:
+    """A won claim that covers missed fires records one ``missed`` run naming how many,
+    from which fire to which, and why; after shutdown a won claim makes no run at all."""
+    planner = Planner(replica="p")
+    planner.add_task(make_task("tick", trigger=Every(seconds=10, start=T0)), T0)
+    planner.drain(T0)
+    now = T0 + secs(100)
+    for claim, count in [
+        (ClaimFire("tick", T0, RunCause.SCHEDULE, 3, T0 + secs(20)), "3"),
+        (ClaimFire("tick", T0 + secs(30), RunCause.SCHEDULE, 0, None, missed_more=True), "0+"),
+        (
+            ClaimFire("tick", T0 + secs(40), RunCause.SCHEDULE, 2, None, missed_because="no store"),
+            "2",
+        ),
+    ]:
+        run = planner.fire_claimed(claim, now)
+        [record] = [d.record for d in planner.drain(now) if isinstance(d, RecordRun)]
+        assert run is not None and record.id == run.id and record.status is RunStatus.MISSED
+        last = (claim.missed_until or claim.fire_time).isoformat()
+        because = claim.missed_because or "catch_up=once"
+        assert record.reason == (
+            f"missed {count} fire(s) from {claim.fire_time.isoformat()} to {last} ({because})"
+        )
+    planner.shutdown(now)
+    planner.drain(now)
+    assert planner.fire_claimed(ClaimFire("tick", now, RunCause.SCHEDULE), now) is None
+    assert planner.drain(now) == []
+
+
 def test_after_shutdown_nothing_wakes_the_planner_and_no_run_is_accepted() -> None:
     """Shutdown stops the fire timers and the runs waiting for a retry: the runtime has no
     wake-up left to sleep for, the waiting run ends ``cancelled`` (shutdown), and new
