@@ -1502,6 +1502,39 @@ def test_a_run_reads_queued_until_its_own_start_and_keeps_its_first_start_time()
     assert (second_running.status, second_running.started_at) == (RUNNING, remote.now)
 
 
+def test_a_built_in_run_is_running_at_dispatch_beside_an_executor_that_reports_starts() -> None:
+    remote = _Remote()
+    remote.planner.add_task(Task("near", sync_noop), T0)
+    remote.planner.request("far", T0)
+    near = remote.planner.request("near", T0)
+    records = remote.pump()
+    [dispatched] = [r for r in records if r.id == near.id and r.started_at is not None]
+    assert dispatched.status is RUNNING
+
+
+def test_a_request_returns_the_run_it_made_held_or_skipped() -> None:
+    """What ``request`` returns is the run the request made, whatever became of it: held
+    behind the live one (``overlap="queue"``, a catch-up replay) or skipped (overlap)."""
+    planner = Planner(replica="p")
+    planner.add_task(make_task("q", overlap="queue"), T0)
+    planner.add_task(make_task("s", overlap="skip"), T0)
+    planner.add_task(make_task("c", trigger=Every(seconds=10, start=T0)), T0)
+    for name in ("q", "s", "c"):
+        planner.request(name, T0)
+    planner.drain(T0)
+    held = planner.request("q", T0)
+    skipped = planner.request("s", T0)
+    replay = planner.fire_claimed(ClaimFire("c", T0, RunCause.CATCH_UP), T0)
+    records = {d.record.id: d.record for d in planner.drain(T0) if isinstance(d, RecordRun)}
+    assert records[held.id].status is QUEUED and records[held.id].task == "q"
+    assert (records[skipped.id].status, records[skipped.id].reason) == (
+        RunStatus.SKIPPED,
+        "overlap",
+    )
+    assert replay is not None and records[replay.id].status is QUEUED
+    assert records[replay.id].cause is RunCause.CATCH_UP
+
+
 def test_an_executors_slots_bound_its_attempts_at_once() -> None:
     """``set_slots("remote", 2)``: of five runs on it, two are dispatched; each end lets
     exactly one more go, whatever ``max_concurrency`` allows."""
