@@ -76,7 +76,8 @@ def test_each_fire_starts_at_its_own_offset_spread_over_the_jitter() -> None:
     # Spread over the whole bound, not one fixed delay: a uniform draw has a mean near
     # half the bound and a wide spread; none of it happens without jitter.
     assert len({round(offset, 3) for offset in offsets}) > 0.9 * len(offsets)
-    assert min(offsets) < JITTER * 0.1 and max(offsets) > JITTER * 0.9
+    # Near both ends: 190 uniform draws leave gaps of about JITTER / 190 at each end.
+    assert min(offsets) < JITTER * 0.02 and max(offsets) > JITTER * 0.98
     assert JITTER * 0.35 < statistics.mean(offsets) < JITTER * 0.65
     assert statistics.pstdev(offsets) > JITTER * 0.2
 
