@@ -1021,6 +1021,30 @@ def test_a_submission_of_a_registered_task_counts_as_its_run_and_others_save_not
     assert not [d for d in planner.drain(T0) if isinstance(d, SaveTask) and d.task == "once"]
 
 
+def test_a_restored_task_fires_after_its_last_fire_not_that_fire_again() -> None:
+    """Restored with the fire it handled last, a periodic task fires one period after it,
+    and a one-shot that fired fires no more; a one-shot that never fired still does, late."""
+    planner = Planner(replica="p")
+    planner.add_task(make_task("old", trigger=Every(seconds=10, start=T0 - secs(105))), T0)
+    planner.add_task(make_task("done", trigger=At(T0 - secs(30))), T0)
+    planner.add_task(make_task("late", trigger=At(T0 - secs(30))), T0)
+    planner.start(
+        T0,
+        {
+            "old": TaskRecord(last_fire=T0 - secs(5), anchor=T0 - secs(105)),
+            "done": TaskRecord(last_fire=T0 - secs(30)),
+        },
+    )
+    assert planner.next_fire_of("old") == T0 + secs(5)
+    assert (planner.next_fire_of("done"), planner.next_fire_of("late")) == (None, T0 - secs(30))
+    planner.advance(T0 + secs(5))
+    claims = [d for d in planner.drain(T0 + secs(5)) if isinstance(d, ClaimFire)]
+    assert sorted((c.task, c.fire_time) for c in claims) == [
+        ("late", T0 - secs(30)),
+        ("old", T0 + secs(5)),
+    ]
+
+
 def test_a_claim_of_missed_fires_is_recorded_missed_naming_its_range_and_why() -> None:
     """A won claim that covers missed fires records one ``missed`` run naming how many,
     from which fire to which, and why; after shutdown a won claim makes no run at all."""
