@@ -15,16 +15,21 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import pytest
+
+from tests._services import fresh_store
 
 from .harness import ROOT, PrintedLines
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
 
-__all__ = ["TICK", "TOKEN", "Served", "free_port", "worker"]
+__all__ = ["STORES", "TICK", "TOKEN", "Served", "free_port", "served_on", "worker"]
 
 #: The manager's bearer token in these tests.
 TOKEN = "fleet-state-test-token"
@@ -169,3 +174,23 @@ class Served(PrintedLines):
                 pipe.close()
         self.drain()
         return self.proc.returncode, "".join(self.errors)
+
+
+#: The stores a fleet test runs on (PostgreSQL and Redis as CI's external services).
+STORES = [
+    "sqlite",
+    pytest.param("postgres", marks=pytest.mark.external_service),
+    pytest.param("redis", marks=pytest.mark.external_service),
+]
+
+
+@contextmanager
+def served_on(store: str, tmp_path: Path) -> Iterator[Served]:
+    """Three web workers on a fresh store of this kind; they must stop cleanly."""
+    with fresh_store(store, tmp_path) as url:
+        server = Served(url)
+        try:
+            yield server
+        finally:
+            code, err = server.stop()
+        assert code == 0, err

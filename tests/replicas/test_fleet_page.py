@@ -20,11 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests._services import fresh_store
 from tests.manager_api.test_page_browser import LAPTOP, browser_page
 
 from .harness import nth
-from .served import TOKEN, Served
+from .served import STORES, TOKEN, Served, served_on
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -50,22 +49,13 @@ _RECORD_DRAWN = """() => {
 
 
 @pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param("postgres", marks=pytest.mark.external_service),
-        pytest.param("redis", marks=pytest.mark.external_service),
-    ],
+    params=STORES,
 )
 def served(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Served]:
-    with fresh_store(request.param, tmp_path_factory.mktemp("page")) as url:
-        server = Served(url)
-        try:
-            yield server
-        finally:
-            code, err = server.stop()
-        assert code == 0, err
+    with served_on(request.param, tmp_path_factory.mktemp("page")) as server:
+        yield server
 
 
 def path_of(url: str) -> str:

@@ -20,10 +20,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests._services import fresh_store
-
 from .harness import nth
-from .served import TICK, Served, worker
+from .served import STORES, TICK, Served, served_on, worker
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -39,24 +37,15 @@ READS = 12
 
 @pytest.fixture(
     scope="module",
-    params=[
-        "sqlite",
-        pytest.param("postgres", marks=pytest.mark.external_service),
-        pytest.param("redis", marks=pytest.mark.external_service),
-    ],
+    params=STORES,
 )
 def served(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Served]:
     """Three workers on one store, shared by this module's tests (they steer different
     tasks): starting three web workers costs seconds of CPU each."""
-    with fresh_store(request.param, tmp_path_factory.mktemp("fleet")) as url:
-        server = Served(url)
-        try:
-            yield server
-        finally:
-            code, err = server.stop()
-        assert code == 0, err
+    with served_on(request.param, tmp_path_factory.mktemp("fleet")) as server:
+        yield server
 
 
 @dataclass(frozen=True)
