@@ -8,16 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import math
 import operator
 import re
 import sys
-from collections.abc import Callable, Iterable, Mapping
 from dataclasses import KW_ONLY, dataclass, field
-from datetime import timedelta
 from enum import Enum, StrEnum
 from functools import lru_cache
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NoReturn, Self, final
 
 from ._errors import ConfigError, _did_you_mean
@@ -31,16 +27,27 @@ from ._task_func import (
     is_async_callable,
     plain_shape,
 )
+from ._task_values import (
+    NAME_PATTERN,
+    NAME_RE,
+    NO_KWARGS,
+    args_tuple,
+    depends_on_names,
+    kwargs_mapping,
+    plain_options,
+    strings,
+)
 from ._triggers import At, Cron, Every, Trigger, warn_short_interval
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+    from datetime import timedelta
 
 __all__ = ["CatchUp", "Mode", "Overlap", "Priority", "Task"]
 
-NAME_PATTERN = r"[A-Za-z0-9_.:-]{1,200}"
-_NAME_RE = re.compile(NAME_PATTERN)
 _EXECUTOR_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,99}")
 _UNSET: Any = None  # the declared default of fields that __init__ computes (mode, kwargs)
 _MISSING: Any = object()  # name or func not given: a TypeError, once the options are checked
-_NO_KWARGS: Mapping[str, Any] = MappingProxyType({})  # immutable: every task may share it
 _NO_TAGS: frozenset[str] = frozenset()
 _put = object.__setattr__  # the one way to set a field of a frozen dataclass
 
@@ -242,7 +249,7 @@ class Task:
             func: Any = _MISSING,
             *extra: Any,
             args: Any = (),
-            kwargs: Any = _NO_KWARGS,
+            kwargs: Any = NO_KWARGS,
             trigger: Any = None,
             priority: Any = Priority.NORMAL,
             depends_on: Any = (),
@@ -266,14 +273,14 @@ class Task:
         ) -> None:
             if extra or unknown or name is _MISSING or func is _MISSING:
                 _refuse_call(name, func, extra, unknown)
-            if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+            if not isinstance(name, str) or not NAME_RE.fullmatch(name):
                 msg = f"task name must be 1 to 200 characters matching {NAME_PATTERN}; "
                 fail(name if isinstance(name, str) else None, "name", f"{msg}got {name!r}")
             func, target = _resolve(func, name, executor)
             if args.__class__ is not tuple:
-                args = _args(args, name)
-            if kwargs is not _NO_KWARGS:
-                kwargs = _kwargs(kwargs, name)
+                args = args_tuple(args, name)
+            if kwargs is not NO_KWARGS:
+                kwargs = kwargs_mapping(kwargs, name)
             shape = plain_shape(func)
             if func.__class__ is not RemoteFunction and (
                 args or kwargs or shape is None or not shape[0]
@@ -294,13 +301,15 @@ class Task:
             if catch_up.__class__ is not CatchUp:
                 catch_up = CatchUp.parse(catch_up, task=name, field="catch_up")
             if depends_on.__class__ is not tuple or depends_on:
-                depends_on = _depends_on(depends_on, name)
+                depends_on = depends_on_names(depends_on, name)
             plain = (max_retries, alert_after, retry_delay, misfire_grace, jitter, retry_backoff)
             plain += (timeout, alert_on_failure, recover, enabled, description)
             if not all(map(operator.is_, plain, _PLAIN_DEFAULTS)):  # the defaults are valid
-                retry_delay, misfire_grace, jitter, retry_backoff, timeout = _plain(name, *plain)
+                retry_delay, misfire_grace, jitter, retry_backoff, timeout = plain_options(
+                    name, *plain
+                )
             if tags is not _NO_TAGS:
-                tags = frozenset(_strings(tags, name, "tags")) or _NO_TAGS
+                tags = frozenset(strings(tags, name, "tags")) or _NO_TAGS
             runs_on = executor if executor is not None else mode._value_
             cls, fill = self.__class__, self
             if cls is Task:  # see _Writable
@@ -406,7 +415,7 @@ def _definition(target: str, trigger: Trigger | None, values: tuple[Any, ...]) -
     return f"{target}, {when}{options}"
 
 
-#: The options :func:`_plain` checks, and the very objects ``Task.__init__`` defaults
+#: The options :func:`plain_options` checks, and the very objects ``Task.__init__`` defaults
 #: them to: a task that leaves them all as they are (most do) skips the checks.
 _PLAIN = (
     "max_retries",
@@ -422,37 +431,6 @@ _PLAIN = (
     "description",
 )
 _PLAIN_DEFAULTS = tuple((Task.__init__.__kwdefaults__ or {})[key] for key in _PLAIN)
-
-
-def _plain(
-    task: str,
-    max_retries: object,
-    alert_after: object,
-    retry_delay: object,
-    misfire_grace: object,
-    jitter: object,
-    retry_backoff: object,
-    timeout: object,
-    alert_on_failure: object,
-    recover: object,
-    enabled: object,
-    description: object,
-) -> tuple[float, float, float, float, float | None]:
-    """Check the numbers, flags and description of a task, in the order of its fields;
-    return the numbers as floats (the counts and the rest are stored as given)."""
-    _int(max_retries, task, "max_retries", 0)
-    _int(alert_after, task, "alert_after", 1)
-    delay = _finite(retry_delay, task, "retry_delay")
-    grace = _finite(misfire_grace, task, "misfire_grace")
-    spread = _finite(jitter, task, "jitter")
-    backoff = _finite(retry_backoff, task, "retry_backoff")
-    limit = None if timeout is None else _finite(timeout, task, "timeout")
-    _bool(alert_on_failure, task, "alert_on_failure")
-    _bool(recover, task, "recover")
-    _bool(enabled, task, "enabled")
-    if not isinstance(description, str):
-        bad(task, "description", "must be a string", description)
-    return delay, grace, spread, backoff, limit
 
 
 def _refuse_call(
@@ -519,20 +497,6 @@ def _resolve(func: object, task: str, executor: str | None) -> tuple[Callable[..
     return obj, func
 
 
-def _args(args: object, task: str) -> tuple[Any, ...]:
-    if not isinstance(args, tuple | list):
-        bad(task, "args", "must be a tuple or list (for one argument: args=(value,))", args)
-    return tuple(args)
-
-
-def _kwargs(kwargs: object, task: str) -> Mapping[str, Any]:
-    if kwargs is None:
-        return _NO_KWARGS
-    if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
-        bad(task, "kwargs", "must be a mapping of argument names (str) to values", kwargs)
-    return MappingProxyType(dict(kwargs))
-
-
 def _mode(
     func: Callable[..., Any], target: str, mode: object, task: str, is_async: bool | None
 ) -> Mode:
@@ -560,56 +524,3 @@ def _trigger(trigger: object, task: str) -> None:
     if trigger.__class__ not in _BUILTIN_TRIGGERS and not isinstance(trigger, Trigger):
         bad(task, "trigger", "must be Every(...), Cron(...), At(...) or None", trigger)
     warn_short_interval(trigger, task)  # when xtasks built it (YAML): the user's Every warned
-
-
-def _bool(value: object, task: str, key: str) -> None:
-    if not isinstance(value, bool):
-        bad(task, key, "must be True or False", value)
-
-
-def _strings(value: object, task: str, key: str) -> list[str]:
-    """A bare string is one item; otherwise an iterable of strings."""
-    if isinstance(value, str):
-        return [value]
-    if not isinstance(value, Iterable) or isinstance(value, bytes | Mapping):
-        bad(task, key, "must be a string or a list of strings", value)
-    items = list(value)
-    for item in items:
-        if not isinstance(item, str):
-            bad(task, key, "must contain only strings", item)
-    return items
-
-
-def _depends_on(value: object, task: str) -> tuple[str, ...]:
-    names = dict.fromkeys(_strings(value, task, "depends_on"))  # dedupe, keep order
-    for dep in names:
-        if not _NAME_RE.fullmatch(dep):
-            bad(task, "depends_on", f"entries must be task names matching {NAME_PATTERN}", dep)
-        if dep == task:
-            fail(task, "depends_on", f"{task!r} cannot depend on itself; remove it")
-    return tuple(names)
-
-
-def _int(value: object, task: str, key: str, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        bad(task, key, f"must be an integer >= {minimum}", value)
-
-
-def _finite(value: object, task: str, key: str) -> float:
-    """A finite float within the field's range; durations also accept a ``timedelta``."""
-    seconds = key != "retry_backoff"
-    low, strict = (1.0 if not seconds else 0.0), key == "timeout"
-    if type(value) is float and low <= value < math.inf and not (strict and value == low):
-        return value  # already canonical: the usual case
-    number = value.total_seconds() if seconds and isinstance(value, timedelta) else value
-    if (
-        isinstance(number, bool)
-        or not isinstance(number, int | float)
-        or not math.isfinite(number)
-        or number < low
-        or (strict and number == low)
-    ):
-        unit = " of seconds (int, float or datetime.timedelta)" if seconds else ""
-        rule = f"must be a finite number{unit} {'>' if strict else '>='} {low:g}"
-        bad(task, key, rule + (" or None" if strict else ""), value)
-    return float(number)
