@@ -392,6 +392,8 @@ def coverage_map(group: Group, work: Path) -> dict[tuple[str, int], set[str]]:
         path = str(SRC / module)
         for lineno, contexts in (data.contexts_by_lineno(path) or {}).items():
             lines[(module, lineno)] = set(contexts)
+    if not lines:
+        sys.exit(f"the baseline ran no line of {', '.join(group.modules)} under {SRC}")
     return lines
 
 
@@ -415,8 +417,12 @@ def node_ids(contexts: set[str], group: Group) -> list[str] | None:
 
 
 def _env() -> dict[str, str]:
+    # this checkout's src first: an editable install of another checkout (a worktree's
+    # main) would otherwise be what the baseline imports, and measures
+    path = os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH")) if p)
     return {
         **os.environ,
+        "PYTHONPATH": path,
         "PLANNER_EXAMPLES_SCALE": "0.1",
         "PYTHONDONTWRITEBYTECODE": "1",
         "XTASKS_MUTANTS": "1",
