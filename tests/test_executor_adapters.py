@@ -5,6 +5,7 @@ that reports starts keeps its runs ``queued`` until it says the work began."""
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -302,3 +303,65 @@ def test_the_seed_and_yaml_formats_select_an_executor(tmp_path: Path) -> None:
     assert scheduler.add(Task("y", f"{__name__}:double", args=(1,))).runs_on == "remote"
     with pytest.raises(ConfigError, match=r"task 'z' asks for executor 'nowhere'"):
         scheduler.add(Task("z", double, args=(1,)))
+
+
+class Stubborn(Executor):
+    """Like a call that cannot be interrupted: cancelled, it goes on until ``release``."""
+
+    name = "stubborn"
+    slots: int | None = None
+
+    def __init__(self) -> None:
+        self.entered = anyio.Event()
+        self.release = anyio.Event()
+
+    async def run(self, attempt: Attempt) -> Any:
+        self.entered.set()
+        with anyio.CancelScope(shield=True), anyio.move_on_after(_WAIT):
+            await self.release.wait()
+        return attempt.task.func()
+
+
+class ReleaseWhenWarned(logging.Handler):
+    """Keeps xtasks' warnings; the one saying shutdown stops waiting releases ``stubborn``."""
+
+    def __init__(self, stubborn: Stubborn) -> None:
+        super().__init__(logging.WARNING)
+        self.stubborn = stubborn
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+        if record.getMessage().startswith("not waiting"):
+            self.stubborn.release.set()
+
+
+@pytest.mark.anyio
+async def test_shutdown_names_the_runs_past_its_grace_and_does_not_wait_for_a_stuck_one() -> None:
+    stubborn = Stubborn()
+    scheduler = Scheduler(plugins=False, executors=[stubborn], shutdown_grace=0.1)
+    scheduler.add(Task("stuck", ping, executor="stubborn"))
+    warnings = ReleaseWhenWarned(stubborn)
+    logger = logging.getLogger("xtasks")
+    logger.addHandler(warnings)
+    try:
+        async with scheduler:
+            handle = await scheduler.trigger("stuck")
+            with anyio.fail_after(_WAIT):
+                await stubborn.entered.wait()
+    finally:
+        logger.removeHandler(warnings)
+    # The operator learns which runs outlived the grace, then which ignored their
+    # cancellation: shutdown went on without them (the release came from that warning).
+    where = f"'stuck' (stubborn, run {handle.id})"
+    abandoned = "not waiting for 1 cancelled run(s) that have not stopped (a sync call "
+    abandoned += f"cannot be interrupted; its thread finishes in the background): {where}"
+    assert warnings.messages[:2] == [
+        f"shutdown grace (0.1 s) is over; cancelling 1 run(s) still going: {where}",
+        abandoned,
+    ]
+    # Released by then, the run ended in time to be stored, cancelled by the shutdown.
+    await scheduler.store.open()  # closed by the scheduler's exit; the data stays
+    stored = await scheduler.store.get_run(handle.id)
+    assert stored is not None
+    assert (stored.status, stored.reason) == (RunStatus.CANCELLED, "shutdown")

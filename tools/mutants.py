@@ -89,6 +89,10 @@ GROUPS: dict[str, Group] = {
             "tests/test_lease_reaped.py",
             "tests/test_task_base_exceptions.py",  # what a body raises, cancels, or exits with
             "tests/test_executor_adapters.py",  # executors that report their starts
+            "tests/test_state_sync.py",  # other replicas' pause, resume and cancel, applied
+            "tests/test_scheduler_exits.py",  # how the scheduler's block ends
+            "tests/test_audit.py",  # timer lag, stats
+            "tests/test_loop_monitor.py",  # stats and health while running
         ),
         budget=240,
     ),
