@@ -9,6 +9,7 @@ import logging
 import os
 import threading
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import anyio
 import pytest
@@ -29,6 +30,10 @@ from xtasks.abc import Alerter
 from xtasks.events import Alert, AlertKind, RunChanged
 from xtasks.stores.memory import MemoryStore
 from xtasks.testing import FakeClock
+from xtasks.testing._delegating import DelegatingStore
+
+if TYPE_CHECKING:
+    from collections.abc import Collection
 
 pytestmark = pytest.mark.anyio
 
@@ -649,3 +654,41 @@ async def test_states_reads_every_task_s_state_from_memory() -> None:
         assert states == {"a": TaskState.ACTIVE, "b": TaskState.PAUSED, "c": TaskState.CANCELLED}
         states["a"] = TaskState.PAUSED  # a copy: the scheduler is not changed through it
         assert scheduler.states()["a"] is TaskState.ACTIVE
+
+
+class CountingRenewals(DelegatingStore[MemoryStore]):
+    """Counts the lease renewals that include one run."""
+
+    def __init__(self, inner: MemoryStore) -> None:
+        super().__init__(inner)
+        self.watched = ""
+        self.renewed = 0
+        self.enough = anyio.Event()  # renewed 6 times: twice the lease, at every third
+
+    async def renew_leases(self, replica: str, run_ids: Collection[str]) -> set[str]:
+        gone = await self.inner.renew_leases(replica, run_ids)
+        if self.watched in run_ids and self.watched not in gone:
+            self.renewed += 1
+            if self.renewed >= 6:
+                self.enough.set()
+        return gone
+
+
+async def test_a_run_longer_than_its_lease_is_renewed_in_time_and_not_reaped() -> None:
+    shared = MemoryStore(lease_ttl=0.3)
+    store = CountingRenewals(shared)
+
+    async def long_report() -> str:
+        with anyio.fail_after(10):
+            await store.enough.wait()  # outlived its lease twice over, renewed
+        return "done"
+
+    a = Scheduler(store, plugins=False, replica_id="a")
+    a.add(Task("long_report", long_report))
+    reaper = Scheduler(shared, plugins=False, replica_id="b")  # reaps what a lets expire
+    async with reaper, a:
+        handle = await a.trigger("long_report")
+        store.watched = handle.id
+        with anyio.fail_after(15):
+            record = await handle.wait()
+    assert (record.status, record.result) == (RunStatus.SUCCEEDED, "done")
