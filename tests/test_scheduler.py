@@ -500,7 +500,7 @@ async def test_lifespan_runs_the_scheduler_for_an_asgi_app() -> None:
 
 @pytest.mark.parametrize("recover", [True, False])
 async def test_a_run_left_running_by_a_dead_replica_is_marked_lost_and_recovered_on_request(
-    recover: bool,
+    recover: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
     from xtasks.stores.memory import MemoryStore
 
@@ -536,6 +536,9 @@ async def test_a_run_left_running_by_a_dead_replica_is_marked_lost_and_recovered
         assert not await store.save_run(ghost.evolve(status=RunStatus.SUCCEEDED))  # fenced
     assert ghost is not None and ghost.status is RunStatus.LOST
     assert ghost.reason == "lost: its replica dead-host:1 went silent past its lease"
+    said = "1 run(s) of silent replicas marked lost (report), e.g. run ghost-run of task "
+    said += "'report': lost: its replica dead-host:1 went silent past its lease"
+    assert said in [r.getMessage() for r in caplog.records if r.name == "xtasks"]
     assert ran.is_set() is recover
     if recover:
         assert any(r.status is RunStatus.SUCCEEDED and r.id != "ghost-run" for r in runs)

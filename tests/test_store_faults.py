@@ -279,6 +279,42 @@ async def test_leases_that_cannot_be_renewed_are_said_once_then_renewed_again(
     assert (await anyio.to_thread.run_sync(_stored_statuses, db))[handle.id] == "succeeded"
 
 
+class _ReapsFailing(MemoryStore):
+    """Reaping fails three times in a row, then works; ``recovered`` after one success."""
+
+    def __init__(self) -> None:
+        super().__init__(lease_ttl=0.15)  # a heartbeat every 0.05 s
+        self.calls = 0
+        self.recovered = anyio.Event()
+
+    async def reap_lost(self) -> list[RunRecord]:
+        self.calls += 1
+        if 2 <= self.calls <= 4:
+            raise StoreError("the disk is full")
+        if self.calls > 5:
+            self.recovered.set()
+        return await super().reap_lost()
+
+
+async def test_a_lease_outage_is_said_once_when_it_starts_and_once_when_it_ends() -> None:
+    """The operator's log: one warning at the first failed heartbeat (not the second),
+    none for the failures after it, one when it works again; none before any outage."""
+    store = _ReapsFailing()
+    lines = _Lines()
+    logging.getLogger("xtasks").addHandler(lines)
+    try:
+        async with Scheduler(store, plugins=False):
+            with anyio.fail_after(PATIENCE):
+                await store.recovered.wait()
+    finally:
+        logging.getLogger("xtasks").removeHandler(lines)
+    about_leases = [m for m in lines.messages if "lease" in m]
+    assert about_leases == [
+        "could not renew leases or reap lost runs: the disk is full",
+        "leases are renewed again",
+    ]
+
+
 async def test_a_pause_while_the_file_is_locked_is_stored_then_announced(
     tmp_path: Path,
 ) -> None:
