@@ -695,3 +695,62 @@ async def test_a_run_longer_than_its_lease_is_renewed_in_time_and_not_reaped() -
         with anyio.fail_after(15):
             record = await handle.wait()
     assert (record.status, record.result) == (RunStatus.SUCCEEDED, "done")
+
+
+async def test_after_a_run_is_cancelled_the_next_runs_still_start() -> None:
+    """Cancelling a run ends its worker's cancel scope: the worker goes on under a new
+    one and takes the next runs (none waits for a worker that is gone)."""
+    hanging = anyio.Event()
+
+    async def hang() -> None:
+        hanging.set()
+        await anyio.sleep_forever()
+
+    scheduler = Scheduler(plugins=False)
+    scheduler.add(Task("hang", hang))
+    scheduler.add(Task("quick", noop))
+    async with scheduler:
+        hung = await scheduler.trigger("hang")
+        with anyio.fail_after(5):
+            await hanging.wait()
+        await scheduler.cancel("hang")
+        with anyio.fail_after(5):
+            assert (await hung.wait()).status is RunStatus.CANCELLED
+            records = [await (await scheduler.trigger("quick")).wait() for _ in range(3)]
+    assert [r.status for r in records] == [RunStatus.SUCCEEDED] * 3
+
+
+async def test_the_runs_one_end_lets_start_run_side_by_side() -> None:
+    """Three runs wait on one dependency: its end starts all three at once, each on a
+    worker of its own (none queues behind another), and no more workers than that."""
+    release_root = anyio.Event()
+    together = anyio.Event()
+    arrived = 0
+
+    root_running = anyio.Event()
+
+    async def root() -> None:
+        root_running.set()
+        await release_root.wait()
+
+    async def branch() -> None:
+        nonlocal arrived
+        arrived += 1
+        if arrived == 3:
+            together.set()
+        await together.wait()  # returns only once all three are running
+
+    scheduler = Scheduler(plugins=False)
+    scheduler.add(Task("root", root))
+    for name in ("b1", "b2", "b3"):
+        scheduler.add(Task(name, branch, depends_on=["root"]))
+    async with scheduler:
+        handles = [await scheduler.trigger(name) for name in ("b1", "b2", "b3")]
+        with anyio.fail_after(5):
+            await root_running.wait()  # pulled by the first; the others wait on it too
+        release_root.set()
+        with anyio.fail_after(5):
+            records = [await handle.wait() for handle in handles]
+        workers = [t for t in anyio.get_running_tasks() if t.name == "xtasks worker"]
+    assert [r.status for r in records] == [RunStatus.SUCCEEDED] * 3
+    assert len(workers) == 3
