@@ -754,3 +754,23 @@ async def test_the_runs_one_end_lets_start_run_side_by_side() -> None:
         workers = [t for t in anyio.get_running_tasks() if t.name == "xtasks worker"]
     assert [r.status for r in records] == [RunStatus.SUCCEEDED] * 3
     assert len(workers) == 3
+
+
+async def test_a_run_cancelled_before_a_worker_took_it_never_runs() -> None:
+    """Cancelled between its dispatch and its pickup (the same turn of the loop), a run
+    ends ``cancelled`` and its body is never called."""
+    called = False
+
+    async def job() -> None:
+        nonlocal called
+        called = True
+
+    scheduler = Scheduler(plugins=False)
+    scheduler.add(Task("job", job))
+    async with scheduler:
+        handle = await scheduler.trigger("job")
+        await scheduler.cancel("job")
+        with anyio.fail_after(5):
+            record = await handle.wait()
+    assert record.status is RunStatus.CANCELLED
+    assert not called
