@@ -341,11 +341,14 @@ async def test_shutdown_names_the_runs_past_its_grace_and_does_not_wait_for_a_st
     stubborn = Stubborn()
     scheduler = Scheduler(plugins=False, executors=[stubborn], shutdown_grace=0.1)
     scheduler.add(Task("stuck", ping, executor="stubborn"))
+    scheduler.add(Task("done", ping))
     warnings = ReleaseWhenWarned(stubborn)
     logger = logging.getLogger("xtasks")
     logger.addHandler(warnings)
     try:
         async with scheduler:
+            with anyio.fail_after(_WAIT):  # a run that ended before: not named below
+                assert (await (await scheduler.trigger("done")).wait()).result == "pong"
             handle = await scheduler.trigger("stuck")
             with anyio.fail_after(_WAIT):
                 await stubborn.entered.wait()

@@ -774,3 +774,24 @@ async def test_a_run_cancelled_before_a_worker_took_it_never_runs() -> None:
             record = await handle.wait()
     assert record.status is RunStatus.CANCELLED
     assert not called
+
+
+async def test_stats_count_the_runs_executing_now_and_none_once_they_ended() -> None:
+    go = anyio.Event()
+    entered = anyio.Event()
+
+    async def held() -> None:
+        entered.set()
+        await go.wait()
+
+    scheduler = Scheduler(plugins=False)
+    scheduler.add(Task("held", held))
+    async with scheduler:
+        handle = await scheduler.trigger("held")
+        with anyio.fail_after(5):
+            await entered.wait()
+        assert (scheduler.stats().running, scheduler.stats().queued) == (1, 0)
+        go.set()
+        with anyio.fail_after(5):
+            await handle.wait()
+        assert (scheduler.stats().running, scheduler.stats().queued) == (0, 0)
