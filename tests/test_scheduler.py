@@ -795,3 +795,42 @@ async def test_stats_count_the_runs_executing_now_and_none_once_they_ended() -> 
         with anyio.fail_after(5):
             await handle.wait()
         assert (scheduler.stats().running, scheduler.stats().queued) == (0, 0)
+
+
+async def test_bodies_that_never_await_do_not_hold_the_loop_between_runs() -> None:
+    """One slot, twenty queued runs whose bodies never await: between two of them the
+    worker gives the loop back, so other tasks (here an observer) run meanwhile."""
+    release = anyio.Event()
+    poke = anyio.Event()
+    observed = 0
+    seen: list[int] = []
+
+    async def hold() -> None:
+        await release.wait()
+
+    async def never_awaits() -> None:
+        seen.append(observed)
+        poke.set()
+
+    async def observer() -> None:
+        nonlocal poke, observed
+        while True:
+            await poke.wait()
+            poke = anyio.Event()
+            observed += 1
+
+    scheduler = Scheduler(plugins=False, max_concurrency=1)
+    scheduler.add(Task("hold", hold))
+    scheduler.add(Task("quick", never_awaits, overlap="allow"))
+    async with anyio.create_task_group() as tg, scheduler:
+        tg.start_soon(observer)
+        held = await scheduler.trigger("hold")
+        handles = [await scheduler.trigger("quick") for _ in range(20)]
+        release.set()
+        with anyio.fail_after(10):
+            await held.wait()
+            for handle in handles:
+                await handle.wait()
+        tg.cancel_scope.cancel()
+    assert len(seen) == 20
+    assert seen[-1] > seen[0]  # the observer ran between the runs
