@@ -253,3 +253,20 @@ async def test_shutdown_cancels_and_stores_every_run_before_stop_returns(harness
     ]
     stored = await h.runtime.store.list_runs(task="long")
     assert [(r.status, r.reason) for r in stored] == [(RunStatus.CANCELLED, "shutdown")] * 2
+
+
+def test_a_shutdown_warning_names_ten_runs_then_counts_the_rest() -> None:
+    from types import SimpleNamespace
+
+    from xtasks._runtime import _describe
+
+    def starts(count: int) -> list[Any]:
+        return [
+            SimpleNamespace(task=SimpleNamespace(name=f"t{i}", runs_on="sync"), run_id=f"r{i}")
+            for i in range(count)
+        ]
+
+    ten = ", ".join(f"'t{i}' (sync, run r{i})" for i in range(10))
+    assert _describe(starts(10)) == ten
+    assert _describe(starts(11)) == ten + " and 1 more"
+    assert _describe(starts(12)) == ten + " and 2 more"

@@ -834,3 +834,23 @@ async def test_bodies_that_never_await_do_not_hold_the_loop_between_runs() -> No
         tg.cancel_scope.cancel()
     assert len(seen) == 20
     assert seen[-1] > seen[0]  # the observer ran between the runs
+
+
+async def test_shutdown_returns_once_the_last_run_ended_not_after_the_whole_grace() -> None:
+    entered = anyio.Event()
+
+    async def short() -> str:
+        entered.set()
+        await anyio.sleep(0.3)  # the work: still going when the block ends
+        return "done"
+
+    scheduler = Scheduler(plugins=False, shutdown_grace=60)
+    scheduler.add(Task("short", short))
+    async with scheduler:
+        handle = await scheduler.trigger("short")
+        with anyio.fail_after(5):
+            await entered.wait()
+        leaving = anyio.current_time()
+    # Far below the grace, however loaded the machine: stop waited for the run, not 60 s.
+    assert anyio.current_time() - leaving < 30
+    assert handle.record is not None and handle.record.result == "done"
