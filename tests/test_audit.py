@@ -315,6 +315,28 @@ async def test_timer_lag_measures_how_late_the_timer_handled_a_fire() -> None:
         assert scheduler.stats().timer_lag == pytest.approx(0.25)
 
 
+async def test_timer_lag_goes_back_to_zero_when_a_fire_is_handled_on_time() -> None:
+    fake = FakeClock(T0)
+    clock = _LateClock(fake, 0.25)
+    fires: list[anyio.Event] = [anyio.Event(), anyio.Event()]
+
+    async def tick() -> None:
+        next(f for f in fires if not f.is_set()).set()
+
+    scheduler = Scheduler(plugins=False, clock=clock)
+    scheduler.add(Task("tick", tick, trigger=Every(seconds=10)))
+    async with scheduler:
+        await fake.advance(10)
+        with anyio.fail_after(PATIENCE):
+            await fires[0].wait()
+        assert scheduler.stats().timer_lag == pytest.approx(0.25)
+        clock.late = timedelta(0)  # from now on the timer wakes right at its deadline
+        await fake.advance(10)
+        with anyio.fail_after(PATIENCE):
+            await fires[1].wait()
+        assert scheduler.stats().timer_lag == 0.0
+
+
 async def test_timer_lag_is_small_and_not_negative_on_the_system_clock() -> None:
     fired = anyio.Event()
 
