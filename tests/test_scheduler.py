@@ -21,6 +21,7 @@ from xtasks import (
     RunStatus,
     Scheduler,
     SchedulerStateError,
+    StoreError,
     Task,
     TaskState,
     TaskStateError,
@@ -33,7 +34,7 @@ from xtasks.testing import FakeClock
 from xtasks.testing._delegating import DelegatingStore
 
 if TYPE_CHECKING:
-    from collections.abc import Collection
+    from collections.abc import Collection, Sequence
 
 pytestmark = pytest.mark.anyio
 
@@ -854,3 +855,68 @@ async def test_shutdown_returns_once_the_last_run_ended_not_after_the_whole_grac
     # Far below the grace, however loaded the machine: stop waited for the run, not 60 s.
     assert anyio.current_time() - leaving < 30
     assert handle.record is not None and handle.record.result == "done"
+
+
+class GatedClaims(DelegatingStore[MemoryStore]):
+    """Claims wait at a gate while ``gated``: a store slow to answer one claim."""
+
+    def __init__(self, inner: MemoryStore) -> None:
+        super().__init__(inner)
+        self.gated = False
+        self.claiming = anyio.Event()
+        self.gate = anyio.Event()
+
+    async def claim_fires(
+        self, fires: Sequence[tuple[str, datetime]], replica: str
+    ) -> list[bool | StoreError]:
+        if self.gated:
+            self.claiming.set()
+            await self.gate.wait()
+        return await self.inner.claim_fires(fires, replica)
+
+
+async def test_a_fire_being_claimed_when_the_scheduler_stops_is_the_next_starts_to_run() -> None:
+    """A claim still in flight at stop is abandoned, not completed for a planner that no
+    longer runs anything: the fire stays unclaimed, and the next start's catch-up runs it."""
+    clock = FakeClock(T0)
+    shared = MemoryStore()
+    gated = GatedClaims(shared)
+    entered = anyio.Event()
+    ticks: list[anyio.Event] = [anyio.Event(), anyio.Event()]
+
+    async def long() -> None:
+        entered.set()
+        try:
+            await anyio.sleep_forever()
+        finally:  # cancelled when the grace is over: the store answers the claim then
+            gated.gate.set()
+
+    async def tick() -> None:
+        next(t for t in ticks if not t.is_set()).set()
+
+    def tasks(scheduler: Scheduler) -> None:
+        scheduler.add(Task("tick", tick, trigger=Every(seconds=60)))
+        scheduler.add(Task("long", long))
+
+    first = Scheduler(gated, plugins=False, clock=clock, replica_id="a", shutdown_grace=0.1)
+    tasks(first)
+    async with first:
+        await clock.advance(60)
+        with anyio.fail_after(5):
+            await ticks[0].wait()  # the first fire ran: the store knows the last fire
+        await first.trigger("long")
+        with anyio.fail_after(5):
+            await entered.wait()
+        gated.gated = True
+        await clock.advance(60)  # the second fire comes due; its claim waits
+        with anyio.fail_after(5):
+            await gated.claiming.wait()
+    assert not ticks[1].is_set()
+    await clock.advance(1)
+    again = Scheduler(shared, plugins=False, clock=clock, replica_id="b")
+    tasks(again)
+    async with again:
+        with anyio.fail_after(5):
+            await ticks[1].wait()
+        runs = await again.history("tick")
+    assert sorted(r.scheduled_at for r in runs) == [T0 + timedelta(seconds=s) for s in (60, 120)]
