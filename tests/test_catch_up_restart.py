@@ -108,3 +108,36 @@ async def test_a_short_restart_runs_the_late_fires_once_and_records_the_rest_mis
         if r.replica == "second" and r.cause is RunCause.SCHEDULE and r is not missed
     ]
     assert scheduled and min(scheduled) == caught_up.scheduled_at + SECOND
+
+
+async def test_fires_due_while_down_before_a_tasks_first_fire_are_caught_up(
+    tmp_path: Path,
+) -> None:
+    """Registered, stopped before its first fire, started again three fires later: those
+    fires were missed like any other (catch_up once: the latest runs, the others are
+    recorded missed), not dropped because the task had never fired."""
+    from xtasks.testing import FakeClock
+
+    t0 = datetime(2026, 3, 1, tzinfo=UTC)
+    clock = FakeClock(t0)
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+
+    def build_on(replica: str) -> Scheduler:
+        scheduler = Scheduler(url, plugins=False, replica_id=replica, clock=clock)
+        scheduler.add(Task("tick", tick, trigger=Every(seconds=60)))
+        return scheduler
+
+    async with build_on("first"):
+        await clock.advance(30)  # stopped before the first fire, at t0 + 60
+    await clock.advance(170)  # down until t0 + 200: the fires at 60, 120 and 180 are due
+    again = build_on("second")
+    async with again:
+        runs = await history_when(again, lambda runs: sum(r.status.is_final for r in runs) == 2)
+    ran, missed = sorted(runs, key=lambda r: r.status is RunStatus.MISSED)
+    assert (ran.status, ran.cause) == (RunStatus.SUCCEEDED, RunCause.CATCH_UP)
+    assert ran.scheduled_at == t0 + 3 * timedelta(minutes=1)  # the latest
+    assert missed.status is RunStatus.MISSED
+    assert missed.reason == (
+        "missed 2 fire(s) from 2026-03-01T00:01:00+00:00 to 2026-03-01T00:02:00+00:00 "
+        "(catch_up=once)"
+    )

@@ -2630,8 +2630,9 @@ def test_start_applies_stored_records_and_arms_each_task_once(
     data: st.DataObject, n: int, down: float
 ) -> None:
     """``start(now, records)`` arms each active task once, from its stored state: late
-    fires from its last fire (catch-up), the stored grid anchor, paused and cancelled
-    states kept; a task without a record counts from now. ``restore`` agrees."""
+    fires from its last fire (catch-up), or from its stored registration if it never
+    fired, the stored grid anchor, paused and cancelled states kept; a task without a
+    record counts from now. ``restore`` agrees."""
     registered = T0 - secs(20_000)
     now = T0 + secs(down)
     triggers = st.sampled_from(
@@ -2681,8 +2682,11 @@ def test_start_applies_stored_records_and_arms_each_task_once(
         trigger = task.trigger.anchored(record.anchor or registered)
         if record.state is not TaskState.ACTIVE or not task.enabled:
             expected = None
+        elif record.last_fire is None and task.name in records and record.anchor is not None:
+            # never fired, registered before: fires since then are late (catch_up)
+            expected = trigger.first_fire(min(record.anchor, now))
         elif record.last_fire is None:
-            expected = trigger.first_fire(now)  # never fired: counts from now
+            expected = trigger.first_fire(now)  # new to the store: counts from now
         else:
             expected = trigger.next_fire(record.last_fire)  # late fires: catch_up
         assert planner.next_fire_of(task.name) == expected, task

@@ -184,15 +184,16 @@ class Planner:
         ``records`` is the state a store kept, by task name: each is applied first, as
         :meth:`restore` does, so a task is armed once from its stored state rather than
         armed here and again by :meth:`restore`. A task that has fired before re-arms
-        from its last fire, so fires missed while stopped go through its ``catch_up``
-        policy; the others count from ``now``.
+        from its last fire, one that never did from its stored registration, so fires
+        missed while stopped go through its ``catch_up`` policy; the others (new tasks)
+        count from ``now``.
         """
         self._life.closing = False
         for name, entry in self._entries.items():
             record = records.get(name) if records else None
             if record is not None:
                 self._load(entry, record)
-            self._rearm(entry, now)
+            self._rearm(entry, now, record.anchor if record is not None else None)
 
     def restore(self, name: str, record: TaskRecord, now: datetime) -> None:
         """Apply the state a store kept for ``name`` and re-arm it (a task added while the
@@ -203,7 +204,7 @@ class Planner:
         """
         entry = self._entry(name)
         self._load(entry, record)
-        self._rearm(entry, now)
+        self._rearm(entry, now, record.anchor)
 
     def task_record(self, name: str, definition: str | None = None) -> TaskRecord:
         """The state the store should hold for ``name`` (with ``definition``, if given)."""
@@ -484,10 +485,18 @@ class Planner:
         entry.alerting = record.alerting
         entry.last_fire = record.last_fire
 
-    def _rearm(self, entry: TaskEntry, now: datetime) -> None:
-        """Arm an active task from its last fire, or from ``now`` if it never fired."""
+    def _rearm(
+        self, entry: TaskEntry, now: datetime, registered_at: datetime | None = None
+    ) -> None:
+        """Arm an active task from its last fire. One that never fired arms from when the
+        store says it was registered (``registered_at``): its fires due since, while no
+        scheduler ran, go through ``catch_up`` like any missed fire; else from ``now``."""
         if entry.state is TaskState.ACTIVE and entry.task.enabled:
-            self._arm(entry, entry.last_fire or now, first=entry.last_fire is None)
+            if entry.last_fire is not None:
+                self._arm(entry, entry.last_fire)
+            else:
+                since = now if registered_at is None or registered_at > now else registered_at
+                self._arm(entry, since, first=True)
         else:
             entry.token += 1
             entry.next_fire = None
