@@ -83,7 +83,6 @@ class Recorder:
         self._failures = 0
         self._last_error: str | None = None
         self._failing_since: float | None = None
-        self._unwritten = 0  # records given up at shutdown
         self._inflight = 0  # items of the batch being written
         #: Runs with a live record handed to the store: the runs to heartbeat.
         self.leased: set[str] = set()
@@ -135,14 +134,13 @@ class Recorder:
             failing_since=self._failing_since,
         )
 
-    async def stop(self, grace: float) -> int:
-        """Write what is queued, trying for ``grace`` seconds more if the store fails;
-        return how many records could not be written (each was logged in the count)."""
+    async def stop(self, grace: float) -> None:
+        """Write what is queued, trying for ``grace`` seconds more if the store fails
+        (what still fails then is logged, counted, as lost)."""
         self._stop = True
         self._stop_by = anyio.current_time() + grace
         self._wakeup.set()
         await self._done.wait()
-        return self._unwritten
 
     async def _loop(self) -> None:
         backoff = _FIRST_BACKOFF
@@ -275,7 +273,6 @@ class Recorder:
         """Shutdown, and the store still fails: say what is lost, and how much."""
         runs = {item.id for item in self._pending if type(item) is RunRecord}
         states = sum(1 for item in self._pending if type(item) is SaveTask)
-        self._unwritten = len(runs) + states
         for item in self._pending:
             if isinstance(item, anyio.Event):
                 item.set()  # a flush waiting: it returns, health says what is left

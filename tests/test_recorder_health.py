@@ -1,0 +1,141 @@
+"""The recorder on its own, against a store that fails or hangs on request: what health
+says at each moment (``stats()``, ``/health`` and ``/metrics`` read it), and what a stop
+does with records still queued. Nothing here may be lost or miscounted."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import anyio
+import pytest
+
+from xtasks import RunCause, RunRecord, RunStatus
+from xtasks._decisions import SaveTask
+from xtasks._recorder import Recorder, StoreHealth
+from xtasks.abc import TaskRecord
+from xtasks.events import RunChanged, TaskStateChanged
+from xtasks.stores.memory import MemoryStore
+from xtasks.testing import FaultyStore
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Collection
+
+    from xtasks.events import Event
+
+pytestmark = pytest.mark.anyio
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+PATIENCE = 10
+
+
+def run(run_id: str, status: RunStatus = RunStatus.SUCCEEDED) -> RunRecord:
+    return RunRecord(id=run_id, task="job", status=status, cause=RunCause.MANUAL, scheduled_at=T0)
+
+
+class WatchedStore(FaultyStore):
+    """Says when a write of runs begins (``writing``): to act while it is in flight."""
+
+    def __init__(self) -> None:
+        super().__init__(MemoryStore())
+        self.writing = anyio.Event()
+
+    async def save_runs(self, records: Collection[RunRecord]) -> list[str]:
+        self.writing.set()
+        return await super().save_runs(records)
+
+
+class Setup:
+    def __init__(self) -> None:
+        self.store = WatchedStore()
+        self.events: list[Event] = []
+        self.published = anyio.Event()  # set at each event
+        self.recorder = Recorder(self.store, self._publish)
+
+    def _publish(self, event: Event) -> None:
+        self.events.append(event)
+        self.published.set()
+
+    async def published_runs(self, count: int) -> list[str]:
+        """Wait until ``count`` run events went out; their run ids, in order."""
+        with anyio.fail_after(PATIENCE):
+            while len(self.run_ids()) < count:
+                self.published = anyio.Event()
+                await self.published.wait()
+        return self.run_ids()
+
+    def run_ids(self) -> list[str]:
+        return [e.record.id for e in self.events if isinstance(e, RunChanged)]
+
+
+@pytest.fixture
+async def setup() -> AsyncIterator[Setup]:
+    s = Setup()
+    await s.store.open()
+    async with anyio.create_task_group() as tg:
+        s.recorder.start(tg)
+        yield s
+        tg.cancel_scope.cancel()
+
+
+async def test_a_fresh_recorder_reports_a_healthy_empty_store(setup: Setup) -> None:
+    assert setup.recorder.health == StoreHealth(
+        writable=True, backlog=0, write_failures=0, last_error=None, failing_since=None
+    )
+
+
+async def test_health_counts_the_queue_and_the_batch_in_flight_and_each_failure(
+    setup: Setup,
+) -> None:
+    recorder, store = setup.recorder, setup.store
+    store.hang_writes()
+    recorder.record(run("a"))
+    recorder.record(run("b"))
+    with anyio.fail_after(PATIENCE):
+        await store.writing.wait()  # the batch of two is in flight, hanging
+    assert recorder.health.backlog == 2
+    recorder.record(run("c"))  # queued behind it
+    assert recorder.health.backlog == 3
+    store.heal()
+    store.fail_writes(count=2, message="disk full")
+    assert await setup.published_runs(3) == ["a", "b", "c"]
+    health = recorder.health
+    assert (health.writable, health.backlog, health.write_failures) == (True, 0, 2)
+    assert health.last_error is None and health.failing_since is None
+    assert [await store.inner.get_run(i) for i in "abc"] == [run(i) for i in "abc"]
+
+
+async def test_a_task_state_alone_is_written_without_waiting_for_anything_else(
+    setup: Setup,
+) -> None:
+    setup.recorder.save_task(SaveTask("job", TaskRecord(), state_changed=True, from_store=True))
+    with anyio.fail_after(PATIENCE):
+        while not any(isinstance(e, TaskStateChanged) for e in setup.events):
+            setup.published = anyio.Event()
+            await setup.published.wait()
+    assert await setup.store.inner.load_task("job") == TaskRecord()
+
+
+async def test_a_stop_writes_what_was_queued_during_the_last_write(setup: Setup) -> None:
+    recorder, store = setup.recorder, setup.store
+    store.hang_writes()
+    recorder.record(run("a"))
+    with anyio.fail_after(PATIENCE):
+        await store.writing.wait()  # "a" is in flight, hanging
+    recorder.record(run("b"))  # arrives during the write, then the scheduler stops
+    with anyio.fail_after(PATIENCE):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(recorder.stop, 5.0)  # stopping, while "a" is still in flight
+            store.heal()
+    assert setup.run_ids() == ["a", "b"]
+    assert [await store.inner.get_run(i) for i in "ab"] == [run(i) for i in "ab"]
+
+
+async def test_a_stop_keeps_retrying_a_failing_store_within_its_grace(setup: Setup) -> None:
+    recorder, store = setup.recorder, setup.store
+    store.fail_writes(count=2)
+    recorder.record(run("a"))
+    with anyio.fail_after(PATIENCE):
+        await recorder.stop(5.0)  # the third try, 0.15 s later, is well within 5 s
+    assert setup.run_ids() == ["a"]
+    assert recorder.health.write_failures == 2
