@@ -17,6 +17,7 @@ from xtasks.abc import TaskRecord
 from xtasks.events import RunChanged, TaskStateChanged
 from xtasks.stores.memory import MemoryStore
 from xtasks.testing import FaultyStore
+from xtasks.testing._delegating import DelegatingStore
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Collection
@@ -33,16 +34,19 @@ def run(run_id: str, status: RunStatus = RunStatus.SUCCEEDED) -> RunRecord:
     return RunRecord(id=run_id, task="job", status=status, cause=RunCause.MANUAL, scheduled_at=T0)
 
 
-class WatchedStore(FaultyStore):
-    """Says when a write of runs begins (``writing``): to act while it is in flight."""
+class WatchedStore(DelegatingStore[FaultyStore]):
+    """A store that fails or hangs on request (``faults``) and says when a write of runs
+    begins (``writing``): to act while it is in flight."""
 
     def __init__(self) -> None:
-        super().__init__(MemoryStore())
+        super().__init__(FaultyStore(MemoryStore()))
+        self.faults = self.inner
+        self.memory = self.inner.inner
         self.writing = anyio.Event()
 
     async def save_runs(self, records: Collection[RunRecord]) -> list[str]:
         self.writing.set()
-        return await super().save_runs(records)
+        return await self.inner.save_runs(records)
 
 
 class Setup:
@@ -88,7 +92,7 @@ async def test_health_counts_the_queue_and_the_batch_in_flight_and_each_failure(
     setup: Setup,
 ) -> None:
     recorder, store = setup.recorder, setup.store
-    store.hang_writes()
+    store.faults.hang_writes()
     recorder.record(run("a"))
     recorder.record(run("b"))
     with anyio.fail_after(PATIENCE):
@@ -96,13 +100,13 @@ async def test_health_counts_the_queue_and_the_batch_in_flight_and_each_failure(
     assert recorder.health.backlog == 2
     recorder.record(run("c"))  # queued behind it
     assert recorder.health.backlog == 3
-    store.heal()
-    store.fail_writes(count=2, message="disk full")
+    store.faults.heal()
+    store.faults.fail_writes(count=2, message="disk full")
     assert await setup.published_runs(3) == ["a", "b", "c"]
     health = recorder.health
     assert (health.writable, health.backlog, health.write_failures) == (True, 0, 2)
     assert health.last_error is None and health.failing_since is None
-    assert [await store.inner.get_run(i) for i in "abc"] == [run(i) for i in "abc"]
+    assert [await store.memory.get_run(i) for i in "abc"] == [run(i) for i in "abc"]
 
 
 async def test_a_task_state_alone_is_written_without_waiting_for_anything_else(
@@ -113,12 +117,12 @@ async def test_a_task_state_alone_is_written_without_waiting_for_anything_else(
         while not any(isinstance(e, TaskStateChanged) for e in setup.events):
             setup.published = anyio.Event()
             await setup.published.wait()
-    assert await setup.store.inner.load_task("job") == TaskRecord()
+    assert await setup.store.memory.load_task("job") == TaskRecord()
 
 
 async def test_a_stop_writes_what_was_queued_during_the_last_write(setup: Setup) -> None:
     recorder, store = setup.recorder, setup.store
-    store.hang_writes()
+    store.faults.hang_writes()
     recorder.record(run("a"))
     with anyio.fail_after(PATIENCE):
         await store.writing.wait()  # "a" is in flight, hanging
@@ -126,14 +130,14 @@ async def test_a_stop_writes_what_was_queued_during_the_last_write(setup: Setup)
     with anyio.fail_after(PATIENCE):
         async with anyio.create_task_group() as tg:
             tg.start_soon(recorder.stop, 5.0)  # stopping, while "a" is still in flight
-            store.heal()
+            store.faults.heal()
     assert setup.run_ids() == ["a", "b"]
-    assert [await store.inner.get_run(i) for i in "ab"] == [run(i) for i in "ab"]
+    assert [await store.memory.get_run(i) for i in "ab"] == [run(i) for i in "ab"]
 
 
 async def test_a_stop_keeps_retrying_a_failing_store_within_its_grace(setup: Setup) -> None:
     recorder, store = setup.recorder, setup.store
-    store.fail_writes(count=2)
+    store.faults.fail_writes(count=2)
     recorder.record(run("a"))
     with anyio.fail_after(PATIENCE):
         await recorder.stop(5.0)  # the third try, 0.15 s later, is well within 5 s
