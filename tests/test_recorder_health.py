@@ -4,11 +4,13 @@ does with records still queued. Nothing here may be lost or miscounted."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import anyio
 import pytest
+import trio.testing
 
 from xtasks import RunCause, RunRecord, RunStatus
 from xtasks._decisions import SaveTask
@@ -43,9 +45,11 @@ class WatchedStore(DelegatingStore[FaultyStore]):
         self.faults = self.inner
         self.memory = self.inner.inner
         self.writing = anyio.Event()
+        self.tries: list[float] = []  # when each write of runs began (anyio time)
 
     async def save_runs(self, records: Collection[RunRecord]) -> list[str]:
         self.writing.set()
+        self.tries.append(anyio.current_time())
         return await self.inner.save_runs(records)
 
 
@@ -60,9 +64,9 @@ class Setup:
         self.events.append(event)
         self.published.set()
 
-    async def published_runs(self, count: int) -> list[str]:
+    async def published_runs(self, count: int, patience: float = PATIENCE) -> list[str]:
         """Wait until ``count`` run events went out; their run ids, in order."""
-        with anyio.fail_after(PATIENCE):
+        with anyio.fail_after(patience):
             while len(self.run_ids()) < count:
                 self.published = anyio.Event()
                 await self.published.wait()
@@ -143,3 +147,18 @@ async def test_a_stop_keeps_retrying_a_failing_store_within_its_grace(setup: Set
         await recorder.stop(5.0)  # the third try, 0.15 s later, is well within 5 s
     assert setup.run_ids() == ["a"]
     assert recorder.health.write_failures == 2
+
+
+@pytest.mark.parametrize(
+    "anyio_backend", [("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})]
+)
+async def test_a_failing_write_is_tried_again_after_a_pause_doubling_up_to_five_seconds(
+    setup: Setup,
+) -> None:
+    """Virtual time (trio's mock clock jumps over every sleep): the pauses are exact."""
+    setup.store.faults.fail_writes(count=9)
+    setup.recorder.record(run("a"))
+    assert await setup.published_runs(1, patience=60) == ["a"]  # 16.35 s of pauses
+    tries = setup.store.tries
+    pauses = [round(later - earlier, 6) for earlier, later in itertools.pairwise(tries)]
+    assert pauses == [0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0]
