@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
+import trio.testing
 
 from xtasks import Attempt, ConfigError, ErrorInfo, RunStatus, Scheduler, Task
 from xtasks._seed import task_from_seed
@@ -329,9 +330,11 @@ class ReleaseWhenWarned(logging.Handler):
         super().__init__(logging.WARNING)
         self.stubborn = stubborn
         self.messages: list[str] = []
+        self.times: list[float] = []  # anyio time of each
 
     def emit(self, record: logging.LogRecord) -> None:
         self.messages.append(record.getMessage())
+        self.times.append(anyio.current_time())
         if record.getMessage().startswith("not waiting"):
             self.stubborn.release.set()
 
@@ -368,3 +371,31 @@ async def test_shutdown_names_the_runs_past_its_grace_and_does_not_wait_for_a_st
     stored = await scheduler.store.get_run(handle.id)
     assert stored is not None
     assert (stored.status, stored.reason) == (RunStatus.CANCELLED, "shutdown")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "anyio_backend", [("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})]
+)
+async def test_shutdown_waits_its_grace_then_one_second_for_cancelled_runs_to_stop(
+    anyio_backend: object,
+) -> None:
+    """Virtual time: the grace (0.1 s here), then at least a second for what was
+    cancelled to stop, then on without it."""
+    stubborn = Stubborn()
+    scheduler = Scheduler(plugins=False, executors=[stubborn], shutdown_grace=0.1)
+    scheduler.add(Task("stuck", ping, executor="stubborn"))
+    warnings = ReleaseWhenWarned(stubborn)
+    logger = logging.getLogger("xtasks")
+    logger.addHandler(warnings)
+    try:
+        async with scheduler:
+            await scheduler.trigger("stuck")
+            with anyio.fail_after(_WAIT):
+                await stubborn.entered.wait()
+            leaving = anyio.current_time()
+    finally:
+        logger.removeHandler(warnings)
+    grace_over, not_waiting = warnings.times[:2]
+    assert round(grace_over - leaving, 6) == 0.1
+    assert round(not_waiting - grace_over, 6) == 1.0

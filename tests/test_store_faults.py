@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.to_thread
 import pytest
+import trio.testing
 
 from xtasks import Every, RunStatus, Scheduler, StoreError, Task
 from xtasks.events import RunChanged, TaskStateChanged
@@ -234,9 +235,11 @@ class _Lines(logging.Handler):
     def __init__(self) -> None:
         super().__init__()
         self.messages: list[str] = []
+        self.times: list[float] = []  # anyio time of each
 
     def emit(self, record: logging.LogRecord) -> None:
         self.messages.append(record.getMessage())
+        self.times.append(anyio.current_time())
 
     def said(self, text: str) -> bool:
         return any(text in message for message in self.messages)
@@ -443,3 +446,37 @@ async def test_a_database_file_deleted_while_running_is_said_not_silently_lost(
         await handle.wait()  # never reported final: it could not be stored
     logged = " ".join(r.getMessage() for r in caplog.records)
     assert "deleted or replaced" in logged and "could not be stored" in logged
+
+
+@pytest.mark.parametrize(
+    "anyio_backend", [("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})]
+)
+async def test_a_stop_tries_a_failing_store_for_a_second_then_says_what_is_lost(
+    anyio_backend: object,
+) -> None:
+    """Virtual time: with a grace shorter than a second, the last records still get a
+    whole second of tries (the pauses cut to what is left of it), then one error line."""
+    store = FaultyStore(MemoryStore())
+    ran = anyio.Event()
+
+    async def job() -> None:
+        ran.set()
+
+    lines = _Lines()
+    logging.getLogger("xtasks").addHandler(lines)
+    scheduler = Scheduler(store, plugins=False, shutdown_grace=0.1)
+    scheduler.add(Task("job", job))
+    try:
+        async with scheduler:
+            store.fail_writes(message="disk full")
+            await scheduler.trigger("job")
+            with anyio.fail_after(PATIENCE):
+                await ran.wait()
+            leaving = anyio.current_time()
+    finally:
+        logging.getLogger("xtasks").removeHandler(lines)
+    assert round(lines.times[-1] - leaving, 6) == 1.0
+    assert lines.messages[-1] == (
+        "stopping while the store cannot write (StoreError: disk full): the last changes "
+        "of 1 run(s) and 0 task state(s) could not be stored, and were not published"
+    )
