@@ -23,6 +23,7 @@ from xtasks.events import RunChanged, TaskStateChanged
 from xtasks.stores.memory import MemoryStore
 from xtasks.stores.sqlite import SQLiteStore
 from xtasks.testing import FakeClock, FaultyStore
+from xtasks.testing._delegating import DelegatingStore
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -282,11 +283,11 @@ async def test_leases_that_cannot_be_renewed_are_said_once_then_renewed_again(
     assert (await anyio.to_thread.run_sync(_stored_statuses, db))[handle.id] == "succeeded"
 
 
-class _ReapsFailing(MemoryStore):
-    """Reaping fails three times in a row, then works; ``recovered`` after one success."""
+class _ReapsFailing(DelegatingStore[MemoryStore]):
+    """Reaping works once, fails three times in a row, then works again (``recovered``)."""
 
     def __init__(self) -> None:
-        super().__init__(lease_ttl=0.15)  # a heartbeat every 0.05 s
+        super().__init__(MemoryStore(lease_ttl=0.15))  # a heartbeat every 0.05 s
         self.calls = 0
         self.recovered = anyio.Event()
 
@@ -296,7 +297,7 @@ class _ReapsFailing(MemoryStore):
             raise StoreError("the disk is full")
         if self.calls > 5:
             self.recovered.set()
-        return await super().reap_lost()
+        return await self.inner.reap_lost()
 
 
 async def test_a_lease_outage_is_said_once_when_it_starts_and_once_when_it_ends() -> None:
