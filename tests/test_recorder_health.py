@@ -4,7 +4,9 @@ does with records still queued. Nothing here may be lost or miscounted."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -12,7 +14,7 @@ import anyio
 import pytest
 import trio.testing
 
-from xtasks import RunCause, RunRecord, RunStatus
+from xtasks import RunCause, RunRecord, RunStatus, TaskState
 from xtasks._decisions import SaveTask
 from xtasks._recorder import Recorder, StoreHealth
 from xtasks.abc import TaskRecord
@@ -22,7 +24,7 @@ from xtasks.testing import FaultyStore
 from xtasks.testing._delegating import DelegatingStore
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Collection
+    from collections.abc import AsyncIterator, Collection, Iterator
 
     from xtasks.events import Event
 
@@ -30,6 +32,23 @@ pytestmark = pytest.mark.anyio
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 PATIENCE = 10
+
+
+@contextlib.contextmanager
+def capture_warnings() -> Iterator[list[str]]:
+    """What xtasks logs at WARNING and above meanwhile, in order."""
+    said: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            said.append(record.getMessage())
+
+    handler = Keep(logging.WARNING)
+    logging.getLogger("xtasks").addHandler(handler)
+    try:
+        yield said
+    finally:
+        logging.getLogger("xtasks").removeHandler(handler)
 
 
 def run(run_id: str, status: RunStatus = RunStatus.SUCCEEDED) -> RunRecord:
@@ -71,6 +90,13 @@ class Setup:
                 self.published = anyio.Event()
                 await self.published.wait()
         return self.run_ids()
+
+    async def task_states(self, count: int) -> None:
+        """Wait until ``count`` task state events went out."""
+        with anyio.fail_after(PATIENCE):
+            while sum(isinstance(e, TaskStateChanged) for e in self.events) < count:
+                self.published = anyio.Event()
+                await self.published.wait()
 
     def run_ids(self) -> list[str]:
         return [e.record.id for e in self.events if isinstance(e, RunChanged)]
@@ -116,12 +142,25 @@ async def test_health_counts_the_queue_and_the_batch_in_flight_and_each_failure(
 async def test_a_task_state_alone_is_written_without_waiting_for_anything_else(
     setup: Setup,
 ) -> None:
+    """A state another replica stored (``from_store``) is saved here as plain progress:
+    not written again as a numbered change for the fleet to apply."""
     setup.recorder.save_task(SaveTask("job", TaskRecord(), state_changed=True, from_store=True))
-    with anyio.fail_after(PATIENCE):
-        while not any(isinstance(e, TaskStateChanged) for e in setup.events):
-            setup.published = anyio.Event()
-            await setup.published.wait()
+    await setup.task_states(1)
     assert await setup.store.memory.load_task("job") == TaskRecord()
+    assert await setup.store.memory.task_state_changes(0) == (0, {})
+
+
+async def test_a_failed_task_state_write_counts_in_health_and_is_written_later(
+    setup: Setup,
+) -> None:
+    setup.store.faults.fail_writes(count=1, message="disk full")
+    paused = TaskRecord(state=TaskState.PAUSED)
+    setup.recorder.save_task(SaveTask("job", paused, state_changed=True))
+    await setup.task_states(1)
+    health = setup.recorder.health
+    assert (health.writable, health.write_failures, health.last_error) == (True, 1, None)
+    assert await setup.store.memory.load_task("job") == paused
+    assert await setup.store.memory.task_state_changes(0) == (1, {"job": TaskState.PAUSED})
 
 
 async def test_a_stop_writes_what_was_queued_during_the_last_write(setup: Setup) -> None:
@@ -156,9 +195,17 @@ async def test_a_failing_write_is_tried_again_after_a_pause_doubling_up_to_five_
     setup: Setup,
 ) -> None:
     """Virtual time (trio's mock clock jumps over every sleep): the pauses are exact."""
-    setup.store.faults.fail_writes(count=9)
-    setup.recorder.record(run("a"))
-    assert await setup.published_runs(1, patience=60) == ["a"]  # 16.35 s of pauses
+    await anyio.sleep(100)  # virtual: the outage starts at 100 s, not at the clock's 0
+    setup.store.faults.fail_writes(count=9, message="disk full")
+    with capture_warnings() as said:
+        setup.recorder.record(run("a"))
+        assert await setup.published_runs(1, patience=60) == ["a"]  # 16.35 s of pauses
+    failing = "the store cannot write (StoreError: disk full); 1 run record(s) and what "
+    failing += "follows are kept in memory and written when it can: runs go on meanwhile, "
+    failing += "their events wait"
+    again = "the store writes again after 16.4 s and 9 failed write(s); the records kept "
+    again += "meanwhile are being written"
+    assert said == [failing, again]
     tries = setup.store.tries
     pauses = [round(later - earlier, 6) for earlier, later in itertools.pairwise(tries)]
     assert pauses == [0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0]
