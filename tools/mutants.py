@@ -84,6 +84,7 @@ GROUPS: dict[str, Group] = {
             "tests/test_runtime.py",
             "tests/test_recorder_order.py",
             "tests/test_recorder_health.py",
+            "tests/test_claimer.py",
             "tests/test_scheduler.py",
             "tests/test_store_faults.py",
             "tests/test_store_faults_property.py",

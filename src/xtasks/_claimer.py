@@ -83,7 +83,7 @@ class Claimer:
         with self._claim_scope:
             while True:
                 if self._unclaimed:  # come back to record them once the store works
-                    with anyio.move_on_after(self._claim_backoff):
+                    with anyio.move_on_after(self._pause()):
                         await self._claim_wakeup.wait()
                 else:
                     await self._claim_wakeup.wait()
@@ -93,6 +93,12 @@ class Claimer:
                     await self._claim(claims)
                 if self._unclaimed and self._can_claim():
                     await self._record_unclaimed()
+
+    def _pause(self) -> float:
+        """Seconds until the unclaimed fires are tried again: until the pause the last
+        failed claim set is over; else (too many records wait to be written) a short one."""
+        left = self._claims_down_until - anyio.current_time()
+        return left if left > 0 else _FIRST_CLAIM_RETRY
 
     def _can_claim(self) -> bool:
         """Whether to ask the store for claims now: not while claims fail (until the next

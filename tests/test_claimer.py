@@ -1,0 +1,87 @@
+"""The claimer on its own, in virtual time (trio's mock clock jumps over every sleep):
+while the store cannot claim, it waits 0.5 s, then twice as long each time up to 10 s,
+before it tries again; once a claim works, the fires it could not claim are handed on as
+one range, named missed, and the pause starts over."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+import anyio
+import pytest
+import trio.testing
+
+from xtasks import RunCause
+from xtasks._claimer import Claimer
+from xtasks._decisions import ClaimFire
+from xtasks._recorder import Recorder
+from xtasks.stores.memory import MemoryStore
+from xtasks.testing import FaultyStore
+from xtasks.testing._delegating import DelegatingStore
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from xtasks import StoreError
+
+pytestmark = pytest.mark.anyio
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+class TimedClaims(DelegatingStore[FaultyStore]):
+    """Notes the anyio time of every claim asked of the store."""
+
+    def __init__(self) -> None:
+        super().__init__(FaultyStore(MemoryStore()))
+        self.tries: list[float] = []
+
+    async def claim_fire(self, task: str, fire_time: datetime, replica: str) -> bool:
+        self.tries.append(anyio.current_time())
+        return await self.inner.claim_fire(task, fire_time, replica)
+
+    async def claim_fires(
+        self, fires: Sequence[tuple[str, datetime]], replica: str
+    ) -> list[bool | StoreError]:
+        self.tries.append(anyio.current_time())
+        return await self.inner.claim_fires(fires, replica)
+
+
+@pytest.mark.parametrize(
+    "anyio_backend", [("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})]
+)
+async def test_failing_claims_are_tried_again_after_pauses_doubling_up_to_ten_seconds(
+    anyio_backend: object,
+) -> None:
+    store = TimedClaims()
+    await store.open()
+    won: list[ClaimFire] = []
+    handed = anyio.Event()
+
+    def on_won(claim: ClaimFire) -> None:
+        won.append(claim)
+        handed.set()
+
+    claimer = Claimer(store, "r1", Recorder(store, lambda event: None), on_won)
+    store.inner.fail_writes(count=7, message="locked")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(claimer.run)
+        for minute in (1, 2, 3):  # three fires of one task; the first claim fails
+            claimer.add(ClaimFire("tick", T0 + timedelta(minutes=minute), RunCause.SCHEDULE))
+            await anyio.sleep(0.1)
+        with anyio.fail_after(120):
+            await handed.wait()
+        claimer.stop()
+    pauses = [round(b - a, 6) for a, b in itertools.pairwise(store.tries)]
+    # the fires due meanwhile are held without asking the store: one try per pause
+    assert pauses == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+    assert claimer.claim_error is None and claimer.unclaimed == 0
+    [claim] = won  # the first unclaimed fire, standing for all three
+    assert (claim.fire_time, claim.missed, claim.missed_until) == (
+        T0 + timedelta(minutes=1),
+        3,
+        T0 + timedelta(minutes=3),
+    )
+    assert claim.missed_because == "not claimed: the store could not claim it: locked"
