@@ -13,7 +13,7 @@ import anyio
 import pytest
 import trio.testing
 
-from xtasks import RunCause
+from xtasks import RunCause, RunRecord, RunStatus
 from xtasks._claimer import Claimer
 from xtasks._decisions import ClaimFire
 from xtasks._recorder import Recorder
@@ -85,3 +85,38 @@ async def test_failing_claims_are_tried_again_after_pauses_doubling_up_to_ten_se
         T0 + timedelta(minutes=3),
     )
     assert claim.missed_because == "not claimed: the store could not claim it: locked"
+
+
+@pytest.mark.parametrize(
+    "anyio_backend", [("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})]
+)
+async def test_no_fire_is_claimed_while_ten_thousand_records_wait_to_be_written(
+    anyio_backend: object,
+) -> None:
+    """A store that cannot keep up: from 10,000 records waiting (not one fewer), due fires
+    are held (and recorded missed later) instead of claimed and run on top of them."""
+    store = TimedClaims()
+    await store.open()
+    recorder = Recorder(store, lambda event: None)  # not started: what it is given waits
+    won: list[ClaimFire] = []
+    claimer = Claimer(store, "r1", recorder, won.append)
+    for i in range(9_999):
+        recorder.record(run_record(f"r{i}"))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(claimer.run)
+        claimer.add(ClaimFire("tick", T0, RunCause.SCHEDULE))
+        await anyio.sleep(1)  # virtual: returns once every task waits
+        assert [c.fire_time for c in won] == [T0]
+        recorder.record(run_record("r9999"))
+        claimer.add(ClaimFire("tick", T0 + timedelta(minutes=1), RunCause.SCHEDULE))
+        await anyio.sleep(1)
+        assert claimer.unclaimed == 1
+        claimer.stop()
+    assert [c.fire_time for c in won] == [T0]
+    assert len(store.tries) == 1  # the second fire was not asked of the store
+
+
+def run_record(run_id: str) -> RunRecord:
+    return RunRecord(
+        id=run_id, task="job", status=RunStatus.SUCCEEDED, cause=RunCause.MANUAL, scheduled_at=T0
+    )
