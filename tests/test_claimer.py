@@ -13,7 +13,7 @@ import anyio
 import pytest
 import trio.testing
 
-from xtasks import RunCause, RunRecord, RunStatus
+from xtasks import RunCause, RunRecord, RunStatus, StoreError
 from xtasks._claimer import Claimer
 from xtasks._decisions import ClaimFire
 from xtasks._recorder import Recorder
@@ -23,8 +23,6 @@ from xtasks.testing._delegating import DelegatingStore
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-
-    from xtasks import StoreError
 
 pytestmark = pytest.mark.anyio
 
@@ -45,8 +43,13 @@ class TimedClaims(DelegatingStore[FaultyStore]):
     async def claim_fires(
         self, fires: Sequence[tuple[str, datetime]], replica: str
     ) -> list[bool | StoreError]:
+        """Like a backend of someone else's: a failure raises for the whole batch."""
         self.tries.append(anyio.current_time())
-        return await self.inner.claim_fires(fires, replica)
+        outcomes = await self.inner.claim_fires(fires, replica)
+        for outcome in outcomes:
+            if isinstance(outcome, StoreError):
+                raise outcome
+        return outcomes
 
 
 @pytest.mark.parametrize(
