@@ -139,13 +139,13 @@ class Claimer:
             self._claim_failed(failure)
 
     def _why_not_claimed(self) -> str:
+        """Why a fire due now is held, in the words its ``missed`` record will give."""
         health = self._recorder.health
         if health.backlog >= self.max_backlog:
-            return (
-                f"{health.backlog} records waited to be written "
-                f"(the store failed: {health.last_error})"
-            )
-        return f"the store failed: {health.last_error or 'claims failed'}"
+            why = f"{health.backlog} records waited to be written"
+            return why + (f" (the store failed: {health.last_error})" if health.last_error else "")
+        claims = self.claim_error[0] if self.claim_error is not None else "claims failed"
+        return f"the store failed: {health.last_error or claims}"
 
     def _claim_failed(self, exc: StoreError) -> None:
         if self._claims_down_until == -math.inf:
