@@ -6,6 +6,7 @@ one range, named missed, and the pause starts over."""
 from __future__ import annotations
 
 import itertools
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,17 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.anyio
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+class Said(logging.Handler):
+    """xtasks' warnings, in order."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
 
 
 class TimedClaims(DelegatingStore[FaultyStore]):
@@ -61,23 +73,34 @@ async def test_failing_claims_are_tried_again_after_pauses_doubling_up_to_ten_se
     store = TimedClaims()
     await store.open()
     won: list[ClaimFire] = []
-    handed = anyio.Event()
+    both = anyio.Event()
 
     def on_won(claim: ClaimFire) -> None:
         won.append(claim)
-        handed.set()
+        if len(won) == 2:
+            both.set()
 
     claimer = Claimer(store, "r1", Recorder(store, lambda event: None), on_won)
     store.inner.fail_writes(count=7, message="locked")
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(claimer.run)
-        for minute in (1, 2, 3):  # three fires of one task; the first claim fails
-            claimer.add(ClaimFire("tick", T0 + timedelta(minutes=minute), RunCause.SCHEDULE))
-            await anyio.sleep(0.1)
-        claimer.add(ClaimFire("tock", T0 + timedelta(minutes=3), RunCause.SCHEDULE))
-        with anyio.fail_after(120):
-            await handed.wait()
-        claimer.stop()
+    said = Said()
+    logging.getLogger("xtasks").addHandler(said)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(claimer.run)
+            for minute in (1, 2, 3):  # three fires of one task; the first claim fails
+                fire = ClaimFire("tick", T0 + timedelta(minutes=minute), RunCause.SCHEDULE)
+                claimer.add(fire)
+                await anyio.sleep(0.1)
+            claimer.add(ClaimFire("tock", T0 + timedelta(minutes=3), RunCause.SCHEDULE))
+            with anyio.fail_after(120):
+                await both.wait()
+            claimer.stop()
+    finally:
+        logging.getLogger("xtasks").removeHandler(said)
+    # said once when it starts and once when it ends, whatever the tries between
+    failing = "the store cannot claim fires (locked); fires due meanwhile are recorded "
+    failing += "missed once it can"
+    assert said.messages == [failing, "the store claims fires again"]
     pauses = [round(b - a, 6) for a, b in itertools.pairwise(store.tries)]
     # the fires due meanwhile are held without asking the store: one try per pause
     assert pauses == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0, 0.0]  # tick's, then tock's
