@@ -171,7 +171,9 @@ async def test_alerts_queued_at_exit_are_still_delivered() -> None:
     assert [a.kind for a in slow.alerts] == [AlertKind.FAILING]
 
 
-async def test_draining_at_exit_is_bounded_by_the_shutdown_grace() -> None:
+async def test_draining_at_exit_is_bounded_by_the_shutdown_grace(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     hung = Inbox(delay=3600)
     scheduler = Scheduler(plugins=False, alerters=[hung], shutdown_grace=0.2)
     scheduler.add(Task("broken", failing))
@@ -179,6 +181,9 @@ async def test_draining_at_exit_is_bounded_by_the_shutdown_grace() -> None:
         async with scheduler:
             await (await scheduler.trigger("broken")).wait()
     assert hung.alerts == []
+    # a grace under a second still gives alerts a whole second, and says they were dropped
+    said = [r.getMessage() for r in caplog.records if r.name == "xtasks"]
+    assert "alerts still undelivered after the 1 s shutdown grace were abandoned" in said
 
 
 async def test_failed_deliveries_are_counted_in_the_stats() -> None:
