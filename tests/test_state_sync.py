@@ -19,6 +19,7 @@ from xtasks.abc import TaskRecord
 from xtasks.events import TaskStateChanged
 from xtasks.stores import open_store
 from xtasks.stores.memory import MemoryStore
+from xtasks.testing._delegating import DelegatingStore
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -301,3 +302,45 @@ async def test_reads_and_actions_go_on_from_this_replica_s_view_while_changes_ca
         ).status is RunStatus.SUCCEEDED
         await scheduler.pause("job")
         assert (await scheduler.describe("job")).state is TaskState.PAUSED
+
+
+class HeldChanges(DelegatingStore[MemoryStore]):
+    """The state changes of one replica wait at ``gate`` on their way to the store."""
+
+    def __init__(self, inner: MemoryStore) -> None:
+        super().__init__(inner)
+        self.writing = anyio.Event()
+        self.gate = anyio.Event()
+
+    async def change_task_state(self, task: str, record: TaskRecord) -> int:
+        self.writing.set()
+        await self.gate.wait()
+        return await self.inner.change_task_state(task, record)
+
+
+async def test_changes_read_while_this_replicas_own_change_is_unstored_do_not_undo_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """a pauses; before its pause is stored, b pauses and resumes. a's read of b's
+    changes must not undo a's newer pause (only a's stored change may); once stored,
+    the fleet goes by a's pause, the last change made."""
+    import xtasks._state_sync
+
+    monkeypatch.setattr(xtasks._state_sync, "POLL_INTERVAL", 3600.0)
+    shared = MemoryStore()
+    held = HeldChanges(shared)
+    job = Task("job", tick, trigger=Every(seconds=3600))
+    a, b = replica(held, "a", job), replica(shared, "b", job)
+    async with a, b, anyio.create_task_group() as tg:
+        tg.start_soon(a.pause, "job")  # returns once stored: after the gate
+        try:
+            with anyio.fail_after(ARRIVES):
+                await held.writing.wait()
+            await b.pause("job")
+            await b.resume("job")  # stored after a's pause was made, before it is stored
+            await a.describe("job")  # a reads b's two changes
+            assert a.states() == {"job": TaskState.PAUSED}
+        finally:
+            held.gate.set()
+    async with a, b:  # restarted: both read the fleet's state from the store
+        assert a.states() == b.states() == {"job": TaskState.PAUSED}
