@@ -112,9 +112,19 @@ GROUPS: dict[str, Group] = {
     ),
     "sqlite": Group(
         modules=("xtasks/stores/sqlite.py", "xtasks/stores/_sql.py"),
-        tests=("tests/stores/test_sqlite.py", "tests/stores/test_contract.py"),
+        tests=(
+            "tests/stores/test_sqlite.py",
+            "tests/stores/test_contract.py",
+            "tests/stores/test_open_store.py",  # URLs, options and their errors
+            "tests/stores/test_run_feed.py",
+            "tests/test_store_faults.py",  # another process holding the lock, a full disk
+            "tests/test_state_sync.py",  # two store objects on one file
+            "tests/test_catch_up_restart.py",
+            "tests/test_published_after_commit.py",
+            "tests/test_lease_reaped.py",
+        ),
         budget=210,
-        keyword="sqlite",
+        keyword="not memory and not postgres and not redis",  # the other backends' cases
     ),
 }
 
