@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import os
 import sqlite3
 import sys
 import textwrap
+import threading
 import time
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta, timezone
@@ -122,9 +126,12 @@ async def test_concurrent_openers_migrate_once(db: Path) -> None:
     conn.close()
 
 
-async def test_a_v1_database_migrates_keeping_its_data(db: Path) -> None:
+async def test_a_v1_database_migrates_keeping_its_data(
+    db: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     from xtasks.stores import _sql
 
+    caplog.set_level(logging.INFO, "xtasks.stores")
     conn = sqlite3.connect(db, isolation_level=None)
     for statement in _sql.MIGRATIONS[0]:
         conn.execute(statement)
@@ -142,6 +149,8 @@ async def test_a_v1_database_migrates_keeping_its_data(db: Path) -> None:
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == LATEST
     conn.close()
+    said = [r.getMessage() for r in caplog.records if r.name == "xtasks.stores"]
+    assert said == [f"SQLite store {db}: schema migrated v1 -> v{LATEST}"]
 
 
 async def test_a_v2_database_renames_trigger_to_cause_keeping_every_run(db: Path) -> None:
@@ -212,10 +221,99 @@ async def test_corrupted_file_names_the_path(db: Path) -> None:
 
 async def test_missing_directory_names_the_path(tmp_path: Path) -> None:
     path = tmp_path / "nowhere" / "x.db"
+    store = SQLiteStore(path)
     with pytest.raises(StoreError, match="does not exist") as info:
-        await SQLiteStore(path).open()
+        await store.open()
     assert str(path) in str(info.value)
     assert not (tmp_path / "nowhere").exists()
+    with pytest.raises(StoreError, match="store is not open"):  # not "closed": it never was
+        await store.get_run("x")
+
+
+def _open_files(path: Path) -> list[str]:
+    """This process's file descriptors open on ``path`` (or its -wal/-shm files)."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith(str(path)):
+                found.append(target)
+    return found
+
+
+async def test_a_file_that_fails_to_open_is_not_left_open(db: Path) -> None:
+    await anyio.Path(db).write_bytes(b"this is not a database at all " * 200)
+    with pytest.raises(StoreError, match="cannot open"):
+        await SQLiteStore(db).open()
+    assert _open_files(db) == []
+
+
+async def test_close_closes_the_file_and_folds_the_write_ahead_log_back(db: Path) -> None:
+    async with opened(db) as store:
+        await store.save_runs([run(f"r{i}") for i in range(50)])
+        assert (db.parent / f"{db.name}-wal").stat().st_size > 0
+    assert _open_files(db) == []
+    wal = db.parent / f"{db.name}-wal"
+    assert not wal.exists() or wal.stat().st_size == 0  # checkpointed into the file
+
+
+def test_a_store_shows_its_file() -> None:
+    assert repr(SQLiteStore("/var/lib/app/xtasks.db")) == "SQLiteStore('/var/lib/app/xtasks.db')"
+
+
+async def test_a_database_that_cannot_use_wal_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    async with opened(":memory:"):  # type: ignore[arg-type]
+        pass
+    said = [r.getMessage() for r in caplog.records if r.name == "xtasks.stores"]
+    assert "SQLite store :memory:: journal mode is memory, not WAL" in said
+
+
+def _hold_lock(db: Path, *, write: bool) -> tuple[sqlite3.Connection, threading.Event]:
+    """Another connection holding ``db``'s write lock (or, for a new file still in
+    rollback mode, a read lock) until the returned event is set."""
+    other = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+    if not write:
+        other.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    return other, threading.Event()
+
+
+async def test_a_write_waits_for_a_lock_no_longer_than_busy_timeout(db: Path) -> None:
+    """busy_timeout=0.05: a write meeting another connection's write lock fails quickly
+    (SQLite's default of Python's driver would wait 5 s), naming the lock."""
+    async with opened(db, busy_timeout=0.05) as store:
+        other, _ = _hold_lock(db, write=True)
+        try:
+            with anyio.fail_after(3), pytest.raises(StoreError, match="locked"):
+                await store.save_runs([run("r1")])
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        await store.save_runs([run("r1")])  # the lock is gone: it goes through
+
+
+async def test_a_new_file_switches_to_wal_once_a_reader_lets_go_within_busy_timeout(
+    db: Path,
+) -> None:
+    """A brand-new file another process reads (in rollback mode) cannot switch to WAL at
+    once, and SQLite does not wait there by itself: the store retries within its
+    busy_timeout, and fails naming the lock when it is spent."""
+    sqlite3.connect(db).close()  # created in rollback mode, as a racing opener may find it
+    reader, _ = _hold_lock(db, write=False)
+    with pytest.raises(StoreError, match="locked"):
+        await SQLiteStore(db, busy_timeout=0.05).open()
+
+    async def let_go_later() -> None:
+        await anyio.sleep(0.3)  # the other process's read, going on meanwhile
+        await anyio.to_thread.run_sync(reader.execute, "COMMIT")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(let_go_later)
+        async with opened(db, busy_timeout=10) as store:
+            assert await store.get_run("x") is None
+    reader.close()
+    with sqlite3.connect(db) as check:
+        assert check.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 async def test_close_is_idempotent_and_calls_after_close_fail(db: Path) -> None:
