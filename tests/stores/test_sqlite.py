@@ -997,3 +997,25 @@ async def test_event_loop_is_not_blocked_while_sqlite_waits(db: Path) -> None:
                     await claimed.wait()
         finally:
             other.close()
+
+
+async def test_reaped_runs_are_numbered_in_the_run_feed_and_counted_lost(db: Path) -> None:
+    """Two runs reaped in one call: each is a change of the feed, numbered in order after
+    what was there, and each counts once in the totals as lost."""
+    now = [1_000_000.0]
+    async with opened(db, lease_ttl=5, clock=lambda: now[0]) as store:
+        await store.save_runs([run(f"r{i}", status=RunStatus.RUNNING, replica="a") for i in (1, 2)])
+        before = (await store.run_changes(0, 0)).latest
+        now[0] += 6  # both leases expired
+        reaped = await store.reap_lost()
+        assert sorted(r.id for r in reaped) == ["r1", "r2"]
+        changes = await store.run_changes(before)
+        assert changes.latest == before + 2
+        numbers = [number for number, _ in changes.changes]
+        assert numbers == [before + 1, before + 2]
+        assert sorted((r.id, r.status) for _, r in changes.changes) == [
+            ("r1", RunStatus.LOST),
+            ("r2", RunStatus.LOST),
+        ]
+        totals = [(t.task, t.status, t.runs) for t in await store.run_totals()]
+        assert totals == [("t", RunStatus.LOST, 2)]
