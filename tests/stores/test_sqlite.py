@@ -329,6 +329,7 @@ async def test_close_is_idempotent_and_calls_after_close_fail(db: Path) -> None:
     for call in (
         store.get_run("r1"),
         store.list_runs(),
+        store.list_runs(statuses=[]),  # nothing to read, but still a closed store
         store.claim_fire("t", T0, "a"),
         store.save_runs([run("r2")]),
         store.save_runs([]),
