@@ -122,6 +122,8 @@ GROUPS: dict[str, Group] = {
             "tests/test_catch_up_restart.py",
             "tests/test_published_after_commit.py",
             "tests/test_lease_reaped.py",
+            "tests/test_task_faults.py",  # results and errors bounded on their way in
+            "tests/test_record_fields.py",  # every field of a record through each column
         ),
         budget=210,
         keyword="not memory and not postgres and not redis",  # the other backends' cases
