@@ -589,6 +589,17 @@ async def test_old_claims_are_pruned_behind_a_floor(db: Path) -> None:
     conn.close()
 
 
+async def test_claims_of_the_last_day_are_kept_and_raise_no_floor(db: Path) -> None:
+    """Only claims older than a day are pruned: an hour-old claim stays (claimed once),
+    and an earlier fire nobody claimed yet can still be claimed (no floor above it)."""
+    hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    async with opened(db) as store:
+        assert await store.claim_fire("t", hour_ago, "a")
+        await store.prune()
+        assert not await store.claim_fire("t", hour_ago, "b")
+        assert await store.claim_fire("t", hour_ago - timedelta(hours=1), "b")
+
+
 # -- leases and fencing ---------------------------------------------------------------
 
 
