@@ -1031,3 +1031,26 @@ async def test_reaped_runs_are_numbered_in_the_run_feed_and_counted_lost(db: Pat
         ]
         totals = [(t.task, t.status, t.runs) for t in await store.run_totals()]
         assert totals == [("t", RunStatus.LOST, 2)]
+
+
+async def test_a_failing_retention_keeps_the_write_warns_and_runs_again_next_time(
+    db: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Retention fails (its statement cannot run here: SQLite cannot be made to fail this
+    one statement on demand): the write that triggered it stands, one warning says
+    retention will retry, and the next write's retention does the work."""
+    async with opened(db, max_runs_per_task=1) as store:
+        store.prune_every = 1
+        monkeypatch.setattr(_sql, "PRUNE_COUNT", "SELECT no_such_column FROM runs")
+        await store.save_runs(
+            [run("r1", scheduled_at=T0), run("r2", scheduled_at=T0 + timedelta(1))]
+        )
+        assert {r.id for r in await store.list_runs()} == {"r1", "r2"}  # the write stands
+        said = [r.getMessage() for r in caplog.records if r.name == "xtasks.stores"]
+        assert len(said) == 1 and said[0].startswith(f"SQLite store {db}: retention failed")
+        monkeypatch.undo()
+        caplog.set_level(logging.DEBUG, "xtasks.stores")
+        await store.save_runs([run("r3", scheduled_at=T0 + timedelta(2))])
+        assert [r.id for r in await store.list_runs()] == ["r3"]
+        said = [r.getMessage() for r in caplog.records if r.name == "xtasks.stores"]
+        assert said[-1] == f"SQLite store {db}: retention deleted 2 run(s)"
