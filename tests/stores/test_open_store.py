@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from xtasks import ConfigError
@@ -54,3 +57,20 @@ def test_open_store_chooses_among_the_registry_it_is_given() -> None:
         open_store("memory://", stores)
     with pytest.raises(ConfigError, match="unknown store URL 'mem://a'"):
         open_store("mem://a")
+
+
+def test_the_durability_guide_states_the_sqlite_defaults() -> None:
+    """The guide's table of store options says each default; a SQLite store opened from a
+    bare URL has exactly those."""
+    guide = (Path(__file__).parents[2] / "docs" / "guides" / "durability.md").read_text()
+    option_rows = r"^\| `(\w+)=[A-Z]+` \| [^|]+ \| ([^|]+) \|$"
+    rows = dict(re.findall(option_rows, guide, re.MULTILINE))
+    store = open_store("sqlite:///x.db")
+    assert isinstance(store, SQLiteStore)
+    assert (float(rows["lease_ttl"]), float(rows["busy_timeout"])) == (
+        store.lease_ttl,
+        store.busy_timeout,
+    )
+    assert "SQLite and PostgreSQL: the whole history" in rows["max_runs_per_task"]
+    assert store.max_runs_per_task is None
+    assert rows["max_age"].strip() == "none" and store.max_age is None
