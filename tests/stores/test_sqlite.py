@@ -79,6 +79,10 @@ def test_bad_options() -> None:
         SQLiteStore("x.db", max_runs_per_task=0)
     with pytest.raises(ConfigError, match="max_age"):
         SQLiteStore("x.db", max_age=-1)
+    for busy in (-1, -0.5, float("inf"), float("nan")):
+        with pytest.raises(ConfigError, match="busy_timeout.*must be >= 0 seconds"):
+            SQLiteStore("x.db", busy_timeout=busy)
+    assert SQLiteStore("x.db", busy_timeout=0).busy_timeout == 0  # fail at once: allowed
 
 
 async def test_wal_mode_and_schema_version(db: Path) -> None:
