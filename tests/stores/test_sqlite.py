@@ -298,26 +298,27 @@ async def test_a_write_waits_for_a_lock_no_longer_than_busy_timeout(db: Path) ->
         await store.save_runs([run("r1")])  # the lock is gone: it goes through
 
 
-async def test_a_new_file_switches_to_wal_once_a_reader_lets_go_within_busy_timeout(
+async def test_a_new_file_switches_to_wal_once_a_writer_lets_go_within_busy_timeout(
     db: Path,
 ) -> None:
-    """A brand-new file another process reads (still in rollback mode) cannot switch to
-    WAL at once: opening waits for the reader within busy_timeout, and fails naming the
-    lock when it is spent."""
+    """A brand-new file another process is writing (still in rollback mode) cannot switch
+    to WAL at once, and SQLite answers "locked" there without waiting (its busy handler is
+    not called): the store retries within its busy_timeout, and fails naming the lock
+    once that is spent."""
     sqlite3.connect(db).close()  # created in rollback mode, as a racing opener may find it
-    reader, _ = _hold_lock(db, write=False)
+    writer, _ = _hold_lock(db, write=True)
     with pytest.raises(StoreError, match="locked"):
         await SQLiteStore(db, busy_timeout=0.05).open()
 
     async def let_go_later() -> None:
-        await anyio.sleep(0.3)  # the other process's read, going on meanwhile
-        await anyio.to_thread.run_sync(reader.execute, "COMMIT")
+        await anyio.sleep(0.3)  # the other process's write, going on meanwhile
+        await anyio.to_thread.run_sync(writer.execute, "COMMIT")
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(let_go_later)
         async with opened(db, busy_timeout=10) as store:
             assert await store.get_run("x") is None
-    reader.close()
+    writer.close()
     with sqlite3.connect(db) as check:
         assert check.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
