@@ -594,6 +594,7 @@ def run_group(
         def record(mutant: Mutant, outcome: str, why: str) -> None:
             if outcome == "survived" and mutant.key in known:
                 tally.equivalent += 1
+                print(f"  equivalent (listed): {mutant.key}", flush=True)  # a stale entry shows
             elif outcome == "survived":
                 tally.survived += 1
                 survivors.append((mutant, why))

@@ -1059,3 +1059,19 @@ async def test_a_failing_retention_keeps_the_write_warns_and_runs_again_next_tim
         assert [r.id for r in await store.list_runs()] == ["r3"]
         said = [r.getMessage() for r in caplog.records if r.name == "xtasks.stores"]
         assert said[-1] == f"SQLite store {db}: retention deleted 2 run(s)"
+
+
+async def test_a_write_that_fails_midway_leaves_no_transaction_open(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A statement failing inside a write's transaction (made to fail here: SQLite cannot
+    be made to fail one statement on demand) rolls it back: the error names the write,
+    and the next write goes through instead of finding a transaction still open."""
+    record = AuditRecord(at=T0, actor="ops", action="pause", task="t", outcome="ok")
+    async with opened(db) as store:
+        monkeypatch.setattr(_sql, "ADD_AUDIT", "INSERT INTO no_such_table VALUES (1)")
+        with pytest.raises(StoreError, match="add audit record failed"):
+            await store.add_audit(record)
+        monkeypatch.undo()
+        await store.add_audit(record)
+        assert await store.list_audit(task="t") == [record]
