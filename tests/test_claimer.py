@@ -167,3 +167,35 @@ def run_record(run_id: str) -> RunRecord:
     return RunRecord(
         id=run_id, task="job", status=RunStatus.SUCCEEDED, cause=RunCause.MANUAL, scheduled_at=T0
     )
+
+
+@pytest.mark.parametrize(
+    "anyio_backend", [("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})]
+)
+async def test_a_fire_another_replica_claimed_is_not_handed_on_and_is_logged(
+    anyio_backend: object,
+) -> None:
+    store = TimedClaims()
+    await store.open()
+    assert await store.inner.claim_fire("tick", T0, "r2")  # the other replica was first
+    won: list[ClaimFire] = []
+    claimer = Claimer(store, "r1", Recorder(store, lambda event: None), won.append)
+    said = Said()
+    said.setLevel(logging.DEBUG)
+    logger = logging.getLogger("xtasks")
+    level = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(said)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(claimer.run)
+            claimer.add(ClaimFire("tick", T0, RunCause.SCHEDULE))
+            await anyio.sleep(1)  # virtual: returns once every task waits
+            claimer.stop()
+    finally:
+        logger.removeHandler(said)
+        logger.setLevel(level)
+    assert won == []
+    assert said.messages == [
+        "fire 2026-03-01T00:00:00+00:00 of task 'tick' was claimed by another replica"
+    ]
