@@ -446,3 +446,12 @@ async def test_a_chain_deeper_than_the_recursion_limit_fires_fails_and_skips_end
     assert len(skipped) == depth - 1
     assert stored_last == finals[0]
     assert stored_last.reason == f"upstream_skipped: t{depth - 2}"
+
+
+def test_a_result_of_exactly_64_kib_of_json_is_kept_whole_one_more_is_cut() -> None:
+    """README: the SQLite store keeps at most 64 KiB (65,536 characters) of a result's
+    JSON text: a result of exactly that is kept as it is, one character more is cut."""
+    assert MAX_RESULT_CHARS == 65_536  # the bound README states
+    exact = "x" * (65_536 - 2)  # its JSON adds the two quotes
+    assert dump_result(exact) == json.dumps(exact)
+    assert json.loads(dump_result(exact + "x") or "").endswith("characters cut]")
