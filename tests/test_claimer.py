@@ -14,6 +14,7 @@ import anyio
 import pytest
 import trio.testing
 
+from tests._log_lines import LogLines
 from xtasks import RunCause, RunRecord, RunStatus, StoreError
 from xtasks._claimer import Claimer
 from xtasks._decisions import ClaimFire
@@ -28,17 +29,6 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.anyio
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
-
-
-class Said(logging.Handler):
-    """xtasks' warnings, in order."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
 
 
 class TimedClaims(DelegatingStore[FaultyStore]):
@@ -82,7 +72,7 @@ async def test_failing_claims_are_tried_again_after_pauses_doubling_up_to_ten_se
 
     claimer = Claimer(store, "r1", Recorder(store, lambda event: None), on_won)
     store.inner.fail_writes(count=7, message="locked")
-    said = Said()
+    said = LogLines(logging.WARNING)
     logging.getLogger("xtasks").addHandler(said)
     try:
         async with anyio.create_task_group() as tg:
@@ -180,7 +170,7 @@ async def test_a_fire_another_replica_claimed_is_not_handed_on_and_is_logged(
     assert await store.inner.claim_fire("tick", T0, "r2")  # the other replica was first
     won: list[ClaimFire] = []
     claimer = Claimer(store, "r1", Recorder(store, lambda event: None), won.append)
-    said = Said()
+    said = LogLines(logging.WARNING)
     said.setLevel(logging.DEBUG)
     logger = logging.getLogger("xtasks")
     level = logger.level

@@ -12,6 +12,7 @@ import anyio
 import pytest
 import trio.testing
 
+from tests._log_lines import LogLines
 from xtasks import Attempt, ConfigError, ErrorInfo, RunStatus, Scheduler, Task
 from xtasks._seed import task_from_seed
 from xtasks.abc import Executor, with_worker_traceback
@@ -323,18 +324,15 @@ class Stubborn(Executor):
         return attempt.task.func()
 
 
-class ReleaseWhenWarned(logging.Handler):
+class ReleaseWhenWarned(LogLines):
     """Keeps xtasks' warnings; the one saying shutdown stops waiting releases ``stubborn``."""
 
     def __init__(self, stubborn: Stubborn) -> None:
         super().__init__(logging.WARNING)
         self.stubborn = stubborn
-        self.messages: list[str] = []
-        self.times: list[float] = []  # anyio time of each
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-        self.times.append(anyio.current_time())
+        super().emit(record)
         if record.getMessage().startswith("not waiting"):
             self.stubborn.release.set()
 

@@ -4,7 +4,6 @@ does with records still queued. Nothing here may be lost or miscounted."""
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import re
@@ -15,6 +14,7 @@ import anyio
 import pytest
 import trio.testing
 
+from tests._log_lines import LogLines
 from xtasks import RunCause, RunRecord, RunStatus, TaskState
 from xtasks._decisions import SaveTask
 from xtasks._recorder import Recorder, StoreHealth
@@ -25,7 +25,7 @@ from xtasks.testing import FaultyStore
 from xtasks.testing._delegating import DelegatingStore
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Collection, Iterator
+    from collections.abc import AsyncIterator, Collection
 
     from xtasks.events import Event
 
@@ -33,23 +33,6 @@ pytestmark = pytest.mark.anyio
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 PATIENCE = 10
-
-
-@contextlib.contextmanager
-def capture_warnings() -> Iterator[list[str]]:
-    """What xtasks logs at WARNING and above meanwhile, in order."""
-    said: list[str] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            said.append(record.getMessage())
-
-    handler = Keep(logging.WARNING)
-    logging.getLogger("xtasks").addHandler(handler)
-    try:
-        yield said
-    finally:
-        logging.getLogger("xtasks").removeHandler(handler)
 
 
 def run(run_id: str, status: RunStatus = RunStatus.SUCCEEDED) -> RunRecord:
@@ -198,20 +181,24 @@ async def test_a_failing_write_is_tried_again_after_a_pause_doubling_up_to_five_
     """Virtual time (trio's mock clock jumps over every sleep): the pauses are exact."""
     await anyio.sleep(100)  # virtual: the outage starts at 100 s, not at the clock's 0
     setup.store.faults.fail_writes(count=9, message="disk full")
-    with capture_warnings() as said:
+    said = LogLines(logging.WARNING)
+    logging.getLogger("xtasks").addHandler(said)
+    try:
         setup.recorder.record(run("a"))
         assert await setup.published_runs(1, patience=60) == ["a"]  # 16.35 s of pauses
+    finally:
+        logging.getLogger("xtasks").removeHandler(said)
     failing = "the store cannot write (StoreError: disk full); 1 run record(s) and what "
     failing += "follows are kept in memory and written when it can: runs go on meanwhile, "
     failing += "their events wait"
-    assert said[0] == failing
+    assert said.messages[0] == failing
     again = re.fullmatch(
         r"the store writes again after ([0-9.]+) s and 9 failed write\(s\); the records "
         r"kept meanwhile are being written",
-        said[1],
+        said.messages[1],
     )
     assert again is not None and float(again[1]) == pytest.approx(16.35, abs=0.051)
-    assert len(said) == 2
+    assert len(said.messages) == 2
     tries = setup.store.tries
     pauses = [round(later - earlier, 6) for earlier, later in itertools.pairwise(tries)]
     assert pauses == [0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0]

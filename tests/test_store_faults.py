@@ -18,6 +18,7 @@ import anyio.to_thread
 import pytest
 import trio.testing
 
+from tests._log_lines import LogLines
 from xtasks import Every, RunStatus, Scheduler, StoreError, Task
 from xtasks.events import RunChanged, TaskStateChanged
 from xtasks.stores.memory import MemoryStore
@@ -230,22 +231,6 @@ def _release(proc: subprocess.Popen[str]) -> None:
     proc.stdout.close()
 
 
-class _Lines(logging.Handler):
-    """Collects the messages of one logger."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.messages: list[str] = []
-        self.times: list[float] = []  # anyio time of each
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-        self.times.append(anyio.current_time())
-
-    def said(self, text: str) -> bool:
-        return any(text in message for message in self.messages)
-
-
 async def test_leases_that_cannot_be_renewed_are_said_once_then_renewed_again(
     tmp_path: Path,
 ) -> None:
@@ -259,7 +244,7 @@ async def test_leases_that_cannot_be_renewed_are_said_once_then_renewed_again(
         await gate.wait()
         return "done"
 
-    lines = _Lines()
+    lines = LogLines()
     logging.getLogger("xtasks").addHandler(lines)
     scheduler = Scheduler(f"sqlite:///{db}?busy_timeout=0.05&lease_ttl=1.5", plugins=False)
     scheduler.add(Task("held", held))
@@ -304,7 +289,7 @@ async def test_a_lease_outage_is_said_once_when_it_starts_and_once_when_it_ends(
     """The operator's log: one warning at the first failed heartbeat (not the second),
     none for the failures after it, one when it works again; none before any outage."""
     store = _ReapsFailing()
-    lines = _Lines()
+    lines = LogLines()
     logging.getLogger("xtasks").addHandler(lines)
     try:
         async with Scheduler(store, plugins=False):
@@ -463,7 +448,7 @@ async def test_a_stop_tries_a_failing_store_for_a_second_then_says_what_is_lost(
     async def job() -> None:
         ran.set()
 
-    lines = _Lines()
+    lines = LogLines()
     logging.getLogger("xtasks").addHandler(lines)
     scheduler = Scheduler(store, plugins=False, shutdown_grace=0.1)
     scheduler.add(Task("job", job))
