@@ -217,14 +217,55 @@ def test_a_long_string_keeps_its_start_within_the_bound(value: str) -> None:
     kept = stored.rsplit(" [... ", 1)[0]
     assert value.startswith(kept) and len(kept) > 1000
     assert stored.endswith(f"[... {len(value) - len(kept):,} characters cut]")
+    # as much as the bound holds: one character more would not fit
+    more = value[: len(kept) + 1]
+    assert len(json.dumps(f"{more} [... {len(value) - len(more):,} characters cut]")) > (
+        MAX_RESULT_CHARS
+    )
+
+
+class _Hostile(str):
+    """A string whose own methods raise: only its characters can be read."""
+
+    def __getitem__(self, key: object) -> str:
+        raise RuntimeError("no slicing")
+
+    def __len__(self) -> int:
+        raise RuntimeError("no len")
+
+    def __str__(self) -> str:
+        raise RuntimeError("no str")
+
+
+class _ReprIsHostile:
+    def __repr__(self) -> str:
+        return _Hostile("r" * 100_000)
+
+
+@pytest.mark.parametrize("value", [_Hostile("s" * 100_000), _ReprIsHostile()], ids=type)
+def test_a_long_str_subclass_is_cut_as_its_plain_text(value: object) -> None:
+    """A string subclass, returned or returned by ``repr()``, is cut as the characters it
+    holds, whatever its own methods do."""
+    text = dump_result(value) or ""
+    assert len(text) <= MAX_RESULT_CHARS
+    stored = json.loads(text)
+    letter = "s" if isinstance(value, str) else "r"
+    assert stored.startswith(letter * 1000) and stored.endswith(" characters cut]")
+    kept = stored.rsplit(" [... ", 1)[0]
+    assert kept == letter * len(kept)
+    assert stored.endswith(f" [... {100_000 - len(kept):,} characters cut]")
 
 
 def test_a_large_structure_is_stored_as_a_string_holding_the_start_of_its_json() -> None:
     text = dump_result(list(range(1_000_000))) or ""
     assert len(text) <= MAX_RESULT_CHARS
     stored = json.loads(text)
-    size = len(json.dumps(list(range(1_000_000))))
-    assert stored.startswith(f"<result of {size:,} characters of JSON, cut: [0, 1, 2, 3,")
+    whole = json.dumps(list(range(1_000_000)))
+    head = f"<result of {len(whole):,} characters of JSON, cut: "
+    assert stored.startswith(head + "[0, 1, 2, 3,") and stored.endswith(">")
+    kept = stored[len(head) : -1]
+    assert whole.startswith(kept)
+    assert len(json.dumps(f"{head}{whole[: len(kept) + 1]}>")) > MAX_RESULT_CHARS  # all it holds
 
 
 def test_ordinary_results_are_unchanged() -> None:

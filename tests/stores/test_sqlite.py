@@ -23,6 +23,7 @@ from xtasks import AuditRecord, RunRecord, RunStatus, StoreError
 from xtasks._errors import ConfigError
 from xtasks._runs import ErrorInfo, RunCause, TaskRecord, TaskState
 from xtasks.stores import _sql, open_store
+from xtasks.stores import sqlite as sqlite_module
 from xtasks.stores.sqlite import SQLiteStore
 
 if TYPE_CHECKING:
@@ -323,6 +324,110 @@ async def test_a_new_file_switches_to_wal_once_a_writer_lets_go_within_busy_time
         assert check.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+class VirtualTime:
+    """The ``time`` the SQLite store module reads, in virtual seconds: ``sleep`` moves
+    ``monotonic`` on at once and is noted, so a pause is asserted exactly, not by a wall
+    clock. ``time()`` is Unix time, moved by hand. A loop that never pauses fails."""
+
+    def __init__(self, unix: float) -> None:
+        self.now = 0.0
+        self.unix = unix
+        self.slept: list[float] = []
+        self._reads = 0
+
+    def monotonic(self) -> float:
+        self._reads += 1
+        assert self._reads < 10_000, "read the clock 10,000 times without pausing"
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            self._reads = 0
+        self.slept.append(seconds)
+        self.now += seconds
+
+    def time(self) -> float:
+        return self.unix
+
+
+@pytest.fixture
+def virtual_time(monkeypatch: pytest.MonkeyPatch) -> VirtualTime:
+    clock = VirtualTime(time.time())
+    monkeypatch.setattr(sqlite_module, "time", clock)
+    return clock
+
+
+async def test_a_new_file_locked_by_another_writer_is_retried_with_growing_pauses(
+    db: Path, virtual_time: VirtualTime
+) -> None:
+    """Switching a new file to WAL while another connection writes it answers "locked" at
+    once: the store tries again after 1 ms, doubling to at most 50 ms, as long as the next
+    pause ends within busy_timeout (0.3 s here), then fails naming the lock."""
+    sqlite3.connect(db).close()  # created in rollback mode, as a racing opener may find it
+    writer, _ = _hold_lock(db, write=True)
+    try:
+        with pytest.raises(StoreError, match="locked"):
+            await SQLiteStore(db, busy_timeout=0.3).open()
+    finally:
+        writer.close()
+    assert virtual_time.slept == pytest.approx(
+        [0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.05, 0.05, 0.05, 0.05]
+    )
+    assert sum(virtual_time.slept) + 0.05 > 0.3  # one more pause would end past it
+
+
+async def test_retention_runs_after_1000_writes_or_a_minute(
+    db: Path, virtual_time: VirtualTime
+) -> None:
+    """Retention is off the hot path: it runs by itself once ``prune_every`` (1,000) writes
+    went by since it last ran, each run, task state and audit record counting one, or
+    at the first write ``prune_interval`` (60 s) after it last ran."""
+
+    async def runs_left() -> int:
+        return len(await store.list_runs(limit=2000))
+
+    audit = AuditRecord(at=T0, actor="ops", action="pause", task="t", outcome="ok")
+    later = iter(range(1, 10_000))
+
+    def runs(count: int) -> list[RunRecord]:
+        return [
+            run(f"r{next(later)}", scheduled_at=T0 + timedelta(seconds=i)) for i in range(count)
+        ]
+
+    async with opened(db, max_runs_per_task=1) as store:
+        assert (store.prune_every, store.prune_interval) == (1000, 60.0)
+        await store.save_runs(runs(500))
+        virtual_time.now = 59.999
+        await store.save_runs(runs(1))
+        assert await runs_left() == 501  # not yet a minute since it opened
+        virtual_time.now = 60.0
+        await store.save_runs(runs(1))
+        assert await runs_left() == 1  # a minute: retention ran
+        await store.save_runs(runs(997))
+        await store.change_task_state("t", TaskRecord(state=TaskState.PAUSED))
+        await store.add_audit(audit)
+        assert await runs_left() == 998  # 999 writes since
+        await store.save_runs(runs(1))
+        assert await runs_left() == 1  # the 1,000th
+
+
+async def test_claims_are_kept_a_day_after_their_fire(db: Path, virtual_time: VirtualTime) -> None:
+    """Retention forgets a claim once its fire is more than a day (86,400 s) old, by the
+    wall clock: a day and half a second ago is forgotten, a day less half a second kept."""
+    now = virtual_time.unix
+    day = 86_400
+    old = datetime.fromtimestamp(now - day - 0.5, UTC)
+    recent = datetime.fromtimestamp(now - day + 0.5, UTC)
+    async with opened(db) as store:
+        assert await store.claim_fire("old", old, "a")
+        assert await store.claim_fire("recent", recent, "a")
+        await store.prune()
+        assert not await store.claim_fire("recent", recent, "b")  # still claimed
+    with sqlite3.connect(db) as conn:
+        left = conn.execute("SELECT task FROM claims").fetchall()
+    assert left == [("recent",)]
+
+
 async def test_close_is_idempotent_and_calls_after_close_fail(db: Path) -> None:
     store = SQLiteStore(db)
     with pytest.raises(StoreError, match="not open"):
@@ -474,7 +579,8 @@ _CLAIMER = textwrap.dedent(
     import json, sys
     from datetime import datetime, timedelta, timezone
     import anyio
-    from xtasks.stores.sqlite import SQLiteStore
+    from xtasks.stores import sqlite as sqlite_module
+from xtasks.stores.sqlite import SQLiteStore
 
     async def main():
         store = SQLiteStore(sys.argv[1])
@@ -518,7 +624,8 @@ _WRITER = textwrap.dedent(
     from xtasks._runs import RunCause
 
     async def main():
-        from xtasks.stores.sqlite import SQLiteStore
+        from xtasks.stores import sqlite as sqlite_module
+from xtasks.stores.sqlite import SQLiteStore
         store = SQLiteStore(sys.argv[1])
         await store.open()
         t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)

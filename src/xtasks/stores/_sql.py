@@ -371,14 +371,18 @@ def _repr_of(result: Any) -> str:
 
 
 def _fitted(frame: Callable[[str], str], text: str) -> str:
-    """The JSON string of ``frame(start)`` for the longest start of ``text`` that keeps
-    it within :data:`MAX_RESULT_CHARS` (JSON escapes make it longer than the text)."""
-    keep = MAX_RESULT_CHARS - 100
-    while True:
-        encoded = json.dumps(frame(text[:keep]))
-        if len(encoded) <= MAX_RESULT_CHARS or keep == 0:
-            return encoded
-        keep = max(keep * MAX_RESULT_CHARS // len(encoded) - 100, 0)
+    """The JSON string of ``frame(start)`` for a start of ``text`` that fits within
+    :data:`MAX_RESULT_CHARS` when one character more would not: as much of the value as
+    the bound holds. A bisection, since JSON escapes make each character 1 to 6 long;
+    never past the bound's length, as a start that long cannot fit."""
+    fits, too_long = 0, min(len(text), MAX_RESULT_CHARS)  # frame(text[:too_long]) > bound
+    while too_long - fits > 1:
+        middle = (fits + too_long) // 2
+        if len(json.dumps(frame(text[:middle]))) <= MAX_RESULT_CHARS:
+            fits = middle
+        else:
+            too_long = middle
+    return json.dumps(frame(text[:fits]))
 
 
 def encode_attempts(attempts: Sequence[AttemptRecord]) -> str:
