@@ -1703,6 +1703,19 @@ def test_one_failing_alert_per_streak_and_one_recovered_after_it(
     assert [(a.kind, a.consecutive_failures) for _, a in sim.alerts] == expected_alerts(
         finals, alert_after, alert_on_failure
     )
+    # what the task's state last saved says, which is what a restart reads back
+    streak = 0
+    for status in finals:
+        if status is RunStatus.FAILED:
+            streak += 1
+        elif status is RunStatus.SUCCEEDED:
+            streak = 0
+    saved = [save.record for _, save in sim.saves if save.task == "a"]
+    last = saved[-1] if saved else TaskRecord()
+    assert (last.consecutive_failures, last.alerting) == (
+        streak,
+        alert_on_failure and streak >= alert_after,
+    )
 
 
 def expected_alerts(
