@@ -15,9 +15,11 @@ when it gets rare. A failure prints its scenario (``note``) and every draw.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import os
 import re
+import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -1710,8 +1712,10 @@ def test_one_failing_alert_per_streak_and_one_recovered_after_it(
             streak += 1
         elif status is RunStatus.SUCCEEDED:
             streak = 0
-    saved = [save.record for _, save in sim.saves if save.task == "a"]
-    last = saved[-1] if saved else TaskRecord()
+    saves = [save for _, save in sim.saves if save.task == "a"]
+    # progress, not a change of state another replica must apply (nothing paused here)
+    assert not [save for save in saves if save.state_changed or save.from_store]
+    last = saves[-1].record if saves else TaskRecord()
     assert (last.consecutive_failures, last.alerting) == (
         streak,
         alert_on_failure and streak >= alert_after,
@@ -1970,6 +1974,48 @@ class CatchUpReplaysInOrder(Observer):
             started = self.started[record.task]
             assert not started or started[-1] < record.scheduled_at, "replays out of order"
             started.append(record.scheduled_at)
+
+
+def test_held_replays_skipped_as_they_open_are_released_in_a_loop_not_by_recursion() -> None:
+    """Sixty catch-up replays held behind a long run, whose upstream is paused by the time
+    that run ends: each is skipped as it opens and lets the next go, within a few frames
+    of stack however many there are (not one nested call per replay)."""
+    lagged: list[datetime] = []
+    long_runs: list[str] = []
+
+    def lag(when: datetime) -> float:  # the event loop blocked once, for 300 s
+        if when >= T0 + secs(6) and not lagged:
+            lagged.append(when)
+            return 300.0
+        return 0.0
+
+    def outcome(run: Run, now: datetime) -> Outcome:
+        if run.entry.task.name == "down" and not long_runs:  # the first: 1000 s
+            long_runs.append(run.id)
+            return Outcome(1000, "ok")
+        return Outcome(1, "ok")
+
+    sim = Sim(outcome=outcome, observers=all_checks(), wake_lag=lag)
+    down = make_task(
+        "down",
+        trigger=Every(seconds=5, start=T0),
+        depends_on=["up"],
+        catch_up="all",
+        overlap="queue",
+    )
+    sim.add(make_task("up"), down)
+    sim.run_for(400)
+    sim.pause("up")
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(len(inspect.stack()) + 100)  # 4 frames a replay would not fit
+    try:
+        sim.run_for(1000)
+    finally:
+        sys.setrecursionlimit(limit)
+    sim.close()
+    replays = [v.last for v in sim.runs_of("down") if v.last.cause is RunCause.CATCH_UP]
+    assert len(replays) == 61  # the fires of the 300 s the loop was blocked, and its end
+    assert {(r.status, r.reason) for r in replays} == {(RunStatus.SKIPPED, "upstream_paused: up")}
 
 
 @MEDIUM
