@@ -2506,6 +2506,34 @@ def test_a_dependency_without_dependencies_of_its_own_is_known_and_fires_first()
     assert claims == ["fetch", "b", "a", "c"]  # by depth, then as armed (registration order)
 
 
+def test_same_time_fires_go_upstream_first_as_tasks_come_and_go() -> None:
+    """The depth that orders same-time fires follows the graph: a task added after the
+    tasks that depend on it deepens them, and a task removed and added again with other
+    dependencies gets its new depth (the order of the claims shows both)."""
+    every = Every(seconds=10, start=T0)
+
+    def claims(planner: Planner) -> list[str]:
+        planner.validate()
+        planner.start(T0)
+        planner.advance(T0 + secs(10))
+        return [d.task for d in planner.drain(T0 + secs(10)) if isinstance(d, ClaimFire)]
+
+    later = Planner()  # c and b armed before what they depend on was added
+    later.add_task(make_task("c", trigger=every, depends_on="b"), T0)
+    later.add_task(make_task("b", trigger=every, depends_on="a"), T0)
+    later.add_task(make_task("a", trigger=every), T0)
+    assert claims(later) == ["a", "b", "c"]
+
+    again = Planner()  # a, at depth 2, removed and added again at depth 1
+    again.add_task(make_task("p", trigger=every), T0)
+    again.add_task(make_task("q", trigger=every, depends_on="p"), T0)
+    again.add_task(make_task("a", trigger=every, depends_on="q"), T0)
+    again.remove_task("a", T0)
+    again.add_task(make_task("r", trigger=every, depends_on="q"), T0)
+    again.add_task(make_task("a", trigger=every, depends_on="p"), T0)
+    assert claims(again) == ["p", "q", "a", "r"]
+
+
 def test_tasks_is_a_live_read_only_mapping() -> None:
     planner = Planner()
     view = planner.tasks
