@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import logging
 import os
 import re
 import sys
@@ -2464,6 +2465,20 @@ def test_cycles_are_refused_with_their_path_and_order_does_not_matter(
         planner.add_task(tasks[held_back], T0)
 
 
+def test_a_cycle_behind_a_task_reached_twice_is_refused() -> None:
+    """The walk for a cycle meets ``z`` twice (through ``y``, then through ``x``) before the
+    path back to ``a``: it goes on past a task it has seen instead of stopping there."""
+    planner = Planner()
+    planner.add_task(make_task("c", depends_on="a"), T0)
+    planner.add_task(make_task("x", depends_on=["c", "z"]), T0)
+    planner.add_task(make_task("y", depends_on="z"), T0)
+    planner.add_task(make_task("z"), T0)
+    with pytest.raises(DependencyCycleError) as cycle:
+        planner.add_task(make_task("a", depends_on=["x", "y"]), T0)
+    assert cycle.value.path == ["a", "x", "c", "a"]
+    assert "a" not in planner.tasks
+
+
 def reaching(deps: dict[int, list[int]], target: int) -> set[int]:
     """Nodes whose dependencies lead (transitively) to ``target``."""
     found: set[int] = set()
@@ -2504,6 +2519,58 @@ def test_a_dependency_without_dependencies_of_its_own_is_known_and_fires_first()
     planner.advance(T0 + secs(10))
     claims = [d.task for d in planner.drain(T0 + secs(10)) if isinstance(d, ClaimFire)]
     assert claims == ["fetch", "b", "a", "c"]  # by depth, then as armed (registration order)
+
+
+def test_the_catch_up_boundaries_readme_states(caplog: pytest.LogCaptureFixture) -> None:
+    """README's catch-up table, at its edges: ``all`` replays the oldest 100 and one
+    ``missed`` record (and one warning) counts the rest; a ``Cron``'s count is exact up to
+    101 fires, then a lower bound; ``skip`` runs a fire late by exactly ``misfire_grace``;
+    and a timer handled a microsecond before a fire leaves that fire for later."""
+    from xtasks._catch_up import due_claims
+
+    every = Every(seconds=10, start=T0)
+    minutely = Cron("* * * * *")
+
+    def due(task: Task, trigger: Trigger, fires: int, step: float = 10) -> list[ClaimFire]:
+        first = T0 + secs(step)
+        return due_claims(task, trigger, first, first + secs(step * (fires - 1)))[0]
+
+    def shape(claims: list[ClaimFire]) -> list[tuple[RunCause, int, bool]]:
+        return [(c.kind, c.missed, c.missed_more) for c in claims]
+
+    replay_all = make_task("all", catch_up="all")
+    with caplog.at_level(logging.WARNING, "xtasks"):
+        claims = due(replay_all, every, 100)
+        assert shape(claims) == [(RunCause.CATCH_UP, 0, False)] * 100 and not caplog.records
+        claims = due(replay_all, every, 150)
+    assert shape(claims) == [(RunCause.SCHEDULE, 50, False)] + [(RunCause.CATCH_UP, 0, False)] * 100
+    assert (claims[0].fire_time, claims[0].missed_until) == (T0 + secs(1010), T0 + secs(1500))
+    assert [r.getMessage() for r in caplog.records] == [
+        "task 'all' missed more than 100 fires; replaying 100, recording the rest missed"
+    ]
+
+    once = make_task("once")
+    assert shape(due(once, minutely, 101, 60))[0] == (RunCause.SCHEDULE, 100, False)
+    claims = due(once, minutely, 102, 60)
+    assert shape(claims)[0] == (RunCause.SCHEDULE, 100, True)  # "100+" missed
+    assert (claims[0].fire_time, claims[0].missed_until) == (T0 + secs(60), T0 + secs(60 * 101))
+
+    skip = make_task("skip", catch_up="skip", misfire_grace=5)
+    first = T0 + secs(10)
+    on_the_edge = due_claims(skip, every, first, first + secs(20 + 5))[0]
+    assert shape(on_the_edge) == [(RunCause.SCHEDULE, 2, False), (RunCause.CATCH_UP, 0, False)]
+    past = due_claims(skip, every, first, first + secs(20 + 5) + timedelta(microseconds=1))[0]
+    assert shape(past) == [(RunCause.SCHEDULE, 3, False)]
+
+    before_a_fire = timedelta(microseconds=-1)
+    for trigger, step in ((every, 10), (minutely, 60)):
+        first = T0 + secs(step)
+        claims, after = due_claims(once, trigger, first, first + secs(2 * step) + before_a_fire)
+        assert [(c.fire_time, c.kind) for c in claims] == [
+            (first, RunCause.SCHEDULE),
+            (first + secs(step), RunCause.CATCH_UP),
+        ]
+        assert after == first + secs(2 * step)  # the fire a microsecond away: still to come
 
 
 def test_same_time_fires_go_upstream_first_as_tasks_come_and_go() -> None:

@@ -95,7 +95,7 @@ class DependencyGraph:
         needs a registered task depending on it; then a walk from its dependencies
         suffices (no recursion).
         """
-        if not self._dependents.get(name) and name not in deps:
+        if not self._dependents.get(name):  # a Task never depends on itself (refused)
             return  # nothing registered depends on it: no path can lead back to it
         parent: dict[str, str] = {}
         stack = [(name, dep) for dep in deps]
