@@ -2465,6 +2465,29 @@ def test_cycles_are_refused_with_their_path_and_order_does_not_matter(
         planner.add_task(tasks[held_back], T0)
 
 
+def test_runs_that_end_before_they_were_ready_leave_the_ready_count_alone() -> None:
+    """``ready_count`` (what ``stats().queued`` shows) counts runs waiting for a slot: a
+    run skipped as it opens, or cancelled while it waits for its upstream, never was."""
+    planner = Planner(max_concurrency=1)
+    planner.add_task(make_task("up"), T0)
+    planner.add_task(make_task("down", depends_on="up"), T0)
+    planner.add_task(make_task("other"), T0)
+    planner.start(T0)
+    planner.drain(T0)
+    planner.pause("up", T0)
+    planner.request("down", T0)  # skipped: its upstream is paused
+    planner.drain(T0)
+    assert planner.ready_count == 0
+    planner.resume("up", T0)
+    planner.request("other", T0)  # takes the one slot
+    planner.request("down", T0)  # pulls a run of up, which waits for the slot
+    planner.drain(T0)
+    assert planner.ready_count == 1  # up's run; down waits on it, not for a slot
+    planner.cancel("down", T0)
+    planner.drain(T0)
+    assert planner.ready_count == 1
+
+
 def test_a_cycle_behind_a_task_reached_twice_is_refused() -> None:
     """The walk for a cycle meets ``z`` twice (through ``y``, then through ``x``) before the
     path back to ``a``: it goes on past a task it has seen instead of stopping there."""
