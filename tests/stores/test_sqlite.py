@@ -579,8 +579,7 @@ _CLAIMER = textwrap.dedent(
     import json, sys
     from datetime import datetime, timedelta, timezone
     import anyio
-    from xtasks.stores import sqlite as sqlite_module
-from xtasks.stores.sqlite import SQLiteStore
+    from xtasks.stores.sqlite import SQLiteStore
 
     async def main():
         store = SQLiteStore(sys.argv[1])
@@ -624,8 +623,7 @@ _WRITER = textwrap.dedent(
     from xtasks._runs import RunCause
 
     async def main():
-        from xtasks.stores import sqlite as sqlite_module
-from xtasks.stores.sqlite import SQLiteStore
+        from xtasks.stores.sqlite import SQLiteStore
         store = SQLiteStore(sys.argv[1])
         await store.open()
         t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
