@@ -410,11 +410,9 @@ def encode_attempts(attempts: Sequence[AttemptRecord]) -> str:
     )
 
 
-def decode_attempts(text: str | None) -> tuple[AttemptRecord, ...]:
-    """The attempts :func:`encode_attempts` stored; NULL (none, or a row written before
-    the column existed) is the empty tuple."""
-    if not text:
-        return ()
+def decode_attempts(text: str) -> tuple[AttemptRecord, ...]:
+    """The attempts :func:`encode_attempts` stored. NULL (none, or a row written before
+    the column existed) never comes here: the run codec reads it as the empty tuple."""
     return tuple(
         AttemptRecord(
             number=item["number"],
