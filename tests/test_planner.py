@@ -1978,9 +1978,9 @@ class CatchUpReplaysInOrder(Observer):
 
 
 def test_held_replays_skipped_as_they_open_are_released_in_a_loop_not_by_recursion() -> None:
-    """Sixty catch-up replays held behind a long run, whose upstream is paused by the time
-    that run ends: each is skipped as it opens and lets the next go, within a few frames
-    of stack however many there are (not one nested call per replay)."""
+    """Sixty-one catch-up replays held behind a long run, whose upstream is paused by the
+    time that run ends: each is skipped as it opens and lets the next go, within a few
+    frames of stack however many there are (not one nested call per replay)."""
     lagged: list[datetime] = []
     long_runs: list[str] = []
 
