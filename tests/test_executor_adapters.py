@@ -364,11 +364,17 @@ async def test_shutdown_names_the_runs_past_its_grace_and_does_not_wait_for_a_st
         f"shutdown grace (0.1 s) is over; cancelling 1 run(s) still going: {where}",
         abandoned,
     ]
-    # Released by then, the run ended in time to be stored, cancelled by the shutdown.
+    # Released by that warning, the run ends while the recorder writes its last records,
+    # or after it stopped (shutdown said it would not wait; the loop's order decides): it
+    # is stored cancelled by the shutdown, or left running for the next start to reap as
+    # lost once its lease runs out. Never anything else, and never gone.
     await scheduler.store.open()  # closed by the scheduler's exit; the data stays
     stored = await scheduler.store.get_run(handle.id)
     assert stored is not None
-    assert (stored.status, stored.reason) == (RunStatus.CANCELLED, "shutdown")
+    assert (stored.status, stored.reason) in {
+        (RunStatus.CANCELLED, "shutdown"),
+        (RunStatus.RUNNING, None),
+    }
 
 
 @pytest.mark.anyio
