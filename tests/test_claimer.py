@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 
 import anyio
 import pytest
-import trio.testing
 
 from tests._log_lines import LogLines
+from tests._virtual_time import in_virtual_time
 from xtasks import RunCause, RunRecord, RunStatus, StoreError
 from xtasks._claimer import Claimer
 from xtasks._decisions import ClaimFire
@@ -54,9 +54,7 @@ class TimedClaims(DelegatingStore[FaultyStore]):
         return outcomes
 
 
-@pytest.mark.parametrize(
-    "anyio_backend", [("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})]
-)
+@in_virtual_time()
 async def test_failing_claims_are_tried_again_after_pauses_doubling_up_to_ten_seconds(
     anyio_backend: object,
 ) -> None:
@@ -111,9 +109,7 @@ async def test_failing_claims_are_tried_again_after_pauses_doubling_up_to_ten_se
     assert tock.missed_because == "not claimed: the store failed: locked"
 
 
-@pytest.mark.parametrize(
-    "anyio_backend", [("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})]
-)
+@in_virtual_time()
 async def test_no_fire_is_claimed_while_ten_thousand_records_wait_to_be_written(
     anyio_backend: object,
 ) -> None:
@@ -159,9 +155,7 @@ def run_record(run_id: str) -> RunRecord:
     )
 
 
-@pytest.mark.parametrize(
-    "anyio_backend", [("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})]
-)
+@in_virtual_time()
 async def test_a_fire_another_replica_claimed_is_not_handed_on_and_is_logged(
     anyio_backend: object,
 ) -> None:

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
-import trio.testing
 
 from tests._log_lines import LogLines
+from tests._virtual_time import in_virtual_time
 from xtasks import Attempt, ConfigError, ErrorInfo, RunStatus, Scheduler, Task
 from xtasks._seed import task_from_seed
 from xtasks.abc import Executor, with_worker_traceback
@@ -378,9 +378,7 @@ async def test_shutdown_names_the_runs_past_its_grace_and_does_not_wait_for_a_st
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize(
-    "anyio_backend", [("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})]
-)
+@in_virtual_time()
 async def test_shutdown_waits_its_grace_then_one_second_for_cancelled_runs_to_stop(
     anyio_backend: object,
 ) -> None:

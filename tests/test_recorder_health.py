@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 
 import anyio
 import pytest
-import trio.testing
 
 from tests._log_lines import LogLines
+from tests._virtual_time import in_virtual_time
 from xtasks import RunCause, RunRecord, RunStatus, TaskState
 from xtasks._decisions import SaveTask
 from xtasks._recorder import Recorder, StoreHealth
@@ -172,9 +172,7 @@ async def test_a_stop_keeps_retrying_a_failing_store_within_its_grace(setup: Set
     assert recorder.health.write_failures == 2
 
 
-@pytest.mark.parametrize(
-    "anyio_backend", [("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})]
-)
+@in_virtual_time()
 async def test_a_failing_write_is_tried_again_after_a_pause_doubling_up_to_five_seconds(
     setup: Setup,
 ) -> None:

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 import anyio
 import pytest
-import trio.testing
 
+from tests._virtual_time import in_virtual_time
 from xtasks import (
     Cron,
     Every,
@@ -838,9 +838,7 @@ async def test_bodies_that_never_await_do_not_hold_the_loop_between_runs() -> No
     assert seen[-1] > seen[0]  # the observer ran between the runs
 
 
-@pytest.mark.parametrize(
-    "anyio_backend", [("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})]
-)
+@in_virtual_time()
 async def test_shutdown_returns_once_the_last_run_ended_not_after_the_whole_grace(
     anyio_backend: object,
 ) -> None:

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.to_thread
 import pytest
-import trio.testing
 
 from tests._log_lines import LogLines
+from tests._virtual_time import in_virtual_time
 from xtasks import Every, RunStatus, Scheduler, StoreError, Task
 from xtasks.events import RunChanged, TaskStateChanged
 from xtasks.stores.memory import MemoryStore
@@ -434,9 +434,7 @@ async def test_a_database_file_deleted_while_running_is_said_not_silently_lost(
     assert "deleted or replaced" in logged and "could not be stored" in logged
 
 
-@pytest.mark.parametrize(
-    "anyio_backend", [("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})]
-)
+@in_virtual_time()
 async def test_a_stop_tries_a_failing_store_for_a_second_then_says_what_is_lost(
     anyio_backend: object,
 ) -> None:
